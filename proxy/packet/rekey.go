@@ -1,0 +1,216 @@
+package packet
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+)
+
+// VendorMicrosoft is the IANA enterprise number of Microsoft (RFC 2548).
+const VendorMicrosoft = 311
+
+// Microsoft vendor attributes whose values are encrypted with the shared secret (RFC 2548).
+const (
+	msCHAPMPPEKeys = 12 // §2.4.1, User-Password style over the Request Authenticator
+	msMPPESendKey  = 16 // §2.4.2, salt encrypted
+	msMPPERecvKey  = 17 // §2.4.3, salt encrypted
+)
+
+// ErrProxyState is returned by ForwardResponse when the reply lacks the Proxy-State mxedge added.
+var ErrProxyState = errors.New("packet: reply does not echo our Proxy-State")
+
+// Rekey carries what a secret-dependent attribute needs to move between two hops.
+type Rekey struct {
+	FromSecret, FromAuth []byte // secret and request authenticator the value is encrypted with now
+	ToSecret, ToAuth     []byte // secret and request authenticator to encrypt it with
+	Salt                 uint16 // per-packet salt seed; each salted attribute gets the next value
+	scratch              []byte
+}
+
+func (k *Rekey) nextSalt() [2]byte {
+	k.Salt++
+	return [2]byte{byte(k.Salt>>8) | 0x80, byte(k.Salt)}
+}
+
+// password re-hides a User-Password style value.
+func (k *Rekey) password(dst, v []byte) ([]byte, error) {
+	plain, err := DecryptUserPassword(k.scratch[:0], v, k.FromSecret, k.FromAuth)
+	if err != nil {
+		return nil, err
+	}
+	k.scratch = plain
+	return EncryptUserPassword(dst, plain, k.ToSecret, k.ToAuth), nil
+}
+
+// salted re-encrypts a Salt||ciphertext value.
+func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
+	plain, err := DecryptSalted(k.scratch[:0], v, k.FromSecret, k.FromAuth)
+	if err != nil {
+		return nil, err
+	}
+	k.scratch = plain
+	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, k.ToAuth), nil
+}
+
+// appendAttr copies attribute (typ, v) into dst, re-encrypting it if its value depends on the
+// secret. Every other attribute is copied byte for byte.
+func (k *Rekey) appendAttr(dst []byte, typ uint8, v []byte) ([]byte, error) {
+	switch typ {
+	case AttrUserPassword:
+		start := len(dst)
+		dst = append(dst, typ, 0)
+		dst, err := k.password(dst, v)
+		if err != nil {
+			return nil, err
+		}
+		dst[start+1] = byte(len(dst) - start)
+		return dst, nil
+	case AttrTunnelPassword:
+		// RFC 2868 §3.5: Tag, then Salt || String.
+		if len(v) < 1 {
+			return nil, ErrSaltedLength
+		}
+		start := len(dst)
+		dst = append(dst, typ, 0, v[0])
+		dst, err := k.salted(dst, v[1:])
+		if err != nil {
+			return nil, err
+		}
+		if len(dst)-start > 255 {
+			return nil, ErrAttrTooLong
+		}
+		dst[start+1] = byte(len(dst) - start)
+		return dst, nil
+	case AttrVendorSpecific:
+		if len(v) >= 4 && binary.BigEndian.Uint32(v) == VendorMicrosoft && SplitVSA(v, nil) {
+			return k.appendMicrosoft(dst, v)
+		}
+	}
+	dst = append(dst, typ, byte(2+len(v)))
+	return append(dst, v...), nil
+}
+
+func (k *Rekey) appendMicrosoft(dst, v []byte) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, AttrVendorSpecific, 0)
+	dst = append(dst, v[:4]...)
+	var err error
+	SplitVSA(v, func(s VSA) {
+		if err != nil {
+			return
+		}
+		sub := len(dst)
+		dst = append(dst, s.Type, 0)
+		switch s.Type {
+		case msMPPESendKey, msMPPERecvKey:
+			dst, err = k.salted(dst, s.Value)
+		case msCHAPMPPEKeys:
+			dst, err = k.password(dst, s.Value)
+		default:
+			dst = append(dst, s.Value...)
+		}
+		if err == nil {
+			dst[sub+1] = byte(len(dst) - sub)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(dst)-start > 255 {
+		return nil, ErrAttrTooLong
+	}
+	dst[start+1] = byte(len(dst) - start)
+	return dst, nil
+}
+
+// ForwardRequest writes into dst the copy of req that goes to the next hop: identifier id, a new
+// authenticator (auth, used for Access-Request and Status-Server; others get the RFC 2866 digest),
+// Message-Authenticator first (recomputed), every secret-dependent attribute re-encrypted from the
+// NAS secret to the upstream secret, every other attribute (EAP-Message, VSAs, the NAS's own
+// Proxy-State) byte for byte, and proxyState appended as our own Proxy-State (RFC 2865 §5.33).
+func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, proxyState []byte) (Packet, error) {
+	code := req.Code()
+	if requestAuthZeroed(code) {
+		auth = nil
+	}
+	b := New(dst, code, id, auth)
+	b.AddMA()
+	out := b.b
+	k.FromAuth = req.Authenticator()
+	k.ToAuth = auth
+	if k.ToAuth == nil {
+		// Accounting-style requests carry no encrypted attributes that use the authenticator;
+		// RFC 2868 Tunnel-Password in them uses the zero vector.
+		k.ToAuth = make([]byte, AuthLen)
+	}
+	var err error
+	for it := req.Attrs(); ; {
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if typ == AttrMessageAuthenticator {
+			continue
+		}
+		if out, err = k.appendAttr(out, typ, v); err != nil {
+			return nil, err
+		}
+	}
+	if proxyState != nil {
+		out = append(out, AttrProxyState, byte(2+len(proxyState)))
+		out = append(out, proxyState...)
+	}
+	if len(out) > MaxLen {
+		return nil, ErrAttrTooLong
+	}
+	Sign(out, k.ToSecret, nil)
+	return Packet(out), nil
+}
+
+// ForwardResponse writes into dst the response for the NAS built from an upstream reply: the NAS's
+// identifier, Message-Authenticator first, our Proxy-State removed (the NAS's own ones kept, in
+// order), secret-dependent attributes re-encrypted from the upstream secret/authenticator to the
+// NAS's, and the Response Authenticator computed over the NAS request's authenticator.
+// The caller has already checked the reply's authenticator.
+func ForwardResponse(dst []byte, resp Packet, k *Rekey, nasReq Packet, proxyState []byte) (Packet, error) {
+	b := New(dst, resp.Code(), nasReq.ID(), nil)
+	b.AddMA()
+	out := b.b
+	k.ToAuth = nasReq.Authenticator()
+	// Remove the last Proxy-State equal to ours: a proxy appends, so ours is the last one added.
+	ourOff := -1
+	if proxyState != nil {
+		for it := resp.Attrs(); ; {
+			off := it.Offset()
+			typ, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if typ == AttrProxyState && bytes.Equal(v, proxyState) {
+				ourOff = off
+			}
+		}
+	}
+	var err error
+	for it := resp.Attrs(); ; {
+		off := it.Offset()
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if typ == AttrMessageAuthenticator || off == ourOff {
+			continue
+		}
+		if out, err = k.appendAttr(out, typ, v); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) > MaxLen {
+		return nil, ErrAttrTooLong
+	}
+	Sign(out, k.ToSecret, k.ToAuth)
+	if proxyState != nil && ourOff < 0 {
+		return Packet(out), ErrProxyState
+	}
+	return Packet(out), nil
+}
