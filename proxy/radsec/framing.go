@@ -1,0 +1,143 @@
+// Package radsec owns RADIUS over TLS (RFC 6614): delimiting packets on the TLS stream, the client
+// connection that multiplexes many outstanding requests over one stream with a Status-Server
+// watchdog (RFC 5997), and the server-side loop for peers that speak RadSec to mxedge.
+//
+// It does not dial, choose upstreams or know about NAS clients; the proxy package does that.
+package radsec
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"mxedge/proxy/packet"
+)
+
+// DefaultSecret is the shared secret RFC 6614 §2.3 prescribes for RADIUS over TLS.
+const DefaultSecret = "radsec"
+
+// ErrFrame is returned when the stream carries something that is not a RADIUS packet. RFC 6614 §2.1
+// leaves no way to resynchronise, so the connection must be closed.
+var ErrFrame = errors.New("radsec: invalid frame")
+
+// ReadPacket reads one RADIUS packet from a TLS stream: packets are sent back to back, each delimited
+// by its own length field (RFC 6614 §2.1). The packet is returned in a new slice owned by the caller.
+func ReadPacket(r *bufio.Reader) (packet.Packet, error) {
+	hdr, err := r.Peek(4)
+	if err != nil {
+		if errors.Is(err, io.EOF) && r.Buffered() > 0 {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	n, err := packet.FrameLen(hdr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	p, err := packet.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFrame, err)
+	}
+	return p, nil
+}
+
+// frameWriter coalesces packets written by many goroutines into few TLS records: writers append to a
+// buffer and one flusher goroutine writes whatever has accumulated. Under load this turns hundreds of
+// packets into one write system call and one TLS record.
+type frameWriter struct {
+	nc       net.Conn
+	timeout  time.Duration // write deadline per flush; a blackholed peer that stops reading fails here
+	mu       sync.Mutex
+	buf      []byte
+	spare    []byte
+	err      error
+	signal   chan struct{}
+	shutdown chan struct{}
+	done     chan struct{}
+}
+
+func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+	return &frameWriter{
+		nc:       nc,
+		timeout:  timeout,
+		signal:   make(chan struct{}, 1),
+		shutdown: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// write queues p. It never blocks on the network.
+func (w *frameWriter) write(p []byte) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.buf = append(w.buf, p...)
+	w.mu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run flushes until stop is called or a write fails; the error is returned and also makes later
+// writes fail.
+func (w *frameWriter) run() error {
+	defer close(w.done)
+	for {
+		select {
+		case <-w.signal:
+		case <-w.shutdown:
+			w.flush() // best effort for what is queued
+			return nil
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *frameWriter) flush() error {
+	w.mu.Lock()
+	buf := w.buf
+	w.buf = w.spare[:0]
+	w.mu.Unlock()
+	if len(buf) == 0 {
+		w.spare = buf
+		return nil
+	}
+	if w.timeout > 0 {
+		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	_, err := w.nc.Write(buf)
+	w.spare = buf[:0]
+	if err != nil {
+		w.mu.Lock()
+		w.err = fmt.Errorf("radsec: write: %w", err)
+		w.mu.Unlock()
+		return w.err
+	}
+	return nil
+}
+
+func (w *frameWriter) stop() {
+	select {
+	case <-w.shutdown:
+	default:
+		close(w.shutdown)
+	}
+}

@@ -1,0 +1,151 @@
+// Package radsectest provides a minimal RadSec responder for tests and benchmarks, in the spirit of
+// net/http/httptest: it accepts mutually authenticated TLS, answers Access-Request with
+// Access-Accept (or Access-Reject for the user "reject"), Accounting-Request with
+// Accounting-Response and Status-Server with Access-Accept, echoing Proxy-State as RFC 2865 requires.
+// It can be told to blackhole (read but never answer) to simulate a WAN cut without RST.
+package radsectest
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
+)
+
+// Responder is a running RadSec responder.
+type Responder struct {
+	ln     net.Listener
+	secret []byte
+	// Reply, if set, adds attributes to each Access-Accept (after the echoed Proxy-State).
+	Reply func(b *packet.Builder, req packet.Packet)
+
+	blackhole atomic.Bool
+	delay     atomic.Int64
+	Requests  atomic.Uint64 // Access- and Accounting-Requests received
+	Probes    atomic.Uint64 // Status-Server received
+	Answered  atomic.Uint64 // Access- and Accounting-Requests answered
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// Start listens on 127.0.0.1:0 with cfg (server certificate, ClientCAs, RequireAndVerifyClientCert).
+func Start(cfg *tls.Config, secret string) (*Responder, error) {
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Responder{ln: ln, secret: []byte(secret), conns: map[net.Conn]bool{}, cancel: cancel}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.conns[nc] = true
+			r.mu.Unlock()
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				radsec.ServeConn(ctx, nc, 5*time.Second, r.handle)
+				r.mu.Lock()
+				delete(r.conns, nc)
+				r.mu.Unlock()
+			}()
+		}
+	}()
+	return r, nil
+}
+
+// Addr is the listening address.
+func (r *Responder) Addr() netip.AddrPort { return r.ln.Addr().(*net.TCPAddr).AddrPort() }
+
+// Blackhole makes the responder read requests but never answer (a dead WAN without RST), or answer again.
+func (r *Responder) Blackhole(on bool) { r.blackhole.Store(on) }
+
+// SetDelay delays every answer.
+func (r *Responder) SetDelay(d time.Duration) { r.delay.Store(int64(d)) }
+
+// CloseConns drops every established connection (an upstream restart).
+func (r *Responder) CloseConns() {
+	r.mu.Lock()
+	for c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+}
+
+// Close stops the responder and waits for its goroutines.
+func (r *Responder) Close() {
+	r.ln.Close()
+	r.cancel()
+	r.CloseConns()
+	r.wg.Wait()
+}
+
+func (r *Responder) handle(p packet.Packet, reply radsec.ReplyFunc) {
+	if p.Code() == packet.CodeStatusServer {
+		r.Probes.Add(1)
+	} else {
+		r.Requests.Add(1)
+	}
+	if r.blackhole.Load() {
+		return
+	}
+	if d := time.Duration(r.delay.Load()); d > 0 {
+		go func() {
+			time.Sleep(d)
+			r.answer(p, reply)
+		}()
+		return
+	}
+	r.answer(p, reply)
+}
+
+func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
+	code := packet.CodeAccessAccept
+	switch p.Code() {
+	case packet.CodeAccountingRequest:
+		code = packet.CodeAccountingResponse
+	case packet.CodeAccessRequest:
+		if u, _ := p.Attr(packet.AttrUserName); string(u) == "reject" {
+			code = packet.CodeAccessReject
+		}
+	case packet.CodeStatusServer:
+	default:
+		return
+	}
+	b := packet.NewResponse(nil, p, code)
+	for it := p.Attrs(); ; {
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if typ == packet.AttrProxyState {
+			b.Add(typ, v)
+		}
+	}
+	if code == packet.CodeAccessAccept && p.Code() == packet.CodeAccessRequest && r.Reply != nil {
+		r.Reply(&b, p)
+	}
+	resp, err := b.Finish(r.secret, p.Authenticator())
+	if err != nil {
+		return
+	}
+	if p.Code() != packet.CodeStatusServer {
+		r.Answered.Add(1)
+	}
+	reply(resp)
+}
