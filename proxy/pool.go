@@ -1,0 +1,343 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
+)
+
+// ErrNoUpstream means no upstream could take the request.
+var ErrNoUpstream = errors.New("proxy: no upstream available")
+
+// ErrBadReply means an upstream answered with something that is not a valid answer to the request.
+var ErrBadReply = errors.New("proxy: invalid upstream reply")
+
+// Mode is how requests are spread over upstreams.
+type Mode string
+
+const (
+	// ModeFailover sends everything to the most preferred live upstream.
+	ModeFailover Mode = "failover"
+	// ModeLoadBalance spreads requests over the live upstreams of the most preferred priority,
+	// keeping each EAP conversation (State) on the upstream that started it.
+	ModeLoadBalance Mode = "load-balance"
+)
+
+// PoolOptions configure the upstream pool.
+type PoolOptions struct {
+	Upstreams []UpstreamOptions
+	Mode      Mode // default failover
+	Resolver  Resolver
+	// AffinityTTL is how long an EAP State is pinned to the upstream that issued it. Default 60s.
+	AffinityTTL time.Duration
+	// OnStateChange observes upstream state transitions (survivability health, metrics).
+	OnStateChange func(name string, from, to UpstreamState, err error)
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Validate checks the options before anything is dialed.
+func (o *PoolOptions) Validate() error {
+	if len(o.Upstreams) == 0 {
+		return errors.New("proxy: no upstreams configured")
+	}
+	if len(o.Upstreams) > 64 {
+		return errors.New("proxy: more than 64 upstreams")
+	}
+	switch o.Mode {
+	case "", ModeFailover, ModeLoadBalance:
+	default:
+		return fmt.Errorf("proxy: unknown upstream mode %q (want failover or load-balance)", o.Mode)
+	}
+	names := map[string]bool{}
+	for i := range o.Upstreams {
+		if err := o.Upstreams[i].Validate(); err != nil {
+			return err
+		}
+		if names[o.Upstreams[i].Name] {
+			return fmt.Errorf("proxy: two upstreams named %q", o.Upstreams[i].Name)
+		}
+		names[o.Upstreams[i].Name] = true
+	}
+	return nil
+}
+
+// Pool owns the RadSec upstreams and forwards requests to them.
+type Pool struct {
+	opts      PoolOptions
+	ups       []*Upstream // in preference order
+	rr        atomic.Uint64
+	psPrefix  [4]byte
+	psCounter atomic.Uint32
+	inflight  atomic.Int64
+
+	affMu    sync.Mutex
+	affinity map[string]affinityEntry
+
+	ready chan struct{}
+	once  sync.Once
+}
+
+type affinityEntry struct {
+	up      *Upstream
+	expires time.Time
+}
+
+// NewPool creates the pool; Run connects it.
+func NewPool(o PoolOptions) (*Pool, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Mode == "" {
+		o.Mode = ModeFailover
+	}
+	if o.AffinityTTL <= 0 {
+		o.AffinityTTL = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p := &Pool{opts: o, affinity: map[string]affinityEntry{}, ready: make(chan struct{})}
+	rand.Read(p.psPrefix[:])
+	order := make([]int, len(o.Upstreams))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return o.Upstreams[a].Priority - o.Upstreams[b].Priority })
+	for _, i := range order {
+		uo := o.Upstreams[i]
+		uo.setDefaults()
+		u := &Upstream{opts: uo, idx: len(p.ups), pool: p, logger: o.Logger, grow: make(chan struct{}, 1)}
+		p.ups = append(p.ups, u)
+	}
+	return p, nil
+}
+
+// Upstreams returns the upstreams in preference order.
+func (p *Pool) Upstreams() []*Upstream { return p.ups }
+
+// Inflight is the number of requests waiting for an upstream answer.
+func (p *Pool) Inflight() int64 { return p.inflight.Load() }
+
+// Run connects every upstream and keeps them connected until ctx ends.
+func (p *Pool) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, u := range p.ups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u.run(ctx)
+		}()
+	}
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case now := <-t.C:
+			p.sweepAffinity(now)
+		}
+	}
+}
+
+// WaitReady waits until every upstream has either connected or failed once, so a start-up does not
+// announce itself ready while the first connections are still being made.
+func (p *Pool) WaitReady(ctx context.Context) {
+	for {
+		settled := true
+		for _, u := range p.ups {
+			if UpstreamState(u.state.Load()) == StateConnecting {
+				settled = false
+			}
+		}
+		if settled || !sleep(ctx, 20*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// Available reports whether any upstream is up.
+func (p *Pool) Available() bool {
+	for _, u := range p.ups {
+		if u.available() {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the upstream for a request, skipping those in tried (a bit per upstream index).
+func (p *Pool) pick(req *Request, tried uint64) *Upstream {
+	if state, ok := req.Packet.Attr(packet.AttrState); ok {
+		p.affMu.Lock()
+		e, ok := p.affinity[string(state)]
+		p.affMu.Unlock()
+		if ok && e.up.available() && tried&(1<<e.up.idx) == 0 {
+			return e.up
+		}
+	}
+	if p.opts.Mode == ModeLoadBalance {
+		var best []*Upstream
+		for _, u := range p.ups {
+			if !u.available() || tried&(1<<u.idx) != 0 {
+				continue
+			}
+			if len(best) > 0 && u.opts.Priority != best[0].opts.Priority {
+				break
+			}
+			best = append(best, u)
+		}
+		if len(best) > 0 {
+			return best[p.rr.Add(1)%uint64(len(best))]
+		}
+		return nil
+	}
+	for _, u := range p.ups {
+		if u.available() && tried&(1<<u.idx) == 0 {
+			return u
+		}
+	}
+	return nil
+}
+
+func (p *Pool) pin(state []byte, u *Upstream) {
+	p.affMu.Lock()
+	p.affinity[string(state)] = affinityEntry{up: u, expires: p.opts.Now().Add(p.opts.AffinityTTL)}
+	p.affMu.Unlock()
+}
+
+func (p *Pool) sweepAffinity(now time.Time) {
+	p.affMu.Lock()
+	for k, e := range p.affinity {
+		if now.After(e.expires) {
+			delete(p.affinity, k)
+		}
+	}
+	p.affMu.Unlock()
+}
+
+// Result is what an upstream exchange produced for one request.
+type Result struct {
+	Response packet.Packet // re-keyed for the NAS; nil on error
+	Upstream string
+	RTT      time.Duration
+	Err      error
+}
+
+// Forward sends req to an upstream and calls done exactly once with the NAS-side response or the
+// reason there is none. If the connection carrying the request dies before an answer, the request is
+// sent to the next upstream while its budget lasts.
+func (p *Pool) Forward(req *Request, done func(Result)) {
+	p.inflight.Add(1)
+	a := &attempt{pool: p, req: req, done: done}
+	a.next()
+}
+
+type attempt struct {
+	pool  *Pool
+	req   *Request
+	done  func(Result)
+	tried uint64
+	up    *Upstream
+	auth  [packet.AuthLen]byte
+	ps    [8]byte
+	sent  time.Time
+}
+
+func (a *attempt) finish(r Result) {
+	a.pool.inflight.Add(-1)
+	a.done(r)
+}
+
+// next sends the request to the best untried upstream.
+func (a *attempt) next() {
+	p := a.pool
+	for {
+		u := p.pick(a.req, a.tried)
+		if u == nil {
+			a.finish(Result{Err: ErrNoUpstream})
+			return
+		}
+		a.tried |= 1 << u.idx
+		a.up = u
+		binary.BigEndian.PutUint32(a.ps[4:], p.psCounter.Add(1))
+		copy(a.ps[:4], p.psPrefix[:])
+		a.sent = p.opts.Now()
+		err := u.exchange(a.build, a.req.Deadline, a.handle)
+		if err == nil {
+			return
+		}
+		p.opts.Logger.Debug("upstream refused request", "upstream", u.opts.Name, "err", err)
+	}
+}
+
+func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
+	rand.Read(a.auth[:])
+	k := packet.Rekey{
+		FromSecret: a.req.Client.Secret,
+		ToSecret:   a.up.opts.Secret,
+		Salt:       binary.BigEndian.Uint16(a.auth[:]),
+	}
+	return packet.ForwardRequest(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:])
+}
+
+// handle runs on the connection's reader goroutine.
+func (a *attempt) handle(resp packet.Packet, err error) {
+	p := a.pool
+	if err != nil {
+		if (errors.Is(err, radsec.ErrConnDead) || errors.Is(err, radsec.ErrClosed)) && p.opts.Now().Before(a.req.Deadline) {
+			p.opts.Logger.Debug("retrying on next upstream", "upstream", a.up.opts.Name, "err", err)
+			a.next()
+			return
+		}
+		a.finish(Result{Upstream: a.up.opts.Name, Err: err})
+		return
+	}
+	if !answers(a.req.Packet.Code(), resp.Code()) {
+		a.finish(Result{Upstream: a.up.opts.Name, Err: fmt.Errorf("%w: %v to %v", ErrBadReply, resp.Code(), a.req.Packet.Code())})
+		return
+	}
+	k := packet.Rekey{
+		FromSecret: a.up.opts.Secret,
+		FromAuth:   a.auth[:],
+		ToSecret:   a.req.Client.Secret,
+		Salt:       binary.BigEndian.Uint16(a.auth[2:]),
+	}
+	out, err := packet.ForwardResponse(nil, resp, &k, a.req.Packet, a.ps[:])
+	if err != nil && !errors.Is(err, packet.ErrProxyState) {
+		a.finish(Result{Upstream: a.up.opts.Name, Err: fmt.Errorf("%w: %w", ErrBadReply, err)})
+		return
+	}
+	if resp.Code() == packet.CodeAccessChallenge {
+		if state, ok := resp.Attr(packet.AttrState); ok {
+			p.pin(state, a.up)
+		}
+	}
+	a.finish(Result{Response: out, Upstream: a.up.opts.Name, RTT: p.opts.Now().Sub(a.sent)})
+}
+
+// answers reports whether a reply code is a valid answer to a request code.
+func answers(req, resp packet.Code) bool {
+	switch req {
+	case packet.CodeAccessRequest:
+		return resp == packet.CodeAccessAccept || resp == packet.CodeAccessReject || resp == packet.CodeAccessChallenge
+	case packet.CodeAccountingRequest:
+		return resp == packet.CodeAccountingResponse
+	}
+	return false
+}

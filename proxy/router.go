@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+)
+
+// Fallback answers requests the upstreams could not: survivability's local decisions implement it.
+// The proxy declares it because the proxy calls it.
+type Fallback interface {
+	// Active reports whether requests should be answered locally without trying the upstreams
+	// (the cloud is declared unreachable).
+	Active() bool
+	// Serve answers req locally. cause says why the upstreams did not (ErrNoUpstream, a timeout, a
+	// bad reply; nil when Active). It returns the response for the NAS, signed with the NAS's secret,
+	// or nil to leave the request unanswered (e.g. accounting that could not be stored, so the NAS
+	// keeps it).
+	Serve(ctx context.Context, req *Request, cause error) (packet.Packet, error)
+}
+
+// Observer sees every answer an upstream gave (cache learning, NAC events). It runs on the
+// connection's goroutine and must not block.
+type Observer interface {
+	Observe(req *Request, res Result)
+}
+
+// NoUpstreamPolicy is the outcome for an Access-Request that neither an upstream nor a Fallback answered.
+type NoUpstreamPolicy string
+
+const (
+	// NoUpstreamReject answers Access-Reject, so the user is told at once rather than after the NAS's
+	// retransmissions run out (what FreeRADIUS does when no home server is alive).
+	NoUpstreamReject NoUpstreamPolicy = "reject"
+	// NoUpstreamDrop sends nothing so the NAS fails over to its next RADIUS server after its own
+	// timeout; for sites whose switches list a second server.
+	NoUpstreamDrop NoUpstreamPolicy = "drop"
+)
+
+// RouterOptions configure where requests go.
+type RouterOptions struct {
+	Fallback   Fallback // nil: the NoUpstream policy decides
+	Observer   Observer // nil: none
+	NoUpstream NoUpstreamPolicy
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Router is the front door's Handler: it sends each request to the upstream pool and, when no
+// upstream answers, to the Fallback. Accounting-Requests nobody stored are never acknowledged, so
+// the NAS keeps them.
+type Router struct {
+	opts     RouterOptions
+	pool     atomic.Pointer[Pool]
+	stats    *Stats
+	inflight sync.WaitGroup
+	limiter  *logLimiter
+	ctx      context.Context
+}
+
+// NewRouter creates a router over pool; stats are the front door's counters.
+func NewRouter(o RouterOptions, pool *Pool, stats *Stats) *Router {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NoUpstream == "" {
+		o.NoUpstream = NoUpstreamReject
+	}
+	if stats == nil {
+		stats = new(Stats)
+	}
+	r := &Router{opts: o, stats: stats, limiter: newLogLimiter(10 * time.Second), ctx: context.Background()}
+	r.pool.Store(pool)
+	return r
+}
+
+// SetPool swaps in a new pool (reload) and returns the old one, which finishes its requests in flight.
+func (r *Router) SetPool(p *Pool) *Pool { return r.pool.Swap(p) }
+
+// Pool returns the current pool.
+func (r *Router) Pool() *Pool { return r.pool.Load() }
+
+// Wait blocks until every request handed to the router has been answered, or ctx ends.
+func (r *Router) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ServeRADIUS implements Handler.
+func (r *Router) ServeRADIUS(req *Request) {
+	r.inflight.Add(1)
+	if fb := r.opts.Fallback; fb != nil && fb.Active() {
+		r.stats.Fallback.Add(1)
+		go r.local(req, nil)
+		return
+	}
+	r.stats.Forwarded.Add(1)
+	r.pool.Load().Forward(req, func(res Result) {
+		if res.Err != nil {
+			r.stats.NoUpstream.Add(1)
+			if errors.Is(res.Err, ErrBadReply) {
+				r.stats.Dropped[DropBadReply].Add(1)
+			}
+			go r.local(req, res.Err)
+			return
+		}
+		r.stats.UpstreamAnswered.Add(1)
+		if r.opts.Observer != nil {
+			r.opts.Observer.Observe(req, res)
+		}
+		req.Reply(res.Response)
+		r.inflight.Done()
+	})
+}
+
+// local answers a request without an upstream: the Fallback if there is one, else the documented
+// default outcome.
+func (r *Router) local(req *Request, cause error) {
+	defer r.inflight.Done()
+	code := req.Packet.Code()
+	if fb := r.opts.Fallback; fb != nil {
+		if cause != nil {
+			r.stats.Fallback.Add(1)
+		}
+		resp, err := fb.Serve(r.ctx, req, cause)
+		if err != nil {
+			r.opts.Logger.Error("local decision failed", "nas", req.Client.Name, "code", code, "id", req.Packet.ID(), "err", err)
+		}
+		req.Reply(resp)
+		return
+	}
+	now := r.opts.Now()
+	if code == packet.CodeAccountingRequest {
+		// Acknowledging accounting we could not deliver would lose it: stay silent so the NAS
+		// retransmits or fails over.
+		r.limiter.log(r.opts.Logger, slog.LevelWarn, "acct", "accounting not acknowledged: no upstream answered", now,
+			"nas", req.Client.Name, "id", req.Packet.ID(), "err", cause)
+		req.Reply(nil)
+		return
+	}
+	if r.opts.NoUpstream == NoUpstreamDrop {
+		r.limiter.log(r.opts.Logger, slog.LevelWarn, "drop", "request not answered: no upstream answered", now,
+			"nas", req.Client.Name, "id", req.Packet.ID(), "err", cause, "policy", string(NoUpstreamDrop))
+		req.Reply(nil)
+		return
+	}
+	r.limiter.log(r.opts.Logger, slog.LevelWarn, "reject", "request rejected: no upstream answered", now,
+		"nas", req.Client.Name, "id", req.Packet.ID(), "err", cause, "policy", string(NoUpstreamReject))
+	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessReject)
+	resp, err := b.Finish(req.Client.Secret, req.Packet.Authenticator())
+	if err != nil {
+		req.Reply(nil)
+		return
+	}
+	req.Reply(resp)
+}

@@ -1,0 +1,426 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
+)
+
+// Port says which kinds of request a listener takes (RFC 2865 §3, RFC 2866 §3, RFC 5997).
+type Port uint8
+
+const (
+	PortAuth   Port = iota // Access-Request, Status-Server
+	PortAcct               // Accounting-Request, Status-Server
+	PortRadSec             // both, on one TLS stream (RFC 6614 §2.1)
+)
+
+func (p Port) accepts(c packet.Code) bool {
+	switch c {
+	case packet.CodeStatusServer:
+		return true
+	case packet.CodeAccessRequest:
+		return p != PortAcct
+	case packet.CodeAccountingRequest:
+		return p != PortAuth
+	}
+	return false
+}
+
+// Handler takes validated requests from the front door. It must eventually call Request.Reply.
+type Handler interface {
+	ServeRADIUS(req *Request)
+}
+
+// ServerOptions configure the RADIUS front door.
+type ServerOptions struct {
+	AuthAddrs []string // default [":1812"]
+	AcctAddrs []string // default [":1813"]
+	// Readers is the number of goroutines reading each UDP socket. Default GOMAXPROCS.
+	Readers int
+	// DuplicateWindow is how long an answer is kept for retransmissions (RFC 5080 §2.2.2). Default 10s.
+	DuplicateWindow time.Duration
+	// RequestTimeout is each request's budget for an upstream answer before the Fallback gets it;
+	// keep it inside the NAS's retransmit window. Default 4s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Validate checks the options before any socket is bound.
+func (o *ServerOptions) Validate() error {
+	for _, a := range append(append([]string{}, o.AuthAddrs...), o.AcctAddrs...) {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			if _, _, err2 := net.SplitHostPort(a); err2 != nil {
+				return fmt.Errorf("proxy: listen address %q: %w", a, err)
+			}
+		}
+	}
+	if o.DuplicateWindow < 0 || o.RequestTimeout < 0 {
+		return errors.New("proxy: negative duration")
+	}
+	return nil
+}
+
+func (o *ServerOptions) setDefaults() {
+	if o.AuthAddrs == nil {
+		o.AuthAddrs = []string{":1812"}
+	}
+	if o.AcctAddrs == nil {
+		o.AcctAddrs = []string{":1813"}
+	}
+	if o.Readers <= 0 {
+		o.Readers = runtime.GOMAXPROCS(0)
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = 10 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 4 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Server is the RADIUS front door: UDP listeners plus the validation every request goes through,
+// whichever transport brought it.
+type Server struct {
+	opts    ServerOptions
+	clients atomic.Pointer[ClientTable]
+	handler Handler
+	stats   Stats
+	dups    *dupCache
+	limiter *logLimiter
+
+	statsMu  sync.Mutex
+	nasStats map[string]*NASStats
+
+	socks []udpSock
+}
+
+type udpSock struct {
+	conn *net.UDPConn
+	port Port
+}
+
+// NewServer creates the front door. Listen binds its sockets; Run serves them.
+func NewServer(o ServerOptions, h Handler) (*Server, error) {
+	o.setDefaults()
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:     o,
+		handler:  h,
+		dups:     newDupCache(o.DuplicateWindow, o.Now),
+		limiter:  newLogLimiter(10 * time.Second),
+		nasStats: map[string]*NASStats{},
+	}
+	empty, _ := NewClientTable(nil, nil)
+	s.clients.Store(empty)
+	return s, nil
+}
+
+// SetHandler sets the Handler; it must be called before Run.
+func (s *Server) SetHandler(h Handler) { s.handler = h }
+
+// Stats returns the request path counters.
+func (s *Server) Stats() *Stats { return &s.stats }
+
+// NASStats returns the counters kept for a NAS client name, creating them on first use so they
+// survive reloads.
+func (s *Server) NASStats(name string) *NASStats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	st, ok := s.nasStats[name]
+	if !ok {
+		st = new(NASStats)
+		s.nasStats[name] = st
+	}
+	return st
+}
+
+// SetClients installs a new client table (start-up and reload). Requests in flight keep the client
+// they arrived with.
+func (s *Server) SetClients(clients []Client) error {
+	t, err := NewClientTable(clients, s.NASStats)
+	if err != nil {
+		return err
+	}
+	s.clients.Store(t)
+	return nil
+}
+
+// Clients returns the current client table.
+func (s *Server) Clients() *ClientTable { return s.clients.Load() }
+
+// Listen binds the UDP sockets. It is separate from Run so that start-up fails before anything is
+// announced ready, and so tests can bind port 0.
+func (s *Server) Listen() error {
+	for _, l := range []struct {
+		addrs []string
+		port  Port
+	}{{s.opts.AuthAddrs, PortAuth}, {s.opts.AcctAddrs, PortAcct}} {
+		for _, a := range l.addrs {
+			conn, err := listenUDP(a)
+			if err != nil {
+				s.closeSockets()
+				return err
+			}
+			s.socks = append(s.socks, udpSock{conn: conn, port: l.port})
+		}
+	}
+	return nil
+}
+
+// UseConn serves an already bound socket (systemd socket activation, tests).
+func (s *Server) UseConn(conn *net.UDPConn, port Port) {
+	s.socks = append(s.socks, udpSock{conn: conn, port: port})
+}
+
+// Addrs returns the bound addresses, auth first.
+func (s *Server) Addrs(port Port) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, sk := range s.socks {
+		if sk.port == port {
+			out = append(out, sk.conn.LocalAddr().(*net.UDPAddr).AddrPort())
+		}
+	}
+	return out
+}
+
+func listenUDP(addr string) (*net.UDPConn, error) {
+	network := "udp"
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		if ap.Addr().Is4() {
+			network = "udp4"
+		} else if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+			network = "udp6"
+		}
+	}
+	ua, err := net.ResolveUDPAddr(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: listen %s: %w", addr, err)
+	}
+	conn, err := net.ListenUDP(network, ua)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: listen %s: %w", addr, err)
+	}
+	// Bursts of accounting after a NAS reboot arrive faster than a single reader drains them.
+	conn.SetReadBuffer(4 << 20)
+	conn.SetWriteBuffer(4 << 20)
+	return conn, nil
+}
+
+func (s *Server) closeSockets() {
+	for _, sk := range s.socks {
+		sk.conn.Close()
+	}
+}
+
+// Run serves the sockets until ctx is cancelled. It returns after every reader has exited; requests
+// already handed to the Handler are answered by it (the caller drains the Handler).
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, sk := range s.socks {
+		for range s.opts.Readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.readLoop(sk)
+			}()
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				s.dups.sweep(now)
+			}
+		}
+	}()
+	<-ctx.Done()
+	s.closeSockets()
+	wg.Wait()
+	return nil
+}
+
+func (s *Server) readLoop(sk udpSock) {
+	buf := make([]byte, packet.MaxLen+1)
+	for {
+		n, src, err := sk.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.opts.Logger.Warn("udp read failed", "err", err)
+			continue
+		}
+		if n > packet.MaxLen {
+			// Datagrams above 4096 bytes are not RADIUS (RFC 2865 §3).
+			s.drop(DropMalformed, nil, src, errors.New("datagram above 4096 bytes"))
+			continue
+		}
+		s.Accept(sk.port, TransportUDP, src, 0, buf[:n], sk.conn, nil)
+	}
+}
+
+// Accept runs a datagram or frame through the checks every request gets and hands it on. raw may
+// be reused by the caller after Accept returns. For UDP, udp is the socket to answer on; for RadSec,
+// reply writes to the stream and conn identifies it for duplicate detection.
+func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
+	s.stats.Received.Add(1)
+	client := s.clients.Load().Lookup(src.Addr())
+	if client == nil {
+		s.drop(DropUnknownClient, nil, src, nil)
+		return
+	}
+	s.AcceptFrom(client, port, tr, src, conn, raw, udp, reply)
+}
+
+// AcceptFrom is Accept for a peer already identified (RadSec peers are identified by certificate and
+// address by the listener).
+func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
+	now := s.opts.Now()
+	if tr == TransportRadSec {
+		s.stats.Received.Add(1)
+	}
+	st := client.stats
+	st.LastSeen.Store(now.UnixNano())
+	p, err := packet.Parse(raw)
+	if err != nil {
+		st.Malformed.Add(1)
+		s.drop(DropMalformed, client, src, err)
+		return
+	}
+	code := p.Code()
+	if !port.accepts(code) {
+		s.drop(DropWrongCode, client, src, fmt.Errorf("%v on this port", code))
+		return
+	}
+	st.Requests.Add(1)
+	switch packet.CheckRequestMA(p, client.Secret) {
+	case packet.MAInvalid:
+		st.BadAuthenticator.Add(1)
+		s.drop(DropBadAuthenticator, client, src, errors.New("Message-Authenticator does not verify: check the shared secret"))
+		return
+	case packet.MAAbsent:
+		switch {
+		case code == packet.CodeStatusServer:
+			st.MissingMA.Add(1)
+			s.drop(DropStatusWithoutMA, client, src, nil)
+			return
+		case code == packet.CodeAccessRequest && client.RequireMessageAuthenticator:
+			st.MissingMA.Add(1)
+			s.drop(DropMissingMA, client, src, errors.New("Access-Request without Message-Authenticator: enable it on the NAS or set require_message_authenticator: false"))
+			return
+		case code == packet.CodeAccessRequest && client.LimitProxyState && p.Has(packet.AttrProxyState):
+			st.MissingMA.Add(1)
+			s.drop(DropProxyStateWithoutMA, client, src, nil)
+			return
+		}
+	}
+	if !packet.CheckRequestAuthenticator(p, client.Secret) {
+		st.BadAuthenticator.Add(1)
+		s.drop(DropBadAuthenticator, client, src, errors.New("Request Authenticator does not verify: check the shared secret"))
+		return
+	}
+
+	if code == packet.CodeStatusServer {
+		s.answerStatus(p, client, port, udp, src, reply)
+		return
+	}
+
+	key := dupKey{src: src, conn: conn, id: p.ID()}
+	copy(key.auth[:], p.Authenticator())
+	e, verdict, cached := s.dups.begin(key)
+	switch verdict {
+	case dupInFlight:
+		st.Duplicates.Add(1)
+		s.stats.Dropped[DropDuplicate].Add(1)
+		s.opts.Logger.Debug("retransmission absorbed", "nas", client.Name, "peer", src, "id", p.ID())
+		return
+	case dupAnswered:
+		st.Duplicates.Add(1)
+		s.stats.DuplicateAnswered.Add(1)
+		s.opts.Logger.Debug("retransmission answered from cache", "nas", client.Name, "peer", src, "id", p.ID())
+		send(udp, src, reply, cached)
+		return
+	}
+
+	req := &Request{
+		Client:    client,
+		Src:       src,
+		Transport: tr,
+		Packet:    append(packet.Packet(nil), p...),
+		Received:  now,
+		Deadline:  now.Add(s.opts.RequestTimeout),
+		dup:       e,
+		dups:      s.dups,
+	}
+	if udp != nil {
+		req.reply = func(resp []byte) { udp.WriteToUDPAddrPort(resp, src) }
+	} else {
+		req.reply = func(resp []byte) { reply(resp) }
+	}
+	s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
+	s.handler.ServeRADIUS(req)
+}
+
+func send(udp *net.UDPConn, src netip.AddrPort, reply radsec.ReplyFunc, b []byte) {
+	if udp != nil {
+		udp.WriteToUDPAddrPort(b, src)
+		return
+	}
+	reply(b)
+}
+
+// answerStatus answers a NAS's Status-Server (RFC 5997 §3): Access-Accept on the authentication
+// port, Accounting-Response on the accounting port. mxedge is alive whether or not its upstreams are.
+func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, udp *net.UDPConn, src netip.AddrPort, reply radsec.ReplyFunc) {
+	s.stats.StatusServer.Add(1)
+	code := packet.CodeAccessAccept
+	if port == PortAcct {
+		code = packet.CodeAccountingResponse
+	}
+	b := packet.NewResponse(nil, p, code)
+	resp, err := b.Finish(client.Secret, p.Authenticator())
+	if err != nil {
+		return
+	}
+	client.stats.Responses.Add(1)
+	send(udp, src, reply, resp)
+}
+
+func (s *Server) drop(r DropReason, c *Client, src netip.AddrPort, err error) {
+	s.stats.Dropped[r].Add(1)
+	args := []any{"reason", r.String(), "peer", src}
+	if c != nil {
+		args = append(args, "nas", c.Name)
+	}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	key := r.String() + src.Addr().String()
+	s.limiter.log(s.opts.Logger, slog.LevelWarn, key, "request dropped", s.opts.Now(), args...)
+}

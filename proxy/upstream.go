@@ -1,0 +1,469 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
+)
+
+// Target is one address an upstream name resolved to, with the name its certificate must carry.
+type Target struct {
+	Addr netip.AddrPort
+	Host string
+}
+
+// Resolver turns an upstream's host into addresses. proxy/resolve implements it with miekg/dns;
+// the edge adapts it. Resolve may return the last good targets together with an error saying why
+// they are stale.
+type Resolver interface {
+	Resolve(ctx context.Context, host string, port uint16, srv bool) ([]Target, error)
+	// Invalidate forgets cached answers for host, so a reconnect after a failure re-resolves it.
+	Invalidate(host string)
+}
+
+// UpstreamOptions configure one RadSec upstream (RFC 6614). Zero values take the documented defaults.
+type UpstreamOptions struct {
+	Name string
+	Host string // DNS name or IP literal
+	Port uint16 // default 2083
+	SRV  bool   // resolve _radsec._tcp.Host (RFC 7585 §2.1 style) instead of A/AAAA
+	// ServerName is the name the upstream's certificate must carry (SAN); default Host, or the SRV
+	// target when SRV is set.
+	ServerName string
+	Priority   int    // lower is preferred
+	Secret     Secret // default "radsec" (RFC 6614 §2.3)
+	// TLS carries the client certificate, the CA bundle and version limits; ServerName is set per
+	// connection. GetClientCertificate makes certificate reloads apply to new connections.
+	TLS *tls.Config
+	// MaxConnections is how many parallel connections mxedge opens when 256 identifiers are in use
+	// on each. Default 4.
+	MaxConnections int
+	DialTimeout    time.Duration // TCP connect plus TLS handshake; default 3s
+	DeadAfter      time.Duration // see radsec.ConnOptions; default 2s
+	StatusInterval time.Duration // see radsec.ConnOptions; default 1s
+	BackoffMin     time.Duration // first reconnect delay; default 500ms
+	BackoffMax     time.Duration // cap; default 10s
+}
+
+// Validate checks the options before anything is dialed.
+func (o *UpstreamOptions) Validate() error {
+	if o.Name == "" {
+		return errors.New("proxy: upstream without a name")
+	}
+	if o.Host == "" {
+		return fmt.Errorf("proxy: upstream %q: no host", o.Name)
+	}
+	if o.TLS == nil {
+		return fmt.Errorf("proxy: upstream %q: no TLS configuration", o.Name)
+	}
+	if o.BackoffMin > o.BackoffMax && o.BackoffMax > 0 {
+		return fmt.Errorf("proxy: upstream %q: backoff_min above backoff_max", o.Name)
+	}
+	return nil
+}
+
+func (o *UpstreamOptions) setDefaults() {
+	if o.Port == 0 {
+		o.Port = 2083
+	}
+	if len(o.Secret) == 0 {
+		o.Secret = Secret(radsec.DefaultSecret)
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = 4
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 3 * time.Second
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 2 * time.Second
+	}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 500 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 10 * time.Second
+	}
+}
+
+// UpstreamState is an upstream's connection state.
+type UpstreamState int32
+
+const (
+	StateConnecting UpstreamState = iota // never connected yet
+	StateUp                              // at least one connection carries requests
+	StateDown                            // the last connection failed; reconnecting with backoff
+)
+
+func (s UpstreamState) String() string {
+	switch s {
+	case StateUp:
+		return "up"
+	case StateDown:
+		return "down"
+	}
+	return "connecting"
+}
+
+// Upstream is one RadSec server with its connections.
+type Upstream struct {
+	opts   UpstreamOptions
+	idx    int
+	pool   *Pool
+	logger *slog.Logger
+
+	state    atomic.Int32
+	rttEWMA  atomic.Int64 // nanoseconds
+	answered atomic.Uint64
+	failures atomic.Uint64
+
+	mu      sync.Mutex
+	conns   []*radsec.Conn
+	lastErr error
+	since   time.Time
+	addr    netip.AddrPort
+	dialSeq uint64
+	grow    chan struct{}
+	growing bool
+	connWG  sync.WaitGroup
+}
+
+// UpstreamStatus is a snapshot for status output and metrics.
+type UpstreamStatus struct {
+	Name        string
+	State       UpstreamState
+	Since       time.Time
+	Addr        netip.AddrPort
+	RTT         time.Duration
+	Connections int
+	Inflight    int
+	Answered    uint64
+	Failures    uint64
+	LastError   string
+}
+
+// Status returns a snapshot.
+func (u *Upstream) Status() UpstreamStatus {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := UpstreamStatus{
+		Name: u.opts.Name, State: UpstreamState(u.state.Load()), Since: u.since, Addr: u.addr,
+		RTT: time.Duration(u.rttEWMA.Load()), Connections: len(u.conns),
+		Answered: u.answered.Load(), Failures: u.failures.Load(),
+	}
+	for _, c := range u.conns {
+		st.Inflight += c.Inflight()
+	}
+	if u.lastErr != nil {
+		st.LastError = u.lastErr.Error()
+	}
+	return st
+}
+
+// Name is the configured name.
+func (u *Upstream) Name() string { return u.opts.Name }
+
+func (u *Upstream) available() bool { return UpstreamState(u.state.Load()) == StateUp }
+
+func (u *Upstream) setState(s UpstreamState, err error) {
+	old := UpstreamState(u.state.Swap(int32(s)))
+	u.mu.Lock()
+	if err != nil {
+		u.lastErr = err
+	}
+	if old != s {
+		u.since = u.pool.opts.Now()
+	}
+	u.mu.Unlock()
+	if old == s {
+		return
+	}
+	switch s {
+	case StateUp:
+		u.logger.Info("upstream up", "upstream", u.opts.Name, "peer", u.addr)
+	case StateDown:
+		u.failures.Add(1)
+		u.logger.Warn("upstream down", "upstream", u.opts.Name, "err", err,
+			"hint", "requests fail over to the next upstream; check the WAN link and the upstream's RadSec service")
+	}
+	if f := u.pool.opts.OnStateChange; f != nil {
+		f(u.opts.Name, old, s, err)
+	}
+}
+
+func (u *Upstream) observeRTT(d time.Duration) {
+	u.answered.Add(1)
+	old := u.rttEWMA.Load()
+	if old == 0 {
+		u.rttEWMA.Store(int64(d))
+		return
+	}
+	u.rttEWMA.Store(old + (int64(d)-old)/8)
+}
+
+// exchange sends one request on the least loaded live connection, asking for another connection
+// when every identifier is in use.
+func (u *Upstream) exchange(build radsec.BuildFunc, deadline time.Time, h radsec.Handler) error {
+	u.mu.Lock()
+	var best *radsec.Conn
+	bestLoad := 1 << 30
+	for _, c := range u.conns {
+		select {
+		case <-c.Done():
+			continue
+		default:
+		}
+		if l := c.Inflight(); l < bestLoad {
+			best, bestLoad = c, l
+		}
+	}
+	if best != nil && bestLoad >= 256 && len(u.conns) < u.opts.MaxConnections && !u.growing {
+		u.growing = true
+		select {
+		case u.grow <- struct{}{}:
+		default:
+		}
+	}
+	u.mu.Unlock()
+	if best == nil {
+		return radsec.ErrClosed
+	}
+	return best.Exchange(build, deadline, h)
+}
+
+// run keeps the upstream connected until ctx ends: resolve, dial, prove the connection answers a
+// Status-Server (RFC 5997 §4.3) before it carries requests, serve it, and on failure reconnect with
+// capped exponential backoff (first retry within BackoffMin).
+func (u *Upstream) run(ctx context.Context) {
+	defer u.connWG.Wait()
+	attempt := 0
+	for ctx.Err() == nil {
+		err := u.connectAndServe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if u.liveConns() == 0 {
+			u.setState(StateDown, err)
+		}
+		if r := u.pool.opts.Resolver; r != nil {
+			r.Invalidate(u.opts.Host)
+		}
+		attempt++
+		if !sleep(ctx, u.backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// connectAndServe makes one connection and serves it (and any extra connections grown for it)
+// until it fails.
+func (u *Upstream) connectAndServe(ctx context.Context) error {
+	c, err := u.dial(ctx)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	if err := u.probe(c); err != nil {
+		c.Close()
+		<-errc
+		u.logger.Warn("upstream did not answer Status-Server", "upstream", u.opts.Name, "peer", u.addr, "err", err)
+		return err
+	}
+	u.addConn(c)
+	u.setState(StateUp, nil)
+	for {
+		select {
+		case err := <-errc:
+			u.removeConn(c)
+			if ctx.Err() == nil {
+				u.logger.Warn("upstream connection lost", "upstream", u.opts.Name, "peer", u.addr, "err", err)
+			}
+			return err
+		case <-u.grow:
+			u.connWG.Add(1)
+			go func() {
+				defer u.connWG.Done()
+				extra, err := u.dial(ctx)
+				u.mu.Lock()
+				u.growing = false
+				u.mu.Unlock()
+				if err != nil {
+					return
+				}
+				u.addConn(extra)
+				extra.Run(ctx)
+				u.removeConn(extra)
+			}()
+		}
+	}
+}
+
+// errNoStatusReply is returned when a new connection does not answer its first Status-Server.
+var errNoStatusReply = errors.New("proxy: no answer to Status-Server on a new connection")
+
+// probe sends one Status-Server and waits DeadAfter for the answer.
+func (u *Upstream) probe(c *radsec.Conn) error {
+	res := make(chan error, 1)
+	deadline := u.pool.opts.Now().Add(u.opts.DeadAfter)
+	err := c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) {
+		return radsec.StatusServer(dst, id, u.opts.Secret)
+	}, deadline, func(_ packet.Packet, err error) { res <- err })
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(u.opts.DeadAfter + 100*time.Millisecond)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		if errors.Is(err, radsec.ErrTimeout) {
+			return errNoStatusReply
+		}
+		return err
+	case <-t.C:
+		return errNoStatusReply
+	}
+}
+
+func (u *Upstream) backoff(attempt int) time.Duration {
+	d := u.opts.BackoffMin
+	for i := 1; i < attempt && d < u.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, u.opts.BackoffMax)
+	// Jitter up to 25% so a fleet of edges does not reconnect in lockstep.
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+func (u *Upstream) liveConns() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.conns)
+}
+
+func (u *Upstream) addConn(c *radsec.Conn) {
+	u.mu.Lock()
+	u.conns = append(u.conns, c)
+	u.mu.Unlock()
+}
+
+func (u *Upstream) removeConn(c *radsec.Conn) {
+	u.mu.Lock()
+	for i, x := range u.conns {
+		if x == c {
+			u.conns = append(u.conns[:i], u.conns[i+1:]...)
+			break
+		}
+	}
+	u.mu.Unlock()
+}
+
+// dial resolves the upstream (re-resolving on every reconnect), picks the next address, and
+// completes TCP and the mutually authenticated TLS handshake.
+func (u *Upstream) dial(ctx context.Context) (*radsec.Conn, error) {
+	targets, err := u.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u.mu.Lock()
+	seq := u.dialSeq
+	u.dialSeq++
+	u.mu.Unlock()
+	var lastErr error
+	// Spread connections over the addresses returned, starting where the last dial left off.
+	for i := range targets {
+		t := targets[(int(seq)+i)%len(targets)]
+		c, err := u.dialTarget(ctx, t)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		u.logger.Warn("upstream dial failed", "upstream", u.opts.Name, "peer", t.Addr, "err", err)
+	}
+	return nil, lastErr
+}
+
+func (u *Upstream) resolve(ctx context.Context) ([]Target, error) {
+	if ip, err := netip.ParseAddr(u.opts.Host); err == nil {
+		return []Target{{Addr: netip.AddrPortFrom(ip.Unmap(), u.opts.Port), Host: u.opts.Host}}, nil
+	}
+	if u.pool.opts.Resolver == nil {
+		return nil, fmt.Errorf("proxy: upstream %q: host name %q needs a resolver", u.opts.Name, u.opts.Host)
+	}
+	targets, err := u.pool.opts.Resolver.Resolve(ctx, u.opts.Host, u.opts.Port, u.opts.SRV)
+	if err != nil && len(targets) > 0 {
+		u.logger.Warn("upstream resolution failed, using last good addresses", "upstream", u.opts.Name, "err", err)
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proxy: resolve %s: %w", u.opts.Host, err)
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("proxy: resolve %s: no addresses", u.opts.Host)
+	}
+	return targets, nil
+}
+
+func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, error) {
+	cfg := u.opts.TLS.Clone()
+	switch {
+	case u.opts.ServerName != "":
+		cfg.ServerName = u.opts.ServerName
+	case t.Host != "":
+		cfg.ServerName = t.Host
+	default:
+		cfg.ServerName = u.opts.Host
+	}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	dctx, cancel := context.WithTimeout(ctx, u.opts.DialTimeout)
+	defer cancel()
+	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 15 * time.Second}, Config: cfg}
+	nc, err := d.DialContext(dctx, "tcp", net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.Addr.Port()))))
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
+			tcp.SetNoDelay(true)
+		}
+	}
+	u.mu.Lock()
+	u.addr = t.Addr
+	u.mu.Unlock()
+	return radsec.NewConn(nc, radsec.ConnOptions{
+		Secret:         u.opts.Secret,
+		DeadAfter:      u.opts.DeadAfter,
+		StatusInterval: u.opts.StatusInterval,
+		Now:            u.pool.opts.Now,
+		Logger:         u.logger,
+		OnRTT:          u.observeRTT,
+	}), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
