@@ -1,0 +1,134 @@
+package eaptls
+
+import (
+	"context"
+	"crypto/tls"
+	"os/exec"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkServerHandshake runs whole EAP-TLS authentications in process
+// (ECDSA P-256 server and client certificates, VerifyPeer doing a real chain
+// verification) and reports the time spent inside the server's Start and
+// Step calls per authentication as server-µs/auth. The handshake goroutine
+// works only while Step waits for it, so on an otherwise idle machine this is
+// the server's CPU per authentication (an upper bound on a loaded machine);
+// ns/op and both-cpu-µs/auth include the client's work.
+//
+//	go test -run '^$' -bench ServerHandshake -benchtime 2000x ./survivability/eaptls
+func BenchmarkServerHandshake(b *testing.B) {
+	p := loadPKI(b)
+	for _, v := range []struct {
+		name    string
+		version uint16
+		client  tls.Certificate
+	}{
+		{"tls13/ecdsa", tls.VersionTLS13, p.clientEC},
+		{"tls12/ecdsa", tls.VersionTLS12, p.clientEC},
+		{"tls13/rsa-client", tls.VersionTLS13, p.clientRSA},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			scfg := serverConfig(p)
+			scfg.MaxVersion = v.version
+			ccfg := clientConfig(p, v.client)
+			var server time.Duration
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				server += authenticate(b, scfg, ccfg)
+			}
+			cpu := processCPU(b) - cpu0
+			b.ReportMetric(float64(server.Microseconds())/float64(b.N), "server-µs/auth")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "both-cpu-µs/auth")
+		})
+	}
+}
+
+// processCPU is the user+system CPU time of this process (server and client
+// together).
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// authenticate runs one conversation and returns the time spent in server
+// calls. Server and client calls run under pprof labels side=server and
+// side=client, inherited by their handshake goroutines, so a CPU profile
+// splits the cost exactly:
+//
+//	go test -run '^$' -bench ServerHandshake/tls13/ecdsa -benchtime 3000x -cpuprofile cpu.out
+//	go tool pprof -tagfocus side=server -top cpu.out | head -3
+func authenticate(b *testing.B, scfg *ServerConfig, ccfg *ClientConfig) time.Duration {
+	s, c := NewServer(scfg), NewClient(ccfg)
+	defer s.Close()
+	defer c.Close()
+	var spent time.Duration
+	server := func(f func()) {
+		start := time.Now()
+		pprof.Do(context.Background(), serverLabels, func(context.Context) { f() })
+		spent += time.Since(start)
+	}
+	client := func(f func()) {
+		pprof.Do(context.Background(), clientLabels, func(context.Context) { f() })
+	}
+	var (
+		req  []byte
+		err  error
+		st   State
+		resp []byte
+		done bool
+	)
+	server(func() { req, err = s.Start(c.Identity(1)) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range 100 {
+		client(func() { resp, done, err = c.Step(req) })
+		if done {
+			if err != nil || c.Result() == nil {
+				b.Fatalf("client: %v", err)
+			}
+			return spent
+		}
+		server(func() { req, st, err = s.Step(resp) })
+		if st == Failed {
+			b.Fatalf("server: %v", err)
+		}
+	}
+	b.Fatal("conversation did not end")
+	return 0
+}
+
+var (
+	serverLabels = pprof.Labels("side", "server")
+	clientLabels = pprof.Labels("side", "client")
+)
+
+// TestLeafImports enforces the architecture rule: eaptls is a leaf and
+// imports only the standard library.
+func TestLeafImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-test",
+		"-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for line := range strings.Lines(string(out)) {
+		// Test variants print as "pkg [pkg.test]"; the package path is
+		// the first field.
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if dep := f[0]; dep != "mxedge/survivability/eaptls" && dep != "mxedge/survivability/eaptls_test" && dep != "mxedge/survivability/eaptls.test" {
+			t.Errorf("eaptls imports %s", dep)
+		}
+	}
+}
