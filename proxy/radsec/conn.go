@@ -399,7 +399,7 @@ func (c *Conn) check(now int64) {
 		c.release(id)
 	}
 	last := c.lastRead.Load()
-	if oldest != 0 && last < oldest && now-oldest >= int64(c.opts.DeadAfter) {
+	if oldest != 0 && last <= oldest && now-oldest >= int64(c.opts.DeadAfter) {
 		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, time.Duration(now-oldest).Round(time.Millisecond)))
 		return
 	}

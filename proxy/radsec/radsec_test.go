@@ -1,0 +1,158 @@
+package radsec
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"mxedge/proxy/packet"
+)
+
+func statusPacket(t testing.TB, id uint8) packet.Packet {
+	t.Helper()
+	p, err := StatusServer(nil, id, []byte(DefaultSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestReadPacketStream(t *testing.T) {
+	a, b := statusPacket(t, 1), statusPacket(t, 2)
+	stream := append(append([]byte{}, a...), b...)
+	r := bufio.NewReader(bytes.NewReader(stream))
+	for _, want := range []packet.Packet{a, b} {
+		p, err := ReadPacket(r)
+		if err != nil || !bytes.Equal(p, want) {
+			t.Fatalf("ReadPacket = %x, %v", p, err)
+		}
+	}
+	if _, err := ReadPacket(r); !errors.Is(err, io.EOF) {
+		t.Fatalf("at end: %v", err)
+	}
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"truncated", a[:30], io.ErrUnexpectedEOF},
+		{"length too small", []byte{1, 1, 0, 10, 0, 0}, ErrFrame},
+		{"length too large", []byte{1, 1, 0xff, 0xff}, ErrFrame},
+		{"bad attribute", append([]byte{1, 1, 0, 22}, append(make([]byte, 16), 1, 9)...), ErrFrame},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ReadPacket(bufio.NewReader(bytes.NewReader(tt.in))); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzReadPacket(f *testing.F) {
+	f.Add([]byte(statusPacket(f, 3)))
+	f.Add([]byte{1, 1, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bufio.NewReader(bytes.NewReader(b))
+		for range 64 {
+			p, err := ReadPacket(r)
+			if err != nil {
+				return
+			}
+			if _, err := packet.Parse(p); err != nil {
+				t.Fatalf("ReadPacket returned an invalid packet: %v", err)
+			}
+		}
+	})
+}
+
+// TestConnBadReplyFailsOnlyThatRequest: a reply with a wrong authenticator fails its request and the
+// connection keeps serving the next one (radsecproxy #208).
+func TestConnBadReplyFailsOnlyThatRequest(t *testing.T) {
+	client, server := net.Pipe()
+	c := NewConn(client, ConnOptions{StatusInterval: time.Hour, DeadAfter: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		ServeConn(ctx, server, time.Second, func(p packet.Packet, reply ReplyFunc) {
+			b := packet.NewResponse(nil, p, packet.CodeAccessAccept)
+			secret := []byte(DefaultSecret)
+			if u, _ := p.Attr(packet.AttrUserName); string(u) == "bad" {
+				secret = []byte("wrong")
+			}
+			resp, _ := b.Finish(secret, p.Authenticator())
+			reply(resp)
+		})
+	}()
+	defer func() { cancel(); wg.Wait() }()
+	send := func(user string) error {
+		done := make(chan error, 1)
+		err := c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) {
+			b := packet.New(dst, packet.CodeAccessRequest, id, bytes.Repeat([]byte{byte(id)}, 16))
+			b.AddMA()
+			b.AddString(packet.AttrUserName, user)
+			return b.Finish([]byte(DefaultSecret), nil)
+		}, time.Now().Add(time.Second), func(_ packet.Packet, err error) { done <- err })
+		if err != nil {
+			return err
+		}
+		return <-done
+	}
+	if err := send("bad"); !errors.Is(err, ErrBadReply) {
+		t.Fatalf("bad reply: %v", err)
+	}
+	if err := send("good"); err != nil {
+		t.Fatalf("next request on the same connection: %v", err)
+	}
+}
+
+// TestConnWatchdog drives the watchdog with an injected clock: a silent peer is probed, then declared
+// dead dead_after after the probe, and pending requests fail with ErrConnDead.
+func TestConnWatchdog(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	go io.Copy(io.Discard, server) // a blackhole: reads everything, answers nothing
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	c := NewConn(client, ConnOptions{Now: clock, StatusInterval: time.Second, DeadAfter: 2 * time.Second})
+	errc := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); c.readLoop() }()
+		go c.w.run()
+		<-c.Done()
+		wg.Wait()
+		errc <- c.Err()
+	}()
+	failed := make(chan error, 1)
+	c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) { return StatusServer(dst, id, []byte(DefaultSecret)) },
+		now.Add(time.Hour), func(_ packet.Packet, err error) { failed <- err })
+	advance(1500 * time.Millisecond)
+	c.check(clock().UnixNano()) // nothing received for 1.5 s: probe
+	c.mu.Lock()
+	probing := c.probing
+	c.mu.Unlock()
+	if !probing {
+		t.Fatal("idle connection not probed")
+	}
+	advance(time.Second)
+	c.check(clock().UnixNano()) // oldest request is 2.5 s old, nothing received: dead
+	if err := <-failed; !errors.Is(err, ErrConnDead) {
+		t.Fatalf("pending request: %v", err)
+	}
+	if err := <-errc; !errors.Is(err, ErrConnDead) {
+		t.Fatalf("connection: %v", err)
+	}
+}
