@@ -1,0 +1,416 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// op is one queued request-path operation.
+type op struct {
+	forget   bool
+	rec      Record    // learn: normalized record
+	key      []byte    // learn: recordKey(rec)
+	mac      string    // forget
+	identity string    // forget
+	at       time.Time // when the decision was seen
+}
+
+// Learn records an upstream Access-Accept: it upserts the client and
+// refreshes its TTL (LastAuthorized = now, Expires = now + TTL, FirstSeen
+// kept from an existing entry). Non-replayable attributes are dropped. It
+// never blocks: the operation is queued for the batched writer, and when the
+// queue is full (or the store closed, or the record invalid) it is dropped,
+// counted in Stats.Drops and logged at most every 10 seconds.
+func (s *Store) Learn(r Record) {
+	nr, err := normalize(r)
+	if err != nil {
+		s.log.Warn("cache learn rejected", "mac", r.MAC, "user", r.Identity, "err", err)
+		return
+	}
+	s.enqueue(op{rec: nr, key: recordKey(nr), at: s.now()})
+}
+
+// Forget queues the removal of a client after an upstream Access-Reject: the
+// record of mac, and every record indexed under identity, so that a rejected
+// client cannot be let in through an identity fallback during an outage.
+// Either argument may be empty. It never blocks (see Learn).
+func (s *Store) Forget(mac, identity string) {
+	if mac == "" && identity == "" {
+		return
+	}
+	s.enqueue(op{forget: true, mac: mac, identity: identity, at: s.now()})
+}
+
+func (s *Store) enqueue(o op) {
+	s.pmu.Lock()
+	if s.closed || s.opts.ReadOnly || len(s.pending) >= s.opts.QueueSize {
+		s.pmu.Unlock()
+		s.dropped()
+		return
+	}
+	s.pending = append(s.pending, o)
+	n := len(s.pending)
+	s.pmu.Unlock()
+	// Wake the writer when a batch starts (it arms BatchDelay) and when it
+	// is full (it commits now). The channel holds one token, so a wake-up
+	// is never lost and never blocks.
+	if n == 1 || n == s.opts.BatchSize {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Store) dropped() {
+	s.drops.Add(1)
+	now := s.now().UnixNano()
+	last := s.lastDropLog.Load()
+	if now-last >= int64(dropLogEvery) && s.lastDropLog.CompareAndSwap(last, now) {
+		s.log.Warn("cache queue full, dropping learned decisions", "reason", "queue full")
+	}
+}
+
+// Flush commits every operation queued before the call, in one transaction,
+// and returns when it is durable (fsynced unless NoSync). The writer
+// goroutine uses it too, so batches commit in queue order.
+func (s *Store) Flush() error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.pmu.Lock()
+	batch := s.pending
+	if len(batch) > 0 {
+		s.pending = make([]op, 0, min(cap(batch), s.opts.QueueSize))
+	}
+	s.pmu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if s.dbClosed {
+		s.writeErrs.Add(1)
+		return ErrClosed
+	}
+	sortLearns(batch)
+	err := s.update(func(t *txn) error {
+		for _, o := range batch {
+			if err := s.apply(t, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeErrs.Add(1)
+		return fmt.Errorf("cache: commit %d operations: %w", len(batch), err)
+	}
+	s.commits.Add(1)
+	s.committed.Add(uint64(len(batch)))
+	return nil
+}
+
+// sortLearns orders each run of learns between forgets by record key. Learns
+// of different keys commute (each touches only its own record and index
+// entries) and the sort is stable, so the outcome is unchanged; walking the
+// B+tree in key order makes a batch of random clients touch pages in order.
+// Forgets stay where they are: one may remove records of other keys.
+func sortLearns(batch []op) {
+	start := 0
+	for i := 0; i <= len(batch); i++ {
+		if i == len(batch) || batch[i].forget {
+			run := batch[start:i]
+			if len(run) > 1 {
+				slices.SortStableFunc(run, func(a, b op) int { return bytes.Compare(a.key, b.key) })
+			}
+			start = i + 1
+		}
+	}
+}
+
+func (s *Store) apply(t *txn, o op) error {
+	if o.forget {
+		_, err := forget(t, o.mac, o.identity)
+		return err
+	}
+	r := o.rec
+	old, ok, err := t.get(o.key)
+	if err != nil {
+		s.log.Warn("cache record unreadable, replacing", "mac", r.MAC, "user", r.Identity, "err", err)
+	}
+	r.FirstSeen = firstSeen(old, ok, r.FirstSeen, o.at)
+	r.LastAuthorized = o.at
+	r.Expires = o.at.Add(s.opts.TTL)
+	return t.replace(o.key, r, old, ok)
+}
+
+func firstSeen(old Record, ok bool, given, fallback time.Time) time.Time {
+	if ok && !old.FirstSeen.IsZero() && (given.IsZero() || old.FirstSeen.Before(given)) {
+		return old.FirstSeen
+	}
+	if !given.IsZero() {
+		return given
+	}
+	return fallback
+}
+
+// forget removes the record of mac and every record indexed under identity.
+func forget(t *txn, mac, identity string) (bool, error) {
+	removed := false
+	if mac != "" {
+		if m, err := parseMAC(mac); err == nil {
+			ok, err := t.removeKey(macKey(m))
+			if err != nil {
+				return removed, err
+			}
+			removed = removed || ok
+		}
+	}
+	if identity == "" {
+		return removed, nil
+	}
+	// A MAC-shaped identity (MAB User-Name) is not indexed: it names the
+	// MAC record.
+	if m, err := parseMAC(identity); err == nil {
+		ok, err := t.removeKey(macKey(m))
+		if err != nil {
+			return removed, err
+		}
+		removed = removed || ok
+	}
+	// Remove in rounds: identityKeys is capped, and each removal deletes
+	// its index entry, so the loop ends.
+	for {
+		keys := identityKeys(t.ident, identity)
+		if len(keys) == 0 {
+			break
+		}
+		for _, rk := range keys {
+			ok, err := t.removeKey(rk)
+			if err != nil {
+				return removed, err
+			}
+			if !ok { // stale index entry
+				if err := t.ident.Delete(identIndexKey(identity, rk)); err != nil {
+					return removed, err
+				}
+			}
+			removed = removed || ok
+		}
+	}
+	// An identity-keyed record whose stored identity differs only in case
+	// is indexed under the same folded key, so it was removed above.
+	return removed, nil
+}
+
+// Upsert writes r synchronously (CLI, import). Unset times are filled:
+// LastAuthorized = now, Expires = LastAuthorized + TTL, FirstSeen = the
+// existing entry's, else LastAuthorized. A record already expired returns
+// ErrExpired. Non-replayable attributes are dropped.
+func (s *Store) Upsert(r Record) error {
+	nr, err := s.prepare(r)
+	if err != nil {
+		return err
+	}
+	return s.update(func(t *txn) error {
+		rk := recordKey(nr)
+		old, ok, _ := t.get(rk)
+		nr.FirstSeen = firstSeen(old, ok, nr.FirstSeen, nr.LastAuthorized)
+		return t.replace(rk, nr, old, ok)
+	})
+}
+
+// prepare normalizes r and fills its times for Upsert and Import.
+func (s *Store) prepare(r Record) (Record, error) {
+	nr, err := normalize(r)
+	if err != nil {
+		return Record{}, err
+	}
+	now := s.now()
+	if nr.LastAuthorized.IsZero() {
+		nr.LastAuthorized = now
+	}
+	if nr.Expires.IsZero() {
+		nr.Expires = nr.LastAuthorized.Add(s.opts.TTL)
+	}
+	if !nr.Expires.After(now) {
+		return Record{}, fmt.Errorf("%w: expired %s", ErrExpired, nr.Expires.Format(time.RFC3339))
+	}
+	return nr, nil
+}
+
+// Delete removes by key, synchronously: a MAC in any NormalizeMAC notation
+// removes that client's record; anything else is taken as an identity and
+// removes every record indexed under it. It reports whether anything was
+// removed.
+func (s *Store) Delete(key string) (bool, error) {
+	var removed bool
+	err := s.update(func(t *txn) error {
+		var err error
+		if _, merr := parseMAC(key); merr == nil {
+			removed, err = forget(t, key, "")
+		} else {
+			removed, err = forget(t, "", key)
+		}
+		return err
+	})
+	return removed, err
+}
+
+// LookupMAC returns the unexpired record of a MAC (any accepted notation).
+func (s *Store) LookupMAC(mac string) (Record, bool, error) {
+	m, err := parseMAC(mac)
+	if err != nil {
+		return Record{}, false, err
+	}
+	now := s.now()
+	var r Record
+	var ok bool
+	err = s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketRecords).Get(macKey(m))
+		if v == nil {
+			return nil
+		}
+		d, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("cache: record %s: %w", formatMAC(m), err)
+		}
+		r, ok = d, s.live(d, now)
+		return nil
+	})
+	if err != nil || !ok {
+		return Record{}, false, err
+	}
+	return r, true, nil
+}
+
+// LookupIdentity returns the unexpired record indexed under identity (case-
+// insensitive) that was authorized last: one user may have several devices.
+func (s *Store) LookupIdentity(identity string) (Record, bool, error) {
+	if identity == "" {
+		return Record{}, false, nil
+	}
+	now := s.now()
+	var best Record
+	var found bool
+	err := s.view(func(tx *bolt.Tx) error {
+		recs := tx.Bucket(bucketRecords)
+		consider := func(rk []byte, viaIndex bool) error {
+			v := recs.Get(rk)
+			if v == nil {
+				return nil // stale index entry, or no such MAC
+			}
+			r, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("cache: record %s: %w", keyString(rk), err)
+			}
+			if !s.live(r, now) {
+				return nil
+			}
+			// Through the MAC key, only a record whose own identity is
+			// that MAC (a MAB client) matches.
+			if !viaIndex && (r.Identity == "" || indexedIdentity(r)) {
+				return nil
+			}
+			if !found || r.LastAuthorized.After(best.LastAuthorized) {
+				best, found = r, true
+			}
+			return nil
+		}
+		for _, rk := range identityKeys(tx.Bucket(bucketIdent), identity) {
+			if err := consider(rk, true); err != nil {
+				return err
+			}
+		}
+		// A MAC-shaped identity (MAB User-Name) is not indexed when it is
+		// the record's own MAC: look at that record directly.
+		if m, err := parseMAC(identity); err == nil {
+			return consider(macKey(m), false)
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return Record{}, false, err
+	}
+	return best, true, nil
+}
+
+// Lookup looks up by MAC first, then by identity. An empty or malformed MAC
+// skips the MAC step.
+func (s *Store) Lookup(identity, mac string) (Record, bool, error) {
+	if mac != "" {
+		r, ok, err := s.LookupMAC(mac)
+		if err != nil && !errors.Is(err, ErrBadMAC) {
+			return Record{}, false, err
+		}
+		if ok {
+			return r, true, nil
+		}
+	}
+	return s.LookupIdentity(identity)
+}
+
+// List calls fn for every unexpired record in key order until fn returns
+// false. It reads in chunks of short read transactions so a slow consumer
+// (export to a pipe) never holds one open; records changed during the walk
+// may or may not be seen. A record that does not decode is logged and
+// skipped.
+func (s *Store) List(fn func(Record) bool) error {
+	var after []byte
+	for {
+		now := s.now()
+		var chunk []Record
+		var last []byte
+		err := s.view(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketRecords).Cursor()
+			var k, v []byte
+			if after == nil {
+				k, v = c.First()
+			} else {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			n := 0
+			for ; k != nil && n < listChunk; k, v = c.Next() {
+				n++
+				last = append(last[:0], k...)
+				r, err := decodeRecord(v)
+				if err != nil {
+					s.log.Warn("cache record unreadable", "id", keyString(k), "err", err)
+					continue
+				}
+				if s.live(r, now) {
+					chunk = append(chunk, r)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range chunk {
+			if !fn(r) {
+				return nil
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		after = append(after[:0], last...)
+	}
+}
+
+// live reports whether r may be served at now: before its stored expiry and
+// within the configured TTL of its last authorization, so that shortening
+// the TTL takes effect at once rather than at each client's next learn.
+func (s *Store) live(r Record, now time.Time) bool {
+	if !r.Expires.After(now) {
+		return false
+	}
+	return r.LastAuthorized.IsZero() || r.LastAuthorized.Add(s.opts.TTL).After(now)
+}

@@ -1,0 +1,276 @@
+package cache
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Method is the authentication method the cloud authorized a client with.
+type Method uint8
+
+// Methods. The numeric values are stored in the record codec: never
+// renumber them.
+const (
+	MethodOther  Method = 0
+	MethodMAB    Method = 1
+	MethodEAPTLS Method = 2
+)
+
+// String returns "other", "mab" or "eap-tls".
+func (m Method) String() string {
+	switch m {
+	case MethodMAB:
+		return "mab"
+	case MethodEAPTLS:
+		return "eap-tls"
+	case MethodOther:
+		return "other"
+	}
+	return fmt.Sprintf("method(%d)", uint8(m))
+}
+
+// ParseMethod is the inverse of Method.String.
+func ParseMethod(s string) (Method, error) {
+	switch strings.ToLower(s) {
+	case "other", "":
+		return MethodOther, nil
+	case "mab":
+		return MethodMAB, nil
+	case "eap-tls", "eaptls":
+		return MethodEAPTLS, nil
+	}
+	return 0, fmt.Errorf("%w: unknown method %q", ErrBadRecord, s)
+}
+
+// MarshalText implements encoding.TextMarshaler (JSON Lines export).
+func (m Method) MarshalText() ([]byte, error) {
+	if m > MethodEAPTLS {
+		return nil, fmt.Errorf("%w: unknown method %d", ErrBadRecord, uint8(m))
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *Method) UnmarshalText(b []byte) error {
+	v, err := ParseMethod(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// RADIUS attribute types the cache cares about (RFC 2865 §5, RFC 2868,
+// RFC 2869, RFC 3579, RFC 4072, RFC 2548).
+const (
+	attrUserPassword         = 2  // RFC 2865 §5.2
+	attrCHAPPassword         = 3  // RFC 2865 §5.3
+	attrState                = 24 // RFC 2865 §5.24
+	attrClass                = 25 // RFC 2865 §5.25
+	attrVendorSpecific       = 26 // RFC 2865 §5.26
+	attrProxyState           = 33 // RFC 2865 §5.33
+	attrTunnelPassword       = 69 // RFC 2868 §3.5
+	attrEAPMessage           = 79 // RFC 3579 §3.1
+	attrMessageAuthenticator = 80 // RFC 3579 §3.2
+	attrEAPKeyName           = 102
+
+	vendorMicrosoft = 311 // RFC 2548
+	msCHAPMPPEKeys  = 12  // RFC 2548 §2.4.1
+	msMPPESendKey   = 16  // RFC 2548 §2.4.2
+	msMPPERecvKey   = 17  // RFC 2548 §2.4.3
+	msCHAP2Success  = 26  // RFC 2548 §2.3.3
+)
+
+// ReplayableAttr reports whether a reply attribute may be stored and replayed
+// to a later, different session. It is false for per-session material:
+//   - EAP-Message (79), State (24), Message-Authenticator (80), Proxy-State
+//     (33): bound to one exchange (RFC 3579 §3, RFC 2865 §5.24/§5.33);
+//   - Class (25): the cloud's session cookie for accounting (RFC 2865 §5.25);
+//   - MS-MPPE-Send-Key/Recv-Key (311/16, 311/17), MS-CHAP-MPPE-Keys (311/12),
+//     MS-CHAP2-Success (311/26): keying material and responses of one
+//     authentication (RFC 2548 §2.4);
+//   - User-Password, CHAP-Password, Tunnel-Password (2, 3, 69): secrets,
+//     and salt-encrypted with the request authenticator (RFC 2868 §3.5);
+//   - EAP-Key-Name (102): names one session's keys (RFC 4072 §6.2).
+//
+// Everything else (Tunnel-Type/Medium-Type/Private-Group-ID, Filter-Id,
+// Session-Timeout, Idle-Timeout, Termination-Action, Egress-VLAN-Name,
+// Cisco-AVPair, Aruba-User-Role, Juniper and Palo Alto VSAs, ...) is
+// authorization and is replayed.
+func ReplayableAttr(a Attr) bool {
+	if a.Vendor == vendorMicrosoft {
+		switch a.VendorType {
+		case msCHAPMPPEKeys, msMPPESendKey, msMPPERecvKey, msCHAP2Success:
+			return false
+		}
+		return true
+	}
+	if a.Vendor != 0 {
+		return true
+	}
+	switch a.Type {
+	case attrUserPassword, attrCHAPPassword, attrState, attrClass, attrProxyState,
+		attrTunnelPassword, attrEAPMessage, attrMessageAuthenticator, attrEAPKeyName:
+		return false
+	}
+	return true
+}
+
+// Attr is one reply attribute to replay. A standard attribute has Vendor 0
+// and its RADIUS type in Type. A vendor-specific attribute (RFC 2865 §5.26)
+// has Type 26, the IANA enterprise number in Vendor and the vendor's own type
+// in VendorType. Tag is the RFC 2868 §3.1 tag of a tunnel attribute (0 for
+// none; tags 1..31); Value holds the attribute value without the tag octet.
+type Attr struct {
+	Type       uint8
+	Vendor     uint32
+	VendorType uint8
+	Tag        uint8
+	Value      []byte
+}
+
+// Record is one authorized client: who it is, where it was seen, and the
+// reply attributes the cloud gave it.
+type Record struct {
+	// MAC is the canonical "aa:bb:cc:dd:ee:ff" address (Calling-Station-Id),
+	// empty for a client known only by identity (EAP-TLS without a MAC).
+	MAC string
+	// Identity is the User-Name for MAB, the certificate identity for
+	// EAP-TLS (see docs/cache.md).
+	Identity string
+	Method   Method
+	// NAS is the NAS-Identifier or NAS-IP-Address the client was seen on;
+	// Site the site of that NAS. Informational.
+	NAS  string
+	Site string
+	// Attrs are the replayable reply attributes, in reply order.
+	Attrs []Attr
+	// FirstSeen is when the client was first learned; LastAuthorized the
+	// time of the latest Access-Accept; Expires when the entry stops being
+	// served (LastAuthorized + TTL when learned).
+	FirstSeen      time.Time
+	LastAuthorized time.Time
+	Expires        time.Time
+}
+
+// Limits. RADIUS attributes carry at most 253 octets (RFC 2865 §5), so no
+// single field can legitimately be longer; the record count caps keep one
+// record well under a bbolt page.
+const (
+	maxStringLen = 253
+	maxAttrs     = 64
+	maxValueLen  = 253
+	maxTagValue  = 0x1f // RFC 2868 §3.1: tags 0x01..0x1F
+)
+
+// normalize returns r with a canonical MAC, replayable attributes only and
+// every field checked. It does not touch the times.
+func normalize(r Record) (Record, error) {
+	if r.MAC != "" {
+		m, err := NormalizeMAC(r.MAC)
+		if err != nil {
+			return Record{}, err
+		}
+		r.MAC = m
+	}
+	if r.MAC == "" && r.Identity == "" {
+		return Record{}, fmt.Errorf("%w: neither mac nor identity", ErrBadRecord)
+	}
+	if err := checkString("identity", r.Identity); err != nil {
+		return Record{}, err
+	}
+	if err := checkString("nas", r.NAS); err != nil {
+		return Record{}, err
+	}
+	if err := checkString("site", r.Site); err != nil {
+		return Record{}, err
+	}
+	if r.Method > MethodEAPTLS {
+		return Record{}, fmt.Errorf("%w: unknown method %d", ErrBadRecord, uint8(r.Method))
+	}
+	var kept []Attr
+	for i, a := range r.Attrs {
+		if !ReplayableAttr(a) {
+			continue
+		}
+		if err := checkAttr(a); err != nil {
+			return Record{}, fmt.Errorf("attr %d: %w", i, err)
+		}
+		kept = append(kept, Attr{Type: a.Type, Vendor: a.Vendor, VendorType: a.VendorType, Tag: a.Tag,
+			Value: append([]byte(nil), a.Value...)})
+	}
+	if len(kept) > maxAttrs {
+		return Record{}, fmt.Errorf("%w: %d attributes, at most %d", ErrBadRecord, len(kept), maxAttrs)
+	}
+	r.Attrs = kept
+	return r, nil
+}
+
+func checkString(field, s string) error {
+	if len(s) > maxStringLen {
+		return fmt.Errorf("%w: %s longer than %d octets", ErrBadRecord, field, maxStringLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrBadRecord, field)
+	}
+	// NUL separates the identity from the record key in the identity index.
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s contains NUL", ErrBadRecord, field)
+	}
+	return nil
+}
+
+func checkAttr(a Attr) error {
+	if a.Vendor != 0 && a.Type != attrVendorSpecific {
+		return fmt.Errorf("%w: vendor %d attribute with type %d, want 26", ErrBadRecord, a.Vendor, a.Type)
+	}
+	if a.Vendor == 0 && (a.Type == attrVendorSpecific || a.Type == 0) {
+		return fmt.Errorf("%w: standard attribute with type %d", ErrBadRecord, a.Type)
+	}
+	if a.Tag > maxTagValue {
+		return fmt.Errorf("%w: tag %d above %d", ErrBadRecord, a.Tag, maxTagValue)
+	}
+	if len(a.Value) > maxValueLen {
+		return fmt.Errorf("%w: value of %d octets, at most %d", ErrBadRecord, len(a.Value), maxValueLen)
+	}
+	return nil
+}
+
+// Key scheme (docs/cache.md). Record keys are binary and short so a million
+// entries stay small: 'm' + the 6 MAC octets, or 'i' + the folded identity for
+// a client without a MAC.
+const (
+	keyPrefixMAC      = 'm'
+	keyPrefixIdentity = 'i'
+)
+
+// foldIdentity is the identity index form: ASCII-lower-cased, because the
+// certificate identities it holds (e-mail, UPN, DNS names) compare
+// case-insensitively and NAS implementations differ in the case they send.
+func foldIdentity(s string) string { return strings.ToLower(s) }
+
+// recordKey returns the bbolt key of a normalized record.
+func recordKey(r Record) []byte {
+	if r.MAC != "" {
+		b, _ := parseMAC(r.MAC) // normalized by the caller
+		return append([]byte{keyPrefixMAC}, b[:]...)
+	}
+	return append([]byte{keyPrefixIdentity}, foldIdentity(r.Identity)...)
+}
+
+func macKey(b [macLen]byte) []byte { return append([]byte{keyPrefixMAC}, b[:]...) }
+
+// keyString renders a record key for humans and logs.
+func keyString(k []byte) string {
+	if len(k) == 1+macLen && k[0] == keyPrefixMAC {
+		var b [macLen]byte
+		copy(b[:], k[1:])
+		return formatMAC(b)
+	}
+	if len(k) > 0 && k[0] == keyPrefixIdentity {
+		return string(k[1:])
+	}
+	return fmt.Sprintf("%x", k)
+}
