@@ -1,0 +1,442 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"mxedge/pki"
+	"mxedge/proxy"
+)
+
+// Defaults that are not the zero value of the components' options.
+var (
+	DefaultAuthAddrs = []string{"0.0.0.0:1812", "[::]:1812"}
+	DefaultAcctAddrs = []string{"0.0.0.0:1813", "[::]:1813"}
+)
+
+// Vendors mxedge knows how to format replies for; "generic" speaks only RFC attributes.
+var Vendors = []string{"generic", "cisco", "aruba", "hpe", "juniper", "mist", "paloalto", "fortinet", "extreme", "ruckus", "meraki"}
+
+// Built is the configuration turned into component options.
+type Built struct {
+	LogLevel  slog.Level
+	LogFormat string
+	Server    proxy.ServerOptions
+	Clients   []proxy.Client
+	Pool      proxy.PoolOptions
+	Router    proxy.RouterOptions
+	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	DNS       DNSOptions
+	// Files are the certificate files in use, for expiry warnings and reload on change.
+	Files []string
+}
+
+// DNSOptions configure upstream name resolution.
+type DNSOptions struct {
+	Servers []string
+	Timeout time.Duration
+}
+
+// Built returns the component options; valid only after a successful Load/Parse.
+func (c *Config) Built() *Built { return c.built }
+
+func (c *Config) validate(v *validator) {
+	f := &c.File
+	b := &Built{}
+	c.built = b
+
+	switch strings.ToLower(f.Log.Level) {
+	case "", "info":
+		b.LogLevel = slog.LevelInfo
+	case "debug":
+		b.LogLevel = slog.LevelDebug
+	case "warn", "warning":
+		b.LogLevel = slog.LevelWarn
+	case "error":
+		b.LogLevel = slog.LevelError
+	default:
+		v.errorf("log.level", "%q is not one of debug, info, warn, error", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "", "auto", "text", "json":
+		b.LogFormat = f.Log.Format
+	default:
+		v.errorf("log.format", "%q is not one of auto, text, json", f.Log.Format)
+	}
+
+	b.Server = proxy.ServerOptions{
+		AuthAddrs:       orDefault(f.Listen.Auth, DefaultAuthAddrs),
+		AcctAddrs:       orDefault(f.Listen.Acct, DefaultAcctAddrs),
+		RequestTimeout:  f.RequestTimeout.D(4 * time.Second),
+		DuplicateWindow: f.DuplicateWindow.D(10 * time.Second),
+	}
+	for i, a := range f.Listen.Auth {
+		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
+	}
+	for i, a := range f.Listen.Acct {
+		checkListen(v, fmt.Sprintf("listen.acct[%d]", i), a)
+	}
+	if t := b.Server.RequestTimeout; t < 500*time.Millisecond || t > 60*time.Second {
+		v.errorf("request_timeout", "%v is outside 500ms..60s", t)
+	}
+	if w := b.Server.DuplicateWindow; w < time.Second || w > 5*time.Minute {
+		v.errorf("duplicate_window", "%v is outside 1s..5m", w)
+	}
+	switch proxy.NoUpstreamPolicy(f.NoUpstream) {
+	case "", proxy.NoUpstreamReject, proxy.NoUpstreamDrop:
+		b.Router.NoUpstream = proxy.NoUpstreamPolicy(f.NoUpstream)
+	default:
+		v.errorf("no_upstream", "%q is not one of reject, drop", f.NoUpstream)
+	}
+
+	names := map[string]bool{}
+	seen := map[netip.Prefix]string{}
+	for i, cf := range f.Clients {
+		path := fmt.Sprintf("clients[%d]", i)
+		cl := proxy.Client{Name: cf.Name, Vendor: strings.ToLower(cf.Vendor), Site: cf.Site,
+			RequireMessageAuthenticator: boolOr(cf.RequireMessageAuthenticator, true),
+			LimitProxyState:             boolOr(cf.LimitProxyState, true)}
+		if cf.Name == "" {
+			v.errorf(path+".name", "required")
+		} else if names[cf.Name] {
+			v.errorf(path+".name", "%q is used by another client", cf.Name)
+		}
+		names[cf.Name] = true
+		pfx, err := parsePrefix(cf.Address)
+		if err != nil {
+			v.errorf(path+".address", "%v", err)
+		} else if other, dup := seen[pfx]; dup {
+			v.errorf(path+".address", "%s is also client %q", pfx, other)
+		} else {
+			seen[pfx] = cf.Name
+		}
+		cl.Prefix = pfx
+		cl.Secret = c.secret(v, path, cf.Secret, cf.SecretFile, "")
+		if cl.Vendor == "" {
+			cl.Vendor = "generic"
+		} else if !contains(Vendors, cl.Vendor) {
+			v.errorf(path+".vendor", "%q is not one of %s", cf.Vendor, strings.Join(Vendors, ", "))
+		}
+		b.Clients = append(b.Clients, cl)
+	}
+
+	c.buildPool(v, b)
+	c.buildListener(v, b)
+}
+
+func (c *Config) buildPool(v *validator, b *Built) {
+	u := &c.File.Upstreams
+	switch proxy.Mode(u.Mode) {
+	case "", proxy.ModeFailover, proxy.ModeLoadBalance:
+	default:
+		v.errorf("upstreams.mode", "%q is not one of failover, load-balance", u.Mode)
+	}
+	b.Pool.Mode = proxy.Mode(u.Mode)
+	if len(u.Servers) == 0 {
+		v.errorf("upstreams.servers", "at least one upstream is required")
+		return
+	}
+	tlsCfg := c.clientTLS(v, "upstreams.tls", u.TLS)
+	durs := []struct {
+		path     string
+		d        Duration
+		def      time.Duration
+		min, max time.Duration
+	}{
+		{"upstreams.dial_timeout", u.DialTimeout, 3 * time.Second, 100 * time.Millisecond, 30 * time.Second},
+		{"upstreams.dead_after", u.DeadAfter, 2 * time.Second, 200 * time.Millisecond, 60 * time.Second},
+		{"upstreams.status_interval", u.StatusInterval, time.Second, 100 * time.Millisecond, 60 * time.Second},
+		{"upstreams.backoff_min", u.BackoffMin, 500 * time.Millisecond, 10 * time.Millisecond, time.Minute},
+		{"upstreams.backoff_max", u.BackoffMax, 10 * time.Second, 100 * time.Millisecond, 10 * time.Minute},
+	}
+	vals := make([]time.Duration, len(durs))
+	for i, d := range durs {
+		vals[i] = d.d.D(d.def)
+		if vals[i] < d.min || vals[i] > d.max {
+			v.errorf(d.path, "%v is outside %v..%v", vals[i], d.min, d.max)
+		}
+	}
+	if vals[3] > vals[4] {
+		v.errorf("upstreams.backoff_min", "%v is above backoff_max %v", vals[3], vals[4])
+	}
+	if u.MaxConnections < 0 || u.MaxConnections > 64 {
+		v.errorf("upstreams.max_connections", "%d is outside 1..64", u.MaxConnections)
+	}
+	names := map[string]bool{}
+	for i, s := range u.Servers {
+		path := fmt.Sprintf("upstreams.servers[%d]", i)
+		if s.Name == "" {
+			v.errorf(path+".name", "required")
+		} else if names[s.Name] {
+			v.errorf(path+".name", "%q is used by another upstream", s.Name)
+		}
+		names[s.Name] = true
+		host, port, err := splitHostPort(s.Address, 2083)
+		if err != nil {
+			v.errorf(path+".address", "%v", err)
+		}
+		secret := s.Secret
+		if secret == "" {
+			secret = "radsec"
+		}
+		b.Pool.Upstreams = append(b.Pool.Upstreams, proxy.UpstreamOptions{
+			Name: s.Name, Host: host, Port: port, SRV: s.SRV, ServerName: s.ServerName, Priority: s.Priority,
+			Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
+			DialTimeout: vals[0], DeadAfter: vals[1], StatusInterval: vals[2], BackoffMin: vals[3], BackoffMax: vals[4],
+		})
+	}
+	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(2 * time.Second)}
+	for i, s := range u.DNS.Servers {
+		if _, _, err := splitHostPort(s, 53); err != nil {
+			v.errorf(fmt.Sprintf("upstreams.dns.servers[%d]", i), "%v", err)
+		}
+	}
+	if tlsCfg != nil {
+		b.Files = append(b.Files, u.TLS.Certificate, u.TLS.CA)
+	}
+}
+
+func (c *Config) buildListener(v *validator, b *Built) {
+	r := &c.File.RadSec
+	if len(r.Listen) == 0 {
+		if len(r.Peers) > 0 {
+			v.errorf("radsec.peers", "peers are configured but radsec.listen is empty")
+		}
+		return
+	}
+	for i, a := range r.Listen {
+		checkListen(v, fmt.Sprintf("radsec.listen[%d]", i), a)
+	}
+	cfg := c.serverTLS(v, "radsec.tls", r.TLS)
+	lo := &proxy.ListenerOptions{Addrs: r.Listen, TLS: cfg}
+	if len(r.Peers) == 0 {
+		v.errorf("radsec.peers", "at least one peer is required when radsec.listen is set")
+	}
+	for i, p := range r.Peers {
+		path := fmt.Sprintf("radsec.peers[%d]", i)
+		if p.Name == "" {
+			v.errorf(path+".name", "required")
+		}
+		pfx, err := parsePrefix(p.Address)
+		if err != nil {
+			v.errorf(path+".address", "%v", err)
+		}
+		secret := p.Secret
+		if secret == "" {
+			secret = "radsec"
+		}
+		vendor := strings.ToLower(p.Vendor)
+		if vendor == "" {
+			vendor = "generic"
+		}
+		lo.Peers = append(lo.Peers, proxy.RadSecPeer{
+			Client: proxy.Client{Name: p.Name, Prefix: pfx, Secret: proxy.Secret(secret), Vendor: vendor, Site: p.Site,
+				// Over TLS BlastRADIUS has no purchase; Message-Authenticator stays optional.
+				RequireMessageAuthenticator: false},
+			CertNames: p.CertNames,
+		})
+	}
+	b.Listener = lo
+	if cfg != nil {
+		b.Files = append(b.Files, r.TLS.Certificate, r.TLS.CA)
+	}
+}
+
+// secret returns the inline secret or the content of secret_file (trailing newline trimmed).
+func (c *Config) secret(v *validator, path, inline, file, def string) proxy.Secret {
+	switch {
+	case inline != "" && file != "":
+		v.errorf(path+".secret", "set secret or secret_file, not both")
+	case inline != "":
+		return proxy.Secret(inline)
+	case file != "":
+		data, err := os.ReadFile(c.abs(file))
+		if err != nil {
+			v.errorf(path+".secret_file", "%v", err)
+			return nil
+		}
+		s := strings.TrimRight(string(data), "\r\n")
+		if s == "" {
+			v.errorf(path+".secret_file", "%s is empty", file)
+		}
+		return proxy.Secret(s)
+	case def != "":
+		return proxy.Secret(def)
+	default:
+		v.errorf(path+".secret", "required (or secret_file)")
+	}
+	return nil
+}
+
+func (c *Config) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate, *x509.CertPool, uint16, bool) {
+	ok := true
+	if t.Certificate == "" {
+		v.errorf(path+".certificate", "required")
+		ok = false
+	}
+	if t.Key == "" {
+		v.errorf(path+".key", "required")
+		ok = false
+	}
+	if t.CA == "" {
+		v.errorf(path+".ca", "required: the CA bundle that verifies the peer")
+		ok = false
+	}
+	minVer := uint16(tls.VersionTLS12)
+	switch t.MinVersion {
+	case "", "1.2":
+	case "1.3":
+		minVer = tls.VersionTLS13
+	default:
+		v.errorf(path+".min_version", "%q is not 1.2 or 1.3", t.MinVersion)
+	}
+	if !ok {
+		return tls.Certificate{}, nil, 0, false
+	}
+	pair, err := pki.LoadKeyPair(c.abs(t.Certificate), c.abs(t.Key))
+	if err != nil {
+		v.errorf(path+".certificate", "%v", err)
+		ok = false
+	} else if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		v.errorf(path+".certificate", "%s expired on %s", t.Certificate, leaf.NotAfter.Format(time.DateOnly))
+		ok = false
+	}
+	certs, err := pki.LoadCertificates(c.abs(t.CA))
+	if err != nil {
+		v.errorf(path+".ca", "%v", err)
+		return pair, nil, minVer, false
+	}
+	pool := x509.NewCertPool()
+	for _, ca := range certs {
+		pool.AddCert(ca)
+	}
+	return pair, pool, minVer, ok
+}
+
+func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
+	pair, pool, minVer, ok := c.loadTLS(v, path, t)
+	if !ok {
+		return nil
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		RootCAs:      pool,
+		MinVersion:   minVer,
+	}
+}
+
+func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
+	pair, pool, minVer, ok := c.loadTLS(v, path, t)
+	if !ok {
+		return nil
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   minVer,
+	}
+}
+
+// checkListen accepts host:port; port 0 (an ephemeral port, for tests and labs) is allowed.
+func checkListen(v *validator, path, a string) {
+	host, ps, err := net.SplitHostPort(a)
+	if err != nil {
+		v.errorf(path, "%q is not host:port (write 0.0.0.0:1812 or [::]:1812)", a)
+		return
+	}
+	if _, err := strconv.ParseUint(ps, 10, 16); err != nil {
+		v.errorf(path, "%q: bad port %q", a, ps)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			v.errorf(path, "%q: listen on an IP address, not a name", a)
+		}
+	}
+}
+
+// splitHostPort accepts host, host:port, [v6]:port and bare IPv6; port def applies when missing.
+func splitHostPort(s string, def uint16) (string, uint16, error) {
+	if s == "" {
+		return "", 0, fmt.Errorf("empty address")
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		if def == 0 {
+			return "", 0, fmt.Errorf("%q has no port", s)
+		}
+		return ip.String(), def, nil
+	}
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		if def == 0 || strings.Contains(s, ":") {
+			return "", 0, fmt.Errorf("%q is not host:port", s)
+		}
+		return s, def, nil
+	}
+	port, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil || port == 0 {
+		return "", 0, fmt.Errorf("%q: bad port %q", s, ps)
+	}
+	return host, uint16(port), nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, fmt.Errorf("required: an IP address or CIDR")
+	}
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+		}
+		if p.Masked() != p {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func orDefault(v, def []string) []string {
+	if len(v) == 0 {
+		return def
+	}
+	return v
+}
+
+func boolOr(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,140 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mxedge/edge/config"
+	"mxedge/install"
+	"mxedge/pki/pkitest"
+	"mxedge/proxy"
+)
+
+// labConfig returns the shipped example with its certificate paths pointed at a lab PKI.
+func labConfig(t *testing.T) (string, *pkitest.Lab) {
+	t.Helper()
+	lab := pkitest.Must(t)
+	r := strings.NewReplacer(
+		"/var/lib/mxedge/edge.crt", lab.ClientCert, "/var/lib/mxedge/edge.key", lab.ClientKey,
+		"/var/lib/mxedge/ca.pem", lab.CAFile, "/var/lib/mxedge/server.crt", lab.ServerCert,
+		"/var/lib/mxedge/server.key", lab.ServerKey, "/var/lib/mxedge/org-ca.pem", lab.CAFile,
+	)
+	return r.Replace(string(install.DefaultConfig)), lab
+}
+
+func TestShippedExampleIsValid(t *testing.T) {
+	doc, _ := labConfig(t)
+	c, err := config.Parse("mxedge.yaml", []byte(doc))
+	if err != nil {
+		t.Fatalf("the shipped example does not validate:\n%v", err)
+	}
+	b := c.Built()
+	if len(b.Clients) != 1 || b.Clients[0].Name != "core-sw1" || !b.Clients[0].RequireMessageAuthenticator {
+		t.Fatalf("clients: %+v", b.Clients)
+	}
+	up := b.Pool.Upstreams[0]
+	if up.Host != "radsec.nac.mist.com" || up.Port != 2083 || string(up.Secret) != "radsec" || up.DeadAfter != 2*time.Second {
+		t.Fatalf("upstream: %+v", up)
+	}
+	if b.Server.RequestTimeout != 4*time.Second || b.Router.NoUpstream != proxy.NoUpstreamReject {
+		t.Fatalf("defaults: %+v %+v", b.Server, b.Router)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	_, lab := labConfig(t)
+	doc := "clients:\n  - {name: a, address: 192.0.2.1, secret: s}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
+		", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers:\n    - {name: u, address: 192.0.2.10}\n"
+	c, err := config.Parse("m.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Built()
+	if got := b.Server.AuthAddrs; len(got) != 2 || got[0] != "0.0.0.0:1812" {
+		t.Fatalf("auth defaults %v", got)
+	}
+	if b.Server.DuplicateWindow != 10*time.Second || b.Pool.Upstreams[0].Port != 2083 || b.Clients[0].Vendor != "generic" {
+		t.Fatal("defaults not applied")
+	}
+	if !b.Clients[0].LimitProxyState || !b.Clients[0].RequireMessageAuthenticator {
+		t.Fatal("BlastRADIUS defences must default on")
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	_, lab := labConfig(t)
+	tlsBlock := "  tls: {certificate: " + lab.ClientCert + ", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n"
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"unknown key", "log:\n  level: info\n  colour: blue\n", []string{"m.yaml:3:", `unknown key "colour"`}},
+		{"bad cidr", "clients:\n  - name: a\n    address: 10.0.0.1/33\n    secret: s\n", []string{"m.yaml:3: clients[0].address:", "not a CIDR"}},
+		{"host bits", "clients:\n  - name: a\n    address: 10.0.0.1/24\n    secret: s\n", []string{"m.yaml:3: clients[0].address:", "10.0.0.0/24"}},
+		{"missing secret", "clients:\n  - name: a\n    address: 10.0.0.1\n", []string{"m.yaml:2: clients[0].secret: required"}},
+		{"duplicate client", "clients:\n  - {name: a, address: 10.0.0.1, secret: s}\n  - {name: b, address: 10.0.0.1/32, secret: s}\n", []string{"m.yaml:3: clients[1].address:", `also client "a"`}},
+		{"bad vendor", "clients:\n  - {name: a, address: 10.0.0.1, secret: s, vendor: acme}\n", []string{"clients[0].vendor:", `"acme"`}},
+		{"bad duration", "request_timeout: soon\n", []string{"m.yaml:1:", "not a duration"}},
+		{"timeout range", "request_timeout: 2m\n", []string{"m.yaml:1: request_timeout:", "outside"}},
+		{"no upstreams", "upstreams:\n  mode: failover\n", []string{"upstreams.servers: at least one upstream is required"}},
+		{"bad mode", "upstreams:\n  mode: random\n" + tlsBlock + "  servers: [{name: u, address: 192.0.2.1}]\n", []string{"m.yaml:2: upstreams.mode:"}},
+		{"missing cert file", "upstreams:\n  tls: {certificate: /nonexistent.pem, key: /nonexistent.key, ca: " + lab.CAFile + "}\n  servers: [{name: u, address: 192.0.2.1}]\n", []string{"m.yaml:2: upstreams.tls.certificate:", "nonexistent"}},
+		{"cert key mismatch", "upstreams:\n  tls: {certificate: " + lab.ClientCert + ", key: " + lab.ServerKey + ", ca: " + lab.CAFile + "}\n  servers: [{name: u, address: 192.0.2.1}]\n", []string{"upstreams.tls.certificate:"}},
+		{"bad listen", "listen:\n  auth: [\"1812\"]\n", []string{"m.yaml:2: listen.auth[0]:"}},
+		{"not a mapping", "- a\n- b\n", []string{"m.yaml:1:", "mapping"}},
+		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse("m.yaml", []byte(tt.doc))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	_, lab := labConfig(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "sw1.secret"), []byte("from-file\n"), 0o600)
+	doc := "clients:\n  - {name: a, address: 192.0.2.1, secret_file: sw1.secret}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
+		", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers: [{name: u, address: 192.0.2.10}]\n"
+	path := filepath.Join(dir, "m.yaml")
+	os.WriteFile(path, []byte(doc), 0o600)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Built().Clients[0].Secret) != "from-file" {
+		t.Fatal("secret_file not read relative to the config file")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(install.DefaultConfig))
+	f.Add([]byte("clients:\n  - {name: a, address: 10.0.0.1/33}\n"))
+	f.Add([]byte("request_timeout: 7d\nupstreams: {mode: x}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := config.Parse("fuzz.yaml", data)
+		if err == nil && c.Built() == nil {
+			t.Fatal("valid config without built options")
+		}
+		if err != nil && !errors.Is(err, config.ErrInvalid) {
+			t.Fatalf("error does not wrap ErrInvalid: %v", err)
+		}
+	})
+}

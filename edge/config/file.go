@@ -1,0 +1,102 @@
+// Package config owns mxedge's configuration file: one human-edited YAML document, decoded strictly
+// (an unknown key is an error), with documented defaults, and every error reported as FILE:LINE:
+// field: reason. It turns the file into the option structs of the components; no other package knows
+// the file format.
+package config
+
+import "time"
+
+// File mirrors the YAML document. Field comments are the reference; docs/configuration.md and
+// testdata/mxedge.example.yaml say the same for operators.
+type File struct {
+	Log             Log          `yaml:"log"`
+	Listen          Listen       `yaml:"listen"`
+	RequestTimeout  Duration     `yaml:"request_timeout"`  // default 4s
+	DuplicateWindow Duration     `yaml:"duplicate_window"` // default 10s
+	NoUpstream      string       `yaml:"no_upstream"`      // reject (default) | drop
+	Clients         []ClientFile `yaml:"clients"`
+	Upstreams       Upstreams    `yaml:"upstreams"`
+	RadSec          RadSecFile   `yaml:"radsec"`
+}
+
+// Log selects logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Format string `yaml:"format"` // auto (default: journald-friendly under systemd) | text | json
+}
+
+// Listen lists the UDP addresses of the RADIUS front door.
+type Listen struct {
+	Auth []string `yaml:"auth"` // default ["0.0.0.0:1812", "[::]:1812"]
+	Acct []string `yaml:"acct"` // default ["0.0.0.0:1813", "[::]:1813"]
+}
+
+// ClientFile is one NAS client.
+type ClientFile struct {
+	Name                        string `yaml:"name"`
+	Address                     string `yaml:"address"` // IP or CIDR
+	Secret                      string `yaml:"secret"`
+	SecretFile                  string `yaml:"secret_file"`
+	Vendor                      string `yaml:"vendor"`
+	Site                        string `yaml:"site"`
+	RequireMessageAuthenticator *bool  `yaml:"require_message_authenticator"` // default true
+	LimitProxyState             *bool  `yaml:"limit_proxy_state"`             // default true
+}
+
+// TLSFile names certificate material.
+type TLSFile struct {
+	Certificate string `yaml:"certificate"` // PEM chain, leaf first
+	Key         string `yaml:"key"`
+	CA          string `yaml:"ca"`          // PEM bundle that verifies the peer
+	MinVersion  string `yaml:"min_version"` // "1.2" (default) | "1.3"
+}
+
+// Upstreams configure the RadSec upstreams.
+type Upstreams struct {
+	Mode           string         `yaml:"mode"` // failover (default) | load-balance
+	TLS            TLSFile        `yaml:"tls"`
+	Servers        []UpstreamFile `yaml:"servers"`
+	DialTimeout    Duration       `yaml:"dial_timeout"`    // default 3s
+	DeadAfter      Duration       `yaml:"dead_after"`      // default 2s
+	StatusInterval Duration       `yaml:"status_interval"` // default 1s
+	BackoffMin     Duration       `yaml:"backoff_min"`     // default 500ms
+	BackoffMax     Duration       `yaml:"backoff_max"`     // default 10s
+	MaxConnections int            `yaml:"max_connections"` // default 4
+	DNS            DNSFile        `yaml:"dns"`
+}
+
+// UpstreamFile is one RadSec upstream.
+type UpstreamFile struct {
+	Name       string `yaml:"name"`
+	Address    string `yaml:"address"` // host[:port], port default 2083
+	SRV        bool   `yaml:"srv"`     // resolve _radsec._tcp.host
+	ServerName string `yaml:"server_name"`
+	Priority   int    `yaml:"priority"`
+	Secret     string `yaml:"secret"` // default "radsec"
+}
+
+// DNSFile configures upstream name resolution.
+type DNSFile struct {
+	Servers []string `yaml:"servers"` // default: /etc/resolv.conf
+	Timeout Duration `yaml:"timeout"` // default 2s
+}
+
+// RadSecFile configures the RadSec listener.
+type RadSecFile struct {
+	Listen []string     `yaml:"listen"` // e.g. ["0.0.0.0:2083"]; empty: no listener
+	TLS    TLSFile      `yaml:"tls"`
+	Peers  []RadSecPeer `yaml:"peers"`
+}
+
+// RadSecPeer is one RadSec client of the listener.
+type RadSecPeer struct {
+	Name      string   `yaml:"name"`
+	Address   string   `yaml:"address"`
+	CertNames []string `yaml:"cert_names"`
+	Secret    string   `yaml:"secret"` // default "radsec"
+	Vendor    string   `yaml:"vendor"`
+	Site      string   `yaml:"site"`
+}
+
+// Duration is a time.Duration written as "4s", "500ms", "7d" (days are accepted too).
+type Duration time.Duration

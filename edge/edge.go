@@ -1,0 +1,269 @@
+// Package edge wires mxedge's components together: it turns a configuration into a running RADIUS
+// front door, RadSec listener and upstream pool, runs them, reloads them without dropping requests,
+// and shuts them down in order. It is the only package that knows every component.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"mxedge/edge/config"
+	"mxedge/proxy"
+	"mxedge/proxy/resolve"
+)
+
+// Options configure an Edge beyond the file.
+type Options struct {
+	Logger *slog.Logger
+	// ShutdownGrace bounds how long requests in flight may take to finish on shutdown and how long
+	// an old upstream pool may drain after a reload. Default 5s.
+	ShutdownGrace time.Duration
+	// Fallback and Observer plug survivability and cache learning into the request path.
+	Fallback proxy.Fallback
+	Observer proxy.Observer
+}
+
+// Edge is a running mxedge.
+type Edge struct {
+	opts     Options
+	log      *slog.Logger
+	server   *proxy.Server
+	router   *proxy.Router
+	listener *proxy.Listener
+	resolver *resolve.Resolver
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	poolStop context.CancelFunc
+	poolDone chan struct{}
+	runCtx   context.Context
+	started  time.Time
+}
+
+// New builds the components from a validated configuration. Nothing is bound or dialed yet.
+func New(cfg *config.Config, o Options) (*Edge, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 5 * time.Second
+	}
+	b := cfg.Built()
+	e := &Edge{opts: o, log: o.Logger, cfg: cfg}
+
+	res, err := resolve.New(resolve.Options{Servers: b.DNS.Servers, Timeout: b.DNS.Timeout, Logger: o.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.resolver = res
+
+	so := b.Server
+	so.Logger = o.Logger
+	// The router needs the server's counters and the server needs the router as its handler.
+	pool, err := e.newPool(b)
+	if err != nil {
+		return nil, err
+	}
+	ro := b.Router
+	ro.Logger, ro.Fallback, ro.Observer = o.Logger, o.Fallback, o.Observer
+	srv, err := proxy.NewServer(so, nil)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.router = proxy.NewRouter(ro, pool, srv.Stats())
+	srv.SetHandler(e.router)
+	if err := srv.SetClients(b.Clients); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.server = srv
+	if b.Listener != nil {
+		lo := *b.Listener
+		lo.Logger = o.Logger
+		l, err := proxy.NewListener(lo, srv)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		e.listener = l
+	}
+	return e, nil
+}
+
+func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
+	po := b.Pool
+	po.Logger = e.log
+	po.Resolver = resolverAdapter{e.resolver}
+	p, err := proxy.NewPool(po)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	return p, nil
+}
+
+// Server returns the front door (tests, status).
+func (e *Edge) Server() *proxy.Server { return e.server }
+
+// Router returns the router (status).
+func (e *Edge) Router() *proxy.Router { return e.router }
+
+// Listener returns the RadSec listener, or nil.
+func (e *Edge) Listener() *proxy.Listener { return e.listener }
+
+// Listen binds every socket; errors here happen before the service reports ready.
+func (e *Edge) Listen() error {
+	if err := e.server.Listen(); err != nil {
+		return err
+	}
+	if e.listener != nil {
+		if err := e.listener.Listen(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AuthAddrs returns the bound authentication addresses.
+func (e *Edge) AuthAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAuth) }
+
+// Run serves until ctx ends, then shuts down in order: stop taking requests, let those in flight
+// finish (bounded by ShutdownGrace), then close the upstream connections. ready is called once the
+// first upstream connections have settled (or failed once).
+func (e *Edge) Run(ctx context.Context, ready func()) error {
+	e.mu.Lock()
+	e.runCtx = ctx
+	e.started = time.Now()
+	e.mu.Unlock()
+	e.startPool(e.router.Pool())
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	e.router.Pool().WaitReady(wctx)
+	cancel()
+
+	frontCtx, stopFront := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); e.server.Run(frontCtx) }()
+	if e.listener != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.listener.Run(frontCtx) }()
+	}
+	b := e.cfg.Built()
+	e.log.Info("mxedge started", "auth", b.Server.AuthAddrs, "acct", b.Server.AcctAddrs,
+		"upstreams", len(b.Pool.Upstreams), "clients", len(b.Clients))
+	if ready != nil {
+		ready()
+	}
+	<-ctx.Done()
+
+	e.log.Info("shutting down", "grace", e.opts.ShutdownGrace)
+	stopUDP := time.Now()
+	stopFront()
+	wg.Wait()
+	gctx, cancel := context.WithTimeout(context.Background(), e.opts.ShutdownGrace)
+	err := e.router.Wait(gctx)
+	cancel()
+	if err != nil {
+		e.log.Warn("shutdown grace expired with requests in flight", "grace", e.opts.ShutdownGrace)
+	}
+	e.stopPool()
+	e.log.Info("stopped", "dur", time.Since(stopUDP).Round(time.Millisecond))
+	return nil
+}
+
+func (e *Edge) startPool(p *proxy.Pool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.Run(ctx) }()
+	e.mu.Lock()
+	e.poolStop, e.poolDone = cancel, done
+	e.mu.Unlock()
+}
+
+func (e *Edge) stopPool() {
+	e.mu.Lock()
+	stop, done := e.poolStop, e.poolDone
+	e.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// Reload applies a new configuration without dropping requests in flight: NAS clients and secrets
+// are swapped atomically, a new upstream pool (new certificates, new upstream list) is connected and
+// swapped in, and the old pool finishes its requests before it closes. Listen addresses and log
+// settings need a restart; a change to them is reported.
+func (e *Edge) Reload(cfg *config.Config) error {
+	b := cfg.Built()
+	old := e.cfg.Built()
+	if !equalStrings(b.Server.AuthAddrs, old.Server.AuthAddrs) || !equalStrings(b.Server.AcctAddrs, old.Server.AcctAddrs) {
+		e.log.Warn("listen addresses changed: restart mxedge to apply them")
+	}
+	if err := e.server.SetClients(b.Clients); err != nil {
+		return fmt.Errorf("edge: reload clients: %w", err)
+	}
+	if e.listener != nil && b.Listener != nil {
+		if err := e.listener.SetPeers(b.Listener.Peers); err != nil {
+			return fmt.Errorf("edge: reload radsec peers: %w", err)
+		}
+		e.listener.SetTLS(b.Listener.TLS)
+	}
+	pool, err := e.newPool(b)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	oldStop, oldDone := e.poolStop, e.poolDone
+	e.mu.Unlock()
+	e.startPool(pool)
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	pool.WaitReady(wctx)
+	cancel()
+	oldPool := e.router.SetPool(pool)
+	e.mu.Lock()
+	e.cfg = cfg
+	e.mu.Unlock()
+	go func() {
+		deadline := time.Now().Add(e.opts.ShutdownGrace)
+		for oldPool.Inflight() > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		oldStop()
+		<-oldDone
+	}()
+	e.log.Info("configuration reloaded", "clients", len(b.Clients), "upstreams", len(b.Pool.Upstreams))
+	return nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// resolverAdapter gives proxy the resolver interface it declares.
+type resolverAdapter struct{ r *resolve.Resolver }
+
+func (a resolverAdapter) Resolve(ctx context.Context, host string, port uint16, srv bool) ([]proxy.Target, error) {
+	ts, err := a.r.Resolve(ctx, host, port, srv)
+	out := make([]proxy.Target, len(ts))
+	for i, t := range resolve.Order(ts, uint64(time.Now().UnixNano())) {
+		out[i] = proxy.Target{Addr: t.Addr, Host: t.Host}
+	}
+	var stale *resolve.StaleError
+	if errors.As(err, &stale) && len(out) > 0 {
+		return out, err
+	}
+	return out, err
+}
+
+func (a resolverAdapter) Invalidate(host string) { a.r.Invalidate(host) }

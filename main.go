@@ -1,0 +1,33 @@
+// Command mxedge is an on-prem authentication edge for network access control: a RADIUS server for
+// third-party NAS devices that forwards over RadSec to a cloud NAC and survives WAN outages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"mxedge/edge/cli"
+	"mxedge/edge/config"
+)
+
+// Stamped by the Makefile with -ldflags -X.
+var (
+	version = ""
+	commit  = ""
+	date    = ""
+)
+
+// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+func main() {
+	cmd := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date})
+	if err := cmd.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "mxedge:", err)
+		switch {
+		case errors.Is(err, config.ErrInvalid), errors.Is(err, cli.ErrUsage):
+			os.Exit(2)
+		default:
+			os.Exit(1)
+		}
+	}
+}
