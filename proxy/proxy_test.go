@@ -1,15 +1,15 @@
 package proxy_test
 
 import (
-	"log/slog"
-	"os"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
