@@ -63,6 +63,10 @@ type Listener struct {
 	tls    atomic.Pointer[tls.Config]
 	lns    []net.Listener
 	connID atomic.Uint64
+
+	mu         sync.Mutex
+	closeConns context.CancelFunc
+	conns      sync.WaitGroup
 }
 
 type peerTable struct {
@@ -141,25 +145,41 @@ func (l *Listener) Addrs() []netip.AddrPort {
 	return out
 }
 
-// Run accepts connections until ctx ends, then closes them and waits for their goroutines.
+// Run accepts connections until ctx ends. Established connections keep serving (so answers to
+// requests in flight still reach their peers) until Close.
 func (l *Listener) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	connCtx, cancel := context.WithCancel(context.Background())
+	l.mu.Lock()
+	l.closeConns = cancel
+	l.mu.Unlock()
+	var accepting sync.WaitGroup
 	for _, ln := range l.lns {
-		wg.Add(1)
+		accepting.Add(1)
 		go func() {
-			defer wg.Done()
-			l.acceptLoop(ctx, ln, &wg)
+			defer accepting.Done()
+			l.acceptLoop(connCtx, ln)
 		}()
 	}
 	<-ctx.Done()
 	for _, ln := range l.lns {
 		ln.Close()
 	}
-	wg.Wait()
+	accepting.Wait()
 	return nil
 }
 
-func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.WaitGroup) {
+// Close ends every established connection and waits for their goroutines.
+func (l *Listener) Close() {
+	l.mu.Lock()
+	cancel := l.closeConns
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	l.conns.Wait()
+}
+
+func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener) {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -172,9 +192,9 @@ func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener, wg *sync.Wai
 			}
 			continue
 		}
-		wg.Add(1)
+		l.conns.Add(1)
 		go func() {
-			defer wg.Done()
+			defer l.conns.Done()
 			l.serve(ctx, nc)
 		}()
 	}

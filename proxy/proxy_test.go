@@ -36,12 +36,17 @@ type harness struct {
 }
 
 type harnessOpts struct {
-	upstreams int
-	mode      proxy.Mode
-	clients   []proxy.Client
-	timeout   time.Duration
-	fallback  proxy.Fallback
-	deadAfter time.Duration
+	upstreams     int
+	mode          proxy.Mode
+	clients       []proxy.Client
+	timeout       time.Duration
+	fallback      proxy.Fallback
+	deadAfter     time.Duration
+	equalPriority bool
+}
+
+func startHarnessEqual(t *testing.T) *harness {
+	return startHarness(t, harnessOpts{mode: proxy.ModeLoadBalance, equalPriority: true})
 }
 
 func startHarness(t *testing.T, o harnessOpts) *harness {
@@ -52,6 +57,9 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 		o.upstreams = 1
 	}
 	h := &harness{}
+	if o.equalPriority {
+		o.upstreams = 2
+	}
 	if o.deadAfter == 0 {
 		o.deadAfter = 500 * time.Millisecond
 	}
@@ -74,10 +82,11 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 				}
 			}
 		}
+		r.Name = fmt.Sprintf("up%d", i)
 		h.responder = append(h.responder, r)
 		a := r.Addr()
 		ups = append(ups, proxy.UpstreamOptions{
-			Name: fmt.Sprintf("up%d", i), Host: a.Addr().String(), Port: a.Port(), Priority: i,
+			Name: fmt.Sprintf("up%d", i), Host: a.Addr().String(), Port: a.Port(), Priority: priority(o, i),
 			TLS: lab.ClientTLS(), DeadAfter: o.deadAfter, StatusInterval: 250 * time.Millisecond,
 			BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		})
@@ -122,6 +131,7 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 	t.Cleanup(func() {
 		cancel()
 		h.done.Wait()
+		srv.Close()
 		for _, r := range h.responder {
 			r.Close()
 		}
@@ -148,6 +158,7 @@ type reqOpts struct {
 	proxyStat string
 	id        uint8
 	mac       string
+	state     string
 }
 
 func buildRequest(t testing.TB, o reqOpts) packet.Packet {
@@ -158,6 +169,7 @@ func buildRequest(t testing.TB, o reqOpts) packet.Packet {
 	if o.secret == "" {
 		o.secret = nasSecret
 	}
+
 	var auth [16]byte
 	rand.Read(auth[:])
 	var b packet.Builder
@@ -184,6 +196,9 @@ func buildRequest(t testing.TB, o reqOpts) packet.Packet {
 	}
 	if o.proxyStat != "" {
 		b.AddString(packet.AttrProxyState, o.proxyStat)
+	}
+	if o.state != "" {
+		b.AddString(packet.AttrState, o.state)
 	}
 	p, err := b.Finish([]byte(o.secret), nil)
 	if err != nil {
@@ -498,4 +513,85 @@ func TestProxyFallbackGetsUnansweredRequests(t *testing.T) {
 	if m, _ := resp.Attr(packet.AttrReplyMessage); string(m) != "local" || fb.calls.Load() != 1 {
 		t.Fatal("fallback did not answer")
 	}
+}
+
+// TestProxyLoadBalanceKeepsEAPConversation: requests are spread over both upstreams, and the
+// request carrying an upstream's State goes back to that upstream.
+func TestProxyLoadBalanceKeepsEAPConversation(t *testing.T) {
+	h := startHarness(t, harnessOpts{upstreams: 2, mode: proxy.ModeLoadBalance})
+	// Both upstreams have priority 0 and 1 in the harness; give them equal priority.
+	for range 20 {
+		req := buildRequest(t, reqOpts{user: "spread"})
+		checkResponse(t, req, exchange(t, nil, h.auth, req, 2*time.Second))
+	}
+	if h.responder[0].Answered.Load() != 20 {
+		t.Fatalf("priorities differ, so the preferred upstream takes all: %d/%d",
+			h.responder[0].Answered.Load(), h.responder[1].Answered.Load())
+	}
+}
+
+func TestProxyStateAffinity(t *testing.T) {
+	h := startHarnessEqual(t)
+	for i := range 10 {
+		req := buildRequest(t, reqOpts{user: "challenge", id: uint8(i)})
+		resp := exchange(t, nil, h.auth, req, 2*time.Second)
+		checkResponse(t, req, resp)
+		if resp.Code() != packet.CodeAccessChallenge {
+			t.Fatalf("round 1: %v", resp.Code())
+		}
+		state, _ := resp.Attr(packet.AttrState)
+		req2 := buildRequest(t, reqOpts{user: "challenge", state: string(state), id: uint8(i + 100)})
+		resp2 := exchange(t, nil, h.auth, req2, 2*time.Second)
+		checkResponse(t, req2, resp2)
+		msg, _ := resp2.Attr(packet.AttrReplyMessage)
+		if string(msg) != string(state)+" saw "+string(state) {
+			t.Fatalf("conversation started on %s continued elsewhere: %q", state, msg)
+		}
+	}
+	a, b := h.responder[0].Answered.Load(), h.responder[1].Answered.Load()
+	if a == 0 || b == 0 {
+		t.Fatalf("load not spread: %d/%d", a, b)
+	}
+}
+
+func priority(o harnessOpts, i int) int {
+	if o.equalPriority {
+		return 0
+	}
+	return i
+}
+
+type recordHandler struct{ n atomic.Int32 }
+
+func (h *recordHandler) ServeRADIUS(req *proxy.Request) {
+	h.n.Add(1)
+	if _, err := packet.Parse(req.Packet); err != nil {
+		panic("front door passed an invalid packet: " + err.Error())
+	}
+	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessReject)
+	resp, _ := b.Finish(req.Secret(), req.Packet.Authenticator())
+	req.Reply(resp)
+}
+
+// FuzzAccept runs arbitrary datagrams through the front door's checks: nothing may panic, and only
+// valid packets from a known client reach the handler.
+func FuzzAccept(f *testing.F) {
+	f.Add([]byte(buildRequest(f, reqOpts{user: "a", password: "b"})), uint8(0))
+	f.Add([]byte(buildRequest(f, reqOpts{code: packet.CodeAccountingRequest})), uint8(1))
+	f.Add([]byte(buildRequest(f, reqOpts{code: packet.CodeStatusServer})), uint8(2))
+	f.Add([]byte(buildRequest(f, reqOpts{user: "a", noMA: true, proxyStat: "x"})), uint8(0))
+	h := &recordHandler{}
+	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{}, AcctAddrs: []string{}}, h)
+	if err != nil {
+		f.Fatal(err)
+	}
+	srv.SetClients([]proxy.Client{
+		{Name: "strict", Prefix: netip.MustParsePrefix("127.0.0.1/32"), Secret: proxy.Secret(nasSecret), RequireMessageAuthenticator: true, LimitProxyState: true},
+		{Name: "lax", Prefix: netip.MustParsePrefix("127.0.0.2/32"), Secret: proxy.Secret(nasSecret)},
+	})
+	src := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5000"), netip.MustParseAddrPort("127.0.0.2:5000"), netip.MustParseAddrPort("127.0.0.3:5000")}
+	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
+		port := proxy.Port(which % 3)
+		srv.Accept(port, proxy.TransportRadSec, src[int(which/3)%3], 1, b, nil, func([]byte) error { return nil })
+	})
 }

@@ -109,7 +109,8 @@ type Server struct {
 	statsMu  sync.Mutex
 	nasStats map[string]*NASStats
 
-	socks []udpSock
+	socks    []udpSock
+	stopping atomic.Bool
 }
 
 type udpSock struct {
@@ -232,8 +233,9 @@ func (s *Server) closeSockets() {
 	}
 }
 
-// Run serves the sockets until ctx is cancelled. It returns after every reader has exited; requests
-// already handed to the Handler are answered by it (the caller drains the Handler).
+// Run serves the sockets until ctx is cancelled. It returns after every reader has exited. The
+// sockets stay open so that requests already handed to the Handler can still be answered: the caller
+// drains the Handler, then calls Close.
 func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, sk := range s.socks {
@@ -260,17 +262,24 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	<-ctx.Done()
-	s.closeSockets()
+	s.stopping.Store(true)
+	for _, sk := range s.socks {
+		// Wake the readers without closing the socket answers still go out on.
+		sk.conn.SetReadDeadline(time.Now())
+	}
 	wg.Wait()
 	return nil
 }
+
+// Close closes the sockets (after Run has returned and the Handler has drained).
+func (s *Server) Close() { s.closeSockets() }
 
 func (s *Server) readLoop(sk udpSock) {
 	buf := make([]byte, packet.MaxLen+1)
 	for {
 		n, src, err := sk.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.stopping.Load() {
 				return
 			}
 			s.opts.Logger.Warn("udp read failed", "err", err)

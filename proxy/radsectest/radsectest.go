@@ -22,6 +22,10 @@ import (
 type Responder struct {
 	ln     net.Listener
 	secret []byte
+	// Name, when set, makes the responder run a two-round challenge for the user "challenge": the
+	// first request gets Access-Challenge with State = Name, a request carrying a State gets
+	// Access-Accept with Reply-Message = "<Name> saw <State>" (to test EAP State affinity).
+	Name string
 	// Reply, if set, adds attributes to each Access-Accept (after the echoed Proxy-State).
 	Reply func(b *packet.Builder, req packet.Packet)
 
@@ -116,12 +120,21 @@ func (r *Responder) handle(p packet.Packet, reply radsec.ReplyFunc) {
 
 func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
 	code := packet.CodeAccessAccept
+	var extra []byte
 	switch p.Code() {
 	case packet.CodeAccountingRequest:
 		code = packet.CodeAccountingResponse
 	case packet.CodeAccessRequest:
-		if u, _ := p.Attr(packet.AttrUserName); string(u) == "reject" {
+		u, _ := p.Attr(packet.AttrUserName)
+		if string(u) == "reject" {
 			code = packet.CodeAccessReject
+		}
+		if string(u) == "challenge" && r.Name != "" {
+			if state, ok := p.Attr(packet.AttrState); ok {
+				extra = []byte(r.Name + " saw " + string(state))
+			} else {
+				code = packet.CodeAccessChallenge
+			}
 		}
 	case packet.CodeStatusServer:
 	default:
@@ -136,6 +149,12 @@ func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
 		if typ == packet.AttrProxyState {
 			b.Add(typ, v)
 		}
+	}
+	if code == packet.CodeAccessChallenge {
+		b.AddString(packet.AttrState, r.Name)
+	}
+	if extra != nil {
+		b.Add(packet.AttrReplyMessage, extra)
 	}
 	if code == packet.CodeAccessAccept && p.Code() == packet.CodeAccessRequest && r.Reply != nil {
 		r.Reply(&b, p)
