@@ -1,0 +1,177 @@
+package survivability
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"mxedge/cache"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+)
+
+var secret = []byte("nas-secret")
+
+type attr struct {
+	t uint8
+	v []byte
+}
+
+func request(t *testing.T, attrs ...attr) packet.Packet {
+	t.Helper()
+	auth := bytes.Repeat([]byte{9}, 16)
+	b := packet.New(nil, packet.CodeAccessRequest, 1, auth)
+	b.AddMA()
+	for _, a := range attrs {
+		if a.t == packet.AttrUserPassword {
+			b.Add(a.t, packet.EncryptUserPassword(nil, a.v, secret, auth))
+			continue
+		}
+		b.Add(a.t, a.v)
+	}
+	p, err := b.Finish(secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func s(t uint8, v string) attr { return attr{t, []byte(v)} }
+
+func TestClassify(t *testing.T) {
+	callCheck := attr{packet.AttrServiceType, []byte{0, 0, 0, 10}}
+	eapTLS := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 13, 0}}
+	eapPEAP := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 25, 0}}
+	tests := []struct {
+		name   string
+		attrs  []attr
+		method Method
+		mac    string
+	}{
+		{"cisco call-check", []attr{s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), callCheck, s(31, "AA-BB-CC-DD-EE-FF")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"user equals calling-station", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(31, "aabb.ccdd.eeff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"mac as password, no calling-station", []attr{s(1, "AABBCCDDEEFF"), s(2, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"pap user", []attr{s(1, "alice"), s(2, "password"), s(31, "02-00-00-00-00-01")}, MethodOther, "02:00:00:00:00:01"},
+		{"mac user wrong password", []attr{s(1, "aabbccddeeff"), s(2, "secret")}, MethodOther, ""},
+		{"eap-tls", []attr{s(1, "anonymous@example.com"), eapTLS, s(31, "02-00-00-00-00-02")}, MethodEAPTLS, "02:00:00:00:00:02"},
+		{"peap", []attr{s(1, "bob"), eapPEAP}, MethodEAPOther, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Classify(request(t, tt.attrs...), secret)
+			if c.Method != tt.method || c.MAC != tt.mac {
+				t.Fatalf("Classify = %+v, want method %v mac %q", c, tt.method, tt.mac)
+			}
+		})
+	}
+}
+
+func TestAnonymous(t *testing.T) {
+	for id, want := range map[string]bool{"anonymous": true, "@example.com": true, "Anonymous@example.com": true, "": true,
+		"alice@example.com": false, "host/laptop.example.com": false} {
+		if Anonymous(id) != want {
+			t.Errorf("Anonymous(%q) = %v", id, !want)
+		}
+	}
+}
+
+func TestReplyAttrsRoundTrip(t *testing.T) {
+	b := packet.New(nil, packet.CodeAccessAccept, 1, nil)
+	b.AddMA()
+	b.Add(packet.AttrTunnelType, []byte{0, 0, 0, 13})
+	b.Add(packet.AttrTunnelMediumType, []byte{1, 0, 0, 6})
+	b.AddTagged(packet.AttrTunnelPrivateGroupID, 1, []byte("300"))
+	b.AddVSA(9, 1, []byte("shell:priv-lvl=15"))
+	b.AddVSA(311, 16, bytes.Repeat([]byte{1}, 34)) // MS-MPPE-Send-Key: never replayed
+	b.AddString(packet.AttrFilterID, "corp")
+	b.AddString(packet.AttrClass, "session") // per-session: never replayed
+	p, _ := b.Finish(secret, bytes.Repeat([]byte{1}, 16))
+	attrs := ReplyAttrs(p)
+	if len(attrs) != 5 {
+		t.Fatalf("kept %d attributes: %+v", len(attrs), attrs)
+	}
+	if VLAN(attrs) != "300" {
+		t.Fatalf("VLAN = %q", VLAN(attrs))
+	}
+	rb := packet.New(nil, packet.CodeAccessAccept, 1, nil)
+	rb.AddMA()
+	AppendAttrs(&rb, attrs)
+	q, _ := rb.Finish(secret, bytes.Repeat([]byte{1}, 16))
+	// Everything but the dropped attributes comes back byte for byte.
+	var want, got [][]byte
+	for it := p.Attrs(); ; {
+		off := it.Offset()
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if typ == packet.AttrClass || typ == packet.AttrMessageAuthenticator || (typ == 26 && v[3] == 0x37) {
+			continue
+		}
+		want = append(want, p[off:off+2+len(v)])
+	}
+	for it := q.Attrs(); ; {
+		off := it.Offset()
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		if typ != packet.AttrMessageAuthenticator {
+			got = append(got, q[off:off+2+len(v)])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("replayed %d attributes, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("attribute %d: %x, want %x", i, got[i], want[i])
+		}
+	}
+}
+
+type fakeCache struct {
+	learned   []cache.Record
+	forgotten [][2]string
+}
+
+func (f *fakeCache) Learn(r cache.Record)        { f.learned = append(f.learned, r) }
+func (f *fakeCache) Forget(mac, identity string) { f.forgotten = append(f.forgotten, [2]string{mac, identity}) }
+
+func TestLearner(t *testing.T) {
+	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	reply := func(code packet.Code, req packet.Packet, attrs ...attr) packet.Packet {
+		b := packet.NewResponse(nil, req, code)
+		for _, a := range attrs {
+			b.Add(a.t, a.v)
+		}
+		p, _ := b.Finish(secret, req.Authenticator())
+		return p
+	}
+	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"))
+	eap := request(t, s(1, "anonymous@example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"))
+	pap := request(t, s(1, "alice"), s(2, "pw"))
+	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
+
+	f := &fakeCache{}
+	l := NewLearner(f, nil)
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
+
+	if len(f.learned) != 2 {
+		t.Fatalf("learned %d records: %+v", len(f.learned), f.learned)
+	}
+	m, e := f.learned[0], f.learned[1]
+	if m.MAC != "aa:bb:cc:dd:ee:ff" || m.Method != cache.MethodMAB || m.NAS != "sw1" || m.Site != "HQ" || VLAN(m.Attrs) != "41" {
+		t.Fatalf("MAB record %+v", m)
+	}
+	if e.MAC != "02:00:00:00:00:02" || e.Method != cache.MethodEAPTLS || e.Identity != "laptop.example.com" {
+		t.Fatalf("EAP-TLS record %+v (the anonymous outer identity must not be stored)", e)
+	}
+	if len(f.forgotten) != 1 || f.forgotten[0][0] != "aa:bb:cc:dd:ee:ff" {
+		t.Fatalf("forgotten %+v", f.forgotten)
+	}
+}
