@@ -17,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"mxedge/cache"
 	"mxedge/edge"
 	"mxedge/edge/config"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
 // The end-to-end tests run real peers nobody here wrote: radclient and eapol_test as the NAS and
@@ -56,15 +58,61 @@ var users = []peertest.User{
 }
 
 type e2e struct {
-	lab    *pkitest.Lab
-	fr     []*peertest.FreeRADIUS
-	edge   *edge.Edge
-	auth   string
-	acct   string
-	radsec string
-	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfgPath string
+	lab     *pkitest.Lab
+	fr      []*peertest.FreeRADIUS
+	edge    *edge.Edge
+	auth    string
+	acct    string
+	radsec  string
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// start runs mxedge from the configuration file until stop.
+func (x *e2e) start(t *testing.T) {
+	t.Helper()
+	c, err := config.Load(x.cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e, err := edge.New(c, edge.Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	x.edge = e
+	x.auth = e.AuthAddrs()[0].String()
+	x.acct = e.Server().Addrs(proxy.PortAcct)[0].String()
+	if l := e.Listener(); l != nil {
+		x.radsec = l.Addrs()[0].String()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
+	x.done = make(chan struct{})
+	ready := make(chan struct{})
+	go func() {
+		defer close(x.done)
+		e.Run(ctx, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("mxedge not ready")
+	}
+}
+
+// stop shuts mxedge down gracefully (idempotent).
+func (x *e2e) stop() {
+	if x.cancel != nil {
+		x.cancel()
+		<-x.done
+		x.cancel = nil
+	}
 }
 
 type syncBuffer struct {
@@ -102,6 +150,8 @@ func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 		fmt.Fprintf(&servers, "    - name: fr%d\n      address: 127.0.0.1:%d\n      priority: %d\n", i, port, i)
 	}
 	cfg := fmt.Sprintf(`
+cache:
+  path: %s
 log:
   level: debug
 listen:
@@ -120,7 +170,7 @@ upstreams:
     key: %s
     ca: %s
   servers:
-%s`, nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
+%s`, filepath.Join(lab.Dir, "cache.db"), nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
 	if extra != nil {
 		cfg += extra(lab)
 	}
@@ -128,40 +178,10 @@ upstreams:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := edge.New(c, edge.Options{Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	x.edge = e
-	x.auth = e.AuthAddrs()[0].String()
-	x.acct = e.Server().Addrs(proxy.PortAcct)[0].String()
-	if l := e.Listener(); l != nil {
-		x.radsec = l.Addrs()[0].String()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	x.cancel = cancel
-	x.done = make(chan struct{})
-	ready := make(chan struct{})
-	go func() {
-		defer close(x.done)
-		e.Run(ctx, func() { close(ready) })
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("mxedge not ready")
-	}
+	x.cfgPath = path
+	x.start(t)
 	t.Cleanup(func() {
-		cancel()
-		<-x.done
+		x.stop()
 		if t.Failed() {
 			t.Logf("mxedge log:\n%s", x.logs.String())
 			for i, fr := range x.fr {
@@ -521,5 +541,55 @@ radsec:
 	wantAttr(t, r, "Tunnel-Private-Group-Id", "300")
 	if !strings.Contains(x.logs.String(), "radsec peer connected") {
 		t.Fatal("listener did not log the peer")
+	}
+}
+
+// TestE2ECacheLearning: a MAB Access-Accept from FreeRADIUS is learned with its VLAN, survives a
+// restart, and an Access-Reject for a cached client removes it.
+func TestE2ECacheLearning(t *testing.T) {
+	x := startE2E(t, 1, nil)
+	r := radclient(t, x.auth, "auth", nasSecret, []string{
+		`User-Name = "aabbccddeeff"`, `User-Password = "aabbccddeeff"`, `Calling-Station-Id = "AA-BB-CC-DD-EE-FF"`,
+		`Message-Authenticator = 0x00`,
+	})[0]
+	if r.Code != "Access-Accept" {
+		t.Fatalf("MAB: %q", r.Code)
+	}
+	store := x.edge.Cache()
+	if err := store.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok, err := store.LookupMAC("aa-bb-cc-dd-ee-ff")
+	if err != nil || !ok {
+		t.Fatalf("not learned: %v %v", ok, err)
+	}
+	if survivability.VLAN(rec.Attrs) != "400" || rec.Method != cache.MethodMAB || rec.NAS != "lab-switch" || rec.Site != "MistAA Test Site" {
+		t.Fatalf("record %+v", rec)
+	}
+	// A client the cloud does not know, planted in the cache as if learned earlier.
+	if err := store.Upsert(cache.Record{MAC: "11:22:33:44:55:66", Identity: "112233445566", Method: cache.MethodMAB,
+		Attrs: []cache.Attr{{Type: 81, Value: []byte("99")}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	x.stop()
+	x.start(t)
+	store = x.edge.Cache()
+	if rec, ok, _ := store.LookupMAC("aabbccddeeff"); !ok || survivability.VLAN(rec.Attrs) != "400" {
+		t.Fatal("learned entry lost across a restart")
+	}
+	if _, ok, _ := store.LookupMAC("112233445566"); !ok {
+		t.Fatal("planted entry lost across a restart")
+	}
+	r = radclient(t, x.auth, "auth", nasSecret, []string{
+		`User-Name = "112233445566"`, `User-Password = "112233445566"`, `Calling-Station-Id = "11-22-33-44-55-66"`,
+		`Message-Authenticator = 0x00`,
+	})[0]
+	if r.Code != "Access-Reject" {
+		t.Fatalf("unknown MAB: %q", r.Code)
+	}
+	store.Flush()
+	if _, ok, _ := store.LookupMAC("112233445566"); ok {
+		t.Fatal("a client the cloud rejected is still cached")
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
+	"mxedge/survivability"
 )
 
 // Options configure an Edge beyond the file.
@@ -36,6 +38,7 @@ type Edge struct {
 	router   *proxy.Router
 	listener *proxy.Listener
 	resolver *resolve.Resolver
+	cache    *cache.Store
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -70,7 +73,7 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 		return nil, err
 	}
 	ro := b.Router
-	ro.Logger, ro.Fallback, ro.Observer = o.Logger, o.Fallback, o.Observer
+	ro.Logger, ro.Fallback = o.Logger, o.Fallback
 	srv, err := proxy.NewServer(so, nil)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -113,17 +116,46 @@ func (e *Edge) Router() *proxy.Router { return e.router }
 // Listener returns the RadSec listener, or nil.
 func (e *Edge) Listener() *proxy.Listener { return e.listener }
 
-// Listen binds every socket; errors here happen before the service reports ready.
+// Cache returns the client cache (nil before Listen).
+func (e *Edge) Cache() *cache.Store { return e.cache }
+
+// Listen opens the client cache and binds every socket; errors here happen before the service
+// reports ready. (The cache is opened here, not in New, because `mxedge check` builds an Edge while
+// the running daemon holds the cache's file lock.)
 func (e *Edge) Listen() error {
+	co := e.cfg.Built().Cache
+	co.Logger = e.log
+	store, err := cache.Open(co)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.cache = store
+	learner := survivability.NewLearner(store, e.log)
+	if e.opts.Observer != nil {
+		e.router.SetObserver(observers{learner, e.opts.Observer})
+	} else {
+		e.router.SetObserver(learner)
+	}
 	if err := e.server.Listen(); err != nil {
+		store.Close()
 		return err
 	}
 	if e.listener != nil {
 		if err := e.listener.Listen(); err != nil {
+			store.Close()
 			return err
 		}
 	}
 	return nil
+}
+
+// observers fans one answer out to several observers.
+type observers []proxy.Observer
+
+func (os observers) Observe(req *proxy.Request, res proxy.Result) {
+	for _, o := range os {
+		o.Observe(req, res)
+	}
 }
 
 // AuthAddrs returns the bound authentication addresses.
@@ -137,6 +169,9 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	e.runCtx = ctx
 	e.started = time.Now()
 	e.mu.Unlock()
+	cacheCtx, stopCache := context.WithCancel(context.Background())
+	cacheDone := make(chan struct{})
+	go func() { defer close(cacheDone); e.cache.Run(cacheCtx) }()
 	e.startPool(e.router.Pool())
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	e.router.Pool().WaitReady(wctx)
@@ -168,7 +203,17 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		e.log.Warn("shutdown grace expired with requests in flight", "grace", e.opts.ShutdownGrace)
 	}
+	e.server.Close()
+	if e.listener != nil {
+		e.listener.Close()
+	}
 	e.stopPool()
+	// The cache stops last so that answers learned during the drain are written.
+	stopCache()
+	<-cacheDone
+	if err := e.cache.Close(); err != nil {
+		e.log.Error("cache close failed", "err", err)
+	}
 	e.log.Info("stopped", "dur", time.Since(stopUDP).Round(time.Millisecond))
 	return nil
 }

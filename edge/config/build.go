@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy"
 )
@@ -35,6 +36,7 @@ type Built struct {
 	Pool      proxy.PoolOptions
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	Cache     cache.Options
 	DNS       DNSOptions
 	// Files are the certificate files in use, for expiry warnings and reload on change.
 	Files []string
@@ -131,6 +133,25 @@ func (c *Config) validate(v *validator) {
 
 	c.buildPool(v, b)
 	c.buildListener(v, b)
+	c.buildCache(v, b)
+}
+
+func (c *Config) buildCache(v *validator, b *Built) {
+	f := &c.File.Cache
+	b.Cache = cache.Options{Path: c.abs(f.Path), TTL: f.TTL.D(cache.DefaultTTL)}
+	if b.Cache.Path == "" {
+		b.Cache.Path = cache.DefaultPath
+	}
+	if t := b.Cache.TTL; t < cache.MinTTL || t > cache.MaxTTL {
+		v.errorf("cache.ttl", "%v is outside 1d..30d (write 7d)", f.TTL.D(0))
+	}
+	// The file itself is not opened: a running mxedge holds its lock while `check` runs on reload.
+	dir := filepath.Dir(b.Cache.Path)
+	if st, err := os.Stat(dir); err != nil {
+		v.errorf("cache.path", "directory %s: %v", dir, err)
+	} else if !st.IsDir() {
+		v.errorf("cache.path", "%s is not a directory", dir)
+	}
 }
 
 func (c *Config) buildPool(v *validator, b *Built) {

@@ -22,6 +22,7 @@ func labConfig(t *testing.T) (string, *pkitest.Lab) {
 		"/var/lib/mxedge/edge.crt", lab.ClientCert, "/var/lib/mxedge/edge.key", lab.ClientKey,
 		"/var/lib/mxedge/ca.pem", lab.CAFile, "/var/lib/mxedge/server.crt", lab.ServerCert,
 		"/var/lib/mxedge/server.key", lab.ServerKey, "/var/lib/mxedge/org-ca.pem", lab.CAFile,
+		"/var/lib/mxedge/cache.db", filepath.Join(lab.Dir, "cache.db"),
 	)
 	return r.Replace(string(install.DefaultConfig)), lab
 }
@@ -47,7 +48,7 @@ func TestShippedExampleIsValid(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	_, lab := labConfig(t)
-	doc := "clients:\n  - {name: a, address: 192.0.2.1, secret: s}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
+	doc := "cache: {path: " + filepath.Join(lab.Dir, "c.db") + "}\nclients:\n  - {name: a, address: 192.0.2.1, secret: s}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
 		", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers:\n    - {name: u, address: 192.0.2.10}\n"
 	c, err := config.Parse("m.yaml", []byte(doc))
 	if err != nil {
@@ -59,6 +60,9 @@ func TestDefaults(t *testing.T) {
 	}
 	if b.Server.DuplicateWindow != 10*time.Second || b.Pool.Upstreams[0].Port != 2083 || b.Clients[0].Vendor != "generic" {
 		t.Fatal("defaults not applied")
+	}
+	if b.Cache.TTL != 7*24*time.Hour {
+		t.Fatalf("cache TTL default %v", b.Cache.TTL)
 	}
 	if !b.Clients[0].LimitProxyState || !b.Clients[0].RequireMessageAuthenticator {
 		t.Fatal("BlastRADIUS defences must default on")
@@ -88,6 +92,9 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"bad listen", "listen:\n  auth: [\"1812\"]\n", []string{"m.yaml:2: listen.auth[0]:"}},
 		{"not a mapping", "- a\n- b\n", []string{"m.yaml:1:", "mapping"}},
 		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
+		{"cache ttl too long", "cache:\n  ttl: 31d\n", []string{"m.yaml:2: cache.ttl:", "1d..30d"}},
+		{"cache ttl too short", "cache:\n  ttl: 12h\n", []string{"m.yaml:2: cache.ttl:"}},
+		{"cache dir missing", "cache:\n  path: /nonexistent/dir/cache.db\n", []string{"m.yaml:2: cache.path:", "/nonexistent/dir"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +118,7 @@ func TestSecretFile(t *testing.T) {
 	_, lab := labConfig(t)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "sw1.secret"), []byte("from-file\n"), 0o600)
-	doc := "clients:\n  - {name: a, address: 192.0.2.1, secret_file: sw1.secret}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
+	doc := "cache: {path: c.db}\nclients:\n  - {name: a, address: 192.0.2.1, secret_file: sw1.secret}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
 		", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers: [{name: u, address: 192.0.2.10}]\n"
 	path := filepath.Join(dir, "m.yaml")
 	os.WriteFile(path, []byte(doc), 0o600)

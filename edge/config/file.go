@@ -17,6 +17,13 @@ type File struct {
 	Clients         []ClientFile `yaml:"clients"`
 	Upstreams       Upstreams    `yaml:"upstreams"`
 	RadSec          RadSecFile   `yaml:"radsec"`
+	Cache           CacheFile    `yaml:"cache"`
+}
+
+// CacheFile configures the persistent cache of authorized clients (site survivability).
+type CacheFile struct {
+	Path string   `yaml:"path"` // default /var/lib/mxedge/cache.db
+	TTL  Duration `yaml:"ttl"`  // 1d..30d, default 7d
 }
 
 // Log selects logging.

@@ -88,6 +88,8 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 log:
   level: info
   format: text
+cache:
+  path: %s
 listen:
   auth: ["127.0.0.1:%d"]
   acct: ["127.0.0.1:%d"]
@@ -107,7 +109,7 @@ upstreams:
   servers:
     - name: lab-cloud
       address: %s
-`, o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
+`, filepath.Join(o.Dir, "cache.db"), o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
 	l.ConfigPath = filepath.Join(o.Dir, "mxedge.yaml")
 	if err := os.WriteFile(l.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)

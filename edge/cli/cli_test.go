@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mxedge/edge/config"
+	"mxedge/edge/lab"
+)
+
+func execute(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := New(BuildInfo{Version: "1.2.3", Commit: "abc1234", Date: "2026-11-22T00:00:00Z"})
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := execute(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("mxedge 1.2.3\ncommit abc1234\nbuilt 2026-11-22T00:00:00Z\n%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if out != want {
+		t.Fatalf("version output:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	if _, err := execute(t, "run", "--no-such-flag"); !errors.Is(err, ErrUsage) {
+		t.Fatalf("unknown flag: %v", err)
+	}
+}
+
+func labConfig(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	l, err := lab.Start(ctx, lab.Options{Dir: t.TempDir(), AuthPort: freeUDPPort(t), AcctPort: freeUDPPort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); l.Wait() })
+	return l.ConfigPath
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func TestCheck(t *testing.T) {
+	path := labConfig(t)
+	out, err := execute(t, "check", "--config", path)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !strings.Contains(out, "OK (1 NAS clients, 1 upstreams, radsec listener off)") {
+		t.Fatalf("check output %q", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("clients:\n  - name: x\n    adress: 10.0.0.1\n"), 0o600)
+	_, err = execute(t, "check", "--config", bad)
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), bad+`:3: unknown key "adress"`) {
+		t.Fatalf("check of a bad file: %v", err)
+	}
+	if _, err := execute(t, "check", "--config", "/nonexistent.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent.yaml") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestRunSignals runs the real binary: SIGHUP with a good file reloads, SIGHUP with a broken file
+// keeps the running configuration, SIGTERM shuts down cleanly with exit status 0.
+func TestRunSignals(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "mxedge")
+	if out, err := exec.Command("go", "build", "-o", bin, "mxedge").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	path := labConfig(t)
+	cmd := exec.Command(bin, "run", "--config", path)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("mxedge exited before logging %q", s)
+				}
+				if strings.Contains(l, s) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %q in the log", s)
+			}
+		}
+	}
+	waitFor("mxedge started")
+	orig, _ := os.ReadFile(path)
+	os.WriteFile(path, bytes.Replace(orig, []byte("vendor: cisco"), []byte("vendor: aruba"), 1), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("configuration reloaded")
+	os.WriteFile(path, []byte("clients: [\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("reload rejected: keeping the running configuration")
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitFor("stopped")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+}
