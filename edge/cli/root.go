@@ -41,6 +41,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newRunCmd(info),
 		newCheckCmd(),
 		newVersionCmd(info),
+		newPKICmd(),
 	)
 	return root
 }
