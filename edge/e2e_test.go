@@ -59,6 +59,7 @@ var users = []peertest.User{
 
 type e2e struct {
 	cfgPath string
+	frAddr  []string
 	lab     *pkitest.Lab
 	fr      []*peertest.FreeRADIUS
 	edge    *edge.Edge
@@ -106,6 +107,22 @@ func (x *e2e) start(t *testing.T) {
 	}
 }
 
+// rewrite edits the configuration file and restarts mxedge with it.
+func (x *e2e) rewrite(t *testing.T, edit func(string) string) {
+	t.Helper()
+	b, err := os.ReadFile(x.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(x.cfgPath, []byte(edit(string(b))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	x.stop()
+	x.start(t)
+}
+
+func replaceOnce(s, old, new string) string { return strings.Replace(s, old, new, 1) }
+
 // stop shuts mxedge down gracefully (idempotent).
 func (x *e2e) stop() {
 	if x.cancel != nil {
@@ -147,6 +164,7 @@ func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 			Users: users, AccountingLog: true, Debug: os.Getenv("FR_DEBUG") != "",
 		})
 		x.fr = append(x.fr, fr)
+		x.frAddr = append(x.frAddr, fmt.Sprintf("127.0.0.1:%d", port))
 		fmt.Fprintf(&servers, "    - name: fr%d\n      address: 127.0.0.1:%d\n      priority: %d\n", i, port, i)
 	}
 	cfg := fmt.Sprintf(`
@@ -353,7 +371,11 @@ func nasRequest(t *testing.T, user string) packet.Packet {
 	b := packet.New(nil, packet.CodeAccessRequest, 7, auth[:])
 	b.AddString(packet.AttrUserName, user)
 	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(nil, []byte(user), []byte(nasSecret), auth[:]))
-	b.AddString(packet.AttrCallingStationID, "aa-bb-cc-dd-ee-ff")
+	calling := "aa-bb-cc-dd-ee-ff"
+	if m, err := cache.NormalizeMAC(user); err == nil {
+		calling = m
+	}
+	b.AddString(packet.AttrCallingStationID, calling)
 	b.AddMA()
 	p, err := b.Finish([]byte(nasSecret), nil)
 	if err != nil {

@@ -39,6 +39,7 @@ type Edge struct {
 	listener *proxy.Listener
 	resolver *resolve.Resolver
 	cache    *cache.Store
+	health   *survivability.Health
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -64,6 +65,22 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.resolver = res
+	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes, Logger: o.Logger})
+	if b.Survival.Enabled && o.Fallback == nil {
+		eng, err := survivability.NewEngine(survivability.EngineOptions{
+			Health:           e.health,
+			Cache:            cacheRef{e},
+			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
+			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
+			FailClosed:       b.Survival.FailClosed,
+			Logger:           o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		o.Fallback = eng
+	}
+	e.opts = o
 
 	so := b.Server
 	so.Logger = o.Logger
@@ -100,6 +117,19 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po := b.Pool
 	po.Logger = e.log
 	po.Resolver = resolverAdapter{e.resolver}
+	po.OnStateChange = func(name string, _, to proxy.UpstreamState, err error) {
+		switch to {
+		case proxy.StateUp:
+			e.health.UpstreamUp(name)
+		case proxy.StateDown:
+			reason := "connection failed"
+			if err != nil {
+				reason = err.Error()
+			}
+			e.health.UpstreamDown(name, reason)
+		}
+	}
+	po.OnProbe = e.health.Probe
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -130,12 +160,11 @@ func (e *Edge) Listen() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.cache = store
-	learner := survivability.NewLearner(store, e.log)
+	obs := observers{survivability.NewLearner(store, e.log), healthObserver{e.health}}
 	if e.opts.Observer != nil {
-		e.router.SetObserver(observers{learner, e.opts.Observer})
-	} else {
-		e.router.SetObserver(learner)
+		obs = append(obs, e.opts.Observer)
 	}
+	e.router.SetObserver(obs)
 	if err := e.server.Listen(); err != nil {
 		store.Close()
 		return err
@@ -148,6 +177,24 @@ func (e *Edge) Listen() error {
 	}
 	return nil
 }
+
+// Health returns the survivability state machine.
+func (e *Edge) Health() *survivability.Health { return e.health }
+
+// cacheRef lets the decision engine, built before the cache is opened, read it.
+type cacheRef struct{ e *Edge }
+
+func (c cacheRef) Lookup(identity, mac string) (cache.Record, bool, error) {
+	if c.e.cache == nil {
+		return cache.Record{}, false, nil
+	}
+	return c.e.cache.Lookup(identity, mac)
+}
+
+// healthObserver tells the state machine that an upstream answered.
+type healthObserver struct{ h *survivability.Health }
+
+func (o healthObserver) Observe(*proxy.Request, proxy.Result) { o.h.Answered() }
 
 // observers fans one answer out to several observers.
 type observers []proxy.Observer

@@ -42,8 +42,10 @@ type PoolOptions struct {
 	AffinityTTL time.Duration
 	// OnStateChange observes upstream state transitions (survivability health, metrics).
 	OnStateChange func(name string, from, to UpstreamState, err error)
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// OnProbe observes every watchdog Status-Server answer (survivability failback).
+	OnProbe func(name string, ok bool)
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Validate checks the options before anything is dialed.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
 )
 
 // Fallback answers requests the upstreams could not: survivability's local decisions implement it.
@@ -29,6 +30,10 @@ type Fallback interface {
 type Observer interface {
 	Observe(req *Request, res Result)
 }
+
+// IsTimeout reports whether a Fallback's cause is a request that ran out of budget waiting for an
+// upstream answer (as opposed to no upstream being available at all).
+func IsTimeout(err error) bool { return errors.Is(err, radsec.ErrTimeout) }
 
 // NoUpstreamPolicy is the outcome for an Access-Request that neither an upstream nor a Fallback answered.
 type NoUpstreamPolicy string

@@ -454,6 +454,11 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, erro
 		Now:            u.pool.opts.Now,
 		Logger:         u.logger,
 		OnRTT:          u.observeRTT,
+		OnProbe: func(ok bool) {
+			if f := u.pool.opts.OnProbe; f != nil {
+				f(u.opts.Name, ok)
+			}
+		},
 	}), nil
 }
 

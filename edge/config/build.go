@@ -37,9 +37,19 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	Cache     cache.Options
+	Survival  Survival
 	DNS       DNSOptions
 	// Files are the certificate files in use, for expiry warnings and reload on change.
 	Files []string
+}
+
+// Survival is the survivability configuration.
+type Survival struct {
+	Enabled          bool
+	DefaultMABVLAN   string
+	DefaultDot1XVLAN string
+	FailClosed       bool
+	FailbackProbes   int
 }
 
 // DNSOptions configure upstream name resolution.
@@ -134,6 +144,43 @@ func (c *Config) validate(v *validator) {
 	c.buildPool(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
+	c.buildSurvival(v, b)
+}
+
+func (c *Config) buildSurvival(v *validator, b *Built) {
+	f := &c.File.Survivability
+	s := Survival{Enabled: boolOr(f.Enabled, true), DefaultMABVLAN: f.DefaultMABVLAN, DefaultDot1XVLAN: f.DefaultDot1XVLAN, FailbackProbes: f.FailbackProbes}
+	switch f.Failmode {
+	case "", "open":
+	case "closed":
+		s.FailClosed = true
+	default:
+		v.errorf("survivability.failmode", "%q is not open or closed", f.Failmode)
+	}
+	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
+	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
+	if s.FailbackProbes == 0 {
+		s.FailbackProbes = 3
+	} else if s.FailbackProbes < 1 || s.FailbackProbes > 100 {
+		v.errorf("survivability.failback_probes", "%d is outside 1..100", f.FailbackProbes)
+	}
+	b.Survival = s
+}
+
+// checkVLAN accepts a VLAN ID 1..4094 or a VLAN name (seed facts R5.9).
+func checkVLAN(v *validator, path, s string) {
+	if s == "" {
+		return
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > 4094 {
+			v.errorf(path, "VLAN ID %d is outside 1..4094", n)
+		}
+		return
+	}
+	if len(s) > 32 || strings.ContainsAny(s, " \t\n\"'") {
+		v.errorf(path, "%q is not a VLAN ID or name (up to 32 characters, no spaces or quotes)", s)
+	}
 }
 
 func (c *Config) buildCache(v *validator, b *Built) {

@@ -18,6 +18,16 @@ type File struct {
 	Upstreams       Upstreams    `yaml:"upstreams"`
 	RadSec          RadSecFile   `yaml:"radsec"`
 	Cache           CacheFile    `yaml:"cache"`
+	Survivability   SurvivalFile `yaml:"survivability"`
+}
+
+// SurvivalFile configures local decisions while the cloud NAC is unreachable.
+type SurvivalFile struct {
+	Enabled          *bool  `yaml:"enabled"`            // default true
+	DefaultMABVLAN   string `yaml:"default_mab_vlan"`   // VLAN ID (1-4094) or name for unknown MAB clients
+	DefaultDot1XVLAN string `yaml:"default_dot1x_vlan"` // for unknown 802.1X clients that pass EAP-TLS
+	Failmode         string `yaml:"failmode"`           // open (default): default VLAN; closed: reject
+	FailbackProbes   int    `yaml:"failback_probes"`    // default 3
 }
 
 // CacheFile configures the persistent cache of authorized clients (site survivability).

@@ -50,8 +50,10 @@ type ConnOptions struct {
 	MaxQueue int
 	Now      func() time.Time
 	Logger   *slog.Logger
-	// OnReply, if set, observes every reply's round-trip time (for health and metrics).
+	// OnRTT, if set, observes every reply's round-trip time (for health and metrics).
 	OnRTT func(time.Duration)
+	// OnProbe, if set, observes each watchdog Status-Server answer (true) or bad answer (false).
+	OnProbe func(ok bool)
 }
 
 func (o *ConnOptions) setDefaults() {
@@ -318,6 +320,9 @@ func (c *Conn) dispatch(p packet.Packet, now int64) {
 	}
 	c.release(id)
 	if s.probe {
+		if c.opts.OnProbe != nil {
+			c.opts.OnProbe(err == nil)
+		}
 		return
 	}
 	if err != nil {
@@ -352,14 +357,18 @@ func (c *Conn) watchdog(ctx context.Context) {
 func (c *Conn) check(now int64) {
 	var expired []Handler
 	var freed []uint8
-	oldest := int64(0)
+	// newestOld is the latest send time among requests unanswered for at least DeadAfter. If nothing
+	// at all was received since it was sent, the peer has been silent for DeadAfter while it owed us
+	// an answer: the connection is dead (a blackholed link sends no RST).
+	newestOld := int64(0)
+	cutoff := now - int64(c.opts.DeadAfter)
 	c.mu.Lock()
 	for i := range c.slots {
 		s := &c.slots[i]
 		switch s.state {
 		case slotBusy:
-			if oldest == 0 || s.sent < oldest {
-				oldest = s.sent
+			if s.sent <= cutoff && s.sent > newestOld {
+				newestOld = s.sent
 			}
 			if !s.probe && s.deadline > 0 && now >= s.deadline {
 				expired = append(expired, s.h)
@@ -368,8 +377,8 @@ func (c *Conn) check(now int64) {
 				s.until = now + int64(c.opts.Quarantine)
 			}
 		case slotQuarantined:
-			if s.sent < oldest || oldest == 0 {
-				oldest = s.sent
+			if s.sent <= cutoff && s.sent > newestOld {
+				newestOld = s.sent
 			}
 			if now >= s.until {
 				freed = append(freed, uint8(i))
@@ -398,9 +407,8 @@ func (c *Conn) check(now int64) {
 	for _, id := range freed {
 		c.release(id)
 	}
-	last := c.lastRead.Load()
-	if oldest != 0 && last <= oldest && now-oldest >= int64(c.opts.DeadAfter) {
-		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, time.Duration(now-oldest).Round(time.Millisecond)))
+	if newestOld != 0 && c.lastRead.Load() <= newestOld {
+		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, time.Duration(now-newestOld).Round(time.Millisecond)))
 		return
 	}
 	if probe {

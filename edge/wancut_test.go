@@ -1,0 +1,223 @@
+package edge_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"mxedge/proxy/packet"
+	"mxedge/survivability"
+)
+
+// relay is a TCP relay standing in for the WAN: Cut makes it a blackhole (bytes are read and
+// dropped, nothing is answered, no RST — what a dead WAN link looks like), Restore forwards again,
+// Reset closes every connection (an RST).
+type relay struct {
+	ln     net.Listener
+	target string
+	cut    atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startRelay(t *testing.T, target string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{ln: ln, target: target}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if r.cut.Load() {
+				// A new connection into a dead WAN: the handshake never completes.
+				r.track(c)
+				go io.Copy(io.Discard, c)
+				continue
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.track(c)
+			r.track(u)
+			go r.pipe(c, u)
+			go r.pipe(u, c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); r.Reset() })
+	return r
+}
+
+func (r *relay) track(c net.Conn) {
+	r.mu.Lock()
+	r.conns = append(r.conns, c)
+	r.mu.Unlock()
+}
+
+func (r *relay) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			dst.Close()
+			return
+		}
+		if r.cut.Load() {
+			continue // blackholed
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (r *relay) Addr() string { return r.ln.Addr().String() }
+func (r *relay) Cut()         { r.cut.Store(true) }
+func (r *relay) Restore()     { r.cut.Store(false) }
+func (r *relay) Reset() {
+	r.mu.Lock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+	r.conns = nil
+	r.mu.Unlock()
+}
+
+type mabResult struct {
+	sent, answered atomic.Int64
+	wrongVLAN      atomic.Int64
+	slow           atomic.Int64 // answered after more than 5 s or not at all
+}
+
+// mabStream sends MAB requests at a steady rate, alternating a client the cloud authorized (VLAN
+// 400, cached) and unknown ones, and checks each answer's VLAN against want(known).
+func mabStream(t *testing.T, to string, stop <-chan struct{}, want func(known bool) string, res *mabResult) {
+	var wg sync.WaitGroup
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			wg.Wait()
+			return
+		case <-tick.C:
+		}
+		known := i%2 == 0
+		mac := "aabbccddeeff"
+		if !known {
+			mac = fmt.Sprintf("0200%08x", i)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res.sent.Add(1)
+			start := time.Now()
+			r := exchangeUDP(t, "127.0.0.1:0", to, nasRequest(t, mac), 5*time.Second)
+			if r == nil {
+				res.slow.Add(1)
+				return
+			}
+			res.answered.Add(1)
+			if time.Since(start) > 5*time.Second {
+				res.slow.Add(1)
+			}
+			p, err := packet.Parse(r)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			v, _ := p.Attr(packet.AttrTunnelPrivateGroupID)
+			// Unknown clients: the cloud rejects them, the edge gives them the default VLAN; any
+			// answer will do. Known clients keep their VLAN throughout.
+			if w := want(known); w != "*" && (p.Code() != packet.CodeAccessAccept || string(v) != w) {
+				res.wrongVLAN.Add(1)
+				t.Logf("%s (known=%v): %v VLAN %q, want %q", mac, known, p.Code(), v, w)
+			}
+		}()
+	}
+}
+
+// TestE2EWANCut: the WAN to the cloud NAC is blackholed while MAB requests stream in; the edge
+// notices within 3 s, answers every request within 5 s (cached clients keep their VLAN, unknown
+// ones get the default VLAN), and fails back once the WAN returns.
+func TestE2EWANCut(t *testing.T) {
+	x := startE2E(t, 1, nil)
+	// Put the relay between mxedge and FreeRADIUS and learn the known client.
+	rl := startRelay(t, x.frAddr[0])
+	x.rewrite(t, func(cfg string) string {
+		return replaceOnce(cfg, "address: "+x.frAddr[0], "address: "+rl.Addr()) +
+			"survivability:\n  default_mab_vlan: \"41\"\n"
+	})
+	if r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "aabbccddeeff"), 3*time.Second); r == nil || r[0] != byte(packet.CodeAccessAccept) {
+		t.Fatal("known client not accepted before the cut")
+	}
+	x.edge.Cache().Flush()
+	health := x.edge.Health()
+
+	var res mabResult
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mabStream(t, x.auth, stop, func(known bool) string {
+			if known {
+				return "400"
+			}
+			return "*"
+		}, &res)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	cutAt := time.Now()
+	rl.Cut()
+	var detected time.Duration
+	for time.Since(cutAt) < 6*time.Second {
+		if health.Local() {
+			detected = time.Since(cutAt)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if detected == 0 {
+		t.Fatal("WAN cut not detected within 6 s")
+	}
+	// An unknown client during the outage gets the default VLAN.
+	r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "021111111111"), 3*time.Second)
+	if p, _ := packet.Parse(r); p == nil || p.Code() != packet.CodeAccessAccept {
+		t.Fatal("unknown client not accepted locally")
+	} else if v, _ := p.Attr(packet.AttrTunnelPrivateGroupID); string(v) != "41" {
+		t.Fatalf("unknown client VLAN %q, want the default 41", v)
+	}
+	time.Sleep(2 * time.Second)
+	rl.Restore()
+	rl.Reset() // the blackholed connection is gone; mxedge reconnects through the restored WAN
+	restoredAt := time.Now()
+	var failback time.Duration
+	for time.Since(restoredAt) < 20*time.Second {
+		if health.Mode() == survivability.ModeUp {
+			failback = time.Since(restoredAt)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-done
+	if failback == 0 {
+		t.Fatal("no failback within 20 s of the WAN returning")
+	}
+	if res.slow.Load() != 0 || res.wrongVLAN.Load() != 0 {
+		t.Fatalf("%d requests unanswered within 5 s, %d wrong answers (of %d)", res.slow.Load(), res.wrongVLAN.Load(), res.sent.Load())
+	}
+	t.Logf("WAN cut: detected after %v; failback %v after restore; %d requests, all answered within 5 s, cached VLAN kept",
+		detected.Round(time.Millisecond), failback.Round(time.Millisecond), res.sent.Load())
+}

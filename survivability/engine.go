@@ -1,0 +1,183 @@
+package survivability
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"mxedge/cache"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+)
+
+// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally (seed
+// facts R6.9: password methods are not supported in survivability).
+const ReplyUnsupported = "The cloud NAC is unreachable: only certificate (EAP-TLS) and MAB authentication work until it returns."
+
+// CacheReader is what local decisions need from the client cache.
+type CacheReader interface {
+	Lookup(identity, mac string) (cache.Record, bool, error)
+}
+
+// EAPHandler answers EAP conversations locally (survivability/localeap implements EAP-TLS). Serve
+// returns the full signed answer, or nil to drop the request silently (RFC 3579 §3.2).
+type EAPHandler interface {
+	Serve(req *proxy.Request) packet.Packet
+}
+
+// AccountingSpool stores an Accounting-Request durably before it is acknowledged; an error means
+// it was not stored and must not be acknowledged.
+type AccountingSpool interface {
+	Spool(req *proxy.Request) error
+}
+
+// Event is one local decision (a NAC event).
+type Event struct {
+	Time     time.Time
+	Allowed  bool
+	Method   string // mab, eap-tls, pap, eap, accounting
+	MAC      string
+	Identity string
+	NAS      string
+	Site     string
+	VLAN     string
+	Reason   string // cache-hit, default-vlan, failmode-closed, unsupported-method, unknown-state, spooled, spool-full, …
+	Source   string // "local"
+}
+
+// EngineOptions configure local decisions.
+type EngineOptions struct {
+	Health *Health
+	Cache  CacheReader
+	// DefaultMABVLAN and DefaultDot1XVLAN are the VLAN ID or name for MAB and 802.1X clients not in
+	// the cache (seed facts R6.11). Empty: accept without a VLAN (the port's own VLAN).
+	DefaultMABVLAN   string
+	DefaultDot1XVLAN string
+	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
+	// Duo-style "failmode").
+	FailClosed bool
+	EAP        EAPHandler      // nil: EAP is rejected with a reason
+	Accounting AccountingSpool // nil: accounting is not acknowledged while the cloud is unreachable
+	Events     func(Event)
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Engine is the local decision engine: the proxy's Fallback. It answers while the cloud NAC is down
+// (Active) and for every request the upstreams failed to answer.
+type Engine struct {
+	opts EngineOptions
+}
+
+// NewEngine returns an engine; Health is required.
+func NewEngine(o EngineOptions) (*Engine, error) {
+	if o.Health == nil {
+		return nil, errors.New("survivability: engine without health state")
+	}
+	if o.Cache == nil {
+		return nil, errors.New("survivability: engine without a cache")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Engine{opts: o}, nil
+}
+
+// Active implements proxy.Fallback: requests skip the upstreams while the cloud is down or the edge
+// is recovering.
+func (e *Engine) Active() bool { return e.opts.Health.Local() }
+
+// Serve implements proxy.Fallback.
+func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
+	if cause != nil && proxy.IsTimeout(cause) {
+		e.opts.Health.TimedOut()
+	}
+	switch req.Packet.Code() {
+	case packet.CodeAccountingRequest:
+		return e.accounting(req)
+	case packet.CodeAccessRequest:
+		return e.access(req)
+	}
+	return nil, nil
+}
+
+func (e *Engine) event(req *proxy.Request, ev Event) {
+	ev.Time, ev.Source = e.opts.Now(), "local"
+	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
+	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
+		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
+	if e.opts.Events != nil {
+		e.opts.Events(ev)
+	}
+}
+
+func (e *Engine) accounting(req *proxy.Request) (packet.Packet, error) {
+	if e.opts.Accounting == nil {
+		e.event(req, Event{Method: "accounting", Reason: "no-spool"})
+		return nil, nil
+	}
+	if err := e.opts.Accounting.Spool(req); err != nil {
+		// Not stored: not acknowledged, so the NAS keeps the record and retransmits.
+		e.event(req, Event{Method: "accounting", Reason: "spool-full"})
+		return nil, err
+	}
+	e.event(req, Event{Allowed: true, Method: "accounting", Reason: "spooled"})
+	b := packet.NewResponse(nil, req.Packet, packet.CodeAccountingResponse)
+	return b.Finish(req.Client.Secret, req.Packet.Authenticator())
+}
+
+func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
+	c := Classify(req.Packet, req.Client.Secret)
+	switch c.Method {
+	case MethodMAB:
+		return e.mab(req, c)
+	case MethodEAPTLS, MethodEAPOther:
+		if e.opts.EAP == nil {
+			e.event(req, Event{Method: "eap", MAC: c.MAC, Identity: c.UserName, Reason: "local-eap-unavailable"})
+			return e.reject(req, ReplyUnsupported)
+		}
+		return e.opts.EAP.Serve(req), nil
+	}
+	method := "pap"
+	if req.Packet.Has(packet.AttrCHAPPassword) {
+		method = "chap"
+	}
+	e.event(req, Event{Method: method, MAC: c.MAC, Identity: c.UserName, Reason: "unsupported-method"})
+	return e.reject(req, ReplyUnsupported)
+}
+
+func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error) {
+	ev := Event{Method: "mab", MAC: c.MAC, Identity: c.UserName}
+	rec, ok, err := e.opts.Cache.Lookup("", c.MAC)
+	if err != nil {
+		e.opts.Logger.Error("cache lookup failed", "mac", c.MAC, "err", err)
+	}
+	var attrs []cache.Attr
+	switch {
+	case ok:
+		attrs, ev.Reason = rec.Attrs, "cache-hit"
+	case e.opts.FailClosed:
+		ev.Reason = "failmode-closed"
+		e.event(req, ev)
+		return e.reject(req, "")
+	default:
+		attrs, ev.Reason = DefaultVLANAttrs(req.Client.Vendor, e.opts.DefaultMABVLAN), "default-vlan"
+	}
+	ev.Allowed, ev.VLAN = true, VLAN(attrs)
+	e.event(req, ev)
+	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessAccept)
+	AppendAttrs(&b, attrs)
+	return b.Finish(req.Client.Secret, req.Packet.Authenticator())
+}
+
+func (e *Engine) reject(req *proxy.Request, msg string) (packet.Packet, error) {
+	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessReject)
+	if msg != "" {
+		b.AddString(packet.AttrReplyMessage, msg)
+	}
+	return b.Finish(req.Client.Secret, req.Packet.Authenticator())
+}

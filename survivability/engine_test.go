@@ -1,0 +1,154 @@
+package survivability
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"mxedge/cache"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+)
+
+func TestHealthTransitions(t *testing.T) {
+	var changes []string
+	h := NewHealth(HealthOptions{FailbackProbes: 3, OnChange: func(from, to Mode, _ string) {
+		changes = append(changes, from.String()+">"+to.String())
+	}})
+	h.UpstreamUp("a")
+	h.UpstreamUp("b")
+	h.TimedOut()
+	h.Answered()
+	h.UpstreamDown("a", "dead")
+	if h.Local() {
+		t.Fatal("one upstream left: still proxying")
+	}
+	h.UpstreamDown("b", "dead")
+	if !h.Local() || h.Mode() != ModeDown {
+		t.Fatal("all upstreams down: not local")
+	}
+	h.UpstreamUp("b")
+	h.Probe("b", true)
+	h.Probe("b", false) // a bad probe restarts the count
+	h.Probe("b", true)
+	h.Probe("b", true)
+	if h.Mode() != ModeRecovering {
+		t.Fatalf("failback before 3 consecutive probes: %v", h.Mode())
+	}
+	h.UpstreamDown("b", "flap") // a flap during recovery goes back down
+	h.UpstreamUp("b")
+	for range 3 {
+		h.Probe("b", true)
+	}
+	if h.Mode() != ModeUp {
+		t.Fatalf("after 3 probes: %v", h.Mode())
+	}
+	want := "up>suspect suspect>up up>down down>recovering recovering>down down>recovering recovering>up"
+	if got := strings.Join(changes, " "); got != want {
+		t.Fatalf("transitions\n got %s\nwant %s", got, want)
+	}
+	if h.Transitions(ModeDown) != 2 {
+		t.Fatal("transition counter")
+	}
+}
+
+type memCache map[string]cache.Record
+
+func (m memCache) Lookup(identity, mac string) (cache.Record, bool, error) {
+	r, ok := m[mac]
+	return r, ok, nil
+}
+
+type memSpool struct{ n int }
+
+func (s *memSpool) Spool(*proxy.Request) error { s.n++; return nil }
+
+func TestEngineDecisions(t *testing.T) {
+	known := cache.Record{MAC: "aa:bb:cc:dd:ee:ff", Method: cache.MethodMAB, Attrs: DefaultVLANAttrs("generic", "300")}
+	var events []Event
+	newEngine := func(failClosed bool, spool AccountingSpool) *Engine {
+		e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Cache: memCache{known.MAC: known},
+			DefaultMABVLAN: "41", FailClosed: failClosed, Accounting: spool, Events: func(ev Event) { events = append(events, ev) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	client := &proxy.Client{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	serve := func(e *Engine, p packet.Packet) packet.Packet {
+		t.Helper()
+		resp, err := e.Serve(context.Background(), &proxy.Request{Client: client, Packet: p}, proxy.ErrNoUpstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp != nil && (!packet.CheckResponseAuthenticator(resp, p.Authenticator(), secret) || resp[20] != packet.AttrMessageAuthenticator) {
+			t.Fatal("local answer not signed for the NAS")
+		}
+		return resp
+	}
+	open := newEngine(false, nil)
+	hit := serve(open, request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "AA-BB-CC-DD-EE-FF")))
+	if v, _ := hit.Attr(packet.AttrTunnelPrivateGroupID); hit.Code() != packet.CodeAccessAccept || string(v) != "300" {
+		t.Fatalf("cache hit: %v %q", hit.Code(), v)
+	}
+	miss := serve(open, request(t, s(1, "020000000009"), s(2, "020000000009"), s(31, "02-00-00-00-00-09")))
+	if v, _ := miss.Attr(packet.AttrTunnelPrivateGroupID); miss.Code() != packet.CodeAccessAccept || string(v) != "41" {
+		t.Fatalf("cache miss: %v %q", miss.Code(), v)
+	}
+	if v, ok := miss.Attr(packet.AttrVendorSpecific); !ok || len(v) != 4+2+4 {
+		t.Fatalf("aruba NAS: Aruba-User-Vlan missing (%x)", v)
+	}
+	closed := serve(newEngine(true, nil), request(t, s(1, "020000000009"), s(2, "020000000009"), s(31, "02-00-00-00-00-09")))
+	if closed.Code() != packet.CodeAccessReject {
+		t.Fatalf("fail-closed miss: %v", closed.Code())
+	}
+	pap := serve(open, request(t, s(1, "alice"), s(2, "password")))
+	if m, _ := pap.Attr(packet.AttrReplyMessage); pap.Code() != packet.CodeAccessReject || string(m) != ReplyUnsupported {
+		t.Fatalf("PAP: %v %q", pap.Code(), m)
+	}
+	peap := serve(open, request(t, s(1, "bob"), attr{79, []byte{2, 1, 0, 6, 25, 0}}))
+	if peap.Code() != packet.CodeAccessReject {
+		t.Fatal("EAP without a local EAP handler must be rejected")
+	}
+
+	ab := packet.New(nil, packet.CodeAccountingRequest, 5, nil)
+	ab.AddUint32(packet.AttrAcctStatusType, 1)
+	acct, _ := ab.Finish(secret, nil)
+	if serve(open, acct) != nil {
+		t.Fatal("accounting acknowledged without a spool")
+	}
+	sp := &memSpool{}
+	if r := serve(newEngine(false, sp), acct); r == nil || r.Code() != packet.CodeAccountingResponse || sp.n != 1 {
+		t.Fatal("spooled accounting not acknowledged")
+	}
+
+	reasons := []string{}
+	for _, ev := range events {
+		reasons = append(reasons, ev.Reason)
+	}
+	want := "cache-hit default-vlan failmode-closed unsupported-method local-eap-unavailable no-spool spooled"
+	if got := strings.Join(reasons, " "); got != want {
+		t.Fatalf("events\n got %s\nwant %s", got, want)
+	}
+	if events[1].VLAN != "41" || !events[1].Allowed || events[1].NAS != "sw1" || events[1].MAC != "02:00:00:00:00:09" {
+		t.Fatalf("event %+v", events[1])
+	}
+	_ = time.Second
+}
+
+func TestDefaultVLANAttrs(t *testing.T) {
+	tests := []struct {
+		vendor, vlan string
+		n            int
+	}{
+		{"generic", "41", 3}, {"cisco", "employee", 3}, {"aruba", "41", 4}, {"aruba", "employee", 4},
+		{"juniper", "employee", 4}, {"juniper", "41", 3}, {"generic", "", 0},
+	}
+	for _, tt := range tests {
+		if got := DefaultVLANAttrs(tt.vendor, tt.vlan); len(got) != tt.n {
+			t.Errorf("%s/%q: %d attributes, want %d", tt.vendor, tt.vlan, len(got), tt.n)
+		}
+	}
+}
