@@ -19,6 +19,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/edge"
+	"mxedge/edge/cli"
 	"mxedge/edge/config"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
@@ -170,6 +171,8 @@ func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 	cfg := fmt.Sprintf(`
 cache:
   path: %s
+control:
+  socket: %s
 log:
   level: debug
 listen:
@@ -188,7 +191,7 @@ upstreams:
     key: %s
     ca: %s
   servers:
-%s`, filepath.Join(lab.Dir, "cache.db"), nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
+%s`, filepath.Join(lab.Dir, "cache.db"), filepath.Join(lab.Dir, "control.sock"), nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
 	if extra != nil {
 		cfg += extra(lab)
 	}
@@ -588,6 +591,13 @@ func TestE2ECacheLearning(t *testing.T) {
 	if survivability.VLAN(rec.Attrs) != "400" || rec.Method != cache.MethodMAB || rec.NAS != "lab-switch" || rec.Site != "MistAA Test Site" {
 		t.Fatalf("record %+v", rec)
 	}
+	// The operator sees it with `mxedge cache show`, through the daemon's control socket.
+	out := mxedgeCLI(t, "cache", "show", "--socket", filepath.Join(x.lab.Dir, "control.sock"), "AA-BB-CC-DD-EE-FF")
+	for _, want := range []string{"aa:bb:cc:dd:ee:ff", "mab", "lab-switch", "Tunnel-Private-Group-ID", "400", "Cisco-AVPair"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("cache show lacks %q:\n%s", want, out)
+		}
+	}
 	// A client the cloud does not know, planted in the cache as if learned earlier.
 	if err := store.Upsert(cache.Record{MAC: "11:22:33:44:55:66", Identity: "112233445566", Method: cache.MethodMAB,
 		Attrs: []cache.Attr{{Type: 81, Value: []byte("99")}}}); err != nil {
@@ -614,4 +624,21 @@ func TestE2ECacheLearning(t *testing.T) {
 	if _, ok, _ := store.LookupMAC("112233445566"); ok {
 		t.Fatal("a client the cloud rejected is still cached")
 	}
+	if out := mxedgeCLI(t, "cache", "list", "--socket", filepath.Join(x.lab.Dir, "control.sock")); strings.Contains(out, "11:22:33:44:55:66") {
+		t.Fatalf("cache list still shows the rejected client:\n%s", out)
+	}
+}
+
+// mxedgeCLI runs an mxedge command in-process and returns its output.
+func mxedgeCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := cli.New(cli.BuildInfo{})
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("mxedge %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
 }

@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"mxedge/cache"
 	"mxedge/edge/config"
+	"mxedge/edge/control"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
@@ -40,6 +43,7 @@ type Edge struct {
 	resolver *resolve.Resolver
 	cache    *cache.Store
 	health   *survivability.Health
+	control  *control.Server
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -165,6 +169,20 @@ func (e *Edge) Listen() error {
 		obs = append(obs, e.opts.Observer)
 	}
 	e.router.SetObserver(obs)
+	b := e.cfg.Built()
+	if err := os.MkdirAll(filepath.Dir(b.Control), 0o750); err != nil {
+		store.Close()
+		return fmt.Errorf("edge: control socket directory: %w", err)
+	}
+	ctl, err := control.NewServer(control.Options{Path: b.Control, Cache: store, Logger: e.log, Status: func() any { return e.Status() }})
+	if err == nil {
+		err = ctl.Listen()
+	}
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.control = ctl
 	if err := e.server.Listen(); err != nil {
 		store.Close()
 		return err
@@ -176,6 +194,42 @@ func (e *Edge) Listen() error {
 		}
 	}
 	return nil
+}
+
+// Status is the daemon's state for `mxedge status` and the control socket.
+type Status struct {
+	Mode      string                 `json:"mode"`
+	Since     time.Time              `json:"since"`
+	Started   time.Time              `json:"started"`
+	Upstreams []proxy.UpstreamStatus `json:"upstreams"`
+	Cache     cache.Stats            `json:"cache"`
+	Received  uint64                 `json:"received"`
+	Forwarded uint64                 `json:"forwarded"`
+	Answered  uint64                 `json:"upstream_answered"`
+	Local     uint64                 `json:"local_decisions"`
+	Dropped   map[string]uint64      `json:"dropped"`
+}
+
+// Status returns a snapshot of the running edge.
+func (e *Edge) Status() Status {
+	st := e.server.Stats()
+	s := Status{
+		Mode: e.health.Mode().String(), Since: e.health.Since(), Started: e.started,
+		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
+		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
+	}
+	for _, u := range e.router.Pool().Upstreams() {
+		s.Upstreams = append(s.Upstreams, u.Status())
+	}
+	if e.cache != nil {
+		s.Cache = e.cache.Stats()
+	}
+	for _, r := range proxy.DropReasons() {
+		if n := st.Dropped[r].Load(); n > 0 {
+			s.Dropped[r.String()] = n
+		}
+	}
+	return s
 }
 
 // Health returns the survivability state machine.
@@ -219,6 +273,9 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	cacheCtx, stopCache := context.WithCancel(context.Background())
 	cacheDone := make(chan struct{})
 	go func() { defer close(cacheDone); e.cache.Run(cacheCtx) }()
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	ctlDone := make(chan struct{})
+	go func() { defer close(ctlDone); e.control.Run(ctlCtx) }()
 	e.startPool(e.router.Pool())
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	e.router.Pool().WaitReady(wctx)
@@ -255,7 +312,10 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 		e.listener.Close()
 	}
 	e.stopPool()
-	// The cache stops last so that answers learned during the drain are written.
+	// The control socket stops before the cache it serves; the cache stops last so that answers
+	// learned during the drain are written.
+	stopCtl()
+	<-ctlDone
 	stopCache()
 	<-cacheDone
 	if err := e.cache.Close(); err != nil {

@@ -34,6 +34,7 @@ func writeConfig(t *testing.T, dir string, lab *pkitest.Lab, clients string, ups
 	t.Helper()
 	doc := fmt.Sprintf(`
 cache: {path: %s}
+control: {socket: %s}
 listen: {auth: ["127.0.0.1:0"], acct: ["127.0.0.1:0"]}
 clients:
 %s
@@ -41,7 +42,7 @@ upstreams:
   tls: {certificate: %s, key: %s, ca: %s}
   servers:
     - {name: up, address: "%s"}
-`, filepath.Join(dir, "cache.db"), clients, lab.ClientCert, lab.ClientKey, lab.CAFile, upstream.Addr())
+`, filepath.Join(dir, "cache.db"), filepath.Join(dir, "control.sock"), clients, lab.ClientCert, lab.ClientKey, lab.CAFile, upstream.Addr())
 	path := filepath.Join(dir, "mxedge.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

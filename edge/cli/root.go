@@ -42,6 +42,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newCheckCmd(),
 		newVersionCmd(info),
 		newPKICmd(),
+		newCacheCmd(),
 	)
 	return root
 }

@@ -38,6 +38,7 @@ type Built struct {
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	Cache     cache.Options
 	Survival  Survival
+	Control   string // control socket path
 	DNS       DNSOptions
 	// Files are the certificate files in use, for expiry warnings and reload on change.
 	Files []string
@@ -145,7 +146,14 @@ func (c *Config) validate(v *validator) {
 	c.buildListener(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)
+	b.Control = c.abs(c.File.Control.Socket)
+	if b.Control == "" {
+		b.Control = DefaultControlSocket
+	}
 }
+
+// DefaultControlSocket is where the daemon listens for the CLI (systemd RuntimeDirectory=mxedge).
+const DefaultControlSocket = "/run/mxedge/control.sock"
 
 func (c *Config) buildSurvival(v *validator, b *Built) {
 	f := &c.File.Survivability

@@ -19,6 +19,12 @@ type File struct {
 	RadSec          RadSecFile   `yaml:"radsec"`
 	Cache           CacheFile    `yaml:"cache"`
 	Survivability   SurvivalFile `yaml:"survivability"`
+	Control         ControlFile  `yaml:"control"`
+}
+
+// ControlFile configures the control socket the CLI (mxedge status, cache, …) talks to.
+type ControlFile struct {
+	Socket string `yaml:"socket"` // default /run/mxedge/control.sock
 }
 
 // SurvivalFile configures local decisions while the cloud NAC is unreachable.

@@ -90,6 +90,8 @@ log:
   format: text
 cache:
   path: %s
+control:
+  socket: %s
 listen:
   auth: ["127.0.0.1:%d"]
   acct: ["127.0.0.1:%d"]
@@ -109,7 +111,7 @@ upstreams:
   servers:
     - name: lab-cloud
       address: %s
-`, filepath.Join(o.Dir, "cache.db"), o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
+`, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
 	l.ConfigPath = filepath.Join(o.Dir, "mxedge.yaml")
 	if err := os.WriteFile(l.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -133,8 +135,10 @@ Try (freeradius-utils):
     | radclient -x 127.0.0.1:%d auth %s                     # MAB: Access-Accept, VLAN 41
   echo 'Message-Authenticator=0x00' | radclient -x 127.0.0.1:%d status %s   # Status-Server
   echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice' | radclient -x 127.0.0.1:%d acct %s
+  mxedge cache list --socket %s                             # MAB clients learned from the lab cloud
 Stop with Ctrl-C.
-`, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret)
+`, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret,
+		filepath.Join(l.Dir, "control.sock"))
 }
 
 func (l *Lab) serve(ctx context.Context) {
