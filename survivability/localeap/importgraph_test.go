@@ -1,0 +1,24 @@
+package localeap
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestImports enforces docs/architecture.md for this package: survivability/localeap may use the
+// request path, the wire format, EAP-TLS, pki and the cache; never edge, and not survivability,
+// whose decision engine imports this package.
+func TestImports(t *testing.T) {
+	allowed := []string{"mxedge/proxy", "mxedge/proxy/packet", "mxedge/survivability/eaptls", "mxedge/pki", "mxedge/cache"}
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "mxedge/survivability/localeap").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		if strings.HasPrefix(imp, "mxedge/") && !slices.Contains(allowed, imp) {
+			t.Errorf("survivability/localeap imports %s, which the architecture forbids", imp)
+		}
+	}
+}
