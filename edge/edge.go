@@ -20,6 +20,7 @@ import (
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
+	"mxedge/survivability/spool"
 )
 
 // Options configure an Edge beyond the file.
@@ -44,6 +45,8 @@ type Edge struct {
 	cache    *cache.Store
 	health   *survivability.Health
 	control  *control.Server
+	spool    *spool.Spool
+	acct     *survivability.Accounting
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -69,7 +72,17 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.resolver = res
-	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes, Logger: o.Logger})
+	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes, Logger: o.Logger,
+		OnChange: func(_, to survivability.Mode, _ string) {
+			if to == survivability.ModeUp {
+				e.mu.Lock()
+				a := e.acct
+				e.mu.Unlock()
+				if a != nil {
+					a.Kick()
+				}
+			}
+		}})
 	if b.Survival.Enabled && o.Fallback == nil {
 		eng, err := survivability.NewEngine(survivability.EngineOptions{
 			Health:           e.health,
@@ -77,6 +90,7 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
 			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
 			FailClosed:       b.Survival.FailClosed,
+			Accounting:       spoolRef{e},
 			Logger:           o.Logger,
 		})
 		if err != nil {
@@ -170,8 +184,23 @@ func (e *Edge) Listen() error {
 	}
 	e.router.SetObserver(obs)
 	b := e.cfg.Built()
+	so := b.Survival.Spool
+	so.Logger = e.log
+	sp, err := spool.Open(so)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.spool = sp
+	e.mu.Lock()
+	e.acct = survivability.NewAccounting(survivability.AccountingOptions{
+		Spool: sp, Forward: forwarder{e}, Clients: e.clientByName, Health: e.health,
+		Timeout: b.Server.RequestTimeout, Logger: e.log,
+	})
+	e.mu.Unlock()
 	if err := os.MkdirAll(filepath.Dir(b.Control), 0o750); err != nil {
 		store.Close()
+		sp.Close()
 		return fmt.Errorf("edge: control socket directory: %w", err)
 	}
 	ctl, err := control.NewServer(control.Options{Path: b.Control, Cache: store, Logger: e.log, Status: func() any { return e.Status() }})
@@ -180,16 +209,19 @@ func (e *Edge) Listen() error {
 	}
 	if err != nil {
 		store.Close()
+		sp.Close()
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.control = ctl
 	if err := e.server.Listen(); err != nil {
 		store.Close()
+		sp.Close()
 		return err
 	}
 	if e.listener != nil {
 		if err := e.listener.Listen(); err != nil {
 			store.Close()
+		sp.Close()
 			return err
 		}
 	}
@@ -245,6 +277,48 @@ func (c cacheRef) Lookup(identity, mac string) (cache.Record, bool, error) {
 	return c.e.cache.Lookup(identity, mac)
 }
 
+// spoolRef lets the decision engine, built before the spool is opened, use it.
+type spoolRef struct{ e *Edge }
+
+func (s spoolRef) acct() *survivability.Accounting {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.e.acct
+}
+
+func (s spoolRef) Spool(req *proxy.Request) error {
+	a := s.acct()
+	if a == nil {
+		return errors.New("edge: accounting spool not open")
+	}
+	return a.Spool(req)
+}
+
+func (s spoolRef) Backlog() bool {
+	a := s.acct()
+	return a != nil && a.Backlog()
+}
+
+// forwarder replays through whatever upstream pool is current.
+type forwarder struct{ e *Edge }
+
+func (f forwarder) Forward(req *proxy.Request, done func(proxy.Result)) {
+	f.e.router.Pool().Forward(req, done)
+}
+
+// clientByName finds a NAS client of the running configuration.
+func (e *Edge) clientByName(name string) *proxy.Client {
+	for _, c := range e.server.Clients().All() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Spool returns the accounting spool (nil before Listen).
+func (e *Edge) Spool() *spool.Spool { return e.spool }
+
 // healthObserver tells the state machine that an upstream answered.
 type healthObserver struct{ h *survivability.Health }
 
@@ -273,6 +347,9 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	cacheCtx, stopCache := context.WithCancel(context.Background())
 	cacheDone := make(chan struct{})
 	go func() { defer close(cacheDone); e.cache.Run(cacheCtx) }()
+	acctCtx, stopAcct := context.WithCancel(context.Background())
+	acctDone := make(chan struct{})
+	go func() { defer close(acctDone); e.acct.Run(acctCtx) }()
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
 	go func() { defer close(ctlDone); e.control.Run(ctlCtx) }()
@@ -311,6 +388,8 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	if e.listener != nil {
 		e.listener.Close()
 	}
+	stopAcct()
+	<-acctDone
 	e.stopPool()
 	// The control socket stops before the cache it serves; the cache stops last so that answers
 	// learned during the drain are written.
@@ -318,6 +397,9 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	<-ctlDone
 	stopCache()
 	<-cacheDone
+	if err := e.spool.Close(); err != nil {
+		e.log.Error("spool close failed", "err", err)
+	}
 	if err := e.cache.Close(); err != nil {
 		e.log.Error("cache close failed", "err", err)
 	}

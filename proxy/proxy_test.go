@@ -492,7 +492,7 @@ func TestProxyNoUpstreamOutcome(t *testing.T) {
 
 type stubFallback struct{ calls atomic.Int32 }
 
-func (f *stubFallback) Active() bool { return false }
+func (f *stubFallback) Takes(*proxy.Request) bool { return false }
 func (f *stubFallback) Serve(_ context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
 	f.calls.Add(1)
 	if !errors.Is(cause, proxy.ErrNoUpstream) && cause == nil {

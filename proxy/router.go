@@ -15,11 +15,11 @@ import (
 // Fallback answers requests the upstreams could not: survivability's local decisions implement it.
 // The proxy declares it because the proxy calls it.
 type Fallback interface {
-	// Active reports whether requests should be answered locally without trying the upstreams
-	// (the cloud is declared unreachable).
-	Active() bool
+	// Takes reports whether req is answered locally without trying the upstreams (the cloud is
+	// declared unreachable, or accounting must queue behind a spooled backlog to keep its order).
+	Takes(req *Request) bool
 	// Serve answers req locally. cause says why the upstreams did not (ErrNoUpstream, a timeout, a
-	// bad reply; nil when Active). It returns the response for the NAS, signed with the NAS's secret,
+	// bad reply; nil when Takes was true). It returns the response for the NAS, signed with the NAS's secret,
 	// or nil to leave the request unanswered (e.g. accounting that could not be stored, so the NAS
 	// keeps it).
 	Serve(ctx context.Context, req *Request, cause error) (packet.Packet, error)
@@ -121,7 +121,7 @@ func (r *Router) Wait(ctx context.Context) error {
 // ServeRADIUS implements Handler.
 func (r *Router) ServeRADIUS(req *Request) {
 	r.inflight.Add(1)
-	if fb := r.opts.Fallback; fb != nil && fb.Active() {
+	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
 		go r.local(req, nil)
 		return

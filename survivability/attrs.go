@@ -9,7 +9,9 @@ import (
 
 // RFC 2868 §3: tunnel attributes that carry a tag. The integer ones always have the tag octet in
 // front of a 3-octet value; the string ones have it only when it is 0x01–0x1F.
-func taggedInteger(t uint8) bool { return t == packet.AttrTunnelType || t == packet.AttrTunnelMediumType }
+func taggedInteger(t uint8) bool {
+	return t == packet.AttrTunnelType || t == packet.AttrTunnelMediumType
+}
 
 func taggedString(t uint8) bool {
 	switch t {

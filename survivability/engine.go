@@ -27,9 +27,11 @@ type EAPHandler interface {
 }
 
 // AccountingSpool stores an Accounting-Request durably before it is acknowledged; an error means
-// it was not stored and must not be acknowledged.
+// it was not stored and must not be acknowledged. Backlog reports records still waiting for the
+// cloud: new accounting queues behind them to keep arrival order.
 type AccountingSpool interface {
 	Spool(req *proxy.Request) error
+	Backlog() bool
 }
 
 // Event is one local decision (a NAC event).
@@ -87,9 +89,14 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	return &Engine{opts: o}, nil
 }
 
-// Active implements proxy.Fallback: requests skip the upstreams while the cloud is down or the edge
-// is recovering.
-func (e *Engine) Active() bool { return e.opts.Health.Local() }
+// Takes implements proxy.Fallback: requests skip the upstreams while the cloud is down or the edge
+// is recovering, and accounting also while a spooled backlog is being delivered.
+func (e *Engine) Takes(req *proxy.Request) bool {
+	if e.opts.Health.Local() {
+		return true
+	}
+	return e.opts.Accounting != nil && req.Packet.Code() == packet.CodeAccountingRequest && e.opts.Accounting.Backlog()
+}
 
 // Serve implements proxy.Fallback.
 func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (packet.Packet, error) {

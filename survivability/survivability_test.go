@@ -135,8 +135,10 @@ type fakeCache struct {
 	forgotten [][2]string
 }
 
-func (f *fakeCache) Learn(r cache.Record)        { f.learned = append(f.learned, r) }
-func (f *fakeCache) Forget(mac, identity string) { f.forgotten = append(f.forgotten, [2]string{mac, identity}) }
+func (f *fakeCache) Learn(r cache.Record) { f.learned = append(f.learned, r) }
+func (f *fakeCache) Forget(mac, identity string) {
+	f.forgotten = append(f.forgotten, [2]string{mac, identity})
+}
 
 func TestLearner(t *testing.T) {
 	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}

@@ -16,6 +16,7 @@ import (
 	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/survivability/spool"
 )
 
 // Defaults that are not the zero value of the components' options.
@@ -46,6 +47,7 @@ type Built struct {
 
 // Survival is the survivability configuration.
 type Survival struct {
+	Spool            spool.Options
 	Enabled          bool
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
@@ -165,6 +167,26 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	default:
 		v.errorf("survivability.failmode", "%q is not open or closed", f.Failmode)
 	}
+	s.Spool = spool.Options{Path: c.abs(f.Spool.Path), MaxRecords: f.Spool.MaxRecords}
+	if s.Spool.Path == "" {
+		// Next to the cache: both belong to the state directory.
+		s.Spool.Path = filepath.Join(filepath.Dir(b.Cache.Path), "spool.db")
+	}
+	if f.Spool.MaxBytes != "" {
+		n, err := parseBytes(f.Spool.MaxBytes)
+		if err != nil {
+			v.errorf("survivability.spool.max_bytes", "%v", err)
+		}
+		s.Spool.MaxBytes = n
+	}
+	if err := s.Spool.Validate(); err != nil {
+		v.errorf("survivability.spool", "%v", err)
+	}
+	if dir := filepath.Dir(s.Spool.Path); f.Spool.Path != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			v.errorf("survivability.spool.path", "directory %s does not exist", dir)
+		}
+	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
 	if s.FailbackProbes == 0 {
@@ -173,6 +195,28 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 		v.errorf("survivability.failback_probes", "%d is outside 1..100", f.FailbackProbes)
 	}
 	b.Survival = s
+}
+
+// parseBytes reads sizes like 512MiB, 1GiB, 64KiB or a plain number of bytes.
+func parseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("%q is not a size (write 512MiB)", s)
+			}
+			return n * u.mult, nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size (write 512MiB)", s)
+	}
+	return n, nil
 }
 
 // checkVLAN accepts a VLAN ID 1..4094 or a VLAN name (seed facts R5.9).

@@ -23,6 +23,7 @@ func labConfig(t *testing.T) (string, *pkitest.Lab) {
 		"/var/lib/mxedge/ca.pem", lab.CAFile, "/var/lib/mxedge/server.crt", lab.ServerCert,
 		"/var/lib/mxedge/server.key", lab.ServerKey, "/var/lib/mxedge/org-ca.pem", lab.CAFile,
 		"/var/lib/mxedge/cache.db", filepath.Join(lab.Dir, "cache.db"),
+		"/var/lib/mxedge/spool.db", filepath.Join(lab.Dir, "spool.db"),
 	)
 	return r.Replace(string(install.DefaultConfig)), lab
 }
@@ -94,6 +95,9 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
 		{"cache ttl too long", "cache:\n  ttl: 31d\n", []string{"m.yaml:2: cache.ttl:", "1d..30d"}},
 		{"cache ttl too short", "cache:\n  ttl: 12h\n", []string{"m.yaml:2: cache.ttl:"}},
+		{"spool size", "survivability:\n  spool: {max_bytes: lots}\n", []string{"m.yaml:2: survivability.spool.max_bytes:", "512MiB"}},
+		{"failmode", "survivability:\n  failmode: maybe\n", []string{"m.yaml:2: survivability.failmode:"}},
+		{"vlan range", "survivability:\n  default_mab_vlan: \"5000\"\n", []string{"m.yaml:2: survivability.default_mab_vlan:", "1..4094"}},
 		{"cache dir missing", "cache:\n  path: /nonexistent/dir/cache.db\n", []string{"m.yaml:2: cache.path:", "/nonexistent/dir"}},
 	}
 	for _, tt := range tests {

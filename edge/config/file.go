@@ -29,11 +29,19 @@ type ControlFile struct {
 
 // SurvivalFile configures local decisions while the cloud NAC is unreachable.
 type SurvivalFile struct {
-	Enabled          *bool  `yaml:"enabled"`            // default true
-	DefaultMABVLAN   string `yaml:"default_mab_vlan"`   // VLAN ID (1-4094) or name for unknown MAB clients
-	DefaultDot1XVLAN string `yaml:"default_dot1x_vlan"` // for unknown 802.1X clients that pass EAP-TLS
-	Failmode         string `yaml:"failmode"`           // open (default): default VLAN; closed: reject
-	FailbackProbes   int    `yaml:"failback_probes"`    // default 3
+	Enabled          *bool     `yaml:"enabled"`            // default true
+	DefaultMABVLAN   string    `yaml:"default_mab_vlan"`   // VLAN ID (1-4094) or name for unknown MAB clients
+	DefaultDot1XVLAN string    `yaml:"default_dot1x_vlan"` // for unknown 802.1X clients that pass EAP-TLS
+	Failmode         string    `yaml:"failmode"`           // open (default): default VLAN; closed: reject
+	FailbackProbes   int       `yaml:"failback_probes"`    // default 3
+	Spool            SpoolFile `yaml:"spool"`
+}
+
+// SpoolFile configures the accounting spool.
+type SpoolFile struct {
+	Path       string `yaml:"path"`        // default: spool.db next to the cache
+	MaxRecords int    `yaml:"max_records"` // default 1000000
+	MaxBytes   string `yaml:"max_bytes"`   // default 512MiB
 }
 
 // CacheFile configures the persistent cache of authorized clients (site survivability).
