@@ -5,6 +5,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,9 +18,11 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
+	"mxedge/survivability/localeap"
 	"mxedge/survivability/spool"
 )
 
@@ -47,6 +50,8 @@ type Edge struct {
 	control  *control.Server
 	spool    *spool.Spool
 	acct     *survivability.Accounting
+	localEAP *localeap.Handler
+	checker  *pki.Checker
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -84,7 +89,16 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 			}
 		}})
 	if b.Survival.Enabled && o.Fallback == nil {
+		var eap survivability.EAPHandler
+		if t := b.Survival.EAPTLS; t != nil {
+			h, err := e.newLocalEAP(b)
+			if err != nil {
+				return nil, err
+			}
+			eap = h
+		}
 		eng, err := survivability.NewEngine(survivability.EngineOptions{
+			EAP:              eap,
 			Health:           e.health,
 			Cache:            cacheRef{e},
 			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
@@ -221,7 +235,7 @@ func (e *Edge) Listen() error {
 	if e.listener != nil {
 		if err := e.listener.Listen(); err != nil {
 			store.Close()
-		sp.Close()
+			sp.Close()
 			return err
 		}
 	}
@@ -275,6 +289,40 @@ func (c cacheRef) Lookup(identity, mac string) (cache.Record, bool, error) {
 		return cache.Record{}, false, nil
 	}
 	return c.e.cache.Lookup(identity, mac)
+}
+
+// newLocalEAP builds the local EAP-TLS server and its revocation checker.
+func (e *Edge) newLocalEAP(b *config.Built) (*localeap.Handler, error) {
+	t := b.Survival.EAPTLS
+	var checker *pki.Checker
+	if len(t.CRLFiles) > 0 || t.OCSP {
+		c, err := pki.NewChecker(pki.CheckerOptions{CRLFiles: t.CRLFiles, Issuers: t.Issuers, OCSP: t.OCSP, Policy: t.Policy, Logger: e.log})
+		if err != nil {
+			return nil, fmt.Errorf("edge: revocation: %w", err)
+		}
+		checker = c
+		e.checker = c
+	}
+	h, err := localeap.New(localeap.Options{
+		Certificates:  []tls.Certificate{t.Certificate},
+		MinVersion:    t.MinVersion,
+		FragmentSize:  t.FragmentSize,
+		Verify:        pki.VerifyOptions{Roots: t.Roots, Revocation: checker},
+		IdentityOrder: t.IdentityOrder,
+		Lookup: func(identity, mac string) (cache.Record, bool) {
+			rec, ok, _ := cacheRef{e}.Lookup(identity, mac)
+			return rec, ok
+		},
+		DefaultVLAN: b.Survival.DefaultDot1XVLAN,
+		FailClosed:  b.Survival.FailClosed,
+		VendorReply: survivability.DefaultVLANAttrs,
+		Logger:      e.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
+	}
+	e.localEAP = h
+	return h, nil
 }
 
 // spoolRef lets the decision engine, built before the spool is opened, use it.
@@ -350,6 +398,16 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	acctCtx, stopAcct := context.WithCancel(context.Background())
 	acctDone := make(chan struct{})
 	go func() { defer close(acctDone); e.acct.Run(acctCtx) }()
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	if e.localEAP != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); e.localEAP.Run(bgCtx) }()
+	}
+	if e.checker != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); e.checker.Run(bgCtx) }()
+	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
 	go func() { defer close(ctlDone); e.control.Run(ctlCtx) }()
@@ -390,6 +448,8 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	}
 	stopAcct()
 	<-acctDone
+	stopBg()
+	bg.Wait()
 	e.stopPool()
 	// The control socket stops before the cache it serves; the cache stops last so that answers
 	// learned during the drain are written.

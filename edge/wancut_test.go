@@ -1,14 +1,19 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"mxedge/cache"
+	"mxedge/edge/peertest"
+	"mxedge/pki/pkitest"
 	"mxedge/proxy/packet"
 	"mxedge/survivability"
 )
@@ -220,4 +225,61 @@ func TestE2EWANCut(t *testing.T) {
 	}
 	t.Logf("WAN cut: detected after %v; failback %v after restore; %d requests, all answered within 5 s, cached VLAN kept",
 		detected.Round(time.Millisecond), failback.Round(time.Millisecond), res.sent.Load())
+}
+
+// TestE2ELocalEAPTLS: a supplicant authorized by the cloud over EAP-TLS is learned; with the cloud
+// gone (RST), the same supplicant authenticates against mxedge's local EAP-TLS server — eapol_test
+// reports success and matching MPPE keys — and gets its cached VLAN.
+func TestE2ELocalEAPTLS(t *testing.T) {
+	peertest.Require(t, "eapol_test")
+	x := startE2E(t, 1, func(lab *pkitest.Lab) string {
+		return fmt.Sprintf(`survivability:
+  default_dot1x_vlan: "51"
+  eap_tls:
+    certificate: %s
+    key: %s
+    ca: %s
+`, lab.ServerCert, lab.ServerKey, lab.CAFile)
+	})
+	host, port, _ := net.SplitHostPort(x.auth)
+	p, _ := strconv.Atoi(port)
+	eapol := func(tls13 bool, anonymous string) peertest.EapolResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := peertest.EapolTest(ctx, peertest.EapolOptions{
+			Server: host, Port: p, Secret: nasSecret, Identity: "edge.example.test", AnonymousIdentity: anonymous,
+			CACert: x.lab.CAFile, ClientCert: x.lab.ClientCert, PrivateKey: x.lab.ClientKey,
+			TLS13: tls13, TLS12Only: !tls13, Timeout: 20 * time.Second,
+		})
+		if err != nil {
+			t.Fatalf("eapol_test: %v\n%s", err, res.Output)
+		}
+		return res
+	}
+	// Through the cloud with a plain outer identity (FreeRADIUS's policy keys on it).
+	if res := eapol(false, ""); !res.Success || !res.MPPEOK {
+		t.Fatalf("through the cloud: success=%v mppe=%v\n%s", res.Success, res.MPPEOK, tail(res.Output, 40))
+	}
+	x.edge.Cache().Flush()
+	if rec, ok, _ := x.edge.Cache().LookupMAC("02:00:00:00:00:01"); !ok || survivability.VLAN(rec.Attrs) != "300" || rec.Method != cache.MethodEAPTLS {
+		t.Fatalf("EAP-TLS client not learned: %+v", rec)
+	}
+	x.fr[0].Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for !x.edge.Health().Local() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !x.edge.Health().Local() {
+		t.Fatal("cloud loss not detected")
+	}
+	for _, tls13 := range []bool{false, true} {
+		res := eapol(tls13, "anonymous@example.test")
+		if !res.Success || !res.MPPEOK {
+			t.Fatalf("local EAP-TLS (tls13=%v): success=%v mppe=%v\n%s", tls13, res.Success, res.MPPEOK, tail(res.Output, 30))
+		}
+		if v := res.Get("Tunnel-Private-Group-Id"); v != "300" && v != "333030" {
+			t.Fatalf("local EAP-TLS VLAN %q, want the cached 300", v)
+		}
+	}
 }

@@ -54,7 +54,7 @@ func (l *Learner) Observe(req *proxy.Request, res proxy.Result) {
 		method = cache.MethodEAPTLS
 		// The certificate travels inside the TLS tunnel; the cloud's Accept names the identity it
 		// authorized in User-Name. Fall back to the outer identity unless it is anonymous.
-		if u, ok := res.Response.Attr(packet.AttrUserName); ok && len(u) > 0 {
+		if u, ok := res.Response.Attr(packet.AttrUserName); ok && !Anonymous(string(u)) {
 			identity = string(u)
 		} else if !Anonymous(c.UserName) {
 			identity = c.UserName

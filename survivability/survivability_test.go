@@ -160,9 +160,15 @@ func TestLearner(t *testing.T) {
 	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan)})
 	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
 	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
+	// A server that echoes the anonymous outer identity in the Accept does not name the client.
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "anonymous@example.com"), vlan)})
 	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
 	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
 
+	if len(f.learned) != 3 || f.learned[2].Identity != "" || f.learned[2].MAC != "02:00:00:00:00:02" {
+		t.Fatalf("anonymous Accept User-Name: %+v", f.learned)
+	}
+	f.learned = f.learned[:2]
 	if len(f.learned) != 2 {
 		t.Fatalf("learned %d records: %+v", len(f.learned), f.learned)
 	}

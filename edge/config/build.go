@@ -48,11 +48,25 @@ type Built struct {
 // Survival is the survivability configuration.
 type Survival struct {
 	Spool            spool.Options
+	EAPTLS           *EAPTLS // nil: EAP is rejected while the cloud is unreachable
 	Enabled          bool
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	FailClosed       bool
 	FailbackProbes   int
+}
+
+// EAPTLS is the local EAP-TLS server's material and policy.
+type EAPTLS struct {
+	Certificate   tls.Certificate
+	Roots         *x509.CertPool
+	Issuers       []*x509.Certificate
+	MinVersion    uint16
+	FragmentSize  int
+	IdentityOrder []string
+	CRLFiles      []string
+	OCSP          bool
+	Policy        pki.Policy
 }
 
 // DNSOptions configure upstream name resolution.
@@ -187,6 +201,9 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 			v.errorf("survivability.spool.path", "directory %s does not exist", dir)
 		}
 	}
+	if t := f.EAPTLS; t.Certificate != "" || t.Key != "" || t.CA != "" {
+		s.EAPTLS = c.buildEAPTLS(v, t)
+	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
 	if s.FailbackProbes == 0 {
@@ -195,6 +212,43 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 		v.errorf("survivability.failback_probes", "%d is outside 1..100", f.FailbackProbes)
 	}
 	b.Survival = s
+}
+
+func (c *Config) buildEAPTLS(v *validator, t EAPTLSFile) *EAPTLS {
+	const path = "survivability.eap_tls"
+	pair, pool, minVer, ok := c.loadTLS(v, path, TLSFile{Certificate: t.Certificate, Key: t.Key, CA: t.CA, MinVersion: t.MinVersion})
+	e := &EAPTLS{Certificate: pair, Roots: pool, MinVersion: minVer, FragmentSize: t.FragmentSize, IdentityOrder: t.IdentityOrder, OCSP: t.OCSP}
+	if t.FragmentSize != 0 && (t.FragmentSize < 64 || t.FragmentSize > 3000) {
+		v.errorf(path+".fragment_size", "%d is outside 64..3000", t.FragmentSize)
+	}
+	for i, id := range t.IdentityOrder {
+		switch id {
+		case "cn", "upn", "email", "dns":
+		default:
+			v.errorf(fmt.Sprintf("%s.identity_order[%d]", path, i), "%q is not one of cn, upn, email, dns", id)
+		}
+	}
+	for i, f := range t.CRLFiles {
+		p := c.abs(f)
+		if _, err := os.Stat(p); err != nil {
+			v.errorf(fmt.Sprintf("%s.crl_files[%d]", path, i), "%v", err)
+		}
+		e.CRLFiles = append(e.CRLFiles, p)
+	}
+	e.Policy = pki.SoftFail
+	if t.Revocation != "" {
+		p, err := pki.ParsePolicy(t.Revocation)
+		if err != nil {
+			v.errorf(path+".revocation", "%q is not soft-fail or hard-fail", t.Revocation)
+		}
+		e.Policy = p
+	}
+	if ok {
+		if certs, err := pki.LoadCertificates(c.abs(t.CA)); err == nil {
+			e.Issuers = certs
+		}
+	}
+	return e
 }
 
 // parseBytes reads sizes like 512MiB, 1GiB, 64KiB or a plain number of bytes.

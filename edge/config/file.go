@@ -29,12 +29,26 @@ type ControlFile struct {
 
 // SurvivalFile configures local decisions while the cloud NAC is unreachable.
 type SurvivalFile struct {
-	Enabled          *bool     `yaml:"enabled"`            // default true
-	DefaultMABVLAN   string    `yaml:"default_mab_vlan"`   // VLAN ID (1-4094) or name for unknown MAB clients
-	DefaultDot1XVLAN string    `yaml:"default_dot1x_vlan"` // for unknown 802.1X clients that pass EAP-TLS
-	Failmode         string    `yaml:"failmode"`           // open (default): default VLAN; closed: reject
-	FailbackProbes   int       `yaml:"failback_probes"`    // default 3
-	Spool            SpoolFile `yaml:"spool"`
+	Enabled          *bool      `yaml:"enabled"`            // default true
+	DefaultMABVLAN   string     `yaml:"default_mab_vlan"`   // VLAN ID (1-4094) or name for unknown MAB clients
+	DefaultDot1XVLAN string     `yaml:"default_dot1x_vlan"` // for unknown 802.1X clients that pass EAP-TLS
+	Failmode         string     `yaml:"failmode"`           // open (default): default VLAN; closed: reject
+	FailbackProbes   int        `yaml:"failback_probes"`    // default 3
+	Spool            SpoolFile  `yaml:"spool"`
+	EAPTLS           EAPTLSFile `yaml:"eap_tls"`
+}
+
+// EAPTLSFile configures the local EAP-TLS server (off while certificate is empty).
+type EAPTLSFile struct {
+	Certificate   string   `yaml:"certificate"`    // server certificate chain presented to supplicants
+	Key           string   `yaml:"key"`            //
+	CA            string   `yaml:"ca"`             // organization CA bundle that signs client certificates
+	MinVersion    string   `yaml:"min_version"`    // "1.2" (default) | "1.3"
+	FragmentSize  int      `yaml:"fragment_size"`  // default 1000
+	IdentityOrder []string `yaml:"identity_order"` // default [cn, upn, email, dns]
+	CRLFiles      []string `yaml:"crl_files"`      // local CRLs (PEM or DER)
+	OCSP          bool     `yaml:"ocsp"`           // query the certificates' OCSP responders
+	Revocation    string   `yaml:"revocation"`     // soft-fail (default) | hard-fail
 }
 
 // SpoolFile configures the accounting spool.
