@@ -210,7 +210,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 		l.server.drop(DropUnknownClient, nil, src, errors.New("radsec connection from an unknown address"))
 		return
 	}
-	tc := tls.Server(nc, l.tls.Load())
+	tc := radsec.Server(nc, l.tls.Load())
 	hctx, cancel := context.WithTimeout(ctx, l.opts.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()

@@ -434,15 +434,16 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, erro
 	}
 	dctx, cancel := context.WithTimeout(ctx, u.opts.DialTimeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 15 * time.Second}, Config: cfg}
-	nc, err := d.DialContext(dctx, "tcp", net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.Addr.Port()))))
+	d := net.Dialer{KeepAlive: 15 * time.Second}
+	raw, err := d.DialContext(dctx, "tcp", net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.Addr.Port()))))
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := nc.(*tls.Conn); ok {
-		if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
-			tcp.SetNoDelay(true)
-		}
+	raw.(*net.TCPConn).SetNoDelay(true)
+	nc := radsec.Client(raw, cfg)
+	if err := nc.HandshakeContext(dctx); err != nil {
+		raw.Close()
+		return nil, err
 	}
 	u.mu.Lock()
 	u.addr = t.Addr

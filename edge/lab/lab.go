@@ -7,7 +7,6 @@ package lab
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -71,7 +70,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}
 	l := &Lab{Dir: o.Dir, PKI: p}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.ServerTLS())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("lab: upstream: %w", err)
 	}
@@ -152,7 +151,7 @@ func (l *Lab) serve(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			radsec.ServeConn(ctx, nc, 5*time.Second, answer)
+			radsec.ServeConn(ctx, radsec.Server(nc, l.PKI.ServerTLS()), 5*time.Second, answer)
 		}()
 	}
 }

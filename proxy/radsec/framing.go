@@ -52,9 +52,9 @@ func ReadPacket(r *bufio.Reader) (packet.Packet, error) {
 	return p, nil
 }
 
-// frameWriter coalesces packets written by many goroutines into few TLS records: writers append to a
-// buffer and one flusher goroutine writes whatever has accumulated. Under load this turns hundreds of
-// packets into one write system call and one TLS record.
+// frameWriter coalesces packets written by many goroutines: writers append to a buffer and one
+// flusher goroutine writes whatever has accumulated, one TLS record per packet (see batchConn) but
+// one system call for the lot.
 type frameWriter struct {
 	nc       net.Conn
 	timeout  time.Duration // write deadline per flush; a blackholed peer that stops reading fails here
@@ -123,7 +123,23 @@ func (w *frameWriter) flush() error {
 	if w.timeout > 0 {
 		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
-	_, err := w.nc.Write(buf)
+	var err error
+	if bc := batcherOf(w.nc); bc != nil {
+		bc.begin()
+		for off := 0; off < len(buf) && err == nil; {
+			n, ferr := packet.FrameLen(buf[off:])
+			if ferr != nil || off+n > len(buf) {
+				n = len(buf) - off // cannot happen: only whole packets are queued
+			}
+			_, err = w.nc.Write(buf[off : off+n])
+			off += n
+		}
+		if eerr := bc.end(); err == nil {
+			err = eerr
+		}
+	} else {
+		_, err = w.nc.Write(buf)
+	}
 	w.spare = buf[:0]
 	if err != nil {
 		w.mu.Lock()

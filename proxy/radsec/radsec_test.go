@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"mxedge/pki/pkitest"
 	"mxedge/proxy/packet"
 )
 
@@ -154,5 +155,81 @@ func TestConnWatchdog(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, ErrConnDead) {
 		t.Fatalf("connection: %v", err)
+	}
+}
+
+// recorder keeps every byte written to the TCP side.
+type recorder struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.writes = append(r.writes, append([]byte(nil), p...))
+	r.mu.Unlock()
+	return r.Conn.Write(p)
+}
+
+// TestOnePacketPerRecord: a burst of packets leaves as one TLS record per packet (FreeRADIUS 3.2
+// cannot take several in one record) but in few system calls.
+func TestOnePacketPerRecord(t *testing.T) {
+	lab := pkitest.Must(t)
+	cTCP, sTCP := net.Pipe()
+	rec := &recorder{Conn: cTCP}
+	cfg := lab.ClientTLS()
+	cfg.ServerName = "localhost"
+	client := Client(rec, cfg)
+	server := Server(sTCP, lab.ServerTLS())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan int, 1)
+	go func() {
+		n := 0
+		ServeConn(ctx, server, time.Second, func(p packet.Packet, reply ReplyFunc) {
+			n++
+			if n == 20 {
+				got <- n
+			}
+		})
+	}()
+	// net.Pipe is synchronous: the server handshakes inside ServeConn's first read.
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	rec.writes = nil
+	rec.mu.Unlock()
+	w := newFrameWriter(client, time.Second)
+	for i := range 20 {
+		w.write(statusPacket(t, uint8(i)))
+	}
+	go w.run()
+	defer w.stop()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not get 20 packets")
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var all []byte
+	for _, b := range rec.writes {
+		all = append(all, b...)
+	}
+	records := 0
+	for off := 0; off+5 <= len(all); {
+		n := int(all[off+3])<<8 | int(all[off+4])
+		if all[off] == 23 { // application data
+			records++
+		}
+		off += 5 + n
+	}
+	if records != 20 {
+		t.Fatalf("%d application-data records for 20 packets", records)
+	}
+	if len(rec.writes) > 5 {
+		t.Fatalf("%d writes for a burst of 20 packets: not batched", len(rec.writes))
 	}
 }

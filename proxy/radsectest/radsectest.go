@@ -43,10 +43,11 @@ type Responder struct {
 
 // Start listens on 127.0.0.1:0 with cfg (server certificate, ClientCAs, RequireAndVerifyClientCert).
 func Start(cfg *tls.Config, secret string) (*Responder, error) {
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	ln := &tlsListener{Listener: tcp, cfg: cfg}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Responder{ln: ln, secret: []byte(secret), conns: map[net.Conn]bool{}, cancel: cancel}
 	r.wg.Add(1)
@@ -167,4 +168,18 @@ func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
 		r.Answered.Add(1)
 	}
 	reply(resp)
+}
+
+// tlsListener is tls.Listen with radsec's batching server connections.
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return radsec.Server(c, l.cfg), nil
 }
