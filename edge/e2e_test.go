@@ -211,6 +211,10 @@ upstreams:
 					n = 2000
 				}
 				t.Logf("freeradius %d log:\n%s", i, fr.LogTail(n))
+				if os.Getenv("FR_DEBUG") != "" {
+					b, _ := os.ReadFile(fr.LogPath())
+					os.WriteFile(fmt.Sprintf("/tmp/fr%d.log", i), b, 0o644)
+				}
 			}
 		}
 	})

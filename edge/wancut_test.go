@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -282,4 +283,162 @@ func TestE2ELocalEAPTLS(t *testing.T) {
 			t.Fatalf("local EAP-TLS VLAN %q, want the cached 300", v)
 		}
 	}
+}
+
+// acctRequest builds an Accounting-Request for a session.
+func acctRequest(t *testing.T, id uint8, session string, status uint32) []byte {
+	t.Helper()
+	b := packet.New(nil, packet.CodeAccountingRequest, id, nil)
+	b.AddUint32(packet.AttrAcctStatusType, status)
+	b.AddString(packet.AttrAcctSessionID, session)
+	b.AddString(packet.AttrUserName, "alice")
+	b.AddMA()
+	p, err := b.Finish([]byte(nasSecret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestE2EAccountingAcrossOutage: accounting sent while the WAN is cut is acknowledged once spooled,
+// survives a restart of mxedge during the outage, and reaches FreeRADIUS after recovery — every
+// record, once, each session's Start/Interim/Stop in order, with Acct-Delay-Time counting the time
+// spent in the spool.
+func TestE2EAccountingAcrossOutage(t *testing.T) {
+	x := startE2E(t, 1, nil)
+	rl := startRelay(t, x.frAddr[0])
+	x.rewrite(t, func(cfg string) string { return replaceOnce(cfg, "address: "+x.frAddr[0], "address: "+rl.Addr()) })
+	rl.Cut()
+	rl.Reset()
+	deadline := time.Now().Add(6 * time.Second)
+	for !x.edge.Health().Local() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !x.edge.Health().Local() {
+		t.Fatal("outage not detected")
+	}
+	const sessions = 10
+	send := func(round uint32) {
+		for s := range sessions {
+			p := acctRequest(t, uint8(int(round)*sessions+s), fmt.Sprintf("sess-%d", s), round)
+			r := exchangeUDP(t, "127.0.0.1:0", x.acct, p, 3*time.Second)
+			if r == nil || r[0] != byte(packet.CodeAccountingResponse) {
+				t.Fatalf("session %d status %d not acknowledged during the outage", s, round)
+			}
+		}
+	}
+	send(1) // Start
+	send(3) // Interim-Update
+	// mxedge restarts during the outage: the spool survives and it resumes answering locally.
+	x.stop()
+	x.start(t)
+	if !x.edge.Health().Local() {
+		t.Fatal("restarted during the outage but not in survivability mode")
+	}
+	if n := x.edge.Spool().Len(); n != 2*sessions {
+		t.Fatalf("spool holds %d records after the restart, want %d", n, 2*sessions)
+	}
+	send(2) // Stop
+	time.Sleep(1100 * time.Millisecond)
+	rl.Restore()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := x.fr[0].WaitAccounting(ctx, 3*sessions)
+	if err != nil {
+		t.Fatalf("after recovery FreeRADIUS has %d of %d records: %v", len(recs), 3*sessions, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	recs, _ = x.fr[0].Accounting()
+	if len(recs) != 3*sessions {
+		t.Fatalf("FreeRADIUS recorded %d records, want %d (duplicates?)", len(recs), 3*sessions)
+	}
+	order := map[string][]string{}
+	for _, r := range recs {
+		order[r.SessionID()] = append(order[r.SessionID()], r.StatusType())
+		if d := r.DelayTime(); d < 1 {
+			t.Errorf("session %s %s: Acct-Delay-Time %d does not count the time in the spool", r.SessionID(), r.StatusType(), d)
+		}
+	}
+	for s := range sessions {
+		got := strings.Join(order[fmt.Sprintf("sess-%d", s)], ",")
+		if got != "Start,Interim-Update,Stop" {
+			t.Fatalf("session %d arrived as %s", s, got)
+		}
+	}
+	if n := x.edge.Spool().Len(); n != 0 {
+		t.Fatalf("%d records left in the spool", n)
+	}
+}
+
+// TestE2ERefusedAndFlapping: an upstream that refuses connections (RST) is detected at once; a link
+// that flaps does not flap the mode faster than the failback hold-down, and every request is answered.
+func TestE2ERefusedAndFlapping(t *testing.T) {
+	x := startE2E(t, 1, nil)
+	rl := startRelay(t, x.frAddr[0])
+	x.rewrite(t, func(cfg string) string {
+		return replaceOnce(cfg, "address: "+x.frAddr[0], "address: "+rl.Addr()) + "survivability:\n  default_mab_vlan: \"41\"\n"
+	})
+	health := x.edge.Health()
+	var res mabResult
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mabStream(t, x.auth, stop, func(known bool) string { return "*" }, &res)
+	}()
+	// Refused: the relay closes every connection and refuses new ones.
+	rl.ln.Close()
+	start := time.Now()
+	rl.Reset()
+	for !health.Local() && time.Since(start) < 3*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	refused := time.Since(start)
+	if !health.Local() {
+		t.Fatal("refused upstream not detected within 3 s")
+	}
+	// Flapping: bring the relay back and cut it every 700 ms for 5 s.
+	ln, err := net.Listen("tcp", rl.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", rl.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			rl.track(c)
+			rl.track(u)
+			go rl.pipe(c, u)
+			go rl.pipe(u, c)
+		}
+	}()
+	before := health.Transitions(survivability.ModeUp)
+	for i := 0; i < 7; i++ {
+		time.Sleep(700 * time.Millisecond)
+		if i%2 == 0 {
+			rl.Cut()
+		} else {
+			rl.Restore()
+			rl.Reset()
+		}
+	}
+	rl.Restore()
+	flapsUp := health.Transitions(survivability.ModeUp) - before
+	close(stop)
+	<-done
+	if res.slow.Load() != 0 {
+		t.Fatalf("%d of %d requests unanswered within 5 s", res.slow.Load(), res.sent.Load())
+	}
+	if flapsUp > 1 {
+		t.Fatalf("mode went up %d times while the link flapped every 700 ms", flapsUp)
+	}
+	t.Logf("refused: detected after %v; flapping link: %d failbacks in 5 s; %d requests all answered", refused.Round(time.Millisecond), flapsUp, res.sent.Load())
 }

@@ -3,7 +3,9 @@ package survivability
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"mxedge/proxy"
@@ -30,6 +32,17 @@ type Accounting struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	kick    chan struct{}
+
+	// inflight holds, per Acct-Session-Id, a channel closed when that session's record in flight is
+	// answered: a session's records go out strictly one after another (Start before Interim before
+	// Stop) even though records of different sessions are replayed in parallel.
+	mu       sync.Mutex
+	inflight map[string]*replaying
+}
+
+type replaying struct {
+	done chan struct{}
+	err  error
 }
 
 // AccountingOptions configure replay.
@@ -60,7 +73,7 @@ func NewAccounting(o AccountingOptions) *Accounting {
 		o.Now = time.Now
 	}
 	return &Accounting{spool: o.Spool, fwd: o.Forward, clients: o.Clients, health: o.Health, timeout: o.Timeout,
-		window: o.Window, logger: o.Logger, now: o.Now, kick: make(chan struct{}, 1)}
+		window: o.Window, logger: o.Logger, now: o.Now, kick: make(chan struct{}, 1), inflight: map[string]*replaying{}}
 }
 
 // Backlog reports whether spooled records wait for delivery; new accounting then queues behind them.
@@ -97,7 +110,9 @@ func (a *Accounting) Run(ctx context.Context) error {
 		if a.health.Local() || a.spool.Len() == 0 {
 			continue
 		}
-		n, err := a.spool.Replay(ctx, a.window, a.send)
+		n, err := a.spool.Replay(ctx, a.window, func(e spool.Entry, delay time.Duration, done func(error)) {
+			a.send(ctx, e, delay, done)
+		})
 		switch {
 		case err != nil && !errors.Is(err, spool.ErrReplayRunning) && ctx.Err() == nil:
 			a.logger.Warn("accounting replay stopped; will retry", "err", err, "replayed", n, "left", a.spool.Len())
@@ -107,9 +122,53 @@ func (a *Accounting) Run(ctx context.Context) error {
 	}
 }
 
+// sessionID returns the Acct-Session-Id of a raw Accounting-Request ("" if none).
+func sessionID(raw []byte) string {
+	p, err := packet.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	v, _ := p.Attr(packet.AttrAcctSessionID)
+	return string(v)
+}
+
 // send replays one record: Acct-Delay-Time increased, re-signed with its NAS's secret, then
 // forwarded (and re-keyed) like any accounting request.
-func (a *Accounting) send(e spool.Entry, delay time.Duration, done func(error)) {
+func (a *Accounting) send(ctx context.Context, e spool.Entry, delay time.Duration, done func(error)) {
+	session := sessionID(e.Packet)
+	a.mu.Lock()
+	prev := a.inflight[session]
+	mine := &replaying{done: make(chan struct{})}
+	a.inflight[session] = mine
+	a.mu.Unlock()
+	reply := done
+	finish := func(err error) {
+		a.mu.Lock()
+		if a.inflight[session] == mine {
+			delete(a.inflight, session)
+		}
+		mine.err = err
+		a.mu.Unlock()
+		close(mine.done)
+		reply(err)
+	}
+	if prev != nil {
+		select {
+		case <-prev.done:
+		case <-ctx.Done():
+			finish(ctx.Err())
+			return
+		}
+		a.mu.Lock()
+		err := prev.err
+		a.mu.Unlock()
+		if err != nil {
+			// The session's earlier record stays in the spool; this one must not overtake it.
+			finish(fmt.Errorf("survivability: earlier record of session %q not delivered: %w", session, err))
+			return
+		}
+	}
+	done = finish
 	client := a.clients(e.Client)
 	if client == nil {
 		// The NAS was removed from the configuration while its records waited. They are still owed
