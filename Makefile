@@ -8,10 +8,12 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.da
 FUZZTIME ?= 10s
 
 # Real peers the tests drive (Debian packages); installed when missing, never skipped.
-PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2
-PEER_BINS := freeradius radclient radsecproxy eapol_test openssl ip
+PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2 \
+             systemd lintian file xz-utils init-system-helpers passwd
+PEER_BINS := freeradius radclient radsecproxy eapol_test openssl ip \
+             systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd
 
-.PHONY: all build test test-deps run bench lint fuzz clean
+.PHONY: all build test test-deps run bench lint fuzz clean deb
 
 all: build
 
@@ -51,3 +53,5 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+include packaging/deb.mk

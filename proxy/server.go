@@ -109,9 +109,14 @@ type Server struct {
 	statsMu  sync.Mutex
 	nasStats map[string]*NASStats
 
-	socks    []udpSock
-	stopping atomic.Bool
+	socks     []udpSock
+	stopping  atomic.Bool
+	heartbeat atomic.Int64
 }
+
+// Heartbeat is when the front door's housekeeping loop last ran; the systemd watchdog is fed only
+// while it keeps running.
+func (s *Server) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Load()) }
 
 type udpSock struct {
 	conn *net.UDPConn
@@ -237,6 +242,7 @@ func (s *Server) closeSockets() {
 // sockets stay open so that requests already handed to the Handler can still be answered: the caller
 // drains the Handler, then calls Close.
 func (s *Server) Run(ctx context.Context) error {
+	s.heartbeat.Store(s.opts.Now().UnixNano())
 	var wg sync.WaitGroup
 	for _, sk := range s.socks {
 		for range s.opts.Readers {
@@ -258,6 +264,7 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			case now := <-t.C:
 				s.dups.sweep(now)
+				s.heartbeat.Store(now.UnixNano())
 			}
 		}
 	}()

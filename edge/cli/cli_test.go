@@ -97,7 +97,27 @@ func TestRunSignals(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	path := labConfig(t)
+	// A NOTIFY_SOCKET the test owns, as systemd's would be.
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close()
+	notes := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := nconn.ReadFromUnix(buf)
+			if err != nil {
+				close(notes)
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
 	cmd := exec.Command(bin, "run", "--config", path)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=2000000")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -129,15 +149,39 @@ func TestRunSignals(t *testing.T) {
 		}
 	}
 	waitFor("mxedge started")
+	seen := map[string]bool{}
+	waitNote := func(prefix string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for !seen[prefix] {
+			select {
+			case n := <-notes:
+				for _, l := range strings.Split(n, "\n") {
+					for _, p := range []string{"READY=1", "STATUS=", "WATCHDOG=1", "RELOADING=1", "STOPPING=1"} {
+						if strings.HasPrefix(l, p) {
+							seen[p] = true
+						}
+					}
+				}
+			case <-deadline:
+				t.Fatalf("no %s from mxedge on NOTIFY_SOCKET", prefix)
+			}
+		}
+	}
+	waitNote("READY=1")
+	waitNote("STATUS=")
+	waitNote("WATCHDOG=1")
 	orig, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(orig, []byte("vendor: cisco"), []byte("vendor: aruba"), 1), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor("configuration reloaded")
+	waitNote("RELOADING=1")
 	os.WriteFile(path, []byte("clients: [\n"), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	waitFor("reload rejected: keeping the running configuration")
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitFor("stopped")
+	waitNote("STOPPING=1")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}

@@ -5,8 +5,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
+
+	"mxedge/edge/notify"
 )
 
 // NewLogger returns the process logger. Format "auto" writes journald-friendly lines when stderr is
@@ -20,7 +21,7 @@ func NewLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	if os.Getenv("JOURNAL_STREAM") != "" {
+	if notify.UnderJournal() {
 		return slog.New(newJournalHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

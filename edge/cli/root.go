@@ -43,6 +43,8 @@ clients, and authorizes locally when the WAN is down.`,
 		newVersionCmd(info),
 		newPKICmd(),
 		newCacheCmd(),
+		newInstallCmd(),
+		newUninstallCmd(),
 	)
 	return root
 }

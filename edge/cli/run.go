@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"mxedge/edge"
 	"mxedge/edge/config"
 	"mxedge/edge/lab"
+	"mxedge/edge/notify"
 )
 
 func newRunCmd(info BuildInfo) *cobra.Command {
@@ -63,31 +66,86 @@ func run(ctx context.Context, path string, cfg *config.Config, logger *slog.Logg
 	if err := e.Listen(); err != nil {
 		return err
 	}
+	n := notify.New(logger)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	bg, stopBg := context.WithCancel(ctx)
+	defer stopBg()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-bg.Done():
 				return
 			case <-hup:
-				daemon.SdNotify(false, daemon.SdNotifyReloading)
+				n.Reloading()
 				logger.Info("reloading configuration", "file", path)
 				if next, err := config.Load(path); err != nil {
 					logger.Error("reload rejected: keeping the running configuration", "err", err)
 				} else if err := e.Reload(next); err != nil {
 					logger.Error("reload failed: keeping the running configuration", "err", err)
 				}
-				daemon.SdNotify(false, daemon.SdNotifyReady)
+				n.Ready()
 			}
 		}
 	}()
+	ready := func() {
+		n.Ready()
+		n.Status(statusLine(e.Status(), time.Now()))
+		// Status every few seconds; the watchdog is fed only while the front door's housekeeping
+		// loop runs, so a wedged serving loop stops the pings and systemd restarts mxedge.
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-bg.Done():
+					return
+				case now := <-t.C:
+					n.Status(statusLine(e.Status(), now))
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			within := max(n.Watchdog()/2, 3*time.Second)
+			n.RunWatchdog(bg, func() bool { return time.Since(e.Server().Heartbeat()) < within })
+		}()
+	}
 	logger.Info("mxedge starting", "version", orUnknown(info.Version), "config", path)
-	err = e.Run(ctx, func() { daemon.SdNotify(false, daemon.SdNotifyReady) })
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	err = e.Run(ctx, ready)
+	n.Stopping()
+	stopBg()
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	return nil
+}
+
+// statusLine is the one line systemctl status shows, e.g.
+// "proxying to mist (up, 12 ms), cache 12345 clients" or
+// "SURVIVABILITY: cloud unreachable 3m12s, 41 local decisions, cache 12345 clients".
+func statusLine(s edge.Status, now time.Time) string {
+	cacheLine := fmt.Sprintf("cache %d clients", s.Cache.Entries)
+	switch s.Mode {
+	case "down", "recovering":
+		return fmt.Sprintf("SURVIVABILITY (%s): cloud unreachable %s, %d local decisions, %s",
+			s.Mode, now.Sub(s.Since).Round(time.Second), s.Local, cacheLine)
+	}
+	var ups []string
+	for _, u := range s.Upstreams {
+		if u.State.String() == "up" {
+			ups = append(ups, fmt.Sprintf("%s (up, %d ms)", u.Name, u.RTT.Milliseconds()))
+		}
+	}
+	if len(ups) == 0 {
+		return "no upstream connected yet, " + cacheLine
+	}
+	return "proxying to " + strings.Join(ups, ", ") + ", " + cacheLine
 }
