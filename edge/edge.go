@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -32,6 +33,11 @@ type Options struct {
 	// ShutdownGrace bounds how long requests in flight may take to finish on shutdown and how long
 	// an old upstream pool may drain after a reload. Default 5s.
 	ShutdownGrace time.Duration
+	// Sockets are sockets passed by the service manager (systemd socket activation, LISTEN_FDS):
+	// UDP sockets serve RADIUS instead of the configured listen addresses — named "auth" or "acct"
+	// (FileDescriptorName=), else accounting when bound to port 1813 and authentication otherwise —
+	// and TCP sockets serve RadSec.
+	Sockets []*os.File
 	// Fallback and Observer plug survivability and cache learning into the request path.
 	Fallback proxy.Fallback
 	Observer proxy.Observer
@@ -227,6 +233,11 @@ func (e *Edge) Listen() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.control = ctl
+	if err := e.useSockets(); err != nil {
+		store.Close()
+		sp.Close()
+		return err
+	}
 	if err := e.server.Listen(); err != nil {
 		store.Close()
 		sp.Close()
@@ -371,6 +382,37 @@ func (e *Edge) Spool() *spool.Spool { return e.spool }
 type healthObserver struct{ h *survivability.Health }
 
 func (o healthObserver) Observe(*proxy.Request, proxy.Result) { o.h.Answered() }
+
+// useSockets hands sockets from the service manager to the front door and the RadSec listener.
+func (e *Edge) useSockets() error {
+	for _, f := range e.opts.Sockets {
+		if pc, err := net.FilePacketConn(f); err == nil {
+			udp, ok := pc.(*net.UDPConn)
+			if !ok {
+				pc.Close()
+				return fmt.Errorf("edge: activated socket %q is not UDP", f.Name())
+			}
+			port := proxy.PortAuth
+			if f.Name() == "acct" || (f.Name() != "auth" && udp.LocalAddr().(*net.UDPAddr).Port == 1813) {
+				port = proxy.PortAcct
+			}
+			e.server.UseConn(udp, port)
+			e.log.Info("using activated socket", "file", f.Name(), "peer", udp.LocalAddr().String())
+			continue
+		}
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return fmt.Errorf("edge: activated socket %q: %w", f.Name(), err)
+		}
+		if e.listener == nil {
+			ln.Close()
+			return fmt.Errorf("edge: activated TCP socket %q but no radsec listener is configured", f.Name())
+		}
+		e.listener.UseListener(ln)
+		e.log.Info("using activated socket", "file", f.Name(), "peer", ln.Addr().String())
+	}
+	return nil
+}
 
 // observers fans one answer out to several observers.
 type observers []proxy.Observer

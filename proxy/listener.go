@@ -121,8 +121,15 @@ func (l *Listener) SetTLS(cfg *tls.Config) {
 	}
 }
 
-// Listen binds the TCP sockets.
+// UseListener serves an already bound socket (systemd socket activation); the configured addresses
+// are then not bound.
+func (l *Listener) UseListener(ln net.Listener) { l.lns = append(l.lns, ln) }
+
+// Listen binds the TCP sockets, unless sockets were handed over with UseListener.
 func (l *Listener) Listen() error {
+	if len(l.lns) > 0 {
+		return nil
+	}
 	for _, a := range l.opts.Addrs {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {

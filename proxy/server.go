@@ -175,8 +175,12 @@ func (s *Server) SetClients(clients []Client) error {
 func (s *Server) Clients() *ClientTable { return s.clients.Load() }
 
 // Listen binds the UDP sockets. It is separate from Run so that start-up fails before anything is
-// announced ready, and so tests can bind port 0.
+// announced ready, and so tests can bind port 0. When sockets were handed over with UseConn
+// (socket activation) the configured addresses are not bound.
 func (s *Server) Listen() error {
+	if len(s.socks) > 0 {
+		return nil
+	}
 	for _, l := range []struct {
 		addrs []string
 		port  Port

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/md5"
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -185,4 +188,77 @@ func TestRunSignals(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
+}
+
+// TestSocketActivation: a UDP socket handed over by the service manager (LISTEN_FDS) serves RADIUS
+// instead of the configured address.
+func TestSocketActivation(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "mxedge")
+	if out, err := exec.Command("go", "build", "-o", bin, "mxedge").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	path := labConfig(t)
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := udp.File()
+	addr := udp.LocalAddr().String()
+	udp.Close()
+	// LISTEN_PID must be the service's own pid: sh sets it, then execs mxedge in its place.
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=auth exec "$0" run --config "$1"`, bin, path)
+	cmd.ExtraFiles = []*os.File{f}
+	logs := &lockedBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := []byte{12, 7, 0, 38} // Status-Server with Message-Authenticator
+	req = append(req, make([]byte, 16)...)
+	req = append(req, 80, 18)
+	req = append(req, make([]byte, 16)...)
+	signStatus(req)
+	buf := make([]byte, 4096)
+	for range 50 {
+		conn.Write(req)
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if n, err := conn.Read(buf); err == nil && n >= 20 && buf[0] == 2 {
+			if !strings.Contains(logs.String(), "using activated socket") {
+				t.Fatalf("answered, but the log does not say the activated socket is used:\n%s", logs.String())
+			}
+			return
+		}
+	}
+	t.Fatalf("no answer on the activated socket %s\n%s", addr, logs.String())
+}
+
+// signStatus fills in the Message-Authenticator of a Status-Server with the lab secret.
+func signStatus(p []byte) {
+	mac := hmac.New(md5.New, []byte(lab.Secret))
+	mac.Write(p)
+	copy(p[22:38], mac.Sum(nil))
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

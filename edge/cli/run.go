@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/spf13/cobra"
 
 	"mxedge/edge"
@@ -59,7 +60,8 @@ running configuration stays.`,
 }
 
 func run(ctx context.Context, path string, cfg *config.Config, logger *slog.Logger, info BuildInfo) error {
-	e, err := edge.New(cfg, edge.Options{Logger: logger})
+	// Sockets from systemd socket activation (LISTEN_FDS), if any.
+	e, err := edge.New(cfg, edge.Options{Logger: logger, Sockets: activation.Files(true)})
 	if err != nil {
 		return err
 	}
