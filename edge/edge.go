@@ -255,16 +255,19 @@ func (e *Edge) Listen() error {
 
 // Status is the daemon's state for `mxedge status` and the control socket.
 type Status struct {
-	Mode      string                 `json:"mode"`
-	Since     time.Time              `json:"since"`
-	Started   time.Time              `json:"started"`
-	Upstreams []proxy.UpstreamStatus `json:"upstreams"`
-	Cache     cache.Stats            `json:"cache"`
-	Received  uint64                 `json:"received"`
-	Forwarded uint64                 `json:"forwarded"`
-	Answered  uint64                 `json:"upstream_answered"`
-	Local     uint64                 `json:"local_decisions"`
-	Dropped   map[string]uint64      `json:"dropped"`
+	Mode       string                 `json:"mode"`
+	Since      time.Time              `json:"since"`
+	Started    time.Time              `json:"started"`
+	Upstreams  []proxy.UpstreamStatus `json:"upstreams"`
+	Cache      cache.Stats            `json:"cache"`
+	Received   uint64                 `json:"received"`
+	Forwarded  uint64                 `json:"forwarded"`
+	Answered   uint64                 `json:"upstream_answered"`
+	Local      uint64                 `json:"local_decisions"`
+	Dropped    map[string]uint64      `json:"dropped"`
+	Certs      []CertExpiry           `json:"certificates"`
+	Spool      int                    `json:"spool_depth"`
+	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -281,6 +284,13 @@ func (e *Edge) Status() Status {
 	if e.cache != nil {
 		s.Cache = e.cache.Stats()
 	}
+	if e.spool != nil {
+		s.Spool = e.spool.Len()
+	}
+	if e.checker != nil {
+		s.Revocation = e.checker.Status()
+	}
+	s.Certs = e.CertExpiries(time.Now())
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {
 			s.Dropped[r.String()] = n
@@ -375,6 +385,80 @@ func (e *Edge) clientByName(name string) *proxy.Client {
 	return nil
 }
 
+// CertExpiry is one configured certificate's expiry, for status and metrics.
+type CertExpiry struct {
+	File     string    `json:"file"`
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+	Days     int       `json:"days_left"`
+}
+
+// CertExpiries lists every certificate in the configured certificate and CA files.
+func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
+	e.mu.Lock()
+	files := e.cfg.Built().Files
+	e.mu.Unlock()
+	var out []CertExpiry
+	seen := map[string]bool{}
+	for _, f := range files {
+		if seen[f] {
+			continue
+		}
+		seen[f] = true
+		certs, err := pki.LoadCertificates(f)
+		if err != nil {
+			continue // a key file, or unreadable: check and reload report that
+		}
+		for _, c := range certs {
+			out = append(out, CertExpiry{File: f, Subject: c.Subject.String(), NotAfter: c.NotAfter,
+				Days: int(c.NotAfter.Sub(now).Hours() / 24)})
+		}
+	}
+	return out
+}
+
+// watchExpiry warns at 30, 7 and 1 days before any configured certificate or CA expires (and when
+// it has), once per threshold, checking every hour.
+func (e *Edge) watchExpiry(ctx context.Context) {
+	warned := map[string]time.Duration{}
+	check := func() {
+		now := time.Now()
+		var named []pki.NamedCert
+		for _, c := range e.CertExpiries(now) {
+			certs, _ := pki.LoadCertificates(c.File)
+			for _, x := range certs {
+				if x.NotAfter.Equal(c.NotAfter) && x.Subject.String() == c.Subject {
+					named = append(named, pki.NamedCert{Name: c.File, Cert: x})
+				}
+			}
+		}
+		for _, w := range pki.ExpiryWarnings(named, now) {
+			key := w.Name + "|" + w.Subject
+			if t, ok := warned[key]; ok && t == w.Threshold {
+				continue
+			}
+			warned[key] = w.Threshold
+			msg := "certificate expires soon: renew it"
+			if w.Expired {
+				msg = "certificate expired: connections using it fail until it is replaced"
+			}
+			e.log.Log(ctx, w.Level, msg, "file", w.Name, "subject", w.Subject, "not_after", w.NotAfter.Format(time.RFC3339),
+				"dur", w.Remaining.Round(time.Hour))
+		}
+	}
+	check()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			check()
+		}
+	}
+}
+
 // Spool returns the accounting spool (nil before Listen).
 func (e *Edge) Spool() *spool.Spool { return e.spool }
 
@@ -450,6 +534,8 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 		bg.Add(1)
 		go func() { defer bg.Done(); e.checker.Run(bgCtx) }()
 	}
+	bg.Add(1)
+	go func() { defer bg.Done(); e.watchExpiry(bgCtx) }()
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
 	go func() { defer close(ctlDone); e.control.Run(ctlCtx) }()
@@ -546,6 +632,13 @@ func (e *Edge) Reload(cfg *config.Config) error {
 			return fmt.Errorf("edge: reload radsec peers: %w", err)
 		}
 		e.listener.SetTLS(b.Listener.TLS)
+	}
+	if t := b.Survival.EAPTLS; t != nil && e.localEAP != nil {
+		e.localEAP.SetTrust([]tls.Certificate{t.Certificate}, t.Roots)
+		if e.checker != nil {
+			e.checker.SetIssuers(t.Issuers)
+			e.checker.Reload()
+		}
 	}
 	pool, err := e.newPool(b)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"mxedge/edge"
 	"mxedge/edge/config"
+	"mxedge/pki"
 	"mxedge/pki/pkitest"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsectest"
@@ -170,5 +172,36 @@ func TestGracefulShutdown(t *testing.T) {
 	conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := conn.Read(make([]byte, 100)); err == nil {
 		t.Fatal("answered after shutdown")
+	}
+}
+
+// TestExpiryWarning: a configured certificate within 7 days of expiry is reported at start-up.
+func TestExpiryWarning(t *testing.T) {
+	lab := pkitest.Must(t)
+	dir := t.TempDir()
+	soon, err := lab.CA.Issue(pki.IssueOptions{CommonName: "edge", Usage: pki.UsageClient, NotAfter: time.Now().Add(5 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pki.WriteCertificates(lab.ClientCert, true, soon.Cert)
+	pki.WriteKey(lab.ClientKey, soon.Key, true)
+	up, _ := radsectest.Start(lab.ServerTLS(), "radsec")
+	defer up.Close()
+	g := startGoEdge(t, writeConfig(t, dir, lab, `  - {name: nas, address: 127.0.0.1, secret: s}`, up))
+	deadline := time.Now().Add(3 * time.Second)
+	for !strings.Contains(g.logs.String(), "certificate expires soon") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(g.logs.String(), "certificate expires soon") || !strings.Contains(g.logs.String(), "level=WARN") {
+		t.Fatalf("no expiry warning:\n%s", g.logs.String())
+	}
+	var found bool
+	for _, c := range g.e.Status().Certs {
+		if c.File == lab.ClientCert && c.Days == 4 || c.Days == 5 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("status certificates: %+v", g.e.Status().Certs)
 	}
 }

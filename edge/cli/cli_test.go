@@ -2,10 +2,10 @@ package cli
 
 import (
 	"bufio"
-	"crypto/hmac"
-	"crypto/md5"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"net"
@@ -174,6 +174,17 @@ func TestRunSignals(t *testing.T) {
 	waitNote("READY=1")
 	waitNote("STATUS=")
 	waitNote("WATCHDOG=1")
+	// A renewed certificate file (same content, new mtime) is picked up without a signal.
+	cfgText, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(cfgText), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "certificate: "); ok {
+			future := time.Now().Add(time.Minute)
+			os.Chtimes(v, future, future)
+			break
+		}
+	}
+	waitFor("certificate files changed")
+	waitFor("configuration reloaded")
 	orig, _ := os.ReadFile(path)
 	os.WriteFile(path, bytes.Replace(orig, []byte("vendor: cisco"), []byte("vendor: aruba"), 1), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)

@@ -76,22 +76,37 @@ func run(ctx context.Context, path string, cfg *config.Config, logger *slog.Logg
 	defer wg.Wait()
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
+	reload := func(why string) {
+		n.Reloading()
+		logger.Info("reloading configuration", "file", path, "reason", why)
+		if next, err := config.Load(path); err != nil {
+			logger.Error("reload rejected: keeping the running configuration", "err", err)
+		} else if err := e.Reload(next); err != nil {
+			logger.Error("reload failed: keeping the running configuration", "err", err)
+		}
+		n.Ready()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		// Certificates, keys and CA bundles are also reloaded when their files change (a renewal
+		// tool replaced them), checked every 10 s.
+		watched := fileStamps(cfg.Built().Files)
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
 		for {
 			select {
 			case <-bg.Done():
 				return
 			case <-hup:
-				n.Reloading()
-				logger.Info("reloading configuration", "file", path)
-				if next, err := config.Load(path); err != nil {
-					logger.Error("reload rejected: keeping the running configuration", "err", err)
-				} else if err := e.Reload(next); err != nil {
-					logger.Error("reload failed: keeping the running configuration", "err", err)
+				reload("SIGHUP")
+				watched = fileStamps(currentFiles(path, watched))
+			case <-t.C:
+				now := fileStamps(keys(watched))
+				if changed := changedFiles(watched, now); changed != "" {
+					reload("certificate files changed: " + changed)
+					watched = fileStamps(currentFiles(path, now))
 				}
-				n.Ready()
 			}
 		}
 	}()
@@ -150,4 +165,43 @@ func statusLine(s edge.Status, now time.Time) string {
 		return "no upstream connected yet, " + cacheLine
 	}
 	return "proxying to " + strings.Join(ups, ", ") + ", " + cacheLine
+}
+
+// fileStamps records size and modification time of each file ("" for a missing one).
+func fileStamps(files []string) map[string]string {
+	m := make(map[string]string, len(files))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			m[f] = fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+		} else {
+			m[f] = ""
+		}
+	}
+	return m
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func changedFiles(before, after map[string]string) string {
+	var changed []string
+	for f, s := range after {
+		if before[f] != s {
+			changed = append(changed, f)
+		}
+	}
+	return strings.Join(changed, ", ")
+}
+
+// currentFiles is the list of files the (possibly reloaded) configuration uses.
+func currentFiles(path string, fallback map[string]string) []string {
+	if c, err := config.Load(path); err == nil {
+		return c.Built().Files
+	}
+	return keys(fallback)
 }

@@ -41,7 +41,7 @@ type Built struct {
 	Survival  Survival
 	Control   string // control socket path
 	DNS       DNSOptions
-	// Files are the certificate files in use, for expiry warnings and reload on change.
+	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
 }
 
@@ -203,6 +203,7 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	}
 	if t := f.EAPTLS; t.Certificate != "" || t.Key != "" || t.CA != "" {
 		s.EAPTLS = c.buildEAPTLS(v, t)
+		b.Files = append(b.Files, c.abs(t.Certificate), c.abs(t.Key), c.abs(t.CA))
 	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
@@ -375,7 +376,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 		}
 	}
 	if tlsCfg != nil {
-		b.Files = append(b.Files, u.TLS.Certificate, u.TLS.CA)
+		b.Files = append(b.Files, c.abs(u.TLS.Certificate), c.abs(u.TLS.Key), c.abs(u.TLS.CA))
 	}
 }
 
@@ -421,7 +422,7 @@ func (c *Config) buildListener(v *validator, b *Built) {
 	}
 	b.Listener = lo
 	if cfg != nil {
-		b.Files = append(b.Files, r.TLS.Certificate, r.TLS.CA)
+		b.Files = append(b.Files, c.abs(r.TLS.Certificate), c.abs(r.TLS.Key), c.abs(r.TLS.CA))
 	}
 }
 

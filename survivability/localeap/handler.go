@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
@@ -22,8 +23,8 @@ import (
 // Handler answers EAP-TLS Access-Requests locally. It is safe for concurrent use; Run expires
 // abandoned conversations.
 type Handler struct {
-	o    Options
-	base eaptls.ServerConfig
+	o     Options
+	trust atomic.Pointer[trust]
 
 	mu    sync.Mutex
 	convs map[string]*conversation
@@ -75,13 +76,34 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	h := &Handler{o: o, base: o.serverConfig(), convs: make(map[string]*conversation)}
+	h := &Handler{o: o, convs: make(map[string]*conversation)}
+	h.trust.Store(&trust{base: o.serverConfig(), verify: o.Verify})
 	var seed [4]byte
 	if err := h.random(seed[:]); err != nil {
 		return nil, err
 	}
 	h.salt.Store(binary.BigEndian.Uint32(seed[:]))
 	return h, nil
+}
+
+// trust is the certificate material new conversations start with.
+type trust struct {
+	base   eaptls.ServerConfig
+	verify pki.VerifyOptions
+}
+
+// SetTrust installs a new server certificate chain and organization CA bundle (a reload).
+// Conversations in progress finish with the material they started with; new ones use the new.
+func (h *Handler) SetTrust(certs []tls.Certificate, roots *x509.CertPool) {
+	old := h.trust.Load()
+	next := &trust{base: old.base, verify: old.verify}
+	if len(certs) > 0 {
+		next.base.Certificates = certs
+	}
+	if roots != nil {
+		next.verify.Roots = roots
+	}
+	h.trust.Store(next)
 }
 
 // Stats returns a snapshot of the counters.
@@ -175,10 +197,12 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 		return nil
 	}
 	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, outer: ev.Identity}
-	cfg := h.base
+	tr := h.trust.Load()
+	cfg := tr.base
+	verify := tr.verify
 	cfg.VerifyPeer = func(chain []*x509.Certificate) error {
 		c.peer = certIdentity(chain[0], h.o.IdentityOrder)
-		_, err := pki.Verify(chain, h.o.Verify)
+		_, err := pki.Verify(chain, verify)
 		return err
 	}
 	c.srv = eaptls.NewServer(&cfg)
