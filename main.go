@@ -18,11 +18,18 @@ var (
 	date    = ""
 )
 
-// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage, 10–18 registration
+// failures (see mxedge register --help).
 func main() {
 	cmd := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date})
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mxedge:", err)
+		// Registration failures carry their own exit codes (docs/management.md); checked first
+		// because a rejected cloud configuration also matches config.ErrInvalid.
+		var ee *cli.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.Code)
+		}
 		switch {
 		case errors.Is(err, config.ErrInvalid), errors.Is(err, cli.ErrUsage):
 			os.Exit(2)

@@ -7,6 +7,7 @@ import (
 
 	"mxedge/edge"
 	"mxedge/edge/config"
+	"mxedge/edge/mgmt"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -19,6 +20,10 @@ certificate and key, and builds every component as run would. Errors name the fi
 It exits 0 when mxedge would start, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _, err := mgmt.ConfigPath(mgmt.DefaultStateDir, path, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
@@ -32,7 +37,7 @@ It exits 0 when mxedge would start, 1 otherwise.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
+	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file (default: the cloud configuration of a registered edge, else "+DefaultConfigPath+")")
 	return cmd
 }
 

@@ -45,6 +45,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newCacheCmd(),
 		newInstallCmd(),
 		newUninstallCmd(),
+		newRegisterCmdWith(info),
 	)
 	return root
 }

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,6 +19,7 @@ import (
 	"mxedge/edge"
 	"mxedge/edge/config"
 	"mxedge/edge/lab"
+	"mxedge/edge/mgmt"
 	"mxedge/edge/notify"
 )
 
@@ -35,6 +38,7 @@ running configuration stays.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			var reg *mgmt.Registration
 			if dev {
 				l, err := lab.Start(ctx, lab.Options{})
 				if err != nil {
@@ -44,6 +48,14 @@ running configuration stays.`,
 				defer l.Wait()
 				path = l.ConfigPath
 				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(1812, 1813))
+			} else {
+				// A registered edge runs the configuration its cloud provides unless --config says
+				// otherwise (docs/management.md).
+				p, r, err := mgmt.ConfigPath(mgmt.DefaultStateDir, path, cmd.Flags().Changed("config"))
+				if err != nil {
+					return err
+				}
+				path, reg = p, r
 			}
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -51,7 +63,7 @@ running configuration stays.`,
 			}
 			b := cfg.Built()
 			logger := NewLogger(cmd.ErrOrStderr(), b.LogLevel, b.LogFormat)
-			return run(ctx, path, cfg, logger, info)
+			return run(ctx, path, cfg, reg, logger, info)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
@@ -59,7 +71,7 @@ running configuration stays.`,
 	return cmd
 }
 
-func run(ctx context.Context, path string, cfg *config.Config, logger *slog.Logger, info BuildInfo) error {
+func run(ctx context.Context, path string, cfg *config.Config, reg *mgmt.Registration, logger *slog.Logger, info BuildInfo) error {
 	// Sockets from systemd socket activation (LISTEN_FDS), if any.
 	e, err := edge.New(cfg, edge.Options{Logger: logger, Sockets: activation.Files(true)})
 	if err != nil {
@@ -110,6 +122,39 @@ func run(ctx context.Context, path string, cfg *config.Config, logger *slog.Logg
 			}
 		}
 	}()
+	if reg != nil {
+		// The management plane: configuration and cache snapshots from the cloud every 30 minutes,
+		// certificate renewal before expiry. An unreachable cloud never disturbs serving.
+		syncer, err := mgmt.NewSyncer(mgmt.SyncOptions{
+			Registration: reg,
+			ValidateConfig: func(p string, doc []byte) error {
+				_, err := config.Parse(p, doc)
+				return err
+			},
+			Apply: func(p string, doc []byte) error {
+				next, err := config.Parse(p, doc)
+				if err != nil {
+					return err
+				}
+				return e.Reload(next)
+			},
+			MergeCache: func(r io.Reader) error {
+				if e.Cache() == nil {
+					return errors.New("cache not open")
+				}
+				rep, err := e.Cache().Import(r, true)
+				logger.Info("cloud cache snapshot merged", "imported", rep.Imported, "older", rep.Older, "bad", rep.Bad)
+				return err
+			},
+			Reloaded: func() { hup <- syscall.SIGHUP },
+			Logger:   logger,
+		})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); syncer.Run(bg) }()
+	}
 	ready := func() {
 		n.Ready()
 		n.Status(statusLine(e.Status(), time.Now()))
