@@ -173,6 +173,8 @@ cache:
   path: %s
 control:
   socket: %s
+metrics:
+  listen: ""
 log:
   level: debug
 listen:

@@ -19,6 +19,8 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/events"
+	"mxedge/edge/metrics"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
@@ -41,6 +43,9 @@ type Options struct {
 	// Fallback and Observer plug survivability and cache learning into the request path.
 	Fallback proxy.Fallback
 	Observer proxy.Observer
+	// MetricsAddr is where Prometheus metrics are served (`mxedge run` passes metrics.DefaultAddr,
+	// a loopback address); "" serves none (tests, mxedge check).
+	MetricsAddr string
 }
 
 // Edge is a running mxedge.
@@ -58,6 +63,8 @@ type Edge struct {
 	acct     *survivability.Accounting
 	localEAP *localeap.Handler
 	checker  *pki.Checker
+	events   *events.Bus
+	metrics  *metrics.Server
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -76,7 +83,15 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 		o.ShutdownGrace = 5 * time.Second
 	}
 	b := cfg.Built()
-	e := &Edge{opts: o, log: o.Logger, cfg: cfg}
+	e := &Edge{opts: o, log: o.Logger, cfg: cfg, events: events.New(events.Options{})}
+	if o.MetricsAddr != "" {
+		m, err := metrics.New(metrics.Options{Addr: o.MetricsAddr, Snapshot: e.metricsSnapshot, Events: e.events,
+			Certificates: e.certificates, Logger: o.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		e.metrics = m
+	}
 
 	res, err := resolve.New(resolve.Options{Servers: b.DNS.Servers, Timeout: b.DNS.Timeout, Logger: o.Logger})
 	if err != nil {
@@ -111,6 +126,7 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
 			FailClosed:       b.Survival.FailClosed,
 			Accounting:       spoolRef{e},
+			Events:           e.localEvent,
 			Logger:           o.Logger,
 		})
 		if err != nil {
@@ -198,7 +214,7 @@ func (e *Edge) Listen() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.cache = store
-	obs := observers{survivability.NewLearner(store, e.log), healthObserver{e.health}}
+	obs := observers{survivability.NewLearner(store, e.log), healthObserver{e.health}, eventObserver{e}}
 	if e.opts.Observer != nil {
 		obs = append(obs, e.opts.Observer)
 	}
@@ -223,7 +239,8 @@ func (e *Edge) Listen() error {
 		sp.Close()
 		return fmt.Errorf("edge: control socket directory: %w", err)
 	}
-	ctl, err := control.NewServer(control.Options{Path: b.Control, Cache: store, Logger: e.log, Status: func() any { return e.Status() }})
+	ctl, err := control.NewServer(control.Options{Path: b.Control, Cache: store, Logger: e.log, Status: func() any { return e.Status() },
+		Events: e.events, Clients: e.nasClients})
 	if err == nil {
 		err = ctl.Listen()
 	}
@@ -242,6 +259,13 @@ func (e *Edge) Listen() error {
 		store.Close()
 		sp.Close()
 		return err
+	}
+	if e.metrics != nil {
+		if err := e.metrics.Listen(); err != nil {
+			store.Close()
+			sp.Close()
+			return fmt.Errorf("edge: %w", err)
+		}
 	}
 	if e.listener != nil {
 		if err := e.listener.Listen(); err != nil {
@@ -337,6 +361,7 @@ func (e *Edge) newLocalEAP(b *config.Built) (*localeap.Handler, error) {
 		DefaultVLAN: b.Survival.DefaultDot1XVLAN,
 		FailClosed:  b.Survival.FailClosed,
 		VendorReply: survivability.DefaultVLANAttrs,
+		Events:      e.localEAPEvent,
 		Logger:      e.log,
 	})
 	if err != nil {
@@ -529,6 +554,15 @@ func (e *Edge) Run(ctx context.Context, ready func()) error {
 	if e.localEAP != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); e.localEAP.Run(bgCtx) }()
+	}
+	if e.metrics != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := e.metrics.Run(bgCtx); err != nil {
+				e.log.Error("metrics stopped", "err", err)
+			}
+		}()
 	}
 	if e.checker != nil {
 		bg.Add(1)

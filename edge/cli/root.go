@@ -46,6 +46,11 @@ clients, and authorizes locally when the WAN is down.`,
 		newInstallCmd(),
 		newUninstallCmd(),
 		newRegisterCmdWith(info),
+		newStatusCmd(),
+		newEventsCmd(),
+		newClientsCmd(),
+		newTestCmd(),
+		newDoctorCmd(),
 	)
 	return root
 }

@@ -19,12 +19,13 @@ import (
 	"mxedge/edge"
 	"mxedge/edge/config"
 	"mxedge/edge/lab"
+	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
 	"mxedge/edge/notify"
 )
 
 func newRunCmd(info BuildInfo) *cobra.Command {
-	var path string
+	var path, metricsAddr string
 	var dev bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -63,17 +64,21 @@ running configuration stays.`,
 			}
 			b := cfg.Built()
 			logger := NewLogger(cmd.ErrOrStderr(), b.LogLevel, b.LogFormat)
-			return run(ctx, path, cfg, reg, logger, info)
+			if !cmd.Flags().Changed("metrics-listen") {
+				metricsAddr = b.Metrics
+			}
+			return run(ctx, path, cfg, reg, metricsAddr, logger, info)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", metrics.DefaultAddr, `Prometheus /metrics address, overriding metrics.listen ("" disables)`)
 	cmd.Flags().BoolVar(&dev, "dev", false, "run a lab on loopback: ephemeral PKI, in-process lab cloud NAC, NAS secret testing123")
 	return cmd
 }
 
-func run(ctx context.Context, path string, cfg *config.Config, reg *mgmt.Registration, logger *slog.Logger, info BuildInfo) error {
+func run(ctx context.Context, path string, cfg *config.Config, reg *mgmt.Registration, metricsAddr string, logger *slog.Logger, info BuildInfo) error {
 	// Sockets from systemd socket activation (LISTEN_FDS), if any.
-	e, err := edge.New(cfg, edge.Options{Logger: logger, Sockets: activation.Files(true)})
+	e, err := edge.New(cfg, edge.Options{Logger: logger, Sockets: activation.Files(true), MetricsAddr: metricsAddr})
 	if err != nil {
 		return err
 	}

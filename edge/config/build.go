@@ -40,6 +40,7 @@ type Built struct {
 	Cache     cache.Options
 	Survival  Survival
 	Control   string // control socket path
+	Metrics   string // Prometheus listen address, "" for none
 	DNS       DNSOptions
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
@@ -162,6 +163,13 @@ func (c *Config) validate(v *validator) {
 	c.buildListener(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)
+	b.Metrics = "127.0.0.1:9812"
+	if m := c.File.Metrics.Listen; m != nil {
+		b.Metrics = *m
+		if *m != "" {
+			checkListen(v, "metrics.listen", *m)
+		}
+	}
 	b.Control = c.abs(c.File.Control.Socket)
 	if b.Control == "" {
 		b.Control = DefaultControlSocket

@@ -20,6 +20,12 @@ type File struct {
 	Cache           CacheFile    `yaml:"cache"`
 	Survivability   SurvivalFile `yaml:"survivability"`
 	Control         ControlFile  `yaml:"control"`
+	Metrics         MetricsFile  `yaml:"metrics"`
+}
+
+// MetricsFile configures the Prometheus endpoint.
+type MetricsFile struct {
+	Listen *string `yaml:"listen"` // default 127.0.0.1:9812; "" disables
 }
 
 // ControlFile configures the control socket the CLI (mxedge status, cache, …) talks to.

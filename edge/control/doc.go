@@ -12,6 +12,9 @@
 // status):
 //
 //	GET  /v1/status                 the daemon's status (Options.Status)
+//	GET  /v1/events?n=N&follow=1    the last N NAC events (default 100), JSON Lines; with follow, then
+//	                                every new one, with a heartbeat newline each second
+//	GET  /v1/clients                NAS clients with their counters (NASClient)
 //	GET  /v1/cache/stats            cache.Stats
 //	GET  /v1/cache/list?limit=N     unexpired records, JSON Lines, key order
 //	GET  /v1/cache/show?key=K       one record by MAC (any notation) or identity; 404 if none

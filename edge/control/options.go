@@ -64,6 +64,10 @@ type Options struct {
 	Cache CacheBackend
 	// Status returns the JSON-able value of /v1/status; nil answers {}.
 	Status func() any
+	// Events serves /v1/events; nil answers it with 503.
+	Events EventSource
+	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
+	Clients func() []NASClient
 }
 
 func (o Options) withDefaults() Options {

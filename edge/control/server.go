@@ -207,26 +207,39 @@ type route struct {
 	method string
 	cache  bool // needs Options.Cache
 	h      func(http.ResponseWriter, *http.Request) error
+	absent string // non-empty: the option this endpoint needs is nil, answered 503
 }
 
 func (s *Server) route(path string) (route, bool) {
 	switch path {
 	case "/v1/status":
-		return route{http.MethodGet, false, s.status}, true
+		return route{http.MethodGet, false, s.status, ""}, true
+	case "/v1/events":
+		rt := route{http.MethodGet, false, s.events, ""}
+		if s.opts.Events == nil {
+			rt.absent = "events"
+		}
+		return rt, true
+	case "/v1/clients":
+		rt := route{http.MethodGet, false, s.clients, ""}
+		if s.opts.Clients == nil {
+			rt.absent = "the NAS client table"
+		}
+		return rt, true
 	case "/v1/cache/stats":
-		return route{http.MethodGet, true, s.cacheStats}, true
+		return route{http.MethodGet, true, s.cacheStats, ""}, true
 	case "/v1/cache/list":
-		return route{http.MethodGet, true, s.cacheList}, true
+		return route{http.MethodGet, true, s.cacheList, ""}, true
 	case "/v1/cache/show":
-		return route{http.MethodGet, true, s.cacheShow}, true
+		return route{http.MethodGet, true, s.cacheShow, ""}, true
 	case "/v1/cache/delete":
-		return route{http.MethodPost, true, s.cacheDelete}, true
+		return route{http.MethodPost, true, s.cacheDelete, ""}, true
 	case "/v1/cache/purge-expired":
-		return route{http.MethodPost, true, s.cachePurge}, true
+		return route{http.MethodPost, true, s.cachePurge, ""}, true
 	case "/v1/cache/export":
-		return route{http.MethodGet, true, s.cacheExport}, true
+		return route{http.MethodGet, true, s.cacheExport, ""}, true
 	case "/v1/cache/import":
-		return route{http.MethodPost, true, s.cacheImport}, true
+		return route{http.MethodPost, true, s.cacheImport, ""}, true
 	}
 	return route{}, false
 }
@@ -267,6 +280,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = statusError(http.StatusMethodNotAllowed, "control: %s wants %s, got %s", r.URL.Path, rt.method, r.Method)
 	case rt.cache && s.opts.Cache == nil:
 		err = statusError(http.StatusServiceUnavailable, "control: the cache is not enabled in this daemon")
+	case rt.absent != "":
+		err = statusError(http.StatusServiceUnavailable, "control: %s not available in this daemon", rt.absent)
 	default:
 		err = rt.h(w, r)
 	}

@@ -91,6 +91,10 @@ cache:
   path: %s
 control:
   socket: %s
+metrics:
+  listen: "127.0.0.1:0"
+survivability:
+  default_mab_vlan: "99"
 listen:
   auth: ["127.0.0.1:%d"]
   acct: ["127.0.0.1:%d"]
@@ -118,6 +122,9 @@ upstreams:
 	return l, nil
 }
 
+// CutFile is the file whose existence simulates a WAN cut to the lab cloud.
+func (l *Lab) CutFile() string { return filepath.Join(l.Dir, "wan-cut") }
+
 // Wait waits for the lab upstream to stop (after ctx ended).
 func (l *Lab) Wait() { l.wg.Wait() }
 
@@ -134,10 +141,15 @@ Try (freeradius-utils):
     | radclient -x 127.0.0.1:%d auth %s                     # MAB: Access-Accept, VLAN 41
   echo 'Message-Authenticator=0x00' | radclient -x 127.0.0.1:%d status %s   # Status-Server
   echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice' | radclient -x 127.0.0.1:%d acct %s
-  mxedge cache list --socket %s                             # MAB clients learned from the lab cloud
+  mxedge cache list --socket %[14]s                         # MAB clients learned from the lab cloud
+  mxedge status --socket %[14]s                             # mode, upstream, cache, counters
+  mxedge events --follow --socket %[14]s                    # the NAC event stream
+Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:
+  touch %[15]s    # cut:     MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP is rejected
+  rm %[15]s       # restore: failback after 3 healthy Status-Server probes
 Stop with Ctrl-C.
 `, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret,
-		filepath.Join(l.Dir, "control.sock"))
+		filepath.Join(l.Dir, "control.sock"), l.CutFile())
 }
 
 func (l *Lab) serve(ctx context.Context) {
@@ -151,7 +163,14 @@ func (l *Lab) serve(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			radsec.ServeConn(ctx, radsec.Server(nc, l.PKI.ServerTLS()), 5*time.Second, answer)
+			radsec.ServeConn(ctx, radsec.Server(nc, l.PKI.ServerTLS()), 5*time.Second, func(p packet.Packet, reply radsec.ReplyFunc) {
+				// The simulated WAN cut: while the file exists the lab cloud reads and never answers,
+				// like a blackholed link.
+				if _, err := os.Stat(l.CutFile()); err == nil {
+					return
+				}
+				answer(p, reply)
+			})
 		}()
 	}
 }

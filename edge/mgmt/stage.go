@@ -21,7 +21,7 @@ const stagePrefix = ".register-"
 // during commit (it cannot, short of a dying disk) puts the previous files back.
 type stage struct {
 	dir, tmp string
-	created  bool // dir did not exist: a failed register removes it again
+	created  bool     // dir did not exist: a failed register removes it again
 	names    []string // in commit order
 	modes    map[string]fs.FileMode
 }
