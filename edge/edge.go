@@ -291,6 +291,7 @@ type Status struct {
 	Dropped    map[string]uint64      `json:"dropped"`
 	Certs      []CertExpiry           `json:"certificates"`
 	Spool      int                    `json:"spool_depth"`
+	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
 }
 
@@ -315,6 +316,17 @@ func (e *Edge) Status() Status {
 		s.Revocation = e.checker.Status()
 	}
 	s.Certs = e.CertExpiries(time.Now())
+	for _, a := range e.server.Addrs(proxy.PortAuth) {
+		s.Listeners = append(s.Listeners, "radius-auth udp "+a.String())
+	}
+	for _, a := range e.server.Addrs(proxy.PortAcct) {
+		s.Listeners = append(s.Listeners, "radius-acct udp "+a.String())
+	}
+	if e.listener != nil {
+		for _, a := range e.listener.Addrs() {
+			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
+		}
+	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {
 			s.Dropped[r.String()] = n

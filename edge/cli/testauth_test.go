@@ -310,6 +310,11 @@ func TestLabWANCut(t *testing.T) {
 	if out, err := runTestAuthCmd(t, append(udp, "--mac", "02:00:00:00:00:01")...); err != nil || !strings.Contains(out, `"41"`) {
 		t.Fatalf("before the cut: %v\n%s", err, out)
 	}
+	eap := append(append([]string{}, udp...), "--eap-tls", "--identity", "laptop.lab.test", "--anonymous",
+		"--cert", l.LaptopCert, "--key", l.LaptopKey, "--ca", l.PKI.CAFile)
+	if out, err := runTestAuthCmd(t, eap...); err != nil || !strings.Contains(out, `"300"`) || !strings.Contains(out, "match") {
+		t.Fatalf("EAP-TLS through the lab cloud: %v\n%s", err, out)
+	}
 	sock := filepath.Join(l.Dir, "control.sock")
 	mode := func() string {
 		st, err := control.Dial(sock).Status(context.Background())
@@ -336,6 +341,10 @@ func TestLabWANCut(t *testing.T) {
 	}
 	if _, err := runTestAuthCmd(t, append(udp, "--user", "alice", "--password", "password")...); !errors.Is(err, ErrRejected) {
 		t.Fatalf("PAP during the cut: %v", err)
+	}
+	// The laptop authenticates against mxedge itself and keeps the VLAN the cloud gave it.
+	if out, err := runTestAuthCmd(t, eap...); err != nil || !strings.Contains(out, `"300"`) || !strings.Contains(out, "match") {
+		t.Fatalf("local EAP-TLS during the cut: %v\n%s", err, out)
 	}
 	os.Remove(l.CutFile())
 	deadline = time.Now().Add(20 * time.Second)

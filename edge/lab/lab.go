@@ -7,6 +7,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,10 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/pki/pkitest"
+	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/survivability"
+	"mxedge/survivability/localeap"
 )
 
 // Secret is the lab NAS secret (the radtest/FreeRADIUS habit).
@@ -33,14 +38,20 @@ var (
 	MACs = map[string]string{"020000000001": "41", "020000000002": "42"}
 )
 
+// Identities the lab cloud authorizes over EAP-TLS (certificate CN), with their VLAN.
+var Identities = map[string]string{"laptop.lab.test": "300"}
+
 // Lab is a running lab environment.
 type Lab struct {
 	Dir        string
 	ConfigPath string
 	PKI        *pkitest.Lab
 	Upstream   netip.AddrPort
-	ln         net.Listener
-	wg         sync.WaitGroup
+	// LaptopCert and LaptopKey are a supplicant certificate the lab cloud authorizes over EAP-TLS.
+	LaptopCert, LaptopKey string
+	ln                    net.Listener
+	eap                   *localeap.Handler
+	wg                    sync.WaitGroup
 }
 
 // Options choose the ports mxedge listens on in the lab.
@@ -70,6 +81,9 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}
 	l := &Lab{Dir: o.Dir, PKI: p}
+	if err := l.startEAP(ctx); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("lab: upstream: %w", err)
@@ -93,8 +107,6 @@ control:
   socket: %s
 metrics:
   listen: "127.0.0.1:0"
-survivability:
-  default_mab_vlan: "99"
 listen:
   auth: ["127.0.0.1:%d"]
   acct: ["127.0.0.1:%d"]
@@ -115,11 +127,58 @@ upstreams:
     - name: lab-cloud
       address: %s
 `, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
+	// While the lab cloud is cut off, mxedge answers locally, EAP-TLS included.
+	cfg += fmt.Sprintf(`survivability:
+  default_mab_vlan: "99"
+  default_dot1x_vlan: "98"
+  eap_tls:
+    certificate: %s
+    key: %s
+    ca: %s
+`, p.ServerCert, p.ServerKey, p.CAFile)
 	l.ConfigPath = filepath.Join(o.Dir, "mxedge.yaml")
 	if err := os.WriteFile(l.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
 	return l, nil
+}
+
+// startEAP gives the lab cloud an EAP-TLS policy: certificates from the lab CA whose CN is in
+// Identities are accepted with their VLAN, everyone else rejected.
+func (l *Lab) startEAP(ctx context.Context) error {
+	laptop, err := l.PKI.CA.Issue(pki.IssueOptions{CommonName: "laptop.lab.test", Usage: pki.UsageClient})
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	l.LaptopCert, l.LaptopKey = filepath.Join(l.Dir, "laptop.pem"), filepath.Join(l.Dir, "laptop.key")
+	if err := pki.WriteCertificates(l.LaptopCert, true, laptop.Cert); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if err := pki.WriteKey(l.LaptopKey, laptop.Key, true); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(l.PKI.CA.Cert)
+	srv := l.PKI.ServerTLS()
+	h, err := localeap.New(localeap.Options{
+		Certificates: srv.Certificates,
+		Verify:       pki.VerifyOptions{Roots: roots},
+		Lookup: func(identity, _ string) (cache.Record, bool) {
+			vlan, ok := Identities[identity]
+			if !ok {
+				return cache.Record{}, false
+			}
+			return cache.Record{Identity: identity, Attrs: survivability.DefaultVLANAttrs("generic", vlan)}, true
+		},
+		FailClosed: true,
+	})
+	if err != nil {
+		return fmt.Errorf("lab: eap-tls: %w", err)
+	}
+	l.eap = h
+	l.wg.Add(1)
+	go func() { defer l.wg.Done(); h.Run(ctx) }()
+	return nil
 }
 
 // CutFile is the file whose existence simulates a WAN cut to the lab cloud.
@@ -142,6 +201,8 @@ Try (freeradius-utils):
   echo 'Message-Authenticator=0x00' | radclient -x 127.0.0.1:%d status %s   # Status-Server
   echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice' | radclient -x 127.0.0.1:%d acct %s
   mxedge cache list --socket %[14]s                         # MAB clients learned from the lab cloud
+  mxedge test auth --server 127.0.0.1:%[4]d --secret %[2]s --eap-tls --identity laptop.lab.test --anonymous \
+    --cert %[16]s --key %[17]s --ca %[18]s   # EAP-TLS: VLAN 300, MPPE keys
   mxedge status --socket %[14]s                             # mode, upstream, cache, counters
   mxedge events --follow --socket %[14]s                    # the NAC event stream
 Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:
@@ -149,7 +210,7 @@ Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within
   rm %[15]s       # restore: failback after 3 healthy Status-Server probes
 Stop with Ctrl-C.
 `, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret,
-		filepath.Join(l.Dir, "control.sock"), l.CutFile())
+		filepath.Join(l.Dir, "control.sock"), l.CutFile(), l.LaptopCert, l.LaptopKey, l.PKI.CAFile)
 }
 
 func (l *Lab) serve(ctx context.Context) {
@@ -169,11 +230,21 @@ func (l *Lab) serve(ctx context.Context) {
 				if _, err := os.Stat(l.CutFile()); err == nil {
 					return
 				}
+				if p.Has(packet.AttrEAPMessage) {
+					req := &proxy.Request{Client: labEdge, Packet: p, Received: time.Now()}
+					if resp := l.eap.Serve(req); resp != nil {
+						reply(resp)
+					}
+					return
+				}
 				answer(p, reply)
 			})
 		}()
 	}
 }
+
+// labEdge is how the lab cloud knows mxedge: the RadSec secret.
+var labEdge = &proxy.Client{Name: "mxedge", Secret: proxy.Secret(radsec.DefaultSecret)}
 
 // answer applies the lab policy to one request.
 func answer(p packet.Packet, reply radsec.ReplyFunc) {
