@@ -321,8 +321,8 @@ func TestAbandonedConversation(t *testing.T) {
 		{name: "after client hello, close", steps: 1, close: true},
 		{name: "mid server fragments, close", steps: 2, frag: 100, close: true},
 		{name: "before client finished, close", steps: 1, close: true},
-		{name: "after client hello, timeout only", steps: 1, timeout: 50 * time.Millisecond},
-		{name: "mid fragments, timeout only", steps: 2, frag: 100, timeout: 50 * time.Millisecond},
+		{name: "after client hello, timeout only", steps: 1, timeout: 400 * time.Millisecond},
+		{name: "mid fragments, timeout only", steps: 2, frag: 100, timeout: 400 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
