@@ -123,6 +123,13 @@ func (r *Router) ServeRADIUS(req *Request) {
 	r.inflight.Add(1)
 	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
+		// A local decision for MAB or PAP is a cache lookup and a signature: answered on the reader
+		// goroutine, which saves a goroutine hand-off per request. EAP (a TLS handshake step) and
+		// accounting (an fsync) must not hold up the reader.
+		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) {
+			r.local(req, nil)
+			return
+		}
 		go r.local(req, nil)
 		return
 	}

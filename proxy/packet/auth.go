@@ -1,7 +1,6 @@
 package packet
 
 import (
-	"crypto/hmac"
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/binary"
@@ -36,12 +35,33 @@ func (p Packet) maOffset() int {
 // treated as zero and the authenticator field replaced by auth (RFC 3579 §3.2).
 func messageAuthenticator(p []byte, maOff int, auth, secret []byte, out []byte) {
 	var zero [AuthLen]byte
-	h := hmac.New(md5.New, secret)
+	// HMAC-MD5 (RFC 2104) written out with one MD5 state: crypto/hmac's constructor allocates and
+	// keys two states per call, which was a tenth of the proxy's CPU per request.
+	var pad [md5.BlockSize]byte
+	key := secret
+	if len(key) > md5.BlockSize {
+		sum := md5.Sum(key)
+		key = sum[:]
+	}
+	copy(pad[:], key)
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	h := md5.New()
+	h.Write(pad[:])
 	h.Write(p[:offAuth])
 	h.Write(auth)
 	h.Write(p[HeaderLen:maOff])
 	h.Write(zero[:])
 	h.Write(p[maOff+AuthLen:])
+	var inner [md5.Size]byte
+	h.Sum(inner[:0])
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	h.Reset()
+	h.Write(pad[:])
+	h.Write(inner[:])
 	h.Sum(out[:0])
 }
 

@@ -316,3 +316,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestMessageAuthenticatorLongSecret: secrets longer than the MD5 block are hashed first (RFC 2104).
+func TestMessageAuthenticatorLongSecret(t *testing.T) {
+	secret := bytes.Repeat([]byte("k"), 100)
+	auth := bytes.Repeat([]byte{3}, 16)
+	b := New(nil, CodeAccessRequest, 1, auth)
+	b.AddMA()
+	b.AddString(AttrUserName, "x")
+	p, _ := b.Finish(secret, nil)
+	if want := refMA(p, 20+2, auth, secret); !bytes.Equal(want, p[22:38]) {
+		t.Fatal("Message-Authenticator with a long secret differs from crypto/hmac")
+	}
+}
+
+func BenchmarkForwardRequest(b *testing.B) {
+	nas, up := []byte("nas-secret"), []byte("radsec")
+	auth := bytes.Repeat([]byte{1}, 16)
+	rb := New(nil, CodeAccessRequest, 1, auth)
+	rb.AddMA()
+	rb.AddString(AttrUserName, "alice")
+	rb.Add(AttrUserPassword, EncryptUserPassword(nil, []byte("password"), nas, auth))
+	rb.AddString(AttrCallingStationID, "02-00-00-00-00-01")
+	req, _ := rb.Finish(nas, nil)
+	dst := make([]byte, 0, MaxLen)
+	b.ReportAllocs()
+	for b.Loop() {
+		k := Rekey{FromSecret: nas, ToSecret: up}
+		if _, err := ForwardRequest(dst, req, &k, 2, auth, []byte("12345678")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

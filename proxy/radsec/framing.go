@@ -52,17 +52,20 @@ func ReadPacket(r *bufio.Reader) (packet.Packet, error) {
 	return p, nil
 }
 
-// frameWriter coalesces packets written by many goroutines: writers append to a buffer and one
-// flusher goroutine writes whatever has accumulated, one TLS record per packet (see batchConn) but
-// one system call for the lot.
+// frameWriter coalesces packets written by many goroutines. The first writer to find no write in
+// progress writes itself — no hand-off to another goroutine, which costs a scheduler wake-up per
+// packet — and whatever other goroutines append meanwhile leaves in its next round: one TLS record
+// per packet (see batchConn) but one system call for the lot.
 type frameWriter struct {
 	nc       net.Conn
 	timeout  time.Duration // write deadline per flush; a blackholed peer that stops reading fails here
 	mu       sync.Mutex
 	buf      []byte
 	spare    []byte
+	flushing bool
+	stopped  bool
 	err      error
-	signal   chan struct{}
+	failed   chan struct{} // closed when a write fails
 	shutdown chan struct{}
 	done     chan struct{}
 }
@@ -71,13 +74,14 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 	return &frameWriter{
 		nc:       nc,
 		timeout:  timeout,
-		signal:   make(chan struct{}, 1),
+		failed:   make(chan struct{}),
 		shutdown: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 }
 
-// write queues p. It never blocks on the network.
+// write queues p and, unless another goroutine is writing already, writes it and everything queued
+// behind it.
 func (w *frameWriter) write(p []byte) error {
 	w.mu.Lock()
 	if w.err != nil {
@@ -86,28 +90,55 @@ func (w *frameWriter) write(p []byte) error {
 		return err
 	}
 	w.buf = append(w.buf, p...)
-	w.mu.Unlock()
-	select {
-	case w.signal <- struct{}{}:
-	default:
+	if w.flushing || w.stopped {
+		w.mu.Unlock()
+		return nil
 	}
+	w.flushing = true
+	w.mu.Unlock()
+	w.drain()
 	return nil
 }
 
-// run flushes until stop is called or a write fails; the error is returned and also makes later
-// writes fail.
+// drain writes until the buffer is empty; the caller set w.flushing.
+func (w *frameWriter) drain() {
+	for {
+		if err := w.flush(); err != nil {
+			w.mu.Lock()
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		if len(w.buf) == 0 || w.err != nil {
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+// run waits until stop is called (nil) or a write fails (the error, which also makes later writes
+// fail).
 func (w *frameWriter) run() error {
 	defer close(w.done)
-	for {
-		select {
-		case <-w.signal:
-		case <-w.shutdown:
-			w.flush() // best effort for what is queued
-			return nil
+	select {
+	case <-w.failed:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.err
+	case <-w.shutdown:
+		// Best effort for what is still queued.
+		w.mu.Lock()
+		w.stopped = true
+		busy := w.flushing
+		w.flushing = true
+		w.mu.Unlock()
+		if !busy {
+			w.flush()
 		}
-		if err := w.flush(); err != nil {
-			return err
-		}
+		return nil
 	}
 }
 
@@ -143,9 +174,16 @@ func (w *frameWriter) flush() error {
 	w.spare = buf[:0]
 	if err != nil {
 		w.mu.Lock()
-		w.err = fmt.Errorf("radsec: write: %w", err)
+		first := w.err == nil
+		if first {
+			w.err = fmt.Errorf("radsec: write: %w", err)
+		}
+		err = w.err
 		w.mu.Unlock()
-		return w.err
+		if first {
+			close(w.failed)
+		}
+		return err
 	}
 	return nil
 }

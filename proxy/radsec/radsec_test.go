@@ -202,9 +202,12 @@ func TestOnePacketPerRecord(t *testing.T) {
 	rec.writes = nil
 	rec.mu.Unlock()
 	w := newFrameWriter(client, time.Second)
+	// Packets queued while another goroutine is writing leave together in its next round.
+	w.flushing = true
 	for i := range 20 {
 		w.write(statusPacket(t, uint8(i)))
 	}
+	go w.drain()
 	go w.run()
 	defer w.stop()
 	select {
