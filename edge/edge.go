@@ -353,7 +353,13 @@ func (e *Edge) newLocalEAP(b *config.Built) (*localeap.Handler, error) {
 	t := b.Survival.EAPTLS
 	var checker *pki.Checker
 	if len(t.CRLFiles) > 0 || t.OCSP {
-		c, err := pki.NewChecker(pki.CheckerOptions{CRLFiles: t.CRLFiles, Issuers: t.Issuers, OCSP: t.OCSP, Policy: t.Policy, Logger: e.log})
+		// The last good CRL/OCSP answers are kept on disk beside the cache, so a restart without
+		// network still has revocation data.
+		dir := filepath.Join(filepath.Dir(b.Cache.Path), "revocation")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("edge: revocation cache: %w", err)
+		}
+		c, err := pki.NewChecker(pki.CheckerOptions{CacheDir: dir, CRLFiles: t.CRLFiles, Issuers: t.Issuers, OCSP: t.OCSP, Policy: t.Policy, Logger: e.log})
 		if err != nil {
 			return nil, fmt.Errorf("edge: revocation: %w", err)
 		}

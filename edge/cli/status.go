@@ -57,7 +57,19 @@ type statusView struct {
 	SpoolDepth *int                `json:"spool_depth"`
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
+	Revocation []revocationView    `json:"revocation"`
 	NAS        []control.NASClient `json:"-"`
+}
+
+// revocationView is one CRL or OCSP source (pki.SourceStatus).
+type revocationView struct {
+	Kind        string    `json:"kind"`
+	URL         string    `json:"url"`
+	State       string    `json:"state"`
+	LastSuccess time.Time `json:"last_success"`
+	LastError   string    `json:"last_error"`
+	Failures    uint64    `json:"failures"`
+	Consecutive int       `json:"consecutive_failures"`
 }
 
 type upstreamView struct {
@@ -221,6 +233,14 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 			warn = ": renew now"
 		}
 		p("certificate\t%s expires %s (%d days)%s\n", c.label(), formatTime(c.NotAfter), days, warn)
+	}
+	for _, r := range st.Revocation {
+		line := fmt.Sprintf("%s %s: %s", r.Kind, r.URL, r.State)
+		if r.Consecutive > 0 {
+			// Said every time status is asked, as the seed's clients warn at every connection.
+			line += fmt.Sprintf(" — WARNING: cannot be reached (%s), %d failures", r.LastError, r.Failures)
+		}
+		p("revocation\t%s\n", line)
 	}
 	p("requests\treceived %d, forwarded %d, upstream answered %d, answered locally %d\n",
 		st.Received, st.Forwarded, st.Answered, st.Local)

@@ -507,6 +507,10 @@ func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate,
 	}
 	pool := x509.NewCertPool()
 	for _, ca := range certs {
+		if time.Now().After(ca.NotAfter) {
+			v.errorf(path+".ca", "%s: %q expired on %s", t.CA, ca.Subject.CommonName, ca.NotAfter.Format(time.DateOnly))
+			ok = false
+		}
 		pool.AddCert(ca)
 	}
 	return pair, pool, minVer, ok

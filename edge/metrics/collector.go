@@ -34,6 +34,8 @@ var (
 	descCacheSize   = desc("cache_entries", "Clients in the authorization cache (expired or not yet swept).")
 	descCacheDrops  = desc("cache_write_drops_total", "Cache updates dropped (writer queue full, store closed or read-only).")
 	descSpool       = desc("spool_depth", "Accounting records waiting for replay to the cloud.")
+	descRevFail     = desc("revocation_fetch_failures_total", "Failed CRL/OCSP fetches by source; each is also a Warn log line.", "kind", "source")
+	descRevOK       = desc("revocation_source_ok", "1 when the CRL/OCSP source's last fetch succeeded.", "kind", "source")
 	descEAPConv     = desc("eaptls_conversations", "Local EAP-TLS conversations in progress.")
 	descEAPStarted  = desc("eaptls_handshakes_total", "Local EAP-TLS conversations begun.")
 	descEAPResult   = desc("eaptls_results_total", "Local EAP-TLS conversations finished, by outcome.", "outcome")
@@ -47,7 +49,7 @@ type snapshotCollector struct{ s *Server }
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
 		descFallback, descDropped, descNASReq, descNASResp, descNASErr, descUpState, descUpStateName, descUpRTT,
-		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descEAPConv, descEAPStarted,
+		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descRevFail, descRevOK, descEAPConv, descEAPStarted,
 		descEAPResult, descCertDays, descEvDropped} {
 		ch <- d
 	}
@@ -123,6 +125,14 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCacheSize, float64(s.Cache.Entries))
 	counter(descCacheDrops, s.Cache.Drops)
 	gauge(descSpool, float64(s.SpoolDepth))
+	for _, r := range s.Revocation {
+		counter(descRevFail, r.Failures, r.Kind, r.Source)
+		ok := 0.0
+		if r.OK {
+			ok = 1
+		}
+		gauge(descRevOK, ok, r.Kind, r.Source)
+	}
 	gauge(descEAPConv, float64(s.EAPTLS.Conversations))
 	counter(descEAPStarted, s.EAPTLS.Started)
 	counter(descEAPResult, s.EAPTLS.Accepted, "accept")

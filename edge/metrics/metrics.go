@@ -46,6 +46,14 @@ type Snapshot struct {
 	Cache       Cache
 	SpoolDepth  int
 	EAPTLS      EAPTLS
+	Revocation  []Revocation
+}
+
+// Revocation is one CRL or OCSP source (pki.SourceStatus).
+type Revocation struct {
+	Kind, Source string
+	OK           bool
+	Failures     uint64
 }
 
 // NAS is one NAS client's counters (proxy.NASStats).
