@@ -38,7 +38,7 @@ run: build
 	$(BIN) run --dev
 
 bench: build test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+	MXEDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

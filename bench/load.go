@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/proxy/packet"
+)
+
+// LoadOptions configure one closed-loop load run.
+type LoadOptions struct {
+	// Target is the proxy's RADIUS authentication address, "127.0.0.1:PORT". Required.
+	Target string
+	// Secret is the NAS shared secret the target knows us by. Required.
+	Secret string
+	// User and Password go into User-Name and User-Password (RFC 2865 §5.1, §5.2), so the proxy has
+	// to re-encrypt the password for its upstream. Defaults "alice" and "secret".
+	User, Password string
+	// Concurrency is the number of workers; each has its own UDP socket and one request in flight
+	// (closed loop). Default 16.
+	Concurrency int
+	// Requests bounds the number of requests sent. Required (> 0).
+	Requests int
+	// Duration bounds the time during which new requests are sent. Required (> 0).
+	Duration time.Duration
+	// Timeout is how long a worker waits for a reply before counting a timeout and moving on.
+	// Default 2s.
+	Timeout time.Duration
+}
+
+// Validate checks the options before any socket is opened.
+func (o *LoadOptions) Validate() error {
+	switch {
+	case o.Target == "":
+		return errors.New("bench: load: Target is required")
+	case o.Secret == "":
+		return errors.New("bench: load: Secret is required")
+	case o.Requests <= 0:
+		return errors.New("bench: load: Requests must be positive (every load loop is bounded)")
+	case o.Duration <= 0:
+		return errors.New("bench: load: Duration must be positive (every load loop is bounded)")
+	case o.Concurrency < 0 || o.Timeout < 0:
+		return errors.New("bench: load: negative Concurrency or Timeout")
+	case len(o.Password) > 128:
+		return errors.New("bench: load: Password longer than 128 octets (RFC 2865 §5.2)")
+	}
+	return nil
+}
+
+func (o *LoadOptions) setDefaults() {
+	if o.User == "" {
+		o.User = "alice"
+	}
+	if o.Password == "" {
+		o.Password = "secret"
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 16
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+}
+
+// Error kinds counted in LoadResult.Errors.
+const (
+	ErrKindReject        = "not-accept"        // a reply other than Access-Accept
+	ErrKindAuthenticator = "bad-authenticator" // Response Authenticator does not verify (RFC 2865 §3)
+	ErrKindMA            = "bad-ma"            // Message-Authenticator present and wrong (RFC 3579 §3.2)
+	ErrKindMalformed     = "malformed"         // not a RADIUS packet
+	ErrKindIO            = "io"                // a socket error other than a timeout
+	ErrKindBuild         = "build"             // the request could not be encoded (User too long)
+)
+
+// LoadResult is what one run measured.
+type LoadResult struct {
+	Sent     int // requests sent
+	Answered int // valid Access-Accepts received in time
+	Timeouts int // requests without a valid reply within Timeout
+	Errors   map[string]int
+	Stale    int // replies to an earlier, timed-out request (ignored)
+	// Elapsed runs from the first send to the last worker finishing.
+	Elapsed time.Duration
+	// Latency percentiles over answered requests, send to valid reply.
+	P50, P99, Max time.Duration
+}
+
+// ErrorCount is the sum of Errors.
+func (r LoadResult) ErrorCount() int {
+	n := 0
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
+
+// Rate is answered requests per second.
+func (r LoadResult) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Answered) / r.Elapsed.Seconds()
+}
+
+// Load runs a closed loop of Access-Requests against o.Target until o.Requests have been sent or
+// o.Duration has passed (or ctx ends), waits for the replies still due (at most o.Timeout), and
+// validates every reply: code, ID, Response Authenticator and Message-Authenticator.
+func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
+	if err := o.Validate(); err != nil {
+		return LoadResult{}, err
+	}
+	o.setDefaults()
+	raddr, err := net.ResolveUDPAddr("udp", o.Target)
+	if err != nil {
+		return LoadResult{}, fmt.Errorf("bench: load: %w", err)
+	}
+	workers := make([]*worker, o.Concurrency)
+	for i := range workers {
+		conn, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			for _, w := range workers[:i] {
+				w.conn.Close()
+			}
+			return LoadResult{}, fmt.Errorf("bench: load: %w", err)
+		}
+		// Enough buffer for a burst of late replies; the kernel doubles the value.
+		_ = conn.SetReadBuffer(64 << 10)
+		var seed [32]byte
+		_, _ = crand.Read(seed[:])
+		workers[i] = &worker{
+			conn: conn, opts: &o, rng: rand.NewChaCha8(seed),
+			errs: map[string]int{}, id: uint8(seed[0]),
+		}
+	}
+	var tickets atomic.Int64
+	tickets.Store(int64(o.Requests))
+	start := time.Now()
+	stopAt := start.Add(o.Duration)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.conn.Close()
+			for ctx.Err() == nil && time.Now().Before(stopAt) && tickets.Add(-1) >= 0 {
+				w.exchange()
+			}
+		}()
+	}
+	wg.Wait()
+	res := LoadResult{Elapsed: time.Since(start), Errors: map[string]int{}}
+	var lat []time.Duration
+	for _, w := range workers {
+		res.Sent += w.sent
+		res.Answered += len(w.lat)
+		res.Timeouts += w.timeouts
+		res.Stale += w.stale
+		for k, v := range w.errs {
+			res.Errors[k] += v
+		}
+		lat = append(lat, w.lat...)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50 = percentile(lat, 0.50)
+		res.P99 = percentile(lat, 0.99)
+		res.Max = lat[len(lat)-1]
+	}
+	return res, nil
+}
+
+// percentile returns the nearest-rank q-quantile of sorted samples.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(sorted)) + 0.5)
+	if i < 1 {
+		i = 1
+	}
+	if i > len(sorted) {
+		i = len(sorted)
+	}
+	return sorted[i-1]
+}
+
+// worker owns one socket and one request in flight.
+type worker struct {
+	conn *net.UDPConn
+	opts *LoadOptions
+	rng  *rand.ChaCha8
+	id   uint8
+
+	req, buf []byte
+	sent     int
+	timeouts int
+	stale    int
+	errs     map[string]int
+	lat      []time.Duration
+}
+
+// request builds an Access-Request with Message-Authenticator first (BlastRADIUS hardening,
+// CVE-2024-3596) and a hidden User-Password.
+func (w *worker) request() (packet.Packet, [packet.AuthLen]byte, error) {
+	var auth [packet.AuthLen]byte
+	_, _ = w.rng.Read(auth[:])
+	w.id++
+	secret := []byte(w.opts.Secret)
+	b := packet.New(w.req, packet.CodeAccessRequest, w.id, auth[:])
+	b.AddMA()
+	b.AddString(packet.AttrUserName, w.opts.User)
+	var pw [128]byte
+	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(pw[:0], []byte(w.opts.Password), secret, auth[:]))
+	b.Add(4, []byte{127, 0, 0, 1})       // NAS-IP-Address
+	b.AddUint32(5, uint32(w.id))         // NAS-Port
+	b.AddUint32(61, 15)                  // NAS-Port-Type = Ethernet
+	b.AddString(31, "02-00-00-00-00-01") // Calling-Station-Id
+	p, err := b.Finish(secret, nil)
+	if err != nil {
+		return nil, auth, fmt.Errorf("bench: load: build request: %w", err)
+	}
+	w.req = p[:0]
+	return p, auth, nil
+}
+
+// exchange sends one request and waits for its valid reply or the timeout.
+func (w *worker) exchange() {
+	p, auth, err := w.request()
+	if err != nil {
+		w.errs[ErrKindBuild]++
+		return
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, packet.MaxLen+1)
+	}
+	start := time.Now()
+	deadline := start.Add(w.opts.Timeout)
+	if err := w.conn.SetReadDeadline(deadline); err != nil {
+		w.errs[ErrKindIO]++
+		return
+	}
+	if _, err := w.conn.Write(p); err != nil {
+		w.errs[ErrKindIO]++
+		// A refused datagram (ICMP port unreachable) comes back at once; do not spin.
+		time.Sleep(10 * time.Millisecond)
+		return
+	}
+	w.sent++
+	secret := []byte(w.opts.Secret)
+	for {
+		n, err := w.conn.Read(w.buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				w.timeouts++
+				return
+			}
+			w.errs[ErrKindIO]++
+			time.Sleep(time.Until(deadline))
+			return
+		}
+		resp, err := packet.Parse(w.buf[:n])
+		if err != nil {
+			w.errs[ErrKindMalformed]++
+			return
+		}
+		if resp.ID() != p.ID() {
+			w.stale++ // a late answer to a request that already timed out
+			continue
+		}
+		switch {
+		case !packet.CheckResponseAuthenticator(resp, auth[:], secret):
+			w.errs[ErrKindAuthenticator]++
+		case packet.CheckResponseMA(resp, auth[:], secret) == packet.MAInvalid:
+			w.errs[ErrKindMA]++
+		case resp.Code() != packet.CodeAccessAccept:
+			w.errs[ErrKindReject]++
+		default:
+			w.lat = append(w.lat, time.Since(start))
+		}
+		return
+	}
+}

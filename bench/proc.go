@@ -1,0 +1,103 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat and /proc/stat. It is part of the
+// Linux user-space ABI (100 on every architecture Go supports).
+const clockTicks = 100
+
+// ErrProcStat reports a /proc file that could not be read or parsed.
+var ErrProcStat = errors.New("bench: /proc stat")
+
+// ProcCPUTime returns utime+stime of pid, all threads (the thread group), from /proc/PID/stat
+// (proc(5)). Its resolution is one clock tick (10 ms): measure over seconds.
+func ProcCPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrProcStat, err)
+	}
+	return parseProcStat(string(b))
+}
+
+// SelfCPUTime is ProcCPUTime of this process (the load generator).
+func SelfCPUTime() (time.Duration, error) { return ProcCPUTime(os.Getpid()) }
+
+// parseProcStat extracts utime+stime from a /proc/PID/stat line. The command name (field 2) is in
+// parentheses and may contain spaces or ')', so fields are counted from the last ')'.
+func parseProcStat(s string) (time.Duration, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%w: no command field", ErrProcStat)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	const utimeIdx, stimeIdx = 14 - 3, 15 - 3
+	if len(f) <= stimeIdx {
+		return 0, fmt.Errorf("%w: short line", ErrProcStat)
+	}
+	ut, err1 := strconv.ParseUint(f[utimeIdx], 10, 64)
+	st, err2 := strconv.ParseUint(f[stimeIdx], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrProcStat, err)
+	}
+	return ticks(ut + st), nil
+}
+
+// HostCPU is the machine-wide CPU time from the first line of /proc/stat.
+type HostCPU struct {
+	Busy, Total time.Duration // Busy excludes idle and iowait
+}
+
+// ReadHostCPU reads the aggregate "cpu" line of /proc/stat.
+func ReadHostCPU() (HostCPU, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return HostCPU{}, fmt.Errorf("%w: %w", ErrProcStat, err)
+	}
+	return parseHostStat(string(b))
+}
+
+// parseHostStat parses "cpu user nice system idle iowait irq softirq steal guest guest_nice".
+// guest and guest_nice are already included in user and nice, so they are not added again.
+func parseHostStat(s string) (HostCPU, error) {
+	line, _, _ := strings.Cut(s, "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return HostCPU{}, fmt.Errorf("%w: no aggregate cpu line", ErrProcStat)
+	}
+	const idle, iowait, guest = 4, 5, 9
+	var h HostCPU
+	for i := 1; i < len(f) && i < guest; i++ {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return HostCPU{}, fmt.Errorf("%w: %w", ErrProcStat, err)
+		}
+		h.Total += ticks(v)
+		if i != idle && i != iowait {
+			h.Busy += ticks(v)
+		}
+	}
+	return h, nil
+}
+
+func ticks(n uint64) time.Duration { return time.Duration(n) * (time.Second / clockTicks) }
+
+// LoadAvg returns the first three fields of /proc/loadavg, or "?".
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
