@@ -128,6 +128,9 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		s.NAS = append(s.NAS, metrics.NAS{Name: c.Name, Requests: c.Requests, Responses: c.Responses, Duplicates: c.Duplicates,
 			BadAuthenticator: c.BadAuthenticator, MissingMA: c.MissingMA, Malformed: c.Malformed})
 	}
+	if e.spool != nil {
+		s.SpoolRefused = e.spool.Stats().FullRefusals
+	}
 	for _, r := range st.Revocation {
 		s.Revocation = append(s.Revocation, metrics.Revocation{Kind: r.Kind, Source: r.URL, OK: r.ConsecutiveFailures == 0, Failures: r.Failures})
 	}

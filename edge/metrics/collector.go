@@ -34,6 +34,7 @@ var (
 	descCacheSize   = desc("cache_entries", "Clients in the authorization cache (expired or not yet swept).")
 	descCacheDrops  = desc("cache_write_drops_total", "Cache updates dropped (writer queue full, store closed or read-only).")
 	descSpool       = desc("spool_depth", "Accounting records waiting for replay to the cloud.")
+	descSpoolFull   = desc("spool_refused_total", "Accounting records refused because the spool was full (not acknowledged, so the NAS keeps them).")
 	descRevFail     = desc("revocation_fetch_failures_total", "Failed CRL/OCSP fetches by source; each is also a Warn log line.", "kind", "source")
 	descRevOK       = desc("revocation_source_ok", "1 when the CRL/OCSP source's last fetch succeeded.", "kind", "source")
 	descEAPConv     = desc("eaptls_conversations", "Local EAP-TLS conversations in progress.")
@@ -49,7 +50,7 @@ type snapshotCollector struct{ s *Server }
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
 		descFallback, descDropped, descNASReq, descNASResp, descNASErr, descUpState, descUpStateName, descUpRTT,
-		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descRevFail, descRevOK, descEAPConv, descEAPStarted,
+		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descSpoolFull, descRevFail, descRevOK, descEAPConv, descEAPStarted,
 		descEAPResult, descCertDays, descEvDropped} {
 		ch <- d
 	}
@@ -125,6 +126,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCacheSize, float64(s.Cache.Entries))
 	counter(descCacheDrops, s.Cache.Drops)
 	gauge(descSpool, float64(s.SpoolDepth))
+	counter(descSpoolFull, s.SpoolRefused)
 	for _, r := range s.Revocation {
 		counter(descRevFail, r.Failures, r.Kind, r.Source)
 		ok := 0.0

@@ -45,8 +45,10 @@ type Snapshot struct {
 	Upstreams   []Upstream
 	Cache       Cache
 	SpoolDepth  int
-	EAPTLS      EAPTLS
-	Revocation  []Revocation
+	// SpoolRefused counts accounting records refused by a full spool.
+	SpoolRefused uint64
+	EAPTLS       EAPTLS
+	Revocation   []Revocation
 }
 
 // Revocation is one CRL or OCSP source (pki.SourceStatus).
