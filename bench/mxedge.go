@@ -97,11 +97,11 @@ func StartMxedge(ctx context.Context, o MxedgeOptions) (*Process, error) {
 	if out, err := exec.CommandContext(ctx, o.Bin, "check", "--config", conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("bench: mxedge check: %w\n%s", err, out)
 	}
-	p, err := startProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), nil, o.Bin, "run", "--config", conf)
+	p, err := StartProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), nil, o.Bin, "run", "--config", conf)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitUntil(ctx, 15*time.Second, func() error { return StatusProbe(o.Auth, o.Secret) }); err != nil {
+	if err := p.WaitUntil(ctx, 15*time.Second, func() error { return StatusProbe(o.Auth, o.Secret) }); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}

@@ -25,9 +25,9 @@ type Process struct {
 	once    sync.Once
 }
 
-// startProcess starts bin in its own process group with stdout and stderr in logPath. The kernel
+// StartProcess starts bin in its own process group with stdout and stderr in logPath. The kernel
 // kills it if the benchmark dies (Pdeathsig), so no child outlives `go test -timeout`.
-func startProcess(name, logPath string, env []string, bin string, args ...string) (*Process, error) {
+func StartProcess(name, logPath string, env []string, bin string, args ...string) (*Process, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %s log: %w", name, err)
@@ -107,8 +107,8 @@ func (p *Process) Stop() error {
 	return err
 }
 
-// waitUntil polls check every 20 ms until it succeeds, the process exits, ctx ends or timeout passes.
-func (p *Process) waitUntil(ctx context.Context, timeout time.Duration, check func() error) error {
+// WaitUntil polls check every 20 ms until it succeeds, the process exits, ctx ends or timeout passes.
+func (p *Process) WaitUntil(ctx context.Context, timeout time.Duration, check func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)

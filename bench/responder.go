@@ -46,13 +46,13 @@ func StartResponder(ctx context.Context, o ResponderOptions) (*Process, string, 
 	}
 	addrFile := filepath.Join(o.Dir, "responder.addr")
 	_ = os.Remove(addrFile)
-	p, err := startProcess("responder", filepath.Join(o.Dir, "responder.log"),
+	p, err := StartProcess("responder", filepath.Join(o.Dir, "responder.log"),
 		[]string{ResponderEnv + "=" + o.Dir}, self, "-test.run=^$")
 	if err != nil {
 		return nil, "", err
 	}
 	var addr string
-	err = p.waitUntil(ctx, 10*time.Second, func() error {
+	err = p.WaitUntil(ctx, 10*time.Second, func() error {
 		b, err := os.ReadFile(addrFile)
 		if err != nil || !strings.HasSuffix(string(b), "\n") {
 			return errors.New("no address yet")

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"mxedge/bench"
 	"mxedge/cache"
 	"mxedge/proxy/packet"
 )
@@ -83,7 +84,7 @@ survivability:
 // StartEdge writes the configuration, checks it with `mxedge check`, starts `mxedge run` and
 // waits until ready answers (ready is called with the edge's auth address; e.g. a MAB probe that
 // only passes once the edge answers locally). The caller must Stop the process.
-func StartEdge(ctx context.Context, o EdgeOptions, ready func(addr string) error) (*Process, error) {
+func StartEdge(ctx context.Context, o EdgeOptions, ready func(addr string) error) (*bench.Process, error) {
 	if o.Bin == "" || o.Dir == "" || o.Auth == "" || o.Acct == "" || o.Secret == "" || o.Upstream == "" {
 		return nil, errors.New("survival: edge: Bin, Dir, Auth, Acct, Secret and Upstream are required")
 	}
@@ -97,7 +98,7 @@ func StartEdge(ctx context.Context, o EdgeOptions, ready func(addr string) error
 	if out, err := exec.CommandContext(ctx, o.Bin, "check", "--config", conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("survival: mxedge check: %w\n%s", err, out)
 	}
-	p, err := StartProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), o.Env, o.Bin, "run", "--config", conf)
+	p, err := bench.StartProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), o.Env, o.Bin, "run", "--config", conf)
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func mxedgeBin(tb testing.TB) string {
 }
 
 // startEdge starts mxedge in survivability mode and waits until it answers MAB locally.
-func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...string) (*Process, string) {
+func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...string) (*bench.Process, string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	auth, err1 := FreeUDP()
