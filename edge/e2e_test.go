@@ -153,8 +153,13 @@ func (s *syncBuffer) String() string {
 // startE2E starts n FreeRADIUS RadSec upstreams and mxedge in front of them.
 func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 	t.Helper()
+	return startE2EWith(t, n, pkitest.Must(t), extra)
+}
+
+// startE2EWith is startE2E with given certificate files.
+func startE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab) string) *e2e {
+	t.Helper()
 	peertest.Require(t, "freeradius", "radclient")
-	lab := pkitest.Must(t)
 	x := &e2e{lab: lab, logs: &syncBuffer{}}
 	var servers strings.Builder
 	for i := range n {
@@ -647,4 +652,61 @@ func mxedgeCLI(t *testing.T, args ...string) string {
 		t.Fatalf("mxedge %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String()
+}
+
+// TestE2EPKIFromCLI: certificates made with `mxedge pki` (ca init, issue server, issue client) work
+// with the real peers in every role — FreeRADIUS as RadSec and EAP-TLS server, mxedge as RadSec
+// client and listener, radsecproxy as RadSec client, eapol_test as EAP-TLS supplicant.
+func TestE2EPKIFromCLI(t *testing.T) {
+	peertest.Require(t, "radsecproxy", "eapol_test")
+	dir := t.TempDir()
+	f := func(name string) string { return filepath.Join(dir, name) }
+	mxedgeCLI(t, "pki", "ca", "init", "--out", dir, "--cn", "mxedge e2e CA")
+	ca := []string{"--ca-cert", f("ca.pem"), "--ca-key", f("ca.key")}
+	mxedgeCLI(t, append([]string{"pki", "issue", "server", "--cn", "localhost", "--dns", "localhost", "--ip", "127.0.0.1",
+		"--out-cert", f("server.pem"), "--out-key", f("server.key")}, ca...)...)
+	mxedgeCLI(t, append([]string{"pki", "issue", "client", "--cn", "edge.example.test",
+		"--out-cert", f("client.pem"), "--out-key", f("client.key")}, ca...)...)
+	mxedgeCLI(t, append([]string{"pki", "issue", "client", "--cn", "radsecproxy.example.test",
+		"--out-cert", f("rp.pem"), "--out-key", f("rp.key")}, ca...)...)
+	if out := mxedgeCLI(t, "pki", "verify", "--ca", f("ca.pem"), "--purpose", "client", f("client.pem")); !strings.Contains(out, "OK") {
+		t.Fatalf("pki verify: %s", out)
+	}
+	lab := &pkitest.Lab{Dir: dir, CAFile: f("ca.pem"), ServerCert: f("server.pem"), ServerKey: f("server.key"),
+		ClientCert: f("client.pem"), ClientKey: f("client.key")}
+	x := startE2EWith(t, 1, lab, func(lab *pkitest.Lab) string {
+		return fmt.Sprintf(`
+radsec:
+  listen: ["127.0.0.1:0"]
+  tls: {certificate: %s, key: %s, ca: %s}
+  peers:
+    - name: radsecproxy
+      address: 127.0.0.1
+      cert_names: ["radsecproxy.example.test"]
+`, lab.ServerCert, lab.ServerKey, lab.CAFile)
+	})
+	udp := peertest.FreePort(t)
+	peertest.StartRadsecproxy(t, peertest.RadsecproxyOptions{
+		ListenUDP: fmt.Sprintf("127.0.0.1:%d", udp),
+		Clients:   []peertest.Client{{Addr: "127.0.0.1", Secret: "proxy secret"}},
+		Upstream:  x.radsec,
+		Cert:      f("rp.pem"), Key: f("rp.key"), CA: f("ca.pem"),
+	})
+	r := radclient(t, fmt.Sprintf("127.0.0.1:%d", udp), "auth", "proxy secret", []string{
+		`User-Name = "alice"`, `User-Password = "s3cret pass\"word"`, `Message-Authenticator = 0x00`,
+	})[0]
+	if r.Code != "Access-Accept" {
+		t.Fatalf("radsecproxy → mxedge listener → FreeRADIUS with CLI-made certificates: %q", r.Code)
+	}
+	host, port, _ := net.SplitHostPort(x.auth)
+	p, _ := strconv.Atoi(port)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := peertest.EapolTest(ctx, peertest.EapolOptions{
+		Server: host, Port: p, Secret: nasSecret, Identity: "edge.example.test",
+		CACert: f("ca.pem"), ClientCert: f("client.pem"), PrivateKey: f("client.key"), Timeout: 20 * time.Second,
+	})
+	if err != nil || !res.Success || !res.MPPEOK {
+		t.Fatalf("eapol_test with CLI-made certificates: %v success=%v mppe=%v\n%s", err, res.Success, res.MPPEOK, tail(res.Output, 30))
+	}
 }
