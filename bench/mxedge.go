@@ -69,6 +69,10 @@ clients:
     require_message_authenticator: true
 cache:
   path: %q
+control:
+  socket: %q
+metrics:
+  listen: ""
 upstreams:
   tls:
     certificate: %q
@@ -77,7 +81,7 @@ upstreams:
   servers:
     - name: upstream
       address: %q
-`, o.LogLevel, o.Auth, o.Acct, o.Secret, filepath.Join(o.Dir, "cache.db"), o.Cert, o.Key, o.CA, o.Upstream)
+`, o.LogLevel, o.Auth, o.Acct, o.Secret, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Cert, o.Key, o.CA, o.Upstream)
 }
 
 // StartMxedge writes a configuration, checks it with `mxedge check`, starts `mxedge run` and waits

@@ -76,6 +76,8 @@ survivability:
     path: %q
 %scontrol:
   socket: %q
+metrics:
+  listen: ""
 `, o.LogLevel, o.Auth, o.Acct, o.Secret, o.CachePath(), o.Cert, o.Key, o.CA, o.Upstream,
 		o.DefaultMABVLAN, o.DefaultDot1XVLAN, filepath.Join(o.Dir, "spool.db"), eap,
 		filepath.Join(o.Dir, "control.sock"))
