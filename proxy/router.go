@@ -123,10 +123,12 @@ func (r *Router) ServeRADIUS(req *Request) {
 	r.inflight.Add(1)
 	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
-		// A local decision for MAB or PAP is a cache lookup and a signature: answered on the reader
-		// goroutine, which saves a goroutine hand-off per request. EAP (a TLS handshake step) and
-		// accounting (an fsync) must not hold up the reader.
-		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) {
+		// Local Access-Request decisions are answered on the reader goroutine, which saves a goroutine
+		// hand-off per request: MAB and PAP are a cache lookup and a signature, an EAP-TLS step a
+		// bounded piece of handshake CPU (the reader waits while the handshake goroutine computes,
+		// and the handshake never waits on the network). Accounting waits for an fsync, so it must
+		// not hold up the reader.
+		if req.Packet.Code() == packet.CodeAccessRequest {
 			r.local(req, nil)
 			return
 		}

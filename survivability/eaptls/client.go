@@ -32,6 +32,10 @@ type ClientConfig struct {
 	// HandshakeTimeout bounds the conversation from the EAP-TLS Start.
 	// Default DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// CurvePreferences are the key exchanges offered, most preferred first (nil: Go's default,
+	// which includes the X25519MLKEM768 post-quantum hybrid that supplicants built on OpenSSL 3.0
+	// do not offer).
+	CurvePreferences []tls.CurveID
 	// KeyLogWriter, for debugging only, receives TLS secrets in NSS key log
 	// format (see tls.Config.KeyLogWriter) so a capture can be decrypted.
 	KeyLogWriter io.Writer
@@ -263,12 +267,13 @@ func (c *Client) handshake(mc *memConn) event {
 func (c *Client) tlsConfig() *tls.Config {
 	cfg := c.cfg
 	tc := &tls.Config{
-		Certificates: cfg.Certificates,
-		RootCAs:      cfg.RootCAs,
-		ServerName:   cfg.ServerName,
-		MinVersion:   orDefault(cfg.MinVersion, tls.VersionTLS12),
-		MaxVersion:   orDefault(cfg.MaxVersion, tls.VersionTLS13),
-		KeyLogWriter: cfg.KeyLogWriter,
+		Certificates:     cfg.Certificates,
+		RootCAs:          cfg.RootCAs,
+		ServerName:       cfg.ServerName,
+		MinVersion:       orDefault(cfg.MinVersion, tls.VersionTLS12),
+		MaxVersion:       orDefault(cfg.MaxVersion, tls.VersionTLS13),
+		KeyLogWriter:     cfg.KeyLogWriter,
+		CurvePreferences: cfg.CurvePreferences,
 	}
 	if cfg.ServerName == "" {
 		// Verify the chain ourselves, without a host name.
