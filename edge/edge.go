@@ -70,7 +70,6 @@ type Edge struct {
 	cfg      *config.Config
 	poolStop context.CancelFunc
 	poolDone chan struct{}
-	runCtx   context.Context
 	started  time.Time
 }
 
@@ -558,7 +557,6 @@ func (e *Edge) AuthAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAu
 // first upstream connections have settled (or failed once).
 func (e *Edge) Run(ctx context.Context, ready func()) error {
 	e.mu.Lock()
-	e.runCtx = ctx
 	e.started = time.Now()
 	e.mu.Unlock()
 	cacheCtx, stopCache := context.WithCancel(context.Background())
@@ -734,15 +732,13 @@ func equalStrings(a, b []string) bool {
 // resolverAdapter gives proxy the resolver interface it declares.
 type resolverAdapter struct{ r *resolve.Resolver }
 
+// Resolve returns the targets spread for this connection attempt; with a *resolve.StaleError the
+// last good targets come back too, and the pool keeps using them.
 func (a resolverAdapter) Resolve(ctx context.Context, host string, port uint16, srv bool) ([]proxy.Target, error) {
 	ts, err := a.r.Resolve(ctx, host, port, srv)
 	out := make([]proxy.Target, len(ts))
 	for i, t := range resolve.Order(ts, uint64(time.Now().UnixNano())) {
 		out[i] = proxy.Target{Addr: t.Addr, Host: t.Host}
-	}
-	var stale *resolve.StaleError
-	if errors.As(err, &stale) && len(out) > 0 {
-		return out, err
 	}
 	return out, err
 }
