@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"net"
 	"net/netip"
 	"time"
 
 	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
 )
 
 // Transport says how a request reached mxedge.
@@ -32,9 +34,10 @@ type Request struct {
 	Received  time.Time
 	Deadline  time.Time // the request's budget: after it, the upstream is given up on
 
-	reply func(resp []byte)
-	dup   *dupEntry
-	dups  *dupCache
+	udp  *net.UDPConn     // the socket a UDP request came in on, or nil
+	rs   radsec.ReplyFunc // the stream a RadSec request came in on, when udp is nil
+	dup  *dupEntry
+	dups *dupCache
 }
 
 // Secret is the secret the NAS used, which every response must be signed with.
@@ -51,5 +54,5 @@ func (r *Request) Reply(resp []byte) {
 		return
 	}
 	r.Client.stats.Responses.Add(1)
-	r.reply(resp)
+	send(r.udp, r.Src, r.rs, resp)
 }

@@ -397,11 +397,8 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 		Deadline:  now.Add(s.opts.RequestTimeout),
 		dup:       e,
 		dups:      s.dups,
-	}
-	if udp != nil {
-		req.reply = func(resp []byte) { udp.WriteToUDPAddrPort(resp, src) }
-	} else {
-		req.reply = func(resp []byte) { reply(resp) }
+		udp:       udp,
+		rs:        reply,
 	}
 	s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
 	s.handler.ServeRADIUS(req)
