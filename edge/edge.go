@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mxedge/cache"
@@ -63,6 +64,7 @@ type Edge struct {
 	acct     *survivability.Accounting
 	localEAP *localeap.Handler
 	checker  *pki.Checker
+	certs    atomic.Pointer[[]pki.NamedCert]
 	events   *events.Bus
 	metrics  *metrics.Server
 
@@ -83,6 +85,8 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 	}
 	b := cfg.Built()
 	e := &Edge{opts: o, log: o.Logger, cfg: cfg, events: events.New(events.Options{})}
+	certs := loadCerts(b.Files)
+	e.certs.Store(&certs)
 	if o.MetricsAddr != "" {
 		m, err := metrics.New(metrics.Options{Addr: o.MetricsAddr, Snapshot: e.metricsSnapshot, Events: e.events,
 			Certificates: e.certificates, Logger: o.Logger})
@@ -213,9 +217,9 @@ func (e *Edge) Listen() error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.cache = store
-	obs := observers{survivability.NewLearner(store, e.log), healthObserver{e.health}, eventObserver{e}}
+	var obs proxy.Observer = answerObserver{e: e, learner: survivability.NewLearner(store, e.log)}
 	if e.opts.Observer != nil {
-		obs = append(obs, e.opts.Observer)
+		obs = observers{obs, e.opts.Observer}
 	}
 	e.router.SetObserver(obs)
 	b := e.cfg.Built()
@@ -435,12 +439,10 @@ type CertExpiry struct {
 	Days     int       `json:"days_left"`
 }
 
-// CertExpiries lists every certificate in the configured certificate and CA files.
-func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
-	e.mu.Lock()
-	files := e.cfg.Built().Files
-	e.mu.Unlock()
-	var out []CertExpiry
+// loadCerts reads every certificate in the configuration's certificate and CA files, once per
+// configuration (start-up and each reload, which also follows file changes).
+func loadCerts(files []string) []pki.NamedCert {
+	var out []pki.NamedCert
 	seen := map[string]bool{}
 	for _, f := range files {
 		if seen[f] {
@@ -452,9 +454,18 @@ func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
 			continue // a key file, or unreadable: check and reload report that
 		}
 		for _, c := range certs {
-			out = append(out, CertExpiry{File: f, Subject: c.Subject.String(), NotAfter: c.NotAfter,
-				Days: int(c.NotAfter.Sub(now).Hours() / 24)})
+			out = append(out, pki.NamedCert{Name: f, Cert: c})
 		}
+	}
+	return out
+}
+
+// CertExpiries lists every certificate in the configured certificate and CA files.
+func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
+	var out []CertExpiry
+	for _, c := range *e.certs.Load() {
+		out = append(out, CertExpiry{File: c.Name, Subject: c.Cert.Subject.String(), NotAfter: c.Cert.NotAfter,
+			Days: int(c.Cert.NotAfter.Sub(now).Hours() / 24)})
 	}
 	return out
 }
@@ -464,17 +475,7 @@ func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
 func (e *Edge) watchExpiry(ctx context.Context) {
 	warned := map[string]time.Duration{}
 	check := func() {
-		now := time.Now()
-		var named []pki.NamedCert
-		for _, c := range e.CertExpiries(now) {
-			certs, _ := pki.LoadCertificates(c.File)
-			for _, x := range certs {
-				if x.NotAfter.Equal(c.NotAfter) && x.Subject.String() == c.Subject {
-					named = append(named, pki.NamedCert{Name: c.File, Cert: x})
-				}
-			}
-		}
-		for _, w := range pki.ExpiryWarnings(named, now) {
+		for _, w := range pki.ExpiryWarnings(*e.certs.Load(), time.Now()) {
 			key := w.Name + "|" + w.Subject
 			if t, ok := warned[key]; ok && t == w.Threshold {
 				continue
@@ -503,11 +504,6 @@ func (e *Edge) watchExpiry(ctx context.Context) {
 
 // Spool returns the accounting spool (nil before Listen).
 func (e *Edge) Spool() *spool.Spool { return e.spool }
-
-// healthObserver tells the state machine that an upstream answered.
-type healthObserver struct{ h *survivability.Health }
-
-func (o healthObserver) Observe(*proxy.Request, proxy.Result) { o.h.Answered() }
 
 // useSockets hands sockets from the service manager to the front door and the RadSec listener.
 func (e *Edge) useSockets() error {
@@ -705,6 +701,8 @@ func (e *Edge) Reload(cfg *config.Config) error {
 	e.mu.Lock()
 	e.cfg = cfg
 	e.mu.Unlock()
+	certs := loadCerts(b.Files)
+	e.certs.Store(&certs)
 	go func() {
 		deadline := time.Now().Add(e.opts.ShutdownGrace)
 		for oldPool.Inflight() > 0 && time.Now().Before(deadline) {

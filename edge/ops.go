@@ -20,25 +20,31 @@ func (e *Edge) Events() *events.Bus { return e.events }
 // Metrics returns the Prometheus exporter (nil when disabled).
 func (e *Edge) Metrics() *metrics.Server { return e.metrics }
 
-// eventObserver turns every final upstream answer into a NAC event and feeds the latency histogram.
-type eventObserver struct{ e *Edge }
+// answerObserver sees every upstream answer: it tells the health state machine, feeds the latency
+// histogram, and for the cloud's decisions classifies the request once for both cache learning and
+// the NAC event.
+type answerObserver struct {
+	e       *Edge
+	learner *survivability.Learner
+}
 
-func (o eventObserver) Observe(req *proxy.Request, res proxy.Result) {
+func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
+	o.e.health.Answered()
 	if res.Response == nil {
 		return
 	}
 	if o.e.metrics != nil {
 		o.e.metrics.ObserveUpstreamLatency(res.Upstream, res.RTT)
 	}
-	code := res.Response.Code()
-	if code != packet.CodeAccessAccept && code != packet.CodeAccessReject {
+	if !survivability.Decision(req, res) {
 		return // challenges are not decisions; accounting and Status-Server are not NAC events
 	}
 	c := survivability.Classify(req.Packet, req.Secret())
-	ev := events.Event{Allowed: code == packet.CodeAccessAccept, Method: methodName(c, req.Packet), MAC: c.MAC,
+	o.learner.Record(req, res, c)
+	ev := events.Event{Allowed: res.Response.Code() == packet.CodeAccessAccept, Method: methodName(c, req.Packet), MAC: c.MAC,
 		Identity: c.UserName, NAS: req.Client.Name, Site: req.Client.Site, Source: events.SourceUpstream, Upstream: res.Upstream}
 	if ev.Allowed {
-		ev.VLAN = survivability.VLAN(survivability.ReplyAttrs(res.Response))
+		ev.VLAN = survivability.ReplyVLAN(res.Response)
 	}
 	o.e.events.Publish(ev)
 }

@@ -73,6 +73,19 @@ func AppendAttrs(b *packet.Builder, attrs []cache.Attr) {
 	}
 }
 
+// ReplyVLAN returns the Tunnel-Private-Group-ID of a reply (without an RFC 2868 tag), or "",
+// without converting the other attributes.
+func ReplyVLAN(p packet.Packet) string {
+	v, ok := p.Attr(packet.AttrTunnelPrivateGroupID)
+	if !ok {
+		return ""
+	}
+	if len(v) > 1 && v[0] >= 0x01 && v[0] <= 0x1f {
+		v = v[1:]
+	}
+	return string(v)
+}
+
 // VLAN returns the Tunnel-Private-Group-ID among attrs (the VLAN ID or name), or "".
 func VLAN(attrs []cache.Attr) string {
 	for _, a := range attrs {

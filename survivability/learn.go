@@ -37,14 +37,26 @@ func NewLearner(c CacheWriter, logger *slog.Logger) *Learner {
 
 // Observe implements proxy.Observer.
 func (l *Learner) Observe(req *proxy.Request, res proxy.Result) {
-	if req.Packet.Code() != packet.CodeAccessRequest || res.Response == nil {
+	if !Decision(req, res) {
 		return
+	}
+	l.Record(req, res, Classify(req.Packet, req.Client.Secret))
+}
+
+// Decision reports whether res is the cloud's final decision on an Access-Request (an Accept or a
+// Reject): the answers that are learned and that make NAC events.
+func Decision(req *proxy.Request, res proxy.Result) bool {
+	if req.Packet.Code() != packet.CodeAccessRequest || res.Response == nil {
+		return false
 	}
 	code := res.Response.Code()
-	if code != packet.CodeAccessAccept && code != packet.CodeAccessReject {
-		return
-	}
-	c := Classify(req.Packet, req.Client.Secret)
+	return code == packet.CodeAccessAccept || code == packet.CodeAccessReject
+}
+
+// Record learns from a decision (see Decision) whose request was already classified, so a caller
+// that also needs the classification (NAC events) classifies once.
+func (l *Learner) Record(req *proxy.Request, res proxy.Result, c Classification) {
+	code := res.Response.Code()
 	var method cache.Method
 	var identity string
 	switch c.Method {

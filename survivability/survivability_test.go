@@ -90,8 +90,8 @@ func TestReplyAttrsRoundTrip(t *testing.T) {
 	if len(attrs) != 5 {
 		t.Fatalf("kept %d attributes: %+v", len(attrs), attrs)
 	}
-	if VLAN(attrs) != "300" {
-		t.Fatalf("VLAN = %q", VLAN(attrs))
+	if VLAN(attrs) != "300" || ReplyVLAN(p) != "300" {
+		t.Fatalf("VLAN = %q, ReplyVLAN = %q", VLAN(attrs), ReplyVLAN(p))
 	}
 	rb := packet.New(nil, packet.CodeAccessAccept, 1, nil)
 	rb.AddMA()
