@@ -52,6 +52,13 @@ type MxedgeOptions struct {
 	Upstream, Cert, Key, CA string
 	// LogLevel defaults to warn, so that logging is not what is measured.
 	LogLevel string
+	// Extra is YAML appended to the configuration (e.g. a survivability section).
+	Extra string
+	// Env is added to the process environment (e.g. a GODEBUG setting for a diagnostic run).
+	Env []string
+	// Ready reports whether the edge serves, given its authentication address. Default: it
+	// answers Status-Server (StatusProbe), which it does once its upstream pool has settled.
+	Ready func(auth string) error
 }
 
 // config renders the YAML file (install/mxedge.yaml documents every key).
@@ -81,12 +88,12 @@ upstreams:
   servers:
     - name: upstream
       address: %q
-`, o.LogLevel, o.Auth, o.Acct, o.Secret, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Cert, o.Key, o.CA, o.Upstream)
+`, o.LogLevel, o.Auth, o.Acct, o.Secret, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Cert, o.Key, o.CA, o.Upstream) + o.Extra
 }
 
 // StartMxedge writes a configuration, checks it with `mxedge check`, starts `mxedge run` and waits
-// until it answers Status-Server on its authentication port (RFC 5997), which it only does once
-// its upstream pool has settled. The caller must Stop it.
+// until Ready passes (by default: it answers Status-Server on its authentication port, RFC 5997).
+// The caller must Stop it.
 func StartMxedge(ctx context.Context, o MxedgeOptions) (*Process, error) {
 	if o.Bin == "" || o.Dir == "" || o.Auth == "" || o.Acct == "" || o.Secret == "" || o.Upstream == "" {
 		return nil, errors.New("bench: mxedge: Bin, Dir, Auth, Acct, Secret and Upstream are required")
@@ -101,11 +108,15 @@ func StartMxedge(ctx context.Context, o MxedgeOptions) (*Process, error) {
 	if out, err := exec.CommandContext(ctx, o.Bin, "check", "--config", conf).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("bench: mxedge check: %w\n%s", err, out)
 	}
-	p, err := StartProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), nil, o.Bin, "run", "--config", conf)
+	p, err := StartProcess("mxedge", filepath.Join(o.Dir, "mxedge.log"), o.Env, o.Bin, "run", "--config", conf)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.WaitUntil(ctx, 15*time.Second, func() error { return StatusProbe(o.Auth, o.Secret) }); err != nil {
+	ready := o.Ready
+	if ready == nil {
+		ready = func(auth string) error { return StatusProbe(auth, o.Secret) }
+	}
+	if err := p.WaitUntil(ctx, 20*time.Second, func() error { return ready(o.Auth) }); err != nil {
 		_ = p.Stop()
 		return nil, err
 	}
