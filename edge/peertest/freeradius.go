@@ -137,20 +137,12 @@ type FreeRADIUS struct {
 // not become ready, and stops it when the test ends.
 func StartFreeRADIUS(tb testing.TB, o FreeRADIUSOptions) *FreeRADIUS {
 	tb.Helper()
-	Require(tb, "freeradius")
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()
 	}
-	f, err := StartFreeRADIUSContext(tb.Context(), o)
-	if err != nil {
-		tb.Fatalf("start freeradius: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := f.Stop(); err != nil {
-			tb.Errorf("stop freeradius: %v", err)
-		}
+	return startForTest(tb, "freeradius", func(ctx context.Context) (*FreeRADIUS, error) {
+		return StartFreeRADIUSContext(ctx, o)
 	})
-	return f
 }
 
 // StartFreeRADIUSContext starts FreeRADIUS and waits until it is ready. The

@@ -434,3 +434,20 @@ type Client struct {
 	Addr   string // "127.0.0.1", "::1" or a CIDR
 	Secret string
 }
+
+// startForTest starts a peer for a test: the binary must be installed (the test fails, naming the
+// package, otherwise), a failed start fails the test, and the peer is stopped when the test ends.
+func startForTest[P interface{ Stop() error }](tb testing.TB, bin string, start func(context.Context) (P, error)) P {
+	tb.Helper()
+	Require(tb, bin)
+	p, err := start(tb.Context())
+	if err != nil {
+		tb.Fatalf("start %s: %v", bin, err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			tb.Errorf("stop %s: %v", bin, err)
+		}
+	})
+	return p
+}

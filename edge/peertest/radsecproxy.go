@@ -86,20 +86,12 @@ type Radsecproxy struct {
 // not become ready, and stops it when the test ends.
 func StartRadsecproxy(tb testing.TB, o RadsecproxyOptions) *Radsecproxy {
 	tb.Helper()
-	Require(tb, "radsecproxy")
 	if o.Dir == "" {
 		o.Dir = tb.TempDir()
 	}
-	r, err := StartRadsecproxyContext(tb.Context(), o)
-	if err != nil {
-		tb.Fatalf("start radsecproxy: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Stop(); err != nil {
-			tb.Errorf("stop radsecproxy: %v", err)
-		}
+	return startForTest(tb, "radsecproxy", func(ctx context.Context) (*Radsecproxy, error) {
+		return StartRadsecproxyContext(ctx, o)
 	})
-	return r
 }
 
 // StartRadsecproxyContext starts radsecproxy and waits until its listeners are

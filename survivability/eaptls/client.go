@@ -46,16 +46,7 @@ func (c ClientConfig) Validate() error {
 	if c.RootCAs == nil {
 		return fmt.Errorf("%w: no root CAs to verify the server", ErrConfig)
 	}
-	if err := validateVersions(c.MinVersion, c.MaxVersion); err != nil {
-		return err
-	}
-	if err := validateFragmentSize(c.FragmentSize); err != nil {
-		return err
-	}
-	if c.HandshakeTimeout < 0 {
-		return fmt.Errorf("%w: negative handshake timeout %v", ErrConfig, c.HandshakeTimeout)
-	}
-	return nil
+	return validateCommon(c.MinVersion, c.MaxVersion, c.FragmentSize, c.HandshakeTimeout)
 }
 
 // Client is the peer side of one EAP-TLS conversation. Not safe for

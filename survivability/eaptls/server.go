@@ -62,16 +62,7 @@ func (c ServerConfig) Validate() error {
 	if c.VerifyPeer == nil {
 		return fmt.Errorf("%w: no client certificate verifier", ErrConfig)
 	}
-	if err := validateVersions(c.MinVersion, c.MaxVersion); err != nil {
-		return err
-	}
-	if err := validateFragmentSize(c.FragmentSize); err != nil {
-		return err
-	}
-	if c.HandshakeTimeout < 0 {
-		return fmt.Errorf("%w: negative handshake timeout %v", ErrConfig, c.HandshakeTimeout)
-	}
-	return nil
+	return validateCommon(c.MinVersion, c.MaxVersion, c.FragmentSize, c.HandshakeTimeout)
 }
 
 func validateVersions(lo, hi uint16) error {
@@ -454,4 +445,18 @@ func (s *Server) finish() {
 	}
 	s.out = nil
 	s.reasm = reassembler{}
+}
+
+// validateCommon checks what client and server configurations share.
+func validateCommon(minVersion, maxVersion uint16, fragmentSize int, timeout time.Duration) error {
+	if err := validateVersions(minVersion, maxVersion); err != nil {
+		return err
+	}
+	if err := validateFragmentSize(fragmentSize); err != nil {
+		return err
+	}
+	if timeout < 0 {
+		return fmt.Errorf("%w: negative handshake timeout %v", ErrConfig, timeout)
+	}
+	return nil
 }
