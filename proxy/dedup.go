@@ -115,14 +115,3 @@ func (c *dupCache) sweep(now time.Time) {
 		s.mu.Unlock()
 	}
 }
-
-// len is the number of tracked requests (tests, status).
-func (c *dupCache) len() int {
-	n := 0
-	for i := range c.shards {
-		c.shards[i].mu.Lock()
-		n += len(c.shards[i].m)
-		c.shards[i].mu.Unlock()
-	}
-	return n
-}

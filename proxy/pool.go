@@ -173,16 +173,6 @@ func (p *Pool) WaitReady(ctx context.Context) {
 	}
 }
 
-// Available reports whether any upstream is up.
-func (p *Pool) Available() bool {
-	for _, u := range p.ups {
-		if u.available() {
-			return true
-		}
-	}
-	return false
-}
-
 // pick chooses the upstream for a request, skipping those in tried (a bit per upstream index).
 func (p *Pool) pick(req *Request, tried uint64) *Upstream {
 	if state, ok := req.Packet.Attr(packet.AttrState); ok {

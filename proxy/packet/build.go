@@ -89,15 +89,6 @@ func (b *Builder) AddVSA(vendor uint32, typ uint8, v []byte) {
 	b.b = append(b.b, v...)
 }
 
-// AddRaw appends an already encoded attribute (type, length, value).
-func (b *Builder) AddRaw(attr []byte) {
-	if len(b.b)+len(attr) > MaxLen {
-		b.err = ErrAttrTooLong
-		return
-	}
-	b.b = append(b.b, attr...)
-}
-
 // AddMA appends a zeroed Message-Authenticator that Sign fills in.
 func (b *Builder) AddMA() {
 	b.b = append(b.b, AttrMessageAuthenticator, maLen)

@@ -66,15 +66,6 @@ func (c Code) String() string {
 	return fmt.Sprintf("Code(%d)", uint8(c))
 }
 
-// IsRequest reports whether packets of this code are sent by a client and answered by a server.
-func (c Code) IsRequest() bool {
-	switch c {
-	case CodeAccessRequest, CodeAccountingRequest, CodeStatusServer, CodeDisconnectRequest, CodeCoARequest:
-		return true
-	}
-	return false
-}
-
 // Attribute types used by mxedge (RFC 2865, 2866, 2868, 2869, 3579, 3580).
 const (
 	AttrUserName             uint8 = 1
