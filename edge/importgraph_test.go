@@ -22,7 +22,7 @@ var allowedImports = map[string][]string{
 	"mxedge/survivability/eaptls": {},
 	"mxedge/survivability/spool":  {},
 	"mxedge/survivability/localeap": {"mxedge/cache", "mxedge/pki", "mxedge/proxy", "mxedge/proxy/packet",
-		"mxedge/survivability/eaptls"},
+		"mxedge/survivability", "mxedge/survivability/eaptls"},
 	"mxedge/packaging":          {},
 	"mxedge/survivability":      {"mxedge/proxy", "mxedge/proxy/packet", "mxedge/cache", "mxedge/pki", "mxedge/survivability/eaptls", "mxedge/survivability/spool"},
 	"mxedge/edge/peertest":      {},

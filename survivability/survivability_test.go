@@ -183,3 +183,34 @@ func TestLearner(t *testing.T) {
 		t.Fatalf("forgotten %+v", f.forgotten)
 	}
 }
+
+// TestAppendAttrsEncoding: cached attributes are encoded exactly as RADIUS carries them.
+func TestAppendAttrsEncoding(t *testing.T) {
+	tests := []struct {
+		name string
+		attr cache.Attr
+		want []byte // encoded attribute
+	}{
+		{"tunnel-type", cache.Attr{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}}, []byte{64, 6, 0, 0, 0, 13}},
+		{"tunnel-type tagged", cache.Attr{Type: packet.AttrTunnelType, Tag: 1, Value: []byte{0, 0, 13}}, []byte{64, 6, 1, 0, 0, 13}},
+		{"group-id", cache.Attr{Type: packet.AttrTunnelPrivateGroupID, Value: []byte("30")}, []byte{81, 4, '3', '0'}},
+		{"group-id tagged", cache.Attr{Type: packet.AttrTunnelPrivateGroupID, Tag: 2, Value: []byte("30")}, []byte{81, 5, 2, '3', '0'}},
+		{"vsa", cache.Attr{Type: packet.AttrVendorSpecific, Vendor: 9, VendorType: 1, Value: []byte("a=b")}, []byte{26, 11, 0, 0, 0, 9, 1, 5, 'a', '=', 'b'}},
+		{"opaque vsa", cache.Attr{Type: packet.AttrVendorSpecific, Vendor: 9, Value: []byte{0xff}}, []byte{26, 7, 0, 0, 0, 9, 0xff}},
+		{"filter-id", cache.Attr{Type: packet.AttrFilterID, Value: []byte("staff")}, []byte{11, 7, 's', 't', 'a', 'f', 'f'}},
+	}
+	for _, tt := range tests {
+		b := packet.New(nil, packet.CodeAccessAccept, 1, nil)
+		AppendAttrs(&b, []cache.Attr{tt.attr})
+		p, err := b.Finish(secret, make([]byte, 16))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := []byte(p[packet.HeaderLen:]); !bytes.Equal(got, tt.want) {
+			t.Errorf("%s: % x, want % x", tt.name, got, tt.want)
+		}
+	}
+	if v := VLAN(DefaultVLANAttrs("generic", "42")); v != "42" {
+		t.Errorf("VLAN(triplet) = %q", v)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -359,13 +360,13 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 			attrs = h.o.VendorReply(req.Client.Vendor, h.o.DefaultVLAN)
 		}
 		if attrs == nil {
-			attrs = vlanTriplet(h.o.DefaultVLAN)
+			attrs = survivability.DefaultVLANAttrs("generic", h.o.DefaultVLAN)
 		}
 		ev.Reason = ReasonDefaultVLAN
 	default:
 		ev.Reason = ReasonDefaultVLAN
 	}
-	ev.VLAN = vlanOf(attrs)
+	ev.VLAN = survivability.VLAN(attrs)
 	if ev.VLAN == "" && ev.Reason == ReasonDefaultVLAN {
 		ev.VLAN = h.o.DefaultVLAN
 	}
@@ -375,7 +376,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	if len(ev.Identity) <= maxAttrValue {
 		b.AddString(packet.AttrUserName, ev.Identity)
 	}
-	appendAuthorization(&b, attrs)
+	survivability.AppendAttrs(&b, attrs)
 	addEAP(&b, success)
 	// RFC 2548 §2.4.2-3, RFC 3079 §4: the keys are salt-encrypted with the NAS's secret and this
 	// request's authenticator. Each salt has its high bit set and is unique in the packet (and,

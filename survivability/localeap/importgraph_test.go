@@ -8,10 +8,10 @@ import (
 )
 
 // TestImports enforces docs/architecture.md for this package: survivability/localeap may use the
-// request path, the wire format, EAP-TLS, pki and the cache; never edge, and not survivability,
-// whose decision engine imports this package.
+// request path, the wire format, EAP-TLS, pki, the cache and survivability's attribute helpers;
+// never edge (edge wires this package into survivability's decision engine).
 func TestImports(t *testing.T) {
-	allowed := []string{"mxedge/proxy", "mxedge/proxy/packet", "mxedge/survivability/eaptls", "mxedge/pki", "mxedge/cache"}
+	allowed := []string{"mxedge/proxy", "mxedge/proxy/packet", "mxedge/survivability/eaptls", "mxedge/pki", "mxedge/cache", "mxedge/survivability"}
 	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, "mxedge/survivability/localeap").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)

@@ -1,8 +1,6 @@
 package localeap
 
 import (
-	"encoding/binary"
-
 	"mxedge/cache"
 	"mxedge/proxy/packet"
 )
@@ -16,14 +14,11 @@ const (
 	msMPPERecvKey = 17 // §2.4.3
 )
 
-// RFC 3580 §3.31 and RFC 2868: the VLAN triplet.
 const (
-	tunnelTypeVLAN      = 13
-	tunnelMediumType802 = 6
-	stateLen            = 16
-	nakReplyMessage     = "only certificate (EAP-TLS) authentication works while the cloud is unreachable"
-	eapCodeFailure      = 4
-	eapHeaderLen        = 4
+	stateLen        = 16
+	nakReplyMessage = "only certificate (EAP-TLS) authentication works while the cloud is unreachable"
+	eapCodeFailure  = 4
+	eapHeaderLen    = 4
 )
 
 // requestAttrs are the attributes of an Access-Request this package reads.
@@ -72,15 +67,6 @@ func addEAP(b *packet.Builder, eap []byte) {
 // eapFailure is an EAP-Failure with identifier id (RFC 3748 §4.2).
 func eapFailure(id uint8) []byte { return []byte{eapCodeFailure, id, 0, eapHeaderLen} }
 
-// vlanTriplet expresses vlan as RFC 3580 §3.31 tunnel attributes.
-func vlanTriplet(vlan string) []cache.Attr {
-	return []cache.Attr{
-		{Type: packet.AttrTunnelType, Value: []byte{0, 0, tunnelTypeVLAN}},
-		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, tunnelMediumType802}},
-		{Type: packet.AttrTunnelPrivateGroupID, Value: []byte(vlan)},
-	}
-}
-
 // authorization drops what the Accept sets itself from replayed attributes: User-Name is the
 // certificate identity, and the cache never holds keys, State or EAP (cache.ReplayableAttr).
 func authorization(attrs []cache.Attr) []cache.Attr {
@@ -92,35 +78,4 @@ func authorization(attrs []cache.Attr) []cache.Attr {
 		out = append(out, a)
 	}
 	return out
-}
-
-// appendAuthorization adds cached attributes to an Access-Accept byte for byte as they were
-// learned. It mirrors survivability.AppendAttrs: this package does not import survivability so
-// that the decision engine there can import it.
-func appendAuthorization(b *packet.Builder, attrs []cache.Attr) {
-	for _, a := range attrs {
-		switch {
-		case a.Type == packet.AttrVendorSpecific && a.VendorType == 0:
-			// Opaque vendor format, kept whole.
-			v := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(a.Value)), a.Vendor)
-			b.Add(a.Type, append(v, a.Value...))
-		case a.Type == packet.AttrVendorSpecific:
-			b.AddVSA(a.Vendor, a.VendorType, a.Value)
-		case a.Type == packet.AttrTunnelType || a.Type == packet.AttrTunnelMediumType:
-			// RFC 2868 §3.1-3.2: the tag octet always precedes the 3-octet value.
-			b.Add(a.Type, append([]byte{a.Tag}, a.Value...))
-		default:
-			b.AddTagged(a.Type, a.Tag, a.Value)
-		}
-	}
-}
-
-// vlanOf returns the Tunnel-Private-Group-ID (VLAN ID or name) among attrs, or "".
-func vlanOf(attrs []cache.Attr) string {
-	for _, a := range attrs {
-		if a.Type == packet.AttrTunnelPrivateGroupID && a.Vendor == 0 {
-			return string(a.Value)
-		}
-	}
-	return ""
 }
