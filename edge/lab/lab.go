@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +34,7 @@ var (
 	// Users accepted with PAP.
 	Users = map[string]string{"alice": "password", "bob": "hunter2"}
 	// MACs accepted by MAB (User-Name = User-Password = MAC in any format), with their VLAN.
-	MACs = map[string]string{"020000000001": "41", "020000000002": "42"}
+	MACs = map[string]string{"02:00:00:00:00:01": "41", "02:00:00:00:00:02": "42"}
 )
 
 // Identities the lab cloud authorizes over EAP-TLS (certificate CN), with their VLAN.
@@ -268,7 +267,7 @@ func answer(p packet.Packet, reply radsec.ReplyFunc) {
 		if want, ok := Users[string(user)]; ok && want == string(pw) {
 			code, vlan = packet.CodeAccessAccept, "300"
 			extra = func(b *packet.Builder) { b.AddVSA(9, 1, []byte("shell:priv-lvl=15")) }
-		} else if mac := normalize(string(user)); mac != "" && (pw == nil || normalize(string(pw)) == mac) {
+		} else if mac, err := cache.NormalizeMAC(string(user)); err == nil && (pw == nil || sameMAC(string(pw), mac)) {
 			if v, ok := MACs[mac]; ok {
 				code, vlan = packet.CodeAccessAccept, v
 			}
@@ -301,16 +300,8 @@ func answer(p packet.Packet, reply radsec.ReplyFunc) {
 	reply(resp)
 }
 
-// normalize returns the 12 lower-case hex digits of a MAC in any common format, or "".
-func normalize(s string) string {
-	s = strings.ToLower(strings.NewReplacer(":", "", "-", "", ".", "").Replace(s))
-	if len(s) != 12 {
-		return ""
-	}
-	for _, c := range s {
-		if !strings.ContainsRune("0123456789abcdef", c) {
-			return ""
-		}
-	}
-	return s
+// sameMAC reports whether s is the MAC mac (canonical) in any notation.
+func sameMAC(s, mac string) bool {
+	m, err := cache.NormalizeMAC(s)
+	return err == nil && m == mac
 }
