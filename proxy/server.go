@@ -309,9 +309,9 @@ func (s *Server) readLoop(sk udpSock) {
 // be reused by the caller after Accept returns. For UDP, udp is the socket to answer on; for RadSec,
 // reply writes to the stream and conn identifies it for duplicate detection.
 func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
-	s.stats.Received.Add(1)
 	client := s.clients.Load().Lookup(src.Addr())
 	if client == nil {
+		s.stats.Received.Add(1)
 		s.drop(DropUnknownClient, nil, src, nil)
 		return
 	}
@@ -321,10 +321,8 @@ func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64
 // AcceptFrom is Accept for a peer already identified (RadSec peers are identified by certificate and
 // address by the listener).
 func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
+	s.stats.Received.Add(1)
 	now := s.opts.Now()
-	if tr == TransportRadSec {
-		s.stats.Received.Add(1)
-	}
 	st := client.stats
 	st.LastSeen.Store(now.UnixNano())
 	p, err := packet.Parse(raw)
