@@ -439,6 +439,13 @@ type CertExpiry struct {
 	Days     int       `json:"days_left"`
 }
 
+// Files are the certificate, key and CA files the running configuration uses (watched for changes).
+func (e *Edge) Files() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg.Built().Files
+}
+
 // loadCerts reads every certificate in the configuration's certificate and CA files, once per
 // configuration (start-up and each reload, which also follows file changes).
 func loadCerts(files []string) []pki.NamedCert {

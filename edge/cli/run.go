@@ -108,7 +108,7 @@ func run(ctx context.Context, path string, cfg *config.Config, reg *mgmt.Registr
 		defer wg.Done()
 		// Certificates, keys and CA bundles are also reloaded when their files change (a renewal
 		// tool replaced them), checked every 10 s.
-		watched := fileStamps(cfg.Built().Files)
+		watched := fileStamps(e.Files())
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
@@ -117,12 +117,12 @@ func run(ctx context.Context, path string, cfg *config.Config, reg *mgmt.Registr
 				return
 			case <-hup:
 				reload("SIGHUP")
-				watched = fileStamps(currentFiles(path, watched))
+				watched = fileStamps(e.Files())
 			case <-t.C:
 				now := fileStamps(keys(watched))
 				if changed := changedFiles(watched, now); changed != "" {
 					reload("certificate files changed: " + changed)
-					watched = fileStamps(currentFiles(path, now))
+					watched = fileStamps(e.Files())
 				}
 			}
 		}
@@ -246,12 +246,4 @@ func changedFiles(before, after map[string]string) string {
 		}
 	}
 	return strings.Join(changed, ", ")
-}
-
-// currentFiles is the list of files the (possibly reloaded) configuration uses.
-func currentFiles(path string, fallback map[string]string) []string {
-	if c, err := config.Load(path); err == nil {
-		return c.Built().Files
-	}
-	return keys(fallback)
 }
