@@ -25,6 +25,7 @@ import (
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
+	"mxedge/proxy/sockio"
 	"mxedge/survivability"
 	"mxedge/survivability/localeap"
 	"mxedge/survivability/spool"
@@ -54,6 +55,7 @@ type Edge struct {
 	opts     Options
 	log      *slog.Logger
 	server   *proxy.Server
+	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
 	router   *proxy.Router
 	listener *proxy.Listener
 	resolver *resolve.Resolver
@@ -139,8 +141,9 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 	}
 	e.opts = o
 
+	e.cork = new(sockio.Cork)
 	so := b.Server
-	so.Logger = o.Logger
+	so.Logger, so.Cork = o.Logger, e.cork
 	// The router needs the server's counters and the server needs the router as its handler.
 	pool, err := e.newPool(b)
 	if err != nil {
@@ -172,7 +175,7 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 
 func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po := b.Pool
-	po.Logger = e.log
+	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
 	po.OnStateChange = func(name string, _, to proxy.UpstreamState, err error) {
 		switch to {
@@ -525,7 +528,9 @@ func (e *Edge) useSockets() error {
 			if f.Name() == "acct" || (f.Name() != "auth" && udp.LocalAddr().(*net.UDPAddr).Port == 1813) {
 				port = proxy.PortAcct
 			}
-			e.server.UseConn(udp, port)
+			if err := e.server.UseConn(udp, port); err != nil {
+				return fmt.Errorf("edge: activated socket %q: %w", f.Name(), err)
+			}
 			e.log.Info("using activated socket", "file", f.Name(), "peer", udp.LocalAddr().String())
 			continue
 		}

@@ -235,7 +235,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	}
 	id := l.connID.Add(1)
 	l.opts.Logger.Info("radsec peer connected", "peer", src, "nas", client.Name, "tls", tls.VersionName(state.Version))
-	err = radsec.ServeConn(ctx, tc, 5*time.Second, func(p packet.Packet, reply radsec.ReplyFunc) {
+	err = radsec.ServeConn(ctx, tc, radsec.ServeOptions{Cork: l.server.opts.Cork}, func(p packet.Packet, reply radsec.ReplyFunc) {
 		l.server.AcceptFrom(client, PortRadSec, TransportRadSec, src, id, p, nil, reply)
 	})
 	l.opts.Logger.Info("radsec peer disconnected", "peer", src, "nas", client.Name, "err", err)

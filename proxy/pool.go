@@ -14,6 +14,7 @@ import (
 
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/proxy/sockio"
 )
 
 // ErrNoUpstream means no upstream could take the request.
@@ -44,8 +45,10 @@ type PoolOptions struct {
 	OnStateChange func(name string, from, to UpstreamState, err error)
 	// OnProbe observes every watchdog Status-Server answer (survivability failback).
 	OnProbe func(name string, ok bool)
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Cork: see ServerOptions.Cork; give both the same.
+	Cork   *sockio.Cork
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Validate checks the options before anything is dialed.

@@ -1,12 +1,12 @@
 package proxy
 
 import (
-	"net"
 	"net/netip"
 	"time"
 
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/proxy/sockio"
 )
 
 // Transport says how a request reached mxedge.
@@ -34,7 +34,7 @@ type Request struct {
 	Received  time.Time
 	Deadline  time.Time // the request's budget: after it, the upstream is given up on
 
-	udp  *net.UDPConn     // the socket a UDP request came in on, or nil
+	udp  *sockio.Sender   // sends on the socket a UDP request came in on, or nil
 	rs   radsec.ReplyFunc // the stream a RadSec request came in on, when udp is nil
 	dup  *dupEntry
 	dups *dupCache

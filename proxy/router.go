@@ -123,12 +123,11 @@ func (r *Router) ServeRADIUS(req *Request) {
 	r.inflight.Add(1)
 	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
-		// Local Access-Request decisions are answered on the reader goroutine, which saves a goroutine
-		// hand-off per request: MAB and PAP are a cache lookup and a signature, an EAP-TLS step a
-		// bounded piece of handshake CPU (the reader waits while the handshake goroutine computes,
-		// and the handshake never waits on the network). Accounting waits for an fsync, so it must
-		// not hold up the reader.
-		if req.Packet.Code() == packet.CodeAccessRequest {
+		// Local MAB and PAP decisions are answered on the reader goroutine, which saves a goroutine
+		// hand-off per request: they are a cache lookup and a signature. An EAP-TLS step can be a
+		// millisecond of handshake CPU, and accounting waits for an fsync: those run on their own
+		// goroutines so that the socket's one reader keeps reading and handshakes use every core.
+		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) {
 			r.local(req, nil)
 			return
 		}

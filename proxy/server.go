@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/proxy/sockio"
 )
 
 // Port says which kinds of request a listener takes (RFC 2865 §3, RFC 2866 §3, RFC 5997).
@@ -46,16 +46,25 @@ type Handler interface {
 type ServerOptions struct {
 	AuthAddrs []string // default [":1812"]
 	AcctAddrs []string // default [":1813"]
-	// Readers is the number of goroutines reading each UDP socket. Default GOMAXPROCS.
+	// Readers is the number of goroutines reading each UDP socket. Default 1: a reader takes
+	// everything queued on the socket in one recvmmsg, and further readers of the same socket only
+	// take turns at its read lock, each turn waking the other (measured: 25-30 % more CPU per
+	// request). Work that takes long runs on goroutines of its own (see Router).
 	Readers int
 	// DuplicateWindow is how long an answer is kept for retransmissions (RFC 5080 §2.2.2). Default 10s.
 	DuplicateWindow time.Duration
 	// RequestTimeout is each request's budget for an upstream answer before the Fallback gets it;
 	// keep it inside the NAS's retransmit window. Default 4s.
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Cork, if set, batches the answers sent while a burst of work is under way (see sockio). Give
+	// the Pool the same one so that requests forwarded and answers sent share the bursts.
+	Cork   *sockio.Cork
+	Logger *slog.Logger
+	Now    func() time.Time
 }
+
+// readBatch is how many datagrams one reader takes from its socket per system call.
+const readBatch = 32
 
 // Validate checks the options before any socket is bound.
 func (o *ServerOptions) Validate() error {
@@ -80,7 +89,7 @@ func (o *ServerOptions) setDefaults() {
 		o.AcctAddrs = []string{":1813"}
 	}
 	if o.Readers <= 0 {
-		o.Readers = runtime.GOMAXPROCS(0)
+		o.Readers = 1
 	}
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = 10 * time.Second
@@ -120,6 +129,8 @@ func (s *Server) Heartbeat() time.Time { return time.Unix(0, s.heartbeat.Load())
 
 type udpSock struct {
 	conn *net.UDPConn
+	udp  *sockio.UDP
+	out  *sockio.Sender
 	port Port
 }
 
@@ -187,19 +198,32 @@ func (s *Server) Listen() error {
 	}{{s.opts.AuthAddrs, PortAuth}, {s.opts.AcctAddrs, PortAcct}} {
 		for _, a := range l.addrs {
 			conn, err := listenUDP(a)
+			if err == nil {
+				err = s.addSock(conn, l.port)
+			}
 			if err != nil {
 				s.closeSockets()
 				return err
 			}
-			s.socks = append(s.socks, udpSock{conn: conn, port: l.port})
 		}
 	}
 	return nil
 }
 
 // UseConn serves an already bound socket (systemd socket activation, tests).
-func (s *Server) UseConn(conn *net.UDPConn, port Port) {
-	s.socks = append(s.socks, udpSock{conn: conn, port: port})
+func (s *Server) UseConn(conn *net.UDPConn, port Port) error { return s.addSock(conn, port) }
+
+func (s *Server) addSock(conn *net.UDPConn, port Port) error {
+	u, err := sockio.NewUDP(conn)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("proxy: %v: %w", conn.LocalAddr(), err)
+	}
+	out := sockio.NewSender(u, s.opts.Cork, func(to netip.AddrPort, err error) {
+		s.drop(DropSendFailed, nil, to, err)
+	})
+	s.socks = append(s.socks, udpSock{conn: conn, udp: u, out: out, port: port})
+	return nil
 }
 
 // Addrs returns the bound addresses, auth first.
@@ -282,33 +306,45 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the sockets (after Run has returned and the Handler has drained).
-func (s *Server) Close() { s.closeSockets() }
+// Close closes the sockets (after Run has returned and the Handler has drained). Answers still
+// held for the end of a burst are sent first.
+func (s *Server) Close() {
+	for _, sk := range s.socks {
+		sk.out.Flush()
+	}
+	s.closeSockets()
+}
 
+// readLoop takes datagrams from the socket a batch at a time and handles each batch as one burst:
+// the requests it forwards and the answers it sends leave together at the end of the batch.
 func (s *Server) readLoop(sk udpSock) {
-	buf := make([]byte, packet.MaxLen+1)
+	batch := sockio.NewBatch(readBatch, packet.MaxLen+1)
 	for {
-		n, src, err := sk.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
+		if err := sk.udp.Read(batch); err != nil {
 			if errors.Is(err, net.ErrClosed) || s.stopping.Load() {
 				return
 			}
 			s.opts.Logger.Warn("udp read failed", "err", err)
 			continue
 		}
-		if n > packet.MaxLen {
-			// Datagrams above 4096 bytes are not RADIUS (RFC 2865 §3).
-			s.drop(DropMalformed, nil, src, errors.New("datagram above 4096 bytes"))
-			continue
+		s.opts.Cork.Begin()
+		for _, d := range batch.Datagrams() {
+			if len(d.B) > packet.MaxLen {
+				// Datagrams above 4096 bytes are not RADIUS (RFC 2865 §3).
+				s.stats.Received.Add(1)
+				s.drop(DropMalformed, nil, d.Addr, errors.New("datagram above 4096 bytes"))
+				continue
+			}
+			s.Accept(sk.port, TransportUDP, d.Addr, 0, d.B, sk.out, nil)
 		}
-		s.Accept(sk.port, TransportUDP, src, 0, buf[:n], sk.conn, nil)
+		s.opts.Cork.End()
 	}
 }
 
 // Accept runs a datagram or frame through the checks every request gets and hands it on. raw may
-// be reused by the caller after Accept returns. For UDP, udp is the socket to answer on; for RadSec,
-// reply writes to the stream and conn identifies it for duplicate detection.
-func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
+// be reused by the caller after Accept returns. For UDP, udp sends on the socket to answer on; for
+// RadSec, reply writes to the stream and conn identifies it for duplicate detection.
+func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *sockio.Sender, reply radsec.ReplyFunc) {
 	client := s.clients.Load().Lookup(src.Addr())
 	if client == nil {
 		s.stats.Received.Add(1)
@@ -320,7 +356,7 @@ func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64
 
 // AcceptFrom is Accept for a peer already identified (RadSec peers are identified by certificate and
 // address by the listener).
-func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *net.UDPConn, reply radsec.ReplyFunc) {
+func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *sockio.Sender, reply radsec.ReplyFunc) {
 	s.stats.Received.Add(1)
 	now := s.opts.Now()
 	st := client.stats
@@ -402,9 +438,10 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 	s.handler.ServeRADIUS(req)
 }
 
-func send(udp *net.UDPConn, src netip.AddrPort, reply radsec.ReplyFunc, b []byte) {
+// send answers a request on the transport it came by. b must not be modified afterwards.
+func send(udp *sockio.Sender, src netip.AddrPort, reply radsec.ReplyFunc, b []byte) {
 	if udp != nil {
-		udp.WriteToUDPAddrPort(b, src)
+		udp.Send(b, src)
 		return
 	}
 	reply(b)
@@ -412,7 +449,7 @@ func send(udp *net.UDPConn, src netip.AddrPort, reply radsec.ReplyFunc, b []byte
 
 // answerStatus answers a NAS's Status-Server (RFC 5997 §3): Access-Accept on the authentication
 // port, Accounting-Response on the accounting port. mxedge is alive whether or not its upstreams are.
-func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, udp *net.UDPConn, src netip.AddrPort, reply radsec.ReplyFunc) {
+func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, udp *sockio.Sender, src netip.AddrPort, reply radsec.ReplyFunc) {
 	s.stats.StatusServer.Add(1)
 	code := packet.CodeAccessAccept
 	if port == PortAcct {

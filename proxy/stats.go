@@ -21,13 +21,14 @@ const (
 	DropStatusWithoutMA
 	DropDuplicate
 	DropBadReply
+	DropSendFailed // the kernel refused to send an answer
 	dropReasons
 )
 
 var dropNames = [dropReasons]string{
 	"unknown-client", "malformed", "wrong-code", "bad-authenticator", "missing-message-authenticator",
 	"proxy-state-without-message-authenticator", "status-server-without-message-authenticator",
-	"duplicate-in-flight", "bad-upstream-reply",
+	"duplicate-in-flight", "bad-upstream-reply", "send-failed",
 }
 
 func (r DropReason) String() string {

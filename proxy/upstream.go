@@ -455,6 +455,7 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, erro
 		Now:            u.pool.opts.Now,
 		Logger:         u.logger,
 		OnRTT:          u.observeRTT,
+		Cork:           u.pool.opts.Cork,
 		OnProbe: func(ok bool) {
 			if f := u.pool.opts.OnProbe; f != nil {
 				f(u.opts.Name, ok)

@@ -223,7 +223,7 @@ func (l *Lab) serve(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			radsec.ServeConn(ctx, radsec.Server(nc, l.PKI.ServerTLS()), 5*time.Second, func(p packet.Packet, reply radsec.ReplyFunc) {
+			radsec.ServeConn(ctx, radsec.Server(nc, l.PKI.ServerTLS()), radsec.ServeOptions{}, func(p packet.Packet, reply radsec.ReplyFunc) {
 				// The simulated WAN cut: while the file exists the lab cloud reads and never answers,
 				// like a blackholed link.
 				if _, err := os.Stat(l.CutFile()); err == nil {

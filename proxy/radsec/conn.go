@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"mxedge/proxy/packet"
+	"mxedge/proxy/sockio"
 )
 
 // Errors a Handler receives. ErrConnDead and ErrClosed mean the request never got an answer from
@@ -54,6 +55,9 @@ type ConnOptions struct {
 	OnRTT func(time.Duration)
 	// OnProbe, if set, observes each watchdog Status-Server answer (true) or bad answer (false).
 	OnProbe func(ok bool)
+	// Cork, if set, holds requests written during a burst until its end, and makes each run of
+	// replies read in one go a burst (see sockio).
+	Cork *sockio.Cork
 }
 
 func (o *ConnOptions) setDefaults() {
@@ -128,7 +132,7 @@ type Conn struct {
 func NewConn(nc net.Conn, o ConnOptions) *Conn {
 	o.setDefaults()
 	c := &Conn{nc: nc, opts: o, done: make(chan struct{})}
-	c.w = newFrameWriter(nc, o.DeadAfter+o.StatusInterval)
+	c.w = newFrameWriter(nc, o.DeadAfter+o.StatusInterval, o.Cork)
 	c.free = make([]uint8, 0, 256)
 	for i := 255; i >= 0; i-- {
 		c.free = append(c.free, uint8(i))
@@ -275,6 +279,7 @@ func (c *Conn) fail(err error) {
 }
 
 func (c *Conn) readLoop() {
+	defer corkReads(c.nc, c.opts.Cork)()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
 		p, err := ReadPacket(r)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mxedge/proxy/packet"
+	"mxedge/proxy/sockio"
 )
 
 // DefaultSecret is the shared secret RFC 6614 §2.3 prescribes for RADIUS over TLS.
@@ -58,6 +59,7 @@ func ReadPacket(r *bufio.Reader) (packet.Packet, error) {
 // per packet (see batchConn) but one system call for the lot.
 type frameWriter struct {
 	nc       net.Conn
+	cork     *sockio.Cork  // while it is in, writes wait for the end of the burst
 	timeout  time.Duration // write deadline per flush; a blackholed peer that stops reading fails here
 	mu       sync.Mutex
 	buf      []byte
@@ -70,9 +72,10 @@ type frameWriter struct {
 	done     chan struct{}
 }
 
-func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
+func newFrameWriter(nc net.Conn, timeout time.Duration, cork *sockio.Cork) *frameWriter {
 	return &frameWriter{
 		nc:       nc,
+		cork:     cork,
 		timeout:  timeout,
 		failed:   make(chan struct{}),
 		shutdown: make(chan struct{}),
@@ -80,8 +83,8 @@ func newFrameWriter(nc net.Conn, timeout time.Duration) *frameWriter {
 	}
 }
 
-// write queues p and, unless another goroutine is writing already, writes it and everything queued
-// behind it.
+// write queues p and, unless another goroutine is writing already or a burst is under way, writes
+// it and everything queued behind it.
 func (w *frameWriter) write(p []byte) error {
 	w.mu.Lock()
 	if w.err != nil {
@@ -90,7 +93,7 @@ func (w *frameWriter) write(p []byte) error {
 		return err
 	}
 	w.buf = append(w.buf, p...)
-	if w.flushing || w.stopped {
+	if w.flushing || w.stopped || w.cork.Defer(w) {
 		w.mu.Unlock()
 		return nil
 	}
@@ -98,6 +101,18 @@ func (w *frameWriter) write(p []byte) error {
 	w.mu.Unlock()
 	w.drain()
 	return nil
+}
+
+// Flush writes what was queued during a burst (sockio.Flusher).
+func (w *frameWriter) Flush() {
+	w.mu.Lock()
+	if w.flushing || w.stopped || w.err != nil || len(w.buf) == 0 {
+		w.mu.Unlock()
+		return
+	}
+	w.flushing = true
+	w.mu.Unlock()
+	w.drain()
 }
 
 // drain writes until the buffer is empty; the caller set w.flushing.

@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"mxedge/pki/pkitest"
 	"mxedge/proxy/packet"
+	"mxedge/proxy/sockio"
 )
 
 func statusPacket(t testing.TB, id uint8) packet.Packet {
@@ -84,7 +86,7 @@ func TestConnBadReplyFailsOnlyThatRequest(t *testing.T) {
 	go func() { defer wg.Done(); c.Run(ctx) }()
 	go func() {
 		defer wg.Done()
-		ServeConn(ctx, server, time.Second, func(p packet.Packet, reply ReplyFunc) {
+		ServeConn(ctx, server, ServeOptions{WriteTimeout: time.Second}, func(p packet.Packet, reply ReplyFunc) {
 			b := packet.NewResponse(nil, p, packet.CodeAccessAccept)
 			secret := []byte(DefaultSecret)
 			if u, _ := p.Attr(packet.AttrUserName); string(u) == "bad" {
@@ -187,7 +189,7 @@ func TestOnePacketPerRecord(t *testing.T) {
 	got := make(chan int, 1)
 	go func() {
 		n := 0
-		ServeConn(ctx, server, time.Second, func(p packet.Packet, reply ReplyFunc) {
+		ServeConn(ctx, server, ServeOptions{WriteTimeout: time.Second}, func(p packet.Packet, reply ReplyFunc) {
 			n++
 			if n == 20 {
 				got <- n
@@ -201,7 +203,7 @@ func TestOnePacketPerRecord(t *testing.T) {
 	rec.mu.Lock()
 	rec.writes = nil
 	rec.mu.Unlock()
-	w := newFrameWriter(client, time.Second)
+	w := newFrameWriter(client, time.Second, nil)
 	// Packets queued while another goroutine is writing leave together in its next round.
 	w.flushing = true
 	for i := range 20 {
@@ -234,5 +236,58 @@ func TestOnePacketPerRecord(t *testing.T) {
 	}
 	if len(rec.writes) > 5 {
 		t.Fatalf("%d writes for a burst of 20 packets: not batched", len(rec.writes))
+	}
+}
+
+// TestFrameWriterWaitsForBurst: packets written while a Cork is in leave at the burst's end, all in
+// one system call.
+func TestFrameWriterWaitsForBurst(t *testing.T) {
+	lab := pkitest.Must(t)
+	cTCP, sTCP := net.Pipe()
+	rec := &recorder{Conn: cTCP}
+	cfg := lab.ClientTLS()
+	cfg.ServerName = "localhost"
+	client := Client(rec, cfg)
+	server := Server(sTCP, lab.ServerTLS())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var received atomic.Int32
+	go ServeConn(ctx, server, ServeOptions{WriteTimeout: time.Second}, func(packet.Packet, ReplyFunc) { received.Add(1) })
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	rec.writes = nil
+	rec.mu.Unlock()
+
+	var cork sockio.Cork
+	w := newFrameWriter(client, time.Second, &cork)
+	go w.run()
+	defer w.stop()
+	cork.Begin()
+	for i := range 10 {
+		if err := w.write(statusPacket(t, uint8(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	rec.mu.Lock()
+	early := len(rec.writes)
+	rec.mu.Unlock()
+	if early != 0 || received.Load() != 0 {
+		t.Fatalf("%d writes before the burst ended", early)
+	}
+	cork.End()
+	deadline := time.Now().Add(5 * time.Second)
+	for received.Load() < 10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := received.Load(); n != 10 {
+		t.Fatalf("server got %d of 10 packets", n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.writes) != 1 {
+		t.Fatalf("%d writes for one burst, want 1", len(rec.writes))
 	}
 }

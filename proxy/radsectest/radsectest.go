@@ -64,7 +64,7 @@ func Start(cfg *tls.Config, secret string) (*Responder, error) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				radsec.ServeConn(ctx, nc, 5*time.Second, r.handle)
+				radsec.ServeConn(ctx, nc, radsec.ServeOptions{}, r.handle)
 				r.mu.Lock()
 				delete(r.conns, nc)
 				r.mu.Unlock()
