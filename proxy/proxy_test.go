@@ -20,6 +20,7 @@ import (
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsectest"
+	"mxedge/proxy/sockio"
 )
 
 const nasSecret = "nas-secret"
@@ -43,6 +44,7 @@ type harnessOpts struct {
 	fallback      proxy.Fallback
 	deadAfter     time.Duration
 	equalPriority bool
+	listen        string // address of both listeners; default 127.0.0.1:0
 }
 
 func startHarnessEqual(t *testing.T) *harness {
@@ -70,7 +72,7 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 			t.Fatal(err)
 		}
 		// Echo the decrypted User-Password so tests can see the re-encryption worked.
-		r.Reply = func(b *packet.Builder, req packet.Packet) {
+		r.SetReply(func(b *packet.Builder, req packet.Packet) {
 			b.AddUint32(packet.AttrTunnelType, 13)
 			b.AddUint32(packet.AttrTunnelMediumType, 6)
 			b.AddString(packet.AttrTunnelPrivateGroupID, "300")
@@ -81,8 +83,8 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 					b.AddString(packet.AttrReplyMessage, string(bytes.TrimRight(pw, "\x00")))
 				}
 			}
-		}
-		r.Name = fmt.Sprintf("up%d", i)
+		})
+		r.SetName(fmt.Sprintf("up%d", i))
 		h.responder = append(h.responder, r)
 		a := r.Addr()
 		ups = append(ups, proxy.UpstreamOptions{
@@ -91,16 +93,20 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 			BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		})
 	}
-	pool, err := proxy.NewPool(proxy.PoolOptions{Upstreams: ups, Mode: o.mode, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	cork := new(sockio.Cork) // as the edge wires it: front door and pool share one
+	pool, err := proxy.NewPool(proxy.PoolOptions{Upstreams: ups, Mode: o.mode, Cork: cork, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
+	if o.listen == "" {
+		o.listen = "127.0.0.1:0"
+	}
 	srv, err := proxy.NewServer(proxy.ServerOptions{
-		AuthAddrs: []string{"127.0.0.1:0"}, AcctAddrs: []string{"127.0.0.1:0"},
-		RequestTimeout: o.timeout, DuplicateWindow: 5 * time.Second,
+		AuthAddrs: []string{o.listen}, AcctAddrs: []string{o.listen},
+		RequestTimeout: o.timeout, DuplicateWindow: 5 * time.Second, Cork: cork,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +221,7 @@ func exchange(t testing.TB, conn *net.UDPConn, to netip.AddrPort, p packet.Packe
 	t.Helper()
 	if conn == nil {
 		var err error
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IP(to.Addr().AsSlice())})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,6 +288,61 @@ func TestProxyAccessRequest(t *testing.T) {
 	}
 	if len(ps) != 1 || ps[0] != "nas-state" {
 		t.Fatalf("Proxy-State in reply = %q, want only the NAS's", ps)
+	}
+}
+
+// TestProxyIPv6: the front door serves NAS clients over IPv6 as over IPv4.
+func TestProxyIPv6(t *testing.T) {
+	h := startHarness(t, harnessOpts{listen: "[::1]:0", clients: []proxy.Client{
+		{Name: "lo6", Prefix: netip.MustParsePrefix("::1/128"), Secret: proxy.Secret(nasSecret), RequireMessageAuthenticator: true}}})
+	req := buildRequest(t, reqOpts{user: "v6", password: "pw"})
+	resp := exchange(t, nil, h.auth, req, 2*time.Second)
+	checkResponse(t, req, resp)
+	if resp.Code() != packet.CodeAccessAccept {
+		t.Fatalf("code %v", resp.Code())
+	}
+	acct := buildRequest(t, reqOpts{code: packet.CodeAccountingRequest})
+	if resp := exchange(t, nil, h.acct, acct, 2*time.Second); resp == nil || resp.Code() != packet.CodeAccountingResponse {
+		t.Fatal("accounting over IPv6 not answered")
+	}
+}
+
+// TestProxyBurst: a burst of requests sent back to back from many NAS ports (read in batches and
+// forwarded and answered a batch at a time) is answered in full, each answer to its own port.
+func TestProxyBurst(t *testing.T) {
+	h := startHarness(t, harnessOpts{})
+	const n = 300
+	conns := make([]*net.UDPConn, n)
+	reqs := make([]packet.Packet, n)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		reqs[i] = buildRequest(t, reqOpts{user: fmt.Sprintf("burst%d", i), password: "pw", id: uint8(i)})
+	}
+	for i, c := range conns {
+		if _, err := c.WriteToUDPAddrPort(reqs[i], h.auth); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 4096)
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		m, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("request %d not answered: %v", i, err)
+		}
+		resp, err := packet.Parse(buf[:m])
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResponse(t, reqs[i], resp)
+	}
+	if got := h.responder[0].Requests.Load(); got != n {
+		t.Fatalf("upstream saw %d requests, want %d", got, n)
 	}
 }
 

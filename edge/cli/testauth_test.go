@@ -36,12 +36,12 @@ func TestTestAuthRadSecResponder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Reply = func(b *packet.Builder, _ packet.Packet) {
+	r.SetReply(func(b *packet.Builder, _ packet.Packet) {
 		b.AddUint32(packet.AttrTunnelType, 13)
 		b.AddUint32(packet.AttrTunnelMediumType, 6)
 		b.AddString(packet.AttrTunnelPrivateGroupID, "300")
 		b.AddVSA(9, 1, []byte("shell:priv-lvl=15"))
-	}
+	})
 	rs := []string{"--radsec", "--server", r.Addr().String(), "--ca", p.CAFile, "--cert", p.ClientCert, "--key", p.ClientKey}
 	tests := []struct {
 		golden string

@@ -22,12 +22,6 @@ import (
 type Responder struct {
 	ln     net.Listener
 	secret []byte
-	// Name, when set, makes the responder run a two-round challenge for the user "challenge": the
-	// first request gets Access-Challenge with State = Name, a request carrying a State gets
-	// Access-Accept with Reply-Message = "<Name> saw <State>" (to test EAP State affinity).
-	Name string
-	// Reply, if set, adds attributes to each Access-Accept (after the echoed Proxy-State).
-	Reply func(b *packet.Builder, req packet.Packet)
 
 	blackhole atomic.Bool
 	delay     atomic.Int64
@@ -36,6 +30,8 @@ type Responder struct {
 	Answered  atomic.Uint64 // Access- and Accounting-Requests answered
 
 	mu     sync.Mutex
+	name   string
+	reply  func(b *packet.Builder, req packet.Packet)
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -72,6 +68,23 @@ func Start(cfg *tls.Config, secret string) (*Responder, error) {
 		}
 	}()
 	return r, nil
+}
+
+// SetName makes the responder run a two-round challenge for the user "challenge": the first
+// request gets Access-Challenge with State = name, a request carrying a State gets Access-Accept
+// with Reply-Message = "<name> saw <State>" (to test EAP State affinity).
+func (r *Responder) SetName(name string) {
+	r.mu.Lock()
+	r.name = name
+	r.mu.Unlock()
+}
+
+// SetReply makes the responder add attributes to each Access-Accept (after the echoed
+// Proxy-State).
+func (r *Responder) SetReply(f func(b *packet.Builder, req packet.Packet)) {
+	r.mu.Lock()
+	r.reply = f
+	r.mu.Unlock()
 }
 
 // Addr is the listening address.
@@ -120,6 +133,9 @@ func (r *Responder) handle(p packet.Packet, reply radsec.ReplyFunc) {
 }
 
 func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
+	r.mu.Lock()
+	name, extraAttrs := r.name, r.reply
+	r.mu.Unlock()
 	code := packet.CodeAccessAccept
 	var extra []byte
 	switch p.Code() {
@@ -130,9 +146,9 @@ func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
 		if string(u) == "reject" {
 			code = packet.CodeAccessReject
 		}
-		if string(u) == "challenge" && r.Name != "" {
+		if string(u) == "challenge" && name != "" {
 			if state, ok := p.Attr(packet.AttrState); ok {
-				extra = []byte(r.Name + " saw " + string(state))
+				extra = []byte(name + " saw " + string(state))
 			} else {
 				code = packet.CodeAccessChallenge
 			}
@@ -152,13 +168,13 @@ func (r *Responder) answer(p packet.Packet, reply radsec.ReplyFunc) {
 		}
 	}
 	if code == packet.CodeAccessChallenge {
-		b.AddString(packet.AttrState, r.Name)
+		b.AddString(packet.AttrState, name)
 	}
 	if extra != nil {
 		b.Add(packet.AttrReplyMessage, extra)
 	}
-	if code == packet.CodeAccessAccept && p.Code() == packet.CodeAccessRequest && r.Reply != nil {
-		r.Reply(&b, p)
+	if code == packet.CodeAccessAccept && p.Code() == packet.CodeAccessRequest && extraAttrs != nil {
+		extraAttrs(&b, p)
 	}
 	resp, err := b.Finish(r.secret, p.Authenticator())
 	if err != nil {
