@@ -141,46 +141,48 @@ type sendSys struct {
 	hdrs  [maxBatch]unix.Mmsghdr
 	iovs  [maxBatch]unix.Iovec
 	names [maxBatch]unix.RawSockaddrAny
+	ds    [maxBatch]Datagram // what hdrs describe, to report refusals
 }
 
-// writeBatch sends ds with as few sendmmsg calls as it takes; a datagram the kernel refuses is
-// reported and skipped. It reorders nothing and may overwrite ds.
+// writeBatch sends ds with as few sendmmsg calls as it takes, in order; a datagram that cannot be
+// sent is reported and skipped.
 func (u *UDP) writeBatch(ds []Datagram, s *sendSys, onError func(netip.AddrPort, error)) {
-	report := func(d Datagram, err error) {
-		if onError != nil {
-			onError(d.Addr, err)
-		}
-	}
-	valid := ds[:0]
-	for _, d := range ds {
-		_, err := encodeAddr(&s.names[0], u.sys.family, d.Addr)
+	n := 0
+	for i, d := range ds {
+		namelen, err := encodeAddr(&s.names[n], u.sys.family, d.Addr)
 		if err == nil && len(d.B) == 0 {
 			err = errors.New("sockio: empty datagram")
 		}
 		if err != nil {
-			report(d, err)
-			continue
+			report(onError, d, err)
+		} else {
+			s.iovs[n] = unix.Iovec{Base: &d.B[0]}
+			s.iovs[n].SetLen(len(d.B))
+			s.hdrs[n] = unix.Mmsghdr{}
+			s.hdrs[n].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[n]))
+			s.hdrs[n].Hdr.Namelen = namelen
+			s.hdrs[n].Hdr.Iov = &s.iovs[n]
+			s.hdrs[n].Hdr.SetIovlen(1)
+			s.ds[n] = d
+			n++
 		}
-		valid = append(valid, d)
+		if n == maxBatch || (n > 0 && i == len(ds)-1) {
+			u.sendmmsg(s, n, onError)
+			n = 0
+		}
 	}
-	ds = valid
-	for len(ds) > 0 {
-		n := min(len(ds), maxBatch)
-		for i, d := range ds[:n] {
-			namelen, _ := encodeAddr(&s.names[i], u.sys.family, d.Addr)
-			s.iovs[i] = unix.Iovec{Base: &d.B[0]}
-			s.iovs[i].SetLen(len(d.B))
-			s.hdrs[i] = unix.Mmsghdr{}
-			s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-			s.hdrs[i].Hdr.Namelen = namelen
-			s.hdrs[i].Hdr.Iov = &s.iovs[i]
-			s.hdrs[i].Hdr.SetIovlen(1)
-		}
+	clear(s.iovs[:]) // drop the references to the packets
+	clear(s.ds[:])
+}
+
+// sendmmsg sends the n datagrams s describes, resuming after a partial send or a refusal.
+func (u *UDP) sendmmsg(s *sendSys, n int, onError func(netip.AddrPort, error)) {
+	for off := 0; off < n; {
 		var sent int
 		var errno syscall.Errno
 		werr := u.sys.rc.Write(func(fd uintptr) bool {
 			for {
-				r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(n), 0, 0, 0)
+				r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[off])), uintptr(n-off), 0, 0, 0)
 				if e == unix.EINTR {
 					continue
 				}
@@ -188,24 +190,29 @@ func (u *UDP) writeBatch(ds []Datagram, s *sendSys, onError func(netip.AddrPort,
 				return e != unix.EAGAIN
 			}
 		})
-		runtime.KeepAlive(ds)
 		switch {
 		case werr != nil:
-			for _, d := range ds[:n] {
-				report(d, werr)
+			for _, d := range s.ds[off:n] {
+				report(onError, d, werr)
 			}
-			sent = n
+			return
 		case errno != 0:
 			// Nothing was sent: the first datagram is the one refused.
-			report(ds[0], os.NewSyscallError("sendmmsg", errno))
-			sent = 1
+			report(onError, s.ds[off], os.NewSyscallError("sendmmsg", errno))
+			off++
 		case sent <= 0:
-			report(ds[0], errors.New("sockio: sendmmsg sent nothing"))
-			sent = 1
+			report(onError, s.ds[off], errors.New("sockio: sendmmsg sent nothing"))
+			off++
+		default:
+			off += sent
 		}
-		ds = ds[sent:]
 	}
-	clear(s.iovs[:]) // drop the references to the packets
+}
+
+func report(onError func(netip.AddrPort, error), d Datagram, err error) {
+	if onError != nil {
+		onError(d.Addr, err)
+	}
 }
 
 func decodeAddr(sa *unix.RawSockaddrAny) (netip.AddrPort, bool) {
