@@ -15,9 +15,10 @@
 // bbolt file itself is never corrupted (copy-on-write pages, meta page
 // switched last).
 //
-// Per-session material (MS-MPPE keys, EAP-Message, State, Class,
-// Message-Authenticator, Proxy-State, ...) is never stored: see
-// ReplayableAttr.
+// Attributes are opaque here: the cache stores the ones it is given. Which
+// reply attributes may be stored and replayed (never per-session material
+// such as MS-MPPE keys, EAP-Message, State, Class) is survivability's policy,
+// survivability.Replayable.
 //
 // It is a leaf package: it imports no other mxedge package. The key scheme,
 // learning rules and JSON Lines format are documented in docs/cache.md.

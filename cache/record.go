@@ -62,61 +62,10 @@ func (m *Method) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// RADIUS attribute types the cache cares about (RFC 2865 §5, RFC 2868,
-// RFC 2869, RFC 3579, RFC 4072, RFC 2548).
-const (
-	attrUserPassword         = 2  // RFC 2865 §5.2
-	attrCHAPPassword         = 3  // RFC 2865 §5.3
-	attrState                = 24 // RFC 2865 §5.24
-	attrClass                = 25 // RFC 2865 §5.25
-	attrVendorSpecific       = 26 // RFC 2865 §5.26
-	attrProxyState           = 33 // RFC 2865 §5.33
-	attrTunnelPassword       = 69 // RFC 2868 §3.5
-	attrEAPMessage           = 79 // RFC 3579 §3.1
-	attrMessageAuthenticator = 80 // RFC 3579 §3.2
-	attrEAPKeyName           = 102
-
-	vendorMicrosoft = 311 // RFC 2548
-	msCHAPMPPEKeys  = 12  // RFC 2548 §2.4.1
-	msMPPESendKey   = 16  // RFC 2548 §2.4.2
-	msMPPERecvKey   = 17  // RFC 2548 §2.4.3
-	msCHAP2Success  = 26  // RFC 2548 §2.3.3
-)
-
-// ReplayableAttr reports whether a reply attribute may be stored and replayed
-// to a later, different session. It is false for per-session material:
-//   - EAP-Message (79), State (24), Message-Authenticator (80), Proxy-State
-//     (33): bound to one exchange (RFC 3579 §3, RFC 2865 §5.24/§5.33);
-//   - Class (25): the cloud's session cookie for accounting (RFC 2865 §5.25);
-//   - MS-MPPE-Send-Key/Recv-Key (311/16, 311/17), MS-CHAP-MPPE-Keys (311/12),
-//     MS-CHAP2-Success (311/26): keying material and responses of one
-//     authentication (RFC 2548 §2.4);
-//   - User-Password, CHAP-Password, Tunnel-Password (2, 3, 69): secrets,
-//     and salt-encrypted with the request authenticator (RFC 2868 §3.5);
-//   - EAP-Key-Name (102): names one session's keys (RFC 4072 §6.2).
-//
-// Everything else (Tunnel-Type/Medium-Type/Private-Group-ID, Filter-Id,
-// Session-Timeout, Idle-Timeout, Termination-Action, Egress-VLAN-Name,
-// Cisco-AVPair, Aruba-User-Role, Juniper and Palo Alto VSAs, ...) is
-// authorization and is replayed.
-func ReplayableAttr(a Attr) bool {
-	if a.Vendor == vendorMicrosoft {
-		switch a.VendorType {
-		case msCHAPMPPEKeys, msMPPESendKey, msMPPERecvKey, msCHAP2Success:
-			return false
-		}
-		return true
-	}
-	if a.Vendor != 0 {
-		return true
-	}
-	switch a.Type {
-	case attrUserPassword, attrCHAPPassword, attrState, attrClass, attrProxyState,
-		attrTunnelPassword, attrEAPMessage, attrMessageAuthenticator, attrEAPKeyName:
-		return false
-	}
-	return true
-}
+// attrVendorSpecific is the RADIUS type that carries vendor attributes (RFC 2865 §5.26). The cache
+// knows no other attribute: which ones may be stored and replayed is survivability's policy
+// (survivability.Replayable), applied before a record reaches the cache and again on replay.
+const attrVendorSpecific = 26
 
 // Attr is one reply attribute to replay. A standard attribute has Vendor 0
 // and its RADIUS type in Type. A vendor-specific attribute (RFC 2865 §5.26)
@@ -145,7 +94,7 @@ type Record struct {
 	// Site the site of that NAS. Informational.
 	NAS  string
 	Site string
-	// Attrs are the replayable reply attributes, in reply order.
+	// Attrs are the reply attributes to replay, in reply order, kept as given.
 	Attrs []Attr
 	// FirstSeen is when the client was first learned; LastAuthorized the
 	// time of the latest Access-Accept; Expires when the entry stops being
@@ -165,8 +114,8 @@ const (
 	maxTagValue  = 0x1f // RFC 2868 §3.1: tags 0x01..0x1F
 )
 
-// normalize returns r with a canonical MAC, replayable attributes only and
-// every field checked. It does not touch the times.
+// normalize returns r with a canonical MAC and every field checked; the
+// attributes are copied, not judged. It does not touch the times.
 func normalize(r Record) (Record, error) {
 	if r.MAC != "" {
 		m, err := NormalizeMAC(r.MAC)
@@ -192,9 +141,6 @@ func normalize(r Record) (Record, error) {
 	}
 	var kept []Attr
 	for i, a := range r.Attrs {
-		if !ReplayableAttr(a) {
-			continue
-		}
 		if err := checkAttr(a); err != nil {
 			return Record{}, fmt.Errorf("attr %d: %w", i, err)
 		}

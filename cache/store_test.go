@@ -67,7 +67,7 @@ func TestUpsertLookup(t *testing.T) {
 	r := sampleRecord()
 	r.MAC = "0011.2233.4455"
 	r.LastAuthorized, r.Expires, r.FirstSeen = time.Time{}, time.Time{}, time.Time{}
-	r.Attrs = append(r.Attrs, Attr{Type: attrClass, Value: []byte("cookie")})
+	r.Attrs = append(r.Attrs, Attr{Type: 25, Value: []byte("cookie")}) // Class: kept, the cache judges no attribute
 	if err := s.Upsert(r); err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +80,8 @@ func TestUpsertLookup(t *testing.T) {
 			!got.Expires.Equal(clk.Now().Add(DefaultTTL)) || !got.FirstSeen.Equal(clk.Now()) {
 			t.Fatalf("record %+v", got)
 		}
-		if len(got.Attrs) != len(sampleRecord().Attrs) {
-			t.Fatalf("Class was stored: %+v", got.Attrs)
+		if len(got.Attrs) != len(sampleRecord().Attrs)+1 {
+			t.Fatalf("attributes not kept as given: %+v", got.Attrs)
 		}
 	}
 	for _, id := range []string{"001122334455", "001122334455"} {
@@ -247,7 +247,7 @@ func TestLearnRefreshAndForget(t *testing.T) {
 		Attrs: []Attr{{Type: 81, Tag: 1, Value: []byte("41")}, {Type: attrState, Value: []byte("s")}}})
 	must(t, s.Flush())
 	r, ok := mustLookupMAC(t, s, "aa:bb:cc:dd:ee:01")
-	if !ok || !r.FirstSeen.Equal(t0) || !r.Expires.Equal(t0.Add(DefaultTTL)) || len(r.Attrs) != 1 {
+	if !ok || !r.FirstSeen.Equal(t0) || !r.Expires.Equal(t0.Add(DefaultTTL)) || len(r.Attrs) != 2 {
 		t.Fatalf("learned %+v %v", r, ok)
 	}
 	clk.Advance(3 * 24 * time.Hour)

@@ -7,27 +7,78 @@ import (
 	"mxedge/proxy/packet"
 )
 
-// RFC 2868 §3: tunnel attributes that carry a tag. The integer ones always have the tag octet in
-// front of a 3-octet value; the string ones have it only when it is 0x01–0x1F.
-func taggedInteger(t uint8) bool {
-	return t == packet.AttrTunnelType || t == packet.AttrTunnelMediumType
-}
+// Attributes of the replay policy that proxy/packet has no constant for, named as the dictionary
+// names them (proxy/packet/dictionaries).
+const (
+	attrEAPKeyName = 102 // EAP-Key-Name, RFC 4072 §6.2
 
-func taggedString(t uint8) bool {
-	switch t {
-	case 66, 67, 68, packet.AttrTunnelPrivateGroupID, 82, 90, 91: // endpoints, ID, assignment, auth IDs
+	msCHAPMPPEKeys = 12 // MS-CHAP-MPPE-Keys, RFC 2548 §2.4.1
+	msMPPESendKey  = 16 // MS-MPPE-Send-Key, RFC 2548 §2.4.2
+	msMPPERecvKey  = 17 // MS-MPPE-Recv-Key, RFC 2548 §2.4.3
+	msCHAP2Success = 26 // MS-CHAP2-Success, RFC 2548 §2.3.3
+)
+
+// Replayable reports whether a reply attribute may be stored and replayed to a later, different
+// session. It is false for per-session material:
+//   - EAP-Message, State, Message-Authenticator, Proxy-State: bound to one exchange (RFC 3579 §3,
+//     RFC 2865 §5.24/§5.33);
+//   - Class: the cloud's session cookie for accounting (RFC 2865 §5.25);
+//   - every attribute the dictionary marks encrypt= (packet.Dictionary.Encrypted: User-Password,
+//     Tunnel-Password, MS-CHAP-MPPE-Keys, MS-MPPE-Send-Key/Recv-Key, Aruba-MPSK-Passphrase): hidden
+//     with the secret and the Request Authenticator of one request, so garbage in any other;
+//   - CHAP-Password, MS-CHAP2-Success, EAP-Key-Name: secrets or responses of one authentication
+//     (RFC 2865 §5.3, RFC 2548 §2.3.3, RFC 4072 §6.2).
+//
+// Everything else (Tunnel-Type/Medium-Type/Private-Group-Id, Filter-Id, Session-Timeout,
+// Idle-Timeout, Termination-Action, Egress-VLAN-Name, Cisco-AVPair, Aruba-User-Role, Juniper and
+// Palo Alto VSAs, ...) is authorization and is replayed. The policy is applied when a reply is
+// learned (ReplyAttrs) and again when a record is replayed (AppendAttrs), since the cache keeps
+// attributes opaque and records also arrive by import.
+func Replayable(a cache.Attr) bool {
+	code := a.Type
+	if a.Vendor != 0 {
+		code = a.VendorType
+	}
+	if def, ok := packet.Builtin().Attr(a.Vendor, code); ok && def.Encrypt != packet.SchemeNone {
+		return false
+	}
+	switch a.Vendor {
+	case packet.VendorMicrosoft:
+		switch a.VendorType {
+		case msCHAPMPPEKeys, msMPPESendKey, msMPPERecvKey, msCHAP2Success:
+			return false
+		}
+		return true
+	case 0:
+	default:
 		return true
 	}
-	return false
+	switch a.Type {
+	case packet.AttrUserPassword, packet.AttrCHAPPassword, packet.AttrState, packet.AttrClass, packet.AttrProxyState,
+		packet.AttrTunnelPassword, packet.AttrEAPMessage, packet.AttrMessageAuthenticator, attrEAPKeyName:
+		return false
+	}
+	return true
+}
+
+// tagged returns whether standard attribute t carries an RFC 2868 §3.1 tag and whether it is an
+// integer (whose tag octet is always present, in front of a 3-octet value) or a string (whose
+// first octet is a tag only when it is 0x01–0x1F), from the dictionary's has_tag flag.
+func tagged(t uint8) (isTagged, integer bool) {
+	def, ok := packet.Builtin().Attr(0, t)
+	if !ok || !def.Tagged {
+		return false, false
+	}
+	return true, def.Type == packet.TypeInteger
 }
 
 // ReplyAttrs converts the attributes of a reply into cache attributes, keeping only what may be
-// replayed (cache.ReplayableAttr) and splitting Vendor-Specific attributes into their
-// sub-attributes. Vendor attributes not in the RFC 2865 §5.26 format are kept whole.
+// replayed (Replayable) and splitting Vendor-Specific attributes into their sub-attributes.
+// Vendor attributes not in the RFC 2865 §5.26 format are kept whole.
 func ReplyAttrs(p packet.Packet) []cache.Attr {
 	var out []cache.Attr
 	add := func(a cache.Attr) {
-		if cache.ReplayableAttr(a) {
+		if Replayable(a) {
 			a.Value = append([]byte(nil), a.Value...)
 			out = append(out, a)
 		}
@@ -37,6 +88,7 @@ func ReplyAttrs(p packet.Packet) []cache.Attr {
 		if !ok {
 			return out
 		}
+		isTagged, integer := tagged(typ)
 		switch {
 		case typ == packet.AttrVendorSpecific:
 			if !packet.SplitVSA(v, func(s packet.VSA) {
@@ -45,9 +97,9 @@ func ReplyAttrs(p packet.Packet) []cache.Attr {
 				// Opaque vendor format: keep it whole under VendorType 0.
 				add(cache.Attr{Type: typ, Vendor: binary.BigEndian.Uint32(v), Value: v[4:]})
 			}
-		case taggedInteger(typ) && len(v) == 4:
+		case isTagged && integer && len(v) == 4:
 			add(cache.Attr{Type: typ, Tag: v[0], Value: v[1:]})
-		case taggedString(typ) && len(v) > 1 && v[0] >= 0x01 && v[0] <= 0x1f:
+		case isTagged && !integer && len(v) > 1 && v[0] >= 0x01 && v[0] <= 0x1f:
 			add(cache.Attr{Type: typ, Tag: v[0], Value: v[1:]})
 		default:
 			add(cache.Attr{Type: typ, Value: v})
@@ -56,16 +108,21 @@ func ReplyAttrs(p packet.Packet) []cache.Attr {
 }
 
 // AppendAttrs adds cached attributes to a reply under construction, byte for byte as they were
-// learned.
+// learned, skipping any that are not Replayable (a record imported from elsewhere may carry them).
 func AppendAttrs(b *packet.Builder, attrs []cache.Attr) {
 	for _, a := range attrs {
+		if !Replayable(a) {
+			continue
+		}
+		_, integer := tagged(a.Type)
 		switch {
 		case a.Type == packet.AttrVendorSpecific && a.VendorType == 0:
 			v := binary.BigEndian.AppendUint32(nil, a.Vendor)
 			b.Add(a.Type, append(v, a.Value...))
 		case a.Type == packet.AttrVendorSpecific:
 			b.AddVSA(a.Vendor, a.VendorType, a.Value)
-		case taggedInteger(a.Type):
+		case integer && len(a.Value) == 3:
+			// The 3 value octets after the tag (ReplyAttrs split a 4-octet value).
 			b.Add(a.Type, append([]byte{a.Tag}, a.Value...))
 		default:
 			b.AddTagged(a.Type, a.Tag, a.Value)
@@ -73,7 +130,7 @@ func AppendAttrs(b *packet.Builder, attrs []cache.Attr) {
 	}
 }
 
-// ReplyVLAN returns the Tunnel-Private-Group-ID of a reply (without an RFC 2868 tag), or "",
+// ReplyVLAN returns the Tunnel-Private-Group-Id of a reply (without an RFC 2868 tag), or "",
 // without converting the other attributes.
 func ReplyVLAN(p packet.Packet) string {
 	v, ok := p.Attr(packet.AttrTunnelPrivateGroupID)
@@ -86,7 +143,7 @@ func ReplyVLAN(p packet.Packet) string {
 	return string(v)
 }
 
-// VLAN returns the Tunnel-Private-Group-ID among attrs (the VLAN ID or name), or "".
+// VLAN returns the Tunnel-Private-Group-Id among attrs (the VLAN ID or name), or "".
 func VLAN(attrs []cache.Attr) string {
 	for _, a := range attrs {
 		if a.Type == packet.AttrTunnelPrivateGroupID && a.Vendor == 0 {

@@ -8,20 +8,24 @@ import (
 	"mxedge/proxy/packet"
 )
 
-// Vendor numbers (IANA enterprise numbers) of the attributes in the vendor table.
+// Vendor numbers (IANA enterprise numbers) and attributes of the vendor table, named as the
+// dictionary names them (proxy/packet/dictionaries; a test checks the numbers against it).
 const (
-	vendorAruba = 14823
+	vendorAruba        = 14823 // VENDOR Aruba
+	arubaUserVlan      = 2     // Aruba-User-Vlan, integer
+	arubaNamedUserVlan = 9     // Aruba-Named-User-Vlan, string
 )
 
-// Aruba vendor attributes (dictionary.aruba).
+// Values of the RFC 3580 §3.31 VLAN assignment.
 const (
-	arubaUserVlan      = 2 // integer
-	arubaNamedUserVlan = 9 // string
+	tunnelTypeVLAN          = 13  // VALUE Tunnel-Type VLAN 13
+	tunnelMediumTypeIEEE802 = 6   // VALUE Tunnel-Medium-Type IEEE-802 6
+	egressUntagged          = '2' // RFC 4675 §2.3: the Egress-VLAN-Name tag indication for untagged
 )
 
 // DefaultVLANAttrs is the one place that says how a VLAN assignment is expressed for each NAS vendor
 // (docs/survivability.md, "Vendor table"). Every vendor gets the RFC 3580 triplet — Tunnel-Type =
-// VLAN (13), Tunnel-Medium-Type = IEEE-802 (6), Tunnel-Private-Group-ID = the VLAN ID or name —
+// VLAN, Tunnel-Medium-Type = IEEE-802, Tunnel-Private-Group-Id = the VLAN ID or name —
 // and some need more:
 //
 //   - aruba: Aruba-User-Vlan (numeric) or Aruba-Named-User-Vlan (a name), which ArubaOS controllers
@@ -33,8 +37,8 @@ func DefaultVLANAttrs(vendor, vlan string) []cache.Attr {
 		return nil
 	}
 	attrs := []cache.Attr{
-		{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}},
-		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, 6}},
+		{Type: packet.AttrTunnelType, Value: []byte{0, 0, tunnelTypeVLAN}},
+		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, tunnelMediumTypeIEEE802}},
 		{Type: packet.AttrTunnelPrivateGroupID, Value: []byte(vlan)},
 	}
 	id, err := strconv.ParseUint(vlan, 10, 12)
@@ -49,7 +53,7 @@ func DefaultVLANAttrs(vendor, vlan string) []cache.Attr {
 		}
 	case "juniper", "mist":
 		if !numeric {
-			attrs = append(attrs, cache.Attr{Type: packet.AttrEgressVLANName, Value: append([]byte{'2'}, vlan...)})
+			attrs = append(attrs, cache.Attr{Type: packet.AttrEgressVLANName, Value: append([]byte{egressUntagged}, vlan...)})
 		}
 	}
 	return attrs

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/edge/control"
+	"mxedge/proxy/packet"
 )
 
 // cacheEnv is what tests inject into the cache commands.
@@ -138,7 +138,7 @@ func newCacheListCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List unexpired entries in key order",
-		Long: `list prints one line per unexpired entry: MAC, identity, method, VLAN (Tunnel-Private-Group-ID),
+		Long: `list prints one line per unexpired entry: MAC, identity, method, VLAN (Tunnel-Private-Group-Id),
 NAS, site, last authorization (UTC) and time to expiry. With --json it prints JSON Lines in the export
 format.`,
 		Args: cacheArgs(cobra.NoArgs),
@@ -572,105 +572,31 @@ func writeRecord(w io.Writer, r cache.Record, now time.Time) error {
 	return tw.Flush()
 }
 
-// RADIUS attribute types and vendors shown by name.
+// Attributes cache show renders beyond their dictionary type (RFC 2865 §5.27/§5.28, RFC 2869
+// §5.16: seconds; RFC 4675 §2.1/§2.3: a tag indication in front of a VLAN).
 const (
-	attrTunnelPrivateGroupID = 81
-	vendorCisco              = 9
-	vendorMicrosoft          = 311
-	vendorJuniper            = 2636
-	vendorAruba              = 14823
-	vendorPaloAlto           = 25461
+	attrSessionTimeout      = packet.AttrSessionTimeout
+	attrIdleTimeout         = packet.AttrIdleTimeout
+	attrAcctInterimInterval = 85
+	attrEgressVLANID        = 56
+	attrEgressVLANName      = packet.AttrEgressVLANName
 )
 
-// valueKind says how an attribute value is printed.
-type valueKind uint8
-
-const (
-	kindOctets valueKind = iota
-	kindString
-	kindInteger     // 4 octets (RFC 2865 §5)
-	kindSeconds     // integer seconds
-	kindTunnelInt   // 3 octets after the tag (RFC 2868 §3.1)
-	kindIPv4        // 4 octets
-	kindEgressVLAN  // RFC 4675 §2.1: tag indication, 12 bits pad, 12-bit VLAN ID
-	kindEgressVName // RFC 4675 §2.3: tag indication then the VLAN name
-)
-
-type attrInfo struct {
-	name  string
-	kind  valueKind
-	names map[uint32]string // named integer values
-}
-
-// stdAttrs are the standard attributes a reply to replay may carry (RFC 2865
-// §5, RFC 2866, RFC 2868 §3, RFC 2869, RFC 4675 §2, RFC 4849).
-var stdAttrs = map[uint8]attrInfo{
-	1:  {"User-Name", kindString, nil},
-	6:  {"Service-Type", kindInteger, map[uint32]string{1: "Login-User", 2: "Framed-User", 5: "Outbound-User", 6: "Administrative-User", 7: "NAS-Prompt-User", 8: "Authenticate-Only", 10: "Call-Check"}},
-	7:  {"Framed-Protocol", kindInteger, map[uint32]string{1: "PPP", 2: "SLIP"}},
-	8:  {"Framed-IP-Address", kindIPv4, nil},
-	9:  {"Framed-IP-Netmask", kindIPv4, nil},
-	11: {"Filter-Id", kindString, nil},
-	12: {"Framed-MTU", kindInteger, nil},
-	18: {"Reply-Message", kindString, nil},
-	22: {"Framed-Route", kindString, nil},
-	27: {"Session-Timeout", kindSeconds, nil},
-	28: {"Idle-Timeout", kindSeconds, nil},
-	29: {"Termination-Action", kindInteger, map[uint32]string{0: "Default", 1: "RADIUS-Request"}},
-	56: {"Egress-VLANID", kindEgressVLAN, nil},
-	57: {"Ingress-Filters", kindInteger, map[uint32]string{1: "Enabled", 2: "Disabled"}},
-	58: {"Egress-VLAN-Name", kindEgressVName, nil},
-	59: {"User-Priority-Table", kindOctets, nil},
-	64: {"Tunnel-Type", kindTunnelInt, map[uint32]string{1: "PPTP", 2: "L2F", 3: "L2TP", 9: "GRE", 13: "VLAN"}},
-	65: {"Tunnel-Medium-Type", kindTunnelInt, map[uint32]string{1: "IPv4", 2: "IPv6", 6: "IEEE-802"}},
-	81: {"Tunnel-Private-Group-ID", kindString, nil},
-	82: {"Tunnel-Assignment-ID", kindString, nil},
-	83: {"Tunnel-Preference", kindTunnelInt, nil},
-	85: {"Acct-Interim-Interval", kindSeconds, nil},
-	88: {"Framed-Pool", kindString, nil},
-	92: {"NAS-Filter-Rule", kindString, nil},
-}
-
-type vsaKey struct {
-	vendor uint32
-	typ    uint8
-}
-
-var vendorNames = map[uint32]string{
-	vendorCisco: "Cisco", vendorMicrosoft: "Microsoft", vendorJuniper: "Juniper", vendorAruba: "Aruba", vendorPaloAlto: "PaloAlto",
-}
-
-var vsaAttrs = map[vsaKey]attrInfo{
-	{vendorCisco, 1}:    {"Cisco-AVPair", kindString, nil},
-	{vendorAruba, 1}:    {"Aruba-User-Role", kindString, nil},
-	{vendorAruba, 2}:    {"Aruba-User-Vlan", kindInteger, nil},
-	{vendorJuniper, 1}:  {"Juniper-Local-User-Name", kindString, nil},
-	{vendorPaloAlto, 1}: {"PaloAlto-Admin-Role", kindString, nil},
-}
-
-func lookupAttr(a cache.Attr) (attrInfo, bool) {
+// attrDef is the dictionary definition of a cached attribute.
+func attrDef(a cache.Attr) (packet.AttrDef, bool) {
 	if a.Vendor != 0 {
-		i, ok := vsaAttrs[vsaKey{a.Vendor, a.VendorType}]
-		return i, ok
+		return packet.Builtin().Attr(a.Vendor, a.VendorType)
 	}
-	i, ok := stdAttrs[a.Type]
-	return i, ok
+	return packet.Builtin().Attr(0, a.Type)
 }
 
-// attrName is the RADIUS name, ":tag" for a tagged tunnel attribute
-// (FreeRADIUS's notation), "Vendor(id)/type" for an unknown VSA.
+// attrName is the dictionary name (as FreeRADIUS's radclient prints it), ":tag" for a tagged
+// tunnel attribute (FreeRADIUS's notation), radclient's "Attr-26.VENDOR.TYPE" for an attribute the
+// dictionary does not know.
 func attrName(a cache.Attr) string {
-	var n string
-	if i, ok := lookupAttr(a); ok {
-		n = i.name
-	} else if a.Vendor != 0 {
-		v, ok := vendorNames[a.Vendor]
-		if !ok {
-			v = "Vendor"
-		}
-		n = fmt.Sprintf("%s(%d)/%d", v, a.Vendor, a.VendorType)
-	} else {
-		n = fmt.Sprintf("Attr-%d", a.Type)
+	n := packet.Builtin().Name(a.Vendor, a.VendorType)
+	if a.Vendor == 0 {
+		n = packet.Builtin().Name(0, a.Type)
 	}
 	if a.Tag != 0 {
 		n += ":" + strconv.Itoa(int(a.Tag))
@@ -678,10 +604,10 @@ func attrName(a cache.Attr) string {
 	return n
 }
 
-// attrValue renders a value by its kind; anything malformed or unknown is
-// shown as hex.
+// attrValue renders a value by its dictionary type, integers as "Name (number)" and durations
+// with their unit; anything malformed is shown as hex.
 func attrValue(a cache.Attr) string {
-	i, ok := lookupAttr(a)
+	def, ok := attrDef(a)
 	if !ok {
 		// Unknown syntax: text only if plainly ASCII, else the octets.
 		if !strings.ContainsFunc(string(a.Value), func(r rune) bool { return r < 0x20 || r > 0x7e }) {
@@ -691,42 +617,45 @@ func attrValue(a cache.Attr) string {
 	}
 	v := a.Value
 	named := func(n uint32) string {
-		if s, ok := i.names[n]; ok {
+		if s, ok := def.ValueName(n); ok {
 			return fmt.Sprintf("%s (%d)", s, n)
 		}
 		return strconv.FormatUint(uint64(n), 10)
 	}
-	switch i.kind {
-	case kindString:
+	if a.Vendor == 0 {
+		switch a.Type {
+		case attrSessionTimeout, attrIdleTimeout, attrAcctInterimInterval:
+			if len(v) == 4 {
+				n := binary.BigEndian.Uint32(v)
+				return fmt.Sprintf("%d (%v)", n, time.Duration(n)*time.Second)
+			}
+			return printable(v)
+		case attrEgressVLANID:
+			if len(v) == 4 {
+				return fmt.Sprintf("%s VLAN %d", tagIndication(v[0]), binary.BigEndian.Uint32(v)&0xfff)
+			}
+			return printable(v)
+		case attrEgressVLANName:
+			if len(v) >= 2 {
+				return fmt.Sprintf("%s %s", tagIndication(v[0]), printable(v[1:]))
+			}
+			return printable(v)
+		}
+	}
+	switch def.Type {
+	case packet.TypeString:
 		return printable(v)
-	case kindInteger:
-		if len(v) == 4 {
-			return named(binary.BigEndian.Uint32(v))
-		}
-	case kindSeconds:
-		if len(v) == 4 {
-			n := binary.BigEndian.Uint32(v)
-			return fmt.Sprintf("%d (%v)", n, time.Duration(n)*time.Second)
-		}
-	case kindTunnelInt:
-		// The stored value excludes the tag octet: 3 octets (RFC 2868 §3.1).
+	case packet.TypeInteger:
+		// A tagged integer is stored without its tag octet: 3 octets (RFC 2868 §3.1).
 		switch len(v) {
 		case 3:
 			return named(uint32(v[0])<<16 | uint32(v[1])<<8 | uint32(v[2]))
 		case 4:
 			return named(binary.BigEndian.Uint32(v))
 		}
-	case kindIPv4:
-		if len(v) == 4 {
-			return netip.AddrFrom4([4]byte(v)).String()
-		}
-	case kindEgressVLAN:
-		if len(v) == 4 {
-			return fmt.Sprintf("%s VLAN %d", tagIndication(v[0]), binary.BigEndian.Uint32(v)&0xfff)
-		}
-	case kindEgressVName:
-		if len(v) >= 2 {
-			return fmt.Sprintf("%s %s", tagIndication(v[0]), printable(v[1:]))
+	default:
+		if out, ok := def.AppendValue(nil, v); ok {
+			return string(out)
 		}
 	}
 	return printable(v)
@@ -751,11 +680,11 @@ func printable(v []byte) string {
 	return fmt.Sprintf("0x%x", v)
 }
 
-// vlanOf is the first Tunnel-Private-Group-ID (RFC 3580 §3.31: the VLAN ID
+// vlanOf is the first Tunnel-Private-Group-Id (RFC 3580 §3.31: the VLAN ID
 // or name).
 func vlanOf(attrs []cache.Attr) string {
 	for _, a := range attrs {
-		if a.Vendor == 0 && a.Type == attrTunnelPrivateGroupID {
+		if a.Vendor == 0 && a.Type == packet.AttrTunnelPrivateGroupID {
 			return string(a.Value)
 		}
 	}

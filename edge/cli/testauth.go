@@ -38,6 +38,16 @@ type testAuthFlags struct {
 	timeout                time.Duration
 	retries                int
 	verbose                bool
+	attrs                  []string    // --attr, radclient syntax
+	extra                  []extraAttr // parsed from attrs by mode
+}
+
+// extraAttr is one --attr: a standard attribute (vendor 0) or a vendor sub-attribute, and its wire
+// value.
+type extraAttr struct {
+	vendor uint32
+	code   uint8
+	value  []byte
 }
 
 // Errors of test auth. A reject is not a failure of the tool, but the exit status says it.
@@ -75,6 +85,10 @@ Message-Authenticator, and replies are checked (Response Authenticator, Message-
   EAP-TLS      --eap-tls --identity NAME [--anonymous] with a client certificate: --eap-cert/--eap-key
                (default --cert/--key) and the server's CA in --eap-ca (default --ca)
 
+PAP, MAB and EAP-TLS requests carry any further attribute given with --attr, by its dictionary name
+and in radclient's syntax: -a 'Called-Station-Id = "aa-bb-cc-dd-ee-ff:corp"' -a 'Cisco-AVPair =
+"audit-session-id=1"' -a 'Tunnel-Private-Group-Id:1 = 41'.
+
 The exit status is 0 for Access-Accept (or any answer to --status), non-zero for Access-Reject or
 no answer.`,
 		Args: cacheArgs(cobra.NoArgs),
@@ -104,6 +118,8 @@ no answer.`,
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Second, "wait for each answer (UDP: split across retries)")
 	fl.IntVar(&f.retries, "retries", 2, "UDP retransmissions")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the round-trip time and the requests sent")
+	fl.StringArrayVarP(&f.attrs, "attr", "a", nil,
+		`add an attribute to the request by dictionary name, as radclient reads it ("Name = value", "Name:tag = value"); repeatable`)
 	return cmd
 }
 
@@ -141,7 +157,33 @@ func (f *testAuthFlags) mode() (string, error) {
 	if f.timeout <= 0 || f.retries < 0 {
 		return "", fmt.Errorf("%w: --timeout must be positive and --retries not negative", ErrUsage)
 	}
+	f.extra = f.extra[:0]
+	for _, s := range f.attrs {
+		def, v, err := packet.Builtin().ParseAttr(nil, s)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("%w: --attr: %w", ErrUsage, err)
+		case def.Encrypt != packet.SchemeNone:
+			return "", fmt.Errorf("%w: --attr %s: attributes hidden with the secret are not supported (use --password)", ErrUsage, def.Name)
+		case def.Vendor == 0 && def.Code >= 241 && def.Code <= 246:
+			return "", fmt.Errorf("%w: --attr %s: extended attributes are not supported", ErrUsage, def.Name)
+		case len(v) > 247 || def.Vendor == 0 && len(v) > 253:
+			return "", fmt.Errorf("%w: --attr %s: value longer than an attribute holds", ErrUsage, def.Name)
+		}
+		f.extra = append(f.extra, extraAttr{vendor: def.Vendor, code: def.Code, value: v})
+	}
 	return modes[0], nil
+}
+
+// addExtra appends the --attr attributes.
+func (f *testAuthFlags) addExtra(b *packet.Builder) {
+	for _, a := range f.extra {
+		if a.vendor != 0 {
+			b.AddVSA(a.vendor, a.code, a.value)
+		} else {
+			b.Add(a.code, a.value)
+		}
+	}
 }
 
 func runTestAuth(ctx context.Context, out io.Writer, f *testAuthFlags) error {
@@ -237,6 +279,7 @@ func (f *testAuthFlags) addNASAttrs(b *packet.Builder, calling string) {
 		b.AddString(packet.AttrCalledStationID, f.called)
 	}
 	b.AddUint32(packet.AttrNASPortType, 15) // Ethernet
+	f.addExtra(b)
 }
 
 // exchanger sends one request and returns the verified answer.
@@ -548,9 +591,9 @@ func eapMessage(p packet.Packet) []byte {
 }
 
 const (
-	vendorMS       = 311
-	msMPPESendKey  = 16
-	msMPPERecvKey  = 17
+	vendorMS       = packet.VendorMicrosoft
+	msMPPESendKey  = 16 // MS-MPPE-Send-Key, RFC 2548 §2.4.2
+	msMPPERecvKey  = 17 // MS-MPPE-Recv-Key, RFC 2548 §2.4.3
 	eapCodeSuccess = 3
 	eapCodeFailure = 4
 	eapCodeRequest = 1
@@ -615,12 +658,9 @@ func writeReplyAttrs(w io.Writer, p packet.Packet) {
 		case packet.AttrVendorSpecific:
 			if !packet.SplitVSA(v, func(s packet.VSA) {
 				a := cache.Attr{Type: t, Vendor: s.Vendor, VendorType: s.Type, Value: s.Value}
-				if s.Vendor == vendorMS && (s.Type == msMPPESendKey || s.Type == msMPPERecvKey) {
-					name := "MS-MPPE-Send-Key"
-					if s.Type == msMPPERecvKey {
-						name = "MS-MPPE-Recv-Key"
-					}
-					fmt.Fprintf(w, "  %s = (encrypted, %d octets)\n", name, len(s.Value))
+				if def, ok := packet.Builtin().Attr(s.Vendor, s.Type); ok && def.Encrypt != packet.SchemeNone {
+					// Hidden with the secret (MS-MPPE-Send-Key, Aruba-MPSK-Passphrase, …).
+					fmt.Fprintf(w, "  %s = (encrypted, %d octets)\n", def.Name, len(s.Value))
 					return
 				}
 				fmt.Fprintf(w, "  %s = %s\n", attrName(a), attrValue(a))
@@ -629,11 +669,14 @@ func writeReplyAttrs(w io.Writer, p packet.Packet) {
 			}
 		default:
 			a := cache.Attr{Type: t, Value: v}
-			switch {
-			case (t == packet.AttrTunnelType || t == packet.AttrTunnelMediumType) && len(v) == 4:
-				a.Tag, a.Value = v[0], v[1:]
-			case t == packet.AttrTunnelPrivateGroupID && len(v) > 1 && v[0] >= 1 && v[0] <= 0x1f:
-				a.Tag, a.Value = v[0], v[1:]
+			if def, ok := packet.Builtin().Attr(0, t); ok && def.Tagged {
+				// RFC 2868 §3.1: an integer always carries its tag; a string when it is 0x01–0x1F.
+				switch {
+				case def.Type == packet.TypeInteger && len(v) == 4:
+					a.Tag, a.Value = v[0], v[1:]
+				case def.Type != packet.TypeInteger && len(v) > 1 && v[0] >= 1 && v[0] <= 0x1f:
+					a.Tag, a.Value = v[0], v[1:]
+				}
 			}
 			fmt.Fprintf(w, "  %s = %s\n", attrName(a), attrValue(a))
 		}

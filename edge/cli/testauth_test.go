@@ -90,6 +90,9 @@ func TestTestAuthUsage(t *testing.T) {
 		{"radsec without certs", []string{"--radsec", "--status"}},
 		{"eap without identity", []string{"--secret", "s", "--eap-tls"}},
 		{"bad mac", []string{"--secret", "s", "--mac", "nope", "--server", "127.0.0.1:1"}},
+		{"unknown attr", []string{"--secret", "s", "--user", "u", "-a", "No-Such-Attr = 1"}},
+		{"bad attr value", []string{"--secret", "s", "--user", "u", "-a", "NAS-Port = many"}},
+		{"encrypted attr", []string{"--secret", "s", "--user", "u", "-a", "Tunnel-Password = x"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,6 +100,46 @@ func TestTestAuthUsage(t *testing.T) {
 				t.Fatalf("err = %v, want a usage error", err)
 			}
 		})
+	}
+}
+
+// TestTestAuthExtraAttrs: --attr attributes, by dictionary name in radclient syntax, reach the
+// server as the dictionary encodes them.
+func TestTestAuthExtraAttrs(t *testing.T) {
+	p := pkitest.Must(t)
+	r, err := radsectest.Start(p.ServerTLS(), "radsec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got := make(chan [3][]byte, 1)
+	r.SetReply(func(_ *packet.Builder, req packet.Packet) {
+		var seen [3][]byte
+		seen[0], _ = req.Attr(packet.AttrTunnelPrivateGroupID)
+		seen[1], _ = req.Attr(5) // NAS-Port
+		for it := req.Attrs(); ; {
+			typ, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if typ == packet.AttrVendorSpecific {
+				seen[2] = v
+			}
+		}
+		select {
+		case got <- seen:
+		default:
+		}
+	})
+	_, err = runTestAuthCmd(t, "--radsec", "--server", r.Addr().String(), "--ca", p.CAFile, "--cert", p.ClientCert,
+		"--key", p.ClientKey, "--user", "alice", "--password", "x",
+		"-a", "Tunnel-Private-Group-Id:1 = 41", "--attr", "NAS-Port = 7", "-a", `Cisco-AVPair = "a=b"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := <-got
+	if string(seen[0]) != "\x0141" || string(seen[1]) != "\x00\x00\x00\x07" || string(seen[2]) != "\x00\x00\x00\x09\x01\x05a=b" {
+		t.Errorf("server saw %q", seen)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/packet"
 	"mxedge/survivability/spool"
 )
 
@@ -42,6 +43,8 @@ type Built struct {
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
 	DNS       DNSOptions
+	// Dictionary names attributes: the built-in one with the `dictionaries:` files on top.
+	Dictionary *packet.Dictionary
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
 }
@@ -101,6 +104,16 @@ func (c *Config) validate(v *validator) {
 		b.LogFormat = f.Log.Format
 	default:
 		v.errorf("log.format", "%q is not one of auto, text, json", f.Log.Format)
+	}
+
+	b.Dictionary = packet.Builtin()
+	for i, p := range f.Dictionaries {
+		d, err := b.Dictionary.Load(c.abs(p))
+		if err != nil {
+			v.errorf(fmt.Sprintf("dictionaries[%d]", i), "%v", err)
+			continue
+		}
+		b.Dictionary = d
 	}
 
 	b.Server = proxy.ServerOptions{

@@ -5,7 +5,8 @@
 //
 // It works on raw bytes rather than decoded attribute lists so that a proxied packet keeps every
 // attribute it does not need to touch byte for byte, and so that the hot path allocates almost nothing.
-// layeh.com/radius is used elsewhere for dictionaries and for building packets by name.
+// Names come from the attribute dictionary (dict.go), which names, parses and renders attributes
+// and never decides how a packet is forwarded.
 package packet
 
 import (

@@ -3,6 +3,7 @@ package localeap
 import (
 	"mxedge/cache"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
 // RFC 2865 §5: an attribute value holds at most 253 octets.
@@ -68,11 +69,11 @@ func addEAP(b *packet.Builder, eap []byte) {
 func eapFailure(id uint8) []byte { return []byte{eapCodeFailure, id, 0, eapHeaderLen} }
 
 // authorization drops what the Accept sets itself from replayed attributes: User-Name is the
-// certificate identity, and the cache never holds keys, State or EAP (cache.ReplayableAttr).
+// certificate identity, and keys, State or EAP are never replayed (survivability.Replayable).
 func authorization(attrs []cache.Attr) []cache.Attr {
 	out := make([]cache.Attr, 0, len(attrs))
 	for _, a := range attrs {
-		if a.Vendor == 0 && a.Type == packet.AttrUserName || !cache.ReplayableAttr(a) {
+		if a.Vendor == 0 && a.Type == packet.AttrUserName || !survivability.Replayable(a) {
 			continue
 		}
 		out = append(out, a)
