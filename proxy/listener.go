@@ -235,8 +235,12 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	}
 	id := l.connID.Add(1)
 	l.opts.Logger.Info("radsec peer connected", "peer", src, "nas", client.Name, "tls", tls.VersionName(state.Version))
+	var w ResponseWriter // the stream's, built on its first request
 	err = radsec.ServeConn(ctx, tc, radsec.ServeOptions{Cork: l.server.opts.Cork}, func(p packet.Packet, reply radsec.ReplyFunc) {
-		l.server.AcceptFrom(client, PortRadSec, TransportRadSec, src, id, p, nil, reply)
+		if w == nil {
+			w = NewStreamWriter(client, src, id, reply)
+		}
+		l.server.Accept(w, p)
 	})
 	l.opts.Logger.Info("radsec peer disconnected", "peer", src, "nas", client.Name, "err", err)
 }

@@ -653,6 +653,6 @@ func FuzzAccept(f *testing.F) {
 	src := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5000"), netip.MustParseAddrPort("127.0.0.2:5000"), netip.MustParseAddrPort("127.0.0.3:5000")}
 	f.Fuzz(func(t *testing.T, b []byte, which uint8) {
 		port := proxy.Port(which % 3)
-		srv.Accept(port, proxy.TransportRadSec, src[int(which/3)%3], 1, b, nil, func([]byte) error { return nil })
+		srv.Accept(&testWriter{origin: proxy.Origin{Port: port, Transport: proxy.TransportRadSec, Src: src[int(which/3)%3], Stream: 1}}, b)
 	})
 }

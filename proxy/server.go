@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"mxedge/proxy/packet"
-	"mxedge/proxy/radsec"
 	"mxedge/proxy/sockio"
 )
 
@@ -37,7 +36,8 @@ func (p Port) accepts(c packet.Code) bool {
 	return false
 }
 
-// Handler takes validated requests from the front door. It must eventually call Request.Reply.
+// Handler takes validated requests from the front door. Each request it is given must end in
+// exactly one Request.Reply or Request.Drop.
 type Handler interface {
 	ServeRADIUS(req *Request)
 }
@@ -335,29 +335,48 @@ func (s *Server) readLoop(sk udpSock) {
 				s.drop(DropMalformed, nil, d.Addr, errors.New("datagram above 4096 bytes"))
 				continue
 			}
-			s.Accept(sk.port, TransportUDP, d.Addr, 0, d.B, sk.out, nil)
+			s.Accept(&udpWriter{out: sk.out, origin: Origin{Port: sk.port, Transport: TransportUDP, Src: d.Addr}}, d.B)
 		}
 		s.opts.Cork.End()
 	}
 }
 
-// Accept runs a datagram or frame through the checks every request gets and hands it on. raw may
-// be reused by the caller after Accept returns. For UDP, udp sends on the socket to answer on; for
-// RadSec, reply writes to the stream and conn identifies it for duplicate detection.
-func (s *Server) Accept(port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *sockio.Sender, reply radsec.ReplyFunc) {
-	client := s.clients.Load().Lookup(src.Addr())
+// proxyStateLen is the length of the Proxy-State value the Pool adds to each request it forwards.
+const proxyStateLen = 8
+
+// acctDelayLen is an Acct-Delay-Time attribute (RFC 2866 §5.2), which a replay of spooled
+// accounting adds when the NAS sent none.
+const acctDelayLen = 2 + 4
+
+// forwardLen is how long p can become on its way upstream: ForwardRequest's copy (Message-
+// Authenticator, Proxy-State and CHAP-Challenge added as needed), and for accounting the
+// Acct-Delay-Time a replay from the spool adds.
+func forwardLen(p packet.Packet) int {
+	n := packet.ForwardLen(p, proxyStateLen)
+	if p.Code() == packet.CodeAccountingRequest && !p.Has(packet.AttrAcctDelayTime) {
+		n += acctDelayLen
+	}
+	return n
+}
+
+// Accept runs a datagram or frame through the checks every request gets and hands it on; w says
+// where raw came from and answers it. raw may be reused by the caller after Accept returns.
+//
+// What an upstream would discard is dropped here with a counted reason and never forwarded: a
+// malformed EAP packet, EAP without Message-Authenticator, too many attributes, or a request whose
+// forwarded copy would exceed 4096 octets.
+func (s *Server) Accept(w ResponseWriter, raw []byte) {
+	s.stats.Received.Add(1)
+	o := w.Origin()
+	src := o.Src
+	client := o.Client
 	if client == nil {
-		s.stats.Received.Add(1)
+		client = s.clients.Load().Lookup(src.Addr())
+	}
+	if client == nil {
 		s.drop(DropUnknownClient, nil, src, nil)
 		return
 	}
-	s.AcceptFrom(client, port, tr, src, conn, raw, udp, reply)
-}
-
-// AcceptFrom is Accept for a peer already identified (RadSec peers are identified by certificate and
-// address by the listener).
-func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.AddrPort, conn uint64, raw []byte, udp *sockio.Sender, reply radsec.ReplyFunc) {
-	s.stats.Received.Add(1)
 	now := s.opts.Now()
 	st := client.stats
 	st.LastSeen.Store(now.UnixNano())
@@ -368,7 +387,7 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 		return
 	}
 	code := p.Code()
-	if !port.accepts(code) {
+	if !o.Port.accepts(code) {
 		s.drop(DropWrongCode, client, src, fmt.Errorf("%v on this port", code))
 		return
 	}
@@ -388,6 +407,11 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 			st.MissingMA.Add(1)
 			s.drop(DropMissingMA, client, src, errors.New("Access-Request without Message-Authenticator: enable it on the NAS or set require_message_authenticator: false"))
 			return
+		case p.Has(packet.AttrEAPMessage):
+			// RFC 3579 §3.2: silently discarded, whatever the NAS's policy says.
+			st.MissingMA.Add(1)
+			s.drop(DropEAPWithoutMA, client, src, nil)
+			return
 		case code == packet.CodeAccessRequest && client.LimitProxyState && p.Has(packet.AttrProxyState):
 			st.MissingMA.Add(1)
 			s.drop(DropProxyStateWithoutMA, client, src, nil)
@@ -401,11 +425,27 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 	}
 
 	if code == packet.CodeStatusServer {
-		s.answerStatus(p, client, port, udp, src, reply)
+		s.answerStatus(p, client, o.Port, w)
+		return
+	}
+	if err := packet.CheckRequest(p); err != nil {
+		st.Malformed.Add(1)
+		reason := DropMalformed
+		switch {
+		case errors.Is(err, packet.ErrEAP):
+			reason = DropMalformedEAP
+		case errors.Is(err, packet.ErrTooManyAttrs):
+			reason = DropTooManyAttributes
+		}
+		s.drop(reason, client, src, err)
+		return
+	}
+	if n := forwardLen(p); n > packet.MaxLen {
+		s.drop(DropTooLongToForward, client, src, fmt.Errorf("%d octets, %d once forwarded: above 4096", len(p), n))
 		return
 	}
 
-	key := dupKey{src: src, conn: conn, id: p.ID()}
+	key := dupKey{src: src, conn: o.Stream, id: p.ID()}
 	copy(key.auth[:], p.Authenticator())
 	e, verdict, cached := s.dups.begin(key)
 	switch verdict {
@@ -418,38 +458,28 @@ func (s *Server) AcceptFrom(client *Client, port Port, tr Transport, src netip.A
 		st.Duplicates.Add(1)
 		s.stats.DuplicateAnswered.Add(1)
 		s.opts.Logger.Debug("retransmission answered from cache", "nas", client.Name, "peer", src, "id", p.ID())
-		send(udp, src, reply, cached)
+		w.WriteResponse(cached)
 		return
 	}
 
 	req := &Request{
 		Client:    client,
 		Src:       src,
-		Transport: tr,
+		Transport: o.Transport,
 		Packet:    append(packet.Packet(nil), p...),
 		Received:  now,
 		Deadline:  now.Add(s.opts.RequestTimeout),
+		w:         w,
+		front:     s,
 		dup:       e,
-		dups:      s.dups,
-		udp:       udp,
-		rs:        reply,
 	}
 	s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
 	s.handler.ServeRADIUS(req)
 }
 
-// send answers a request on the transport it came by. b must not be modified afterwards.
-func send(udp *sockio.Sender, src netip.AddrPort, reply radsec.ReplyFunc, b []byte) {
-	if udp != nil {
-		udp.Send(b, src)
-		return
-	}
-	reply(b)
-}
-
 // answerStatus answers a NAS's Status-Server (RFC 5997 §3): Access-Accept on the authentication
 // port, Accounting-Response on the accounting port. mxedge is alive whether or not its upstreams are.
-func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, udp *sockio.Sender, src netip.AddrPort, reply radsec.ReplyFunc) {
+func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, w ResponseWriter) {
 	s.stats.StatusServer.Add(1)
 	code := packet.CodeAccessAccept
 	if port == PortAcct {
@@ -461,18 +491,23 @@ func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, udp *s
 		return
 	}
 	client.stats.Responses.Add(1)
-	send(udp, src, reply, resp)
+	w.WriteResponse(resp)
 }
 
+// drop counts a request dropped for reason r and logs it through the rate limiter. Lines are
+// limited per reason, naming at most a few sources per interval: a NAS the configuration knows by
+// its name, an unknown one by its address, so a flood from spoofed addresses logs a bounded number
+// of lines (each saying how many were suppressed) while the counter counts every one.
 func (s *Server) drop(r DropReason, c *Client, src netip.AddrPort, err error) {
 	s.stats.Dropped[r].Add(1)
 	args := []any{"reason", r.String(), "peer", src}
+	source := src.Addr().String()
 	if c != nil {
 		args = append(args, "nas", c.Name)
+		source = c.Name
 	}
 	if err != nil {
 		args = append(args, "err", err)
 	}
-	key := r.String() + src.Addr().String()
-	s.limiter.log(s.opts.Logger, slog.LevelWarn, key, "request dropped", s.opts.Now(), args...)
+	s.limiter.logFrom(s.opts.Logger, slog.LevelWarn, r.String(), source, "request dropped", s.opts.Now(), args...)
 }

@@ -127,7 +127,8 @@ func (k *Rekey) appendMicrosoft(dst, v []byte) ([]byte, error) {
 // authenticator (auth, used for Access-Request and Status-Server; others get the RFC 2866 digest),
 // Message-Authenticator first (recomputed), every secret-dependent attribute re-encrypted from the
 // NAS secret to the upstream secret, every other attribute (EAP-Message, VSAs, the NAS's own
-// Proxy-State) byte for byte, and proxyState appended as our own Proxy-State (RFC 2865 §5.33).
+// Proxy-State) byte for byte, CHAP-Challenge added when CHAP needs it (see needsCHAPChallenge), and
+// proxyState appended as our own Proxy-State (RFC 2865 §5.33). Its length is ForwardLen.
 func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, proxyState []byte) (Packet, error) {
 	code := req.Code()
 	if requestAuthZeroed(code) {
@@ -155,6 +156,10 @@ func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, pro
 		if out, err = k.appendAttr(out, typ, v); err != nil {
 			return nil, err
 		}
+	}
+	if needsCHAPChallenge(req) {
+		out = append(out, AttrCHAPChallenge, chapChallengeLen)
+		out = append(out, req.Authenticator()...)
 	}
 	if proxyState != nil {
 		out = append(out, AttrProxyState, byte(2+len(proxyState)))
