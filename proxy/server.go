@@ -335,7 +335,8 @@ func (s *Server) readLoop(sk udpSock) {
 				s.drop(DropMalformed, nil, d.Addr, errors.New("datagram above 4096 bytes"))
 				continue
 			}
-			s.Accept(sk.port, TransportUDP, d.Addr, 0, d.B, sk.out, nil)
+			// On a wildcard socket the answer leaves from the address the NAS sent to.
+			s.Accept(sk.port, TransportUDP, d.Addr, 0, d.B, sk.out.From(d.Local), nil)
 		}
 		s.opts.Cork.End()
 	}
