@@ -21,14 +21,15 @@ const (
 	DropStatusWithoutMA
 	DropDuplicate
 	DropBadReply
-	DropSendFailed // the kernel refused to send an answer
+	DropSendFailed   // the kernel refused to send an answer
+	DropPeerInFlight // a RadSec peer already had its limit of requests waiting for an answer
 	dropReasons
 )
 
 var dropNames = [dropReasons]string{
 	"unknown-client", "malformed", "wrong-code", "bad-authenticator", "missing-message-authenticator",
 	"proxy-state-without-message-authenticator", "status-server-without-message-authenticator",
-	"duplicate-in-flight", "bad-upstream-reply", "send-failed",
+	"duplicate-in-flight", "bad-upstream-reply", "send-failed", "radsec-peer-in-flight-limit",
 }
 
 func (r DropReason) String() string {
