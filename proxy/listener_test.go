@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -451,5 +452,34 @@ func waitFor(t testing.TB, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestListenerOpenSSLClient: OpenSSL, not Go, as the RadSec client over TLS 1.2: offering only
+// ECDHE CBC suites fails the handshake, offering ECDHE AES-GCM succeeds.
+func TestListenerOpenSSLClient(t *testing.T) {
+	x := startListener(t, proxy.ListenerOptions{})
+	for _, tt := range []struct {
+		cipher string
+		ok     bool
+	}{
+		{"ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA", false},
+		{"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256", true},
+	} {
+		t.Run(tt.cipher, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "openssl", "s_client", "-connect", x.addr.String(), "-tls1_2", "-cipher", tt.cipher,
+				"-cert", x.lab.ClientCert, "-key", x.lab.ClientKey, "-CAfile", x.lab.CAFile, "-verify_return_error", "-brief")
+			cmd.Stdin = strings.NewReader("")
+			out, err := cmd.CombinedOutput()
+			ok := err == nil && strings.Contains(string(out), "CONNECTION ESTABLISHED")
+			if ok != tt.ok {
+				t.Fatalf("handshake succeeded %v, want %v: %v\n%s", ok, tt.ok, err, out)
+			}
+			if ok && !strings.Contains(string(out), "Ciphersuite: ECDHE-") || ok && !strings.Contains(string(out), "GCM") {
+				t.Fatalf("negotiated something else:\n%s", out)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -125,5 +126,48 @@ func TestRadSecCipherSuites(t *testing.T) {
 				t.Errorf("%s offers %s", name, s)
 			}
 		}
+	}
+}
+
+// TestUpstreamRefusesCBC: the upstream client configuration the loader builds cannot complete a
+// TLS 1.2 handshake with a server that offers only CBC suites, and completes one offering GCM.
+func TestUpstreamRefusesCBC(t *testing.T) {
+	doc, lab := labConfig(t)
+	c, err := config.Parse("mxedge.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := c.Built().Pool.Upstreams[0].TLS.Clone()
+	client.ServerName = "localhost"
+	for _, tt := range []struct {
+		name   string
+		suites []uint16
+		ok     bool
+	}{
+		{"cbc", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA}, false},
+		{"gcm", []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			server := lab.ServerTLS()
+			server.MaxVersion = tls.VersionTLS12
+			server.CipherSuites = tt.suites
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			done := make(chan error, 1)
+			go func() {
+				s := tls.Server(b, server)
+				err := s.Handshake()
+				b.Close()
+				done <- err
+			}()
+			cerr := tls.Client(a, client).Handshake()
+			a.Close()
+			serr := <-done
+			if ok := cerr == nil && serr == nil; ok != tt.ok {
+				t.Fatalf("handshake client err %v, server err %v; want success %v", cerr, serr, tt.ok)
+			}
+		})
 	}
 }
