@@ -111,10 +111,17 @@ func twoPeers() []proxy.RadSecPeer {
 
 func startListener(t *testing.T, o proxy.ListenerOptions) *listenerHarness {
 	t.Helper()
+	return startListenerTimeout(t, o, 0)
+}
+
+// startListenerTimeout is startListener with the front door's request timeout (0: its default).
+func startListenerTimeout(t *testing.T, o proxy.ListenerOptions, requestTimeout time.Duration) *listenerHarness {
+	t.Helper()
 	before := runtime.NumGoroutine()
 	x := &listenerHarness{lab: pkitest.Must(t), handler: &holdHandler{}, logs: &lockedBuffer{}}
 	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{}, AcctAddrs: []string{}, Logger: logger}, x.handler)
+	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{}, AcctAddrs: []string{}, Logger: logger,
+		RequestTimeout: requestTimeout}, x.handler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +401,25 @@ func TestListenerInFlightCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.exchange(200) // room again
+}
+
+// TestListenerInFlightExpires: a request that is never answered (dropped on the way) stops
+// counting against its peer after twice the request timeout.
+func TestListenerInFlightExpires(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	x := startListenerTimeout(t, proxy.ListenerOptions{MaxInFlightPerPeer: 2}, timeout)
+	a := x.mustDial(t, "127.0.0.1")
+	x.handler.hold(true)
+	a.send(1)
+	a.send(2)
+	a.send(3) // over the cap
+	waitFor(t, func() bool { return x.ln.Stats().OverInFlight.Load() == 1 }, "the third request to be dropped")
+	time.Sleep(timeout) // well inside 2×timeout: still counted
+	a.send(4)
+	waitFor(t, func() bool { return x.ln.Stats().OverInFlight.Load() == 2 }, "the fourth request to be dropped")
+	time.Sleep(2 * timeout)
+	a.send(5)
+	waitFor(t, func() bool { return x.handler.count("a") == 3 }, "the fifth request to get through after the first two expired")
 }
 
 // TestListenerReloadDisconnects: a reload that removes a peer, or changes it, closes its
