@@ -1,6 +1,7 @@
 package radsec
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -140,4 +141,65 @@ func TestIdleTimeout(t *testing.T) {
 			break // the Status-Server answer, if any, came first
 		}
 	}
+}
+
+// BenchmarkServeConn: a client keeps 64 requests outstanding on one connection; the handler
+// answers each at once, from the reading goroutine, as the front door answers Status-Server.
+func BenchmarkServeConn(b *testing.B) {
+	lab := pkitest.Must(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var cork sockio.Cork
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		ServeConn(ctx, Server(nc, lab.ServerTLS()), ServeOptions{Cork: &cork}, func(p packet.Packet, reply ReplyFunc) {
+			resp := append([]byte(nil), p...)
+			resp[0] = byte(packet.CodeAccessAccept)
+			reply(resp)
+		})
+	}()
+	cfg := lab.ClientTLS()
+	cfg.ServerName = "localhost"
+	c, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { c.Close(); cancel(); <-done }()
+	req := statusPacket(b, 0)
+	const window = 64
+	r := bufio.NewReader(c)
+	errs := make(chan error, 1)
+	sent := make(chan struct{}, window)
+	go func() {
+		for range sent {
+			if _, err := ReadPacket(r); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		sent <- struct{}{}
+		n++
+	}
+	close(sent)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "req/s")
 }
