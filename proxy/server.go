@@ -335,7 +335,8 @@ func (s *Server) readLoop(sk udpSock) {
 				s.drop(DropMalformed, nil, d.Addr, errors.New("datagram above 4096 bytes"))
 				continue
 			}
-			s.Accept(&udpWriter{out: sk.out, origin: Origin{Port: sk.port, Transport: TransportUDP, Src: d.Addr}}, d.B)
+			// On a wildcard socket the answer leaves from the address the NAS sent to.
+			s.Accept(&udpWriter{out: sk.out.From(d.Local), origin: Origin{Port: sk.port, Transport: TransportUDP, Src: d.Addr}}, d.B)
 		}
 		s.opts.Cork.End()
 	}

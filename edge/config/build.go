@@ -413,9 +413,19 @@ func (c *Config) buildListener(v *validator, b *Built) {
 		checkListen(v, fmt.Sprintf("radsec.listen[%d]", i), a)
 	}
 	cfg := c.serverTLS(v, "radsec.tls", r.TLS)
-	lo := &proxy.ListenerOptions{Addrs: r.Listen, TLS: cfg}
+	lo := &proxy.ListenerOptions{Addrs: r.Listen, TLS: cfg, IdleTimeout: r.IdleTimeout.D(proxy.DefaultIdleTimeout),
+		MaxConnsPerPeer: r.MaxConnsPerPeer, MaxInFlightPerPeer: r.MaxInFlightPerPeer}
 	if len(r.Peers) == 0 {
 		v.errorf("radsec.peers", "at least one peer is required when radsec.listen is set")
+	}
+	if t := lo.IdleTimeout; t < 10*time.Second || t > 24*time.Hour {
+		v.errorf("radsec.idle_timeout", "%v is outside 10s..24h", t)
+	}
+	if n := r.MaxConnsPerPeer; n < 0 || n > 1024 {
+		v.errorf("radsec.max_connections_per_peer", "%d is outside 1..1024", n)
+	}
+	if n := r.MaxInFlightPerPeer; n < 0 || n > 65536 {
+		v.errorf("radsec.max_in_flight_per_peer", "%d is outside 1..65536", n)
 	}
 	for i, p := range r.Peers {
 		path := fmt.Sprintf("radsec.peers[%d]", i)
@@ -426,6 +436,7 @@ func (c *Config) buildListener(v *validator, b *Built) {
 		if err != nil {
 			v.errorf(path+".address", "%v", err)
 		}
+		checkCertNames(v, path+".cert_names", p.CertNames)
 		secret := p.Secret
 		if secret == "" {
 			secret = "radsec"
@@ -444,6 +455,24 @@ func (c *Config) buildListener(v *validator, b *Built) {
 	b.Listener = lo
 	if cfg != nil {
 		b.Files = append(b.Files, c.abs(r.TLS.Certificate), c.abs(r.TLS.Key), c.abs(r.TLS.CA))
+	}
+}
+
+// checkCertNames requires the names a peer certificate must carry: the CA that signs NAS
+// certificates often signs laptops too, and with no name any of them would pass as a NAS. "*"
+// accepts any certificate the CA verifies, on purpose.
+func checkCertNames(v *validator, path string, names []string) {
+	if len(names) == 0 {
+		v.errorf(path, "required: the names the peer certificate carries (SAN DNS, email, URI, IP, else the CN), or [%q] to accept any certificate the CA verifies", proxy.AnyCertName)
+		return
+	}
+	for i, n := range names {
+		switch {
+		case strings.TrimSpace(n) == "":
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "empty name")
+		case n == proxy.AnyCertName && len(names) > 1:
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%q accepts any certificate: list it alone", proxy.AnyCertName)
+		}
 	}
 }
 
@@ -538,6 +567,7 @@ func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
 		Certificates: []tls.Certificate{pair},
 		RootCAs:      pool,
 		MinVersion:   minVer,
+		CipherSuites: proxy.RadSecCipherSuites(),
 	}
 }
 
@@ -551,6 +581,7 @@ func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   minVer,
+		CipherSuites: proxy.RadSecCipherSuites(),
 	}
 }
 

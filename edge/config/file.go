@@ -137,15 +137,20 @@ type DNSFile struct {
 
 // RadSecFile configures the RadSec listener.
 type RadSecFile struct {
-	Listen []string     `yaml:"listen"` // e.g. ["0.0.0.0:2083"]; empty: no listener
-	TLS    TLSFile      `yaml:"tls"`
-	Peers  []RadSecPeer `yaml:"peers"`
+	Listen             []string     `yaml:"listen"` // e.g. ["0.0.0.0:2083"]; empty: no listener
+	TLS                TLSFile      `yaml:"tls"`
+	Peers              []RadSecPeer `yaml:"peers"`
+	IdleTimeout        Duration     `yaml:"idle_timeout"`             // default 15m
+	MaxConnsPerPeer    int          `yaml:"max_connections_per_peer"` // default 8
+	MaxInFlightPerPeer int          `yaml:"max_in_flight_per_peer"`   // default 1024
 }
 
 // RadSecPeer is one RadSec client of the listener.
 type RadSecPeer struct {
-	Name      string   `yaml:"name"`
-	Address   string   `yaml:"address"`
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// CertNames is required: names one of which the peer certificate must carry, or ["*"] for any
+	// certificate the CA verifies.
 	CertNames []string `yaml:"cert_names"`
 	Secret    string   `yaml:"secret"` // default "radsec"
 	Vendor    string   `yaml:"vendor"`

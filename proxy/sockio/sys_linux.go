@@ -31,7 +31,20 @@ const maxBatch = 64
 type udpSys struct {
 	rc     syscall.RawConn
 	family int // AF_INET or AF_INET6: how destination addresses are encoded
+	// pktinfo is set on a socket bound to a wildcard address: every datagram read carries the
+	// address it was sent to (IP_PKTINFO, RFC 3542 §6.1 IPV6_RECVPKTINFO) and answers are sent
+	// from it (in_pktinfo ipi_spec_dst, in6_pktinfo ipi6_addr). The control messages ride in the
+	// same recvmmsg and sendmmsg: no system call is added.
+	pktinfo bool
 }
+
+// ctrlWords sizes the control buffer of one message: one cmsghdr with an in6_pktinfo (the
+// larger of the two), in 8-byte words so that the header is aligned.
+const ctrlWords = 8
+
+type ctrlBuf [ctrlWords]uint64
+
+func (c *ctrlBuf) bytes() []byte { return unsafe.Slice((*byte)(unsafe.Pointer(c)), len(c)*8) }
 
 func (u *udpSys) init(conn *net.UDPConn) error {
 	rc, err := conn.SyscallConn()
@@ -48,8 +61,25 @@ func (u *udpSys) init(conn *net.UDPConn) error {
 	}
 	u.rc = rc
 	u.family = unix.AF_INET6
-	if _, ok := sa.(*unix.SockaddrInet4); ok {
+	level, opt := unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
 		u.family = unix.AF_INET
+		level, opt = unix.IPPROTO_IP, unix.IP_PKTINFO
+		u.pktinfo = a.Addr == [4]byte{}
+	case *unix.SockaddrInet6:
+		// On a dual-stack socket IPv4 datagrams get an in6_pktinfo with the v4-mapped address
+		// too, and the kernel accepts one to send from (Linux ip_cmsg_send).
+		u.pktinfo = a.Addr == [16]byte{}
+	}
+	if u.pktinfo {
+		cerr = rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, 1) })
+		if cerr != nil {
+			return fmt.Errorf("sockio: %w", cerr)
+		}
+		if err != nil {
+			return fmt.Errorf("sockio: enable packet info: %w", err)
+		}
 	}
 	return nil
 }
@@ -58,6 +88,7 @@ type batchSys struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrAny
+	ctrls []ctrlBuf // packet info, on a wildcard socket
 }
 
 func (u *UDP) read(b *Batch) error {
@@ -73,11 +104,20 @@ func (u *UDP) read(b *Batch) error {
 			s.hdrs[i].Hdr.SetIovlen(1)
 			s.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		}
+		if u.sys.pktinfo {
+			s.ctrls = make([]ctrlBuf, len(b.bufs))
+			for i := range s.hdrs {
+				s.hdrs[i].Hdr.Control = &s.ctrls[i].bytes()[0]
+			}
+		}
 	}
 	for i := range s.hdrs {
 		s.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(s.names[i]))
 		s.hdrs[i].Hdr.Flags = 0
 		s.hdrs[i].Len = 0
+		if s.ctrls != nil {
+			s.hdrs[i].Hdr.SetControllen(len(s.ctrls[i]) * 8)
+		}
 	}
 	var n int
 	var errno syscall.Errno
@@ -104,22 +144,117 @@ func (u *UDP) read(b *Batch) error {
 		if !ok {
 			continue // not an IP peer: cannot happen on a UDP socket
 		}
-		b.got = append(b.got, Datagram{B: b.bufs[i][:s.hdrs[i].Len], Addr: addr})
+		d := Datagram{B: b.bufs[i][:s.hdrs[i].Len], Addr: addr}
+		if s.ctrls != nil {
+			d.Local = decodePktinfo(s.ctrls[i].bytes()[:min(int(s.hdrs[i].Hdr.Controllen), len(s.ctrls[i])*8)])
+		}
+		b.got = append(b.got, d)
 	}
 	return nil
 }
 
-func (u *UDP) writeTo(p []byte, to netip.AddrPort) error {
+// decodePktinfo finds the local address in the control messages of one datagram (zero when
+// there is none, or when it is a multicast group: answer those from the kernel's choice).
+func decodePktinfo(b []byte) netip.Addr {
+	hdrLen := unix.CmsgLen(0)
+	for len(b) >= hdrLen {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < hdrLen || l > len(b) {
+			return netip.Addr{}
+		}
+		data := b[hdrLen:l]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			// ipi_spec_dst is the local address the kernel would answer from; for a unicast
+			// datagram it is the destination, for a broadcast the receiving interface's.
+			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			return netip.AddrFrom4(pi.Spec_dst)
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+			a := netip.AddrFrom16(pi.Addr)
+			switch {
+			case a.IsMulticast():
+				return netip.Addr{}
+			case a.IsLinkLocalUnicast():
+				// A link-local address means nothing without its interface.
+				a = a.WithZone(strconv.FormatUint(uint64(pi.Ifindex), 10))
+			}
+			return a
+		}
+		next := unix.CmsgSpace(l - hdrLen)
+		if next >= len(b) {
+			break
+		}
+		b = b[next:]
+	}
+	return netip.Addr{}
+}
+
+// encodePktinfo writes the control message that makes a datagram leave from from, and returns
+// its length (0: none, the kernel chooses).
+func encodePktinfo(c *ctrlBuf, family int, from netip.Addr) int {
+	b := c.bytes()
+	clear(b)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	data := unsafe.Pointer(&b[unix.CmsgLen(0)])
+	if family == unix.AF_INET {
+		if !from.Unmap().Is4() {
+			return 0
+		}
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		(*unix.Inet4Pktinfo)(data).Spec_dst = from.Unmap().As4()
+		return unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	}
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	pi := (*unix.Inet6Pktinfo)(data)
+	pi.Addr = from.As16() // an IPv4 address as v4-mapped, for a dual-stack socket
+	if z := from.Zone(); z != "" {
+		if id, err := strconv.ParseUint(z, 10, 32); err == nil {
+			pi.Ifindex = uint32(id)
+		}
+	}
+	return unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+}
+
+func (u *UDP) writeTo(p []byte, from netip.Addr, to netip.AddrPort) error {
 	var name unix.RawSockaddrAny
 	namelen, err := encodeAddr(&name, u.sys.family, to)
 	if err != nil {
 		return err
 	}
+	var ctrl ctrlBuf
+	ctrlLen := 0
+	if u.sys.pktinfo && from.IsValid() {
+		ctrlLen = encodePktinfo(&ctrl, u.sys.family, from)
+	}
+	var msg unix.Msghdr
+	var iov unix.Iovec
+	if ctrlLen > 0 {
+		// sendmsg instead of sendto: still one system call.
+		if len(p) > 0 {
+			iov.Base = &p[0]
+		}
+		iov.SetLen(len(p))
+		msg.Name = (*byte)(unsafe.Pointer(&name))
+		msg.Namelen = namelen
+		msg.Iov = &iov
+		msg.SetIovlen(1)
+		msg.Control = &ctrl.bytes()[0]
+		msg.SetControllen(ctrlLen)
+	}
 	var errno syscall.Errno
 	werr := u.sys.rc.Write(func(fd uintptr) bool {
 		for {
-			_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
-				0, uintptr(unsafe.Pointer(&name)), uintptr(namelen))
+			var e syscall.Errno
+			if ctrlLen > 0 {
+				_, _, e = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
+			} else {
+				_, _, e = unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)),
+					0, uintptr(unsafe.Pointer(&name)), uintptr(namelen))
+			}
 			if e == unix.EINTR {
 				continue
 			}
@@ -128,8 +263,13 @@ func (u *UDP) writeTo(p []byte, to netip.AddrPort) error {
 		}
 	})
 	runtime.KeepAlive(p)
+	runtime.KeepAlive(&ctrl)
+	runtime.KeepAlive(&iov)
 	if werr != nil {
 		return werr
+	}
+	if errno != 0 && ctrlLen > 0 {
+		return os.NewSyscallError("sendmsg", errno)
 	}
 	if errno != 0 {
 		return os.NewSyscallError("sendto", errno)
@@ -141,6 +281,7 @@ type sendSys struct {
 	hdrs  [maxBatch]unix.Mmsghdr
 	iovs  [maxBatch]unix.Iovec
 	names [maxBatch]unix.RawSockaddrAny
+	ctrls [maxBatch]ctrlBuf  // packet info, on a wildcard socket
 	ds    [maxBatch]Datagram // what hdrs describe, to report refusals
 }
 
@@ -163,6 +304,12 @@ func (u *UDP) writeBatch(ds []Datagram, s *sendSys, onError func(netip.AddrPort,
 			s.hdrs[n].Hdr.Namelen = namelen
 			s.hdrs[n].Hdr.Iov = &s.iovs[n]
 			s.hdrs[n].Hdr.SetIovlen(1)
+			if u.sys.pktinfo && d.Local.IsValid() {
+				if l := encodePktinfo(&s.ctrls[n], u.sys.family, d.Local); l > 0 {
+					s.hdrs[n].Hdr.Control = &s.ctrls[n].bytes()[0]
+					s.hdrs[n].Hdr.SetControllen(l)
+				}
+			}
 			s.ds[n] = d
 			n++
 		}

@@ -28,14 +28,14 @@ func (u *UDP) read(b *Batch) error {
 	return nil
 }
 
-func (u *UDP) writeTo(p []byte, to netip.AddrPort) error {
+func (u *UDP) writeTo(p []byte, _ netip.Addr, to netip.AddrPort) error {
 	_, err := u.conn.WriteToUDPAddrPort(p, to)
 	return err
 }
 
 func (u *UDP) writeBatch(ds []Datagram, _ *sendSys, onError func(netip.AddrPort, error)) {
 	for _, d := range ds {
-		if err := u.writeTo(d.B, d.Addr); err != nil && onError != nil {
+		if err := u.writeTo(d.B, d.Local, d.Addr); err != nil && onError != nil {
 			onError(d.Addr, err)
 		}
 	}
