@@ -24,6 +24,7 @@ import (
 	"mxedge/edge/metrics"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -404,17 +405,12 @@ func (s spoolRef) acct() *survivability.Accounting {
 	return s.e.acct
 }
 
-func (s spoolRef) Spool(req *proxy.Request) error {
+func (s spoolRef) Account(req *proxy.Request) (packet.Packet, bool, error) {
 	a := s.acct()
 	if a == nil {
-		return errors.New("edge: accounting spool not open")
+		return nil, false, errors.New("edge: accounting spool not open")
 	}
-	return a.Spool(req)
-}
-
-func (s spoolRef) Backlog() bool {
-	a := s.acct()
-	return a != nil && a.Backlog()
+	return a.Account(req)
 }
 
 // forwarder replays through whatever upstream pool is current.
