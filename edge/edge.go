@@ -405,6 +405,12 @@ func (s spoolRef) acct() *survivability.Accounting {
 	return s.e.acct
 }
 
+func (s spoolRef) Admit(req *proxy.Request) {
+	if a := s.acct(); a != nil {
+		a.Admit(req)
+	}
+}
+
 func (s spoolRef) Account(req *proxy.Request) (packet.Packet, bool, error) {
 	a := s.acct()
 	if a == nil {

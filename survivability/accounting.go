@@ -55,9 +55,11 @@ type Accounting struct {
 	now     func() time.Time
 	kick    chan struct{}
 
-	// mu guards gates: per session, the settling of its last admitted record.
-	mu    sync.Mutex
-	gates map[string]*gate
+	// mu guards gates (per session, the settling of its last admitted record) and admitted (the
+	// place each admitted request holds until Account runs it).
+	mu       sync.Mutex
+	gates    map[string]*gate
+	admitted map[*proxy.Request]place
 
 	direct  atomic.Uint64
 	spooled atomic.Uint64
@@ -67,6 +69,13 @@ type Accounting struct {
 type gate struct {
 	tail    chan struct{} // closed when the last admitted record is settled
 	waiters int
+}
+
+// place is one record's position in its session: the previous record's settled channel (nil when
+// none is pending) and its own.
+type place struct {
+	key        string
+	prev, mine chan struct{}
 }
 
 // AccountingOptions configure replay.
@@ -104,7 +113,8 @@ func NewAccounting(o AccountingOptions) *Accounting {
 		o.Now = time.Now
 	}
 	return &Accounting{spool: o.Spool, fwd: o.Forward, clients: o.Clients, health: o.Health, timeout: o.Timeout,
-		window: o.Window, logger: o.Logger, now: o.Now, kick: make(chan struct{}, 1), gates: map[string]*gate{}}
+		window: o.Window, logger: o.Logger, now: o.Now, kick: make(chan struct{}, 1), gates: map[string]*gate{},
+		admitted: map[*proxy.Request]place{}}
 }
 
 // Stats returns the accounting counters and the spool's.
@@ -117,14 +127,19 @@ func (a *Accounting) Stats() AccountingStats {
 // was stored durably instead (the caller acknowledges it); an error when it was neither, so the NAS
 // must get no answer and will retransmit (RFC 2866 §2).
 func (a *Accounting) Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error) {
-	key := recordKey(req.Client.Name, req.Packet)
-	prev, mine := a.admit(key)
+	a.mu.Lock()
+	pl, ok := a.admitted[req]
+	delete(a.admitted, req)
+	a.mu.Unlock()
+	if !ok {
+		pl = a.place(req)
+	}
 	// Settled exactly once, by this goroutine, whatever happens below.
-	defer a.settled(key, mine)
-	if prev != nil {
+	defer a.settled(pl)
+	if pl.prev != nil {
 		// Bounded: the previous record's forward is bounded by its deadline plus forwardGrace, and
 		// its append by the disk.
-		<-prev
+		<-pl.prev
 	}
 	if !a.health.Local() && a.spool.Len() == 0 {
 		res := a.forward(req, req.Deadline)
@@ -145,9 +160,20 @@ func (a *Accounting) Account(req *proxy.Request) (resp packet.Packet, spooled bo
 	return nil, true, nil
 }
 
-// admit queues a record of session key: it returns the channel of the previous record's settling
-// (nil when none is pending) and the one this record closes when settled.
-func (a *Accounting) admit(key string) (prev, mine chan struct{}) {
+// Admit fixes req's place in its session's order. The front door calls it (through the engine's
+// Takes) on the goroutine that read req, so the order is the receipt order even when the requests'
+// own goroutines start in another; Account then runs req in that place. A request Account gets
+// without Admit takes its place then.
+func (a *Accounting) Admit(req *proxy.Request) {
+	pl := a.place(req)
+	a.mu.Lock()
+	a.admitted[req] = pl
+	a.mu.Unlock()
+}
+
+// place queues a record behind the last one of its session.
+func (a *Accounting) place(req *proxy.Request) place {
+	key := recordKey(req.Client.Name, req.Packet)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gates[key]
@@ -155,19 +181,19 @@ func (a *Accounting) admit(key string) (prev, mine chan struct{}) {
 		g = &gate{}
 		a.gates[key] = g
 	}
-	prev, mine = g.tail, make(chan struct{})
-	g.tail = mine
+	pl := place{key: key, prev: g.tail, mine: make(chan struct{})}
+	g.tail = pl.mine
 	g.waiters++
-	return prev, mine
+	return pl
 }
 
-func (a *Accounting) settled(key string, mine chan struct{}) {
+func (a *Accounting) settled(pl place) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	close(mine)
-	g := a.gates[key]
+	close(pl.mine)
+	g := a.gates[pl.key]
 	if g.waiters--; g.waiters == 0 {
-		delete(a.gates, key)
+		delete(a.gates, pl.key)
 	}
 }
 

@@ -205,3 +205,36 @@ func TestAccountingOversizedQuarantined(t *testing.T) {
 	}
 	t.Logf("quarantined %d-octet record: %s", len(big.Packet), q[0].Reason)
 }
+
+// TestAccountingAdmitOrder: the place a record takes at Admit (the reader goroutine, receipt order)
+// holds although the requests' own goroutines run Account in the reverse order.
+func TestAccountingAdmitOrder(t *testing.T) {
+	cloud := &fakeCloud{got: map[string][]uint32{}}
+	cloud.answer = func(req *proxy.Request, done func(proxy.Result)) { done(cloud.deliver(req)) }
+	a, _, client := newAccountingTest(t, cloud)
+	reqs := []*proxy.Request{acctReq(t, client, "s", 1, 0), acctReq(t, client, "s", 3, 0), acctReq(t, client, "s", 2, 0)}
+	for _, r := range reqs {
+		a.Admit(r)
+	}
+	var wg sync.WaitGroup
+	for i := len(reqs) - 1; i >= 0; i-- {
+		wg.Go(func() {
+			if resp, spooled, err := a.Account(reqs[i]); err != nil || spooled || resp == nil {
+				t.Errorf("record %d: resp %v spooled %v err %v", i, resp, spooled, err)
+			}
+		})
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if got := fmt.Sprint(cloud.got["s"]); got != "[1 3 2]" {
+		t.Fatalf("cloud got %s, want the receipt order [1 3 2]", got)
+	}
+	if st := a.Stats(); st.Direct != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.gates) != 0 || len(a.admitted) != 0 {
+		t.Fatalf("%d gates, %d admitted left behind", len(a.gates), len(a.admitted))
+	}
+}

@@ -32,7 +32,9 @@ type EAPHandler interface {
 // Accounting type implements it). Account returns the cloud's response when it delivered req,
 // spooled when it stored req durably instead (the engine then acknowledges it), and an error when
 // it did neither (no answer, so the NAS keeps the record).
+// Admit is called first, on the goroutine that read req, to fix its place in receipt order.
 type AccountingSpool interface {
+	Admit(req *proxy.Request)
 	Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error)
 }
 
@@ -93,9 +95,12 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 
 // Takes implements proxy.Fallback: requests skip the upstreams while the cloud is down or the edge
 // is recovering. With a spool, accounting always goes through it: it forwards directly itself when
-// that keeps the session's order, and it alone can tell.
+// that keeps the session's order, and it alone can tell. The router calls Takes on the goroutine
+// that read the request, once, and Serves every request it took: that is where an
+// Accounting-Request gets its place in its session's receipt order.
 func (e *Engine) Takes(req *proxy.Request) bool {
 	if e.opts.Accounting != nil && req.Packet.Code() == packet.CodeAccountingRequest {
+		e.opts.Accounting.Admit(req)
 		return true
 	}
 	return e.opts.Health.Local()

@@ -63,6 +63,7 @@ func (m memCache) Lookup(identity, mac string) (cache.Record, bool, error) {
 
 type memSpool struct{ n int }
 
+func (s *memSpool) Admit(*proxy.Request)                                {}
 func (s *memSpool) Account(*proxy.Request) (packet.Packet, bool, error) { s.n++; return nil, true, nil }
 
 func TestEngineDecisions(t *testing.T) {
