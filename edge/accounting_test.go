@@ -73,7 +73,7 @@ var acctStatuses = []struct {
 }{{"Start", 1}, {"Interim-Update", 3}, {"Stop", 2}}
 
 // TestE2EAccountingKill9: 300 sessions, each Start (cloud up), then Interim-Update and Stop sent
-// 0-300 ms apart without waiting for each other, while the WAN is cut. Sessions whose records
+// 20-300 ms apart without waiting for each other, while the WAN is cut. Sessions whose records
 // straddle the outage detection fail their direct attempt first. mxedge (the real binary) is killed
 // with SIGKILL mid-outage and restarted, and killed again while it replays after recovery, then
 // restarted. FreeRADIUS must get every acknowledged record, each session's records in receipt order
@@ -153,7 +153,8 @@ func TestE2EAccountingKill9(t *testing.T) {
 		wg.Go(func() {
 			var inner sync.WaitGroup
 			inner.Go(func() { nas.send(ctx, id(s, 1), record(s, 1)) })
-			time.Sleep(time.Duration(s*7%300) * time.Millisecond)
+			// At least 20 ms later, so that the NAS's own send order is certain.
+			time.Sleep(time.Duration(20+s*7%280) * time.Millisecond)
 			inner.Go(func() { nas.send(ctx, id(s, 2), record(s, 2)) })
 			inner.Wait()
 		})
