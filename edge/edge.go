@@ -24,6 +24,7 @@ import (
 	"mxedge/edge/metrics"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -404,17 +405,18 @@ func (s spoolRef) acct() *survivability.Accounting {
 	return s.e.acct
 }
 
-func (s spoolRef) Spool(req *proxy.Request) error {
-	a := s.acct()
-	if a == nil {
-		return errors.New("edge: accounting spool not open")
+func (s spoolRef) Admit(req *proxy.Request) {
+	if a := s.acct(); a != nil {
+		a.Admit(req)
 	}
-	return a.Spool(req)
 }
 
-func (s spoolRef) Backlog() bool {
+func (s spoolRef) Account(req *proxy.Request) (packet.Packet, bool, error) {
 	a := s.acct()
-	return a != nil && a.Backlog()
+	if a == nil {
+		return nil, false, errors.New("edge: accounting spool not open")
+	}
+	return a.Account(req)
 }
 
 // forwarder replays through whatever upstream pool is current.

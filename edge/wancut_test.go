@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -469,72 +468,6 @@ func TestE2ERefusedAndFlapping(t *testing.T) {
 		t.Fatalf("mode went up %d times while the link flapped every 700 ms", flapsUp)
 	}
 	t.Logf("refused: detected after %v; flapping link: %d failbacks in 5 s; %d requests all answered", refused.Round(time.Millisecond), flapsUp, res.sent.Load())
-}
-
-// TestE2EAccountingKill9: mxedge is killed with SIGKILL during the outage right after acknowledging
-// accounting; restarted, it still holds every acknowledged record and delivers them after recovery.
-func TestE2EAccountingKill9(t *testing.T) {
-	x := startE2E(t, 1, nil)
-	rl := startRelay(t, x.frAddr[0])
-	authPort, acctPort := peertest.FreePort(t), peertest.FreePort(t)
-	x.stop()
-	b, _ := os.ReadFile(x.cfgPath)
-	cfg := replaceOnce(string(b), "address: "+x.frAddr[0], "address: "+rl.Addr())
-	cfg = replaceOnce(cfg, `auth: ["127.0.0.1:0"]`, fmt.Sprintf(`auth: ["127.0.0.1:%d"]`, authPort))
-	cfg = replaceOnce(cfg, `acct: ["127.0.0.1:0"]`, fmt.Sprintf(`acct: ["127.0.0.1:%d"]`, acctPort))
-	cfg = strings.Replace(cfg, "level: debug", "level: info", 1)
-	os.WriteFile(x.cfgPath, []byte(cfg), 0o600)
-
-	bin := filepath.Join(t.TempDir(), "mxedge")
-	if out, err := exec.Command("go", "build", "-o", bin, "mxedge").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", x.cfgPath)
-		cmd.Stderr = x.logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd
-	}
-	acct := fmt.Sprintf("127.0.0.1:%d", acctPort)
-	rl.Cut()
-	cmd := start()
-	const n = 40
-	acked := 0
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < n && time.Now().Before(deadline); {
-		// Until the outage is declared the records wait on the dead upstream and time out unanswered;
-		// the NAS retransmits, as the test does here.
-		if r := exchangeUDP(t, "127.0.0.1:0", acct, acctRequest(t, uint8(i), fmt.Sprintf("k9-%d", i), 1), 5*time.Second); r != nil && r[0] == byte(packet.CodeAccountingResponse) {
-			acked++
-			i++
-		}
-	}
-	if acked != n {
-		t.Fatalf("%d of %d records acknowledged during the outage", acked, n)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	start()
-	time.Sleep(time.Second)
-	rl.Restore()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	recs, err := x.fr[0].WaitAccounting(ctx, n)
-	if err != nil {
-		t.Fatalf("after kill -9 and recovery FreeRADIUS has %d of %d acknowledged records: %v", len(recs), n, err)
-	}
-	seen := map[string]int{}
-	for _, r := range recs {
-		seen[r.SessionID()]++
-	}
-	for i := range n {
-		if seen[fmt.Sprintf("k9-%d", i)] != 1 {
-			t.Fatalf("record k9-%d delivered %d times", i, seen[fmt.Sprintf("k9-%d", i)])
-		}
-	}
 }
 
 type lockedWriter struct {

@@ -9,6 +9,7 @@ import (
 	"mxedge/cache"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability/spool"
 )
 
 // ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally (seed
@@ -26,12 +27,15 @@ type EAPHandler interface {
 	Serve(req *proxy.Request) packet.Packet
 }
 
-// AccountingSpool stores an Accounting-Request durably before it is acknowledged; an error means
-// it was not stored and must not be acknowledged. Backlog reports records still waiting for the
-// cloud: new accounting queues behind them to keep arrival order.
+// AccountingSpool is the accounting path: every Accounting-Request goes through it so that each
+// session's records reach the cloud in receipt order whether delivered directly or spooled (the
+// Accounting type implements it). Account returns the cloud's response when it delivered req,
+// spooled when it stored req durably instead (the engine then acknowledges it), and an error when
+// it did neither (no answer, so the NAS keeps the record).
+// Admit is called first, on the goroutine that read req, to fix its place in receipt order.
 type AccountingSpool interface {
-	Spool(req *proxy.Request) error
-	Backlog() bool
+	Admit(req *proxy.Request)
+	Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error)
 }
 
 // Event is one local decision (a NAC event).
@@ -90,12 +94,16 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 }
 
 // Takes implements proxy.Fallback: requests skip the upstreams while the cloud is down or the edge
-// is recovering, and accounting also while a spooled backlog is being delivered.
+// is recovering. With a spool, accounting always goes through it: it forwards directly itself when
+// that keeps the session's order, and it alone can tell. The router calls Takes on the goroutine
+// that read the request, once, and Serves every request it took: that is where an
+// Accounting-Request gets its place in its session's receipt order.
 func (e *Engine) Takes(req *proxy.Request) bool {
-	if e.opts.Health.Local() {
+	if e.opts.Accounting != nil && req.Packet.Code() == packet.CodeAccountingRequest {
+		e.opts.Accounting.Admit(req)
 		return true
 	}
-	return e.opts.Accounting != nil && req.Packet.Code() == packet.CodeAccountingRequest && e.opts.Accounting.Backlog()
+	return e.opts.Health.Local()
 }
 
 // Serve implements proxy.Fallback.
@@ -127,10 +135,18 @@ func (e *Engine) accounting(req *proxy.Request) (packet.Packet, error) {
 		e.event(req, Event{Method: "accounting", Reason: "no-spool"})
 		return nil, nil
 	}
-	if err := e.opts.Accounting.Spool(req); err != nil {
+	resp, spooled, err := e.opts.Accounting.Account(req)
+	if err != nil {
 		// Not stored: not acknowledged, so the NAS keeps the record and retransmits.
-		e.event(req, Event{Method: "accounting", Reason: "spool-full"})
+		reason := "spool-error"
+		if errors.Is(err, spool.ErrFull) {
+			reason = "spool-full"
+		}
+		e.event(req, Event{Method: "accounting", Reason: reason})
 		return nil, err
+	}
+	if !spooled {
+		return resp, nil // the cloud's own Accounting-Response: not a local decision
 	}
 	e.event(req, Event{Allowed: true, Method: "accounting", Reason: "spooled"})
 	b := packet.NewResponse(nil, req.Packet, packet.CodeAccountingResponse)

@@ -63,8 +63,8 @@ func (m memCache) Lookup(identity, mac string) (cache.Record, bool, error) {
 
 type memSpool struct{ n int }
 
-func (s *memSpool) Spool(*proxy.Request) error { s.n++; return nil }
-func (s *memSpool) Backlog() bool              { return s.n > 0 }
+func (s *memSpool) Admit(*proxy.Request)                                {}
+func (s *memSpool) Account(*proxy.Request) (packet.Packet, bool, error) { s.n++; return nil, true, nil }
 
 func TestEngineDecisions(t *testing.T) {
 	known := cache.Record{MAC: "aa:bb:cc:dd:ee:ff", Method: cache.MethodMAB, Attrs: DefaultVLANAttrs("generic", "300")}

@@ -32,6 +32,10 @@ var (
 	// One replay at a time is what keeps the order and the duplicate
 	// bound.
 	ErrReplayRunning = errors.New("spool: replay already running")
+	// ErrPermanent: wrapped by a replay send's done error when the record
+	// can never be delivered (it cannot be forwarded within 4096 octets,
+	// it does not parse): Replay quarantines it instead of retrying it.
+	ErrPermanent = errors.New("spool: record can never be delivered")
 	// ErrBadWindow: Replay was given a window outside 1..MaxWindow.
 	ErrBadWindow = errors.New("spool: bad replay window")
 )

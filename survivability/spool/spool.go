@@ -17,8 +17,10 @@ import (
 // Buckets. See docs/spool.md for the file layout.
 var (
 	bucketRecords    = []byte("records")    // 8-octet BE seq -> encoded record
-	bucketQuarantine = []byte("quarantine") // 8-octet BE seq -> undecodable value, kept for the operator
-	bucketMeta       = []byte("meta")       // schema, last seq, record count, byte count
+	bucketQuarantine = []byte("quarantine") // 8-octet BE seq -> record value Replay moved aside, kept for the operator
+	// bucketQuarantineReason holds why each quarantined record was moved.
+	bucketQuarantineReason = []byte("quarantine-reason") // 8-octet BE seq -> reason text
+	bucketMeta             = []byte("meta")              // schema, last seq, record count, byte count
 
 	metaSchema  = []byte("schema")
 	metaLastSeq = []byte("last-seq") // highest seq ever assigned: seqs are never reused
@@ -71,16 +73,19 @@ func uvarintLen(n int) int {
 
 // Stats is a snapshot for metrics and `mxedge status`.
 type Stats struct {
-	Appended     uint64        // records made durable since Open
-	Replayed     uint64        // records deleted after a successful send since Open
-	FullRefusals uint64        // Appends refused with ErrFull since Open
-	AppendErrors uint64        // Appends that failed otherwise (disk error): not stored, not answered
-	Commits      uint64        // append transactions committed (one fsync each) since Open
-	Quarantined  uint64        // undecodable records moved aside by Replay since Open
-	Depth        int           // records waiting for replay
-	Bytes        int64         // their encoded size, what MaxBytes bounds
-	Oldest       time.Time     // arrival of the oldest record; zero when empty
-	OldestAge    time.Duration // Now - Oldest; zero when empty
+	Appended     uint64 // records made durable since Open
+	Replayed     uint64 // records deleted after a successful send since Open
+	FullRefusals uint64 // Appends refused with ErrFull since Open
+	AppendErrors uint64 // Appends that failed otherwise (disk error): not stored, not answered
+	Commits      uint64 // append transactions committed (one fsync each) since Open
+	Quarantined  uint64 // records moved aside by Replay since Open (undecodable, or ErrPermanent)
+	// QuarantineDepth is the records in the quarantine bucket, kept on
+	// disk for the operator (also those from before Open).
+	QuarantineDepth int
+	Depth           int           // records waiting for replay
+	Bytes           int64         // their encoded size, what MaxBytes bounds
+	Oldest          time.Time     // arrival of the oldest record; zero when empty
+	OldestAge       time.Duration // Now - Oldest; zero when empty
 }
 
 // Spool is the durable accounting spool. Its methods are safe for
@@ -100,6 +105,7 @@ type Spool struct {
 	closed  bool
 	count   int
 	bytes   int64
+	qdepth  int // records in the quarantine bucket
 	// active counts Appends and Replays in flight; Close waits for them.
 	active sync.WaitGroup
 
@@ -155,6 +161,9 @@ func Open(o Options) (*Spool, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if s.qdepth > 0 {
+		s.log.Warn("spool holds quarantined records", "reason", fmt.Sprintf("%d records Replay could not deliver", s.qdepth))
+	}
 	if s.count > 0 {
 		// Records from before a restart: the operator wants to know they
 		// are still waiting (Stats has the figures).
@@ -165,7 +174,7 @@ func Open(o Options) (*Spool, error) {
 
 func (s *Spool) initSchema() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketQuarantine, bucketMeta} {
+		for _, b := range [][]byte{bucketRecords, bucketQuarantine, bucketQuarantineReason, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("spool: create bucket %s: %w", b, err)
 			}
@@ -180,6 +189,9 @@ func (s *Spool) initSchema() error {
 		}
 		mt := readMeta(m)
 		s.count, s.bytes = int(mt.count), mt.bytes
+		// The quarantine holds what Replay could never deliver: few records,
+		// so counting them once here costs nothing.
+		s.qdepth = tx.Bucket(bucketQuarantine).Stats().KeyN
 		return nil
 	})
 }
@@ -412,6 +424,9 @@ func (s *Spool) Stats() Stats {
 		Depth:        s.Len(),
 		Bytes:        s.Bytes(),
 	}
+	s.mu.Lock()
+	st.QuarantineDepth = s.qdepth
+	s.mu.Unlock()
 	err := s.db.View(func(tx *bolt.Tx) error {
 		// Only the arrival stamp of the first record is needed: read it in
 		// place instead of decoding the record.
