@@ -21,7 +21,8 @@ const (
 	DropStatusWithoutMA
 	DropDuplicate
 	DropBadReply
-	DropSendFailed // the kernel refused to send an answer
+	DropSendFailed      // the kernel refused to send an answer
+	DropUpstreamTimeout // the upstream left it unanswered past its budget while its connection was up
 	dropReasons
 )
 
@@ -29,6 +30,7 @@ var dropNames = [dropReasons]string{
 	"unknown-client", "malformed", "wrong-code", "bad-authenticator", "missing-message-authenticator",
 	"proxy-state-without-message-authenticator", "status-server-without-message-authenticator",
 	"duplicate-in-flight", "bad-upstream-reply", "send-failed",
+	"upstream-timeout",
 }
 
 func (r DropReason) String() string {
