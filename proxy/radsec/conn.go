@@ -116,8 +116,9 @@ func (o *ConnOptions) setDefaults() {
 	}
 }
 
-// A slot is one RADIUS identifier. Whoever changes a slot away from slotBuilding or slotBusy under
-// c.mu owns its handler and is the only one to call it (after unlocking).
+// A slot is one RADIUS identifier. A building slot belongs to the goroutine building its packet,
+// which alone completes or sends it. Whoever changes a busy slot away from slotBusy under c.mu
+// owns its handler and is the only one to call it (after unlocking).
 type slot struct {
 	state    uint8
 	probe    bool
@@ -181,7 +182,9 @@ type Conn struct {
 	queue    []waiter
 	closed   bool
 	closeErr error
+	retryErr error // what pending requests fail with once closed
 	probing  bool
+	builders sync.WaitGroup // goroutines building a packet on a reserved identifier
 
 	lastRead  atomic.Int64 // time.Duration since epoch
 	inflight  atomic.Int32 // slots building or busy
@@ -243,6 +246,7 @@ func (c *Conn) Exchange(build BuildFunc, deadline time.Time, h Handler) error {
 func (c *Conn) reserveLocked(id uint8, deadline time.Time, h Handler, probe bool) {
 	c.slots[id] = slot{state: slotBuilding, probe: probe, deadline: deadline, h: h}
 	c.inflight.Add(1)
+	c.builders.Add(1)
 	if probe {
 		c.probing = true
 	}
@@ -283,17 +287,20 @@ func (c *Conn) send(id uint8, build BuildFunc) {
 		p, err := build(nil, id)
 		c.mu.Lock()
 		s := &c.slots[id]
-		if s.state != slotBuilding {
-			// fail() claimed it meanwhile and has called (or is calling) its handler.
-			c.mu.Unlock()
-			return
-		}
-		if err != nil {
+		if c.closed || err != nil {
+			// The connection failed while the packet was built (fail leaves building slots to
+			// their builder), or the build failed: complete it here.
+			if err != nil {
+				err = fmt.Errorf("%w: %w", ErrBuild, err)
+			} else {
+				err = c.retryErr
+			}
 			var h Handler
 			h, _, _, build = c.claimLocked(id)
 			c.mu.Unlock()
+			c.builders.Done()
 			if h != nil {
-				h(nil, fmt.Errorf("%w: %w", ErrBuild, err))
+				h(nil, err)
 			}
 			continue
 		}
@@ -301,6 +308,7 @@ func (c *Conn) send(id uint8, build BuildFunc) {
 		s.sent = c.opts.Now()
 		copy(s.auth[:], p.Authenticator())
 		c.mu.Unlock()
+		c.builders.Done()
 		if err := c.w.write(p); err != nil {
 			c.fail(err)
 		}
@@ -328,6 +336,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	case <-c.done:
 	}
 	wg.Wait()
+	c.builders.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -337,19 +346,31 @@ func (c *Conn) Run(ctx context.Context) error {
 // Close ends the connection; pending requests fail with ErrClosed.
 func (c *Conn) Close() { c.fail(ErrClosed) }
 
-// fail closes the connection once and completes every pending and queued request with err. It
-// aborts the socket without waiting: a TLS close_notify on a dead link would wait for a send
-// buffer that never drains.
+// fail closes the connection once and completes every pending and queued request with err (as
+// ErrConnDead unless it is ErrClosed, so the request may be retried elsewhere); requests whose
+// packet is being built are completed by their builder. It aborts the socket without waiting: a
+// TLS close_notify on a dead link would wait for a send buffer that never drains.
 func (c *Conn) fail(err error) {
 	c.closeOnce.Do(func() {
+		retry := err
+		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrConnDead) {
+			retry = fmt.Errorf("%w: %w", ErrConnDead, err)
+		}
 		var hs []Handler
 		c.mu.Lock()
 		c.closed = true
 		c.closeErr = err
+		c.retryErr = retry
 		for i := range c.slots {
 			s := &c.slots[i]
-			if (s.state == slotBuilding || s.state == slotBusy) && s.h != nil {
-				hs = append(hs, s.h)
+			switch s.state {
+			case slotBuilding:
+				continue
+			case slotBusy:
+				if s.h != nil {
+					hs = append(hs, s.h)
+				}
+				c.inflight.Add(-1)
 			}
 			*s = slot{}
 		}
@@ -357,16 +378,10 @@ func (c *Conn) fail(err error) {
 			hs = append(hs, w.h)
 		}
 		c.queue = nil
-		c.probing = false
-		c.inflight.Store(0)
 		c.mu.Unlock()
 		c.w.stop()
 		c.w.abort()
 		close(c.done)
-		retry := err
-		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrConnDead) {
-			retry = fmt.Errorf("%w: %w", ErrConnDead, err)
-		}
 		for _, h := range hs {
 			h(nil, retry)
 		}
