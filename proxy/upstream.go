@@ -317,8 +317,9 @@ func (u *Upstream) run(ctx context.Context) {
 		var d time.Duration
 		switch {
 		case served:
+			// A connection that served and was lost: reconnect at once (an upstream that closed
+			// an idle connection is back in one round trip); if that fails, the next case paces it.
 			attempt = 0
-			d = u.backoff(0)
 		case reached:
 			attempt++
 			d = u.backoff(attempt)
@@ -491,16 +492,22 @@ func (u *Upstream) resolve(ctx context.Context) ([]Target, error) {
 	return targets, nil
 }
 
-func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool, error) {
-	cfg := u.opts.TLS.Clone()
+// serverName is the reference identity the upstream's certificate is checked against: the
+// configured name, never a name learnt from unauthenticated DNS (RFC 6125 §6, RFC 7585 §3.4),
+// unless VerifySRVTarget opts in.
+func (u *Upstream) serverName(t Target) string {
 	switch {
 	case u.opts.ServerName != "":
-		cfg.ServerName = u.opts.ServerName
+		return u.opts.ServerName
 	case u.opts.VerifySRVTarget && t.Host != "":
-		cfg.ServerName = t.Host
-	default:
-		cfg.ServerName = u.opts.Host
+		return t.Host
 	}
+	return u.opts.Host
+}
+
+func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool, error) {
+	cfg := u.opts.TLS.Clone()
+	cfg.ServerName = u.serverName(t)
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
@@ -515,7 +522,12 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 	nc := radsec.Client(raw, cfg)
 	if err := nc.HandshakeContext(dctx); err != nil {
 		raw.Close()
-		return nil, true, err
+		// A handshake that timed out met a link that stopped carrying packets after TCP
+		// connected (a middlebox in front of a blackhole): pace it like an unreachable upstream.
+		// One that failed met an upstream that refused us: back off.
+		var ne net.Error
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+		return nil, !timedOut, err
 	}
 	u.mu.Lock()
 	u.addr = t.Addr
