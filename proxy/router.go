@@ -91,7 +91,9 @@ func NewRouter(o RouterOptions, pool *Pool, stats *Stats) *Router {
 		stats = new(Stats)
 	}
 	r := &Router{opts: o, stats: stats, limiter: newLogLimiter(10 * time.Second), ctx: context.Background()}
-	pool.stats.Store(stats)
+	if pool != nil {
+		pool.stats.Store(stats)
+	}
 	r.pool.Store(pool)
 	if o.Observer != nil {
 		r.observer.Store(&o.Observer)
