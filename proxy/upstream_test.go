@@ -87,4 +87,3 @@ func TestUpstreamReconnectSteady(t *testing.T) {
 		t.Fatalf("outage 8 took %v against %v for outage 1: the backoff grew", took[7], took[0])
 	}
 }
-

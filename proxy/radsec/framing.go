@@ -7,6 +7,7 @@ package radsec
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,14 @@ func newFrameWriter(nc net.Conn, stall time.Duration, cork *sockio.Cork) *frameW
 	w := &frameWriter{cork: cork, stall: stall, stopc: make(chan struct{})}
 	if bc := batcherOf(nc); bc != nil {
 		w.tc, w.out = nc, bc
+		// A client connection is handshaken already: from now on nothing may block, including
+		// what crypto/tls writes on its own from the reading goroutine (a TLS 1.3 KeyUpdate). A
+		// server connection handshakes in its first read and turns async at its first reply.
+		if nc.(*tls.Conn).ConnectionState().HandshakeComplete {
+			bc.mu.Lock()
+			bc.async = true
+			bc.mu.Unlock()
+		}
 	} else {
 		w.out = newBatchConn(nc)
 		w.out.async = true
