@@ -151,7 +151,7 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 		return nil, err
 	}
 	ro := b.Router
-	ro.Logger, ro.Fallback = o.Logger, o.Fallback
+	ro.Logger, ro.Fallback, ro.Timeouts = o.Logger, o.Fallback, e.health
 	srv, err := proxy.NewServer(so, nil)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -178,19 +178,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po := b.Pool
 	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
-	po.OnStateChange = func(name string, _, to proxy.UpstreamState, err error) {
-		switch to {
-		case proxy.StateUp:
-			e.health.UpstreamUp(name)
-		case proxy.StateDown:
-			reason := "connection failed"
-			if err != nil {
-				reason = err.Error()
-			}
-			e.health.UpstreamDown(name, reason)
-		}
-	}
-	po.OnProbe = e.health.Probe
+	po.Health = e.health
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -198,8 +198,10 @@ func TestE2EWANCut(t *testing.T) {
 	reqFile := filepath.Join(t.TempDir(), "mab.txt")
 	os.WriteFile(reqFile, []byte(rfile.String()), 0o600)
 	rc := exec.Command("radclient", "-p", "1", "-c", "150", "-r", "1", "-t", "5", "-f", reqFile, x.auth, "auth", nasSecret)
-	var rcOut lockedWriter
-	rc.Stdout, rc.Stderr = &rcOut, &rcOut
+	// Separate buffers: radclient's stdout is block-buffered and its stderr is not, so one shared
+	// buffer splits "Received Access-…" lines with the stderr lines of upstream Rejects.
+	var rcOut, rcErr lockedWriter
+	rc.Stdout, rc.Stderr = &rcOut, &rcErr
 	if err := rc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +247,7 @@ func TestE2EWANCut(t *testing.T) {
 	rc.Wait()
 	out := rcOut.String()
 	received := strings.Count(out, "Received Access-")
-	if strings.Contains(out, "No reply") || received != 40*150 {
+	if strings.Contains(out+rcErr.String(), "No reply") || received != 40*150 {
 		t.Fatalf("radclient: %d of %d answered\n%s", received, 40*150, tailString(out, 20))
 	}
 	if res.slow.Load() != 0 || res.wrongVLAN.Load() != 0 {

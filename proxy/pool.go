@@ -20,8 +20,23 @@ import (
 // ErrNoUpstream means no upstream could take the request.
 var ErrNoUpstream = errors.New("proxy: no upstream available")
 
-// ErrBadReply means an upstream answered with something that is not a valid answer to the request.
-var ErrBadReply = errors.New("proxy: invalid upstream reply")
+// ErrBadReply means an upstream answered with something that is not a valid answer to the request:
+// it is radsec.ErrBadReply, one sentinel for the connection's and the proxy's checks.
+var ErrBadReply = radsec.ErrBadReply
+
+// HealthObserver is told how the upstreams fare (survivability's Health implements it). The pool
+// calls it from connection goroutines: it must not block.
+type HealthObserver interface {
+	// UpstreamUp: an upstream's new connection answered its first Status-Server.
+	UpstreamUp(name string)
+	// UpstreamDown: an upstream has no connection left.
+	UpstreamDown(name, reason string)
+	// Probe: an upstream answered a watchdog Status-Server (ok) or answered it badly.
+	Probe(name string, ok bool)
+	// Upstreams replaces everything known with the upstreams of the pool now in use and whether each
+	// is up (a reload may rename or remove upstreams).
+	Upstreams(up map[string]bool)
+}
 
 // Mode is how requests are spread over upstreams.
 type Mode string
@@ -41,10 +56,9 @@ type PoolOptions struct {
 	Resolver  Resolver
 	// AffinityTTL is how long an EAP State is pinned to the upstream that issued it. Default 60s.
 	AffinityTTL time.Duration
-	// OnStateChange observes upstream state transitions (survivability health, metrics).
-	OnStateChange func(name string, from, to UpstreamState, err error)
-	// OnProbe observes every watchdog Status-Server answer (survivability failback).
-	OnProbe func(name string, ok bool)
+	// Health, if set, is told of upstream state changes and probe answers while this pool is the
+	// router's (survivability health).
+	Health HealthObserver
 	// Cork: see ServerOptions.Cork; give both the same.
 	Cork   *sockio.Cork
 	Logger *slog.Logger
@@ -85,6 +99,8 @@ type Pool struct {
 	psPrefix  [4]byte
 	psCounter atomic.Uint32
 	inflight  atomic.Int64
+	stats     atomic.Pointer[Stats] // the counters of the router using the pool (discarded replies, retries)
+	retired   atomic.Bool           // replaced by a reload: its events no longer describe the edge
 
 	affMu    sync.Mutex
 	affinity map[string]affinityEntry
@@ -116,6 +132,7 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		o.Now = time.Now
 	}
 	p := &Pool{opts: o, affinity: map[string]affinityEntry{}, ready: make(chan struct{})}
+	p.stats.Store(new(Stats))
 	rand.Read(p.psPrefix[:])
 	order := make([]int, len(o.Upstreams))
 	for i := range order {
@@ -136,6 +153,18 @@ func (p *Pool) Upstreams() []*Upstream { return p.ups }
 
 // Inflight is the number of requests waiting for an upstream answer.
 func (p *Pool) Inflight() int64 { return p.inflight.Load() }
+
+// announce tells the Health observer which upstreams are current (the pool became the router's).
+func (p *Pool) announce() {
+	if p.opts.Health == nil {
+		return
+	}
+	up := make(map[string]bool, len(p.ups))
+	for _, u := range p.ups {
+		up[u.opts.Name] = u.available()
+	}
+	p.opts.Health.Upstreams(up)
+}
 
 // Run connects every upstream and keeps them connected until ctx ends.
 func (p *Pool) Run(ctx context.Context) error {
@@ -291,12 +320,13 @@ func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
 	return packet.ForwardRequest(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:])
 }
 
-// handle runs on the connection's reader goroutine.
+// handle runs on the connection's reader goroutine (or the caller's, for a build failure).
 func (a *attempt) handle(resp packet.Packet, err error) {
 	p := a.pool
 	if err != nil {
 		if (errors.Is(err, radsec.ErrConnDead) || errors.Is(err, radsec.ErrClosed)) && p.opts.Now().Before(a.req.Deadline) {
 			p.opts.Logger.Debug("retrying on next upstream", "upstream", a.up.opts.Name, "err", err)
+			p.stats.Load().Retried.Add(1)
 			a.next()
 			return
 		}

@@ -31,6 +31,12 @@ type Observer interface {
 	Observe(req *Request, res Result)
 }
 
+// TimeoutObserver is told of each request its upstream left unanswered past its budget while the
+// connection stayed up (survivability's Health implements it: the edge becomes suspect).
+type TimeoutObserver interface {
+	TimedOut()
+}
+
 // IsTimeout reports whether a Fallback's cause is a request that ran out of budget waiting for an
 // upstream answer (as opposed to no upstream being available at all).
 func IsTimeout(err error) bool { return errors.Is(err, radsec.ErrTimeout) }
@@ -49,8 +55,9 @@ const (
 
 // RouterOptions configure where requests go.
 type RouterOptions struct {
-	Fallback   Fallback // nil: the NoUpstream policy decides
-	Observer   Observer // nil: none
+	Fallback   Fallback        // nil: the NoUpstream policy decides
+	Observer   Observer        // nil: none
+	Timeouts   TimeoutObserver // nil: none
 	NoUpstream NoUpstreamPolicy
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -84,6 +91,9 @@ func NewRouter(o RouterOptions, pool *Pool, stats *Stats) *Router {
 		stats = new(Stats)
 	}
 	r := &Router{opts: o, stats: stats, limiter: newLogLimiter(10 * time.Second), ctx: context.Background()}
+	if pool != nil {
+		pool.stats.Store(stats)
+	}
 	r.pool.Store(pool)
 	if o.Observer != nil {
 		r.observer.Store(&o.Observer)
@@ -100,8 +110,18 @@ func (r *Router) SetObserver(o Observer) {
 	r.observer.Store(&o)
 }
 
-// SetPool swaps in a new pool (reload) and returns the old one, which finishes its requests in flight.
-func (r *Router) SetPool(p *Pool) *Pool { return r.pool.Swap(p) }
+// SetPool swaps in a new pool (reload) and returns the old one, which finishes its requests in
+// flight. From then on only the new pool's upstreams count for health: one renamed or removed by
+// the reload cannot stay "up" forever.
+func (r *Router) SetPool(p *Pool) *Pool {
+	p.stats.Store(r.stats)
+	old := r.pool.Swap(p)
+	if old != nil && old != p {
+		old.retired.Store(true)
+	}
+	p.announce()
+	return old
+}
 
 // Pool returns the current pool.
 func (r *Router) Pool() *Pool { return r.pool.Load() }
@@ -137,10 +157,11 @@ func (r *Router) ServeRADIUS(req *Request) {
 	r.stats.Forwarded.Add(1)
 	r.pool.Load().Forward(req, func(res Result) {
 		if res.Err != nil {
-			r.stats.NoUpstream.Add(1)
-			if errors.Is(res.Err, ErrBadReply) {
-				r.stats.Dropped[DropBadReply].Add(1)
+			if reason, ok := perRequestFailure(res.Err); ok {
+				r.drop(req, reason, res.Err)
+				return
 			}
+			r.stats.NoUpstream.Add(1)
 			go r.local(req, res.Err)
 			return
 		}
@@ -151,6 +172,32 @@ func (r *Router) ServeRADIUS(req *Request) {
 		req.Reply(res.Response)
 		r.inflight.Done()
 	})
+}
+
+// perRequestFailure says whether err failed this request alone while its upstream connection stayed
+// up: it could not be encoded, the only replies failed verification, or no reply came in its budget.
+// Those are not the cloud being unreachable, so no local fail-open decision is made for them (see
+// docs/decisions.md): the request is dropped and counted, the NAS retransmits, and the
+// retransmission is processed afresh.
+func perRequestFailure(err error) (DropReason, bool) {
+	switch {
+	case errors.Is(err, ErrBadReply):
+		return DropBadReply, true
+	case errors.Is(err, radsec.ErrBuild):
+		return DropMalformed, true
+	case errors.Is(err, radsec.ErrTimeout):
+		return DropUpstreamTimeout, true
+	}
+	return 0, false
+}
+
+// drop ends a request without an answer; Request.Drop counts the reason and logs it.
+func (r *Router) drop(req *Request, reason DropReason, err error) {
+	defer r.inflight.Done()
+	if reason == DropUpstreamTimeout && r.opts.Timeouts != nil {
+		r.opts.Timeouts.TimedOut()
+	}
+	req.Drop(reason, err)
 }
 
 // local answers a request without an upstream: the Fallback if there is one, else the documented

@@ -36,7 +36,8 @@ const (
 	DropTooLongToForward
 	// DropUnanswered: a Handler left a request unanswered on purpose (Request.Reply(nil)).
 	DropUnanswered
-	DropPeerInFlight // a RadSec peer already had its limit of requests waiting for an answer
+	DropPeerInFlight    // a RadSec peer already had its limit of requests waiting for an answer
+	DropUpstreamTimeout // the upstream left it unanswered past its budget while its connection was up
 	dropReasons
 )
 
@@ -45,7 +46,7 @@ var dropNames = [dropReasons]string{
 	"proxy-state-without-message-authenticator", "status-server-without-message-authenticator",
 	"duplicate-in-flight", "bad-upstream-reply", "send-failed", "malformed-eap",
 	"eap-without-message-authenticator", "too-many-attributes", "too-long-to-forward", "unanswered",
-	"radsec-peer-in-flight-limit",
+	"radsec-peer-in-flight-limit", "upstream-timeout",
 }
 
 func (r DropReason) String() string {

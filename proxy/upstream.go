@@ -39,11 +39,15 @@ type UpstreamOptions struct {
 	Host string // DNS name or IP literal
 	Port uint16 // default 2083
 	SRV  bool   // resolve _radsec._tcp.Host (RFC 7585 §2.1 style) instead of A/AAAA
-	// ServerName is the name the upstream's certificate must carry (SAN); default Host, or the SRV
-	// target when SRV is set.
+	// ServerName is the name the upstream's certificate must carry (SAN); default Host, also when
+	// SRV is set: the SRV target comes from DNS, which is not authenticated, so it cannot be the
+	// reference identity (RFC 6125 §6, RFC 7585 §3.4) unless VerifySRVTarget says it may.
 	ServerName string
-	Priority   int    // lower is preferred
-	Secret     Secret // default "radsec" (RFC 6614 §2.3)
+	// VerifySRVTarget checks the certificate against the SRV target instead of ServerName/Host, for
+	// operators whose DNS answers are authenticated (DNSSEC-validated resolvers). Default false.
+	VerifySRVTarget bool
+	Priority        int    // lower is preferred
+	Secret          Secret // default "radsec" (RFC 6614 §2.3)
 	// TLS carries the client certificate, the CA bundle and version limits; ServerName is set per
 	// connection. GetClientCertificate makes certificate reloads apply to new connections.
 	TLS *tls.Config
@@ -53,8 +57,15 @@ type UpstreamOptions struct {
 	DialTimeout    time.Duration // TCP connect plus TLS handshake; default 3s
 	DeadAfter      time.Duration // see radsec.ConnOptions; default 2s
 	StatusInterval time.Duration // see radsec.ConnOptions; default 1s
-	BackoffMin     time.Duration // first reconnect delay; default 500ms
-	BackoffMax     time.Duration // cap; default 10s
+	StallAfter     time.Duration // see radsec.ConnOptions; default 500ms
+	// BackoffMin is the reconnect delay while the upstream cannot be reached (TCP connect fails):
+	// a fresh attempt starts every BackoffMin or every connect attempt (at most 1s), whichever is
+	// longer, however long the outage, so traffic is back soon after the link is. Default 500ms.
+	BackoffMin time.Duration
+	// BackoffMax caps the doubling delay after failures of an upstream that accepts TCP but does not
+	// serve (TLS or Status-Server fails). After a connection that served, the delay starts over.
+	// Default 10s.
+	BackoffMax time.Duration
 }
 
 // Validate checks the options before anything is dialed.
@@ -92,6 +103,9 @@ func (o *UpstreamOptions) setDefaults() {
 	}
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 500 * time.Millisecond
 	}
 	if o.BackoffMin <= 0 {
 		o.BackoffMin = 500 * time.Millisecond
@@ -195,15 +209,49 @@ func (u *Upstream) setState(s UpstreamState, err error) {
 	}
 	switch s {
 	case StateUp:
-		u.logger.Info("upstream up", "upstream", u.opts.Name, "peer", u.addr)
+		u.logger.Info("upstream up", "upstream", u.opts.Name, "peer", u.peer())
 	case StateDown:
 		u.failures.Add(1)
 		u.logger.Warn("upstream down", "upstream", u.opts.Name, "err", err,
 			"hint", "requests fail over to the next upstream; check the WAN link and the upstream's RadSec service")
 	}
-	if f := u.pool.opts.OnStateChange; f != nil {
-		f(u.opts.Name, old, s, err)
+	h := u.pool.opts.Health
+	if h == nil || u.pool.retired.Load() {
+		return
 	}
+	switch s {
+	case StateUp:
+		h.UpstreamUp(u.opts.Name)
+	case StateDown:
+		reason := "connection failed"
+		if err != nil {
+			reason = err.Error()
+		}
+		h.UpstreamDown(u.opts.Name, reason)
+	}
+}
+
+// peer is the address of the last connection made.
+func (u *Upstream) peer() netip.AddrPort {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.addr
+}
+
+// connObserver is what an upstream's connections report to (radsec.Observer).
+type connObserver struct{ u *Upstream }
+
+func (o connObserver) RTT(d time.Duration) { o.u.observeRTT(d) }
+
+func (o connObserver) Probe(ok bool) {
+	if h := o.u.pool.opts.Health; h != nil && !o.u.pool.retired.Load() {
+		h.Probe(o.u.opts.Name, ok)
+	}
+}
+
+func (o connObserver) Discarded(err error) {
+	o.u.pool.stats.Load().Dropped[DropBadReply].Add(1)
+	o.u.logger.Debug("upstream reply discarded", "upstream", o.u.opts.Name, "err", err)
 }
 
 func (u *Upstream) observeRTT(d time.Duration) {
@@ -247,13 +295,16 @@ func (u *Upstream) exchange(build radsec.BuildFunc, deadline time.Time, h radsec
 }
 
 // run keeps the upstream connected until ctx ends: resolve, dial, prove the connection answers a
-// Status-Server (RFC 5997 §4.3) before it carries requests, serve it, and on failure reconnect with
-// capped exponential backoff (first retry within BackoffMin).
+// Status-Server (RFC 5997 §4.3) before it carries requests, serve it, and on failure reconnect.
+// While the upstream cannot be reached, attempts follow each other every BackoffMin (or connect
+// attempt); failures after TCP connected back off exponentially up to BackoffMax. A connection that
+// served resets the backoff, so the tenth outage reconnects as fast as the first.
 func (u *Upstream) run(ctx context.Context) {
 	defer u.connWG.Wait()
 	attempt := 0
 	for ctx.Err() == nil {
-		err := u.connectAndServe(ctx)
+		start := time.Now()
+		served, reached, err := u.connectAndServe(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -263,27 +314,40 @@ func (u *Upstream) run(ctx context.Context) {
 		if r := u.pool.opts.Resolver; r != nil {
 			r.Invalidate(u.opts.Host)
 		}
-		attempt++
-		if !sleep(ctx, u.backoff(attempt)) {
+		var d time.Duration
+		switch {
+		case served:
+			// A connection that served and was lost: reconnect at once (an upstream that closed
+			// an idle connection is back in one round trip); if that fails, the next case paces it.
+			attempt = 0
+		case reached:
+			attempt++
+			d = u.backoff(attempt)
+		default:
+			// Unreachable (refused, or no SYN-ACK within the connect attempt): try again soon,
+			// counting the attempt's own duration as part of the wait.
+			d = u.backoff(0) - time.Since(start)
+		}
+		if d > 0 && !sleep(ctx, d) {
 			return
 		}
 	}
 }
 
 // connectAndServe makes one connection and serves it (and any extra connections grown for it)
-// until it fails.
-func (u *Upstream) connectAndServe(ctx context.Context) error {
-	c, err := u.dial(ctx)
+// until it fails. served says the connection carried requests; reached that TCP connected.
+func (u *Upstream) connectAndServe(ctx context.Context) (served, reached bool, err error) {
+	c, reached, err := u.dial(ctx)
 	if err != nil {
-		return err
+		return false, reached, err
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx) }()
 	if err := u.probe(c); err != nil {
 		c.Close()
 		<-errc
-		u.logger.Warn("upstream did not answer Status-Server", "upstream", u.opts.Name, "peer", u.addr, "err", err)
-		return err
+		u.logger.Warn("upstream did not answer Status-Server", "upstream", u.opts.Name, "peer", u.peer(), "err", err)
+		return false, true, err
 	}
 	u.addConn(c)
 	u.setState(StateUp, nil)
@@ -292,14 +356,14 @@ func (u *Upstream) connectAndServe(ctx context.Context) error {
 		case err := <-errc:
 			u.removeConn(c)
 			if ctx.Err() == nil {
-				u.logger.Warn("upstream connection lost", "upstream", u.opts.Name, "peer", u.addr, "err", err)
+				u.logger.Warn("upstream connection lost", "upstream", u.opts.Name, "peer", u.peer(), "err", err)
 			}
-			return err
+			return true, true, err
 		case <-u.grow:
 			u.connWG.Add(1)
 			go func() {
 				defer u.connWG.Done()
-				extra, err := u.dial(ctx)
+				extra, _, err := u.dial(ctx)
 				u.mu.Lock()
 				u.growing = false
 				u.mu.Unlock()
@@ -340,6 +404,8 @@ func (u *Upstream) probe(c *radsec.Conn) error {
 	}
 }
 
+// backoff is the delay before reconnect attempt number attempt (0: the upstream was unreachable, or
+// the connection served).
 func (u *Upstream) backoff(attempt int) time.Duration {
 	d := u.opts.BackoffMin
 	for i := 1; i < attempt && d < u.opts.BackoffMax; i++ {
@@ -374,11 +440,12 @@ func (u *Upstream) removeConn(c *radsec.Conn) {
 }
 
 // dial resolves the upstream (re-resolving on every reconnect), picks the next address, and
-// completes TCP and the mutually authenticated TLS handshake.
-func (u *Upstream) dial(ctx context.Context) (*radsec.Conn, error) {
+// completes TCP and the mutually authenticated TLS handshake. reached says some TCP connect
+// succeeded.
+func (u *Upstream) dial(ctx context.Context) (c *radsec.Conn, reached bool, err error) {
 	targets, err := u.resolve(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	u.mu.Lock()
 	seq := u.dialSeq
@@ -388,15 +455,21 @@ func (u *Upstream) dial(ctx context.Context) (*radsec.Conn, error) {
 	// Spread connections over the addresses returned, starting where the last dial left off.
 	for i := range targets {
 		t := targets[(int(seq)+i)%len(targets)]
-		c, err := u.dialTarget(ctx, t)
+		c, connected, err := u.dialTarget(ctx, t)
+		reached = reached || connected
 		if err == nil {
-			return c, nil
+			return c, true, nil
 		}
 		lastErr = err
 		u.logger.Warn("upstream dial failed", "upstream", u.opts.Name, "peer", t.Addr, "err", err)
 	}
-	return nil, lastErr
+	return nil, reached, lastErr
 }
+
+// connectAttempt bounds one TCP connect. Linux retransmits a lost SYN only after 1 s, then 3 s and
+// 7 s, so a connect started while the link was cut would notice the link is back seconds late; a
+// fresh attempt every second sends its SYN at once.
+const connectAttempt = time.Second
 
 func (u *Upstream) resolve(ctx context.Context) ([]Target, error) {
 	if ip, err := netip.ParseAddr(u.opts.Host); err == nil {
@@ -419,31 +492,42 @@ func (u *Upstream) resolve(ctx context.Context) ([]Target, error) {
 	return targets, nil
 }
 
-func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, error) {
-	cfg := u.opts.TLS.Clone()
+// serverName is the reference identity the upstream's certificate is checked against: the
+// configured name, never a name learnt from unauthenticated DNS (RFC 6125 §6, RFC 7585 §3.4),
+// unless VerifySRVTarget opts in.
+func (u *Upstream) serverName(t Target) string {
 	switch {
 	case u.opts.ServerName != "":
-		cfg.ServerName = u.opts.ServerName
-	case t.Host != "":
-		cfg.ServerName = t.Host
-	default:
-		cfg.ServerName = u.opts.Host
+		return u.opts.ServerName
+	case u.opts.VerifySRVTarget && t.Host != "":
+		return t.Host
 	}
+	return u.opts.Host
+}
+
+func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool, error) {
+	cfg := u.opts.TLS.Clone()
+	cfg.ServerName = u.serverName(t)
 	if cfg.MinVersion < tls.VersionTLS12 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	dctx, cancel := context.WithTimeout(ctx, u.opts.DialTimeout)
 	defer cancel()
-	d := net.Dialer{KeepAlive: 15 * time.Second}
+	d := net.Dialer{KeepAlive: 15 * time.Second, Timeout: min(connectAttempt, u.opts.DialTimeout)}
 	raw, err := d.DialContext(dctx, "tcp", net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.Addr.Port()))))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	raw.(*net.TCPConn).SetNoDelay(true)
 	nc := radsec.Client(raw, cfg)
 	if err := nc.HandshakeContext(dctx); err != nil {
 		raw.Close()
-		return nil, err
+		// A handshake that timed out met a link that stopped carrying packets after TCP
+		// connected (a middlebox in front of a blackhole): pace it like an unreachable upstream.
+		// One that failed met an upstream that refused us: back off.
+		var ne net.Error
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+		return nil, !timedOut, err
 	}
 	u.mu.Lock()
 	u.addr = t.Addr
@@ -452,16 +536,12 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, erro
 		Secret:         u.opts.Secret,
 		DeadAfter:      u.opts.DeadAfter,
 		StatusInterval: u.opts.StatusInterval,
+		StallAfter:     u.opts.StallAfter,
 		Now:            u.pool.opts.Now,
 		Logger:         u.logger,
-		OnRTT:          u.observeRTT,
+		Observer:       connObserver{u},
 		Cork:           u.pool.opts.Cork,
-		OnProbe: func(ok bool) {
-			if f := u.pool.opts.OnProbe; f != nil {
-				f(u.opts.Name, ok)
-			}
-		},
-	}), nil
+	}), true, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

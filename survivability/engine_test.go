@@ -29,6 +29,11 @@ func TestHealthTransitions(t *testing.T) {
 	if !h.Local() || h.Mode() != ModeDown {
 		t.Fatal("all upstreams down: not local")
 	}
+	h.UpstreamUp("b") // first outage: the proven connection fails back at once
+	if h.Mode() != ModeUp {
+		t.Fatalf("after the first outage: %v", h.Mode())
+	}
+	h.UpstreamDown("b", "flap") // a second outage within the flap window: hold-down
 	h.UpstreamUp("b")
 	h.Probe("b", true)
 	h.Probe("b", false) // a bad probe restarts the count
@@ -42,14 +47,20 @@ func TestHealthTransitions(t *testing.T) {
 	for range 3 {
 		h.Probe("b", true)
 	}
-	if h.Mode() != ModeUp {
-		t.Fatalf("after 3 probes: %v", h.Mode())
+	if h.Mode() != ModeRecovering {
+		t.Fatalf("hold-down did not grow after a further flap: %v", h.Mode())
 	}
-	want := "up>suspect suspect>up up>down down>recovering recovering>down down>recovering recovering>up"
+	for range 3 {
+		h.Probe("b", true)
+	}
+	if h.Mode() != ModeUp {
+		t.Fatalf("after 6 probes: %v", h.Mode())
+	}
+	want := "up>suspect suspect>up up>down down>up up>down down>recovering recovering>down down>recovering recovering>up"
 	if got := strings.Join(changes, " "); got != want {
 		t.Fatalf("transitions\n got %s\nwant %s", got, want)
 	}
-	if h.Transitions(ModeDown) != 2 {
+	if h.Transitions(ModeDown) != 3 {
 		t.Fatal("transition counter")
 	}
 }

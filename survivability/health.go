@@ -17,8 +17,9 @@ const (
 	ModeSuspect
 	// ModeDown: no upstream can answer; requests are answered locally.
 	ModeDown
-	// ModeRecovering: an upstream is back but has not yet answered FailbackProbes consecutive
-	// Status-Server probes; still answering locally so a flapping link does not flap the mode.
+	// ModeRecovering: an upstream is back after the link flapped, and has not yet answered enough
+	// consecutive Status-Server probes; still answering locally so a flapping link does not flap
+	// the mode.
 	ModeRecovering
 )
 
@@ -36,11 +37,17 @@ func (m Mode) String() string {
 
 // HealthOptions tune the state machine.
 type HealthOptions struct {
-	// FailbackProbes is how many consecutive Status-Server answers an upstream must give after it
-	// reconnects before requests go back to the cloud. Default 3 (3 s at the default 1 s interval).
+	// FailbackProbes is the hold-down after a flap: how many consecutive Status-Server answers an
+	// upstream must give after it reconnects before requests go back to the cloud, when the edge
+	// already went down once within FlapWindow; it doubles with every further flap in the window
+	// (capped at 16 times). After a first outage there is no hold-down: the connection that brings
+	// the upstream back has answered a Status-Server already. Default 3 (3 s at the default 1 s
+	// interval).
 	FailbackProbes int
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// FlapWindow is how long an outage counts as recent for the hold-down. Default 60s.
+	FlapWindow time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
 	// OnChange observes every transition (metrics, sd_notify status).
 	OnChange func(from, to Mode, reason string)
 }
@@ -48,8 +55,10 @@ type HealthOptions struct {
 // Health turns upstream connection events into the edge's mode:
 //
 //	up --timeouts--> suspect --answer--> up
-//	up|suspect --no upstream up--> down --an upstream reconnects--> recovering
-//	recovering --FailbackProbes answered probes--> up;  recovering --upstream lost--> down
+//	up|suspect --no upstream up--> down
+//	down --an upstream reconnects, first outage in FlapWindow--> up
+//	down --an upstream reconnects after a flap--> recovering
+//	recovering --hold-down probes answered--> up;  recovering --upstream lost--> down
 //
 // The pool detects a dead upstream within status_interval+dead_after (3 s by default, also when the
 // link is blackholed), so down follows within that time. Every transition is logged at Warn with its
@@ -58,9 +67,11 @@ type Health struct {
 	opts  HealthOptions
 	mode  atomic.Int32
 	mu    sync.Mutex
-	up    map[string]bool
+	up    map[string]bool // the upstreams of the pool in use (Upstreams resets it on reload)
 	since time.Time
-	good  int // consecutive answered probes while recovering
+	good  int         // consecutive answered probes while recovering
+	need  int         // probes the current recovery needs
+	downs []time.Time // entries into ModeDown within FlapWindow
 
 	transitions [4]atomic.Uint64 // by target mode
 }
@@ -75,6 +86,9 @@ func NewHealth(o HealthOptions) *Health {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FlapWindow <= 0 {
+		o.FlapWindow = time.Minute
 	}
 	return &Health{opts: o, up: map[string]bool{}, since: o.Now()}
 }
@@ -104,12 +118,56 @@ func (h *Health) UpstreamUp(name string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.up[name] = true
+	h.upLocked(name)
+}
+
+func (h *Health) upLocked(name string) {
 	switch h.Mode() {
 	case ModeDown:
+		flaps := len(h.recentDowns()) - 1
+		if flaps <= 0 {
+			h.set(ModeUp, "upstream "+name+" reconnected and answered Status-Server")
+			return
+		}
 		h.good = 0
-		h.set(ModeRecovering, "upstream "+name+" reconnected")
+		h.need = h.opts.FailbackProbes << min(flaps-1, 4)
+		h.set(ModeRecovering, "upstream "+name+" reconnected after a flap")
 	case ModeSuspect:
 		h.set(ModeUp, "upstream "+name+" up")
+	}
+}
+
+// recentDowns drops outages older than FlapWindow and returns the rest; h.mu is held.
+func (h *Health) recentDowns() []time.Time {
+	now := h.opts.Now()
+	i := 0
+	for i < len(h.downs) && now.Sub(h.downs[i]) > h.opts.FlapWindow {
+		i++
+	}
+	h.downs = append(h.downs[:0], h.downs[i:]...)
+	return h.downs
+}
+
+// Upstreams replaces the known upstreams with those of the pool now in use (proxy.HealthObserver):
+// an upstream renamed or removed by a reload no longer counts as up.
+func (h *Health) Upstreams(up map[string]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.up = make(map[string]bool, len(up))
+	name := ""
+	for n, ok := range up {
+		h.up[n] = ok
+		if ok {
+			name = n
+		}
+	}
+	if name != "" {
+		h.upLocked(name)
+		return
+	}
+	switch h.Mode() {
+	case ModeUp, ModeSuspect, ModeRecovering:
+		h.set(ModeDown, "no upstream of the new configuration is up")
 	}
 }
 
@@ -139,7 +197,7 @@ func (h *Health) Probe(name string, ok bool) {
 		return
 	}
 	h.good++
-	if h.good >= h.opts.FailbackProbes {
+	if h.good >= h.need {
 		h.set(ModeUp, "upstream "+name+" answered consecutive Status-Server probes")
 	}
 }
@@ -187,6 +245,10 @@ func (h *Health) set(to Mode, reason string) {
 	was := now.Sub(h.since)
 	h.since = now
 	h.transitions[to].Add(1)
+	if to == ModeDown {
+		h.recentDowns()
+		h.downs = append(h.downs, now)
+	}
 	msg := "survivability mode changed"
 	switch to {
 	case ModeDown:

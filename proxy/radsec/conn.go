@@ -17,22 +17,44 @@ import (
 )
 
 // Errors a Handler receives. ErrConnDead and ErrClosed mean the request never got an answer from
-// this connection and may be retried elsewhere; ErrTimeout means its own deadline passed.
+// this connection and may be retried elsewhere; ErrTimeout means its own deadline passed; ErrBuild
+// means the request could not be encoded (retrying elsewhere would fail the same way); ErrBadReply
+// means its deadline passed after the only replies that came failed verification.
 var (
 	ErrTimeout  = errors.New("radsec: request timed out")
 	ErrConnDead = errors.New("radsec: upstream stopped answering")
 	ErrClosed   = errors.New("radsec: connection closed")
-	ErrBadReply = errors.New("radsec: reply failed authenticator check")
+	ErrBadReply = errors.New("radsec: invalid reply")
 	ErrBusy     = errors.New("radsec: request queue full")
+	ErrBuild    = errors.New("radsec: build request")
+	ErrStalled  = errors.New("radsec: writes stalled") // also what a ReplyFunc returns when its peer stopped reading
 )
 
-// Handler receives the outcome of one exchange, exactly once, from a connection goroutine. It must
-// not block.
+// Handler receives the outcome of one exchange, exactly once. It runs on a connection goroutine, or
+// on the caller's when the request cannot be built, and must not block.
 type Handler func(resp packet.Packet, err error)
 
 // BuildFunc encodes the request once the connection has chosen its identifier (identifier and
 // authenticators are bound together by Message-Authenticator, so the packet is built after).
 type BuildFunc func(dst []byte, id uint8) (packet.Packet, error)
+
+// Observer sees a connection's events, for health and metrics. The connection declares it because
+// it calls it, from its own goroutines: it must not block.
+type Observer interface {
+	// RTT observes the round-trip time of every verified reply.
+	RTT(d time.Duration)
+	// Probe observes each watchdog Status-Server answer (true) or answer that failed verification.
+	Probe(ok bool)
+	// Discarded observes a reply dropped without completing anything: it failed verification
+	// (ErrBadReply) or matched no outstanding request (a late duplicate).
+	Discarded(err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) RTT(time.Duration) {}
+func (nopObserver) Probe(bool)        {}
+func (nopObserver) Discarded(error)   {}
 
 // ConnOptions tune a client connection. Zero values take the documented defaults.
 type ConnOptions struct {
@@ -44,17 +66,21 @@ type ConnOptions struct {
 	// (RFC 5997 §4.3 watchdog), so a blackholed idle link is noticed within StatusInterval+DeadAfter.
 	// Default 1s.
 	StatusInterval time.Duration
+	// StallAfter: the connection fails when bytes waiting for the socket make no progress for this
+	// long (the peer stopped reading, or the link is blackholed and the send buffer is full), so its
+	// requests move elsewhere at once. Default 500ms.
+	StallAfter time.Duration
 	// Quarantine keeps the identifier of a timed-out request out of use so a late reply cannot be
 	// taken for the answer to a newer request. Default 30s.
 	Quarantine time.Duration
 	// MaxQueue bounds the requests waiting for a free identifier. Default 65536.
 	MaxQueue int
-	Now      func() time.Time
-	Logger   *slog.Logger
-	// OnRTT, if set, observes every reply's round-trip time (for health and metrics).
-	OnRTT func(time.Duration)
-	// OnProbe, if set, observes each watchdog Status-Server answer (true) or bad answer (false).
-	OnProbe func(ok bool)
+	// Now is the clock of deadlines and the watchdog; its readings must carry the monotonic clock
+	// (time.Now's do), so a wall-clock step neither freezes nor kills a connection.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Observer, if set, sees round-trip times, probe answers and discarded replies.
+	Observer Observer
 	// Cork, if set, holds requests written during a burst until its end, and makes each run of
 	// replies read in one go a burst (see sockio).
 	Cork *sockio.Cork
@@ -70,6 +96,9 @@ func (o *ConnOptions) setDefaults() {
 	if o.StatusInterval <= 0 {
 		o.StatusInterval = time.Second
 	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 500 * time.Millisecond
+	}
 	if o.Quarantine <= 0 {
 		o.Quarantine = 30 * time.Second
 	}
@@ -82,48 +111,83 @@ func (o *ConnOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 }
 
+// A slot is one RADIUS identifier. A building slot belongs to the goroutine building its packet,
+// which alone completes or sends it. Whoever changes a busy slot away from slotBusy under c.mu
+// owns its handler and is the only one to call it (after unlocking).
 type slot struct {
-	state    uint8 // slotFree, slotBusy, slotQuarantined
+	state    uint8
 	probe    bool
-	sent     int64 // unix nanos
-	deadline int64
-	until    int64 // quarantine end
+	bad      bool      // a reply failed verification; the request still waits for a genuine one
+	sent     time.Time // when it was written (monotonic)
+	deadline time.Time // zero: none
+	until    time.Time // quarantine end
 	auth     [packet.AuthLen]byte
 	h        Handler
 }
 
 const (
-	slotFree = iota
-	slotBusy
-	slotQuarantined
+	slotFree        = iota
+	slotBuilding    // taken by a request whose packet is being built; nothing sent yet
+	slotBusy        // sent, waiting for its reply
+	slotQuarantined // timed out; a late reply must not match a newer request
 )
 
 type waiter struct {
 	build    BuildFunc
-	deadline int64
+	deadline time.Time
 	h        Handler
+}
+
+// idRing hands out free identifiers least recently used first, so a late duplicate reply is
+// unlikely to find its identifier already carrying the next request.
+type idRing struct {
+	ids  [256]uint8
+	head int
+	n    int
+}
+
+func (r *idRing) push(id uint8) { r.ids[(r.head+r.n)%256] = id; r.n++ }
+
+func (r *idRing) pop() (uint8, bool) {
+	if r.n == 0 {
+		return 0, false
+	}
+	id := r.ids[r.head]
+	r.head = (r.head + 1) % 256
+	r.n--
+	return id, true
 }
 
 // Conn is a client RadSec connection carrying up to 256 outstanding requests, one per RADIUS
 // identifier; further requests wait in FIFO order for an identifier to free up, so a burst is never
 // dropped for lack of identifiers (unlike radsecproxy issues #74/#113).
+//
+// Writes never block the caller: packets are sealed into a bounded per-connection buffer and
+// written without waiting; a writer goroutine drains what the kernel did not take, and the
+// connection fails (ErrStalled) when that makes no progress for StallAfter.
 type Conn struct {
-	nc   net.Conn
-	opts ConnOptions
-	w    *frameWriter
+	nc    net.Conn
+	opts  ConnOptions
+	w     *frameWriter
+	epoch time.Time // lastRead counts from here, on the monotonic clock
 
 	mu       sync.Mutex
 	slots    [256]slot
-	free     []uint8
+	free     idRing
 	queue    []waiter
 	closed   bool
 	closeErr error
+	retryErr error // what pending requests fail with once closed
 	probing  bool
+	builders sync.WaitGroup // goroutines building a packet on a reserved identifier
 
-	lastRead  atomic.Int64
-	inflight  atomic.Int32
+	lastRead  atomic.Int64 // time.Duration since epoch
+	inflight  atomic.Int32 // slots building or busy
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -131,17 +195,15 @@ type Conn struct {
 // NewConn wraps an established (TLS) connection. Call Run to start it.
 func NewConn(nc net.Conn, o ConnOptions) *Conn {
 	o.setDefaults()
-	c := &Conn{nc: nc, opts: o, done: make(chan struct{})}
-	c.w = newFrameWriter(nc, o.DeadAfter+o.StatusInterval, o.Cork)
-	c.free = make([]uint8, 0, 256)
-	for i := 255; i >= 0; i-- {
-		c.free = append(c.free, uint8(i))
+	c := &Conn{nc: nc, opts: o, done: make(chan struct{}), epoch: o.Now()}
+	c.w = newFrameWriter(nc, o.StallAfter, o.Cork)
+	for i := range 256 {
+		c.free.push(uint8(i))
 	}
-	c.lastRead.Store(o.Now().UnixNano())
 	return c
 }
 
-// Inflight is the number of requests sent and not yet answered.
+// Inflight is the number of requests sent (or being built) and not yet answered.
 func (c *Conn) Inflight() int { return int(c.inflight.Load()) }
 
 // Done is closed when the connection has failed or was closed.
@@ -156,70 +218,107 @@ func (c *Conn) Err() error {
 
 // Exchange sends a request and calls h with the reply or the failure. The request is built by build
 // once an identifier is free. It returns an error only when the request was not taken (connection
-// closed, queue full); h is not called then.
+// closed, queue full); h is not called then. Otherwise h is called exactly once, possibly before
+// Exchange returns (a request that cannot be built fails with ErrBuild).
 func (c *Conn) Exchange(build BuildFunc, deadline time.Time, h Handler) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if len(c.free) == 0 {
+	id, ok := c.free.pop()
+	if !ok {
 		if len(c.queue) >= c.opts.MaxQueue {
 			c.mu.Unlock()
 			return ErrBusy
 		}
-		c.queue = append(c.queue, waiter{build: build, deadline: deadline.UnixNano(), h: h})
+		c.queue = append(c.queue, waiter{build: build, deadline: deadline, h: h})
 		c.mu.Unlock()
 		return nil
 	}
-	id := c.free[len(c.free)-1]
-	c.free = c.free[:len(c.free)-1]
+	c.reserveLocked(id, deadline, h, false)
 	c.mu.Unlock()
-	return c.send(id, build, deadline.UnixNano(), h, false)
-}
-
-// send builds and writes a request on identifier id, which the caller has taken.
-func (c *Conn) send(id uint8, build BuildFunc, deadline int64, h Handler, probe bool) error {
-	p, err := build(nil, id)
-	if err != nil {
-		c.release(id)
-		return fmt.Errorf("radsec: build request: %w", err)
-	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	s := &c.slots[id]
-	s.state, s.probe, s.h = slotBusy, probe, h
-	s.sent, s.deadline = c.opts.Now().UnixNano(), deadline
-	copy(s.auth[:], p.Authenticator())
-	c.mu.Unlock()
-	c.inflight.Add(1)
-	if err := c.w.write(p); err != nil {
-		c.fail(err)
-	}
+	c.send(id, build)
 	return nil
 }
 
-// release returns an identifier to the pool, or hands it straight to the next waiter.
-func (c *Conn) release(id uint8) {
-	c.mu.Lock()
-	c.slots[id] = slot{}
-	if len(c.queue) > 0 && !c.closed {
-		w := c.queue[0]
-		c.queue[0] = waiter{}
-		c.queue = c.queue[1:]
-		c.mu.Unlock()
-		c.send(id, w.build, w.deadline, w.h, false)
-		return
+// reserveLocked gives identifier id to a request about to be built.
+func (c *Conn) reserveLocked(id uint8, deadline time.Time, h Handler, probe bool) {
+	c.slots[id] = slot{state: slotBuilding, probe: probe, deadline: deadline, h: h}
+	c.inflight.Add(1)
+	c.builders.Add(1)
+	if probe {
+		c.probing = true
 	}
-	c.free = append(c.free, id)
-	c.mu.Unlock()
 }
 
-// Run reads replies and runs the watchdog until ctx is cancelled or the connection fails. It returns
-// nil on cancel and the failure otherwise, after every pending request's Handler has been called.
+// releaseLocked frees identifier id, whose owner was just claimed, or hands it straight to the
+// oldest waiter; then it returns that waiter's build, which the caller must pass to send once
+// unlocked.
+func (c *Conn) releaseLocked(id uint8) BuildFunc {
+	if c.slots[id].probe {
+		c.probing = false
+	}
+	c.slots[id] = slot{}
+	if c.closed || len(c.queue) == 0 {
+		c.free.push(id)
+		return nil
+	}
+	w := c.queue[0]
+	c.queue[0] = waiter{}
+	c.queue = c.queue[1:]
+	c.reserveLocked(id, w.deadline, w.h, false)
+	return w.build
+}
+
+// claimLocked takes the handler of a building or busy slot and frees the slot.
+func (c *Conn) claimLocked(id uint8) (h Handler, probe bool, sent time.Time, next BuildFunc) {
+	s := &c.slots[id]
+	h, probe, sent = s.h, s.probe, s.sent
+	c.inflight.Add(-1)
+	return h, probe, sent, c.releaseLocked(id)
+}
+
+// send builds the request reserved on identifier id and queues it for the socket. When the build
+// fails, the request's handler gets ErrBuild and the identifier goes to the next waiter, whose
+// request is then sent the same way.
+func (c *Conn) send(id uint8, build BuildFunc) {
+	for build != nil {
+		p, err := build(nil, id)
+		c.mu.Lock()
+		s := &c.slots[id]
+		if c.closed || err != nil {
+			// The connection failed while the packet was built (fail leaves building slots to
+			// their builder), or the build failed: complete it here.
+			if err != nil {
+				err = fmt.Errorf("%w: %w", ErrBuild, err)
+			} else {
+				err = c.retryErr
+			}
+			var h Handler
+			h, _, _, build = c.claimLocked(id)
+			c.mu.Unlock()
+			c.builders.Done()
+			if h != nil {
+				h(nil, err)
+			}
+			continue
+		}
+		s.state = slotBusy
+		s.sent = c.opts.Now()
+		copy(s.auth[:], p.Authenticator())
+		c.mu.Unlock()
+		c.builders.Done()
+		if err := c.w.write(p); err != nil {
+			c.fail(err)
+		}
+		return
+	}
+}
+
+// Run reads replies, drains the write buffer and runs the watchdog until ctx is cancelled or the
+// connection fails. It returns nil on cancel and the failure otherwise, after every pending
+// request's Handler has been called and its goroutines have returned.
 func (c *Conn) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -237,6 +336,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	case <-c.done:
 	}
 	wg.Wait()
+	c.builders.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -246,18 +346,33 @@ func (c *Conn) Run(ctx context.Context) error {
 // Close ends the connection; pending requests fail with ErrClosed.
 func (c *Conn) Close() { c.fail(ErrClosed) }
 
-// fail closes the connection once and completes every pending and queued request with err.
+// fail closes the connection once and completes every pending and queued request with err (as
+// ErrConnDead unless it is ErrClosed, so the request may be retried elsewhere); requests whose
+// packet is being built are completed by their builder. It aborts the socket without waiting: a
+// TLS close_notify on a dead link would wait for a send buffer that never drains.
 func (c *Conn) fail(err error) {
 	c.closeOnce.Do(func() {
+		retry := err
+		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrConnDead) {
+			retry = fmt.Errorf("%w: %w", ErrConnDead, err)
+		}
+		var hs []Handler
 		c.mu.Lock()
 		c.closed = true
 		c.closeErr = err
-		var hs []Handler
+		c.retryErr = retry
 		for i := range c.slots {
-			if c.slots[i].state == slotBusy && !c.slots[i].probe {
-				hs = append(hs, c.slots[i].h)
+			s := &c.slots[i]
+			switch s.state {
+			case slotBuilding:
+				continue
+			case slotBusy:
+				if s.h != nil {
+					hs = append(hs, s.h)
+				}
+				c.inflight.Add(-1)
 			}
-			c.slots[i] = slot{}
+			*s = slot{}
 		}
 		for _, w := range c.queue {
 			hs = append(hs, w.h)
@@ -265,16 +380,11 @@ func (c *Conn) fail(err error) {
 		c.queue = nil
 		c.mu.Unlock()
 		c.w.stop()
-		c.nc.Close()
+		c.w.abort()
 		close(c.done)
-		retry := err
-		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrConnDead) {
-			retry = fmt.Errorf("%w: %w", ErrConnDead, err)
-		}
 		for _, h := range hs {
 			h(nil, retry)
 		}
-		c.inflight.Store(0)
 	})
 }
 
@@ -287,54 +397,47 @@ func (c *Conn) readLoop() {
 			c.fail(fmt.Errorf("radsec: read: %w", err))
 			return
 		}
-		now := c.opts.Now().UnixNano()
-		c.lastRead.Store(now)
+		now := c.opts.Now()
+		c.lastRead.Store(int64(now.Sub(c.epoch)))
 		c.dispatch(p, now)
 	}
 }
 
-func (c *Conn) dispatch(p packet.Packet, now int64) {
+// dispatch completes the request a reply answers. The reply is verified and the slot claimed under
+// the one lock acquisition that finds it, so the watchdog and fail() cannot complete it too.
+func (c *Conn) dispatch(p packet.Packet, now time.Time) {
 	id := p.ID()
 	c.mu.Lock()
-	s := c.slots[id]
+	s := &c.slots[id]
 	if s.state != slotBusy {
 		c.mu.Unlock()
-		c.opts.Logger.Debug("unexpected reply", "id", id, "code", p.Code())
+		c.opts.Observer.Discarded(fmt.Errorf("%w: no request outstanding on id %d", ErrBadReply, id))
 		return
 	}
-	c.mu.Unlock()
-	c.inflight.Add(-1)
-	if c.opts.OnRTT != nil {
-		c.opts.OnRTT(time.Duration(now - s.sent))
-	}
-	// RFC 6614 §2.3 keeps the RADIUS authenticators: a reply that does not verify fails only its
-	// own request, never the connection.
-	var err error
+	// RFC 6614 §2.3 keeps the RADIUS authenticators. A reply that does not verify is discarded
+	// (RFC 2865 §3: silently): it neither fails its request, which a genuine reply may still
+	// answer, nor the connection.
 	checkMA := packet.CheckResponseMA
 	if s.probe {
 		checkMA = packet.CheckStatusReplyMA
 	}
-	if !packet.CheckResponseAuthenticator(p, s.auth[:], c.opts.Secret) ||
-		checkMA(p, s.auth[:], c.opts.Secret) == packet.MAInvalid {
-		err = ErrBadReply
-	}
-	if s.probe {
-		c.mu.Lock()
-		c.probing = false
+	ok := packet.CheckResponseAuthenticator(p, s.auth[:], c.opts.Secret) &&
+		checkMA(p, s.auth[:], c.opts.Secret) != packet.MAInvalid
+	if !ok && !s.probe {
+		s.bad = true
 		c.mu.Unlock()
-	}
-	c.release(id)
-	if s.probe {
-		if c.opts.OnProbe != nil {
-			c.opts.OnProbe(err == nil)
-		}
+		c.opts.Observer.Discarded(fmt.Errorf("%w: authenticator check failed on id %d", ErrBadReply, id))
 		return
 	}
-	if err != nil {
-		s.h(nil, err)
+	h, probe, sent, next := c.claimLocked(id)
+	c.mu.Unlock()
+	c.send(id, next)
+	if probe {
+		c.opts.Observer.Probe(ok)
 		return
 	}
-	s.h(p, nil)
+	c.opts.Observer.RTT(now.Sub(sent))
+	h(p, nil)
 }
 
 // watchdog times out requests, quarantines their identifiers, probes an idle connection with
@@ -354,86 +457,97 @@ func (c *Conn) watchdog(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		c.check(c.opts.Now().UnixNano())
+		c.check(c.opts.Now())
 	}
 }
 
+type expiredReq struct {
+	h   Handler
+	err error
+}
+
+type handoff struct {
+	id    uint8
+	build BuildFunc
+}
+
 // check is one watchdog pass at time now (separate for tests).
-func (c *Conn) check(now int64) {
-	var expired []Handler
-	var freed []uint8
+func (c *Conn) check(now time.Time) {
+	var expired []expiredReq
+	var next []handoff
 	// newestOld is the latest send time among requests unanswered for at least DeadAfter. If nothing
 	// at all was received since it was sent, the peer has been silent for DeadAfter while it owed us
 	// an answer: the connection is dead (a blackholed link sends no RST).
-	newestOld := int64(0)
-	cutoff := now - int64(c.opts.DeadAfter)
+	var newestOld time.Time
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
 	for i := range c.slots {
 		s := &c.slots[i]
 		switch s.state {
 		case slotBusy:
-			if s.sent <= cutoff && s.sent > newestOld {
+			if now.Sub(s.sent) >= c.opts.DeadAfter && s.sent.After(newestOld) {
 				newestOld = s.sent
 			}
-			if !s.probe && s.deadline > 0 && now >= s.deadline {
-				expired = append(expired, s.h)
+			if !s.probe && !s.deadline.IsZero() && !now.Before(s.deadline) {
+				err := ErrTimeout
+				if s.bad {
+					err = fmt.Errorf("%w: no reply verified before the deadline", ErrBadReply)
+				}
+				expired = append(expired, expiredReq{s.h, err})
 				s.h = nil
 				s.state = slotQuarantined
-				s.until = now + int64(c.opts.Quarantine)
+				s.until = now.Add(c.opts.Quarantine)
+				c.inflight.Add(-1)
 			}
 		case slotQuarantined:
-			if s.sent <= cutoff && s.sent > newestOld {
+			if now.Sub(s.sent) >= c.opts.DeadAfter && s.sent.After(newestOld) {
 				newestOld = s.sent
 			}
-			if now >= s.until {
-				freed = append(freed, uint8(i))
+			if !now.Before(s.until) {
+				if b := c.releaseLocked(uint8(i)); b != nil {
+					next = append(next, handoff{uint8(i), b})
+				}
 			}
 		}
 	}
 	// Queued requests can expire before they ever get an identifier.
 	kept := c.queue[:0]
 	for _, w := range c.queue {
-		if w.deadline > 0 && now >= w.deadline {
-			expired = append(expired, w.h)
+		if !w.deadline.IsZero() && !now.Before(w.deadline) {
+			expired = append(expired, expiredReq{w.h, ErrTimeout})
 			continue
 		}
 		kept = append(kept, w)
 	}
+	clear(c.queue[len(kept):])
 	c.queue = kept
-	probe := !c.probing && !c.closed && now-c.lastRead.Load() >= int64(c.opts.StatusInterval) && len(c.free) > 0
-	c.mu.Unlock()
-
-	c.inflight.Add(int32(-len(expired)))
-	for _, h := range expired {
-		if h != nil {
-			h(nil, ErrTimeout)
+	lastRead := time.Duration(c.lastRead.Load())
+	probeID, probe := uint8(0), false
+	if !c.probing && now.Sub(c.epoch)-lastRead >= c.opts.StatusInterval {
+		if probeID, probe = c.free.pop(); probe {
+			c.reserveLocked(probeID, time.Time{}, nil, true)
 		}
 	}
-	for _, id := range freed {
-		c.release(id)
+	c.mu.Unlock()
+
+	for _, e := range expired {
+		e.h(nil, e.err)
 	}
-	if newestOld != 0 && c.lastRead.Load() <= newestOld {
-		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, time.Duration(now-newestOld).Round(time.Millisecond)))
+	for _, n := range next {
+		c.send(n.id, n.build)
+	}
+	if !newestOld.IsZero() && lastRead <= newestOld.Sub(c.epoch) {
+		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, now.Sub(newestOld).Round(time.Millisecond)))
 		return
 	}
 	if probe {
-		c.sendProbe()
+		c.send(probeID, func(dst []byte, id uint8) (packet.Packet, error) {
+			return StatusServer(dst, id, c.opts.Secret)
+		})
 	}
-}
-
-func (c *Conn) sendProbe() {
-	c.mu.Lock()
-	if len(c.free) == 0 || c.probing || c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.probing = true
-	id := c.free[len(c.free)-1]
-	c.free = c.free[:len(c.free)-1]
-	c.mu.Unlock()
-	c.send(id, func(dst []byte, id uint8) (packet.Packet, error) {
-		return StatusServer(dst, id, c.opts.Secret)
-	}, 0, nil, true)
 }
 
 // StatusServer builds a Status-Server request (RFC 5997 §3: Message-Authenticator is mandatory).

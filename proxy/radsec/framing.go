@@ -7,6 +7,7 @@ package radsec
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,46 +55,52 @@ func ReadPacket(r *bufio.Reader) (packet.Packet, error) {
 }
 
 // frameWriter coalesces packets written by many goroutines. The first writer to find no write in
-// progress writes itself — no hand-off to another goroutine, which costs a scheduler wake-up per
-// packet — and whatever other goroutines append meanwhile leaves in its next round: one TLS record
-// per packet (see batchConn) but one system call for the lot.
+// progress seals what is queued itself — no hand-off to another goroutine, which costs a scheduler
+// wake-up per packet — and whatever other goroutines append meanwhile leaves in its next round: one
+// TLS record per packet but one system call for the lot (see batchConn). Nothing in it waits for
+// the socket: bytes the kernel does not take wait in the batchConn for its writer goroutine (run).
 type frameWriter struct {
-	nc       net.Conn
-	cork     *sockio.Cork  // while it is in, writes wait for the end of the burst
-	timeout  time.Duration // write deadline per flush; a blackholed peer that stops reading fails here
+	tc    net.Conn   // seals each packet into a TLS record written to out; nil: packets go to out as they are
+	out   *batchConn // pending bytes and the non-blocking socket
+	cork  *sockio.Cork
+	stall time.Duration // no progress for this long fails the connection (ErrStalled)
+
 	mu       sync.Mutex
 	buf      []byte
 	spare    []byte
 	flushing bool
-	stopped  bool
-	err      error
-	failed   chan struct{} // closed when a write fails
-	shutdown chan struct{}
-	done     chan struct{}
+	stopOnce sync.Once
+	stopc    chan struct{}
 }
 
-func newFrameWriter(nc net.Conn, timeout time.Duration, cork *sockio.Cork) *frameWriter {
-	return &frameWriter{
-		nc:       nc,
-		cork:     cork,
-		timeout:  timeout,
-		failed:   make(chan struct{}),
-		shutdown: make(chan struct{}),
-		done:     make(chan struct{}),
+func newFrameWriter(nc net.Conn, stall time.Duration, cork *sockio.Cork) *frameWriter {
+	w := &frameWriter{cork: cork, stall: stall, stopc: make(chan struct{})}
+	if bc := batcherOf(nc); bc != nil {
+		w.tc, w.out = nc, bc
+		// A client connection is handshaken already: from now on nothing may block, including
+		// what crypto/tls writes on its own from the reading goroutine (a TLS 1.3 KeyUpdate). A
+		// server connection handshakes in its first read and turns async at its first reply.
+		if nc.(*tls.Conn).ConnectionState().HandshakeComplete {
+			bc.mu.Lock()
+			bc.async = true
+			bc.mu.Unlock()
+		}
+	} else {
+		w.out = newBatchConn(nc)
+		w.out.async = true
 	}
+	return w
 }
 
-// write queues p and, unless another goroutine is writing already or a burst is under way, writes
-// it and everything queued behind it.
+// write queues p and, unless another goroutine is writing already or a burst is under way, seals
+// and writes it and everything queued behind it. It never waits for the socket.
 func (w *frameWriter) write(p []byte) error {
-	w.mu.Lock()
-	if w.err != nil {
-		err := w.err
-		w.mu.Unlock()
+	if err := w.out.failed(); err != nil {
 		return err
 	}
+	w.mu.Lock()
 	w.buf = append(w.buf, p...)
-	if w.flushing || w.stopped || w.cork.Defer(w) {
+	if w.flushing || w.cork.Defer(w) {
 		w.mu.Unlock()
 		return nil
 	}
@@ -106,7 +113,7 @@ func (w *frameWriter) write(p []byte) error {
 // Flush writes what was queued during a burst (sockio.Flusher).
 func (w *frameWriter) Flush() {
 	w.mu.Lock()
-	if w.flushing || w.stopped || w.err != nil || len(w.buf) == 0 {
+	if w.flushing || len(w.buf) == 0 {
 		w.mu.Unlock()
 		return
 	}
@@ -115,98 +122,64 @@ func (w *frameWriter) Flush() {
 	w.drain()
 }
 
-// drain writes until the buffer is empty; the caller set w.flushing.
+// drain seals until nothing is queued; the caller set w.flushing.
 func (w *frameWriter) drain() {
 	for {
-		if err := w.flush(); err != nil {
+		w.mu.Lock()
+		buf := w.buf
+		if len(buf) == 0 {
+			w.flushing = false
+			w.mu.Unlock()
+			return
+		}
+		w.buf = w.spare[:0]
+		w.mu.Unlock()
+		err := w.seal(buf)
+		w.spare = buf[:0]
+		if err != nil {
+			w.out.fail(err)
 			w.mu.Lock()
+			w.buf = w.buf[:0]
 			w.flushing = false
 			w.mu.Unlock()
 			return
 		}
-		w.mu.Lock()
-		if len(w.buf) == 0 || w.err != nil {
-			w.flushing = false
-			w.mu.Unlock()
-			return
-		}
-		w.mu.Unlock()
 	}
 }
 
-// run waits until stop is called (nil) or a write fails (the error, which also makes later writes
-// fail).
-func (w *frameWriter) run() error {
-	defer close(w.done)
-	select {
-	case <-w.failed:
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.err
-	case <-w.shutdown:
-		// Best effort for what is still queued.
-		w.mu.Lock()
-		w.stopped = true
-		busy := w.flushing
-		w.flushing = true
-		w.mu.Unlock()
-		if !busy {
-			w.flush()
-		}
-		return nil
-	}
-}
-
-func (w *frameWriter) flush() error {
-	w.mu.Lock()
-	buf := w.buf
-	w.buf = w.spare[:0]
-	w.mu.Unlock()
-	if len(buf) == 0 {
-		w.spare = buf
-		return nil
-	}
-	if w.timeout > 0 {
-		w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
-	}
-	var err error
-	if bc := batcherOf(w.nc); bc != nil {
-		bc.begin()
-		for off := 0; off < len(buf) && err == nil; {
-			n, ferr := packet.FrameLen(buf[off:])
-			if ferr != nil || off+n > len(buf) {
-				n = len(buf) - off // cannot happen: only whole packets are queued
-			}
-			_, err = w.nc.Write(buf[off : off+n])
-			off += n
-		}
-		if eerr := bc.end(); err == nil {
-			err = eerr
-		}
-	} else {
-		_, err = w.nc.Write(buf)
-	}
-	w.spare = buf[:0]
-	if err != nil {
-		w.mu.Lock()
-		first := w.err == nil
-		if first {
-			w.err = fmt.Errorf("radsec: write: %w", err)
-		}
-		err = w.err
-		w.mu.Unlock()
-		if first {
-			close(w.failed)
-		}
+func (w *frameWriter) seal(buf []byte) error {
+	if w.tc == nil {
+		_, err := w.out.Write(buf)
 		return err
+	}
+	w.out.begin()
+	var err error
+	for off := 0; off < len(buf) && err == nil; {
+		n, ferr := packet.FrameLen(buf[off:])
+		if ferr != nil || off+n > len(buf) {
+			n = len(buf) - off // cannot happen: only whole packets are queued
+		}
+		_, err = w.tc.Write(buf[off : off+n])
+		off += n
+	}
+	w.out.end()
+	if err != nil {
+		return fmt.Errorf("radsec: write: %w", err)
 	}
 	return nil
 }
 
+// run is the writer goroutine: it returns nil once stop is called, or the error that failed the
+// socket (ErrStalled when pending bytes made no progress for the stall bound).
+func (w *frameWriter) run() error { return w.out.run(w.stall, w.stopc) }
+
+// stop ends run.
 func (w *frameWriter) stop() {
-	select {
-	case <-w.shutdown:
-	default:
-		close(w.shutdown)
-	}
+	w.stopOnce.Do(func() {
+		close(w.stopc)
+		w.out.wake()
+	})
 }
+
+// abort closes the socket at once (see batchConn.abort).
+func (w *frameWriter) abort() { w.out.abort() }

@@ -75,11 +75,20 @@ func FuzzReadPacket(f *testing.F) {
 	})
 }
 
-// TestConnBadReplyFailsOnlyThatRequest: a reply with a wrong authenticator fails its request and the
-// connection keeps serving the next one (radsecproxy #208).
+// countObserver counts discarded replies.
+type countObserver struct{ discarded atomic.Int32 }
+
+func (*countObserver) RTT(time.Duration)     {}
+func (*countObserver) Probe(bool)            {}
+func (o *countObserver) Discarded(err error) { o.discarded.Add(1) }
+
+// TestConnBadReplyFailsOnlyThatRequest: a reply with a wrong authenticator is discarded and counted;
+// its request ends at its deadline with ErrBadReply, and the connection keeps serving the next one
+// (radsecproxy #208).
 func TestConnBadReplyFailsOnlyThatRequest(t *testing.T) {
 	client, server := net.Pipe()
-	c := NewConn(client, ConnOptions{StatusInterval: time.Hour, DeadAfter: time.Hour})
+	obs := new(countObserver)
+	c := NewConn(client, ConnOptions{StatusInterval: time.Hour, DeadAfter: time.Hour, Observer: obs})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -110,8 +119,11 @@ func TestConnBadReplyFailsOnlyThatRequest(t *testing.T) {
 		}
 		return <-done
 	}
-	if err := send("bad"); !errors.Is(err, ErrBadReply) {
+	if err := send("bad"); !errors.Is(err, ErrBadReply) || errors.Is(err, ErrTimeout) {
 		t.Fatalf("bad reply: %v", err)
+	}
+	if n := obs.discarded.Load(); n != 1 {
+		t.Fatalf("%d replies discarded, want 1", n)
 	}
 	if err := send("good"); err != nil {
 		t.Fatalf("next request on the same connection: %v", err)
@@ -143,7 +155,7 @@ func TestConnWatchdog(t *testing.T) {
 	c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) { return StatusServer(dst, id, []byte(DefaultSecret)) },
 		now.Add(time.Hour), func(_ packet.Packet, err error) { failed <- err })
 	advance(1500 * time.Millisecond)
-	c.check(clock().UnixNano()) // nothing received for 1.5 s: probe
+	c.check(clock()) // nothing received for 1.5 s: probe
 	c.mu.Lock()
 	probing := c.probing
 	c.mu.Unlock()
@@ -151,7 +163,7 @@ func TestConnWatchdog(t *testing.T) {
 		t.Fatal("idle connection not probed")
 	}
 	advance(time.Second)
-	c.check(clock().UnixNano()) // oldest request is 2.5 s old, nothing received: dead
+	c.check(clock()) // oldest request is 2.5 s old, nothing received: dead
 	if err := <-failed; !errors.Is(err, ErrConnDead) {
 		t.Fatalf("pending request: %v", err)
 	}

@@ -20,10 +20,6 @@ import (
 // the connection's own writer goroutine writes it. resp may be reused once it returns.
 type ReplyFunc func(resp []byte) error
 
-// ErrStalled is returned by a ReplyFunc whose peer has stopped reading: more than maxQueued
-// bytes of responses wait. The connection is then closed.
-var ErrStalled = errors.New("radsec: peer not reading its responses")
-
 // maxQueued bounds the responses waiting for one connection: 256 identifiers' worth of
 // full-size packets, which a peer that reads at all never reaches.
 const maxQueued = 256 * packet.MaxLen

@@ -493,3 +493,49 @@ func (s *Stream) Write(p []byte) (int, error) {
 	}
 	return off, nil
 }
+
+// WriteSome writes as much of p as the socket takes now and never waits: a short count with a nil
+// error means the send buffer is full (see WaitWrite). A caller that must not block on a peer, such
+// as a goroutine reading requests, writes through it.
+func (s *Stream) WriteSome(p []byte) (int, error) {
+	off := 0
+	var errno syscall.Errno
+	err := s.rc.Write(func(fd uintptr) bool {
+		for off < len(p) {
+			n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[off])), uintptr(len(p)-off))
+			switch e {
+			case 0:
+				off += int(n)
+			case unix.EINTR:
+			case unix.EAGAIN:
+				return true
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	runtime.KeepAlive(p)
+	if err != nil {
+		return off, err
+	}
+	if errno != 0 {
+		return off, &net.OpError{Op: "write", Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+	}
+	return off, nil
+}
+
+// WaitWrite waits until the socket may take more bytes after a short WriteSome, the write deadline
+// passes (os.ErrDeadlineExceeded) or the stream is closed. It may return early; the caller writes
+// again and waits again.
+func (s *Stream) WaitWrite() error {
+	waited := false
+	return s.rc.Write(func(uintptr) bool {
+		if waited {
+			return true
+		}
+		waited = true
+		return false
+	})
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"mxedge/pki/pkitest"
+	"mxedge/proxy/radsectest"
+)
+
+// TestUpstreamServerName: with SRV the certificate is checked against the configured name, not the
+// SRV target from DNS, unless the operator opts in.
+func TestUpstreamServerName(t *testing.T) {
+	srv := Target{Host: "radsec1.attacker.example"}
+	tests := []struct {
+		name string
+		o    UpstreamOptions
+		want string
+	}{
+		{"host", UpstreamOptions{Host: "nac.example.com", SRV: true}, "nac.example.com"},
+		{"server name", UpstreamOptions{Host: "example.com", SRV: true, ServerName: "nac.example.com"}, "nac.example.com"},
+		{"opted in", UpstreamOptions{Host: "example.com", SRV: true, VerifySRVTarget: true}, "radsec1.attacker.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := &Upstream{opts: tt.o}
+			if got := u.serverName(srv); got != tt.want {
+				t.Fatalf("serverName = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUpstreamReconnectSteady: the backoff starts over after a connection that served, so the
+// eighth outage of an upstream (its connections dropped, as in a restart) is followed by a
+// reconnect as fast as the first, with the default backoff options.
+func TestUpstreamReconnectSteady(t *testing.T) {
+	lab := pkitest.Must(t)
+	r, err := radsectest.Start(lab.ServerTLS(), "radsec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a := r.Addr()
+	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
+		Name: "up", Host: a.Addr().String(), Port: a.Port(), TLS: lab.ClientTLS(),
+		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	u := p.Upstreams()[0]
+	waitFor := func(what string, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitFor("first connection", u.available)
+	var took []time.Duration
+	for range 8 {
+		failures := u.failures.Load()
+		start := time.Now()
+		r.CloseConns()
+		waitFor("connection loss noticed", func() bool { return u.failures.Load() > failures })
+		waitFor("reconnect", u.available)
+		took = append(took, time.Since(start))
+	}
+	t.Logf("reconnect after outages 1..8: %v", took)
+	for i, d := range took {
+		if d > time.Second {
+			t.Fatalf("outage %d: back after %v, want within 1 s", i+1, d)
+		}
+	}
+	if took[7] > took[0]+300*time.Millisecond {
+		t.Fatalf("outage 8 took %v against %v for outage 1: the backoff grew", took[7], took[0])
+	}
+}
