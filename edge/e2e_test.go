@@ -604,7 +604,7 @@ func TestE2ECacheLearning(t *testing.T) {
 	}
 	// The operator sees it with `mxedge cache show`, through the daemon's control socket.
 	out := mxedgeCLI(t, "cache", "show", "--socket", filepath.Join(x.lab.Dir, "control.sock"), "AA-BB-CC-DD-EE-FF")
-	for _, want := range []string{"aa:bb:cc:dd:ee:ff", "mab", "lab-switch", "Tunnel-Private-Group-ID", "400", "Cisco-AVPair"} {
+	for _, want := range []string{"aa:bb:cc:dd:ee:ff", "mab", "lab-switch", "Tunnel-Private-Group-Id", "400", "Cisco-AVPair"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("cache show lacks %q:\n%s", want, out)
 		}

@@ -272,6 +272,32 @@ END-VENDOR	Acme
 	if got := d.Name(0, AttrTunnelPrivateGroupID); got != "Tunnel-Private-Group-Id" {
 		t.Errorf("built-in names lost: %s", got)
 	}
+
+	// A vendor with 4-octet types: the vendor loads, its attributes (and their values) are skipped
+	// and print by number; so are TLV members.
+	wide := writeDict(t, "dictionary.wide", `VENDOR Wide 99998 format=4,0
+BEGIN-VENDOR Wide
+ATTRIBUTE Wide-Thing 1 integer
+VALUE Wide-Thing On 1
+END-VENDOR Wide
+ATTRIBUTE Acme-Box 231 tlv
+ATTRIBUTE Acme-Box-Item 231.1 string
+`)
+	d, err = Builtin().Load(wide)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := d.Vendor(99998); !ok || v.TypeOctets != 4 || v.LengthOctets != 0 {
+		t.Errorf("vendor Wide = %+v, %v", v, ok)
+	}
+	for _, n := range []string{"Wide-Thing", "Acme-Box-Item"} {
+		if _, ok := d.ByName(n); ok {
+			t.Errorf("%s loaded; mxedge cannot address it", n)
+		}
+	}
+	if a, ok := d.ByName("Acme-Box"); !ok || a.Type != TypeTLV {
+		t.Errorf("Acme-Box = %+v, %v", a, ok)
+	}
 }
 
 // TestLoadErrors: every bad file is reported with its path and the line at fault.
