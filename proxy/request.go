@@ -104,7 +104,7 @@ type Request struct {
 func (r *Request) Secret() []byte { return r.Client.Secret }
 
 // Reply sends resp to the NAS and records it for retransmissions (RFC 5080 §2.2.2). Reply(nil) is
-// Drop(DropUnanswered, nil).
+// Drop(DropUnanswered, nil), logged at debug only.
 func (r *Request) Reply(resp []byte) {
 	if resp == nil {
 		r.Drop(DropUnanswered, nil)
@@ -136,7 +136,12 @@ func (r *Request) Drop(reason DropReason, err error) {
 		return
 	}
 	r.front.dups.complete(r.dup, nil)
-	r.front.drop(reason, r.Client, r.Src, err)
+	level := slog.LevelWarn
+	if reason == DropUnanswered {
+		// Reply(nil): the Handler that chose silence logs why.
+		level = slog.LevelDebug
+	}
+	r.front.dropAt(level, reason, r.Client, r.Src, err)
 }
 
 // claim takes the answer slot; false means it was taken already and the caller must do nothing.
