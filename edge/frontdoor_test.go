@@ -1,6 +1,7 @@
 package edge_test
 
 import (
+	"context"
 	"crypto/rand"
 	"testing"
 	"time"
@@ -10,9 +11,9 @@ import (
 )
 
 // TestE2EFrontDoor: radclient's CHAP, and CHAP MAB as HPE/Aruba switches send it, through mxedge
-// to FreeRADIUS (which checks the CHAP response against the challenge it sees); and a malformed
-// EAP-Message with a valid Message-Authenticator, which mxedge drops without costing the RadSec
-// connection to FreeRADIUS.
+// to FreeRADIUS (which checks the CHAP response against the challenge it sees); accounting at the
+// 4096-octet limit; and malformed requests with a valid Message-Authenticator, which mxedge drops
+// without costing the RadSec connection to FreeRADIUS.
 func TestE2EFrontDoor(t *testing.T) {
 	x := startE2E(t, 1, nil)
 	st := x.edge.Server().Stats()
@@ -42,6 +43,47 @@ func TestE2EFrontDoor(t *testing.T) {
 			t.Fatalf("got %q: %+v", r.Code, r.Attrs)
 		}
 		wantAttr(t, r, "Tunnel-Private-Group-Id", "400")
+	})
+
+	t.Run("accounting at the size limit", func(t *testing.T) {
+		// Without Message-Authenticator or Acct-Delay-Time, 4062 octets is the most that still fits
+		// in 4096 once forwarded and, if spooled, replayed: it is acknowledged by FreeRADIUS; one
+		// octet more is refused, not acknowledged.
+		build := func(size int, session string) []byte {
+			b := packet.New(nil, packet.CodeAccountingRequest, 3, nil)
+			b.AddUint32(packet.AttrAcctStatusType, 1)
+			b.AddString(packet.AttrAcctSessionID, session)
+			b.AddString(packet.AttrUserName, "alice")
+			for r := size - b.Len(); r > 0; r = size - b.Len() {
+				v := r - 2
+				if r > 255 {
+					v = min(253, r-4)
+				}
+				b.Add(packet.AttrClass, make([]byte, v))
+			}
+			p, err := b.Finish([]byte(nasSecret), nil)
+			if err != nil || len(p) != size {
+				t.Fatalf("built %d octets: %v", len(p), err)
+			}
+			return p
+		}
+		drops := st.Dropped[proxy.DropTooLongToForward].Load()
+		if r := exchangeUDP(t, "127.0.0.1:0", x.acct, build(4063, "big-2"), 500*time.Millisecond); r != nil {
+			t.Fatalf("4063 octets answered with code %d", r[0])
+		}
+		if st.Dropped[proxy.DropTooLongToForward].Load() != drops+1 {
+			t.Fatal("4063 octets not refused as too-long-to-forward")
+		}
+		r := exchangeUDP(t, "127.0.0.1:0", x.acct, build(4062, "big-1"), 5*time.Second)
+		if r == nil || r[0] != byte(packet.CodeAccountingResponse) {
+			t.Fatalf("4062 octets not acknowledged: %v", r)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		recs, err := x.fr[0].WaitAccounting(ctx, 1)
+		if err != nil || recs[len(recs)-1].SessionID() != "big-1" {
+			t.Fatalf("FreeRADIUS accounting: %v %+v", err, recs)
+		}
 	})
 
 	// Each is signed correctly; only its content is wrong. Measured with the front door's checks
