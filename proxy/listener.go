@@ -238,7 +238,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	var w ResponseWriter // the stream's, built on its first request
 	err = radsec.ServeConn(ctx, tc, radsec.ServeOptions{Cork: l.server.opts.Cork}, func(p packet.Packet, reply radsec.ReplyFunc) {
 		if w == nil {
-			w = NewStreamWriter(client, src, id, reply)
+			w = newStreamWriter(client, src, id, reply)
 		}
 		l.server.Accept(w, p)
 	})

@@ -71,9 +71,9 @@ func (w *streamWriter) Origin() Origin { return w.origin }
 // itself; the NAS retransmits on its next one.
 func (w *streamWriter) WriteResponse(resp []byte) { w.reply(resp) }
 
-// NewStreamWriter returns the ResponseWriter for a RadSec stream from client at src; stream
+// newStreamWriter returns the ResponseWriter for a RadSec stream from client at src; stream
 // identifies the connection (unique per listener) and reply writes to it.
-func NewStreamWriter(client *Client, src netip.AddrPort, stream uint64, reply radsec.ReplyFunc) ResponseWriter {
+func newStreamWriter(client *Client, src netip.AddrPort, stream uint64, reply radsec.ReplyFunc) ResponseWriter {
 	return &streamWriter{reply: reply, origin: Origin{Port: PortRadSec, Transport: TransportRadSec, Src: src, Stream: stream, Client: client}}
 }
 
