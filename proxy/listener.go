@@ -516,7 +516,7 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 		// ServeConn hands every request the same ReplyFunc: wrap it, and build the stream's
 		// ResponseWriter, once.
 		out := reply
-		pc.w = NewStreamWriter(pc.client, pc.src, pc.id, func(resp []byte) error {
+		pc.w = newStreamWriter(pc.client, pc.src, pc.id, func(resp []byte) error {
 			if len(resp) > 1 {
 				l.answered(pc, resp[1])
 			}

@@ -71,9 +71,9 @@ func (w *streamWriter) Origin() Origin { return w.origin }
 // itself; the NAS retransmits on its next one.
 func (w *streamWriter) WriteResponse(resp []byte) { w.reply(resp) }
 
-// NewStreamWriter returns the ResponseWriter for a RadSec stream from client at src; stream
+// newStreamWriter returns the ResponseWriter for a RadSec stream from client at src; stream
 // identifies the connection (unique per listener) and reply writes to it.
-func NewStreamWriter(client *Client, src netip.AddrPort, stream uint64, reply radsec.ReplyFunc) ResponseWriter {
+func newStreamWriter(client *Client, src netip.AddrPort, stream uint64, reply radsec.ReplyFunc) ResponseWriter {
 	return &streamWriter{reply: reply, origin: Origin{Port: PortRadSec, Transport: TransportRadSec, Src: src, Stream: stream, Client: client}}
 }
 
@@ -104,7 +104,7 @@ type Request struct {
 func (r *Request) Secret() []byte { return r.Client.Secret }
 
 // Reply sends resp to the NAS and records it for retransmissions (RFC 5080 §2.2.2). Reply(nil) is
-// Drop(DropUnanswered, nil).
+// Drop(DropUnanswered, nil), logged at debug only.
 func (r *Request) Reply(resp []byte) {
 	if resp == nil {
 		r.Drop(DropUnanswered, nil)
@@ -136,7 +136,12 @@ func (r *Request) Drop(reason DropReason, err error) {
 		return
 	}
 	r.front.dups.complete(r.dup, nil)
-	r.front.drop(reason, r.Client, r.Src, err)
+	level := slog.LevelWarn
+	if reason == DropUnanswered {
+		// Reply(nil): the Handler that chose silence logs why.
+		level = slog.LevelDebug
+	}
+	r.front.dropAt(level, reason, r.Client, r.Src, err)
 }
 
 // claim takes the answer slot; false means it was taken already and the caller must do nothing.

@@ -195,7 +195,7 @@ func runRouterModel(t *testing.T, seed uint64) {
 		}
 		now := time.Now()
 		req := &Request{Client: client, Packet: pkt, Received: now, Deadline: now.Add(time.Duration(200+rng.IntN(1500)) * time.Millisecond),
-			front: front, w: NewStreamWriter(client, netip.AddrPort{}, 1, func(resp []byte) error {
+			front: front, w: newStreamWriter(client, netip.AddrPort{}, 1, func(resp []byte) error {
 				if answers[i].Add(1) != 1 {
 					t.Errorf("request %d answered twice", i)
 				}

@@ -500,6 +500,11 @@ func (s *Server) answerStatus(p packet.Packet, client *Client, port Port, w Resp
 // its name, an unknown one by its address, so a flood from spoofed addresses logs a bounded number
 // of lines (each saying how many were suppressed) while the counter counts every one.
 func (s *Server) drop(r DropReason, c *Client, src netip.AddrPort, err error) {
+	s.dropAt(slog.LevelWarn, r, c, src, err)
+}
+
+// dropAt is drop logging at level.
+func (s *Server) dropAt(level slog.Level, r DropReason, c *Client, src netip.AddrPort, err error) {
 	s.stats.Dropped[r].Add(1)
 	args := []any{"reason", r.String(), "peer", src}
 	source := src.Addr().String()
@@ -510,5 +515,5 @@ func (s *Server) drop(r DropReason, c *Client, src netip.AddrPort, err error) {
 	if err != nil {
 		args = append(args, "err", err)
 	}
-	s.limiter.logFrom(s.opts.Logger, slog.LevelWarn, r.String(), source, "request dropped", s.opts.Now(), args...)
+	s.limiter.logFrom(s.opts.Logger, level, r.String(), source, "request dropped", s.opts.Now(), args...)
 }

@@ -391,6 +391,7 @@ func (f *FreeRADIUS) writeConfig() error {
 		"proxy.conf":                  "proxy server {\n\tdefault_fallback = no\n}\n",
 		"mods-enabled/always":         mustRead(filepath.Join(stockRaddb, "mods-available/always")),
 		"mods-enabled/pap":            "pap {\n\tnormalise = yes\n}\n",
+		"mods-enabled/chap":           "chap {\n}\n",
 		"mods-enabled/files":          "files {\n\tmoddir = ${modconfdir}/${.:instance}\n\tfilename = ${moddir}/authorize\n}\n",
 		"mods-enabled/eap":            f.eapConf(),
 		"mods-enabled/detail":         f.detailConf(),
@@ -650,11 +651,16 @@ clients radsec {
 			ok = return
 			updated = return
 		}
+		# CHAP (RFC 2865 §5.3) against the same Cleartext-Password as PAP.
+		chap
 		pap
 	}
 	authenticate {
 		Auth-Type PAP {
 			pap
+		}
+		Auth-Type CHAP {
+			chap
 		}
 		Auth-Type EAP {
 			eap {
