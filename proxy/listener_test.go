@@ -308,7 +308,7 @@ func TestListenerIdleTimeout(t *testing.T) {
 	start := time.Now()
 	var last time.Time
 	for i := range 4 {
-		last = time.Now() // the listener reads the request after this: its idle time starts later
+		last = time.Now()    // the listener reads the request after this: its idle time starts later
 		c.exchange(uint8(i)) // every idle/2: the timer restarts with each request
 		if i < 3 {
 			time.Sleep(idle / 2)
