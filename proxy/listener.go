@@ -123,6 +123,7 @@ type ListenerStats struct {
 	OverInFlight    atomic.Uint64 // requests dropped: the peer address was at MaxInFlightPerPeer
 	Idle            atomic.Uint64 // connections closed by the idle timeout
 	Reloaded        atomic.Uint64 // connections closed because a reload removed or changed their peer
+	Stalled         atomic.Uint64 // connections closed because the peer stopped reading its responses
 }
 
 // Listener accepts RadSec connections and feeds their requests into the same path as UDP.
@@ -502,6 +503,9 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	switch {
 	case pc.reloaded.Load():
 		// logged by drop
+	case errors.Is(err, radsec.ErrStalled):
+		l.stats.Stalled.Add(1)
+		l.logLimited("stalled", slog.LevelWarn, "radsec peer disconnected: not reading its responses", "peer", src, "nas", client.Name)
 	case errors.Is(err, radsec.ErrIdle):
 		l.stats.Idle.Add(1)
 		l.opts.Logger.Info("radsec peer disconnected: idle", "peer", src, "nas", client.Name, "dur", l.opts.IdleTimeout)

@@ -110,7 +110,9 @@ func TestReplyNeverBlocksOnAPeerThatStopsReading(t *testing.T) {
 	}
 	select {
 	case err := <-result:
-		t.Logf("ServeConn returned %v", err)
+		if !errors.Is(err, ErrStalled) {
+			t.Fatalf("ServeConn returned %v, want ErrStalled", err)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("connection to a stalled peer not closed")
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mxedge/proxy/packet"
@@ -54,7 +55,9 @@ type ServeOptions struct {
 // a write is under way leave together in the next). It returns
 // when the peer closes the stream (nil), the stream carries garbage (ErrFrame: RFC 6614 §2.1 gives
 // no way to resynchronise), or ctx ends (nil). handle must not block for long: it runs on the
-// connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection.
+// connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection;
+// it returns ErrStalled, or the write error, when it closed a connection whose peer stopped
+// reading.
 func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p packet.Packet, reply ReplyFunc)) error {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
@@ -65,11 +68,13 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	var own sockio.Cork
 	w := newFrameWriter(nc, o.WriteTimeout, &own)
 	q := &replyQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	var aborted atomic.Pointer[error] // why the writing side closed the connection
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if w.run() != nil {
+		if err := w.run(); err != nil {
+			aborted.CompareAndSwap(nil, &err)
 			abort(nc) // a write failed or timed out: nothing more can reach this peer
 		}
 	}()
@@ -96,6 +101,7 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	reply := ReplyFunc(func(resp []byte) error {
 		err := q.put(resp)
 		if errors.Is(err, ErrStalled) {
+			aborted.CompareAndSwap(nil, &err)
 			abort(nc)
 		}
 		return err
@@ -110,6 +116,9 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 		}
 		p, err := ReadPacket(r)
 		if err != nil {
+			if why := aborted.Load(); why != nil && ctx.Err() == nil {
+				return *why
+			}
 			switch {
 			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
 				return nil
