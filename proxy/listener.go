@@ -503,7 +503,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	switch {
 	case pc.reloaded.Load():
 		// logged by drop
-	case errors.Is(err, radsec.ErrStalled):
+	case errors.Is(err, radsec.ErrNotReading):
 		l.stats.Stalled.Add(1)
 		l.logLimited("stalled", slog.LevelWarn, "radsec peer disconnected: not reading its responses", "peer", src, "nas", client.Name)
 	case errors.Is(err, radsec.ErrIdle):

@@ -21,9 +21,10 @@ import (
 // the connection's own writer goroutine writes it. resp may be reused once it returns.
 type ReplyFunc func(resp []byte) error
 
-// ErrStalled is returned by a ReplyFunc whose peer has stopped reading: more than maxQueued
-// bytes of responses wait. The connection is then closed.
-var ErrStalled = errors.New("radsec: peer not reading its responses")
+// ErrNotReading is returned by a ReplyFunc whose peer has stopped reading (more than maxQueued
+// bytes of responses wait), and wraps what ServeConn returns when it closed a connection for that
+// reason, the queue or a write that failed. The connection is then closed.
+var ErrNotReading = errors.New("radsec: peer not reading its responses")
 
 // maxQueued bounds the responses waiting for one connection: 256 identifiers' worth of
 // full-size packets, which a peer that reads at all never reaches.
@@ -56,8 +57,8 @@ type ServeOptions struct {
 // when the peer closes the stream (nil), the stream carries garbage (ErrFrame: RFC 6614 §2.1 gives
 // no way to resynchronise), or ctx ends (nil). handle must not block for long: it runs on the
 // connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection;
-// it returns ErrStalled, or the write error, when it closed a connection whose peer stopped
-// reading.
+// it returns an error wrapping ErrNotReading when it closed a connection whose peer stopped
+// reading or whose writes failed.
 func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p packet.Packet, reply ReplyFunc)) error {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
@@ -74,6 +75,7 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	go func() {
 		defer wg.Done()
 		if err := w.run(); err != nil {
+			err = fmt.Errorf("%w: %w", ErrNotReading, err)
 			aborted.CompareAndSwap(nil, &err)
 			abort(nc) // a write failed or timed out: nothing more can reach this peer
 		}
@@ -100,7 +102,7 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	}()
 	reply := ReplyFunc(func(resp []byte) error {
 		err := q.put(resp)
-		if errors.Is(err, ErrStalled) {
+		if errors.Is(err, ErrNotReading) {
 			aborted.CompareAndSwap(nil, &err)
 			abort(nc)
 		}
@@ -156,7 +158,7 @@ func (q *replyQueue) put(resp []byte) error {
 		q.buf = nil
 		q.mu.Unlock()
 		q.signal()
-		return ErrStalled
+		return ErrNotReading
 	}
 	q.buf = append(q.buf, resp...)
 	q.mu.Unlock()
