@@ -123,6 +123,7 @@ type ListenerStats struct {
 	OverInFlight    atomic.Uint64 // requests dropped: the peer address was at MaxInFlightPerPeer
 	Idle            atomic.Uint64 // connections closed by the idle timeout
 	Reloaded        atomic.Uint64 // connections closed because a reload removed or changed their peer
+	Stalled         atomic.Uint64 // connections closed because the peer stopped reading its responses
 }
 
 // Listener accepts RadSec connections and feeds their requests into the same path as UDP.
@@ -166,8 +167,10 @@ type peerConn struct {
 	peer   *peerState
 	client *Client
 	names  []string
-	cert   *x509.Certificate
-	w      ResponseWriter // made by the reading goroutine before its first request
+	cert   *x509.Certificate   // the leaf
+	chain  []*x509.Certificate // as the peer sent it, to verify again when the CA changes
+	tls    *tls.Config         // the configuration its handshake used
+	w      ResponseWriter      // made by the reading goroutine before its first request
 	// slots holds, per RADIUS ID, the requests with that ID in flight. Guarded by peer.mu.
 	slots [256]idSlot
 	// reloaded is set when a reload closed the connection.
@@ -276,6 +279,7 @@ func (l *Listener) drop(pc *peerConn) {
 	l.stats.Reloaded.Add(1)
 	l.logLimited("reload", slog.LevelInfo, "radsec peer disconnected: removed or changed by a reload",
 		"peer", pc.src, "nas", pc.client.Name)
+	// A handshake under way when the reload came is checked again by register.
 }
 
 // admits reports whether the table still has pc's peer, unchanged.
@@ -291,11 +295,39 @@ func sameClient(a, b *Client) bool {
 		a.LimitProxyState == b.LimitProxyState
 }
 
-// SetTLS installs a new TLS configuration (reload) for connections accepted from now on.
+// SetTLS installs a new TLS configuration (reload) for connections accepted from now on, and
+// closes the established connections whose certificate its ClientCAs no longer verify (a CA
+// removed or replaced).
 func (l *Listener) SetTLS(cfg *tls.Config) {
-	if cfg != nil {
-		l.tls.Store(hardenTLS(cfg))
+	if cfg == nil {
+		return
 	}
+	cfg = hardenTLS(cfg)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tls.Store(cfg)
+	if cfg.ClientCAs == nil {
+		return // chosen per connection (GetConfigForClient): nothing to check against here
+	}
+	for pc := range l.live {
+		if !verifies(cfg.ClientCAs, pc.chain) {
+			l.drop(pc)
+		}
+	}
+}
+
+// verifies reports whether roots verify chain as a client certificate, as the handshake did.
+func verifies(roots *x509.CertPool, chain []*x509.Certificate) bool {
+	if len(chain) == 0 {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err == nil
 }
 
 // UseListener serves an already bound socket (systemd socket activation); the configured addresses
@@ -436,7 +468,8 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	}
 	defer l.leave(src.Addr(), ps)
 
-	tc := radsec.Server(nc, l.tls.Load())
+	tlsCfg := l.tls.Load()
+	tc := radsec.Server(nc, tlsCfg)
 	hctx, cancel := context.WithTimeout(ctx, l.opts.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
@@ -455,7 +488,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	pc := &peerConn{id: l.connID.Add(1), src: src, raw: nc, peer: ps, client: client, names: pt.names[client],
-		cert: state.PeerCertificates[0]}
+		cert: state.PeerCertificates[0], chain: state.PeerCertificates, tls: tlsCfg}
 	if !l.register(pc) {
 		nc.Close()
 		l.stats.Reloaded.Add(1)
@@ -470,6 +503,9 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	switch {
 	case pc.reloaded.Load():
 		// logged by drop
+	case errors.Is(err, radsec.ErrNotReading):
+		l.stats.Stalled.Add(1)
+		l.logLimited("stalled", slog.LevelWarn, "radsec peer disconnected: not reading its responses", "peer", src, "nas", client.Name)
 	case errors.Is(err, radsec.ErrIdle):
 		l.stats.Idle.Add(1)
 		l.opts.Logger.Info("radsec peer disconnected: idle", "peer", src, "nas", client.Name, "dur", l.opts.IdleTimeout)
@@ -478,12 +514,16 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	}
 }
 
-// register makes pc live unless the peer table changed during its handshake and no longer admits
-// it (SetPeers holds l.mu while it checks the live connections, so none slips between).
+// register makes pc live unless the peer table or the CA changed during its handshake and no
+// longer admit it (SetPeers and SetTLS hold l.mu while they check the live connections, so none
+// slips between).
 func (l *Listener) register(pc *peerConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.peers.Load().admits(pc) {
+		return false
+	}
+	if cfg := l.tls.Load(); cfg != pc.tls && cfg.ClientCAs != nil && !verifies(cfg.ClientCAs, pc.chain) {
 		return false
 	}
 	l.live[pc] = struct{}{}

@@ -308,8 +308,8 @@ func TestListenerIdleTimeout(t *testing.T) {
 	start := time.Now()
 	var last time.Time
 	for i := range 4 {
+		last = time.Now()    // the listener reads the request after this: its idle time starts later
 		c.exchange(uint8(i)) // every idle/2: the timer restarts with each request
-		last = time.Now()
 		if i < 3 {
 			time.Sleep(idle / 2)
 		}
@@ -452,6 +452,24 @@ func TestListenerReloadDisconnects(t *testing.T) {
 		t.Fatalf("%d reload disconnects counted, want 2", n)
 	}
 	x.mustDial(t, "127.0.0.2") // it connects again under its new entry
+}
+
+// TestListenerReloadCA: a reload whose CA no longer verifies a peer's certificate closes its
+// connection; one that still does leaves it.
+func TestListenerReloadCA(t *testing.T) {
+	x := startListener(t, proxy.ListenerOptions{})
+	a := x.mustDial(t, "127.0.0.1")
+	a.exchange(1)
+	x.ln.SetTLS(x.lab.ServerTLS()) // same CA
+	a.exchange(2)
+	other := pkitest.Must(t).ServerTLS() // another CA
+	x.ln.SetTLS(other)
+	if !a.closed(time.Second) {
+		t.Fatal("connection verified by the old CA still up a second after the reload")
+	}
+	if n := x.ln.Stats().Reloaded.Load(); n != 1 {
+		t.Fatalf("%d reload disconnects counted, want 1", n)
+	}
 }
 
 // TestListenerUnknownPeersBounded: connections from an address no peer has are counted, and logged

@@ -96,7 +96,7 @@ func TestReplyNeverBlocksOnAPeerThatStopsReading(t *testing.T) {
 		shared.End()
 		slowest = max(slowest, time.Since(start))
 		switch {
-		case errors.Is(err, ErrStalled):
+		case errors.Is(err, ErrNotReading):
 			stalled = true
 		case err != nil:
 			t.Fatalf("reply %d: %v", i, err)
@@ -110,7 +110,9 @@ func TestReplyNeverBlocksOnAPeerThatStopsReading(t *testing.T) {
 	}
 	select {
 	case err := <-result:
-		t.Logf("ServeConn returned %v", err)
+		if !errors.Is(err, ErrNotReading) {
+			t.Fatalf("ServeConn returned %v, want ErrNotReading", err)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("connection to a stalled peer not closed")
 	}

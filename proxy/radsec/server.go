@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mxedge/proxy/packet"
@@ -19,6 +20,11 @@ import (
 // ReplyFunc queues a response on the stream a request came from. It never blocks on the network:
 // the connection's own writer goroutine writes it. resp may be reused once it returns.
 type ReplyFunc func(resp []byte) error
+
+// ErrNotReading is returned by a ReplyFunc whose peer has stopped reading (more than maxQueued
+// bytes of responses wait), and wraps what ServeConn returns when it closed a connection for that
+// reason, the queue or a write that failed. The connection is then closed.
+var ErrNotReading = errors.New("radsec: peer not reading its responses")
 
 // maxQueued bounds the responses waiting for one connection: 256 identifiers' worth of
 // full-size packets, which a peer that reads at all never reaches.
@@ -50,7 +56,9 @@ type ServeOptions struct {
 // a write is under way leave together in the next). It returns
 // when the peer closes the stream (nil), the stream carries garbage (ErrFrame: RFC 6614 §2.1 gives
 // no way to resynchronise), or ctx ends (nil). handle must not block for long: it runs on the
-// connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection.
+// connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection;
+// it returns an error wrapping ErrNotReading when it closed a connection whose peer stopped
+// reading or whose writes failed.
 func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p packet.Packet, reply ReplyFunc)) error {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
@@ -61,11 +69,14 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	var own sockio.Cork
 	w := newFrameWriter(nc, o.WriteTimeout, &own)
 	q := &replyQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	var aborted atomic.Pointer[error] // why the writing side closed the connection
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if w.run() != nil {
+		if err := w.run(); err != nil {
+			err = fmt.Errorf("%w: %w", ErrNotReading, err)
+			aborted.CompareAndSwap(nil, &err)
 			abort(nc) // a write failed or timed out: nothing more can reach this peer
 		}
 	}()
@@ -91,7 +102,8 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 	}()
 	reply := ReplyFunc(func(resp []byte) error {
 		err := q.put(resp)
-		if errors.Is(err, ErrStalled) {
+		if errors.Is(err, ErrNotReading) {
+			aborted.CompareAndSwap(nil, &err)
 			abort(nc)
 		}
 		return err
@@ -106,6 +118,9 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 		}
 		p, err := ReadPacket(r)
 		if err != nil {
+			if why := aborted.Load(); why != nil && ctx.Err() == nil {
+				return *why
+			}
 			switch {
 			case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || ctx.Err() != nil:
 				return nil
@@ -143,7 +158,7 @@ func (q *replyQueue) put(resp []byte) error {
 		q.buf = nil
 		q.mu.Unlock()
 		q.signal()
-		return ErrStalled
+		return ErrNotReading
 	}
 	q.buf = append(q.buf, resp...)
 	q.mu.Unlock()
