@@ -116,24 +116,31 @@ func New(cfg *config.Config, o Options) (*Edge, error) {
 			}
 		}})
 	if b.Survival.Enabled && o.Fallback == nil {
+		authz, err := survivability.NewAuthorizer(survivability.AuthorizerOptions{
+			Cache:            cacheRef{e},
+			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
+			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
+			FailClosed:       b.Survival.FailClosed,
+			Logger:           o.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
 		var eap survivability.EAPHandler
 		if t := b.Survival.EAPTLS; t != nil {
-			h, err := e.newLocalEAP(b)
+			h, err := e.newLocalEAP(b, authz)
 			if err != nil {
 				return nil, err
 			}
 			eap = h
 		}
 		eng, err := survivability.NewEngine(survivability.EngineOptions{
-			EAP:              eap,
-			Health:           e.health,
-			Cache:            cacheRef{e},
-			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
-			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
-			FailClosed:       b.Survival.FailClosed,
-			Accounting:       spoolRef{e},
-			Events:           e.localEvent,
-			Logger:           o.Logger,
+			EAP:        eap,
+			Health:     e.health,
+			Authorizer: authz,
+			Accounting: spoolRef{e},
+			Events:     e.localEvent,
+			Logger:     o.Logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
@@ -333,18 +340,25 @@ func (e *Edge) Status() Status {
 // Health returns the survivability state machine.
 func (e *Edge) Health() *survivability.Health { return e.health }
 
-// cacheRef lets the decision engine, built before the cache is opened, read it.
+// cacheRef lets the local decision, built before the cache is opened, read it.
 type cacheRef struct{ e *Edge }
 
-func (c cacheRef) Lookup(identity, mac string) (cache.Record, bool, error) {
+func (c cacheRef) LookupMAB(mac string) (cache.Record, bool, error) {
 	if c.e.cache == nil {
 		return cache.Record{}, false, nil
 	}
-	return c.e.cache.Lookup(identity, mac)
+	return c.e.cache.LookupMAB(mac)
+}
+
+func (c cacheRef) LookupEAPTLS(identity, mac string) (cache.Record, bool, error) {
+	if c.e.cache == nil {
+		return cache.Record{}, false, nil
+	}
+	return c.e.cache.LookupEAPTLS(identity, mac)
 }
 
 // newLocalEAP builds the local EAP-TLS server and its revocation checker.
-func (e *Edge) newLocalEAP(b *config.Built) (*localeap.Handler, error) {
+func (e *Edge) newLocalEAP(b *config.Built, authz *survivability.Authorizer) (*localeap.Handler, error) {
 	t := b.Survival.EAPTLS
 	var checker *pki.Checker
 	if len(t.CRLFiles) > 0 || t.OCSP {
@@ -367,15 +381,9 @@ func (e *Edge) newLocalEAP(b *config.Built) (*localeap.Handler, error) {
 		FragmentSize:  t.FragmentSize,
 		Verify:        pki.VerifyOptions{Roots: t.Roots, Revocation: checker},
 		IdentityOrder: t.IdentityOrder,
-		Lookup: func(identity, mac string) (cache.Record, bool) {
-			rec, ok, _ := cacheRef{e}.Lookup(identity, mac)
-			return rec, ok
-		},
-		DefaultVLAN: b.Survival.DefaultDot1XVLAN,
-		FailClosed:  b.Survival.FailClosed,
-		VendorReply: survivability.DefaultVLANAttrs,
-		Events:      e.localEAPEvent,
-		Logger:      e.log,
+		Authorizer:    authz,
+		Events:        e.localEAPEvent,
+		Logger:        e.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)

@@ -2,8 +2,11 @@ package survivability
 
 import (
 	"bytes"
+	"crypto/md5"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"mxedge/cache"
 	"mxedge/proxy"
@@ -38,10 +41,21 @@ func request(t *testing.T, attrs ...attr) packet.Packet {
 
 func s(t uint8, v string) attr { return attr{t, []byte(v)} }
 
+// chapResponse is a CHAP-Password value for password under challenge (RFC 2865 §5.3).
+func chapResponse(ident byte, password string, challenge []byte) []byte {
+	h := md5.New()
+	h.Write([]byte{ident})
+	h.Write([]byte(password))
+	h.Write(challenge)
+	return h.Sum([]byte{ident})
+}
+
 func TestClassify(t *testing.T) {
 	callCheck := attr{packet.AttrServiceType, []byte{0, 0, 0, 10}}
 	eapTLS := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 13, 0}}
 	eapPEAP := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 25, 0}}
+	reqAuth := bytes.Repeat([]byte{9}, 16) // request()'s Request Authenticator
+	challenge := bytes.Repeat([]byte{7}, 16)
 	tests := []struct {
 		name   string
 		attrs  []attr
@@ -49,8 +63,15 @@ func TestClassify(t *testing.T) {
 		mac    string
 	}{
 		{"cisco call-check", []attr{s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), callCheck, s(31, "AA-BB-CC-DD-EE-FF")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
-		{"user equals calling-station", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(31, "aabb.ccdd.eeff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
-		{"mac as password, no calling-station", []attr{s(1, "AABBCCDDEEFF"), s(2, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"password in another notation", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(2, "AABB.CCDD.EEFF"), s(31, "aabb.ccdd.eeff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of the mac, request authenticator", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "aabbccddeeff", reqAuth)}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of the mac, chap-challenge", []attr{s(1, "AABBCCDDEEFF"), {packet.AttrCHAPPassword, chapResponse(3, "AABBCCDDEEFF", challenge)}, {packet.AttrCHAPChallenge, challenge}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of another password", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "secret", reqAuth)}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"chap under the wrong challenge", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "aabbccddeeff", reqAuth)}, {packet.AttrCHAPChallenge, challenge}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"no password", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(31, "aabb.ccdd.eeff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"call-check without the mac as password", []attr{s(1, "aabbccddeeff"), s(2, "secret"), callCheck, s(31, "AA-BB-CC-DD-EE-FF")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"mac as password, no calling-station", []attr{s(1, "AABBCCDDEEFF"), s(2, "aa-bb-cc-dd-ee-ff")}, MethodOther, ""},
+		{"user-name another mac", []attr{s(1, "020000000001"), s(2, "020000000001"), s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
 		{"pap user", []attr{s(1, "alice"), s(2, "password"), s(31, "02-00-00-00-00-01")}, MethodOther, "02:00:00:00:00:01"},
 		{"mac user wrong password", []attr{s(1, "aabbccddeeff"), s(2, "secret")}, MethodOther, ""},
 		{"eap-tls", []attr{s(1, "anonymous@example.com"), eapTLS, s(31, "02-00-00-00-00-02")}, MethodEAPTLS, "02:00:00:00:00:02"},
@@ -63,6 +84,12 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("Classify = %+v, want method %v mac %q", c, tt.method, tt.mac)
 			}
 		})
+	}
+	if c := Classify(request(t, attr{packet.AttrNASPort, []byte{0, 0, 0x01, 0x02}}), secret); c.NASPort != "258" {
+		t.Fatalf("NAS-Port: %q", c.NASPort)
+	}
+	if c := Classify(request(t, s(87, "ge-0/0/1")), secret); c.NASPort != "ge-0/0/1" {
+		t.Fatalf("NAS-Port-Id: %q", c.NASPort)
 	}
 }
 
@@ -132,13 +159,12 @@ func TestReplyAttrsRoundTrip(t *testing.T) {
 
 type fakeCache struct {
 	learned   []cache.Record
-	forgotten [][2]string
+	forgotten []string // "mab:" + MAC or "eap-tls:" + identity
 }
 
-func (f *fakeCache) Learn(r cache.Record) { f.learned = append(f.learned, r) }
-func (f *fakeCache) Forget(mac, identity string) {
-	f.forgotten = append(f.forgotten, [2]string{mac, identity})
-}
+func (f *fakeCache) Learn(r cache.Record)      { f.learned = append(f.learned, r) }
+func (f *fakeCache) ForgetMAB(mac string)      { f.forgotten = append(f.forgotten, "mab:"+mac) }
+func (f *fakeCache) ForgetIdentity(who string) { f.forgotten = append(f.forgotten, "eap-tls:"+who) }
 
 func TestLearner(t *testing.T) {
 	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
@@ -150,37 +176,71 @@ func TestLearner(t *testing.T) {
 		p, _ := b.Finish(secret, req.Authenticator())
 		return p
 	}
-	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"))
-	eap := request(t, s(1, "anonymous@example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"))
+	port := func(n byte) attr { return attr{packet.AttrNASPort, []byte{0, 0, 0, n}} }
+	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"), port(1))
+	eap := request(t, s(1, "laptop.example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"), port(2))
 	pap := request(t, s(1, "alice"), s(2, "pw"))
+	papMAC := request(t, s(1, "aabbccddeeff"), s(2, "wrong"), s(31, "aa-bb-cc-dd-ee-ff"), port(3))
 	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
-
-	f := &fakeCache{}
-	l := NewLearner(f, nil)
-	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan)})
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
-	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
-	// A server that echoes the anonymous outer identity in the Accept does not name the client.
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "anonymous@example.com"), vlan)})
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
-	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
-
-	if len(f.learned) != 3 || f.learned[2].Identity != "" || f.learned[2].MAC != "02:00:00:00:00:02" {
-		t.Fatalf("anonymous Accept User-Name: %+v", f.learned)
+	accept := func(req packet.Packet, attrs ...attr) proxy.Result {
+		return proxy.Result{Response: reply(packet.CodeAccessAccept, req, attrs...)}
 	}
-	f.learned = f.learned[:2]
-	if len(f.learned) != 2 {
-		t.Fatalf("learned %d records: %+v", len(f.learned), f.learned)
+	rejectOf := func(req packet.Packet, attrs ...attr) proxy.Result {
+		return proxy.Result{Response: reply(packet.CodeAccessReject, req, attrs...)}
 	}
-	m, e := f.learned[0], f.learned[1]
-	if m.MAC != "aa:bb:cc:dd:ee:ff" || m.Method != cache.MethodMAB || m.NAS != "sw1" || m.Site != "HQ" || VLAN(m.Attrs) != "41" {
-		t.Fatalf("MAB record %+v", m)
+	type step struct {
+		req packet.Packet
+		res proxy.Result
 	}
-	if e.MAC != "02:00:00:00:00:02" || e.Method != cache.MethodEAPTLS || e.Identity != "laptop.example.com" {
-		t.Fatalf("EAP-TLS record %+v (the anonymous outer identity must not be stored)", e)
+	tests := []struct {
+		name      string
+		steps     []step
+		advance   time.Duration // between steps
+		learned   []string      // method/mac/identity
+		forgotten []string
+	}{
+		{"mab accept", []step{{mab, accept(mab, vlan)}}, 0, []string{"mab/aa:bb:cc:dd:ee:ff/aabbccddeeff"}, nil},
+		{"eap-tls accept names the identity", []step{{eap, accept(eap, s(1, "Laptop.Example.com"), vlan)}}, 0,
+			[]string{"eap-tls/02:00:00:00:00:02/Laptop.Example.com"}, nil},
+		{"eap-tls accept without user-name", []step{{eap, accept(eap, vlan)}}, 0, nil, nil},
+		{"eap-tls accept with anonymous user-name", []step{{eap, accept(eap, s(1, "anonymous@example.com"), vlan)}}, 0, nil, nil},
+		{"pap accept", []step{{pap, accept(pap, vlan)}}, 0, nil, nil},
+		{"challenge", []step{{eap, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)}}}, 0, nil, nil},
+		{"mab reject", []step{{mab, rejectOf(mab)}}, 0, nil, []string{"mab:aa:bb:cc:dd:ee:ff"}},
+		{"eap-tls reject without user-name", []step{{eap, rejectOf(eap)}}, 0, nil, nil},
+		{"eap-tls reject naming the identity", []step{{eap, rejectOf(eap, s(1, "laptop.example.com"))}}, 0, nil, []string{"eap-tls:laptop.example.com"}},
+		{"pap reject with a mac user-name", []step{{papMAC, rejectOf(papMAC)}}, 0, nil, nil},
+		{"forgets rate-limited per port", []step{{mab, rejectOf(mab)}, {mab, rejectOf(mab)}, {eap, rejectOf(eap, s(1, "x"))}}, time.Second,
+			nil, []string{"mab:aa:bb:cc:dd:ee:ff", "eap-tls:x"}},
+		{"forgets again after the limit", []step{{mab, rejectOf(mab)}, {mab, rejectOf(mab)}}, ForgetEvery, nil,
+			[]string{"mab:aa:bb:cc:dd:ee:ff", "mab:aa:bb:cc:dd:ee:ff"}},
 	}
-	if len(f.forgotten) != 1 || f.forgotten[0][0] != "aa:bb:cc:dd:ee:ff" {
-		t.Fatalf("forgotten %+v", f.forgotten)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeCache{}
+			l := NewLearner(f, nil)
+			now := time.Unix(1_700_000_000, 0)
+			l.now = func() time.Time { return now }
+			for _, st := range tt.steps {
+				l.Observe(&proxy.Request{Client: client, Packet: st.req}, st.res)
+				now = now.Add(tt.advance)
+			}
+			var learned []string
+			for _, r := range f.learned {
+				learned = append(learned, r.Method.String()+"/"+r.MAC+"/"+r.Identity)
+				if r.NAS != "sw1" || r.Site != "HQ" || VLAN(r.Attrs) != "41" {
+					t.Errorf("record %+v", r)
+				}
+				for _, a := range r.Attrs {
+					if a.Type == packet.AttrUserName {
+						t.Errorf("User-Name stored for replay: %+v", r)
+					}
+				}
+			}
+			if !slices.Equal(learned, tt.learned) || !slices.Equal(f.forgotten, tt.forgotten) {
+				t.Fatalf("learned %v forgotten %v; want %v, %v", learned, f.forgotten, tt.learned, tt.forgotten)
+			}
+		})
 	}
 }
 

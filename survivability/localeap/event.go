@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"mxedge/pki"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -14,12 +15,12 @@ const MethodEAPTLS = "eap-tls"
 // pki.ReasonRevoked "cert-revoked", pki.ReasonUnknownCA "unknown-ca", pki.ReasonWrongEKU
 // "wrong-eku", weak-key, cert-not-yet-valid, revocation-unavailable, cert-invalid).
 const (
-	ReasonCacheHit     = "cache-hit"       // accepted with the cached authorization
-	ReasonDefaultVLAN  = "default-vlan"    // accepted on a cache miss with the default VLAN
-	ReasonFailClosed   = "failmode-closed" // authenticated, unknown to the cache, failmode closed
-	ReasonNak          = "nak"             // the peer asked for another EAP method
-	ReasonTimeout      = "timeout"         // the conversation outlived ConversationTimeout
-	ReasonMalformed    = "malformed"       // bad EAP or EAP-TLS framing, out-of-order packets
+	ReasonCacheHit     = survivability.ReasonCacheHit    // accepted with the cached authorization
+	ReasonDefaultVLAN  = survivability.ReasonDefaultVLAN // accepted on a cache miss with the default VLAN
+	ReasonFailClosed   = survivability.ReasonFailClosed  // authenticated, unknown to the cache, failmode closed
+	ReasonNak          = "nak"                           // the peer asked for another EAP method
+	ReasonTimeout      = "timeout"                       // the conversation outlived ConversationTimeout
+	ReasonMalformed    = "malformed"                     // bad EAP or EAP-TLS framing, out-of-order packets
 	ReasonTooMany      = "too-many-conversations"
 	ReasonUnknownState = "unknown-state" // a State we did not issue, or whose conversation ended
 	ReasonNoEMS        = "no-ems"        // TLS 1.2 without Extended Master Secret (docs/eap-tls.md)
@@ -28,15 +29,11 @@ const (
 	ReasonNoIdentity   = "no-identity"   // the certificate carries none of the IdentityOrder names
 )
 
-// Event is the NAC event of one local EAP-TLS conversation.
-type Event struct {
-	Allowed bool
-	Method  string // always "eap-tls"
-	// MAC is the canonical Calling-Station-Id, Identity the certificate identity (the outer EAP
-	// identity when no certificate was seen), NAS the proxy.Client name, VLAN the VLAN given.
-	MAC, Identity, NAS, VLAN string
-	Reason                   string
-}
+// Event is the NAC event of one local EAP-TLS conversation: the survivability event, one type for
+// every local decision. Method is always "eap-tls"; MAC the canonical Calling-Station-Id; Identity
+// the certificate identity (the outer EAP identity when no certificate was seen); NAS and Site the
+// proxy.Client's; VLAN the VLAN given.
+type Event = survivability.Event
 
 // reasonFor maps an eaptls failure to its event reason.
 func reasonFor(err error) string {

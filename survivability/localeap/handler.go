@@ -42,6 +42,7 @@ type conversation struct {
 	expires time.Time // immutable
 	mac     string
 	nas     string
+	site    string
 
 	mu      sync.Mutex // serialises the packets of one conversation
 	srv     *eaptls.Server
@@ -147,7 +148,7 @@ func (h *Handler) Serve(req *proxy.Request) packet.Packet {
 	}
 	secret := req.Client.Secret
 	ra := readRequest(p)
-	ev := Event{Method: MethodEAPTLS, NAS: req.Client.Name}
+	ev := Event{Method: MethodEAPTLS, NAS: req.Client.Name, Site: req.Client.Site}
 	if mac, err := cache.NormalizeMAC(ra.calling); err == nil {
 		ev.MAC = mac
 	}
@@ -197,7 +198,7 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 		h.o.Logger.Error("no randomness for eap state", "err", err)
 		return nil
 	}
-	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, outer: ev.Identity}
+	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, site: ev.Site, outer: ev.Identity}
 	tr := h.trust.Load()
 	cfg := tr.base
 	verify := tr.verify
@@ -329,8 +330,9 @@ func (h *Handler) challenge(req *proxy.Request, c *conversation, out []byte) pac
 	return resp
 }
 
-// accept decides on a verified certificate: the cached authorization, the default VLAN, or a
-// reject when failmode is closed.
+// accept decides on a verified certificate through the Authorizer: the authorization cached for
+// that certificate identity (never for the MAC alone), the default VLAN, or a reject when failmode
+// is closed.
 func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev Event) packet.Packet {
 	res := c.srv.Result()
 	var leaf *x509.Certificate
@@ -343,40 +345,19 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 		ev.Reason = ReasonNoIdentity
 		return h.reject(req, failure, ev, "")
 	}
-	var attrs []cache.Attr
-	rec, hit := cache.Record{}, false
-	if h.o.Lookup != nil {
-		rec, hit = h.o.Lookup(ev.Identity, ev.MAC)
-	}
-	switch {
-	case hit:
-		attrs = authorization(rec.Attrs)
-		ev.Reason = ReasonCacheHit
-	case h.o.FailClosed:
-		ev.Reason = ReasonFailClosed
+	v := h.o.Authorizer.Authorize(survivability.Proof{Method: cache.MethodEAPTLS, MAC: ev.MAC, Identity: ev.Identity}, req.Client.Vendor)
+	ev.Reason, ev.VLAN = v.Reason, v.VLAN
+	if !v.Allowed {
 		return h.reject(req, failure, ev, "")
-	case h.o.DefaultVLAN != "":
-		if h.o.VendorReply != nil {
-			attrs = h.o.VendorReply(req.Client.Vendor, h.o.DefaultVLAN)
-		}
-		if attrs == nil {
-			attrs = survivability.DefaultVLANAttrs("generic", h.o.DefaultVLAN)
-		}
-		ev.Reason = ReasonDefaultVLAN
-	default:
-		ev.Reason = ReasonDefaultVLAN
-	}
-	ev.VLAN = survivability.VLAN(attrs)
-	if ev.VLAN == "" && ev.Reason == ReasonDefaultVLAN {
-		ev.VLAN = h.o.DefaultVLAN
 	}
 
 	secret, reqAuth := req.Client.Secret, req.Packet.Authenticator()
 	b := packet.NewResponse(make([]byte, 0, 512), req.Packet, packet.CodeAccessAccept)
+	// User-Name is the identity the certificate proved (RFC 2865 §5.1), the only one named.
 	if len(ev.Identity) <= maxAttrValue {
 		b.AddString(packet.AttrUserName, ev.Identity)
 	}
-	survivability.AppendAttrs(&b, attrs)
+	survivability.AppendAttrs(&b, v.Attrs)
 	addEAP(&b, success)
 	// RFC 2548 §2.4.2-3, RFC 3079 §4: the keys are salt-encrypted with the NAS's secret and this
 	// request's authenticator. Each salt has its high bit set and is unique in the packet (and,
@@ -427,6 +408,7 @@ func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg strin
 
 func (h *Handler) emit(ev Event) {
 	if h.o.Events != nil {
+		ev.Time, ev.Source = h.o.Now(), "local"
 		h.o.Events(ev)
 	}
 }
@@ -466,7 +448,7 @@ func (h *Handler) sweep(now time.Time) {
 			c.srv.Close()
 			c.lastIn, c.lastOut = nil, nil
 			h.stats.expired.Add(1)
-			ev := Event{Method: MethodEAPTLS, MAC: c.mac, NAS: c.nas, Identity: c.outer, Reason: ReasonTimeout}
+			ev := Event{Method: MethodEAPTLS, MAC: c.mac, NAS: c.nas, Site: c.site, Identity: c.outer, Reason: ReasonTimeout}
 			if c.peer != "" {
 				ev.Identity = c.peer
 			}

@@ -15,6 +15,7 @@ import (
 	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -64,7 +65,8 @@ func TestAuthenticateInProcess(t *testing.T) {
 				t.Errorf("EAP %x, want EAP-Success", eap)
 			}
 			ev := evs.wait(t, time.Second)
-			want := Event{Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1", VLAN: "100", Reason: ReasonDefaultVLAN}
+			want := Event{Time: ev.Time, Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1",
+				VLAN: "100", Reason: ReasonDefaultVLAN, Source: "local"}
 			if ev != want {
 				t.Errorf("event %+v, want %+v", ev, want)
 			}
@@ -106,47 +108,36 @@ func TestCertificateRejected(t *testing.T) {
 
 func TestCacheDecision(t *testing.T) {
 	l := testLab(t)
-	cached := cache.Record{Identity: "alice", Attrs: []cache.Attr{
+	// alice's laptop is cached on testMAC; the RSA client's certificate names someone else.
+	cached := cache.Record{MAC: testMAC, Identity: "ALICE", Method: cache.MethodEAPTLS, Attrs: []cache.Attr{
 		{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}},
 		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, 6}},
 		{Type: packet.AttrTunnelPrivateGroupID, Value: []byte("300")},
 		{Type: packet.AttrUserName, Value: []byte("stale-name")},
 		{Type: packet.AttrFilterID, Value: []byte("staff")},
 	}}
-	lookup := func(identity, mac string) (cache.Record, bool) {
-		if identity == "alice" && mac == "02:00:00:00:00:01" {
-			return cached, true
-		}
-		return cache.Record{}, false
-	}
-	arubaVLAN := func(vendor, vlan string) []cache.Attr {
-		if vendor != "generic" {
-			return nil
-		}
-		return []cache.Attr{{Type: packet.AttrEgressVLANName, Value: []byte("1" + vlan)}}
-	}
+	// A MAB record of the same MAC is no authorization for a certificate.
+	mab := cache.Record{MAC: testMAC, Identity: "020000000001", Method: cache.MethodMAB, Attrs: survivability.DefaultVLANAttrs("generic", "500")}
 	tests := []struct {
 		name     string
 		client   string
 		mac      string
 		failShut bool
-		vendor   func(vendor, vlan string) []cache.Attr
 		code     packet.Code
 		reason   string
 		vlan     string
 		filter   string
 	}{
-		{"hit", cliECDSA, testMAC, false, nil, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
-		{"hit-fail-closed", cliECDSA, testMAC, true, nil, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
-		{"miss-other-mac", cliECDSA, "02:00:00:00:00:02", false, nil, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss", cliRSA, testMAC, false, nil, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss-vendor", cliRSA, testMAC, false, arubaVLAN, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss-fail-closed", cliRSA, testMAC, true, nil, packet.CodeAccessReject, ReasonFailClosed, "", ""},
+		{"hit", cliECDSA, testMAC, false, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"hit-fail-closed", cliECDSA, testMAC, true, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"hit-other-mac", cliECDSA, "02:00:00:00:00:02", false, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"other-certificate-same-mac", cliRSA, testMAC, false, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
+		{"other-certificate-fail-closed", cliRSA, testMAC, true, packet.CodeAccessReject, ReasonFailClosed, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := l.options(t)
-			o.Lookup, o.FailClosed, o.VendorReply = lookup, tt.failShut, tt.vendor
+			o.Authorizer = authorizer(t, records{mab, cached}, tt.failShut)
 			h, evs := newHandler(t, o)
 			_, resp, _ := authenticate(t, h, l.clientConfig(tt.client), tt.mac)
 			if resp.Code() != tt.code {
@@ -162,11 +153,7 @@ func TestCacheDecision(t *testing.T) {
 				}
 				return
 			}
-			if tt.vendor != nil {
-				if v, _ := resp.Attr(packet.AttrEgressVLANName); string(v) != "1100" || resp.Has(packet.AttrTunnelPrivateGroupID) {
-					t.Errorf("vendor reply not used: Egress-VLAN-Name %q", v)
-				}
-			} else if got, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); string(got) != tt.vlan {
+			if got, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); string(got) != tt.vlan {
 				t.Errorf("VLAN %q, want %q", got, tt.vlan)
 			}
 			if f, _ := resp.Attr(packet.AttrFilterID); string(f) != tt.filter {

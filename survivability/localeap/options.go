@@ -10,8 +10,8 @@ import (
 	"slices"
 	"time"
 
-	"mxedge/cache"
 	"mxedge/pki"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -35,6 +35,12 @@ const (
 // (a function: no package-level mutable state).
 func defaultIdentityOrder() []string {
 	return []string{IdentityCN, IdentityUPN, IdentityEmail, IdentityDNS}
+}
+
+// Authorizer is the local authorization decision the handler asks once a certificate is verified
+// (survivability.Authorizer implements it).
+type Authorizer interface {
+	Authorize(p survivability.Proof, vendor string) survivability.Verdict
 }
 
 // ErrConfig wraps every configuration error.
@@ -66,18 +72,10 @@ type Options struct {
 	// MaxConversations caps the conversations in progress; a new one beyond it is rejected.
 	// Default DefaultMaxConversations.
 	MaxConversations int
-	// Lookup finds the cached authorization for a certificate identity and a canonical MAC
-	// (cache.Store.Lookup without the error). nil: every lookup misses.
-	Lookup func(identity, mac string) (cache.Record, bool)
-	// DefaultVLAN is the 802.1X VLAN (ID or name) given on a cache miss unless FailClosed.
-	// Empty: an Access-Accept without VLAN attributes (the port's configured VLAN).
-	DefaultVLAN string
-	// FailClosed rejects authenticated clients the cache does not know (failmode: closed).
-	FailClosed bool
-	// VendorReply says how to express DefaultVLAN for a NAS vendor (proxy.Client.Vendor). nil, or
-	// a nil result: the RFC 3580 §3.31 triplet Tunnel-Type=VLAN, Tunnel-Medium-Type=IEEE-802,
-	// Tunnel-Private-Group-ID=vlan.
-	VendorReply func(vendor, vlan string) []cache.Attr
+	// Authorizer decides, once a certificate is verified, what the client gets: the cached
+	// authorization of that certificate identity, the default 802.1X VLAN, or a refusal
+	// (survivability.Authorizer, shared with the MAB path). Required.
+	Authorizer Authorizer
 	// Events receives one NAC event per finished conversation. It runs on the request path and
 	// must not block. nil: none.
 	Events func(Event)
@@ -111,8 +109,8 @@ func (o Options) Validate() error {
 	if o.MaxConversations < 0 {
 		return fmt.Errorf("%w: negative max conversations %d", ErrConfig, o.MaxConversations)
 	}
-	if len(o.DefaultVLAN) > 253 {
-		return fmt.Errorf("%w: default vlan longer than 253 octets", ErrConfig)
+	if o.Authorizer == nil {
+		return fmt.Errorf("%w: no authorizer", ErrConfig)
 	}
 	sc := o.serverConfig()
 	sc.VerifyPeer = func(chain []*x509.Certificate) error { return nil }
