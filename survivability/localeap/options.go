@@ -20,6 +20,8 @@ const (
 	DefaultFragmentSize        = eaptls.DefaultFragmentSize
 	DefaultConversationTimeout = 30 * time.Second
 	DefaultMaxConversations    = 1000
+	DefaultMaxPerNAS           = 256
+	DefaultFirstStepTimeout    = 5 * time.Second
 	DefaultClockSkew           = 5 * time.Minute
 )
 
@@ -69,9 +71,17 @@ type Options struct {
 	// ConversationTimeout bounds one conversation from EAP-Response/Identity to the end.
 	// Default DefaultConversationTimeout.
 	ConversationTimeout time.Duration
-	// MaxConversations caps the conversations in progress; a new one beyond it is rejected.
-	// Default DefaultMaxConversations.
-	MaxConversations int
+	// FirstStepTimeout bounds the wait from the EAP-TLS Start to the peer's answer (its TLS
+	// ClientHello), which a real supplicant sends within milliseconds, so conversations opened by
+	// a flood of EAP-Response/Identity messages do not hold a slot for long.
+	// Default DefaultFirstStepTimeout; capped at ConversationTimeout.
+	FirstStepTimeout time.Duration
+	// MaxConversations caps the conversations in progress in all, MaxConversationsPerNAS those of
+	// one NAS. At a cap a new conversation displaces the oldest one still waiting for its first
+	// step, and is rejected only when none is. Defaults DefaultMaxConversations and
+	// DefaultMaxPerNAS.
+	MaxConversations       int
+	MaxConversationsPerNAS int
 	// Authorizer decides, once a certificate is verified, what the client gets: the cached
 	// authorization of that certificate identity, the default 802.1X VLAN, or a refusal
 	// (survivability.Authorizer, shared with the MAB path). Required.
@@ -106,8 +116,14 @@ func (o Options) Validate() error {
 	if o.ConversationTimeout < 0 {
 		return fmt.Errorf("%w: negative conversation timeout %v", ErrConfig, o.ConversationTimeout)
 	}
+	if o.FirstStepTimeout < 0 {
+		return fmt.Errorf("%w: negative first step timeout %v", ErrConfig, o.FirstStepTimeout)
+	}
 	if o.MaxConversations < 0 {
 		return fmt.Errorf("%w: negative max conversations %d", ErrConfig, o.MaxConversations)
+	}
+	if o.MaxConversationsPerNAS < 0 {
+		return fmt.Errorf("%w: negative max conversations per NAS %d", ErrConfig, o.MaxConversationsPerNAS)
 	}
 	if o.Authorizer == nil {
 		return fmt.Errorf("%w: no authorizer", ErrConfig)
@@ -130,8 +146,15 @@ func (o Options) withDefaults() Options {
 	if o.ConversationTimeout == 0 {
 		o.ConversationTimeout = DefaultConversationTimeout
 	}
+	if o.FirstStepTimeout == 0 {
+		o.FirstStepTimeout = DefaultFirstStepTimeout
+	}
+	o.FirstStepTimeout = min(o.FirstStepTimeout, o.ConversationTimeout)
 	if o.MaxConversations == 0 {
 		o.MaxConversations = DefaultMaxConversations
+	}
+	if o.MaxConversationsPerNAS == 0 {
+		o.MaxConversationsPerNAS = DefaultMaxPerNAS
 	}
 	if o.Now == nil {
 		o.Now = time.Now
