@@ -144,6 +144,8 @@ func (a *Accounting) Account(req *proxy.Request) (resp packet.Packet, spooled bo
 	if !a.health.Local() && a.spool.Len() == 0 {
 		res := a.forward(req, req.Deadline)
 		if res.Err == nil && res.Response != nil && res.Response.Code() == packet.CodeAccountingResponse {
+			// What the router's observer does for the requests it forwards itself.
+			a.health.Answered()
 			a.direct.Add(1)
 			return res.Response, false, nil
 		}
