@@ -230,9 +230,6 @@ func (a *Accounting) forward(req *proxy.Request, deadline time.Time) proxy.Resul
 // errForwardLost: the Forwarder never answered within the deadline and its grace.
 var errForwardLost = errors.New("survivability: accounting forward not answered")
 
-// Backlog reports whether spooled records wait for delivery.
-func (a *Accounting) Backlog() bool { return a.spool.Len() > 0 }
-
 // Kick asks Run to try a replay now (after failback, or a new record while the cloud is up).
 func (a *Accounting) Kick() {
 	select {
