@@ -286,6 +286,7 @@ type Status struct {
 	Dropped    map[string]uint64      `json:"dropped"`
 	Certs      []CertExpiry           `json:"certificates"`
 	Spool      int                    `json:"spool_depth"`
+	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
 }
@@ -306,6 +307,7 @@ func (e *Edge) Status() Status {
 	}
 	if e.spool != nil {
 		s.Spool = e.spool.Len()
+		s.Quarantine = e.spool.Stats().QuarantineDepth
 	}
 	if e.checker != nil {
 		s.Revocation = e.checker.Status()

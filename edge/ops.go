@@ -122,7 +122,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	st := e.Status()
 	s := metrics.Snapshot{Mode: st.Mode, Received: st.Received, Forwarded: st.Forwarded, Answered: st.Answered,
 		Fallback: st.Local, Dropped: st.Dropped, Transitions: map[string]uint64{},
-		Cache: metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops}, SpoolDepth: st.Spool}
+		Cache: metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops}, SpoolDepth: st.Spool,
+		SpoolQuarantined: st.Quarantine}
 	for _, m := range []survivability.Mode{survivability.ModeUp, survivability.ModeSuspect, survivability.ModeDown, survivability.ModeRecovering} {
 		s.Transitions[m.String()] = e.health.Transitions(m)
 	}

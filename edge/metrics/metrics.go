@@ -47,8 +47,10 @@ type Snapshot struct {
 	SpoolDepth  int
 	// SpoolRefused counts accounting records refused by a full spool.
 	SpoolRefused uint64
-	EAPTLS       EAPTLS
-	Revocation   []Revocation
+	// SpoolQuarantined is the accounting records kept in the spool's quarantine.
+	SpoolQuarantined int
+	EAPTLS           EAPTLS
+	Revocation       []Revocation
 }
 
 // Revocation is one CRL or OCSP source (pki.SourceStatus).
