@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"sync"
 	"testing"
 	"time"
@@ -87,3 +88,59 @@ func TestUpstreamReconnectSteady(t *testing.T) {
 		t.Fatalf("outage 8 took %v against %v for outage 1: the backoff grew", took[7], took[0])
 	}
 }
+
+// healthLog records what a pool tells its HealthObserver.
+type healthLog struct {
+	mu     sync.Mutex
+	events []string
+	last   map[string]bool
+}
+
+func (h *healthLog) add(s string) { h.mu.Lock(); h.events = append(h.events, s); h.mu.Unlock() }
+
+func (h *healthLog) UpstreamUp(name string)           { h.add("up " + name) }
+func (h *healthLog) UpstreamDown(name, reason string) { h.add("down " + name) }
+func (h *healthLog) Probe(name string, ok bool)       { h.add("probe " + name) }
+func (h *healthLog) Upstreams(up map[string]bool) {
+	h.mu.Lock()
+	h.last = up
+	h.mu.Unlock()
+	h.add("reset")
+}
+
+// TestRouterSetPoolResetsHealth: swapping in a reloaded pool tells health exactly the new pool's
+// upstreams, and the replaced pool's later events no longer reach it.
+func TestRouterSetPoolResetsHealth(t *testing.T) {
+	h := new(healthLog)
+	mk := func(names ...string) *Pool {
+		var ups []UpstreamOptions
+		for _, n := range names {
+			ups = append(ups, UpstreamOptions{Name: n, Host: "127.0.0.1", TLS: lab(t)})
+		}
+		p, err := NewPool(PoolOptions{Upstreams: ups, Health: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := mk("a")
+	r := NewRouter(RouterOptions{}, old, nil)
+	old.Upstreams()[0].setState(StateUp, nil)
+	fresh := mk("b")
+	r.SetPool(fresh)
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if len(last) != 1 || last["b"] {
+		t.Fatalf("health told %v after the reload, want only b, down", last)
+	}
+	old.Upstreams()[0].setState(StateDown, nil) // the replaced pool draining
+	fresh.Upstreams()[0].setState(StateUp, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := h.events; len(got) != 3 || got[0] != "up a" || got[1] != "reset" || got[2] != "up b" {
+		t.Fatalf("health events %v", got)
+	}
+}
+
+func lab(t *testing.T) *tls.Config { return pkitest.Must(t).ClientTLS() }
