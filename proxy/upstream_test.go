@@ -3,11 +3,15 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"mxedge/pki/pkitest"
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
 	"mxedge/proxy/radsectest"
 )
 
@@ -144,3 +148,110 @@ func TestRouterSetPoolResetsHealth(t *testing.T) {
 }
 
 func lab(t *testing.T) *tls.Config { return pkitest.Must(t).ClientTLS() }
+
+// restartable is a RadSec server that can be killed (listener and connections closed: connects
+// are refused) and started again on the same port.
+type restartable struct {
+	t    *testing.T
+	cfg  *tls.Config
+	addr string
+	mu   sync.Mutex
+	ln   net.Listener
+	cs   []net.Conn
+	wg   sync.WaitGroup
+}
+
+func (s *restartable) start() {
+	s.t.Helper()
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.ln, s.addr = ln, ln.Addr().String()
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.cs = append(s.cs, raw)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				radsec.ServeConn(context.Background(), radsec.Server(raw, s.cfg), radsec.ServeOptions{}, func(p packet.Packet, reply radsec.ReplyFunc) {
+					b := packet.NewResponse(nil, p, packet.CodeAccessAccept)
+					resp, _ := b.Finish([]byte(radsec.DefaultSecret), p.Authenticator())
+					reply(resp)
+				})
+			}()
+		}
+	}()
+}
+
+func (s *restartable) kill() {
+	s.mu.Lock()
+	s.ln.Close()
+	for _, c := range s.cs {
+		c.Close()
+	}
+	s.cs = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// TestUpstreamRestartedBackWithinASecond: an upstream killed (connections closed, connects refused)
+// and started again 1.5 s later carries traffic again within 1 s of its restart, at the first and
+// at the fifth such restart, with the default backoff options.
+func TestUpstreamRestartedBackWithinASecond(t *testing.T) {
+	l := pkitest.Must(t)
+	s := &restartable{t: t, cfg: l.ServerTLS(), addr: "127.0.0.1:0"}
+	s.start()
+	defer s.kill()
+	a := netip.MustParseAddrPort(s.addr)
+	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
+		Name: "up", Host: a.Addr().String(), Port: a.Port(), TLS: l.ClientTLS(),
+		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	u := p.Upstreams()[0]
+	wait := func(what string, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	wait("first connection", u.available)
+	var took []time.Duration
+	for range 5 {
+		s.kill()
+		wait("down", func() bool { return !u.available() })
+		time.Sleep(1500 * time.Millisecond)
+		s.start()
+		restarted := time.Now()
+		wait("back", u.available)
+		took = append(took, time.Since(restarted))
+	}
+	t.Logf("back on the upstream after restarts 1..5: %v", took)
+	for i, d := range took {
+		if d > time.Second {
+			t.Fatalf("restart %d: back after %v, want within 1 s", i+1, d)
+		}
+	}
+}
