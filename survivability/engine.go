@@ -11,8 +11,8 @@ import (
 	"mxedge/proxy/packet"
 )
 
-// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally (seed
-// facts R6.9: password methods are not supported in survivability).
+// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally
+// (docs/survivability.md: password methods are checked by the cloud; the edge keeps no password).
 const ReplyUnsupported = "The cloud NAC is unreachable: only certificate (EAP-TLS) and MAB authentication work until it returns."
 
 // CacheReader is what local decisions need from the client cache.
@@ -53,7 +53,7 @@ type EngineOptions struct {
 	Health *Health
 	Cache  CacheReader
 	// DefaultMABVLAN and DefaultDot1XVLAN are the VLAN ID or name for MAB and 802.1X clients not in
-	// the cache (seed facts R6.11). Empty: accept without a VLAN (the port's own VLAN).
+	// the cache (docs/survivability.md). Empty: accept without a VLAN (the port's own VLAN).
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the

@@ -141,7 +141,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	// Issue 5: clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients.
+	// clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients (docs/local-eap-tls.md).
 	o.Verify.Usage = pki.UsageClient
 	o.Verify.RequireSHA256 = true
 	if o.Verify.ClockSkew == 0 {
