@@ -34,7 +34,7 @@ type AccountingSpool interface {
 	Backlog() bool
 }
 
-// Event is one local decision (a NAC event).
+// Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner).
 type Event struct {
 	Time     time.Time
 	Allowed  bool
@@ -45,7 +45,8 @@ type Event struct {
 	Site     string
 	VLAN     string
 	Reason   string // cache-hit, default-vlan, failmode-closed, unsupported-method, unknown-state, spooled, spool-full, …
-	Source   string // "local"
+	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
+	Upstream string // the upstream that answered (SourceUpstream)
 }
 
 // EngineOptions configure local decisions.
@@ -113,7 +114,7 @@ func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (pack
 }
 
 func (e *Engine) event(req *proxy.Request, ev Event) {
-	ev.Time, ev.Source = e.opts.Now(), "local"
+	ev.Time, ev.Source = e.opts.Now(), SourceLocal
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
 	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
 		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)

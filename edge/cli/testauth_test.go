@@ -138,13 +138,8 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 		cancel()
 		t.Fatal(err)
 	}
-	if err := e.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, func() { close(ready) }) }()
+	go func() { done <- e.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -153,7 +148,7 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 		l.Wait()
 	})
 	select {
-	case <-ready:
+	case <-e.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatal("lab edge not ready")
 	}

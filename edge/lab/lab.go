@@ -162,13 +162,13 @@ func (l *Lab) startEAP(ctx context.Context) error {
 	h, err := localeap.New(localeap.Options{
 		Certificates: srv.Certificates,
 		Verify:       pki.VerifyOptions{Roots: roots},
-		Lookup: func(identity, _ string) (cache.Record, bool) {
+		Cache: localeap.LookupFunc(func(identity, _ string) (cache.Record, bool) {
 			vlan, ok := Identities[identity]
 			if !ok {
 				return cache.Record{}, false
 			}
 			return cache.Record{Identity: identity, Attrs: survivability.DefaultVLANAttrs("generic", vlan)}, true
-		},
+		}),
 		FailClosed: true,
 	})
 	if err != nil {
