@@ -94,6 +94,9 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 		FailClosed:       b.Survival.FailClosed,
 		Logger:           logger,
 	}
+	if err := p.engine.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	po := b.Pool
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -81,6 +81,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	if o.Cache == nil {
 		return nil, errors.New("survivability: engine without a cache")
 	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -238,3 +238,15 @@ func TestAppendAttrsEncoding(t *testing.T) {
 		t.Errorf("VLAN(triplet) = %q", v)
 	}
 }
+
+func TestEngineOptionsValidate(t *testing.T) {
+	long := string(make([]byte, 254))
+	for _, o := range []EngineOptions{{DefaultMABVLAN: long}, {DefaultDot1XVLAN: long}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%d-octet VLAN accepted", len(long))
+		}
+	}
+	if err := (&EngineOptions{DefaultMABVLAN: "guest", DefaultDot1XVLAN: "42"}).Validate(); err != nil {
+		t.Error(err)
+	}
+}
