@@ -312,3 +312,40 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines after Run returned, %d before New:\n%s", n, baseline, bytes.TrimSpace(buf))
 	}
 }
+
+// TestSignalsStopRun: SIGTERM on Options.Signals shuts the edge down as a cancelled context does.
+func TestSignalsStopRun(t *testing.T) {
+	lab := pkitest.Must(t)
+	up := startUpstream(t, lab)
+	dir := t.TempDir()
+	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), lifecycleDoc(dir, lab, up, "s", ""))
+	sig := make(chan os.Signal, 1)
+	e, err := edge.New(cfg, edge.Options{Signals: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(context.Background()) }()
+	<-e.Ready()
+	sig <- syscall.SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after SIGTERM")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for name, o := range map[string]edge.Options{
+		"negative grace":            {ShutdownGrace: -time.Second},
+		"negative watch interval":   {WatchInterval: -time.Second},
+		"sync without registration": {Sync: &mgmt.SyncOptions{}},
+	} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
