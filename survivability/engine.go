@@ -12,8 +12,8 @@ import (
 	"mxedge/survivability/spool"
 )
 
-// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally (seed
-// facts R6.9: password methods are not supported in survivability).
+// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally
+// (docs/survivability.md: password methods are checked by the cloud; the edge keeps no password).
 const ReplyUnsupported = "The cloud NAC is unreachable: only certificate (EAP-TLS) and MAB authentication work until it returns."
 
 // CacheReader is what local decisions need from the client cache.
@@ -38,7 +38,7 @@ type AccountingSpool interface {
 	Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error)
 }
 
-// Event is one local decision (a NAC event).
+// Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner).
 type Event struct {
 	Time     time.Time
 	Allowed  bool
@@ -49,7 +49,8 @@ type Event struct {
 	Site     string
 	VLAN     string
 	Reason   string // cache-hit, default-vlan, failmode-closed, unsupported-method, unknown-state, spooled, spool-full, …
-	Source   string // "local"
+	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
+	Upstream string // the upstream that answered (SourceUpstream)
 }
 
 // EngineOptions configure local decisions.
@@ -57,7 +58,7 @@ type EngineOptions struct {
 	Health *Health
 	Cache  CacheReader
 	// DefaultMABVLAN and DefaultDot1XVLAN are the VLAN ID or name for MAB and 802.1X clients not in
-	// the cache (seed facts R6.11). Empty: accept without a VLAN (the port's own VLAN).
+	// the cache (docs/survivability.md). Empty: accept without a VLAN (the port's own VLAN).
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
@@ -83,6 +84,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	if o.Cache == nil {
 		return nil, errors.New("survivability: engine without a cache")
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -121,7 +125,7 @@ func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (pack
 }
 
 func (e *Engine) event(req *proxy.Request, ev Event) {
-	ev.Time, ev.Source = e.opts.Now(), "local"
+	ev.Time, ev.Source = e.opts.Now(), SourceLocal
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
 	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
 		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"mxedge/cache"
 	"mxedge/proxy"
@@ -156,8 +157,13 @@ func TestLearner(t *testing.T) {
 	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
 
 	f := &fakeCache{}
-	l := NewLearner(f, nil)
-	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan)})
+	var evs []Event
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l, err := NewLearner(LearnerOptions{Cache: f, Events: func(ev Event) { evs = append(evs, ev) }, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan), Upstream: "nac1"})
 	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
 	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
 	// A server that echoes the anonymous outer identity in the Accept does not name the client.
@@ -181,6 +187,24 @@ func TestLearner(t *testing.T) {
 	}
 	if len(f.forgotten) != 1 || f.forgotten[0][0] != "aa:bb:cc:dd:ee:ff" {
 		t.Fatalf("forgotten %+v", f.forgotten)
+	}
+	// One event per decision (the challenge is none), with the site from the request's client.
+	if len(evs) != 5 {
+		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
+	}
+	want := Event{Time: t0, Allowed: true, Method: "mab", MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", NAS: "sw1", Site: "HQ",
+		VLAN: "41", Source: SourceUpstream, Upstream: "nac1"}
+	if evs[0] != want {
+		t.Errorf("MAB event %+v, want %+v", evs[0], want)
+	}
+	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+func TestLearnerOptionsValidate(t *testing.T) {
+	if _, err := NewLearner(LearnerOptions{}); err == nil {
+		t.Fatal("a learner without a cache was accepted")
 	}
 }
 
@@ -212,5 +236,17 @@ func TestAppendAttrsEncoding(t *testing.T) {
 	}
 	if v := VLAN(DefaultVLANAttrs("generic", "42")); v != "42" {
 		t.Errorf("VLAN(triplet) = %q", v)
+	}
+}
+
+func TestEngineOptionsValidate(t *testing.T) {
+	long := string(make([]byte, 254))
+	for _, o := range []EngineOptions{{DefaultMABVLAN: long}, {DefaultDot1XVLAN: long}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%d-octet VLAN accepted", len(long))
+		}
+	}
+	if err := (&EngineOptions{DefaultMABVLAN: "guest", DefaultDot1XVLAN: "42"}).Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/pki"
-	"mxedge/pki/pkitest"
+	"mxedge/pki/pkilab"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
@@ -44,7 +44,7 @@ var Identities = map[string]string{"laptop.lab.test": "300"}
 type Lab struct {
 	Dir        string
 	ConfigPath string
-	PKI        *pkitest.Lab
+	PKI        *pkilab.Lab
 	Upstream   netip.AddrPort
 	// LaptopCert and LaptopKey are a supplicant certificate the lab cloud authorizes over EAP-TLS.
 	LaptopCert, LaptopKey string
@@ -75,7 +75,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if o.AcctPort == 0 {
 		o.AcctPort = 1813
 	}
-	p, err := pkitest.New(o.Dir, pki.KeyECDSAP256)
+	p, err := pkilab.New(o.Dir, pki.KeyECDSAP256)
 	if err != nil {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}
@@ -162,13 +162,13 @@ func (l *Lab) startEAP(ctx context.Context) error {
 	h, err := localeap.New(localeap.Options{
 		Certificates: srv.Certificates,
 		Verify:       pki.VerifyOptions{Roots: roots},
-		Lookup: func(identity, _ string) (cache.Record, bool) {
+		Cache: localeap.LookupFunc(func(identity, _ string) (cache.Record, bool) {
 			vlan, ok := Identities[identity]
 			if !ok {
 				return cache.Record{}, false
 			}
 			return cache.Record{Identity: identity, Attrs: survivability.DefaultVLANAttrs("generic", vlan)}, true
-		},
+		}),
 		FailClosed: true,
 	})
 	if err != nil {

@@ -260,6 +260,19 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// Close releases what Listen bound when Run is never going to serve it (a later start-up step
+// failed). Run closes its listener itself when its context ends.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	err := s.ln.Close()
+	s.ln = nil
+	return err
+}
+
 // Addr is the bound address (nil before Listen).
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"mxedge/pki"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -28,15 +29,11 @@ const (
 	ReasonNoIdentity   = "no-identity"   // the certificate carries none of the IdentityOrder names
 )
 
-// Event is the NAC event of one local EAP-TLS conversation.
-type Event struct {
-	Allowed bool
-	Method  string // always "eap-tls"
-	// MAC is the canonical Calling-Station-Id, Identity the certificate identity (the outer EAP
-	// identity when no certificate was seen), NAS the proxy.Client name, VLAN the VLAN given.
-	MAC, Identity, NAS, VLAN string
-	Reason                   string
-}
+// Event is the NAC event of one local EAP-TLS conversation: survivability's decision event, with
+// Method "eap-tls", Source survivability.SourceLocal, MAC the canonical Calling-Station-Id,
+// Identity the certificate identity (the outer EAP identity when no certificate was seen), NAS and
+// Site those of the request's proxy.Client, VLAN the VLAN given. Time is left to the consumer.
+type Event = survivability.Event
 
 // reasonFor maps an eaptls failure to its event reason.
 func reasonFor(err error) string {

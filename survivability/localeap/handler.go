@@ -42,6 +42,7 @@ type conversation struct {
 	expires time.Time // immutable
 	mac     string
 	nas     string
+	site    string
 
 	mu      sync.Mutex // serialises the packets of one conversation
 	srv     *eaptls.Server
@@ -147,7 +148,7 @@ func (h *Handler) Serve(req *proxy.Request) packet.Packet {
 	}
 	secret := req.Client.Secret
 	ra := readRequest(p)
-	ev := Event{Method: MethodEAPTLS, NAS: req.Client.Name}
+	ev := Event{Method: MethodEAPTLS, NAS: req.Client.Name, Site: req.Client.Site}
 	if mac, err := cache.NormalizeMAC(ra.calling); err == nil {
 		ev.MAC = mac
 	}
@@ -197,7 +198,7 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 		h.o.Logger.Error("no randomness for eap state", "err", err)
 		return nil
 	}
-	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, outer: ev.Identity}
+	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, site: ev.Site, outer: ev.Identity}
 	tr := h.trust.Load()
 	cfg := tr.base
 	verify := tr.verify
@@ -345,8 +346,12 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	}
 	var attrs []cache.Attr
 	rec, hit := cache.Record{}, false
-	if h.o.Lookup != nil {
-		rec, hit = h.o.Lookup(ev.Identity, ev.MAC)
+	if h.o.Cache != nil {
+		var err error
+		if rec, hit, err = h.o.Cache.Lookup(ev.Identity, ev.MAC); err != nil {
+			// A broken cache is a miss: the default VLAN or failmode decides, as for a stranger.
+			h.o.Logger.Error("cache lookup failed", "mac", ev.MAC, "user", ev.Identity, "err", err)
+		}
 	}
 	switch {
 	case hit:
@@ -426,6 +431,7 @@ func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg strin
 }
 
 func (h *Handler) emit(ev Event) {
+	ev.Source = survivability.SourceLocal
 	if h.o.Events != nil {
 		h.o.Events(ev)
 	}
@@ -466,7 +472,7 @@ func (h *Handler) sweep(now time.Time) {
 			c.srv.Close()
 			c.lastIn, c.lastOut = nil, nil
 			h.stats.expired.Add(1)
-			ev := Event{Method: MethodEAPTLS, MAC: c.mac, NAS: c.nas, Identity: c.outer, Reason: ReasonTimeout}
+			ev := Event{Method: MethodEAPTLS, MAC: c.mac, NAS: c.nas, Site: c.site, Identity: c.outer, Reason: ReasonTimeout}
 			if c.peer != "" {
 				ev.Identity = c.peer
 			}

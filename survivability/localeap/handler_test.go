@@ -15,6 +15,7 @@ import (
 	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -64,7 +65,7 @@ func TestAuthenticateInProcess(t *testing.T) {
 				t.Errorf("EAP %x, want EAP-Success", eap)
 			}
 			ev := evs.wait(t, time.Second)
-			want := Event{Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1", VLAN: "100", Reason: ReasonDefaultVLAN}
+			want := Event{Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1", VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal}
 			if ev != want {
 				t.Errorf("event %+v, want %+v", ev, want)
 			}
@@ -146,7 +147,7 @@ func TestCacheDecision(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := l.options(t)
-			o.Lookup, o.FailClosed, o.VendorReply = lookup, tt.failShut, tt.vendor
+			o.Cache, o.FailClosed, o.VendorReply = LookupFunc(lookup), tt.failShut, tt.vendor
 			h, evs := newHandler(t, o)
 			_, resp, _ := authenticate(t, h, l.clientConfig(tt.client), tt.mac)
 			if resp.Code() != tt.code {

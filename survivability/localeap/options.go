@@ -37,6 +37,20 @@ func defaultIdentityOrder() []string {
 	return []string{IdentityCN, IdentityUPN, IdentityEmail, IdentityDNS}
 }
 
+// CacheReader is what local EAP-TLS needs from the client cache; *cache.Store implements it.
+type CacheReader interface {
+	Lookup(identity, mac string) (cache.Record, bool, error)
+}
+
+// LookupFunc is a CacheReader from a function that cannot fail (a fixed policy, tests).
+type LookupFunc func(identity, mac string) (cache.Record, bool)
+
+// Lookup implements CacheReader.
+func (f LookupFunc) Lookup(identity, mac string) (cache.Record, bool, error) {
+	rec, ok := f(identity, mac)
+	return rec, ok, nil
+}
+
 // ErrConfig wraps every configuration error.
 var ErrConfig = errors.New("localeap: invalid configuration")
 
@@ -66,9 +80,9 @@ type Options struct {
 	// MaxConversations caps the conversations in progress; a new one beyond it is rejected.
 	// Default DefaultMaxConversations.
 	MaxConversations int
-	// Lookup finds the cached authorization for a certificate identity and a canonical MAC
-	// (cache.Store.Lookup without the error). nil: every lookup misses.
-	Lookup func(identity, mac string) (cache.Record, bool)
+	// Cache finds the cached authorization for a certificate identity and a canonical MAC
+	// (*cache.Store). nil: every lookup misses.
+	Cache CacheReader
 	// DefaultVLAN is the 802.1X VLAN (ID or name) given on a cache miss unless FailClosed.
 	// Empty: an Access-Accept without VLAN attributes (the port's configured VLAN).
 	DefaultVLAN string
@@ -141,7 +155,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	// Issue 5: clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients.
+	// clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients (docs/local-eap-tls.md).
 	o.Verify.Usage = pki.UsageClient
 	o.Verify.RequireSHA256 = true
 	if o.Verify.ClockSkew == 0 {
