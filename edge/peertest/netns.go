@@ -413,3 +413,39 @@ func (p *Process) WaitLog(ctx context.Context, s string, timeout time.Duration) 
 
 // Signal sends sig to the program's process group.
 func (p *Process) Signal(sig syscall.Signal) error { return p.p.signalGroup(sig) }
+
+// TCPSendQueue sums the Send-Q (bytes not yet acknowledged by the peer, ss(8)) of the TCP sockets
+// in namespace ns connected to dst, including sockets their process has closed or lost: the kernel
+// keeps retransmitting an orphaned socket's data (tcp_orphan_retries), so a process killed while its
+// link was blackholed can still deliver old data after the link returns.
+func TCPSendQueue(ctx context.Context, ns string, dst netip.AddrPort) (bytes, sockets int, err error) {
+	path, err := LookPath("ss")
+	if err != nil {
+		return 0, 0, err
+	}
+	bin, args, err := netnsCommand(ns, path, []string{"-tnH", "dst", dst.String()})
+	if err != nil {
+		return 0, 0, err
+	}
+	ipPath, err := LookPath(bin)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := exec.CommandContext(ctx, ipPath, args...).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: ss in %s: %v", ErrNetns, ns, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		q, err := strconv.Atoi(f[2]) // State Recv-Q Send-Q Local Peer
+		if err != nil {
+			continue
+		}
+		bytes += q
+		sockets++
+	}
+	return bytes, sockets, nil
+}

@@ -104,6 +104,9 @@ func TestWANBlackhole(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("RadSec read during the cut: %v, want a timeout (no RST)", err)
 	}
+	if q, n, err := TCPSendQueue(ctx, w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || n != 1 || q == 0 {
+		t.Fatalf("send queue during the cut: %d bytes on %d sockets, %v; want the unacknowledged Status-Server", q, n, err)
+	}
 	if c, err := DialTCPIn(w.Edge, cloud(2083), 500*time.Millisecond); err == nil {
 		c.Close()
 		t.Fatal("new TCP connection through the blackhole")
@@ -119,6 +122,9 @@ func TestWANBlackhole(t *testing.T) {
 	// this early in the connection).
 	if id, err := rsRead(5 * time.Second); err != nil || id != 4 {
 		t.Fatalf("RadSec after restore: id %d, %v", id, err)
+	}
+	if q, _, err := TCPSendQueue(ctx, w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || q != 0 {
+		t.Fatalf("send queue after the restore: %d bytes, %v", q, err)
 	}
 	if !status(5, 2*time.Second) {
 		t.Fatal("no UDP answer after restore")
