@@ -36,6 +36,7 @@ package peertest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -414,38 +415,89 @@ func (p *Process) WaitLog(ctx context.Context, s string, timeout time.Duration) 
 // Signal sends sig to the program's process group.
 func (p *Process) Signal(sig syscall.Signal) error { return p.p.signalGroup(sig) }
 
-// TCPSendQueue sums the Send-Q (bytes not yet acknowledged by the peer, ss(8)) of the TCP sockets
-// in namespace ns connected to dst, including sockets their process has closed or lost: the kernel
-// keeps retransmitting an orphaned socket's data (tcp_orphan_retries), so a process killed while its
-// link was blackholed can still deliver old data after the link returns.
-func TCPSendQueue(ctx context.Context, ns string, dst netip.AddrPort) (bytes, sockets int, err error) {
-	path, err := LookPath("ss")
+// TCPSocket is one IPv4 TCP socket as the kernel lists it in /proc/net/tcp (proc(5)).
+type TCPSocket struct {
+	Local, Remote netip.AddrPort
+	// State is the kernel's TCP state number (1 established, 4 FIN-WAIT-1, ...).
+	State int
+	// SendQ is the data not yet acknowledged by the peer, in bytes (tx_queue).
+	SendQ int
+}
+
+// TCPEstablished is TCPSocket.State for an established connection.
+const TCPEstablished = 1
+
+// TCPSockets lists the IPv4 TCP sockets of namespace ns, including sockets whose process has closed
+// or lost them (orphans). It reads /proc/thread-self/net/tcp from a thread in ns: no program runs.
+func TCPSockets(ns string) ([]TCPSocket, error) {
+	var b []byte
+	err := InNetns(ns, func() error {
+		var err error
+		b, err = os.ReadFile("/proc/thread-self/net/tcp")
+		return err
+	})
 	if err != nil {
-		return 0, 0, err
+		return nil, fmt.Errorf("%w: tcp sockets of %s: %v", ErrNetns, ns, err)
 	}
-	bin, args, err := netnsCommand(ns, path, []string{"-tnH", "dst", dst.String()})
-	if err != nil {
-		return 0, 0, err
-	}
-	ipPath, err := LookPath(bin)
-	if err != nil {
-		return 0, 0, err
-	}
-	out, err := exec.CommandContext(ctx, ipPath, args...).Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w: ss in %s: %v", ErrNetns, ns, err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	return parseProcNetTCP(string(b))
+}
+
+// parseProcNetTCP parses /proc/net/tcp: after a header line, "sl local rem st tx:rx ...", addresses
+// as the 32-bit address in host byte order and the port, both in hex.
+func parseProcNetTCP(s string) ([]TCPSocket, error) {
+	var out []TCPSocket
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for _, line := range lines[min(1, len(lines)):] {
 		f := strings.Fields(line)
 		if len(f) < 5 {
 			continue
 		}
-		q, err := strconv.Atoi(f[2]) // State Recv-Q Send-Q Local Peer
-		if err != nil {
-			continue
+		local, err1 := parseProcAddr(f[1])
+		remote, err2 := parseProcAddr(f[2])
+		st, err3 := strconv.ParseUint(f[3], 16, 8)
+		txs, _, _ := strings.Cut(f[4], ":")
+		tx, err4 := strconv.ParseUint(txs, 16, 32)
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return nil, fmt.Errorf("%w: /proc/net/tcp line %q: %v", ErrNetns, line, err)
 		}
-		bytes += q
-		sockets++
+		out = append(out, TCPSocket{Local: local, Remote: remote, State: int(st), SendQ: int(tx)})
+	}
+	return out, nil
+}
+
+// parseProcAddr parses "0100007F:0CEA" (127.0.0.1:3306 on a little-endian machine).
+func parseProcAddr(s string) (netip.AddrPort, error) {
+	a, p, ok := strings.Cut(s, ":")
+	if !ok || len(a) != 8 {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	v, err := strconv.ParseUint(a, 16, 32)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	var ip [4]byte
+	binary.NativeEndian.PutUint32(ip[:], uint32(v))
+	return netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(port)), nil
+}
+
+// TCPSendQueue sums the send queues of the TCP sockets in namespace ns connected to dst, orphans
+// included: the kernel keeps retransmitting an orphaned socket's data (tcp_orphan_retries), so a
+// connection closed without discarding its queue (no SO_LINGER of 0), or whose process was killed,
+// while its link was blackholed can still deliver that data seconds after the link returns.
+func TCPSendQueue(ns string, dst netip.AddrPort) (bytes, sockets int, err error) {
+	socks, err := TCPSockets(ns)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, s := range socks {
+		if s.Remote == dst {
+			bytes += s.SendQ
+			sockets++
+		}
 	}
 	return bytes, sockets, nil
 }

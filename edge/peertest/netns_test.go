@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,7 +107,7 @@ func TestWANBlackhole(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("RadSec read during the cut: %v, want a timeout (no RST)", err)
 	}
-	if q, n, err := TCPSendQueue(ctx, w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || n != 1 || q == 0 {
+	if q, n, err := TCPSendQueue(w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || n != 1 || q == 0 {
 		t.Fatalf("send queue during the cut: %d bytes on %d sockets, %v; want the unacknowledged Status-Server", q, n, err)
 	}
 	if c, err := DialTCPIn(w.Edge, cloud(2083), 500*time.Millisecond); err == nil {
@@ -123,7 +126,7 @@ func TestWANBlackhole(t *testing.T) {
 	if id, err := rsRead(5 * time.Second); err != nil || id != 4 {
 		t.Fatalf("RadSec after restore: id %d, %v", id, err)
 	}
-	if q, _, err := TCPSendQueue(ctx, w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || q != 0 {
+	if q, _, err := TCPSendQueue(w.Edge, netip.MustParseAddrPort(cloud(2083))); err != nil || q != 0 {
 		t.Fatalf("send queue after the restore: %d bytes, %v", q, err)
 	}
 	if !status(5, 2*time.Second) {
@@ -282,5 +285,32 @@ func TestStalePid(t *testing.T) {
 				t.Errorf("stalePid(%q) = %d, %v; want %d, %v", tc.name, pid, ok, tc.pid, tc.ok)
 			}
 		})
+	}
+}
+
+func TestParseProcNetTCP(t *testing.T) {
+	// The kernel prints the address as a 32-bit number in host byte order.
+	hexAddr := func(ap string) string {
+		a := netip.MustParseAddrPort(ap)
+		ip := a.Addr().As4()
+		return fmt.Sprintf("%08X:%04X", binary.NativeEndian.Uint32(ip[:]), a.Port())
+	}
+	// A listener and an established connection with 0x5a (90) bytes unacknowledged.
+	in := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"   0: " + hexAddr("127.0.0.1:2083") + " " + hexAddr("0.0.0.0:0") + " 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n" +
+		"   1: " + hexAddr("198.18.0.2:40000") + " " + hexAddr("198.19.0.2:2083") + " 01 0000005A:00000000 01:00000014 00000000     0        0 2 1 0 20 4 30 10 -1\n"
+	got, err := parseProcNetTCP(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TCPSocket{
+		{Local: netip.MustParseAddrPort("127.0.0.1:2083"), Remote: netip.MustParseAddrPort("0.0.0.0:0"), State: 0x0a},
+		{Local: netip.MustParseAddrPort("198.18.0.2:40000"), Remote: netip.MustParseAddrPort("198.19.0.2:2083"), State: TCPEstablished, SendQ: 90},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if _, err := parseProcNetTCP("header\n 0: zz:1 00000000:0000 01 0:0\n"); err == nil {
+		t.Fatal("garbage parsed")
 	}
 }

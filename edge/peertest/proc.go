@@ -64,7 +64,6 @@ var debianPackage = map[string]string{
 	"eapol_test":  "eapoltest",
 	"openssl":     "openssl",
 	"ip":          "iproute2",
-	"ss":          "iproute2",
 }
 
 // LookPath finds a peer program on PATH or in the sbin directories, which are
