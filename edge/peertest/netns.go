@@ -48,7 +48,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -77,7 +76,7 @@ var (
 var ErrNetns = errors.New("peertest: netns")
 
 // WAN is an edge, a router and a cloud network namespace joined by veth
-// pairs. The zero value is not usable; use StartWAN or NewWAN.
+// pairs. The zero value is not usable; use StartWAN or StartWANContext.
 type WAN struct {
 	// Edge, Router and Cloud are the namespace names (for `ip netns exec`).
 	Edge, Router, Cloud string
@@ -89,7 +88,7 @@ type WAN struct {
 func StartWAN(tb testing.TB) *WAN {
 	tb.Helper()
 	Require(tb, "ip")
-	w, err := NewWAN(tb.Context())
+	w, err := StartWANContext(tb.Context())
 	if err != nil {
 		tb.Fatalf("wan: %v", err)
 	}
@@ -101,9 +100,9 @@ func StartWAN(tb testing.TB) *WAN {
 	return w
 }
 
-// NewWAN removes namespaces left by earlier runs that have died, then builds
+// StartWANContext removes namespaces left by earlier runs that have died, then builds
 // the topology. The caller must call Close.
-func NewWAN(ctx context.Context) (*WAN, error) {
+func StartWANContext(ctx context.Context) (*WAN, error) {
 	if err := CleanStaleNetns(ctx); err != nil {
 		return nil, err
 	}
@@ -388,12 +387,6 @@ func (p *Process) Kill() error { return p.p.kill() }
 // Exited reports whether the program has ended.
 func (p *Process) Exited() bool { return p.p.exited() }
 
-// Done is closed when the program has ended.
-func (p *Process) Done() <-chan struct{} { return p.p.done }
-
-// ExitErr is the program's wait error, valid once Done is closed.
-func (p *Process) ExitErr() error { return p.p.waitErr }
-
 // LogTail returns the last n lines of the program's log.
 func (p *Process) LogTail(n int) string { return p.p.logTail(n) }
 
@@ -411,9 +404,6 @@ func (p *Process) WaitLog(ctx context.Context, s string, timeout time.Duration) 
 	}
 	return nil
 }
-
-// Signal sends sig to the program's process group.
-func (p *Process) Signal(sig syscall.Signal) error { return p.p.signalGroup(sig) }
 
 // TCPSocket is one IPv4 TCP socket as the kernel lists it in /proc/net/tcp (proc(5)).
 type TCPSocket struct {
