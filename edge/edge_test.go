@@ -123,7 +123,7 @@ func TestReloadKeepsRequestsInFlight(t *testing.T) {
 	go func() { defer wg.Done(); inflight = burst(t, g.auth, "old-secret", 30, 3*time.Second) }()
 	time.Sleep(100 * time.Millisecond) // the burst is waiting on the slow old upstream
 	c2 := writeConfig(t, dir, lab, `  - {name: nas, address: 127.0.0.1, secret: new-secret}`, newUp)
-	if err := g.e.Reload(c2); err != nil {
+	if err := g.e.Reload(t.Context(), c2); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

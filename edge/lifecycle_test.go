@@ -290,7 +290,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	go func() { defer wg.Done(); burst(t, e.AuthAddrs()[0].String(), "s", 5, 2*time.Second) }()
 	time.Sleep(50 * time.Millisecond)
 	for range 3 {
-		if err := e.Reload(cfg); err != nil {
+		if err := e.Reload(t.Context(), cfg); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -299,7 +299,7 @@ func TestRunLeavesNoGoroutines(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Reload(cfg); !errors.Is(err, edge.ErrStopped) {
+	if err := e.Reload(t.Context(), cfg); !errors.Is(err, edge.ErrStopped) {
 		t.Errorf("reload after Run returned: %v, want ErrStopped", err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

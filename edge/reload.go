@@ -31,13 +31,9 @@ type reloadRequest struct {
 }
 
 // Reload queues cfg behind any reload in progress and waits until it is applied (nil) or refused
-// (the running configuration stays): a reload is bounded by its wait for the new upstream
-// connections. ErrStopped when Run is not running.
-func (e *Edge) Reload(cfg *config.Config) error {
-	if !e.running.Load() {
-		return ErrStopped
-	}
-	return e.enqueue(context.Background(), reloadRequest{why: "requested", cfg: cfg})
+// (the running configuration stays). Run must be running.
+func (e *Edge) Reload(ctx context.Context, cfg *config.Config) error {
+	return e.enqueue(ctx, reloadRequest{why: "requested", cfg: cfg})
 }
 
 func (e *Edge) enqueue(ctx context.Context, r reloadRequest) error {
