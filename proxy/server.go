@@ -160,9 +160,6 @@ func NewServer(o ServerOptions, h Handler) (*Server, error) {
 	return s, nil
 }
 
-// SetHandler sets the Handler; it must be called before Run.
-func (s *Server) SetHandler(h Handler) { s.handler = h }
-
 // Stats returns the request path counters.
 func (s *Server) Stats() *Stats { return s.stats }
 

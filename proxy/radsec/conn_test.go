@@ -173,7 +173,10 @@ func TestConnStallAbortsAtOnce(t *testing.T) {
 	if !errors.Is(runErr, ErrStalled) {
 		t.Fatalf("Run: %v, want ErrStalled", runErr)
 	}
-	if slowest > 50*time.Millisecond {
+	// An Exchange that waited for the socket would wait until the stall aborted it (the peer never
+	// reads); half the stall bound tells that apart from scheduling delays on a loaded machine
+	// (65 ms seen under the race detector on two busy cores).
+	if slowest > stall/2 {
 		t.Fatalf("an Exchange took %v: the caller waited for the socket", slowest)
 	}
 	if total > stall+800*time.Millisecond {
