@@ -313,19 +313,15 @@ func BenchmarkEdgeInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.Listen(); err != nil {
-		b.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	ready := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = e.Run(ctx, func() { close(ready) })
+		_ = e.Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
 	select {
-	case <-ready:
+	case <-e.Ready():
 	case <-time.After(10 * time.Second):
 		b.Fatal("mxedge not ready")
 	}

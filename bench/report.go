@@ -16,7 +16,7 @@ const (
 	ProxyRadsecproxy = "radsecproxy"
 )
 
-// Targets the comparison is judged against (issue 2): mxedge at most half of radsecproxy's CPU per
+// Targets the comparison is judged against (bench/README.md): mxedge at most half of radsecproxy's CPU per
 // request, at least 1.3× its throughput, and no worse p99, against the same upstream.
 const (
 	TargetCPURatio  = 0.5

@@ -3,7 +3,7 @@
 // by identity for clients seen without a MAC), an identity index, and an
 // expiry index that a background sweeper walks in bounded transactions. It
 // is what lets mxedge keep giving the cloud's last answer while the WAN is
-// down (seed facts §6: TTL 1 to 30 days, default 7, persistent across
+// down (docs/cache.md: TTL 1 to 30 days, default 7, persistent across
 // restarts, automatic cleanup at expiry).
 //
 // Writes from the request path (Learn, Forget) never block: they go to a

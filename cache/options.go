@@ -9,8 +9,8 @@ import (
 // Defaults for Options fields left zero.
 const (
 	DefaultPath          = "/var/lib/mxedge/cache.db"
-	DefaultTTL           = 7 * 24 * time.Hour // seed facts R6.8: default 7 days
-	MinTTL               = 24 * time.Hour     // R6.8: 1 to 30 days
+	DefaultTTL           = 7 * 24 * time.Hour // docs/cache.md: default 7 days
+	MinTTL               = 24 * time.Hour     // docs/cache.md: 1 to 30 days
 	MaxTTL               = 30 * 24 * time.Hour
 	DefaultBatchSize     = 256
 	DefaultBatchDelay    = 10 * time.Millisecond

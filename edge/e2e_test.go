@@ -86,9 +86,6 @@ func (x *e2e) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	x.edge = e
 	x.auth = e.AuthAddrs()[0].String()
 	x.acct = e.Server().Addrs(proxy.PortAcct)[0].String()
@@ -98,13 +95,12 @@ func (x *e2e) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	x.cancel = cancel
 	x.done = make(chan struct{})
-	ready := make(chan struct{})
 	go func() {
 		defer close(x.done)
-		e.Run(ctx, func() { close(ready) })
+		e.Run(ctx)
 	}()
 	select {
-	case <-ready:
+	case <-e.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatal("mxedge not ready")
 	}

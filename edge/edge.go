@@ -1,6 +1,9 @@
-// Package edge wires mxedge's components together: it turns a configuration into a running RADIUS
-// front door, RadSec listener and upstream pool, runs them, reloads them without dropping requests,
-// and shuts them down in order. It is the only package that knows every component.
+// Package edge is the mxedge daemon. New builds every component from a configuration in one pass
+// (storage, then survivability, then the proxy, then the operator's sockets), each constructor
+// given what it needs, and binds every socket; Run owns the lifecycle: signals, one serialized
+// reload queue, sd_notify, the cloud sync and ordered shutdown. Check validates a configuration the
+// same way without touching a lock, a file or a socket. It is the only package that knows every
+// component (docs/architecture.md).
 package edge
 
 import (
@@ -22,9 +25,10 @@ import (
 	"mxedge/edge/control"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
+	"mxedge/edge/mgmt"
+	"mxedge/edge/notify"
 	"mxedge/pki"
 	"mxedge/proxy"
-	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -32,153 +36,291 @@ import (
 	"mxedge/survivability/spool"
 )
 
+// Defaults of Options.
+const (
+	DefaultShutdownGrace = 5 * time.Second
+	DefaultWatchInterval = 10 * time.Second
+	// readyWait bounds how long start-up and a reload wait for new upstream connections to settle.
+	readyWait = 5 * time.Second
+)
+
 // Options configure an Edge beyond the file.
 type Options struct {
-	Logger *slog.Logger
+	Logger *slog.Logger // nil discards
 	// ShutdownGrace bounds how long requests in flight may take to finish on shutdown and how long
-	// an old upstream pool may drain after a reload. Default 5s.
+	// an old upstream pool may drain after a reload. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// Sockets are sockets passed by the service manager (systemd socket activation, LISTEN_FDS):
 	// UDP sockets serve RADIUS instead of the configured listen addresses — named "auth" or "acct"
 	// (FileDescriptorName=), else accounting when bound to port 1813 and authentication otherwise —
 	// and TCP sockets serve RadSec.
 	Sockets []*os.File
-	// Fallback and Observer plug survivability and cache learning into the request path.
-	Fallback proxy.Fallback
-	Observer proxy.Observer
-	// MetricsAddr is where Prometheus metrics are served (`mxedge run` passes metrics.DefaultAddr,
-	// a loopback address); "" serves none (tests, mxedge check).
+	// MetricsAddr is where Prometheus metrics are served (`mxedge run` passes the configured
+	// address); "" serves none.
 	MetricsAddr string
+	// Signals are the process signals Run acts on: SIGHUP reloads the configuration file, SIGINT and
+	// SIGTERM shut down as a cancelled context does. The caller subscribes them (signal.Notify), so
+	// tests send their own. nil: none.
+	Signals <-chan os.Signal
+	// Sync, when set, runs the management plane's sync loop for the life of Run (a registered edge,
+	// docs/management.md). Registration is required; ValidateConfig, Apply, MergeCache, Reloaded and
+	// Logger are the daemon's and are overwritten.
+	Sync *mgmt.SyncOptions
+	// WatchInterval is how often the certificate, key and CA files in use are checked for changes
+	// (a renewal tool replaced them), which reloads. Default DefaultWatchInterval.
+	WatchInterval time.Duration
+	// Notifier talks to systemd. nil: notify.New(Logger), a no-op outside systemd.
+	Notifier *notify.Notifier
 }
 
-// Edge is a running mxedge.
-type Edge struct {
-	opts     Options
-	log      *slog.Logger
-	server   *proxy.Server
-	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
-	router   *proxy.Router
-	listener *proxy.Listener
-	resolver *resolve.Resolver
-	cache    *cache.Store
-	health   *survivability.Health
-	control  *control.Server
-	spool    *spool.Spool
-	acct     *survivability.Accounting
-	localEAP *localeap.Handler
-	checker  *pki.Checker
-	certs    atomic.Pointer[[]pki.NamedCert]
-	events   *events.Bus
-	metrics  *metrics.Server
-
-	mu       sync.Mutex
-	cfg      *config.Config
-	poolStop context.CancelFunc
-	poolDone chan struct{}
-	started  time.Time
+// Validate checks the options.
+func (o *Options) Validate() error {
+	switch {
+	case o.ShutdownGrace < 0:
+		return fmt.Errorf("edge: shutdown grace %v: must not be negative", o.ShutdownGrace)
+	case o.WatchInterval < 0:
+		return fmt.Errorf("edge: watch interval %v: must not be negative", o.WatchInterval)
+	case o.Sync != nil && o.Sync.Registration == nil:
+		return errors.New("edge: cloud sync without a registration")
+	}
+	return nil
 }
 
-// New builds the components from a validated configuration. Nothing is bound or dialed yet.
-func New(cfg *config.Config, o Options) (*Edge, error) {
+func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 5 * time.Second
+	if o.ShutdownGrace == 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
 	}
-	b := cfg.Built()
-	e := &Edge{opts: o, log: o.Logger, cfg: cfg, events: events.New(events.Options{})}
-	certs := loadCerts(b.Files)
-	e.certs.Store(&certs)
-	if o.MetricsAddr != "" {
-		m, err := metrics.New(metrics.Options{Addr: o.MetricsAddr, Snapshot: e.metricsSnapshot, Events: e.events,
-			Certificates: e.certificates, Logger: o.Logger})
-		if err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
-		}
-		e.metrics = m
+	if o.WatchInterval == 0 {
+		o.WatchInterval = DefaultWatchInterval
 	}
+	if o.Notifier == nil {
+		o.Notifier = notify.New(o.Logger)
+	}
+}
 
-	res, err := resolve.New(resolve.Options{Servers: b.DNS.Servers, Timeout: b.DNS.Timeout, Logger: o.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
-	}
-	e.resolver = res
-	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes, Logger: o.Logger,
-		OnChange: func(_, to survivability.Mode, _ string) {
-			if to == survivability.ModeUp {
-				e.mu.Lock()
-				a := e.acct
-				e.mu.Unlock()
-				if a != nil {
-					a.Kick()
-				}
-			}
-		}})
-	if b.Survival.Enabled && o.Fallback == nil {
-		authz, err := survivability.NewAuthorizer(survivability.AuthorizerOptions{
-			Cache:            cacheRef{e},
-			DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
-			DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
-			FailClosed:       b.Survival.FailClosed,
-			Logger:           o.Logger,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
-		}
-		var eap survivability.EAPHandler
-		if t := b.Survival.EAPTLS; t != nil {
-			h, err := e.newLocalEAP(b, authz)
-			if err != nil {
-				return nil, err
-			}
-			eap = h
-		}
-		eng, err := survivability.NewEngine(survivability.EngineOptions{
-			EAP:        eap,
-			Health:     e.health,
-			Authorizer: authz,
-			Accounting: spoolRef{e},
-			Events:     e.localEvent,
-			Logger:     o.Logger,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
-		}
-		o.Fallback = eng
-	}
-	e.opts = o
+// Edge is a built mxedge: every component constructed and every socket bound. Run serves.
+type Edge struct {
+	opts Options
+	log  *slog.Logger
 
-	e.cork = new(sockio.Cork)
-	so := b.Server
-	so.Logger, so.Cork = o.Logger, e.cork
-	// The router needs the server's counters and the server needs the router as its handler.
-	pool, err := e.newPool(b)
+	// Storage.
+	cache *cache.Store
+	spool *spool.Spool
+	// Survivability.
+	health   *survivability.Health
+	checker  *pki.Checker // nil without CRL or OCSP sources
+	localEAP *localeap.Handler
+	acct     *survivability.Accounting
+	learner  *survivability.Learner
+	engine   *survivability.Engine // nil when survivability is off
+	// The proxy.
+	resolver *resolve.Resolver
+	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
+	router   *proxy.Router
+	server   *proxy.Server
+	listener *proxy.Listener // nil without a RadSec listener
+	// The operator's view.
+	events  *events.Bus
+	control *control.Server
+	metrics *metrics.Server // nil when not served
+	syncer  *mgmt.Syncer    // nil unless registered
+	notify  *notify.Notifier
+	certs   atomic.Pointer[[]pki.NamedCert]
+
+	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
+	ready   chan struct{}      // closed once Run serves
+	stopped chan struct{}      // closed when Run stops taking reloads
+	running atomic.Bool
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	pool    poolRun // the current pool's Run
+	started time.Time
+}
+
+// poolRun is a running upstream pool and how to stop it.
+type poolRun struct {
+	pool *proxy.Pool
+	stop func()
+	done chan struct{}
+}
+
+// New builds the components from a validated configuration in dependency order — storage (the
+// client cache, the accounting spool), survivability (health, local EAP-TLS, accounting replay, the
+// cache learner, the local decision engine), the proxy (upstream pool, router, front door, RadSec
+// listener), the operator's sockets (control, metrics) — and binds every socket. Nothing is dialed
+// and no goroutine runs until Run. On error everything already opened is closed again.
+func New(cfg *config.Config, o Options) (_ *Edge, err error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	p, err := newPlan(cfg, o.Logger, o.MetricsAddr)
 	if err != nil {
 		return nil, err
 	}
-	ro := b.Router
-	ro.Logger, ro.Fallback, ro.Timeouts = o.Logger, o.Fallback, e.health
-	srv, err := proxy.NewServer(so, nil)
+	e := &Edge{opts: o, log: o.Logger, cfg: cfg, events: events.New(events.Options{}), notify: o.Notifier,
+		reloads: make(chan reloadRequest), ready: make(chan struct{}), stopped: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			e.closeAll()
+		}
+	}()
+	certs := loadCerts(p.b.Files)
+	e.certs.Store(&certs)
+
+	// Storage.
+	if e.cache, err = cache.Open(p.cache); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if e.spool, err = spool.Open(p.spool); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+
+	// Survivability.
+	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: p.b.Survival.FailbackProbes, Logger: e.log,
+		OnChange: func(_, to survivability.Mode, _ string) {
+			if to == survivability.ModeUp {
+				e.acct.Kick() // deliver what was spooled while the cloud was away
+			}
+		}})
+	if p.checker != nil {
+		// The last good CRL/OCSP answers are kept on disk beside the cache, so a restart without
+		// network still has revocation data.
+		if err := os.MkdirAll(p.checker.CacheDir, 0o750); err != nil {
+			return nil, fmt.Errorf("edge: revocation cache: %w", err)
+		}
+		if e.checker, err = pki.NewChecker(*p.checker); err != nil {
+			return nil, fmt.Errorf("edge: revocation: %w", err)
+		}
+	}
+	e.acct = survivability.NewAccounting(survivability.AccountingOptions{
+		Spool: e.spool, Forward: currentPool{e}, Clients: e.clientByName, Health: e.health,
+		Timeout: p.b.Server.RequestTimeout, Logger: e.log,
+	})
+	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	// One local authorization decision for MAB and local EAP-TLS.
+	ao := p.authz
+	ao.Cache = e.cache
+	authz, err := survivability.NewAuthorizer(ao)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	e.router = proxy.NewRouter(ro, pool, srv.Stats())
-	srv.SetHandler(e.router)
-	if err := srv.SetClients(b.Clients); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+	if p.localEAP != nil {
+		lo := *p.localEAP
+		lo.Authorizer, lo.Events = authz, e.publish
+		lo.Verify.Revocation = e.checker
+		if e.localEAP, err = localeap.New(lo); err != nil {
+			return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
+		}
 	}
-	e.server = srv
-	if b.Listener != nil {
-		lo := *b.Listener
-		lo.Logger = o.Logger
-		l, err := proxy.NewListener(lo, srv)
-		if err != nil {
+	var fallback proxy.Fallback
+	if p.b.Survival.Enabled {
+		eo := p.engine
+		eo.Health, eo.Authorizer, eo.Accounting, eo.Events = e.health, authz, e.acct, e.publish
+		if e.localEAP != nil {
+			eo.EAP = e.localEAP
+		}
+		if e.engine, err = survivability.NewEngine(eo); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
-		e.listener = l
+		fallback = e.engine
+	}
+
+	// The proxy.
+	if e.resolver, err = resolve.New(p.resolve); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.cork = new(sockio.Cork)
+	pool, err := e.newPool(p.b)
+	if err != nil {
+		return nil, err
+	}
+	e.pool = poolRun{pool: pool}
+	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
+	ro := p.b.Router
+	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
+	e.router = proxy.NewRouter(ro, pool, stats)
+	so := p.b.Server
+	so.Logger, so.Cork, so.Stats = e.log, e.cork, stats
+	if e.server, err = proxy.NewServer(so, e.router); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if err := e.server.SetClients(p.b.Clients); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if p.b.Listener != nil {
+		lo := *p.b.Listener
+		lo.Logger = e.log
+		if e.listener, err = proxy.NewListener(lo, e.server); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
+
+	// The operator's view, then every socket: bind errors surface before the service is ready.
+	co := p.control
+	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	if e.control, err = control.NewServer(co); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if err := e.control.Listen(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if p.metrics != nil {
+		mo := *p.metrics
+		mo.Snapshot, mo.Events, mo.Certificates = e.metricsSnapshot, e.events, e.certificates
+		if e.metrics, err = metrics.New(mo); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		if err := e.metrics.Listen(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
+	if err := e.useSockets(); err != nil {
+		return nil, err
+	}
+	if err := e.server.Listen(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if e.listener != nil {
+		if err := e.listener.Listen(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
+	if o.Sync != nil {
+		if e.syncer, err = e.newSyncer(*o.Sync); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
 	}
 	return e, nil
+}
+
+// closeAll releases what New opened, in reverse order, when start-up fails. Run's shutdown does the
+// same for a running edge.
+func (e *Edge) closeAll() {
+	if e.listener != nil {
+		e.listener.Close()
+	}
+	if e.server != nil {
+		e.server.Close()
+	}
+	if e.metrics != nil {
+		e.metrics.Close()
+	}
+	if e.control != nil {
+		e.control.Close()
+	}
+	if e.spool != nil {
+		e.spool.Close()
+	}
+	if e.cache != nil {
+		e.cache.Close()
+	}
 }
 
 func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
@@ -202,82 +344,23 @@ func (e *Edge) Router() *proxy.Router { return e.router }
 // Listener returns the RadSec listener, or nil.
 func (e *Edge) Listener() *proxy.Listener { return e.listener }
 
-// Cache returns the client cache (nil before Listen).
+// Cache returns the client cache.
 func (e *Edge) Cache() *cache.Store { return e.cache }
 
-// Listen opens the client cache and binds every socket; errors here happen before the service
-// reports ready. (The cache is opened here, not in New, because `mxedge check` builds an Edge while
-// the running daemon holds the cache's file lock.)
-func (e *Edge) Listen() error {
-	co := e.cfg.Built().Cache
-	co.Logger = e.log
-	store, err := cache.Open(co)
-	if err != nil {
-		return fmt.Errorf("edge: %w", err)
-	}
-	e.cache = store
-	var obs proxy.Observer = answerObserver{e: e, learner: survivability.NewLearner(store, e.log)}
-	if e.opts.Observer != nil {
-		obs = observers{obs, e.opts.Observer}
-	}
-	e.router.SetObserver(obs)
-	b := e.cfg.Built()
-	so := b.Survival.Spool
-	so.Logger = e.log
-	sp, err := spool.Open(so)
-	if err != nil {
-		store.Close()
-		return fmt.Errorf("edge: %w", err)
-	}
-	e.spool = sp
-	e.mu.Lock()
-	e.acct = survivability.NewAccounting(survivability.AccountingOptions{
-		Spool: sp, Forward: forwarder{e}, Clients: e.clientByName, Health: e.health,
-		Timeout: b.Server.RequestTimeout, Logger: e.log,
-	})
-	e.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(b.Control), 0o750); err != nil {
-		store.Close()
-		sp.Close()
-		return fmt.Errorf("edge: control socket directory: %w", err)
-	}
-	ctl, err := control.NewServer(control.Options{Path: b.Control, Cache: store, Logger: e.log, Status: func() any { return e.Status() },
-		Events: e.events, Clients: e.nasClients})
-	if err == nil {
-		err = ctl.Listen()
-	}
-	if err != nil {
-		store.Close()
-		sp.Close()
-		return fmt.Errorf("edge: %w", err)
-	}
-	e.control = ctl
-	if err := e.useSockets(); err != nil {
-		store.Close()
-		sp.Close()
-		return err
-	}
-	if err := e.server.Listen(); err != nil {
-		store.Close()
-		sp.Close()
-		return err
-	}
-	if e.metrics != nil {
-		if err := e.metrics.Listen(); err != nil {
-			store.Close()
-			sp.Close()
-			return fmt.Errorf("edge: %w", err)
-		}
-	}
-	if e.listener != nil {
-		if err := e.listener.Listen(); err != nil {
-			store.Close()
-			sp.Close()
-			return err
-		}
-	}
-	return nil
-}
+// Spool returns the accounting spool.
+func (e *Edge) Spool() *spool.Spool { return e.spool }
+
+// Health returns the survivability state machine.
+func (e *Edge) Health() *survivability.Health { return e.health }
+
+// Syncer returns the management sync loop, or nil when the edge is not registered.
+func (e *Edge) Syncer() *mgmt.Syncer { return e.syncer }
+
+// AuthAddrs returns the bound authentication addresses.
+func (e *Edge) AuthAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAuth) }
+
+// Ready is closed once Run serves: every listener bound, the first upstream connections settled.
+func (e *Edge) Ready() <-chan struct{} { return e.ready }
 
 // Status is the daemon's state for `mxedge status` and the control socket.
 type Status struct {
@@ -293,6 +376,7 @@ type Status struct {
 	Dropped    map[string]uint64      `json:"dropped"`
 	Certs      []CertExpiry           `json:"certificates"`
 	Spool      int                    `json:"spool_depth"`
+	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
 }
@@ -300,19 +384,17 @@ type Status struct {
 // Status returns a snapshot of the running edge.
 func (e *Edge) Status() Status {
 	st := e.server.Stats()
+	e.mu.Lock()
+	started := e.started
+	e.mu.Unlock()
 	s := Status{
-		Mode: e.health.Mode().String(), Since: e.health.Since(), Started: e.started,
+		Mode: e.health.Mode().String(), Since: e.health.Since(), Started: started,
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
+		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())
-	}
-	if e.cache != nil {
-		s.Cache = e.cache.Stats()
-	}
-	if e.spool != nil {
-		s.Spool = e.spool.Len()
 	}
 	if e.checker != nil {
 		s.Revocation = e.checker.Status()
@@ -337,92 +419,15 @@ func (e *Edge) Status() Status {
 	return s
 }
 
-// Health returns the survivability state machine.
-func (e *Edge) Health() *survivability.Health { return e.health }
+// currentPool replays spooled accounting through whichever upstream pool the router holds now:
+// a reload swaps the pool under a running replay.
+type currentPool struct{ e *Edge }
 
-// cacheRef lets the local decision, built before the cache is opened, read it.
-type cacheRef struct{ e *Edge }
-
-func (c cacheRef) LookupMAB(mac string) (cache.Record, bool, error) {
-	if c.e.cache == nil {
-		return cache.Record{}, false, nil
-	}
-	return c.e.cache.LookupMAB(mac)
-}
-
-func (c cacheRef) LookupEAPTLS(identity, mac string) (cache.Record, bool, error) {
-	if c.e.cache == nil {
-		return cache.Record{}, false, nil
-	}
-	return c.e.cache.LookupEAPTLS(identity, mac)
-}
-
-// newLocalEAP builds the local EAP-TLS server and its revocation checker.
-func (e *Edge) newLocalEAP(b *config.Built, authz *survivability.Authorizer) (*localeap.Handler, error) {
-	t := b.Survival.EAPTLS
-	var checker *pki.Checker
-	if len(t.CRLFiles) > 0 || t.OCSP {
-		// The last good CRL/OCSP answers are kept on disk beside the cache, so a restart without
-		// network still has revocation data.
-		dir := filepath.Join(filepath.Dir(b.Cache.Path), "revocation")
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("edge: revocation cache: %w", err)
-		}
-		c, err := pki.NewChecker(pki.CheckerOptions{CacheDir: dir, CRLFiles: t.CRLFiles, Issuers: t.Issuers, OCSP: t.OCSP, Policy: t.Policy, Logger: e.log})
-		if err != nil {
-			return nil, fmt.Errorf("edge: revocation: %w", err)
-		}
-		checker = c
-		e.checker = c
-	}
-	h, err := localeap.New(localeap.Options{
-		Certificates:  []tls.Certificate{t.Certificate},
-		MinVersion:    t.MinVersion,
-		FragmentSize:  t.FragmentSize,
-		Verify:        pki.VerifyOptions{Roots: t.Roots, Revocation: checker},
-		IdentityOrder: t.IdentityOrder,
-		Authorizer:    authz,
-		Events:        e.localEAPEvent,
-		Logger:        e.log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
-	}
-	e.localEAP = h
-	return h, nil
-}
-
-// spoolRef lets the decision engine, built before the spool is opened, use it.
-type spoolRef struct{ e *Edge }
-
-func (s spoolRef) acct() *survivability.Accounting {
-	s.e.mu.Lock()
-	defer s.e.mu.Unlock()
-	return s.e.acct
-}
-
-func (s spoolRef) Admit(req *proxy.Request) {
-	if a := s.acct(); a != nil {
-		a.Admit(req)
-	}
-}
-
-func (s spoolRef) Account(req *proxy.Request) (packet.Packet, bool, error) {
-	a := s.acct()
-	if a == nil {
-		return nil, false, errors.New("edge: accounting spool not open")
-	}
-	return a.Account(req)
-}
-
-// forwarder replays through whatever upstream pool is current.
-type forwarder struct{ e *Edge }
-
-func (f forwarder) Forward(req *proxy.Request, done func(proxy.Result)) {
+func (f currentPool) Forward(req *proxy.Request, done func(proxy.Result)) {
 	f.e.router.Pool().Forward(req, done)
 }
 
-// clientByName finds a NAS client of the running configuration.
+// clientByName finds a NAS client of the running configuration (a spooled record names its NAS).
 func (e *Edge) clientByName(name string) *proxy.Client {
 	for _, c := range e.server.Clients().All() {
 		if c.Name == name {
@@ -478,41 +483,6 @@ func (e *Edge) CertExpiries(now time.Time) []CertExpiry {
 	return out
 }
 
-// watchExpiry warns at 30, 7 and 1 days before any configured certificate or CA expires (and when
-// it has), once per threshold, checking every hour.
-func (e *Edge) watchExpiry(ctx context.Context) {
-	warned := map[string]time.Duration{}
-	check := func() {
-		for _, w := range pki.ExpiryWarnings(*e.certs.Load(), time.Now()) {
-			key := w.Name + "|" + w.Subject
-			if t, ok := warned[key]; ok && t == w.Threshold {
-				continue
-			}
-			warned[key] = w.Threshold
-			msg := "certificate expires soon: renew it"
-			if w.Expired {
-				msg = "certificate expired: connections using it fail until it is replaced"
-			}
-			e.log.Log(ctx, w.Level, msg, "file", w.Name, "subject", w.Subject, "not_after", w.NotAfter.Format(time.RFC3339),
-				"dur", w.Remaining.Round(time.Hour))
-		}
-	}
-	check()
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			check()
-		}
-	}
-}
-
-// Spool returns the accounting spool (nil before Listen).
-func (e *Edge) Spool() *spool.Spool { return e.spool }
-
 // useSockets hands sockets from the service manager to the front door and the RadSec listener.
 func (e *Edge) useSockets() error {
 	for _, f := range e.opts.Sockets {
@@ -546,195 +516,21 @@ func (e *Edge) useSockets() error {
 	return nil
 }
 
-// observers fans one answer out to several observers.
-type observers []proxy.Observer
-
-func (os observers) Observe(req *proxy.Request, res proxy.Result) {
-	for _, o := range os {
-		o.Observe(req, res)
+// setTrust gives local EAP-TLS the certificate and roots of a new configuration.
+func (e *Edge) setTrust(t *config.EAPTLS) {
+	if t == nil || e.localEAP == nil {
+		return
 	}
-}
-
-// AuthAddrs returns the bound authentication addresses.
-func (e *Edge) AuthAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAuth) }
-
-// Run serves until ctx ends, then shuts down in order: stop taking requests, let those in flight
-// finish (bounded by ShutdownGrace), then close the upstream connections. ready is called once the
-// first upstream connections have settled (or failed once).
-func (e *Edge) Run(ctx context.Context, ready func()) error {
-	e.mu.Lock()
-	e.started = time.Now()
-	e.mu.Unlock()
-	cacheCtx, stopCache := context.WithCancel(context.Background())
-	cacheDone := make(chan struct{})
-	go func() { defer close(cacheDone); e.cache.Run(cacheCtx) }()
-	acctCtx, stopAcct := context.WithCancel(context.Background())
-	acctDone := make(chan struct{})
-	go func() { defer close(acctDone); e.acct.Run(acctCtx) }()
-	bgCtx, stopBg := context.WithCancel(context.Background())
-	var bg sync.WaitGroup
-	if e.localEAP != nil {
-		bg.Add(1)
-		go func() { defer bg.Done(); e.localEAP.Run(bgCtx) }()
-	}
-	if e.metrics != nil {
-		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			if err := e.metrics.Run(bgCtx); err != nil {
-				e.log.Error("metrics stopped", "err", err)
-			}
-		}()
-	}
+	e.localEAP.SetTrust([]tls.Certificate{t.Certificate}, t.Roots)
 	if e.checker != nil {
-		bg.Add(1)
-		go func() { defer bg.Done(); e.checker.Run(bgCtx) }()
-	}
-	bg.Add(1)
-	go func() { defer bg.Done(); e.watchExpiry(bgCtx) }()
-	ctlCtx, stopCtl := context.WithCancel(context.Background())
-	ctlDone := make(chan struct{})
-	go func() { defer close(ctlDone); e.control.Run(ctlCtx) }()
-	e.startPool(e.router.Pool())
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	e.router.Pool().WaitReady(wctx)
-	cancel()
-
-	frontCtx, stopFront := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); e.server.Run(frontCtx) }()
-	if e.listener != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); e.listener.Run(frontCtx) }()
-	}
-	b := e.cfg.Built()
-	e.log.Info("mxedge started", "auth", b.Server.AuthAddrs, "acct", b.Server.AcctAddrs,
-		"upstreams", len(b.Pool.Upstreams), "clients", len(b.Clients))
-	if ready != nil {
-		ready()
-	}
-	<-ctx.Done()
-
-	e.log.Info("shutting down", "grace", e.opts.ShutdownGrace)
-	stopUDP := time.Now()
-	stopFront()
-	wg.Wait()
-	gctx, cancel := context.WithTimeout(context.Background(), e.opts.ShutdownGrace)
-	err := e.router.Wait(gctx)
-	cancel()
-	if err != nil {
-		e.log.Warn("shutdown grace expired with requests in flight", "grace", e.opts.ShutdownGrace)
-	}
-	e.server.Close()
-	if e.listener != nil {
-		e.listener.Close()
-	}
-	stopAcct()
-	<-acctDone
-	stopBg()
-	bg.Wait()
-	e.stopPool()
-	// The control socket stops before the cache it serves; the cache stops last so that answers
-	// learned during the drain are written.
-	stopCtl()
-	<-ctlDone
-	stopCache()
-	<-cacheDone
-	if err := e.spool.Close(); err != nil {
-		e.log.Error("spool close failed", "err", err)
-	}
-	if err := e.cache.Close(); err != nil {
-		e.log.Error("cache close failed", "err", err)
-	}
-	e.log.Info("stopped", "dur", time.Since(stopUDP).Round(time.Millisecond))
-	return nil
-}
-
-func (e *Edge) startPool(p *proxy.Pool) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	e.mu.Lock()
-	e.poolStop, e.poolDone = cancel, done
-	e.mu.Unlock()
-}
-
-func (e *Edge) stopPool() {
-	e.mu.Lock()
-	stop, done := e.poolStop, e.poolDone
-	e.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
+		e.checker.SetIssuers(t.Issuers)
+		e.checker.Reload()
 	}
 }
 
-// Reload applies a new configuration without dropping requests in flight: NAS clients and secrets
-// are swapped atomically, a new upstream pool (new certificates, new upstream list) is connected and
-// swapped in, and the old pool finishes its requests before it closes. Listen addresses and log
-// settings need a restart; a change to them is reported.
-func (e *Edge) Reload(cfg *config.Config) error {
-	b := cfg.Built()
-	old := e.cfg.Built()
-	if !equalStrings(b.Server.AuthAddrs, old.Server.AuthAddrs) || !equalStrings(b.Server.AcctAddrs, old.Server.AcctAddrs) {
-		e.log.Warn("listen addresses changed: restart mxedge to apply them")
-	}
-	if err := e.server.SetClients(b.Clients); err != nil {
-		return fmt.Errorf("edge: reload clients: %w", err)
-	}
-	if e.listener != nil && b.Listener != nil {
-		if err := e.listener.SetPeers(b.Listener.Peers); err != nil {
-			return fmt.Errorf("edge: reload radsec peers: %w", err)
-		}
-		e.listener.SetTLS(b.Listener.TLS)
-	}
-	if t := b.Survival.EAPTLS; t != nil && e.localEAP != nil {
-		e.localEAP.SetTrust([]tls.Certificate{t.Certificate}, t.Roots)
-		if e.checker != nil {
-			e.checker.SetIssuers(t.Issuers)
-			e.checker.Reload()
-		}
-	}
-	pool, err := e.newPool(b)
-	if err != nil {
-		return err
-	}
-	e.mu.Lock()
-	oldStop, oldDone := e.poolStop, e.poolDone
-	e.mu.Unlock()
-	e.startPool(pool)
-	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	pool.WaitReady(wctx)
-	cancel()
-	oldPool := e.router.SetPool(pool)
-	e.mu.Lock()
-	e.cfg = cfg
-	e.mu.Unlock()
-	certs := loadCerts(b.Files)
-	e.certs.Store(&certs)
-	go func() {
-		deadline := time.Now().Add(e.opts.ShutdownGrace)
-		for oldPool.Inflight() > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		oldStop()
-		<-oldDone
-	}()
-	e.log.Info("configuration reloaded", "clients", len(b.Clients), "upstreams", len(b.Pool.Upstreams))
-	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+// revocationDir is where the last good CRL/OCSP answers are kept: beside the cache.
+func revocationDir(b *config.Built) string {
+	return filepath.Join(filepath.Dir(b.Cache.Path), "revocation")
 }
 
 // resolverAdapter gives proxy the resolver interface it declares.

@@ -63,15 +63,11 @@ func startGoEdge(t *testing.T, c *config.Config) *goEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	g.e, g.auth = e, e.AuthAddrs()[0].String()
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop, g.done = cancel, make(chan struct{})
-	ready := make(chan struct{})
-	go func() { defer close(g.done); e.Run(ctx, func() { close(ready) }) }()
-	<-ready
+	go func() { defer close(g.done); e.Run(ctx) }()
+	<-e.Ready()
 	t.Cleanup(func() { cancel(); <-g.done })
 	return g
 }
@@ -127,7 +123,7 @@ func TestReloadKeepsRequestsInFlight(t *testing.T) {
 	go func() { defer wg.Done(); inflight = burst(t, g.auth, "old-secret", 30, 3*time.Second) }()
 	time.Sleep(100 * time.Millisecond) // the burst is waiting on the slow old upstream
 	c2 := writeConfig(t, dir, lab, `  - {name: nas, address: 127.0.0.1, secret: new-secret}`, newUp)
-	if err := g.e.Reload(c2); err != nil {
+	if err := g.e.Reload(t.Context(), c2); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()

@@ -9,9 +9,7 @@ import (
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
-	"mxedge/proxy/packet"
 	"mxedge/survivability"
-	"mxedge/survivability/localeap"
 )
 
 // Events returns the NAC event bus.
@@ -20,13 +18,10 @@ func (e *Edge) Events() *events.Bus { return e.events }
 // Metrics returns the Prometheus exporter (nil when disabled).
 func (e *Edge) Metrics() *metrics.Server { return e.metrics }
 
-// answerObserver sees every upstream answer: it tells the health state machine, feeds the latency
-// histogram, and for the cloud's decisions classifies the request once for both cache learning and
-// the NAC event.
-type answerObserver struct {
-	e       *Edge
-	learner *survivability.Learner
-}
+// answerObserver sees every upstream answer: it tells the health state machine that the cloud
+// answers, feeds the latency histogram, and hands the answer to survivability's Learner, which
+// learns the cloud's decisions into the cache and publishes them as NAC events.
+type answerObserver struct{ e *Edge }
 
 func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 	o.e.health.Answered()
@@ -36,49 +31,13 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 	if o.e.metrics != nil {
 		o.e.metrics.ObserveUpstreamLatency(res.Upstream, res.RTT)
 	}
-	if !survivability.Decision(req, res) {
-		return // challenges are not decisions; accounting and Status-Server are not NAC events
-	}
-	c := survivability.Classify(req.Packet, req.Secret())
-	o.learner.Record(req, res, c)
-	ev := events.Event{Allowed: res.Response.Code() == packet.CodeAccessAccept, Method: methodName(c, req.Packet), MAC: c.MAC,
-		Identity: c.UserName, NAS: req.Client.Name, Site: req.Client.Site, Source: events.SourceUpstream, Upstream: res.Upstream}
-	if ev.Allowed {
-		ev.VLAN = survivability.ReplyVLAN(res.Response)
-	}
-	o.e.events.Publish(ev)
+	o.e.learner.Observe(req, res)
 }
 
-func methodName(c survivability.Classification, p packet.Packet) string {
-	switch c.Method {
-	case survivability.MethodMAB:
-		return "mab"
-	case survivability.MethodEAPTLS:
-		return "eap-tls"
-	case survivability.MethodEAPOther:
-		return "eap"
-	}
-	if p.Has(packet.AttrCHAPPassword) {
-		return "chap"
-	}
-	return "pap"
-}
-
-// localEvent publishes a survivability decision (EngineOptions.Events).
-func (e *Edge) localEvent(ev survivability.Event) {
-	e.events.Publish(events.Event{Time: ev.Time, Allowed: ev.Allowed, Method: ev.Method, MAC: ev.MAC, Identity: ev.Identity,
-		NAS: ev.NAS, Site: ev.Site, VLAN: ev.VLAN, Reason: ev.Reason, Source: events.SourceLocal})
-}
-
-// localEAPEvent publishes a finished local EAP-TLS conversation (localeap.Options.Events).
-func (e *Edge) localEAPEvent(ev localeap.Event) {
-	site := ""
-	if c := e.clientByName(ev.NAS); c != nil {
-		site = c.Site
-	}
-	e.events.Publish(events.Event{Allowed: ev.Allowed, Method: ev.Method, MAC: ev.MAC, Identity: ev.Identity,
-		NAS: ev.NAS, Site: site, VLAN: ev.VLAN, Reason: ev.Reason, Source: events.SourceLocal})
-}
+// publish puts a decision — the cloud's (Learner), local (Engine) or local EAP-TLS (localeap) —
+// on the event bus. The two event types have the same fields, so this is a conversion, not a copy
+// that could drift.
+func (e *Edge) publish(ev survivability.Event) { e.events.Publish(events.Event(ev)) }
 
 // nasClients lists the NAS clients (UDP, then RadSec peers) with their counters.
 func (e *Edge) nasClients() []control.NASClient {
@@ -122,7 +81,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	st := e.Status()
 	s := metrics.Snapshot{Mode: st.Mode, Received: st.Received, Forwarded: st.Forwarded, Answered: st.Answered,
 		Fallback: st.Local, Dropped: st.Dropped, Transitions: map[string]uint64{},
-		Cache: metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops}, SpoolDepth: st.Spool}
+		Cache: metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops}, SpoolDepth: st.Spool,
+		SpoolQuarantined: st.Quarantine}
 	for _, m := range []survivability.Mode{survivability.ModeUp, survivability.ModeSuspect, survivability.ModeDown, survivability.ModeRecovering} {
 		s.Transitions[m.String()] = e.health.Transitions(m)
 	}

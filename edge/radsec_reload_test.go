@@ -58,7 +58,7 @@ func TestE2ERadSecReloadDisconnectsRemovedPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if err := x.edge.Reload(next); err != nil {
+	if err := x.edge.Reload(t.Context(), next); err != nil {
 		t.Fatal(err)
 	}
 	c.SetReadDeadline(time.Now().Add(time.Second))

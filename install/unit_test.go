@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// maxExposure is the ceiling issue 7 sets for `systemd-analyze security`.
+// maxExposure is the ceiling docs/install.md sets for `systemd-analyze security`.
 const maxExposure = 2.0
 
 // systemdAnalyze finds the tool; `make test` installs the systemd package, so a missing tool is a
@@ -117,7 +117,7 @@ func TestUnitSecurityExposure(t *testing.T) {
 	}
 }
 
-// The unit keeps the promises issue 7 and docs/install.md make about it, line by line.
+// The unit keeps the promises docs/install.md makes about it, line by line.
 func TestUnitDirectives(t *testing.T) {
 	for _, want := range []string{
 		"Type=notify",

@@ -11,7 +11,7 @@ import (
 )
 
 // TestEncryptedKeys reads keys openssl encrypted, in the forms operators
-// bring (seed-facts R12.2 "Private Key Password").
+// bring with a private key password (docs/pki.md).
 func TestEncryptedKeys(t *testing.T) {
 	bin := opensslBin(t)
 	dir := t.TempDir()

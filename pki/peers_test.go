@@ -1,7 +1,6 @@
 package pki_test
 
-// Certificates made by package pki against the real peers (issue 6,
-// "Proof"): FreeRADIUS as EAP-TLS and RadSec server, eapol_test as the
+// Certificates made by package pki against the real peers: FreeRADIUS as EAP-TLS and RadSec server, eapol_test as the
 // EAP-TLS supplicant, radsecproxy as a RadSec client of FreeRADIUS. The
 // harness is edge/peertest, imported by this external test package only:
 // package pki itself stays a leaf.

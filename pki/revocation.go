@@ -589,8 +589,8 @@ func (c *Checker) fetch(ctx context.Context, s *source) {
 	c.mu.Unlock()
 
 	if err != nil {
-		// Seed-facts §12 (R12.10): warn every time a CRL cannot be reached,
-		// until it is.
+		// Warn on every failed fetch until one succeeds: stale revocation
+		// data needs an operator, and one line per attempt shows how long.
 		c.log.Warn("revocation source unavailable", "reason", kind, "upstream", url, "err", err, "dur", now.Sub(start))
 		return
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Verification defaults: seed-facts R12.4, "SHA-256 or better, and a
-// minimum key length of 2048 bits".
+// Verification defaults (docs/pki.md): SHA-256 or better, and a minimum key
+// length of 2048 bits (RSA) or P-256 (ECDSA).
 const (
 	DefaultMinRSABits   = 2048
 	DefaultMinECDSABits = 256

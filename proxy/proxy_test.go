@@ -104,15 +104,15 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 	if o.listen == "" {
 		o.listen = "127.0.0.1:0"
 	}
+	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
+	router := proxy.NewRouter(proxy.RouterOptions{Fallback: o.fallback}, pool, stats)
 	srv, err := proxy.NewServer(proxy.ServerOptions{
 		AuthAddrs: []string{o.listen}, AcctAddrs: []string{o.listen},
-		RequestTimeout: o.timeout, DuplicateWindow: 5 * time.Second, Cork: cork,
-	}, nil)
+		RequestTimeout: o.timeout, DuplicateWindow: 5 * time.Second, Cork: cork, Stats: stats,
+	}, router)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := proxy.NewRouter(proxy.RouterOptions{Fallback: o.fallback}, pool, srv.Stats())
-	srv.SetHandler(router)
 	clients := o.clients
 	if clients == nil {
 		clients = []proxy.Client{{Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: proxy.Secret(nasSecret),

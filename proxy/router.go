@@ -69,7 +69,6 @@ type RouterOptions struct {
 type Router struct {
 	opts     RouterOptions
 	pool     atomic.Pointer[Pool]
-	observer atomic.Pointer[Observer]
 	stats    *Stats
 	inflight sync.WaitGroup
 	limiter  *logLimiter
@@ -95,19 +94,7 @@ func NewRouter(o RouterOptions, pool *Pool, stats *Stats) *Router {
 		pool.stats.Store(stats)
 	}
 	r.pool.Store(pool)
-	if o.Observer != nil {
-		r.observer.Store(&o.Observer)
-	}
 	return r
-}
-
-// SetObserver replaces the Observer (nil removes it).
-func (r *Router) SetObserver(o Observer) {
-	if o == nil {
-		r.observer.Store(nil)
-		return
-	}
-	r.observer.Store(&o)
 }
 
 // SetPool swaps in a new pool (reload) and returns the old one, which finishes its requests in
@@ -166,8 +153,8 @@ func (r *Router) ServeRADIUS(req *Request) {
 			return
 		}
 		r.stats.UpstreamAnswered.Add(1)
-		if o := r.observer.Load(); o != nil {
-			(*o).Observe(req, res)
+		if o := r.opts.Observer; o != nil {
+			o.Observe(req, res)
 		}
 		req.Reply(res.Response)
 		r.inflight.Done()

@@ -58,7 +58,11 @@ type ServerOptions struct {
 	RequestTimeout time.Duration
 	// Cork, if set, batches the answers sent while a burst of work is under way (see sockio). Give
 	// the Pool the same one so that requests forwarded and answers sent share the bursts.
-	Cork   *sockio.Cork
+	Cork *sockio.Cork
+	// Stats are the request path's counters, shared with the Handler (the Router counts what it
+	// forwards into the same Stats), so the Handler can be built before the server. nil: the
+	// server's own.
+	Stats  *Stats
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -103,6 +107,9 @@ func (o *ServerOptions) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Stats == nil {
+		o.Stats = new(Stats)
+	}
 }
 
 // Server is the RADIUS front door: UDP listeners plus the validation every request goes through,
@@ -111,7 +118,7 @@ type Server struct {
 	opts    ServerOptions
 	clients atomic.Pointer[ClientTable]
 	handler Handler
-	stats   Stats
+	stats   *Stats
 	dups    *dupCache
 	limiter *logLimiter
 
@@ -143,6 +150,7 @@ func NewServer(o ServerOptions, h Handler) (*Server, error) {
 	s := &Server{
 		opts:     o,
 		handler:  h,
+		stats:    o.Stats,
 		dups:     newDupCache(o.DuplicateWindow, o.Now),
 		limiter:  newLogLimiter(10 * time.Second),
 		nasStats: map[string]*NASStats{},
@@ -152,11 +160,8 @@ func NewServer(o ServerOptions, h Handler) (*Server, error) {
 	return s, nil
 }
 
-// SetHandler sets the Handler; it must be called before Run.
-func (s *Server) SetHandler(h Handler) { s.handler = h }
-
 // Stats returns the request path counters.
-func (s *Server) Stats() *Stats { return &s.stats }
+func (s *Server) Stats() *Stats { return s.stats }
 
 // NASStats returns the counters kept for a NAS client name, creating them on first use so they
 // survive reloads.

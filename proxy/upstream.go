@@ -519,6 +519,10 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 		return nil, false, err
 	}
 	raw.(*net.TCPConn).SetNoDelay(true)
+	// Close with a reset, also when the process dies: a socket the kernel kept after a dead link
+	// would deliver its Accounting-Requests after the spool had replayed them and their successors
+	// (see sockio.Abort). What such a close discards was never acknowledged, so it is retried.
+	raw.(*net.TCPConn).SetLinger(0)
 	nc := radsec.Client(raw, cfg)
 	if err := nc.HandshakeContext(dctx); err != nil {
 		raw.Close()

@@ -2,11 +2,16 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"mxedge/pki/pkitest"
+	"mxedge/proxy/packet"
+	"mxedge/proxy/radsec"
 	"mxedge/proxy/radsectest"
 )
 
@@ -85,5 +90,168 @@ func TestUpstreamReconnectSteady(t *testing.T) {
 	}
 	if took[7] > took[0]+300*time.Millisecond {
 		t.Fatalf("outage 8 took %v against %v for outage 1: the backoff grew", took[7], took[0])
+	}
+}
+
+// healthLog records what a pool tells its HealthObserver.
+type healthLog struct {
+	mu     sync.Mutex
+	events []string
+	last   map[string]bool
+}
+
+func (h *healthLog) add(s string) { h.mu.Lock(); h.events = append(h.events, s); h.mu.Unlock() }
+
+func (h *healthLog) UpstreamUp(name string)           { h.add("up " + name) }
+func (h *healthLog) UpstreamDown(name, reason string) { h.add("down " + name) }
+func (h *healthLog) Probe(name string, ok bool)       { h.add("probe " + name) }
+func (h *healthLog) Upstreams(up map[string]bool) {
+	h.mu.Lock()
+	h.last = up
+	h.mu.Unlock()
+	h.add("reset")
+}
+
+// TestRouterSetPoolResetsHealth: swapping in a reloaded pool tells health exactly the new pool's
+// upstreams, and the replaced pool's later events no longer reach it.
+func TestRouterSetPoolResetsHealth(t *testing.T) {
+	h := new(healthLog)
+	mk := func(names ...string) *Pool {
+		var ups []UpstreamOptions
+		for _, n := range names {
+			ups = append(ups, UpstreamOptions{Name: n, Host: "127.0.0.1", TLS: lab(t)})
+		}
+		p, err := NewPool(PoolOptions{Upstreams: ups, Health: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := mk("a")
+	r := NewRouter(RouterOptions{}, old, nil)
+	old.Upstreams()[0].setState(StateUp, nil)
+	fresh := mk("b")
+	r.SetPool(fresh)
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if len(last) != 1 || last["b"] {
+		t.Fatalf("health told %v after the reload, want only b, down", last)
+	}
+	old.Upstreams()[0].setState(StateDown, nil) // the replaced pool draining
+	fresh.Upstreams()[0].setState(StateUp, nil)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if got := h.events; len(got) != 3 || got[0] != "up a" || got[1] != "reset" || got[2] != "up b" {
+		t.Fatalf("health events %v", got)
+	}
+}
+
+func lab(t *testing.T) *tls.Config { return pkitest.Must(t).ClientTLS() }
+
+// restartable is a RadSec server that can be killed (listener and connections closed: connects
+// are refused) and started again on the same port.
+type restartable struct {
+	t    *testing.T
+	cfg  *tls.Config
+	addr string
+	mu   sync.Mutex
+	ln   net.Listener
+	cs   []net.Conn
+	wg   sync.WaitGroup
+}
+
+func (s *restartable) start() {
+	s.t.Helper()
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.ln, s.addr = ln, ln.Addr().String()
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.cs = append(s.cs, raw)
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				radsec.ServeConn(context.Background(), radsec.Server(raw, s.cfg), radsec.ServeOptions{}, func(p packet.Packet, reply radsec.ReplyFunc) {
+					b := packet.NewResponse(nil, p, packet.CodeAccessAccept)
+					resp, _ := b.Finish([]byte(radsec.DefaultSecret), p.Authenticator())
+					reply(resp)
+				})
+			}()
+		}
+	}()
+}
+
+func (s *restartable) kill() {
+	s.mu.Lock()
+	s.ln.Close()
+	for _, c := range s.cs {
+		c.Close()
+	}
+	s.cs = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// TestUpstreamRestartedBackWithinASecond: an upstream killed (connections closed, connects refused)
+// and started again 1.5 s later carries traffic again within 1 s of its restart, at the first and
+// at the fifth such restart, with the default backoff options.
+func TestUpstreamRestartedBackWithinASecond(t *testing.T) {
+	l := pkitest.Must(t)
+	s := &restartable{t: t, cfg: l.ServerTLS(), addr: "127.0.0.1:0"}
+	s.start()
+	defer s.kill()
+	a := netip.MustParseAddrPort(s.addr)
+	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
+		Name: "up", Host: a.Addr().String(), Port: a.Port(), TLS: l.ClientTLS(),
+		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	u := p.Upstreams()[0]
+	wait := func(what string, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	wait("first connection", u.available)
+	var took []time.Duration
+	for range 5 {
+		s.kill()
+		wait("down", func() bool { return !u.available() })
+		time.Sleep(1500 * time.Millisecond)
+		s.start()
+		restarted := time.Now()
+		wait("back", u.available)
+		took = append(took, time.Since(restarted))
+	}
+	t.Logf("back on the upstream after restarts 1..5: %v", took)
+	for i, d := range took {
+		if d > time.Second {
+			t.Fatalf("restart %d: back after %v, want within 1 s", i+1, d)
+		}
 	}
 }

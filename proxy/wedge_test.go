@@ -97,14 +97,14 @@ func TestProxyWedgedUpstreamKeepsLocalAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fb := new(localFallback)
+	stats := new(proxy.Stats)
+	router := proxy.NewRouter(proxy.RouterOptions{Fallback: fb}, pool, stats)
 	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{"127.0.0.1:0"}, AcctAddrs: []string{"127.0.0.1:0"},
-		RequestTimeout: 10 * time.Second, DuplicateWindow: time.Second}, nil)
+		RequestTimeout: 10 * time.Second, DuplicateWindow: time.Second, Stats: stats}, router)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb := new(localFallback)
-	router := proxy.NewRouter(proxy.RouterOptions{Fallback: fb}, pool, srv.Stats())
-	srv.SetHandler(router)
 	if err := srv.SetClients([]proxy.Client{{Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: proxy.Secret(nasSecret)}}); err != nil {
 		t.Fatal(err)
 	}

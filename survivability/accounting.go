@@ -144,6 +144,8 @@ func (a *Accounting) Account(req *proxy.Request) (resp packet.Packet, spooled bo
 	if !a.health.Local() && a.spool.Len() == 0 {
 		res := a.forward(req, req.Deadline)
 		if res.Err == nil && res.Response != nil && res.Response.Code() == packet.CodeAccountingResponse {
+			// What the router's observer does for the requests it forwards itself.
+			a.health.Answered()
 			a.direct.Add(1)
 			return res.Response, false, nil
 		}
@@ -227,9 +229,6 @@ func (a *Accounting) forward(req *proxy.Request, deadline time.Time) proxy.Resul
 
 // errForwardLost: the Forwarder never answered within the deadline and its grace.
 var errForwardLost = errors.New("survivability: accounting forward not answered")
-
-// Backlog reports whether spooled records wait for delivery.
-func (a *Accounting) Backlog() bool { return a.spool.Len() > 0 }
 
 // Kick asks Run to try a replay now (after failback, or a new record while the cloud is up).
 func (a *Accounting) Kick() {

@@ -48,7 +48,7 @@ type Verdict struct {
 type AuthorizerOptions struct {
 	Cache CacheReader
 	// DefaultMABVLAN and DefaultDot1XVLAN are the VLAN ID or name for MAB and 802.1X clients not in
-	// the cache (seed facts R6.11). Empty: accept without a VLAN (the port's own VLAN).
+	// the cache (docs/survivability.md). Empty: accept without a VLAN (the port's own VLAN).
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
@@ -68,6 +68,9 @@ type Authorizer struct {
 func NewAuthorizer(o AuthorizerOptions) (*Authorizer, error) {
 	if o.Cache == nil {
 		return nil, errors.New("survivability: authorizer without a cache")
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

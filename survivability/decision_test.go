@@ -28,7 +28,10 @@ func openStore(t testing.TB) *cache.Store {
 // Rejects erase nothing.
 func TestDecisionOverLearnedCache(t *testing.T) {
 	store := openStore(t)
-	l := NewLearner(store, nil)
+	l, err := NewLearner(LearnerOptions{Cache: store})
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := &proxy.Client{Name: "sw1", Vendor: "cisco", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
 	observe := func(req packet.Packet, code packet.Code, attrs ...attr) {
 		t.Helper()

@@ -12,8 +12,8 @@ import (
 	"mxedge/survivability/spool"
 )
 
-// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally (seed
-// facts R6.9: password methods are not supported in survivability).
+// ReplyUnsupported is the Reply-Message of a request whose method cannot be served locally
+// (docs/survivability.md: password methods are checked by the cloud; the edge keeps no password).
 const ReplyUnsupported = "The cloud NAC is unreachable: only certificate (EAP-TLS) and MAB authentication work until it returns."
 
 // EAPHandler answers EAP conversations locally (survivability/localeap implements EAP-TLS). Serve
@@ -33,7 +33,7 @@ type AccountingSpool interface {
 	Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error)
 }
 
-// Event is one local decision (a NAC event).
+// Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner).
 type Event struct {
 	Time     time.Time
 	Allowed  bool
@@ -43,8 +43,9 @@ type Event struct {
 	NAS      string
 	Site     string
 	VLAN     string
-	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, spooled, spool-full, …
-	Source   string // "local"
+	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, …
+	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
+	Upstream string // the upstream that answered (SourceUpstream)
 }
 
 // EngineOptions configure local decisions.
@@ -110,7 +111,7 @@ func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (pack
 }
 
 func (e *Engine) event(req *proxy.Request, ev Event) {
-	ev.Time, ev.Source = e.opts.Now(), "local"
+	ev.Time, ev.Source = e.opts.Now(), SourceLocal
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
 	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
 		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)

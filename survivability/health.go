@@ -17,9 +17,9 @@ const (
 	ModeSuspect
 	// ModeDown: no upstream can answer; requests are answered locally.
 	ModeDown
-	// ModeRecovering: an upstream is back after the link flapped, and has not yet answered enough
-	// consecutive Status-Server probes; still answering locally so a flapping link does not flap
-	// the mode.
+	// ModeRecovering: an upstream is back after the link flapped (the last failback did not hold),
+	// and has not yet answered enough consecutive Status-Server probes; still answering locally so a
+	// flapping link does not flap the mode.
 	ModeRecovering
 )
 
@@ -38,13 +38,16 @@ func (m Mode) String() string {
 // HealthOptions tune the state machine.
 type HealthOptions struct {
 	// FailbackProbes is the hold-down after a flap: how many consecutive Status-Server answers an
-	// upstream must give after it reconnects before requests go back to the cloud, when the edge
-	// already went down once within FlapWindow; it doubles with every further flap in the window
-	// (capped at 16 times). After a first outage there is no hold-down: the connection that brings
-	// the upstream back has answered a Status-Server already. Default 3 (3 s at the default 1 s
-	// interval).
+	// upstream must give after it reconnects before requests go back to the cloud. It applies only
+	// when the link flapped: the last failback did not hold for StableAfter. It doubles with every
+	// further flap (capped at 16 times). After an outage that followed a stable period there is no
+	// hold-down: the connection that brings the upstream back has answered a Status-Server already.
+	// Default 3 (3 s at the default 1 s interval).
 	FailbackProbes int
-	// FlapWindow is how long an outage counts as recent for the hold-down. Default 60s.
+	// StableAfter is how long the cloud must stay reachable after a failback for the next outage
+	// to count as a new outage rather than a flap. Default 5s.
+	StableAfter time.Duration
+	// FlapWindow: flaps older than this are forgotten. Default 60s.
 	FlapWindow time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -56,7 +59,7 @@ type HealthOptions struct {
 //
 //	up --timeouts--> suspect --answer--> up
 //	up|suspect --no upstream up--> down
-//	down --an upstream reconnects, first outage in FlapWindow--> up
+//	down --an upstream reconnects, the last failback held for StableAfter--> up
 //	down --an upstream reconnects after a flap--> recovering
 //	recovering --hold-down probes answered--> up;  recovering --upstream lost--> down
 //
@@ -69,9 +72,14 @@ type Health struct {
 	mu    sync.Mutex
 	up    map[string]bool // the upstreams of the pool in use (Upstreams resets it on reload)
 	since time.Time
-	good  int         // consecutive answered probes while recovering
-	need  int         // probes the current recovery needs
-	downs []time.Time // entries into ModeDown within FlapWindow
+	good  int // consecutive answered probes while recovering
+	need  int // probes the current recovery needs
+	// A flap is an outage that began less than StableAfter after a failback, or during a recovery:
+	// the failback did not hold. flaps counts them in a row; a stable failback resets it.
+	flaps      int
+	lastFlap   time.Time
+	failedBack bool      // the current ModeUp began with a failback (not at start)
+	upSince    time.Time // when the current ModeUp began
 
 	transitions [4]atomic.Uint64 // by target mode
 }
@@ -90,7 +98,11 @@ func NewHealth(o HealthOptions) *Health {
 	if o.FlapWindow <= 0 {
 		o.FlapWindow = time.Minute
 	}
-	return &Health{opts: o, up: map[string]bool{}, since: o.Now()}
+	if o.StableAfter <= 0 {
+		o.StableAfter = 5 * time.Second
+	}
+	now := o.Now()
+	return &Health{opts: o, up: map[string]bool{}, since: now, upSince: now}
 }
 
 // Mode returns the current mode.
@@ -124,28 +136,19 @@ func (h *Health) UpstreamUp(name string) {
 func (h *Health) upLocked(name string) {
 	switch h.Mode() {
 	case ModeDown:
-		flaps := len(h.recentDowns()) - 1
-		if flaps <= 0 {
+		if h.flaps > 0 && h.opts.Now().Sub(h.lastFlap) > h.opts.FlapWindow {
+			h.flaps = 0
+		}
+		if h.flaps == 0 {
 			h.set(ModeUp, "upstream "+name+" reconnected and answered Status-Server")
 			return
 		}
 		h.good = 0
-		h.need = h.opts.FailbackProbes << min(flaps-1, 4)
+		h.need = h.opts.FailbackProbes << min(h.flaps-1, 4)
 		h.set(ModeRecovering, "upstream "+name+" reconnected after a flap")
 	case ModeSuspect:
 		h.set(ModeUp, "upstream "+name+" up")
 	}
-}
-
-// recentDowns drops outages older than FlapWindow and returns the rest; h.mu is held.
-func (h *Health) recentDowns() []time.Time {
-	now := h.opts.Now()
-	i := 0
-	for i < len(h.downs) && now.Sub(h.downs[i]) > h.opts.FlapWindow {
-		i++
-	}
-	h.downs = append(h.downs[:0], h.downs[i:]...)
-	return h.downs
 }
 
 // Upstreams replaces the known upstreams with those of the pool now in use (proxy.HealthObserver):
@@ -245,9 +248,14 @@ func (h *Health) set(to Mode, reason string) {
 	was := now.Sub(h.since)
 	h.since = now
 	h.transitions[to].Add(1)
-	if to == ModeDown {
-		h.recentDowns()
-		h.downs = append(h.downs, now)
+	switch {
+	case to == ModeDown && (from == ModeRecovering || h.failedBack && now.Sub(h.upSince) < h.opts.StableAfter):
+		h.flaps++
+		h.lastFlap = now
+	case to == ModeDown:
+		h.flaps = 0
+	case to == ModeUp && from != ModeSuspect:
+		h.failedBack, h.upSince = true, now
 	}
 	msg := "survivability mode changed"
 	switch to {

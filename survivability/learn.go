@@ -1,6 +1,7 @@
 package survivability
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,11 +11,35 @@ import (
 	"mxedge/proxy/packet"
 )
 
+// Sources of an Event.
+const (
+	SourceLocal    = "local"    // survivability answered while the cloud was unreachable
+	SourceUpstream = "upstream" // the cloud NAC answered through a RadSec upstream
+)
+
 // CacheWriter is what the Learner needs from the cache: non-blocking writes, forgets by method.
 type CacheWriter interface {
 	Learn(cache.Record)
 	ForgetMAB(mac string)
 	ForgetIdentity(identity string)
+}
+
+// LearnerOptions configure a Learner.
+type LearnerOptions struct {
+	Cache CacheWriter // required
+	// Events receives one Event per cloud decision (Access-Accept or Access-Reject). It runs on
+	// the upstream connection's goroutine and must not block. nil: none.
+	Events func(Event)
+	Logger *slog.Logger     // nil discards
+	Now    func() time.Time // default time.Now
+}
+
+// Validate checks the options.
+func (o *LearnerOptions) Validate() error {
+	if o.Cache == nil {
+		return errors.New("survivability: learner without a cache")
+	}
+	return nil
 }
 
 // Learner remembers upstream decisions in the client cache (docs/cache.md, "Learning"), and only
@@ -32,11 +57,10 @@ type CacheWriter interface {
 //     cloud's answers erase one record after another;
 //   - other methods (PAP, PEAP, TTLS…) are not learned: they cannot be served locally.
 //
-// It implements proxy.Observer and never blocks the request path.
+// Every decision, learned or not, is also an Event. Learner implements proxy.Observer and never
+// blocks the request path.
 type Learner struct {
-	cache  CacheWriter
-	logger *slog.Logger
-	now    func() time.Time
+	o LearnerOptions
 
 	mu     sync.Mutex
 	forgot map[string]time.Time // NAS port -> time of its last removal
@@ -49,20 +73,54 @@ const (
 	maxForgetPorts = 4096
 )
 
-// NewLearner returns a Learner writing to c.
-func NewLearner(c CacheWriter, logger *slog.Logger) *Learner {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// NewLearner returns a Learner writing to o.Cache.
+func NewLearner(o LearnerOptions) (*Learner, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
-	return &Learner{cache: c, logger: logger, now: time.Now, forgot: make(map[string]time.Time)}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Learner{o: o, forgot: make(map[string]time.Time)}, nil
 }
 
-// Observe implements proxy.Observer.
+// Observe implements proxy.Observer: it classifies each cloud decision once, for the cache and
+// for the event.
 func (l *Learner) Observe(req *proxy.Request, res proxy.Result) {
 	if !Decision(req, res) {
+		return // challenges are not decisions; accounting and Status-Server are not NAC events
+	}
+	c := Classify(req.Packet, req.Client.Secret)
+	l.record(req, res, c)
+	if l.o.Events == nil {
 		return
 	}
-	l.Record(req, res, Classify(req.Packet, req.Client.Secret))
+	ev := Event{Time: l.o.Now(), Allowed: res.Response.Code() == packet.CodeAccessAccept, Method: methodName(c, req.Packet),
+		MAC: c.MAC, Identity: c.UserName, NAS: req.Client.Name, Site: req.Client.Site, Source: SourceUpstream,
+		Upstream: res.Upstream}
+	if ev.Allowed {
+		ev.VLAN = ReplyVLAN(res.Response)
+	}
+	l.o.Events(ev)
+}
+
+// methodName is an Event's Method for a classified Access-Request.
+func methodName(c Classification, p packet.Packet) string {
+	switch c.Method {
+	case MethodMAB:
+		return "mab"
+	case MethodEAPTLS:
+		return "eap-tls"
+	case MethodEAPOther:
+		return "eap"
+	}
+	if p.Has(packet.AttrCHAPPassword) {
+		return "chap"
+	}
+	return "pap"
 }
 
 // Decision reports whether res is the cloud's final decision on an Access-Request (an Accept or a
@@ -75,9 +133,8 @@ func Decision(req *proxy.Request, res proxy.Result) bool {
 	return code == packet.CodeAccessAccept || code == packet.CodeAccessReject
 }
 
-// Record learns from a decision (see Decision) whose request was already classified, so a caller
-// that also needs the classification (NAC events) classifies once.
-func (l *Learner) Record(req *proxy.Request, res proxy.Result, c Classification) {
+// record learns from a decision (see Decision) whose request was classified as c.
+func (l *Learner) record(req *proxy.Request, res proxy.Result, c Classification) {
 	reject := res.Response.Code() == packet.CodeAccessReject
 	var method cache.Method
 	var identity string
@@ -93,7 +150,7 @@ func (l *Learner) Record(req *proxy.Request, res proxy.Result, c Classification)
 			identity = string(u)
 		}
 		if identity == "" {
-			l.logger.Debug("eap-tls decision without user-name not learned", "mac", c.MAC, "nas", req.Client.Name)
+			l.o.Logger.Debug("eap-tls decision without user-name not learned", "mac", c.MAC, "nas", req.Client.Name)
 			return
 		}
 	default:
@@ -104,18 +161,18 @@ func (l *Learner) Record(req *proxy.Request, res proxy.Result, c Classification)
 			return
 		}
 		if !l.forgetDue(req.Client.Name, c) {
-			l.logger.Debug("cache forget rate-limited", "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+			l.o.Logger.Debug("cache forget rate-limited", "mac", c.MAC, "user", identity, "nas", req.Client.Name)
 			return
 		}
 		if method == cache.MethodMAB {
-			l.cache.ForgetMAB(c.MAC)
+			l.o.Cache.ForgetMAB(c.MAC)
 		} else {
-			l.cache.ForgetIdentity(identity)
+			l.o.Cache.ForgetIdentity(identity)
 		}
-		l.logger.Debug("cache forget on reject", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+		l.o.Logger.Debug("cache forget on reject", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
 		return
 	}
-	l.cache.Learn(cache.Record{
+	l.o.Cache.Learn(cache.Record{
 		MAC:      c.MAC,
 		Identity: identity,
 		Method:   method,
@@ -123,7 +180,7 @@ func (l *Learner) Record(req *proxy.Request, res proxy.Result, c Classification)
 		Site:     req.Client.Site,
 		Attrs:    ReplyAttrs(res.Response),
 	})
-	l.logger.Debug("cache learn", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+	l.o.Logger.Debug("cache learn", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
 }
 
 // forgetDue reports whether a removal for a request from port c.NASPort of NAS nas may happen now,
@@ -134,7 +191,7 @@ func (l *Learner) forgetDue(nas string, c Classification) bool {
 		port = "mac:" + c.MAC
 	}
 	key := nas + "\x00" + port
-	now := l.now()
+	now := l.o.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if last, ok := l.forgot[key]; ok && now.Sub(last) < ForgetEvery {

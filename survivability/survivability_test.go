@@ -218,9 +218,11 @@ func TestLearner(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeCache{}
-			l := NewLearner(f, nil)
 			now := time.Unix(1_700_000_000, 0)
-			l.now = func() time.Time { return now }
+			l, err := NewLearner(LearnerOptions{Cache: f, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, st := range tt.steps {
 				l.Observe(&proxy.Request{Client: client, Packet: st.req}, st.res)
 				now = now.Add(tt.advance)
@@ -241,6 +243,12 @@ func TestLearner(t *testing.T) {
 				t.Fatalf("learned %v forgotten %v; want %v, %v", learned, f.forgotten, tt.learned, tt.forgotten)
 			}
 		})
+	}
+}
+
+func TestLearnerOptionsValidate(t *testing.T) {
+	if _, err := NewLearner(LearnerOptions{}); err == nil {
+		t.Fatal("a learner without a cache was accepted")
 	}
 }
 
@@ -272,5 +280,61 @@ func TestAppendAttrsEncoding(t *testing.T) {
 	}
 	if v := VLAN(DefaultVLANAttrs("generic", "42")); v != "42" {
 		t.Errorf("VLAN(triplet) = %q", v)
+	}
+}
+
+func TestAuthorizerOptionsValidate(t *testing.T) {
+	long := string(make([]byte, 254))
+	for _, o := range []AuthorizerOptions{{DefaultMABVLAN: long}, {DefaultDot1XVLAN: long}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%d-octet VLAN accepted", len(long))
+		}
+	}
+	if err := (&AuthorizerOptions{DefaultMABVLAN: "guest", DefaultDot1XVLAN: "42"}).Validate(); err != nil {
+		t.Error(err)
+	}
+	if _, err := NewAuthorizer(AuthorizerOptions{}); err == nil {
+		t.Error("an authorizer without a cache was accepted")
+	}
+}
+
+// TestLearnerEvents: one event per cloud decision (a challenge is none), learned or not, with the
+// site from the request's client.
+func TestLearnerEvents(t *testing.T) {
+	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	reply := func(code packet.Code, req packet.Packet, attrs ...attr) packet.Packet {
+		b := packet.NewResponse(nil, req, code)
+		for _, a := range attrs {
+			b.Add(a.t, a.v)
+		}
+		p, _ := b.Finish(secret, req.Authenticator())
+		return p
+	}
+	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"))
+	eap := request(t, s(1, "anonymous@example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"))
+	pap := request(t, s(1, "alice"), s(2, "pw"))
+	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
+	var evs []Event
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l, err := NewLearner(LearnerOptions{Cache: &fakeCache{}, Events: func(ev Event) { evs = append(evs, ev) }, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan), Upstream: "nac1"})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
+	if len(evs) != 5 {
+		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
+	}
+	want := Event{Time: t0, Allowed: true, Method: "mab", MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", NAS: "sw1", Site: "HQ",
+		VLAN: "41", Source: SourceUpstream, Upstream: "nac1"}
+	if evs[0] != want {
+		t.Errorf("MAB event %+v, want %+v", evs[0], want)
+	}
+	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[3].Method != "eap-tls" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
+		t.Errorf("events %+v", evs)
 	}
 }

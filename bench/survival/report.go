@@ -74,7 +74,8 @@ type MABRow struct {
 	CPU CPU
 }
 
-// P99Target is issue 4's latency target for local MAB.
+// P99Target is the latency target for local MAB: a local answer must stay well inside a NAS's
+// retransmission timer.
 const P99Target = 2 * time.Millisecond
 
 // WriteMABTable prints the local MAB table.
@@ -108,7 +109,7 @@ type EAPRow struct {
 // ServerPerAuth is the server's CPU µs per successful authentication.
 func (r EAPRow) ServerPerAuth() float64 { return PerOp(r.CPU.Server, r.Res.OK) }
 
-// EAP targets of issue 5.
+// Local EAP-TLS targets, per authentication.
 const (
 	MxedgeCPUTarget = 1000.0 // µs of mxedge CPU per ECDSA authentication
 	CPURatioTarget  = 2.5    // FreeRADIUS CPU per authentication ÷ mxedge's

@@ -146,7 +146,7 @@ func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...str
 	return p, auth
 }
 
-// BenchmarkLocalMAB (issue 4): paced open-loop MAB at each offered rate against mxedge with no
+// BenchmarkLocalMAB: paced open-loop MAB at each offered rate against mxedge with no
 // reachable upstream, half of the MACs in a 100k-entry cache, half unknown.
 func BenchmarkLocalMAB(b *testing.B) {
 	rates := envInts(b, ratesEnv, []int{10_000, 15_000, 20_000}, 100, 100_000)
@@ -277,7 +277,7 @@ func startEAPServers(tb testing.TB, lab *pkitest.Lab, diag bool) []eapServer {
 	return servers
 }
 
-// BenchmarkEAPTLS (issue 5): full EAP-TLS authentications, ECDSA P-256 certificates, TLS 1.2 and
+// BenchmarkEAPTLS: full EAP-TLS authentications, ECDSA P-256 certificates, TLS 1.2 and
 // 1.3, against mxedge's local EAP-TLS server and FreeRADIUS 3.2 with the same certificates and
 // the same closed-loop Go load generator, one after the other.
 func BenchmarkEAPTLS(b *testing.B) {

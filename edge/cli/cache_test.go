@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"net"
 	"os"
 	"os/exec"
@@ -20,9 +19,6 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/control"
 )
-
-// The flag is namespaced: other files of this package may define -update.
-var updateCacheGolden = flag.Bool("update-cache", false, "rewrite the cache command golden files")
 
 // cacheT0 is the fixed "now" of the cache command tests.
 var cacheT0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -140,7 +136,7 @@ func runCache(t testing.TB, fx cacheFixture, stdin string, args ...string) (stdo
 func cacheGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *updateCacheGolden {
+	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -151,10 +147,10 @@ func cacheGolden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run with -update-cache to create it)", err)
+		t.Fatalf("%v (run with -update to create it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s differs (run with -update-cache to accept):\n--- got\n%s--- want\n%s", name, got, want)
+		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s--- want\n%s", name, got, want)
 	}
 }
 

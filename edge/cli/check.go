@@ -16,7 +16,9 @@ func newCheckCmd() *cobra.Command {
 		Use:   "check",
 		Short: "Validate the configuration exactly as run would, without binding or dialing",
 		Long: `check decodes the configuration strictly, validates every field, reads every secret file,
-certificate and key, and builds every component as run would. Errors name the file, line and field.
+certificate and key, and validates every component's options as run would, without taking the
+cache's lock or binding a socket (so it also runs beside a live daemon). Errors name the file, line
+and field.
 It exits 0 when mxedge would start, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -28,7 +30,7 @@ It exits 0 when mxedge would start, 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			if _, err := edge.New(cfg, edge.Options{}); err != nil {
+			if err := edge.Check(cfg); err != nil {
 				return err
 			}
 			b := cfg.Built()

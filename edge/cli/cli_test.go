@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/md5"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +23,11 @@ import (
 	"mxedge/edge/config"
 	"mxedge/edge/lab"
 )
+
+// update rewrites the golden files of the tests that run instead of comparing with them; scope it
+// with -run (go test ./edge/cli -run TestCache -update). Under -run Pki it also regenerates the
+// fixed lab PKI in testdata/pki.
+var update = flag.Bool("update", false, "rewrite the golden files of the tests that run")
 
 func execute(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -23,8 +22,6 @@ import (
 	"mxedge/edge/events"
 	"mxedge/proxy"
 )
-
-var updateOpsGolden = flag.Bool("update-ops", false, "rewrite the status/events/clients/test/doctor golden files")
 
 var opsT0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
@@ -115,7 +112,7 @@ func runOps(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
 func opsGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *updateOpsGolden {
+	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -123,10 +120,10 @@ func opsGolden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run with -update-ops to create it)", err)
+		t.Fatalf("%v (run with -update to create it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("%s differs (run with -update-ops to accept):\n--- got\n%s--- want\n%s", name, got, want)
+		t.Errorf("%s differs (run with -update to accept):\n--- got\n%s--- want\n%s", name, got, want)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"net"
 	"os"
@@ -27,10 +26,10 @@ import (
 	"mxedge/pki"
 )
 
-// -update-pki regenerates testdata/pki: the fixed lab PKI and the golden
-// outputs. The certificates have fixed validity windows and every verify
-// golden uses --at, so the goldens do not change with the wall clock.
-var updatePKI = flag.Bool("update-pki", false, "regenerate testdata/pki (certificates, keys, CRLs and goldens)")
+// Under -update (see cli_test.go) with -run Pki, testdata/pki is regenerated:
+// the fixed lab PKI and the golden outputs. The certificates have fixed
+// validity windows and every verify golden uses --at, so the goldens do not
+// change with the wall clock.
 
 const (
 	pkiTestdata = "testdata/pki"
@@ -77,7 +76,7 @@ func pkiOpenSSL(t testing.TB) string {
 func checkPKIGolden(t testing.TB, name, got string) {
 	t.Helper()
 	path := filepath.Join(pkiTestdata, name)
-	if *updatePKI {
+	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +84,7 @@ func checkPKIGolden(t testing.TB, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./edge/cli -run Pki -update-pki)", err)
+		t.Fatalf("%v (run go test ./edge/cli -run Pki -update)", err)
 	}
 	if got != string(want) {
 		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
@@ -103,14 +102,14 @@ func pkiFileMode(t testing.TB, path string) os.FileMode {
 	return st.Mode().Perm()
 }
 
-// TestPkiGenerateTestdata rebuilds the fixed lab PKI under -update-pki; it
+// TestPkiGenerateTestdata rebuilds the fixed lab PKI under -update; it
 // runs first (file order) so the goldens below are made from the new files.
 func TestPkiGenerateTestdata(t *testing.T) {
-	if !*updatePKI {
+	if !*update {
 		for _, f := range []string{"root.pem", "issuing.pem", "server.pem", "client.pem", "client.der", "expired.pem",
 			"revoked.pem", "crl.pem", "stale.crl", "other-root.pem", "client.key", "server.key", "edge.csr"} {
 			if _, err := os.Stat(pkiTD(f)); err != nil {
-				t.Errorf("%v (regenerate with -update-pki)", err)
+				t.Errorf("%v (regenerate with -run Pki -update)", err)
 			}
 		}
 		return

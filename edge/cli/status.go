@@ -237,7 +237,7 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 	for _, r := range st.Revocation {
 		line := fmt.Sprintf("%s %s: %s", r.Kind, r.URL, r.State)
 		if r.Consecutive > 0 {
-			// Said every time status is asked, as the seed's clients warn at every connection.
+			// Said every time status is asked, as RadSec clients warn at every connection.
 			line += fmt.Sprintf(" — WARNING: cannot be reached (%s), %d failures", r.LastError, r.Failures)
 		}
 		p("revocation\t%s\n", line)

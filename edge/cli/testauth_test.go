@@ -181,13 +181,8 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 		cancel()
 		t.Fatal(err)
 	}
-	if err := e.Listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx, func() { close(ready) }) }()
+	go func() { done <- e.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -196,7 +191,7 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 		l.Wait()
 	})
 	select {
-	case <-ready:
+	case <-e.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatal("lab edge not ready")
 	}

@@ -295,7 +295,8 @@ func parseBytes(s string) (int64, error) {
 	return n, nil
 }
 
-// checkVLAN accepts a VLAN ID 1..4094 or a VLAN name (seed facts R5.9).
+// checkVLAN accepts a VLAN ID 1..4094 (IEEE 802.1Q) or a VLAN name (RFC 3580 §3.31: the
+// Tunnel-Private-Group-ID is a string, and NAS vendors map names to VLANs).
 func checkVLAN(v *validator, path, s string) {
 	if s == "" {
 		return

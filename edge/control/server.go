@@ -127,6 +127,22 @@ func (s *Server) Listen() error {
 	return nil
 }
 
+// Close releases what Listen bound when Run is never going to serve it (a later start-up step
+// failed): the socket is closed and its file removed. Once Run has started, cancel its context
+// instead; Close then does nothing.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil || s.running.Load() {
+		return nil
+	}
+	err := s.ln.Close()
+	s.ln = nil
+	_ = os.Remove(s.opts.Path + tmpSuffix)
+	s.removeSocket()
+	return err
+}
+
 // chgrp gives the socket to the configured group when it exists. Failing
 // is not fatal: the daemon still serves root.
 func (s *Server) chgrp(path string) {

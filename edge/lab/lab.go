@@ -18,7 +18,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/pki"
-	"mxedge/pki/pkitest"
+	"mxedge/pki/pkilab"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
@@ -44,7 +44,7 @@ var Identities = map[string]string{"laptop.lab.test": "300"}
 type Lab struct {
 	Dir        string
 	ConfigPath string
-	PKI        *pkitest.Lab
+	PKI        *pkilab.Lab
 	Upstream   netip.AddrPort
 	// LaptopCert and LaptopKey are a supplicant certificate the lab cloud authorizes over EAP-TLS.
 	LaptopCert, LaptopKey string
@@ -75,7 +75,7 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if o.AcctPort == 0 {
 		o.AcctPort = 1813
 	}
-	p, err := pkitest.New(o.Dir, pki.KeyECDSAP256)
+	p, err := pkilab.New(o.Dir, pki.KeyECDSAP256)
 	if err != nil {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}

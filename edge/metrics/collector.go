@@ -35,6 +35,7 @@ var (
 	descCacheDrops  = desc("cache_write_drops_total", "Cache updates dropped (writer queue full, store closed or read-only).")
 	descSpool       = desc("spool_depth", "Accounting records waiting for replay to the cloud.")
 	descSpoolFull   = desc("spool_refused_total", "Accounting records refused because the spool was full (not acknowledged, so the NAS keeps them).")
+	descSpoolQuar   = desc("spool_quarantined", "Accounting records the replay could never deliver, kept in the spool's quarantine for the operator.")
 	descRevFail     = desc("revocation_fetch_failures_total", "Failed CRL/OCSP fetches by source; each is also a Warn log line.", "kind", "source")
 	descRevOK       = desc("revocation_source_ok", "1 when the CRL/OCSP source's last fetch succeeded.", "kind", "source")
 	descEAPConv     = desc("eaptls_conversations", "Local EAP-TLS conversations in progress.")
@@ -50,7 +51,7 @@ type snapshotCollector struct{ s *Server }
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
 		descFallback, descDropped, descNASReq, descNASResp, descNASErr, descUpState, descUpStateName, descUpRTT,
-		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descSpoolFull, descRevFail, descRevOK, descEAPConv, descEAPStarted,
+		descUpAnswered, descUpFailures, descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK, descEAPConv, descEAPStarted,
 		descEAPResult, descCertDays, descEvDropped} {
 		ch <- d
 	}
@@ -127,6 +128,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheDrops, s.Cache.Drops)
 	gauge(descSpool, float64(s.SpoolDepth))
 	counter(descSpoolFull, s.SpoolRefused)
+	gauge(descSpoolQuar, float64(s.SpoolQuarantined))
 	for _, r := range s.Revocation {
 		counter(descRevFail, r.Failures, r.Kind, r.Source)
 		ok := 0.0

@@ -47,8 +47,10 @@ type Snapshot struct {
 	SpoolDepth  int
 	// SpoolRefused counts accounting records refused by a full spool.
 	SpoolRefused uint64
-	EAPTLS       EAPTLS
-	Revocation   []Revocation
+	// SpoolQuarantined is the accounting records kept in the spool's quarantine.
+	SpoolQuarantined int
+	EAPTLS           EAPTLS
+	Revocation       []Revocation
 }
 
 // Revocation is one CRL or OCSP source (pki.SourceStatus).
@@ -256,6 +258,19 @@ func (s *Server) Listen() error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// Close releases what Listen bound when Run is never going to serve it (a later start-up step
+// failed). Run closes its listener itself when its context ends.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	err := s.ln.Close()
+	s.ln = nil
+	return err
 }
 
 // Addr is the bound address (nil before Listen).

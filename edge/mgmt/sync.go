@@ -21,7 +21,7 @@ import (
 
 // Syncer defaults.
 const (
-	DefaultSyncInterval = 30 * time.Minute // seed facts §6, §11
+	DefaultSyncInterval = 30 * time.Minute // docs/management.md, "Schedule"
 	DefaultSyncJitter   = 0.1              // ±10%: a fleet restarted together spreads out
 	DefaultBackoffMin   = 30 * time.Second
 	DefaultRenewBefore  = 30 * 24 * time.Hour // pki.ExpiryThresholds[0]: the first warning

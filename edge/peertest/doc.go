@@ -7,7 +7,8 @@
 // temp dir, listens on loopback ports, runs as a child process in its own
 // process group and is stopped by pid. Nothing here reads or writes /etc
 // (beyond copying the stock FreeRADIUS configuration as a template), talks
-// to systemd or binds a non-loopback address.
+// to systemd or binds a non-loopback address — except inside the network
+// namespaces of a WAN (netns.go), which the harness creates and deletes itself.
 //
 // Each long-running peer has two constructors: StartX(tb, o) for tests, which
 // fails the test with the peer's log tail and registers Stop with t.Cleanup,

@@ -123,6 +123,12 @@ type FreeRADIUSOptions struct {
 	Debug bool
 	// StartTimeout bounds the start. Default 15 s.
 	StartTimeout time.Duration
+	// NetNS, when set, runs the server in that network namespace (see
+	// netns.go); the listener addresses are then that namespace's.
+	NetNS string
+	// RadSecClients are the addresses or CIDRs RadSec clients may connect
+	// from. Default: 127.0.0.0/8 and ::1.
+	RadSecClients []string
 }
 
 // FreeRADIUS is a running FreeRADIUS.
@@ -158,13 +164,25 @@ func StartFreeRADIUSContext(ctx context.Context, o FreeRADIUSOptions) (*FreeRADI
 	if err := f.writeConfig(); err != nil {
 		return nil, err
 	}
-	args := []string{"-f", "-l", "stdout", "-d", f.raddb, "-n", "radiusd"}
-	if o.Debug {
-		args = append(args, "-xx")
-	}
-	p, err := startProcess("freeradius", filepath.Join(o.Dir, "freeradius.log"), nil, "freeradius", args...)
-	if err != nil {
+	if err := f.run(ctx, f.args()); err != nil {
 		return nil, err
+	}
+	return f, nil
+}
+
+// run starts the server process with args and waits until it is ready.
+func (f *FreeRADIUS) run(ctx context.Context, args []string) error {
+	o := f.opts
+	bin := "freeradius"
+	if o.NetNS != "" {
+		var err error
+		if bin, args, err = netnsCommand(o.NetNS, bin, args); err != nil {
+			return err
+		}
+	}
+	p, err := startProcess("freeradius", filepath.Join(o.Dir, "freeradius.log"), nil, bin, args...)
+	if err != nil {
+		return err
 	}
 	f.proc = p
 	checks := []readyCheck{func() error {
@@ -174,14 +192,36 @@ func StartFreeRADIUSContext(ctx context.Context, o FreeRADIUSOptions) (*FreeRADI
 		return nil
 	}}
 	if o.RadSecAddr != "" {
-		checks = append(checks, tcpAccepting(o.RadSecAddr))
+		if o.NetNS != "" {
+			checks = append(checks, tcpAcceptingIn(o.NetNS, o.RadSecAddr))
+		} else {
+			checks = append(checks, tcpAccepting(o.RadSecAddr))
+		}
 	}
 	if err := p.waitReady(ctx, o.StartTimeout, allReady(checks...)); err != nil {
 		err = startError(p, err)
 		_ = p.stop()
-		return nil, err
+		return err
 	}
-	return f, nil
+	return nil
+}
+
+// Restart kills the server if it still runs (SIGKILL, as a crash) and starts
+// it again with the same configuration, directory and accounting log, then
+// waits until it is ready. Stop then stops the new process. Not safe for use
+// concurrently with Stop, Kill or Pid.
+func (f *FreeRADIUS) Restart(ctx context.Context) error {
+	_ = f.proc.kill()
+	return f.run(ctx, f.args())
+}
+
+// args is the server's command line: foreground, logging to stdout.
+func (f *FreeRADIUS) args() []string {
+	args := []string{"-f", "-l", "stdout", "-d", f.raddb, "-n", "radiusd"}
+	if f.opts.Debug {
+		args = append(args, "-xx")
+	}
+	return args
 }
 
 func (o *FreeRADIUSOptions) setDefaults() error {
@@ -227,6 +267,9 @@ func (o *FreeRADIUSOptions) setDefaults() error {
 	}
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 15 * time.Second
+	}
+	if len(o.RadSecClients) == 0 {
+		o.RadSecClients = []string{"127.0.0.0/8", "::1"}
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
@@ -613,21 +656,13 @@ func (f *FreeRADIUS) siteConf() string {
 		}
 	}
 }
-clients radsec {
-	client v4 {
-		ipaddr = 127.0.0.0/8
-		proto = tls
-		secret = %s
-		require_message_authenticator = no
-	}
-	client v6 {
-		ipv6addr = ::1
-		proto = tls
-		secret = %s
-		require_message_authenticator = no
-	}
-}
-`, ipKey(host), host, port, tlsBlock(o.ServerCert, o.ServerKey, o.CA, "\t\t", ""), quote(o.RadSecSecret), quote(o.RadSecSecret))
+`, ipKey(host), host, port, tlsBlock(o.ServerCert, o.ServerKey, o.CA, "\t\t", ""))
+		b.WriteString("clients radsec {\n")
+		for i, c := range o.RadSecClients {
+			fmt.Fprintf(&b, "\tclient c%d {\n\t\t%s = %s\n\t\tproto = tls\n\t\tsecret = %s\n\t\trequire_message_authenticator = no\n\t}\n",
+				i, ipKey(c), c, quote(o.RadSecSecret))
+		}
+		b.WriteString("}\n")
 	}
 	acct := "\t\tok\n"
 	if o.AccountingLog {

@@ -63,6 +63,7 @@ var debianPackage = map[string]string{
 	"radsecproxy": "radsecproxy",
 	"eapol_test":  "eapoltest",
 	"openssl":     "openssl",
+	"ip":          "iproute2",
 }
 
 // LookPath finds a peer program on PATH or in the sbin directories, which are

@@ -191,7 +191,7 @@ func (c *batchConn) wake() { c.Conn.SetWriteDeadline(time.Now()) }
 // send buffer that never drains; blocked reads and waits return at once.
 func (c *batchConn) abort() {
 	c.fail(net.ErrClosed)
-	c.Conn.Close()
+	sockio.Abort(c.Conn)
 }
 
 // run is the writer goroutine: it drains what the socket did not take at once, until stop is closed

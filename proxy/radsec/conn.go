@@ -541,7 +541,7 @@ func (c *Conn) check(now time.Time) {
 	}
 	if !newestOld.IsZero() && lastRead <= newestOld.Sub(c.epoch) {
 		c.fail(fmt.Errorf("%w: no reply for %v", ErrConnDead, now.Sub(newestOld).Round(time.Millisecond)))
-		return
+		// The probe reserved above still belongs to this goroutine: send completes it (closed).
 	}
 	if probe {
 		c.send(probeID, func(dst []byte, id uint8) (packet.Packet, error) {

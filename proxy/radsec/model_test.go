@@ -64,6 +64,13 @@ func (m *modelUpstream) serve() {
 			return
 		case a < 3:
 			return // stops reading: the client's writes stall
+		case a < 5:
+			// A blackhole: reads everything from now on, answers nothing.
+			for {
+				if _, err := ReadPacket(r); err != nil {
+					return
+				}
+			}
 		case a < 60:
 			m.reply(p, DefaultSecret, ms(50))
 		case a < 70:
@@ -106,9 +113,14 @@ func runConnModel(t *testing.T, seed uint64) {
 	up.wg.Add(1)
 	go up.serve()
 
+	deadAfter := time.Duration(500+rng.IntN(2000)) * time.Millisecond
+	statusInterval := time.Duration(200+rng.IntN(1000)) * time.Millisecond
+	if rng.IntN(4) == 0 {
+		statusInterval = deadAfter // a probe falls due in the pass that finds the connection dead
+	}
 	c := NewConn(client, ConnOptions{
-		DeadAfter:      time.Duration(500+rng.IntN(2000)) * time.Millisecond,
-		StatusInterval: time.Duration(200+rng.IntN(1000)) * time.Millisecond,
+		DeadAfter:      deadAfter,
+		StatusInterval: statusInterval,
 		StallAfter:     time.Duration(100+rng.IntN(500)) * time.Millisecond,
 		Quarantine:     time.Duration(100+rng.IntN(2000)) * time.Millisecond,
 	})

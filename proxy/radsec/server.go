@@ -218,10 +218,12 @@ func (q *replyQueue) drain(w *frameWriter, own *sockio.Cork) {
 // abort closes the socket under a TLS connection: no close_notify, nothing waits on the peer.
 func abort(nc net.Conn) {
 	if tc, ok := nc.(*tls.Conn); ok {
-		tc.NetConn().Close()
-		return
+		nc = tc.NetConn()
 	}
-	nc.Close()
+	if bc, ok := nc.(*batchConn); ok {
+		nc = bc.Conn
+	}
+	sockio.Abort(nc)
 }
 
 // closeWithin closes nc, giving a TLS connection at most d to send its close_notify before the

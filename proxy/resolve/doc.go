@@ -29,10 +29,4 @@
 //     own index. A lone "." target means "no service" (ErrServiceUnavailable);
 //     a name without SRV records falls back to its A/AAAA with the default
 //     port, as RFC 2782 says.
-//
-// RFC 7585 dynamic discovery (NAPTR → SRV → A/AAAA, for eduroam realm
-// routing) is Discover: it shares the (name, type) cache and the last-good
-// rules, and flattens NAPTR order/preference and SRV priority into
-// Target.Priority ranks so Order applies unchanged. Further discovery kinds
-// can be added the same way without changing Resolve's callers.
 package resolve

@@ -34,7 +34,7 @@ const (
 type Target struct {
 	Addr netip.AddrPort
 	// Priority and Weight come from the SRV record (RFC 2782); 0 for targets
-	// from A/AAAA or an IP literal. Discover stores a rank there instead.
+	// from A/AAAA or an IP literal.
 	// Lower Priority is tried first; see Order.
 	Priority, Weight uint16
 	// Host is the name the server certificate must match (RFC 6614 §2.3,
@@ -154,11 +154,11 @@ func (r *Resolver) Resolve(ctx context.Context, host string, port uint16, srv bo
 	return finish(host, appendTargets(nil, addrs, port, 0, 0, name), stale, causes)
 }
 
-// Invalidate forces the next Resolve (or Discover) of host to query again
-// (used when a connection to the upstream is re-established): it expires the
-// cached A, AAAA, SRV and NAPTR answers for host, and those reached from them
-// (SRV targets, NAPTR replacements), including remembered failures. The last
-// good answers are kept, so a failing re-resolution still yields them.
+// Invalidate forces the next Resolve of host to query again (used when a
+// connection to the upstream is re-established): it expires the cached A,
+// AAAA and SRV answers for host, and those reached from them (SRV targets),
+// including remembered failures. The last good answers are kept, so a failing
+// re-resolution still yields them.
 func (r *Resolver) Invalidate(host string) {
 	name, ip, err := parseHost(host)
 	if err != nil || ip.IsValid() {
@@ -170,16 +170,6 @@ func (r *Resolver) Invalidate(host string) {
 	fqdn := name + "."
 	r.expireAddrs(fqdn)
 	r.expireSRV(SRVPrefix + fqdn)
-	if e := r.entries[qkey{fqdn, dns.TypeNAPTR}]; e != nil {
-		e.valid = false
-		for _, rr := range slices.Concat(e.rrs, e.last) {
-			if n, ok := rr.(*dns.NAPTR); ok {
-				repl := strings.ToLower(dns.Fqdn(n.Replacement))
-				r.expireSRV(repl)
-				r.expireAddrs(repl)
-			}
-		}
-	}
 }
 
 // expireAddrs and expireSRV are called with r.mu held.

@@ -423,6 +423,14 @@ type Stream struct {
 	rc syscall.RawConn
 }
 
+// SetLinger sets SO_LINGER on the wrapped TCP connection (see Abort).
+func (s *Stream) SetLinger(sec int) error {
+	if tc, ok := s.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
+}
+
 // NewStream wraps nc; a connection without a file descriptor is returned as it is.
 func NewStream(nc net.Conn) net.Conn {
 	sc, ok := nc.(syscall.Conn)

@@ -3,9 +3,7 @@ package eaptls
 import (
 	"context"
 	"crypto/tls"
-	"os/exec"
 	"runtime/pprof"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -111,24 +109,3 @@ var (
 	serverLabels = pprof.Labels("side", "server")
 	clientLabels = pprof.Labels("side", "client")
 )
-
-// TestLeafImports enforces the architecture rule: eaptls is a leaf and
-// imports only the standard library.
-func TestLeafImports(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-test",
-		"-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for line := range strings.Lines(string(out)) {
-		// Test variants print as "pkg [pkg.test]"; the package path is
-		// the first field.
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		if dep := f[0]; dep != "mxedge/survivability/eaptls" && dep != "mxedge/survivability/eaptls_test" && dep != "mxedge/survivability/eaptls.test" {
-			t.Errorf("eaptls imports %s", dep)
-		}
-	}
-}

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultHandshakeTimeout bounds one conversation from Start to
-// Success/Failure (issue 5: per-conversation timeout, default 30 s).
+// Success/Failure (docs/local-eap-tls.md: per-conversation timeout, default 30 s).
 const DefaultHandshakeTimeout = 30 * time.Second
 
 // extensionEMS is the extended_master_secret extension (RFC 7627 §5.1).

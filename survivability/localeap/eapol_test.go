@@ -59,12 +59,12 @@ func newRig(t *testing.T, o Options) *rig {
 		t.Fatal(err)
 	}
 	r.h, r.fb = h, &localFallback{h: h}
-	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{"127.0.0.1:0"}, AcctAddrs: []string{}, Readers: 1}, nil)
+	stats := new(proxy.Stats)
+	router := proxy.NewRouter(proxy.RouterOptions{Fallback: r.fb}, nil, stats)
+	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{"127.0.0.1:0"}, AcctAddrs: []string{}, Readers: 1, Stats: stats}, router)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := proxy.NewRouter(proxy.RouterOptions{Fallback: r.fb}, nil, srv.Stats())
-	srv.SetHandler(router)
 	if err := srv.SetClients([]proxy.Client{{Name: "nas1", Prefix: netip.MustParsePrefix("127.0.0.1/32"), Secret: proxy.Secret(nasSecret),
 		Vendor: "generic", RequireMessageAuthenticator: true}}); err != nil {
 		t.Fatal(err)

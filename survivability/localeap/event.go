@@ -29,10 +29,10 @@ const (
 	ReasonNoIdentity   = "no-identity"   // the certificate carries none of the IdentityOrder names
 )
 
-// Event is the NAC event of one local EAP-TLS conversation: the survivability event, one type for
-// every local decision. Method is always "eap-tls"; MAC the canonical Calling-Station-Id; Identity
-// the certificate identity (the outer EAP identity when no certificate was seen); NAS and Site the
-// proxy.Client's; VLAN the VLAN given.
+// Event is the NAC event of one local EAP-TLS conversation: survivability's decision event, with
+// Method "eap-tls", Source survivability.SourceLocal, MAC the canonical Calling-Station-Id,
+// Identity the certificate identity (the outer EAP identity when no certificate was seen), NAS and
+// Site those of the request's proxy.Client, VLAN the VLAN given. Time is left to the consumer.
 type Event = survivability.Event
 
 // reasonFor maps an eaptls failure to its event reason.

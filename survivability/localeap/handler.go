@@ -93,10 +93,14 @@ type Stats struct {
 	Displaced    uint64 // conversations still waiting for their first step, dropped at a cap for a new one
 }
 
-// New validates o and returns a Handler.
+// New validates o and returns a Handler; Authorizer is required (built, not configured, so
+// Validate does not check it).
 func New(o Options) (*Handler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.Authorizer == nil {
+		return nil, fmt.Errorf("%w: no authorizer", ErrConfig)
 	}
 	o = o.withDefaults()
 	h := &Handler{o: o, convs: make(map[string]*conversation), stations: make(map[string]*conversation), perNAS: make(map[string]int)}
@@ -519,8 +523,8 @@ func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg strin
 }
 
 func (h *Handler) emit(ev Event) {
+	ev.Source = survivability.SourceLocal
 	if h.o.Events != nil {
-		ev.Time, ev.Source = h.o.Now(), "local"
 		h.o.Events(ev)
 	}
 }

@@ -68,7 +68,7 @@ func TestAuthenticateInProcess(t *testing.T) {
 			}
 			ev := evs.wait(t, time.Second)
 			want := Event{Time: ev.Time, Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1",
-				VLAN: "100", Reason: ReasonDefaultVLAN, Source: "local"}
+				VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal}
 			if ev != want {
 				t.Errorf("event %+v, want %+v", ev, want)
 			}

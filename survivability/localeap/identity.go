@@ -7,7 +7,7 @@ import (
 )
 
 // certIdentity returns the authorization identity of leaf: the first non-empty name in order
-// (issue 5: CN, SAN UPN, SAN email, SAN DNS by default). "" when none is present.
+// (CN, SAN UPN, SAN email, SAN DNS by default; docs/local-eap-tls.md). "" when none is present.
 func certIdentity(leaf *x509.Certificate, order []string) string {
 	if leaf == nil {
 		return ""

@@ -125,9 +125,6 @@ func (o Options) Validate() error {
 	if o.MaxConversationsPerNAS < 0 {
 		return fmt.Errorf("%w: negative max conversations per NAS %d", ErrConfig, o.MaxConversationsPerNAS)
 	}
-	if o.Authorizer == nil {
-		return fmt.Errorf("%w: no authorizer", ErrConfig)
-	}
 	sc := o.serverConfig()
 	sc.VerifyPeer = func(chain []*x509.Certificate) error { return nil }
 	if err := sc.Validate(); err != nil {
@@ -162,7 +159,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	// Issue 5: clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients.
+	// clientAuth EKU and SHA-256 or better are not optional for EAP-TLS clients (docs/local-eap-tls.md).
 	o.Verify.Usage = pki.UsageClient
 	o.Verify.RequireSHA256 = true
 	if o.Verify.ClockSkew == 0 {

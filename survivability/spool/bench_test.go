@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,4 +134,49 @@ func BenchmarkGroupCommitRatio(b *testing.B) {
 	b.ReportMetric(g, "group-appends/s")
 	b.ReportMetric(s1, "serial-appends/s")
 	b.ReportMetric(g/s1, "ratio")
+}
+
+// BenchmarkReplayKeyedRatio replays, in alternating rounds on one file,
+// 1024 sessions of Start, Interim-Update and Stop (the three rounds of
+// records one after another, as an outage spools them) with window 64,
+// once with the session as Key and once without, and reports both rates
+// and keyed ÷ unkeyed: what per-session order costs when an upstream
+// answers at once.
+func BenchmarkReplayKeyedRatio(b *testing.B) {
+	s := openTest(b, Options{MaxRecords: MaxRecordsLimit, MaxBytes: MaxMaxBytes})
+	const sessions = 1024
+	fillRound := func() {
+		for k := range 3 {
+			for i := range sessions {
+				if _, err := s.Append(Entry{Packet: sessionRecord(fmt.Sprint("s", i), k, false)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	var el [2]time.Duration
+	var total [2]int
+	b.ReportAllocs()
+	for b.Loop() {
+		for keyed := range 2 {
+			b.StopTimer()
+			fillRound()
+			b.StartTimer()
+			o := ReplayOptions{Window: 64, Send: func(_ Entry, _ time.Duration, done func(error)) { done(nil) }}
+			if keyed == 1 {
+				o.Key = sessionKey
+			}
+			t0 := time.Now()
+			n, err := s.ReplayWith(context.Background(), o)
+			el[keyed] += time.Since(t0)
+			if err != nil || n != 3*sessions {
+				b.Fatalf("ReplayWith = %d, %v", n, err)
+			}
+			total[keyed] += n
+		}
+	}
+	unkeyed, keyed := float64(total[0])/el[0].Seconds(), float64(total[1])/el[1].Seconds()
+	b.ReportMetric(unkeyed, "unkeyed-records/s")
+	b.ReportMetric(keyed, "keyed-records/s")
+	b.ReportMetric(keyed/unkeyed, "keyed/unkeyed")
 }

@@ -35,13 +35,16 @@ const (
 //   - zero loss: every acknowledged seq is on disk, or was delivered;
 //   - the records on disk decode and replay in seq order;
 //   - the duplicate bound: records delivered but still on disk (they will
-//     be sent again) are at most the replay window.
+//     be sent again) are at most the replay window;
+//   - in the replay-keyed mode (40 sessions, ReplayWith with a Key), each
+//     session's deliveries before the kill and in the replay after it are
+//     in seq order, duplicates included.
 func TestCrash(t *testing.T) {
 	if v := os.Getenv(crashChildEnv); v != "" {
 		crashChild(v)
 		return
 	}
-	for _, mode := range []string{"append", "replay"} {
+	for _, mode := range []string{"append", "replay", "replay-keyed"} {
 		t.Run(mode, func(t *testing.T) { crashParent(t, mode) })
 	}
 }
@@ -64,19 +67,26 @@ func crashParent(t *testing.T, mode string) {
 
 	acked := map[uint64]bool{}
 	delivered := map[uint64]bool{}
+	type delivery struct {
+		seq     uint64
+		session string
+	}
+	var deliveries []delivery // in send order
 	record := func(line string) {
 		var seq uint64
+		var session string
 		if _, err := fmt.Sscanf(line, "ack %d", &seq); err == nil {
 			acked[seq] = true
-		} else if _, err := fmt.Sscanf(line, "delivered %d", &seq); err == nil {
+		} else if _, err := fmt.Sscanf(line, "delivered %d %s", &seq, &session); err == nil {
 			delivered[seq] = true
+			deliveries = append(deliveries, delivery{seq, session})
 		}
 	}
 	sc := bufio.NewScanner(out)
 	deadline := time.Now().Add(crashMaxTime)
 	for sc.Scan() {
 		record(sc.Text())
-		if mode == "append" && len(acked) >= 3000 || mode == "replay" && len(delivered) >= 600 || time.Now().After(deadline) {
+		if mode == "append" && len(acked) >= 3000 || mode != "append" && len(delivered) >= 600 || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -91,7 +101,7 @@ func crashParent(t *testing.T, mode string) {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("child was not killed by SIGKILL (it finished first?): %v", werr)
 	}
-	if len(acked) == 0 || mode == "replay" && len(delivered) == 0 {
+	if len(acked) == 0 || mode != "append" && len(delivered) == 0 {
 		t.Fatalf("child reported %d acks, %d deliveries before the kill", len(acked), len(delivered))
 	}
 
@@ -134,8 +144,26 @@ func crashParent(t *testing.T, mode string) {
 	if dups > crashWindow {
 		t.Fatalf("%d delivered records still on disk, more than the window %d", dups, crashWindow)
 	}
-	got := drain(t, s, 32)
-	assertInOrder(t, got)
+	var got []Entry
+	if mode == "replay-keyed" {
+		_, err := s.ReplayWith(context.Background(), ReplayOptions{Window: crashWindow, Key: sessionKey,
+			Send: func(e Entry, _ time.Duration, done func(error)) {
+				got = append(got, e)
+				deliveries = append(deliveries, delivery{e.Seq, sessionKey(e)})
+				done(nil)
+			}})
+		must(t, err)
+		last := map[string]uint64{}
+		for _, d := range deliveries {
+			if d.seq < last[d.session] {
+				t.Fatalf("session %s: seq %d delivered after seq %d (across the kill)", d.session, d.seq, last[d.session])
+			}
+			last[d.session] = d.seq
+		}
+	} else {
+		got = drain(t, s, 32)
+		assertInOrder(t, got)
+	}
 	if len(got) != len(onDisk) {
 		t.Fatalf("replayed %d of %d after the crash", len(got), len(onDisk))
 	}
@@ -161,12 +189,12 @@ func crashChild(v string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), crashMaxTime)
 	defer cancel()
-	appendN := func(perWorker int) {
+	appendN := func(perWorker int, session func(g, i int) string) {
 		var wg sync.WaitGroup
 		for g := range crashAppenders {
 			wg.Go(func() {
 				for i := 0; i < perWorker && ctx.Err() == nil; i++ {
-					seq, err := s.Append(Entry{Client: "sw", Packet: acctRequest(byte(i), fmt.Sprintf("g%02d-%06d", g, i))})
+					seq, err := s.Append(Entry{Client: "sw", Packet: acctRequest(byte(i), session(g, i))})
 					if err != nil {
 						fmt.Fprintln(os.Stderr, "crash child append:", err)
 						os.Exit(2)
@@ -177,16 +205,24 @@ func crashChild(v string) {
 		}
 		wg.Wait()
 	}
+	unique := func(g, i int) string { return fmt.Sprintf("g%02d-%06d", g, i) }
 	switch mode {
 	case "append":
-		appendN(1 << 20) // until killed or the time limit
-	case "replay":
-		appendN(2000 / crashAppenders)
+		appendN(1<<20, unique) // until killed or the time limit
+	case "replay", "replay-keyed":
+		o := ReplayOptions{Window: crashWindow, Send: func(e Entry, _ time.Duration, done func(error)) {
+			println("delivered %d %s", e.Seq, sessionKey(e))
+			done(nil)
+		}}
+		if mode == "replay" {
+			appendN(2000/crashAppenders, unique)
+		} else {
+			// 40 sessions of 50 records, each session written by several appenders.
+			appendN(2000/crashAppenders, func(g, i int) string { return fmt.Sprintf("s%02d", (g*7+i)%40) })
+			o.Key = sessionKey
+		}
 		for ctx.Err() == nil {
-			_, err := s.Replay(ctx, crashWindow, func(e Entry, _ time.Duration, done func(error)) {
-				println("delivered %d", e.Seq)
-				done(nil)
-			})
+			_, err := s.ReplayWith(ctx, o)
 			if err != nil && ctx.Err() == nil {
 				fmt.Fprintln(os.Stderr, "crash child replay:", err)
 				os.Exit(2)

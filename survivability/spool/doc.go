@@ -17,8 +17,12 @@
 //
 // Replay hands records to the caller in sequence order, a bounded window at
 // a time, and deletes each one only after the caller reports its
-// Accounting-Response. AddDelay rewrites Acct-Delay-Time (RFC 2866 §5.2) by
-// the time a record spent in the spool.
+// Accounting-Response. With an ordering key (ReplayWith, the session), a
+// key's records go one at a time, the next only after the previous one's
+// delete, while different keys replay in parallel. A record the caller
+// reports as never deliverable (ErrPermanent) is moved to a quarantine
+// bucket with its reason, not retried. AddDelay rewrites Acct-Delay-Time
+// (RFC 2866 §5.2) by the time a record spent in the spool.
 //
 // The Spool has no goroutines of its own (the committer is whichever Append
 // caller leads the group), so it has no Run; Close waits for callers in
