@@ -188,6 +188,18 @@ func TestE2EHostileSurvivability(t *testing.T) {
 			t.Errorf("(a) MAB spoofing the laptop, %s: User-Name %q replayed", tt.name, u)
 		}
 	}
+	// CHAP MAB (radclient computes CHAP-Password from the password): the printer proves its MAC
+	// and keeps its VLAN; CHAP of another password is a password login.
+	chap := func(password string) peertest.Reply {
+		return radclient(t, x.auth, "auth", nasSecret, []string{`User-Name = "aabbccddeeff"`, `CHAP-Password = "` + password + `"`,
+			`Calling-Station-Id = "AA-BB-CC-DD-EE-FF"`, `Message-Authenticator = 0x00`})[0]
+	}
+	if r := chap("aabbccddeeff"); r.Code != "Access-Accept" || r.Get("Tunnel-Private-Group-Id") != "400" {
+		t.Errorf("CHAP MAB of the printer during the cut: %s VLAN %q, want its cached 400", r.Code, r.Get("Tunnel-Private-Group-Id"))
+	}
+	if r := chap("wrong password"); r.Code != "Access-Reject" {
+		t.Errorf("CHAP with the printer's MAC and a wrong password during the cut: %s", r.Code)
+	}
 	// A PAP login with the printer's MAC and a wrong password does not skip its password.
 	if r := radclient(t, x.auth, "auth", nasSecret, mab("aabbccddeeff", "wrong password", "AA-BB-CC-DD-EE-FF"))[0]; r.Code != "Access-Reject" {
 		t.Errorf("PAP with the printer's MAC and a wrong password during the cut: %s", r.Code)

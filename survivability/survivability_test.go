@@ -3,6 +3,7 @@ package survivability
 import (
 	"bytes"
 	"crypto/md5"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -336,5 +337,31 @@ func TestLearnerEvents(t *testing.T) {
 	}
 	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[3].Method != "eap-tls" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
 		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestForgetPortTable: the per-port limit remembers at most maxForgetPorts ports; beyond that,
+// removals wait until entries age out rather than let the table grow.
+func TestForgetPortTable(t *testing.T) {
+	f := &fakeCache{}
+	now := time.Unix(1_700_000_000, 0)
+	l, err := NewLearner(LearnerOptions{Cache: f, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxForgetPorts {
+		if !l.forgetDue("sw1", Classification{NASPort: fmt.Sprint(i)}) {
+			t.Fatalf("port %d refused", i)
+		}
+	}
+	if l.forgetDue("sw1", Classification{NASPort: "new"}) {
+		t.Fatal("a port beyond the table was allowed a removal")
+	}
+	now = now.Add(ForgetEvery)
+	if !l.forgetDue("sw1", Classification{NASPort: "new"}) {
+		t.Fatal("aged-out ports not pruned")
+	}
+	if len(l.forgot) != 1 {
+		t.Fatalf("%d ports remembered after pruning, want 1", len(l.forgot))
 	}
 }
