@@ -288,18 +288,17 @@ func (h *Handler) admit(c *conversation, now time.Time) bool {
 	if h.perNAS[c.nas] >= h.o.MaxConversationsPerNAS || len(h.convs) >= h.o.MaxConversations {
 		expired = h.expiredLocked(now)
 	}
+	// The per-NAS cap first, then the global one, each judged after the previous displacement.
 	ok := true
-	for _, full := range []struct {
-		at  bool
-		nas string
-	}{
-		{h.perNAS[c.nas] >= h.o.MaxConversationsPerNAS, c.nas},
-		{len(h.convs) >= h.o.MaxConversations, ""},
+	for _, full := range []func() (bool, string){
+		func() (bool, string) { return h.perNAS[c.nas] >= h.o.MaxConversationsPerNAS, c.nas },
+		func() (bool, string) { return len(h.convs) >= h.o.MaxConversations, "" },
 	} {
-		if !ok || !full.at {
+		at, nas := full()
+		if !ok || !at {
 			continue
 		}
-		if v := h.oldestFreshLocked(full.nas); v != nil {
+		if v := h.oldestFreshLocked(nas); v != nil {
 			h.detachLocked(v)
 			gone = append(gone, v)
 			h.stats.displaced.Add(1)

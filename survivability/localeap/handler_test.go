@@ -679,3 +679,40 @@ func TestConversationBounds(t *testing.T) {
 		t.Fatalf("after the first-step timeout: %+v", st)
 	}
 }
+
+// TestConversationCaps: at a cap one conversation waiting for its first step makes room for a new
+// one, never more; the global cap displaces across NASes.
+func TestConversationCaps(t *testing.T) {
+	l := testLab(t)
+	tests := []struct {
+		name             string
+		perNAS, total    int
+		nas2             bool // alternate two NASes
+		wantConvs        int
+		wantDisplaced    uint64
+		startsAfterFills int
+	}{
+		{"per-nas and total equal", 2, 2, false, 2, 1, 1},
+		{"per-nas", 2, 10, false, 2, 3, 3},
+		{"total across nases", 10, 3, true, 3, 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := l.options(t)
+			o.MaxConversationsPerNAS, o.MaxConversations = tt.perNAS, tt.total
+			h, _ := newHandler(t, o)
+			for i := range tt.wantConvs + tt.startsAfterFills {
+				req := accessRequest(t, 1, identityResponse(7, "anonymous"), nil, stationMAC(i), true)
+				if tt.nas2 && i%2 == 1 {
+					req.Client = &proxy.Client{Name: "nas2", Prefix: req.Client.Prefix, Secret: req.Client.Secret, Vendor: "generic"}
+				}
+				if resp := h.Serve(req); resp.Code() != packet.CodeAccessChallenge {
+					t.Fatalf("start %d: %v", i, resp.Code())
+				}
+			}
+			if st := h.Stats(); st.Conversations != tt.wantConvs || st.Displaced != tt.wantDisplaced || st.Overflow != 0 {
+				t.Fatalf("stats %+v, want %d conversations, %d displaced", st, tt.wantConvs, tt.wantDisplaced)
+			}
+		})
+	}
+}
