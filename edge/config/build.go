@@ -313,12 +313,25 @@ func checkVLAN(v *validator, path, s string) {
 
 func (c *Config) buildCache(v *validator, b *Built) {
 	f := &c.File.Cache
-	b.Cache = cache.Options{Path: c.abs(f.Path), TTL: f.TTL.D(cache.DefaultTTL)}
+	b.Cache = cache.Options{Path: c.abs(f.Path), TTL: f.TTL.D(cache.DefaultTTL),
+		MaxEntries: f.MaxEntries, Protect: f.Protect.D(0)}
 	if b.Cache.Path == "" {
 		b.Cache.Path = cache.DefaultPath
 	}
+	if b.Cache.MaxEntries == 0 {
+		b.Cache.MaxEntries = cache.DefaultMaxEntries
+	}
+	if b.Cache.Protect == 0 {
+		b.Cache.Protect = min(cache.DefaultProtect, b.Cache.TTL)
+	}
 	if t := b.Cache.TTL; t < cache.MinTTL || t > cache.MaxTTL {
 		v.errorf("cache.ttl", "%v is outside 1d..30d (write 7d)", f.TTL.D(0))
+	}
+	if n := b.Cache.MaxEntries; n < 1 || n > cache.MaxMaxEntries {
+		v.errorf("cache.max_entries", "%d is outside 1..%d", n, cache.MaxMaxEntries)
+	}
+	if p := b.Cache.Protect; p < cache.MinProtect || p > b.Cache.TTL {
+		v.errorf("cache.protect", "%v is outside 1m..cache.ttl (%v)", p, b.Cache.TTL)
 	}
 	// The file itself is not opened: a running mxedge holds its lock while `check` runs on reload.
 	dir := filepath.Dir(b.Cache.Path)

@@ -62,8 +62,8 @@ func TestDefaults(t *testing.T) {
 	if b.Server.DuplicateWindow != 10*time.Second || b.Pool.Upstreams[0].Port != 2083 || b.Clients[0].Vendor != "generic" {
 		t.Fatal("defaults not applied")
 	}
-	if b.Cache.TTL != 7*24*time.Hour {
-		t.Fatalf("cache TTL default %v", b.Cache.TTL)
+	if b.Cache.TTL != 7*24*time.Hour || b.Cache.MaxEntries != 1000000 || b.Cache.Protect != 24*time.Hour {
+		t.Fatalf("cache defaults: ttl %v, max entries %d, protect %v", b.Cache.TTL, b.Cache.MaxEntries, b.Cache.Protect)
 	}
 	if !b.Clients[0].LimitProxyState || !b.Clients[0].RequireMessageAuthenticator {
 		t.Fatal("BlastRADIUS defences must default on")
@@ -95,6 +95,8 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
 		{"cache ttl too long", "cache:\n  ttl: 31d\n", []string{"m.yaml:2: cache.ttl:", "1d..30d"}},
 		{"cache ttl too short", "cache:\n  ttl: 12h\n", []string{"m.yaml:2: cache.ttl:"}},
+		{"cache max entries", "cache:\n  max_entries: -3\n", []string{"m.yaml:2: cache.max_entries:", "1..100000000"}},
+		{"cache protect", "cache:\n  ttl: 2d\n  protect: 3d\n", []string{"m.yaml:3: cache.protect:", "1m..cache.ttl"}},
 		{"spool size", "survivability:\n  spool: {max_bytes: lots}\n", []string{"m.yaml:2: survivability.spool.max_bytes:", "512MiB"}},
 		{"failmode", "survivability:\n  failmode: maybe\n", []string{"m.yaml:2: survivability.failmode:"}},
 		{"vlan range", "survivability:\n  default_mab_vlan: \"5000\"\n", []string{"m.yaml:2: survivability.default_mab_vlan:", "1..4094"}},

@@ -69,8 +69,10 @@ type SpoolFile struct {
 
 // CacheFile configures the persistent cache of authorized clients (site survivability).
 type CacheFile struct {
-	Path string   `yaml:"path"` // default /var/lib/mxedge/cache.db
-	TTL  Duration `yaml:"ttl"`  // 1d..30d, default 7d
+	Path       string   `yaml:"path"`        // default /var/lib/mxedge/cache.db
+	TTL        Duration `yaml:"ttl"`         // 1d..30d, default 7d
+	MaxEntries int      `yaml:"max_entries"` // default 1000000
+	Protect    Duration `yaml:"protect"`     // 1m..ttl, default 1d: entries confirmed this recently are never evicted
 }
 
 // Log selects logging.
