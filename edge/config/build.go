@@ -265,6 +265,11 @@ func (c *Config) buildEAPTLS(v *validator, t EAPTLSFile) *EAPTLS {
 		}
 		e.Policy = p
 	}
+	// hard-fail with nothing to check against would build no checker: revocation off while the
+	// file says it is mandatory (docs/decisions.md, "Revocation sources").
+	if e.Policy == pki.HardFail && len(t.CRLFiles) == 0 && !t.OCSP {
+		v.errorf(path+".revocation", "hard-fail needs a revocation source: list crl_files or set ocsp: true (without one no certificate is checked)")
+	}
 	if ok {
 		if certs, err := pki.LoadCertificates(c.abs(t.CA)); err == nil {
 			e.Issuers = certs

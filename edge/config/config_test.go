@@ -120,6 +120,44 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 	}
 }
 
+// TestHardFailNeedsSource: revocation: hard-fail with no CRL file and no OCSP is an error naming the
+// file, line and field, so `mxedge check` refuses it rather than run with revocation off; with a
+// source it is accepted.
+func TestHardFailNeedsSource(t *testing.T) {
+	_, lab := labConfig(t)
+	crl := filepath.Join(t.TempDir(), "org.crl")
+	if err := os.WriteFile(crl, []byte("placeholder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "survivability:\n  eap_tls:\n    certificate: " + lab.ServerCert +
+		"\n    key: " + lab.ServerKey + "\n    ca: " + lab.CAFile + "\n"
+	for _, tt := range []struct {
+		name, extra string
+		want        string // "" = valid
+	}{
+		{"hard-fail alone", "    revocation: hard-fail\n", "m.yaml:6: survivability.eap_tls.revocation: hard-fail needs a revocation source"},
+		{"hard-fail with empty lists", "    crl_files: []\n    ocsp: false\n    revocation: hard-fail\n", "m.yaml:8: survivability.eap_tls.revocation:"},
+		{"hard-fail with ocsp", "    ocsp: true\n    revocation: hard-fail\n", ""},
+		{"hard-fail with a crl file", "    crl_files: [" + crl + "]\n    revocation: hard-fail\n", ""},
+		{"soft-fail alone", "    revocation: soft-fail\n", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rest := "cache: {path: " + filepath.Join(lab.Dir, "c.db") + "}\nclients:\n  - {name: a, address: 192.0.2.1, secret: s}\nupstreams:\n  tls: {certificate: " +
+				lab.ClientCert + ", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers:\n    - {name: u, address: 192.0.2.10}\n"
+			_, err := config.Parse("m.yaml", []byte(base+tt.extra+rest))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) || err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestSecretFile(t *testing.T) {
 	_, lab := labConfig(t)
 	dir := t.TempDir()
