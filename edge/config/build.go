@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -71,6 +73,10 @@ type EAPTLS struct {
 	CRLFiles      []string
 	OCSP          bool
 	Policy        pki.Policy
+	// CertFile, KeyFile and CAFile are where the material above was read from: the files
+	// certificate sync (edge/mgmt) replaces. KeyPassword decrypts KeyFile (nil for a plain key).
+	CertFile, KeyFile, CAFile string
+	KeyPassword               pki.Password
 }
 
 // DNSOptions configure upstream name resolution.
@@ -225,6 +231,9 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	if t := f.EAPTLS; t.Certificate != "" || t.Key != "" || t.CA != "" {
 		s.EAPTLS = c.buildEAPTLS(v, t)
 		b.Files = append(b.Files, c.abs(t.Certificate), c.abs(t.Key), c.abs(t.CA))
+		if t.KeyPassphraseFile != "" {
+			b.Files = append(b.Files, c.abs(t.KeyPassphraseFile))
+		}
 	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
@@ -238,8 +247,12 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 
 func (c *Config) buildEAPTLS(v *validator, t EAPTLSFile) *EAPTLS {
 	const path = "survivability.eap_tls"
-	pair, pool, minVer, ok := c.loadTLS(v, path, TLSFile{Certificate: t.Certificate, Key: t.Key, CA: t.CA, MinVersion: t.MinVersion})
-	e := &EAPTLS{Certificate: pair, Roots: pool, MinVersion: minVer, FragmentSize: t.FragmentSize, IdentityOrder: t.IdentityOrder, OCSP: t.OCSP}
+	pair, pool, minVer, ok := c.loadTLS(v, path, TLSFile{Certificate: t.Certificate, Key: t.Key, KeyPassphraseFile: t.KeyPassphraseFile, CA: t.CA, MinVersion: t.MinVersion})
+	e := &EAPTLS{Certificate: pair, Roots: pool, MinVersion: minVer, FragmentSize: t.FragmentSize, IdentityOrder: t.IdentityOrder, OCSP: t.OCSP,
+		CertFile: c.abs(t.Certificate), KeyFile: c.abs(t.Key), CAFile: c.abs(t.CA)}
+	if t.KeyPassphraseFile != "" {
+		e.KeyPassword, _ = c.keyPassphrase(&validator{}, path, t.KeyPassphraseFile) // loadTLS reported its errors
+	}
 	if t.FragmentSize != 0 && (t.FragmentSize < 64 || t.FragmentSize > 3000) {
 		v.errorf(path+".fragment_size", "%d is outside 64..3000", t.FragmentSize)
 	}
@@ -552,11 +565,23 @@ func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate,
 	if !ok {
 		return tls.Certificate{}, nil, 0, false
 	}
-	pair, err := pki.LoadKeyPair(c.abs(t.Certificate), c.abs(t.Key))
-	if err != nil {
+	password, pok := c.keyPassphrase(v, path, t.KeyPassphraseFile)
+	if !pok {
+		return tls.Certificate{}, nil, 0, false
+	}
+	pair, err := pki.LoadKeyPairWithPassword(c.abs(t.Certificate), c.abs(t.Key), password)
+	switch {
+	case password == nil && (errors.Is(err, pki.ErrEncryptedKey) || errors.Is(err, pki.ErrBadPassword)):
+		v.errorf(path+".key", "%s is passphrase-protected: set %s.key_passphrase_file", t.Key, path)
+		ok = false
+	case errors.Is(err, pki.ErrBadPassword):
+		v.errorf(path+".key_passphrase_file", "the passphrase in %s does not decrypt %s", t.KeyPassphraseFile, t.Key)
+		ok = false
+	case err != nil:
 		v.errorf(path+".certificate", "%v", err)
 		ok = false
-	} else if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+	case pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter):
+		leaf := pair.Leaf
 		v.errorf(path+".certificate", "%s expired on %s", t.Certificate, leaf.NotAfter.Format(time.DateOnly))
 		ok = false
 	}
@@ -574,6 +599,26 @@ func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate,
 		pool.AddCert(ca)
 	}
 	return pair, pool, minVer, ok
+}
+
+// keyPassphrase reads a private key's passphrase from file (its first line, without the line
+// end), or returns nil for "". It is a pki.Password, which never prints.
+func (c *Config) keyPassphrase(v *validator, path, file string) (pki.Password, bool) {
+	if file == "" {
+		return nil, true
+	}
+	b, err := os.ReadFile(c.abs(file))
+	if err != nil {
+		v.errorf(path+".key_passphrase_file", "%v", err)
+		return nil, false
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) == 0 {
+		v.errorf(path+".key_passphrase_file", "%s is empty", file)
+		return nil, false
+	}
+	return pki.Password(line), true
 }
 
 func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
