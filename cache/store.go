@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Buckets. See docs/cache.md for the key scheme.
@@ -116,7 +117,7 @@ func Open(o Options) (*Store, error) {
 		// scan the whole file.
 		FreelistType: bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v)", ErrLocked, o.Path, o.OpenTimeout)
 	}
 	if err != nil {
@@ -369,7 +370,7 @@ func (s *Store) Stats() Stats {
 			st.Entries = int(binary.BigEndian.Uint64(v))
 		}
 		c := tx.Bucket(bucketExpiry).Cursor()
-		for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
 			st.ExpiredPending++
 		}
 		return nil
@@ -427,7 +428,7 @@ func (s *Store) update(fn func(*txn) error) error {
 		}
 		return nil
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -435,7 +436,7 @@ func (s *Store) update(fn func(*txn) error) error {
 
 func (s *Store) view(fn func(*bolt.Tx) error) error {
 	err := s.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -483,17 +484,8 @@ func (t *txn) get(rk []byte) (Record, bool, error) {
 	return r, true, nil
 }
 
-// put writes a normalized record with its times set, replacing the index
-// entries of any previous version. Index entries that do not change are
-// left alone: a refresh of a known client then dirties only its record page,
-// the old expiry page and the tail of the expiry index.
-func (t *txn) put(r Record) error {
-	rk := recordKey(r)
-	old, ok, _ := t.get(rk) // an undecodable record is overwritten; its index entries go stale and are skipped
-	return t.replace(rk, r, old, ok)
-}
-
-// replace is put for a caller that already read the previous version (old,
+// replace writes a normalized record with its times set, replacing the index entries of the
+// previous version, which the caller already read (old,
 // ok) of the record at rk.
 func (t *txn) replace(rk []byte, r Record, old Record, ok bool) error {
 	newIdent, newExp := []byte(nil), expiryIndexKey(r.Expires, rk)
