@@ -58,6 +58,7 @@ var users = []peertest.User{
 	// EAP-TLS identity (the lab client certificate). The cloud names the identity it authorized in
 	// User-Name, as Mist does with "Include User-Name": mxedge learns EAP-TLS clients only so.
 	{Name: "edge.example.test", Reply: append([]string{`User-Name := "edge.example.test"`}, vlanReply...)},
+	{Name: "mpsk-user", Password: "pw", Reply: mpskReply},
 }
 
 type e2e struct {
