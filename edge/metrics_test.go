@@ -3,11 +3,15 @@ package edge_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +20,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"mxedge/edge"
+	"mxedge/pki"
 	"mxedge/pki/pkitest"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsectest"
@@ -50,7 +56,19 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	lab := pkitest.Must(t)
 	up := startUpstream(t, lab)
 	dir := t.TempDir()
-	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), lifecycleDoc(dir, lab, up, "s", ""))
+	// Local EAP-TLS with a CRL file, so that the EAP-TLS and revocation series exist.
+	der, err := lab.CA.CreateCRL(pki.CRLOptions{Number: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := filepath.Join(dir, "ca.crl")
+	if err := os.WriteFile(crl, pki.EncodeCRL(der), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := lifecycleDoc(dir, lab, up, "s", "") + fmt.Sprintf(`survivability:
+  eap_tls: {certificate: %s, key: %s, ca: %s, crl_files: [%s]}
+`, lab.ServerCert, lab.ServerKey, lab.CAFile, crl)
+	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	e, err := edge.New(cfg, edge.Options{MetricsAddr: "127.0.0.1:0", Version: "1.2.3-test", Commit: "abc1234"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,15 +127,47 @@ func (m *metricsEdge) scrape(t *testing.T) []byte {
 	return b
 }
 
+// fullScrape scrapes an edge that has been through every path that makes series: cloud accepts
+// and rejects, accounting, then, with the upstream gone, local MAB and spooled accounting.
+func fullScrape(t *testing.T) []byte {
+	t.Helper()
+	m := startMetricsEdge(t)
+	for i, p := range []packet.Packet{request(t, "s", "alice", 1), request(t, "s", "reject", 2), mab(t, "s", "02:00:00:00:00:01", 3)} {
+		if r := exchangeUDP(t, "127.0.0.1:0", m.auth, p, 2*time.Second); r == nil {
+			t.Fatalf("request %d not answered", i)
+		}
+	}
+	if r := exchangeUDP(t, "127.0.0.1:0", m.acct, accountingStart(t, "s", 1), 2*time.Second); r == nil {
+		t.Fatal("accounting not answered")
+	}
+	m.down(t)
+	if r := exchangeUDP(t, "127.0.0.1:0", m.auth, mab(t, "s", "02:00:00:00:00:02", 4), 2*time.Second); r == nil {
+		t.Fatal("local MAB not answered")
+	}
+	if r := exchangeUDP(t, "127.0.0.1:0", m.acct, accountingStart(t, "s", 2), 2*time.Second); r == nil {
+		t.Fatal("local accounting not answered")
+	}
+	return m.scrape(t)
+}
+
+// down closes the upstream and waits for the edge to answer locally.
+func (m *metricsEdge) down(t *testing.T) {
+	t.Helper()
+	m.up.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.e.Status().Mode != "down" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if mode := m.e.Status().Mode; mode != "down" {
+		t.Fatalf("mode %s after the upstream closed", mode)
+	}
+}
+
 // TestMetricsPromtool: a real scrape of a running edge passes `promtool check metrics` without a
 // single complaint (naming, units, _total suffixes, help text).
 func TestMetricsPromtool(t *testing.T) {
 	pt := promtool(t)
-	m := startMetricsEdge(t)
-	if r := exchangeUDP(t, "127.0.0.1:0", m.auth, request(t, "s", "alice", 1), 2*time.Second); r == nil {
-		t.Fatal("no answer")
-	}
-	scrape := m.scrape(t)
+	scrape := fullScrape(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, pt, "check", "metrics")
@@ -213,16 +263,9 @@ func TestMetricsDecisionsExact(t *testing.T) {
 	}
 
 	// The cloud goes away: the learned MACs are answered from the cache, new ones by default.
-	m.up.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for m.e.Status().Mode != "down" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if mode := m.e.Status().Mode; mode != "down" {
-		t.Fatalf("mode %s after the upstream closed", mode)
-	}
+	m.down(t)
 	// The cache learns asynchronously: wait until the last learned MAC is there.
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if _, ok, _ := m.e.Cache().Lookup("", fmt.Sprintf("02:00:00:00:%02x:%02x", (n-1)/256, (n-1)%256)); ok {
 			break
 		}
@@ -264,5 +307,161 @@ func TestMetricsDecisionsExact(t *testing.T) {
 	// Accounting reaches the cloud through the spool's ordered path, not the router's observer.
 	if got := sum(mfs, "mxedge_upstream_round_trip_seconds", nil); got != n+20 {
 		t.Errorf("upstream round trips %v, want %d", got, n+20)
+	}
+}
+
+// The shipped dashboard and alert rules.
+var (
+	rulesFile     = filepath.Join("..", "examples", "prometheus", "mxedge-rules.yml")
+	dashboardFile = filepath.Join("..", "examples", "grafana", "mxedge.json")
+)
+
+// TestMetricsRulesPromtool: the shipped alert rules pass `promtool check rules`.
+func TestMetricsRulesPromtool(t *testing.T) {
+	pt := promtool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, pt, "check", "rules", rulesFile).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("SUCCESS")) {
+		t.Fatalf("promtool check rules %s: %v\n%s", rulesFile, err, out)
+	}
+}
+
+// PromQL pieces that hold no metric name: strings, label matchers, ranges, grouping label lists.
+var (
+	promStrings  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
+	promMatchers = regexp.MustCompile(`\{[^}]*\}`)
+	promRanges   = regexp.MustCompile(`\[[^\]]*\]`)
+	promGrouping = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	promIdent    = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*(?:\s*\()?`)
+	promKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true,
+		"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
+		"inf": true, "nan": true}
+)
+
+// metricNames returns the metric names a PromQL expression selects: every identifier that is not
+// a function call, a keyword, or inside a string, label matcher, range or grouping clause.
+func metricNames(expr string) []string {
+	e := promStrings.ReplaceAllString(expr, `""`)
+	e = promMatchers.ReplaceAllString(e, " ")
+	e = promRanges.ReplaceAllString(e, " ")
+	e = promGrouping.ReplaceAllString(e, " ")
+	var out []string
+	for _, id := range promIdent.FindAllString(e, -1) {
+		if strings.HasSuffix(id, "(") || promKeywords[id] {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+func TestMetricNames(t *testing.T) {
+	got := metricNames(`histogram_quantile(0.99, sum by (instance, le) (rate(a_bucket{x="}{"}[5m]))) > 0.5 and on (instance) b - time() < 14 * 86400 or c:rec`)
+	if want := []string{"a_bucket", "b", "c:rec"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// exportedName reports whether name is in the scrape: a family, a histogram's or summary's
+// _bucket/_sum/_count series, or up (which Prometheus adds to every target).
+func exportedName(mfs map[string]*dto.MetricFamily, name string) bool {
+	if _, ok := mfs[name]; ok || name == "up" {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok {
+			continue
+		}
+		if mf, ok := mfs[base]; ok && (mf.GetType() == dto.MetricType_HISTOGRAM || mf.GetType() == dto.MetricType_SUMMARY) {
+			return suffix != "_bucket" || mf.GetType() == dto.MetricType_HISTOGRAM
+		}
+	}
+	return false
+}
+
+// shippedExpressions returns every PromQL expression in the alert rules and the dashboard, by
+// where it is.
+func shippedExpressions(t *testing.T) map[string]string {
+	t.Helper()
+	exprs := map[string]string{}
+	raw, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Name  string
+			Rules []struct{ Alert, Record, Expr string }
+		}
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatalf("%s: %v", rulesFile, err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs[rulesFile+": "+r.Alert+r.Record] = r.Expr
+		}
+	}
+	raw, err = os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ RefID, Expr string }
+		}
+		Templating struct {
+			List []struct {
+				Name  string
+				Query any
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	labelValues := regexp.MustCompile(`^label_values\(([A-Za-z_:][A-Za-z0-9_:]*),\s*\w+\)$`)
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			exprs[dashboardFile+": "+p.Title+" "+tg.RefID] = tg.Expr
+		}
+	}
+	for _, v := range dash.Templating.List {
+		q, ok := v.Query.(map[string]any)
+		if !ok {
+			continue // the data source variable
+		}
+		s, _ := q["query"].(string)
+		m := labelValues.FindStringSubmatch(s)
+		if m == nil {
+			t.Errorf("%s: variable %s: query %q is not label_values(metric, label)", dashboardFile, v.Name, s)
+			continue
+		}
+		exprs[dashboardFile+": variable "+v.Name] = m[1]
+	}
+	return exprs
+}
+
+// TestMetricsShippedExpressionsExist: every metric the alert rules and the dashboard use is in a
+// real scrape of a running edge.
+func TestMetricsShippedExpressionsExist(t *testing.T) {
+	mfs := families(t, fullScrape(t))
+	exprs := shippedExpressions(t)
+	if len(exprs) < 20 {
+		t.Fatalf("only %d expressions found in the rules and the dashboard", len(exprs))
+	}
+	for where, expr := range exprs {
+		names := metricNames(expr)
+		if len(names) == 0 {
+			t.Errorf("%s: no metric in %q", where, expr)
+		}
+		for _, n := range names {
+			if !exportedName(mfs, n) {
+				t.Errorf("%s: %s is not in the scrape (%q)", where, n, expr)
+			}
+		}
 	}
 }

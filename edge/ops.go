@@ -84,7 +84,7 @@ func (e *Edge) certificates() []metrics.Certificate {
 func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	st := e.Status()
 	ps := e.server.Stats()
-	s := metrics.Snapshot{Mode: st.Mode, Dropped: st.Dropped, Transitions: map[string]uint64{},
+	s := metrics.Snapshot{Mode: st.Mode, Dropped: map[string]uint64{}, Transitions: map[string]uint64{},
 		Requests: metrics.Requests{Received: st.Received, Forwarded: st.Forwarded, UpstreamAnswered: st.Answered,
 			Local: st.Local, Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
 		AnswerTime: map[string]metrics.Histogram{
@@ -95,6 +95,9 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Cache:           metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops},
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
+	}
+	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
+		s.Dropped[r.String()] = ps.Dropped[r].Load()
 	}
 	for _, m := range []survivability.Mode{survivability.ModeUp, survivability.ModeSuspect, survivability.ModeDown, survivability.ModeRecovering} {
 		s.Transitions[m.String()] = e.health.Transitions(m)
