@@ -465,3 +465,79 @@ func TestMetricsShippedExpressionsExist(t *testing.T) {
 		}
 	}
 }
+
+// documentedMetric is one row of docs/metrics.md's table.
+type documentedMetric struct {
+	typ    string
+	labels []string
+}
+
+// metricsDoc reads the metric table of docs/metrics.md: | `name` | type | `label`, … | meaning |.
+func metricsDoc(t *testing.T) map[string]documentedMetric {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\|\\s*`([a-z_:*]+)`\\s*\\|\\s*([a-z]*)\\s*\\|([^|]*)\\|")
+	label := regexp.MustCompile("`([a-z_]+)`")
+	doc := map[string]documentedMetric{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		d := documentedMetric{typ: m[2]}
+		for _, l := range label.FindAllStringSubmatch(m[3], -1) {
+			d.labels = append(d.labels, l[1])
+		}
+		slices.Sort(d.labels)
+		doc[m[1]] = d
+	}
+	return doc
+}
+
+// TestMetricsDocumented: docs/metrics.md and a real scrape agree: every mxedge metric exported is
+// documented with its type and labels, every documented one is exported, and the Go and process
+// collectors' families are covered by their rows.
+func TestMetricsDocumented(t *testing.T) {
+	doc := metricsDoc(t)
+	mfs := families(t, fullScrape(t))
+	for name, mf := range mfs {
+		if !strings.HasPrefix(name, "mxedge_") {
+			prefix, _, _ := strings.Cut(name, "_")
+			if _, ok := doc[prefix+"_*"]; !ok {
+				t.Errorf("%s is exported and neither it nor %s_* is in docs/metrics.md", name, prefix)
+			}
+			continue
+		}
+		d, ok := doc[name]
+		if !ok {
+			t.Errorf("%s is exported and not documented in docs/metrics.md", name)
+			continue
+		}
+		if typ := strings.ToLower(mf.GetType().String()); d.typ != typ {
+			t.Errorf("%s: documented as %q, exported as %q", name, d.typ, typ)
+		}
+		var labels []string
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if !slices.Contains(labels, l.GetName()) {
+					labels = append(labels, l.GetName())
+				}
+			}
+		}
+		slices.Sort(labels)
+		if !slices.Equal(labels, d.labels) {
+			t.Errorf("%s: documented labels %v, exported %v", name, d.labels, labels)
+		}
+	}
+	for name := range doc {
+		if strings.HasSuffix(name, "_*") {
+			continue
+		}
+		if _, ok := mfs[name]; !ok {
+			t.Errorf("%s is documented in docs/metrics.md and not exported", name)
+		}
+	}
+}
