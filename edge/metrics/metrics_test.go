@@ -226,6 +226,20 @@ func TestScrapeSnapshot(t *testing.T) {
 	}
 }
 
+// TestBuildInfoDefaults: without a stamped version and commit, build_info still has both labels.
+func TestBuildInfoDefaults(t *testing.T) {
+	mfs := scrape(t, startExporter(t, Options{}))
+	m := mfs["mxedge_build_info"].GetMetric()
+	if len(m) != 1 || m[0].GetGauge().GetValue() != 1 {
+		t.Fatalf("build_info: %v", m)
+	}
+	for _, l := range m[0].GetLabel() {
+		if l.GetValue() == "" {
+			t.Errorf("label %s empty", l.GetName())
+		}
+	}
+}
+
 func TestScrapeRoundTrip(t *testing.T) {
 	s := startExporter(t, Options{})
 	for _, d := range []time.Duration{3 * time.Millisecond, 40 * time.Millisecond, 2 * time.Second} {
