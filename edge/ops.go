@@ -86,7 +86,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	ps := e.server.Stats()
 	s := metrics.Snapshot{Mode: st.Mode, Dropped: map[string]uint64{}, Transitions: map[string]uint64{},
 		Requests: metrics.Requests{Received: st.Received, Forwarded: st.Forwarded, UpstreamAnswered: st.Answered,
-			Local: st.Local, Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
+			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
 		AnswerTime: map[string]metrics.Histogram{
 			"access":     histogram(&ps.AccessAnswerTime),
 			"accounting": histogram(&ps.AccountingAnswerTime),

@@ -26,6 +26,7 @@ var (
 	descForwarded    = desc("requests_forwarded_total", "Requests sent to a RadSec upstream.")
 	descAnswered     = desc("requests_upstream_answered_total", "Forwarded requests an upstream answered (Status-Server probes are not requests).")
 	descFallback     = desc("requests_local_total", "Requests handed to survivability: taken while the cloud is unreachable, or that no upstream answered.")
+	descNoUpstream   = desc("requests_no_upstream_total", "Forwarded requests no upstream could answer (no connection, or it died); survivability, or without it the no-upstream policy, answered them.")
 	descRetried      = desc("requests_retried_total", "Requests re-sent to another upstream after the connection carrying them died.")
 	descStatusServer = desc("status_server_requests_total", "Status-Server requests (RFC 5997) from NAS devices, answered by mxedge itself.")
 	descDropped      = desc("dropped_packets_total", "Datagrams and requests dropped without an answer, by reason.", "reason")
@@ -68,7 +69,7 @@ var (
 	descCertExpiry  = desc("certificate_expiry_timestamp_seconds", "Unix time at which the certificate expires (its notAfter).", "cert")
 	descEvDropped   = desc("events_dropped_total", "NAC events a slow subscriber (events --follow) missed; the counters here never depend on events.")
 	snapshotMetrics = []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
-		descFallback, descRetried, descStatusServer, descDropped, descAnswerTime, descDecisions, descLocal, descLocalAcct,
+		descFallback, descNoUpstream, descRetried, descStatusServer, descDropped, descAnswerTime, descDecisions, descLocal, descLocalAcct,
 		descNASReq, descNASResp, descNASRetrans, descNASErr, descNASLastSeen,
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
@@ -121,6 +122,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descForwarded, s.Requests.Forwarded)
 	counter(descAnswered, s.Requests.UpstreamAnswered)
 	counter(descFallback, s.Requests.Local)
+	counter(descNoUpstream, s.Requests.NoUpstream)
 	counter(descRetried, s.Requests.Retried)
 	counter(descStatusServer, s.Requests.StatusServer)
 	for _, r := range sortedKeys(s.Dropped) {

@@ -67,6 +67,7 @@ type Requests struct {
 	Forwarded        uint64 // requests sent to an upstream
 	UpstreamAnswered uint64 // forwarded requests an upstream answered
 	Local            uint64 // requests handed to survivability
+	NoUpstream       uint64 // forwarded requests no upstream could answer (before the fallback)
 	Retried          uint64 // requests re-sent to another upstream after a connection died
 	StatusServer     uint64 // Status-Server requests from NAS devices answered by mxedge itself
 }
