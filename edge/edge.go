@@ -209,9 +209,16 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	// One local authorization decision for MAB and local EAP-TLS.
+	ao := p.authz
+	ao.Cache = e.cache
+	authz, err := survivability.NewAuthorizer(ao)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if p.localEAP != nil {
 		lo := *p.localEAP
-		lo.Cache, lo.Events = e.cache, e.publish
+		lo.Authorizer, lo.Events = authz, e.publish
 		lo.Verify.Revocation = e.checker
 		if e.localEAP, err = localeap.New(lo); err != nil {
 			return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
@@ -220,7 +227,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	var fallback proxy.Fallback
 	if p.b.Survival.Enabled {
 		eo := p.engine
-		eo.Health, eo.Cache, eo.Accounting, eo.Events = e.health, e.cache, e.acct, e.publish
+		eo.Health, eo.Authorizer, eo.Accounting, eo.Events = e.health, authz, e.acct, e.publish
 		if e.localEAP != nil {
 			eo.EAP = e.localEAP
 		}
