@@ -15,11 +15,13 @@ import (
 	"mxedge/edge/lab"
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
+	"mxedge/proxy"
 )
 
 func newRunCmd(info BuildInfo) *cobra.Command {
 	var path, metricsAddr string
 	var dev bool
+	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the edge: RADIUS front door, RadSec upstreams and listener",
@@ -27,7 +29,16 @@ func newRunCmd(info BuildInfo) *cobra.Command {
 (journald-friendly under systemd). SIGINT/SIGTERM shut down gracefully: listeners close, requests in
 flight finish (bounded), then upstream connections close. SIGHUP reloads NAS clients, secrets,
 upstreams and certificates without dropping requests in flight; a bad file is reported and the
-running configuration stays.`,
+running configuration stays.
+
+--dev runs a lab on loopback instead (what "make run" starts): RADIUS on 127.0.0.1:1812 and 1813, an
+in-process lab cloud NAC, and a banner of commands to try. When a port is taken (a FreeRADIUS on
+the same machine, say) it exits 1 at once, naming the port and the process holding it; pick other
+addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones with --free-ports.`,
+		Example: `  mxedge run                                     # the service: /etc/mxedge/mxedge.yaml or the cloud configuration
+  mxedge run --dev                               # the lab on 127.0.0.1:1812 and 1813
+  mxedge run --dev --free-ports                  # the lab on free ports (printed in the banner)
+  mxedge run --dev --auth-listen 127.0.0.1:11812 --acct-listen 127.0.0.1:11813`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Subscribed before anything starts, so a signal during start-up is not lost; the edge
@@ -38,16 +49,19 @@ running configuration stays.`,
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			var reg *mgmt.Registration
+			var l *lab.Lab
+			if err := lf.check(cmd, dev); err != nil {
+				return err
+			}
 			if dev {
-				l, err := lab.Start(ctx, lab.Options{})
-				if err != nil {
-					return err
+				var err error
+				if l, err = lab.Start(ctx, lf.options()); err != nil {
+					return lf.explain(err)
 				}
 				defer os.RemoveAll(l.Dir)
 				defer l.Wait()
 				defer cancel() // the lab stops with the edge
 				path = l.ConfigPath
-				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(1812, 1813))
 			} else {
 				// A registered edge runs the configuration its cloud provides unless --config says
 				// otherwise (docs/management.md).
@@ -75,7 +89,14 @@ running configuration stays.`,
 			logger.Info("mxedge starting", "version", orUnknown(info.Version), "config", path)
 			e, err := edge.New(cfg, o)
 			if err != nil {
+				if l != nil {
+					return lf.explain(l.Explain(err))
+				}
 				return err
+			}
+			if l != nil {
+				// Printed once every socket is bound, with the ports the edge really has.
+				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.Server().Addrs(proxy.PortAuth)), first(e.Server().Addrs(proxy.PortAcct))))
 			}
 			if err := e.Run(ctx); err != nil {
 				return fmt.Errorf("run: %w", err)
@@ -86,5 +107,6 @@ running configuration stays.`,
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", metrics.DefaultAddr, `Prometheus /metrics address, overriding metrics.listen ("" disables)`)
 	cmd.Flags().BoolVar(&dev, "dev", false, "run a lab on loopback: ephemeral PKI, in-process lab cloud NAC, NAS secret testing123")
+	lf.register(cmd)
 	return cmd
 }
