@@ -38,6 +38,8 @@ install -m 0644 "$top/install/mxedge.tmpfiles" "$pkg/usr/lib/tmpfiles.d/mxedge.c
 install -m 0640 "$top/install/mxedge.yaml" "$pkg/etc/mxedge/mxedge.yaml"
 install -m 0644 "$here/debian/copyright" "$pkg/usr/share/doc/mxedge/copyright"
 install -m 0644 "$top/docs/install.md" "$pkg/usr/share/doc/mxedge/install.md"
+# The reference for every key and default the shipped configuration leaves out.
+install -m 0644 "$top/docs/configuration.md" "$pkg/usr/share/doc/mxedge/configuration.md"
 install -m 0644 "$here/lintian-overrides" "$pkg/usr/share/lintian/overrides/mxedge"
 
 date=$(LC_ALL=C date -u -d "@$SOURCE_DATE_EPOCH" '+%a, %d %b %Y %H:%M:%S +0000')

@@ -3,8 +3,10 @@ package packaging
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // epoch is the SOURCE_DATE_EPOCH every test build uses.
@@ -222,6 +225,7 @@ func TestDebContents(t *testing.T) {
 		"drwxr-xr-x root/root ./usr/share/doc/",
 		"drwxr-xr-x root/root ./usr/share/doc/mxedge/",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/changelog.Debian.gz",
+		"-rw-r--r-- root/root ./usr/share/doc/mxedge/configuration.md",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/copyright",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/install.md",
 		"drwxr-xr-x root/root ./usr/share/lintian/",
@@ -511,4 +515,88 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// unitCommand returns the command line of directive (ExecCondition, ExecStart) in an installed unit,
+// with /usr/bin/mxedge pointed into root.
+func unitCommand(t testing.TB, root, directive string) []string {
+	t.Helper()
+	for _, line := range strings.Split(string(readFile(t, filepath.Join(root, "usr/lib/systemd/system/mxedge.service"))), "\n") {
+		if v, ok := strings.CutPrefix(line, directive+"="); ok {
+			args := strings.Fields(v)
+			if args[0] != "/usr/bin/mxedge" {
+				t.Fatalf("%s runs %s, want /usr/bin/mxedge", directive, args[0])
+			}
+			args[0] = filepath.Join(root, args[0])
+			return args
+		}
+	}
+	t.Fatalf("the installed unit has no %s=", directive)
+	return nil
+}
+
+// TestDebNotConfigured: the package installs and enables the service with a default configuration
+// that serves nobody (no live client), and the service does not start on it: the unit's
+// ExecCondition= exits 78 saying "not configured: run `mxedge register` or edit …", which systemd
+// treats as a skipped start, not a failure; and run itself, were it started anyway, sets that as
+// its STATUS= and exits 78 too. Both run the installed binary as the unit would, on the installed
+// configuration (--config points into the root instead of the host's /etc).
+func TestDebNotConfigured(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("dpkg --root needs root (the test environment runs as root)")
+	}
+	need(t, "dpkg", "deb-systemd-helper")
+	deb := debFor(t, "amd64")
+	root := dpkgRoot(t)
+	run(t, nil, "dpkg", "--root="+root, "--force-script-chrootless", "--install", deb)
+	if !exists(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/mxedge.service")) {
+		t.Error("the service is not enabled after install")
+	}
+	conf := filepath.Join(root, "etc/mxedge/mxedge.yaml")
+	for _, live := range []string{"\nclients:", "\nupstreams:", "change-me"} {
+		if bytes.Contains(readFile(t, conf), []byte(live)) {
+			t.Errorf("the shipped configuration sets %q", strings.TrimSpace(live))
+		}
+	}
+	want := "not configured: run `mxedge register` or edit " + conf
+
+	cond := append(unitCommand(t, root, "ExecCondition"), "--config", conf)
+	out, err := exec.Command(cond[0], cond[1:]...).CombinedOutput()
+	if code := exitCode(err); code != 78 || !strings.Contains(string(out), want) {
+		t.Errorf("ExecCondition %v: exit %d (want 78, a skipped start: 1..254)\n%s", cond, code, out)
+	}
+
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close()
+	start := append(unitCommand(t, root, "ExecStart"), "--config", conf)
+	cmd := exec.Command(start[0], start[1:]...)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	out, err = cmd.CombinedOutput()
+	if code := exitCode(err); code != 78 || !strings.Contains(string(out), want) {
+		t.Errorf("ExecStart %v: exit %d, want 78\n%s", start, code, out)
+	}
+	nconn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := nconn.ReadFromUnix(buf)
+	if err != nil || string(buf[:n]) != "STATUS="+want {
+		t.Errorf("sd_notify: %v %q, want STATUS=%s", err, buf[:n], want)
+	}
+	if unit := string(readFile(t, filepath.Join(root, "usr/lib/systemd/system/mxedge.service"))); !strings.Contains(unit, "RestartPreventExitStatus=78") {
+		t.Error("the unit would restart an unconfigured edge in a loop (no RestartPreventExitStatus=78)")
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

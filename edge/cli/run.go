@@ -15,12 +15,13 @@ import (
 	"mxedge/edge/lab"
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
+	"mxedge/edge/notify"
 	"mxedge/proxy"
 )
 
 func newRunCmd(info BuildInfo) *cobra.Command {
 	var path, metricsAddr string
-	var dev bool
+	var dev, checkConfigured bool
 	var lf labFlags
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -30,6 +31,12 @@ func newRunCmd(info BuildInfo) *cobra.Command {
 flight finish (bounded), then upstream connections close. SIGHUP reloads NAS clients, secrets,
 upstreams and certificates without dropping requests in flight; a bad file is reported and the
 running configuration stays.
+
+A configuration that sets no NAS client and no upstream (the packaged default, before it is edited
+or the edge registered) is "not configured": run sets the systemd status line to "not configured:
+run ` + "`mxedge register`" + ` or edit FILE" and exits 78 (EX_CONFIG), without starting anything.
+--check-configured makes only that check (exit 0 or 78): the unit runs it as ExecCondition=, so an
+unconfigured service is skipped, not failed (docs/install.md).
 
 --dev runs a lab on loopback instead (what "make run" starts): RADIUS on 127.0.0.1:1812 and 1813, an
 in-process lab cloud NAC, and a banner of commands to try. When a port is taken (a FreeRADIUS on
@@ -53,6 +60,9 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 			if err := lf.check(cmd, dev); err != nil {
 				return err
 			}
+			if dev && checkConfigured {
+				return fmt.Errorf("%w: --check-configured and --dev exclude each other", ErrUsage)
+			}
 			if dev {
 				var err error
 				if l, err = lab.Start(ctx, lf.options()); err != nil {
@@ -70,6 +80,19 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 					return err
 				}
 				path, reg = p, r
+				// The packaged default serves nobody until an operator edits it or registers the
+				// edge: say so where systemctl status shows it, and exit with a code of its own.
+				if err := config.CheckConfigured(path); err != nil {
+					nc := &notConfiguredError{path: path, err: err}
+					if !checkConfigured {
+						n := notify.New(nil)
+						n.Status(nc.Error())
+					}
+					return &ExitError{Code: ExitNotConfigured, Err: nc}
+				}
+				if checkConfigured {
+					return nil
+				}
 			}
 			cfg, err := config.Load(path)
 			if err != nil {
@@ -107,6 +130,23 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-listen", metrics.DefaultAddr, `Prometheus /metrics address, overriding metrics.listen ("" disables)`)
 	cmd.Flags().BoolVar(&dev, "dev", false, "run a lab on loopback: ephemeral PKI, in-process lab cloud NAC, NAS secret testing123")
+	cmd.Flags().BoolVar(&checkConfigured, "check-configured", false, "start nothing: exit 0 when the configuration run would read serves something, "+fmt.Sprint(ExitNotConfigured)+" when it is not configured (the unit's ExecCondition=)")
 	lf.register(cmd)
 	return cmd
 }
+
+// ExitNotConfigured is run's exit code for a configuration that serves nobody: EX_CONFIG of
+// sysexits(3), which systemctl status shows as "78/CONFIG".
+const ExitNotConfigured = 78
+
+// notConfiguredError is what run says about an unconfigured edge, in journal and status line alike.
+type notConfiguredError struct {
+	path string
+	err  error // wraps config.ErrNotConfigured
+}
+
+func (e *notConfiguredError) Error() string {
+	return fmt.Sprintf("not configured: run `mxedge register` or edit %s", e.path)
+}
+
+func (e *notConfiguredError) Unwrap() error { return e.err }

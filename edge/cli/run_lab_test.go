@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mxedge/edge/config"
+	"mxedge/install"
 )
 
 // buildMxedge builds the real binary, as `make build` does, into a temporary directory.
@@ -195,5 +198,45 @@ func TestLabFlagsNeedDev(t *testing.T) {
 		if _, err := execute(t, args...); !errors.Is(err, ErrUsage) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestRunNotConfigured: on the packaged default run starts nothing, tells systemd "not configured:
+// …" in STATUS= and exits 78; --check-configured (the unit's ExecCondition=) says the same without
+// the status line, and exits 0 on a configuration that serves somebody.
+func TestRunNotConfigured(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mxedge.yaml")
+	if err := os.WriteFile(path, install.DefaultConfig, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	want := "not configured: run `mxedge register` or edit " + path
+	for _, args := range [][]string{{"run", "--config", path}, {"run", "--check-configured", "--config", path}} {
+		_, err := execute(t, args...)
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Code != ExitNotConfigured || err.Error() != want || !errors.Is(err, config.ErrNotConfigured) {
+			t.Fatalf("%v: %v, want exit %d %q", args, err, ExitNotConfigured, want)
+		}
+	}
+	// One STATUS= datagram: from run, not from the condition.
+	nconn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := nconn.ReadFromUnix(buf)
+	if err != nil || string(buf[:n]) != "STATUS="+want {
+		t.Fatalf("notify: %v %q, want STATUS=%s", err, buf[:n], want)
+	}
+	nconn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, _, err := nconn.ReadFromUnix(buf); err == nil {
+		t.Errorf("second datagram %q: --check-configured must not set the status", buf[:n])
+	}
+	if _, err := execute(t, "run", "--check-configured", "--config", labConfig(t)); err != nil {
+		t.Errorf("configured lab: %v", err)
 	}
 }
