@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,7 +90,7 @@ func debFor(t testing.TB, goarch string) string {
 	b.debOnce.Do(func() {
 		dir := filepath.Join(buildDir, goarch, "deb")
 		cmd := exec.Command("sh", "build-deb.sh", goarch, bin, version, dir)
-		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+epoch)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+epoch, "DOCGEN="+docgen(t))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("build-deb.sh: %v\n%s", err, out)
 			return
@@ -100,6 +101,14 @@ func debFor(t testing.TB, goarch string) string {
 		t.Fatalf("no %s package (see the first failure)", goarch)
 	}
 	return b.deb
+}
+
+// docgen is the binary build-deb.sh generates man pages and completions with (DOCGEN): the real one
+// for this machine's architecture, also for arm64 packages and for stand-in binaries, as `make deb`
+// uses bin/mxedge.
+func docgen(t testing.TB) string {
+	t.Helper()
+	return goBuild(t, runtime.GOARCH)
 }
 
 // Test-binary state: the shared builds and the directory they live in (removed by TestMain).
@@ -137,7 +146,7 @@ func buildDeb(t testing.TB, arch, bin, version, tmp string, shell ...string) str
 	t.Helper()
 	out := t.TempDir()
 	script := strings.Join(shell, " ") + ` exec sh build-deb.sh "$@"`
-	deb := strings.TrimSpace(run(t, []string{"SOURCE_DATE_EPOCH=" + epoch, "TMPDIR=" + tmp},
+	deb := strings.TrimSpace(run(t, []string{"SOURCE_DATE_EPOCH=" + epoch, "TMPDIR=" + tmp, "DOCGEN=" + docgen(t)},
 		"sh", "-c", script, "sh", arch, bin, version, out))
 	if want := filepath.Join(out, fmt.Sprintf("mxedge_%s_%s.deb", version, arch)); deb != want {
 		t.Fatalf("build-deb.sh printed %q, want %q", deb, want)
@@ -199,11 +208,30 @@ func TestDebReproducible(t *testing.T) {
 func TestDebContents(t *testing.T) {
 	need(t, "dpkg-deb")
 	deb := debFor(t, "amd64")
+	// One man page per command, as the binary's own gen-man writes them; checked apart from the rest.
+	pages := t.TempDir()
+	run(t, []string{"SOURCE_DATE_EPOCH=" + epoch}, docgen(t), "gen-man", pages)
+	entries, err := os.ReadDir(pages)
+	if err != nil || len(entries) < 10 {
+		t.Fatalf("gen-man wrote %d pages: %v", len(entries), err)
+	}
+	var wantPages, gotPages []string
+	for _, e := range entries {
+		wantPages = append(wantPages, "-rw-r--r-- root/root ./usr/share/man/man1/"+e.Name()+".gz")
+	}
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(run(t, nil, "dpkg-deb", "--contents", deb)), "\n") {
 		f := strings.Fields(line)
 		// perms owner size date time path
-		got = append(got, f[0]+" "+f[1]+" "+f[5])
+		entry := f[0] + " " + f[1] + " " + f[5]
+		if strings.HasPrefix(f[5], "./usr/share/man/man1/") && strings.HasSuffix(f[5], ".1.gz") {
+			gotPages = append(gotPages, entry)
+			continue
+		}
+		got = append(got, entry)
+	}
+	if !slices.Equal(gotPages, wantPages) || !slices.Contains(gotPages, "-rw-r--r-- root/root ./usr/share/man/man1/mxedge-run.1.gz") {
+		t.Errorf("man pages:\n%s\nwant:\n%s", strings.Join(gotPages, "\n"), strings.Join(wantPages, "\n"))
 	}
 	want := []string{
 		"drwxr-xr-x root/root ./",
@@ -222,15 +250,26 @@ func TestDebContents(t *testing.T) {
 		"drwxr-xr-x root/root ./usr/lib/tmpfiles.d/",
 		"-rw-r--r-- root/root ./usr/lib/tmpfiles.d/mxedge.conf",
 		"drwxr-xr-x root/root ./usr/share/",
+		"drwxr-xr-x root/root ./usr/share/bash-completion/",
+		"drwxr-xr-x root/root ./usr/share/bash-completion/completions/",
+		"-rw-r--r-- root/root ./usr/share/bash-completion/completions/mxedge",
 		"drwxr-xr-x root/root ./usr/share/doc/",
 		"drwxr-xr-x root/root ./usr/share/doc/mxedge/",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/changelog.Debian.gz",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/configuration.md",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/copyright",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/install.md",
+		"drwxr-xr-x root/root ./usr/share/fish/",
+		"drwxr-xr-x root/root ./usr/share/fish/vendor_completions.d/",
+		"-rw-r--r-- root/root ./usr/share/fish/vendor_completions.d/mxedge.fish",
 		"drwxr-xr-x root/root ./usr/share/lintian/",
 		"drwxr-xr-x root/root ./usr/share/lintian/overrides/",
 		"-rw-r--r-- root/root ./usr/share/lintian/overrides/mxedge",
+		"drwxr-xr-x root/root ./usr/share/man/",
+		"drwxr-xr-x root/root ./usr/share/man/man1/",
+		"drwxr-xr-x root/root ./usr/share/zsh/",
+		"drwxr-xr-x root/root ./usr/share/zsh/vendor-completions/",
+		"-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_mxedge",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("contents:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -250,6 +289,22 @@ func TestDebContents(t *testing.T) {
 		if sha(t, src) != sha(t, filepath.Join(x, dst)) {
 			t.Errorf("%s differs from %s", dst, src)
 		}
+	}
+	// Completions are the binary's own, for each shell; the man page of run documents its flags.
+	for shell, dst := range map[string]string{
+		"bash": "usr/share/bash-completion/completions/mxedge",
+		"zsh":  "usr/share/zsh/vendor-completions/_mxedge",
+		"fish": "usr/share/fish/vendor_completions.d/mxedge.fish",
+	} {
+		if want := run(t, nil, docgen(t), "completion", shell); string(readFile(t, filepath.Join(x, dst))) != want {
+			t.Errorf("%s is not `mxedge completion %s`", dst, shell)
+		}
+	}
+	if page := run(t, nil, "sh", "-c", `gzip -dc "$1"`, "sh", filepath.Join(x, "usr/share/man/man1/mxedge-run.1.gz")); !strings.Contains(page, `\fB--free-ports\fP`) {
+		t.Errorf("mxedge-run(1) does not document --free-ports:\n%s", page)
+	}
+	if m := strings.TrimSpace(run(t, nil, "dpkg-deb", "-f", deb, "Maintainer")); m != "mxedge maintainers <maintainers@mxedge.invalid>" {
+		t.Errorf("Maintainer: %q", m)
 	}
 }
 
