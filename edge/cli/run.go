@@ -16,7 +16,6 @@ import (
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
 	"mxedge/edge/notify"
-	"mxedge/proxy"
 )
 
 func newRunCmd(info BuildInfo) *cobra.Command {
@@ -119,7 +118,7 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 			}
 			if l != nil {
 				// Printed once every socket is bound, with the ports the edge really has.
-				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.Server().Addrs(proxy.PortAuth)), first(e.Server().Addrs(proxy.PortAcct))))
+				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.AuthAddrs()), first(e.AcctAddrs())))
 			}
 			if err := e.Run(ctx); err != nil {
 				return fmt.Errorf("run: %w", err)
