@@ -229,7 +229,7 @@ func (l *Lab) Instructions(bin string, auth, acct netip.AddrPort) string {
 	b.WriteString("  echo 'User-Name=02-00-00-00-00-01,User-Password=02-00-00-00-00-01,Calling-Station-Id=02-00-00-00-00-01,Message-Authenticator=0x00' \\\n")
 	line(fmt.Sprintf("  | radclient -x %s auth %s", auth, Secret), "MAB: Access-Accept, VLAN 41")
 	line(fmt.Sprintf("echo 'Message-Authenticator=0x00' | radclient -x %s status %s", auth, Secret), "Status-Server")
-	line(fmt.Sprintf("echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice' | radclient -x %s acct %s", acct, Secret), "Accounting-Response")
+	line(fmt.Sprintf("echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice,Message-Authenticator=0x00' | radclient -x %s acct %s", acct, Secret), "Accounting-Response")
 	line(fmt.Sprintf("%s cache list --socket %s", bin, ShellQuote(sock)), "MAB clients learned from the lab cloud")
 	fmt.Fprintf(&b, "  %s test auth --server %s --secret %s --eap-tls --identity laptop.lab.test --anonymous \\\n", bin, auth, Secret)
 	line(fmt.Sprintf("  --cert %s --key %s --ca %s", ShellQuote(l.LaptopCert), ShellQuote(l.LaptopKey), ShellQuote(l.PKI.CAFile)), "EAP-TLS: VLAN 300, MPPE keys")
