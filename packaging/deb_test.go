@@ -655,3 +655,33 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// TestCopyrightListsEveryModule: debian/copyright names every Go module linked into the binary
+// (`go version -m`), so a new dependency cannot ship without its licence.
+func TestCopyrightListsEveryModule(t *testing.T) {
+	bin := goBuild(t, "amd64")
+	var files []string
+	inFiles := false // the line continues a Files: field (copyright-format 1.0: leading space)
+	for _, line := range strings.Split(string(readFile(t, "debian/copyright")), "\n") {
+		switch v, ok := strings.CutPrefix(line, "Files: "); {
+		case ok:
+			files, inFiles = append(files, v), true
+		case inFiles && strings.HasPrefix(line, " "):
+			files[len(files)-1] += " " + strings.TrimSpace(line)
+		default:
+			inFiles = false
+		}
+	}
+	listed := map[string]bool{}
+	for _, f := range files {
+		for _, m := range strings.Split(f, ",") {
+			listed[strings.TrimSpace(m)] = true
+		}
+	}
+	for _, line := range strings.Split(run(t, nil, "go", "version", "-m", bin), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "dep" && !listed[f[1]] {
+			t.Errorf("debian/copyright has no Files: stanza for %s, linked into the binary", f[1])
+		}
+	}
+}
