@@ -33,21 +33,6 @@ type AccountingSpool interface {
 	Account(req *proxy.Request) (resp packet.Packet, spooled bool, err error)
 }
 
-// Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner).
-type Event struct {
-	Time     time.Time
-	Allowed  bool
-	Method   string // mab, eap-tls, pap, eap, accounting
-	MAC      string
-	Identity string
-	NAS      string
-	Site     string
-	VLAN     string
-	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, …
-	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
-	Upstream string // the upstream that answered (SourceUpstream)
-}
-
 // EngineOptions configure local decisions.
 type EngineOptions struct {
 	Health *Health
@@ -113,6 +98,9 @@ func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (pack
 func (e *Engine) event(req *proxy.Request, ev Event) {
 	ev.Time, ev.Source = e.opts.Now(), SourceLocal
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
+	if ev.Method != "accounting" {
+		ev.Type = AccessType(ev.Allowed)
+	}
 	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
 		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
 	if e.opts.Events != nil {

@@ -3,6 +3,7 @@ package survivability
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,16 @@ func TestEngineDecisions(t *testing.T) {
 	}
 	if events[3].VLAN != "41" || !events[3].Allowed || events[3].NAS != "sw1" || events[3].MAC != "02:00:00:00:00:09" {
 		t.Fatalf("event %+v", events[3])
+	}
+	// Every local access decision is the guide's Allowed or Denied; accounting has no type.
+	types := []string{}
+	for _, ev := range events {
+		types = append(types, ev.Type)
+	}
+	wantTypes := []string{TypeAccessAllowed, TypeAccessAllowed, TypeAccessDenied, TypeAccessAllowed, TypeAccessDenied,
+		TypeAccessDenied, TypeAccessDenied, "", ""}
+	if !slices.Equal(types, wantTypes) {
+		t.Fatalf("event types\n got %q\nwant %q", types, wantTypes)
 	}
 	_ = time.Second
 }

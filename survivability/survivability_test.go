@@ -331,11 +331,12 @@ func TestLearnerEvents(t *testing.T) {
 		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
 	}
 	want := Event{Time: t0, Allowed: true, Method: "mab", MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", NAS: "sw1", Site: "HQ",
-		VLAN: "41", Source: SourceUpstream, Upstream: "nac1"}
+		VLAN: "41", Source: SourceUpstream, Upstream: "nac1", Type: "NAC Client Access Allowed"}
 	if evs[0] != want {
 		t.Errorf("MAB event %+v, want %+v", evs[0], want)
 	}
-	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[3].Method != "eap-tls" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
+	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[3].Method != "eap-tls" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" ||
+		evs[4].Type != "NAC Client Access Denied" {
 		t.Errorf("events %+v", evs)
 	}
 }

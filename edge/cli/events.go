@@ -24,9 +24,11 @@ func newEventsCmdEnv(env opsEnv) *cobra.Command {
 		Short: "Print NAC events: who was allowed or denied, how, by the cloud or locally, and why",
 		Long: `events prints the most recent NAC decisions the running mxedge made or relayed, oldest first: time,
 ACCEPT or REJECT, method (mab, eap-tls, pap, eap), MAC, identity, NAS, site, VLAN, source (the
-upstream that answered, or "local" while the cloud is unreachable) and the reason of a local
-decision. With --follow it keeps printing new events until interrupted; with --json it prints JSON
-Lines.`,
+upstream that answered, or "local" while the cloud is unreachable), the reason of a local
+decision, the event type as the Mist Access Assurance guide names it ("NAC Client Access
+Allowed", "NAC Client Certificate Expired", ...) and, for local EAP-TLS, the client certificate's
+serial, CN, issuer and expiry. With --follow it keeps printing new events until interrupted; with
+--json it prints JSON Lines.`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if n < 0 {
@@ -67,7 +69,12 @@ func writeEvent(w io.Writer, ev events.Event) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-6s  %-8s  %-17s  %s", formatTime(ev.Time), verdict, cell(ev.Method), cell(ev.MAC), cell(ev.Identity))
-	for _, kv := range [][2]string{{"nas", ev.NAS}, {"site", ev.Site}, {"vlan", ev.VLAN}, {"via", src}, {"reason", ev.Reason}} {
+	var notAfter string
+	if !ev.CertNotAfter.IsZero() {
+		notAfter = formatTime(ev.CertNotAfter)
+	}
+	for _, kv := range [][2]string{{"nas", ev.NAS}, {"site", ev.Site}, {"vlan", ev.VLAN}, {"via", src}, {"reason", ev.Reason}, {"type", ev.Type},
+		{"cert_serial", ev.CertSerial}, {"cert_cn", ev.CertCN}, {"cert_issuer", ev.CertIssuer}, {"cert_not_after", notAfter}} {
 		if kv[1] != "" {
 			fmt.Fprintf(&b, " %s=%s", kv[0], cell(kv[1]))
 		}

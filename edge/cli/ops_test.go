@@ -60,10 +60,14 @@ func fakeClients() []control.NASClient {
 func fakeBus() *events.Bus {
 	bus := events.New(events.Options{})
 	for _, ev := range []events.Event{
-		{Time: opsT0.Add(-3 * time.Minute), Allowed: true, Method: "mab", MAC: "02:00:00:00:00:01", Identity: "020000000001", NAS: "sw-core", Site: "HQ", VLAN: "41", Source: "upstream", Upstream: "cloud-a"},
-		{Time: opsT0.Add(-2 * time.Minute), Allowed: false, Method: "pap", Identity: "alice", NAS: "sw-core", Site: "HQ", Source: "upstream", Upstream: "cloud-a"},
-		{Time: opsT0.Add(-time.Minute), Allowed: true, Method: "eap-tls", MAC: "02:00:00:00:00:09", Identity: "host/laptop 9", NAS: "wlc-2", VLAN: "300", Source: "local", Reason: "cache-hit"},
-		{Time: opsT0, Allowed: false, Method: "eap-tls", MAC: "02:00:00:00:00:0a", Identity: "bob@example.com", NAS: "wlc-2", Source: "local", Reason: "cert-expired"},
+		{Time: opsT0.Add(-3 * time.Minute), Allowed: true, Method: "mab", MAC: "02:00:00:00:00:01", Identity: "020000000001", NAS: "sw-core", Site: "HQ", VLAN: "41", Source: "upstream", Upstream: "cloud-a",
+			Type: "NAC Client Access Allowed"},
+		{Time: opsT0.Add(-2 * time.Minute), Allowed: false, Method: "pap", Identity: "alice", NAS: "sw-core", Site: "HQ", Source: "upstream", Upstream: "cloud-a",
+			Type: "NAC Client Access Denied"},
+		{Time: opsT0.Add(-time.Minute), Allowed: true, Method: "eap-tls", MAC: "02:00:00:00:00:09", Identity: "host/laptop 9", NAS: "wlc-2", VLAN: "300", Source: "local", Reason: "cache-hit",
+			Type: "NAC Client Access Allowed", CertSerial: "5f3a9c01", CertCN: "host/laptop 9", CertIssuer: "CN=Org Root CA,O=Example", CertNotAfter: opsT0.AddDate(1, 0, 0)},
+		{Time: opsT0, Allowed: false, Method: "eap-tls", MAC: "02:00:00:00:00:0a", Identity: "bob@example.com", NAS: "wlc-2", Source: "local", Reason: "cert-expired",
+			Type: "NAC User Certificate Expired", CertSerial: "00c4", CertCN: "bob", CertIssuer: "CN=Org Root CA,O=Example", CertNotAfter: opsT0.AddDate(0, 0, -1)},
 	} {
 		bus.Publish(ev)
 	}
@@ -197,7 +201,8 @@ func TestEventsFollowCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	waitUntil(t, func() bool { return bus.Subscribers() == 1 && strings.Count(pr.String(), "\n") == 1 })
-	bus.Publish(events.Event{Time: opsT0.Add(time.Second), Allowed: true, Method: "mab", MAC: "02:00:00:00:00:02", NAS: "sw-core", Source: "local", Reason: "default-vlan"})
+	bus.Publish(events.Event{Time: opsT0.Add(time.Second), Allowed: true, Method: "mab", MAC: "02:00:00:00:00:02", NAS: "sw-core", Source: "local", Reason: "default-vlan",
+		Type: "NAC Client Access Allowed"})
 	waitUntil(t, func() bool { return strings.Count(pr.String(), "\n") == 2 })
 	cancel()
 	if err := <-done; err != nil {

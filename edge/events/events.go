@@ -39,6 +39,15 @@ type Event struct {
 	Reason   string    `json:"reason,omitempty"`
 	Source   string    `json:"source"`             // SourceUpstream or SourceLocal
 	Upstream string    `json:"upstream,omitempty"` // the upstream that answered
+	// Type is the Mist guide's name of the event ("NAC Client Access Allowed", "NAC Client
+	// Certificate Expired", …: survivability.Type*); absent for accounting.
+	Type string `json:"type,omitempty"`
+	// The client certificate of a local EAP-TLS conversation, once one was presented: serial in
+	// lower-case hex, subject CN, issuer DN (RFC 4514), end of validity (RFC 3339 in JSON).
+	CertSerial   string    `json:"cert_serial,omitempty"`
+	CertCN       string    `json:"cert_cn,omitempty"`
+	CertIssuer   string    `json:"cert_issuer,omitempty"`
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // Options configure a Bus.

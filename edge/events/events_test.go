@@ -2,8 +2,10 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +133,31 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		bus.Publish(ev)
+	}
+}
+
+// TestEventJSON: the wire form of `mxedge events --json` and the control socket: snake_case keys,
+// empty fields left out, and a round trip that keeps every field.
+func TestEventJSON(t *testing.T) {
+	ev := Event{Time: t0, Method: "eap-tls", MAC: "02:00:00:00:00:0a", Identity: "dave", NAS: "wlc-2", Reason: "cert-expired",
+		Source: SourceLocal, Type: "NAC Client Certificate Expired", CertSerial: "01c4", CertCN: "dave",
+		CertIssuer: "CN=Org Root CA", CertNotAfter: t0.AddDate(0, 0, -1)}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"time":"2026-11-22T12:00:00Z","allowed":false,"method":"eap-tls","mac":"02:00:00:00:00:0a","identity":"dave","nas":"wlc-2",` +
+		`"reason":"cert-expired","source":"local","type":"NAC Client Certificate Expired","cert_serial":"01c4","cert_cn":"dave",` +
+		`"cert_issuer":"CN=Org Root CA","cert_not_after":"2026-11-21T12:00:00Z"}`
+	if string(b) != want {
+		t.Errorf("json\n got %s\nwant %s", b, want)
+	}
+	var back Event
+	if err := json.Unmarshal(b, &back); err != nil || back != ev {
+		t.Errorf("round trip %+v (%v), want %+v", back, err, ev)
+	}
+	b, _ = json.Marshal(Event{Time: t0, Method: "accounting", Source: SourceLocal, Reason: "spooled"})
+	if strings.Contains(string(b), "type") || strings.Contains(string(b), "cert_") {
+		t.Errorf("accounting event %s: want no type and no certificate fields", b)
 	}
 }

@@ -3,6 +3,7 @@ package localeap
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"runtime/pprof"
@@ -17,6 +18,7 @@ import (
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
 // localFallback is the survivability decision engine reduced to what these tests need: the
@@ -163,7 +165,8 @@ func TestEapolTest(t *testing.T) {
 				t.Errorf("User-Name %q, want the certificate identity %q", u, cn)
 			}
 			ev := r.evs.wait(t, time.Second)
-			if !ev.Allowed || ev.Reason != ReasonDefaultVLAN || ev.Identity != cn || ev.MAC != "02:00:00:00:00:01" || ev.NAS != "nas1" {
+			if !ev.Allowed || ev.Reason != ReasonDefaultVLAN || ev.Identity != cn || ev.MAC != "02:00:00:00:00:01" || ev.NAS != "nas1" ||
+				ev.Type != survivability.TypeAccessAllowed || ev.CertCN != cn {
 				t.Errorf("event %+v", ev)
 			}
 		})
@@ -173,11 +176,11 @@ func TestEapolTest(t *testing.T) {
 func TestEapolTestRejected(t *testing.T) {
 	l := testLab(t)
 	r := newRig(t, l.options(t))
-	tests := []struct{ client, reason string }{
-		{cliExpired, pki.ReasonExpired},
-		{cliOther, pki.ReasonUnknownCA},
-		{cliRevoked, pki.ReasonRevoked},
-		{cliEKU, pki.ReasonWrongEKU},
+	tests := []struct{ client, reason, typ string }{
+		{cliExpired, pki.ReasonExpired, survivability.TypeClientCertExpired},
+		{cliOther, pki.ReasonUnknownCA, survivability.TypeClientCertValidationFailure},
+		{cliRevoked, pki.ReasonRevoked, survivability.TypeClientCertRevoked},
+		{cliEKU, pki.ReasonWrongEKU, survivability.TypeClientCertValidationFailure},
 	}
 	versions := []struct {
 		name string
@@ -200,8 +203,13 @@ func TestEapolTestRejected(t *testing.T) {
 					t.Errorf("no Access-Reject in eapol_test's output\n%s", tail(res.Output, 30))
 				}
 				ev := r.evs.wait(t, time.Second)
-				if ev.Allowed || ev.Reason != tt.reason {
-					t.Errorf("event %+v, want reason %s", ev, tt.reason)
+				if ev.Allowed || ev.Reason != tt.reason || ev.Type != tt.typ {
+					t.Errorf("event %+v, want reason %s type %q", ev, tt.reason, tt.typ)
+				}
+				leaf := l.clients[tt.client].issued.Cert
+				if ev.CertSerial != fmt.Sprintf("%x", leaf.SerialNumber.Bytes()) || ev.CertCN != leaf.Subject.CommonName ||
+					ev.CertIssuer != leaf.Issuer.String() || !ev.CertNotAfter.Equal(leaf.NotAfter) {
+					t.Errorf("event certificate %+v, want that of %s", ev, tt.client)
 				}
 			})
 		}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -57,10 +58,11 @@ type conversation struct {
 	mu      sync.Mutex // serialises the packets of one conversation
 	srv     *eaptls.Server
 	done    bool
-	outer   string // EAP-Response/Identity, possibly anonymous
-	peer    string // certificate identity, set by VerifyPeer on the handshake goroutine under Step
-	lastIn  []byte // last EAP-Response processed and the EAP-Request it produced, to answer
-	lastOut []byte // an EAP-level retransmission (RFC 3748 §4.1) without advancing
+	outer   string            // EAP-Response/Identity, possibly anonymous
+	peer    string            // certificate identity, set by VerifyPeer on the handshake goroutine under Step
+	leaf    *x509.Certificate // the certificate presented, set with peer
+	lastIn  []byte            // last EAP-Response processed and the EAP-Request it produced, to answer
+	lastOut []byte            // an EAP-level retransmission (RFC 3748 §4.1) without advancing
 }
 
 // deadline is when c expires: its first-step deadline until the peer answered the Start.
@@ -233,7 +235,7 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 	cfg := tr.base
 	verify := tr.verify
 	cfg.VerifyPeer = func(chain []*x509.Certificate) error {
-		c.peer = certIdentity(chain[0], h.o.IdentityOrder)
+		c.peer, c.leaf = certIdentity(chain[0], h.o.IdentityOrder), chain[0]
 		_, err := pki.Verify(chain, verify)
 		return err
 	}
@@ -390,6 +392,7 @@ func (h *Handler) step(req *proxy.Request, c *conversation, ra requestAttrs, ev 
 	if !h.o.Now().Before(c.deadline()) {
 		h.end(c)
 		h.stats.expired.Add(1)
+		ev.SetCertificate(c.leaf)
 		ev.Reason = ReasonTimeout
 		return h.reject(req, eapFailure(ra.eap[1]), ev, "")
 	}
@@ -412,7 +415,11 @@ func (h *Handler) step(req *proxy.Request, c *conversation, ra requestAttrs, ev 
 	if c.peer != "" {
 		ev.Identity = c.peer
 	}
+	ev.SetCertificate(c.leaf)
 	ev.Reason = reasonFor(err)
+	if errors.Is(err, eaptls.ErrPeerCertificate) {
+		ev.Type = certificateType(c.leaf, ev.Reason)
+	}
 	h.o.Logger.Debug("eap-tls failed", "nas", ev.NAS, "mac", ev.MAC, "user", ev.Identity, "reason", ev.Reason, "err", err)
 	msg := ""
 	if ev.Reason == ReasonNak {
@@ -456,6 +463,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	}
 	failure := eapFailure(success[1])
 	ev.Identity = certIdentity(leaf, h.o.IdentityOrder)
+	ev.SetCertificate(leaf)
 	if res == nil || ev.Identity == "" {
 		ev.Reason = ReasonNoIdentity
 		return h.reject(req, failure, ev, "")
@@ -523,6 +531,9 @@ func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg strin
 
 func (h *Handler) emit(ev Event) {
 	ev.Source = survivability.SourceLocal
+	if ev.Type == "" {
+		ev.Type = survivability.AccessType(ev.Allowed)
+	}
 	if h.o.Events != nil {
 		h.o.Events(ev)
 	}
@@ -564,6 +575,7 @@ func (h *Handler) expire(old []*conversation) {
 			if c.peer != "" {
 				ev.Identity = c.peer
 			}
+			ev.SetCertificate(c.leaf)
 			h.o.Logger.Debug("eap-tls conversation expired", "nas", c.nas, "mac", c.mac, "user", ev.Identity)
 			h.emit(ev)
 		}

@@ -67,8 +67,10 @@ func TestAuthenticateInProcess(t *testing.T) {
 				t.Errorf("EAP %x, want EAP-Success", eap)
 			}
 			ev := evs.wait(t, time.Second)
+			leaf := l.clients[tt.client].issued.Cert
 			want := Event{Time: ev.Time, Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1",
-				VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal}
+				VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal, Type: survivability.TypeAccessAllowed,
+				CertSerial: fmt.Sprintf("%x", leaf.SerialNumber.Bytes()), CertCN: tt.identity, CertIssuer: leaf.Issuer.String(), CertNotAfter: leaf.NotAfter.UTC()}
 			if ev != want {
 				t.Errorf("event %+v, want %+v", ev, want)
 			}
@@ -79,14 +81,16 @@ func TestAuthenticateInProcess(t *testing.T) {
 	}
 }
 
+// TestCertificateRejected: each rejected certificate makes the event the Mist guide names for its
+// failure, with the certificate presented: serial, CN, issuer, expiry.
 func TestCertificateRejected(t *testing.T) {
 	l := testLab(t)
 	h, evs := newHandler(t, l.options(t))
-	tests := []struct{ client, reason string }{
-		{cliExpired, pki.ReasonExpired},
-		{cliOther, pki.ReasonUnknownCA},
-		{cliRevoked, pki.ReasonRevoked},
-		{cliEKU, pki.ReasonWrongEKU},
+	tests := []struct{ client, reason, typ string }{
+		{cliExpired, pki.ReasonExpired, "NAC Client Certificate Expired"},
+		{cliOther, pki.ReasonUnknownCA, "NAC Client Certificate Validation Failure"},
+		{cliRevoked, pki.ReasonRevoked, "NAC Client Cert Revoked"},
+		{cliEKU, pki.ReasonWrongEKU, "NAC Client Certificate Validation Failure"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.client, func(t *testing.T) {
@@ -101,8 +105,18 @@ func TestCertificateRejected(t *testing.T) {
 				t.Error("no Reply-Message")
 			}
 			ev := evs.wait(t, time.Second)
-			if ev.Allowed || ev.Reason != tt.reason || ev.Identity != l.clients[tt.client].issued.Cert.Subject.CommonName {
-				t.Errorf("event %+v, want reason %s", ev, tt.reason)
+			leaf := l.clients[tt.client].issued.Cert
+			if ev.Allowed || ev.Reason != tt.reason || ev.Identity != leaf.Subject.CommonName || ev.Type != tt.typ {
+				t.Errorf("event %+v, want reason %s type %q", ev, tt.reason, tt.typ)
+			}
+			wantSerial := fmt.Sprintf("%x", leaf.SerialNumber.Bytes())
+			if ev.CertSerial != wantSerial || ev.CertCN != leaf.Subject.CommonName || ev.CertIssuer != leaf.Issuer.String() ||
+				!ev.CertNotAfter.Equal(leaf.NotAfter) {
+				t.Errorf("certificate fields %q %q %q %v, want %q %q %q %v", ev.CertSerial, ev.CertCN, ev.CertIssuer, ev.CertNotAfter,
+					wantSerial, leaf.Subject.CommonName, leaf.Issuer.String(), leaf.NotAfter)
+			}
+			if ev.CertIssuer == "" || ev.CertSerial == "" {
+				t.Errorf("certificate fields missing: %+v", ev)
 			}
 		})
 	}
@@ -148,6 +162,14 @@ func TestCacheDecision(t *testing.T) {
 			ev := evs.wait(t, time.Second)
 			if ev.Reason != tt.reason || ev.VLAN != tt.vlan || ev.Allowed != (tt.code == packet.CodeAccessAccept) {
 				t.Errorf("event %+v, want reason %s vlan %q", ev, tt.reason, tt.vlan)
+			}
+			// A verified certificate's decision is the access event, with the certificate.
+			wantType := survivability.TypeAccessDenied
+			if tt.code == packet.CodeAccessAccept {
+				wantType = survivability.TypeAccessAllowed
+			}
+			if ev.Type != wantType || ev.CertCN != l.clients[tt.client].issued.Cert.Subject.CommonName {
+				t.Errorf("event type %q cert_cn %q, want %q and the certificate's CN", ev.Type, ev.CertCN, wantType)
 			}
 			if tt.code != packet.CodeAccessAccept {
 				if resp.Has(packet.AttrUserName) || resp.Has(packet.AttrVendorSpecific) {

@@ -1,0 +1,134 @@
+package survivability
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"time"
+)
+
+// Event types (Event.Type): the names the Mist Access Assurance guide gives NAC events, so that an
+// operator who knows the cloud's event list finds the same names at the edge. They are stable:
+// scripts match them.
+const (
+	// TypeAccessAllowed and TypeAccessDenied are every access decision that is not a certificate
+	// failure: the cloud's Accept or Reject relayed, and every local decision.
+	TypeAccessAllowed = "NAC Client Access Allowed"
+	TypeAccessDenied  = "NAC Client Access Denied"
+
+	// A client certificate rejected by local EAP-TLS, by what it is issued to (CertHolder).
+	TypeClientCertRevoked           = "NAC Client Cert Revoked"
+	TypeClientCertExpired           = "NAC Client Certificate Expired"
+	TypeClientCertValidationFailure = "NAC Client Certificate Validation Failure"
+
+	TypeMachineCertRevoked           = "NAC Machine Certificate Revoked"
+	TypeMachineCertExpired           = "NAC Machine Certificate Expired"
+	TypeMachineCertValidationFailure = "NAC Machine Certificate Validation Failure"
+
+	TypeUserCertRevoked           = "NAC User Certificate Revoked"
+	TypeUserCertExpired           = "NAC User Certificate Expired"
+	TypeUserCertValidationFailure = "NAC User Certificate Validation Failure"
+
+	// Change of Authorization sent to a NAS (RFC 5176 §3): Disconnect-Request and CoA-Request.
+	TypeCoADisconnect     = "NAC CoA Disconnect"
+	TypeCoAReauthenticate = "NAC CoA Reauthenticate"
+)
+
+// Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner). The
+// certificate fields are those of the client certificate a local EAP-TLS conversation was
+// presented, when it got that far; a certificate rejected during the handshake was presented, not
+// proven to be held (the peer's CertificateVerify comes after, RFC 8446 §4.4.3).
+type Event struct {
+	Time     time.Time
+	Allowed  bool
+	Method   string // mab, eap-tls, pap, eap, accounting
+	MAC      string
+	Identity string
+	NAS      string
+	Site     string
+	VLAN     string
+	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, cert-expired, …
+	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
+	Upstream string // the upstream that answered (SourceUpstream)
+	// Type is the guide's name of the event (Type* constants); "" for accounting, which is no
+	// access decision.
+	Type string
+	// CertSerial is the client certificate's serial number in lower-case hex, CertCN its
+	// subject CN, CertIssuer its issuer DN (RFC 4514 string), CertNotAfter the end of its
+	// validity.
+	CertSerial   string
+	CertCN       string
+	CertIssuer   string
+	CertNotAfter time.Time
+}
+
+// AccessType is the Type of an access decision that is not a certificate failure.
+func AccessType(allowed bool) string {
+	if allowed {
+		return TypeAccessAllowed
+	}
+	return TypeAccessDenied
+}
+
+// CertHolder is what a client certificate is issued to, which picks the Client, Machine or User
+// variant of a certificate event's Type.
+type CertHolder int
+
+// Certificate holders.
+const (
+	CertClient  CertHolder = iota // not known: the guide's generic "NAC Client ..." names
+	CertMachine                   // a computer (dNSName, "host/..." names)
+	CertUser                      // a person (UPN or e-mail names)
+)
+
+// CertFailure is why a client certificate was rejected, as far as the event types tell apart.
+type CertFailure int
+
+// Certificate failures.
+const (
+	CertInvalid CertFailure = iota // unknown CA, wrong EKU, weak key, not yet valid, no certificate, …
+	CertExpired
+	CertRevoked
+)
+
+var certTypes = [3][3]string{
+	CertClient:  {CertInvalid: TypeClientCertValidationFailure, CertExpired: TypeClientCertExpired, CertRevoked: TypeClientCertRevoked},
+	CertMachine: {CertInvalid: TypeMachineCertValidationFailure, CertExpired: TypeMachineCertExpired, CertRevoked: TypeMachineCertRevoked},
+	CertUser:    {CertInvalid: TypeUserCertValidationFailure, CertExpired: TypeUserCertExpired, CertRevoked: TypeUserCertRevoked},
+}
+
+// CertificateType is the Type of a certificate rejected for f, issued to h.
+func CertificateType(h CertHolder, f CertFailure) string {
+	if h < CertClient || h > CertUser {
+		h = CertClient
+	}
+	if f < CertInvalid || f > CertRevoked {
+		f = CertInvalid
+	}
+	return certTypes[h][f]
+}
+
+// SetCertificate fills ev's certificate fields from leaf (nil: leaves them empty).
+func (ev *Event) SetCertificate(leaf *x509.Certificate) {
+	if leaf == nil {
+		return
+	}
+	ev.CertSerial = serialHex(leaf)
+	ev.CertCN = leaf.Subject.CommonName
+	ev.CertIssuer = leaf.Issuer.String()
+	ev.CertNotAfter = leaf.NotAfter.UTC()
+}
+
+// serialHex is the serial number as even-length lower-case hex ("00" for zero), "-" before a
+// negative one (invalid per RFC 5280 §4.1.2.2, but seen in the wild).
+func serialHex(c *x509.Certificate) string {
+	n := c.SerialNumber
+	switch {
+	case n == nil:
+		return ""
+	case n.Sign() == 0:
+		return "00"
+	case n.Sign() < 0:
+		return "-" + hex.EncodeToString(n.Bytes())
+	}
+	return hex.EncodeToString(n.Bytes())
+}
