@@ -278,7 +278,7 @@ type attempt struct {
 	tried uint64
 	up    *Upstream
 	auth  [packet.AuthLen]byte
-	ps    [8]byte
+	ps    [ProxyStateLen]byte
 	sent  time.Time
 }
 

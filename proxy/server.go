@@ -347,8 +347,9 @@ func (s *Server) readLoop(sk udpSock) {
 	}
 }
 
-// proxyStateLen is the length of the Proxy-State value the Pool adds to each request it forwards.
-const proxyStateLen = 8
+// ProxyStateLen is the length of the Proxy-State value the Pool adds to each request it forwards
+// (RFC 2865 §5.33); packet.ForwardLen with it says how long a forwarded copy is.
+const ProxyStateLen = 8
 
 // acctDelayLen is an Acct-Delay-Time attribute (RFC 2866 §5.2), which a replay of spooled
 // accounting adds when the NAS sent none.
@@ -358,7 +359,7 @@ const acctDelayLen = 2 + 4
 // Authenticator, Proxy-State and CHAP-Challenge added as needed), and for accounting the
 // Acct-Delay-Time a replay from the spool adds.
 func forwardLen(p packet.Packet) int {
-	n := packet.ForwardLen(p, proxyStateLen)
+	n := packet.ForwardLen(p, ProxyStateLen)
 	if p.Code() == packet.CodeAccountingRequest && !p.Has(packet.AttrAcctDelayTime) {
 		n += acctDelayLen
 	}

@@ -26,11 +26,6 @@ const (
 	// treats the record as not delivered. The pool answers at the deadline; the grace only matters
 	// when it never does, and then the record is spooled (a possible duplicate, never a loss).
 	forwardGrace = time.Second
-	// proxyStateLen and maLen are what proxy.Pool adds when it forwards a request
-	// (packet.ForwardRequest): its Proxy-State (2 + 8 octets, RFC 2865 §5.33) and a
-	// Message-Authenticator (RFC 3579 §3.2) when the request has none.
-	proxyStateLen = 2 + 8
-	maLen         = 18
 )
 
 // Accounting keeps accounting lossless and in order: every Accounting-Request goes through it.
@@ -308,7 +303,7 @@ func (a *Accounting) send(e spool.Entry, delay time.Duration, done func(error)) 
 		return
 	}
 	// RFC 2865 §3: 4096 octets at most, also after the proxy's additions; no upstream can take more.
-	if n := forwardedLen(p); n > packet.MaxLen {
+	if n := packet.ForwardLen(p, proxy.ProxyStateLen); n > packet.MaxLen {
 		done(permanent(fmt.Errorf("survivability: accounting record is %d octets once forwarded, above %d", n, packet.MaxLen)))
 		return
 	}
@@ -325,13 +320,4 @@ func (a *Accounting) send(e spool.Entry, delay time.Duration, done func(error)) 
 		}
 		done(res.Err)
 	})
-}
-
-// forwardedLen is the length of p once the pool has forwarded it (packet.ForwardRequest).
-func forwardedLen(p packet.Packet) int {
-	n := len(p) + proxyStateLen
-	if !p.Has(packet.AttrMessageAuthenticator) {
-		n += maLen
-	}
-	return n
 }
