@@ -64,6 +64,9 @@ type EngineOptions struct {
 	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
 	// Duo-style "failmode").
 	FailClosed bool
+	// Sites is the per-site policy (site.go); nil: one site with the defaults above, rejecting
+	// password logins.
+	Sites      *Sites
 	EAP        EAPHandler      // nil: EAP is rejected with a reason
 	Accounting AccountingSpool // nil: accounting is not acknowledged while the cloud is unreachable
 	Events     func(Event)
@@ -74,7 +77,8 @@ type EngineOptions struct {
 // Engine is the local decision engine: the proxy's Fallback. It answers while the cloud NAC is down
 // (Active) and for every request the upstreams failed to answer.
 type Engine struct {
-	opts EngineOptions
+	opts   EngineOptions
+	logins loginLimiter // failed local password logins (password.go)
 }
 
 // NewEngine returns an engine; Health is required.
@@ -159,9 +163,13 @@ func (e *Engine) accounting(req *proxy.Request) (packet.Packet, error) {
 
 func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 	c := Classify(req.Packet, req.Client.Secret)
+	site := e.site(req)
+	if !site.Enabled {
+		return e.siteDisabled(req, c)
+	}
 	switch c.Method {
 	case MethodMAB:
-		return e.mab(req, c)
+		return e.mab(req, c, site)
 	case MethodEAPTLS, MethodEAPOther:
 		if e.opts.EAP == nil {
 			e.event(req, Event{Method: "eap", MAC: c.MAC, Identity: c.UserName, Reason: "local-eap-unavailable"})
@@ -169,15 +177,10 @@ func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 		}
 		return e.opts.EAP.Serve(req), nil
 	}
-	method := "pap"
-	if req.Packet.Has(packet.AttrCHAPPassword) {
-		method = "chap"
-	}
-	e.event(req, Event{Method: method, MAC: c.MAC, Identity: c.UserName, Reason: "unsupported-method"})
-	return e.reject(req, ReplyUnsupported)
+	return e.password(req, c, site)
 }
 
-func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error) {
+func (e *Engine) mab(req *proxy.Request, c Classification, site Site) (packet.Packet, error) {
 	ev := Event{Method: "mab", MAC: c.MAC, Identity: c.UserName}
 	rec, ok, err := e.opts.Cache.Lookup("", c.MAC)
 	if err != nil {
@@ -187,12 +190,12 @@ func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error
 	switch {
 	case ok:
 		attrs, ev.Reason = rec.Attrs, "cache-hit"
-	case e.opts.FailClosed:
+	case site.FailClosed:
 		ev.Reason = "failmode-closed"
 		e.event(req, ev)
 		return e.reject(req, "")
 	default:
-		attrs, ev.Reason = DefaultVLANAttrs(req.Client.Vendor, e.opts.DefaultMABVLAN), "default-vlan"
+		attrs, ev.Reason = DefaultVLANAttrs(req.Client.Vendor, site.DefaultMABVLAN), "default-vlan"
 	}
 	ev.Allowed, ev.VLAN = true, VLAN(attrs)
 	e.event(req, ev)

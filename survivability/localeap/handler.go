@@ -353,19 +353,23 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 			h.o.Logger.Error("cache lookup failed", "mac", ev.MAC, "user", ev.Identity, "err", err)
 		}
 	}
+	vlan, failClosed := h.o.DefaultVLAN, h.o.FailClosed
+	if h.o.Site != nil {
+		vlan, failClosed = h.o.Site(req.Client.Site)
+	}
 	switch {
 	case hit:
 		attrs = authorization(rec.Attrs)
 		ev.Reason = ReasonCacheHit
-	case h.o.FailClosed:
+	case failClosed:
 		ev.Reason = ReasonFailClosed
 		return h.reject(req, failure, ev, "")
-	case h.o.DefaultVLAN != "":
+	case vlan != "":
 		if h.o.VendorReply != nil {
-			attrs = h.o.VendorReply(req.Client.Vendor, h.o.DefaultVLAN)
+			attrs = h.o.VendorReply(req.Client.Vendor, vlan)
 		}
 		if attrs == nil {
-			attrs = survivability.DefaultVLANAttrs("generic", h.o.DefaultVLAN)
+			attrs = survivability.DefaultVLANAttrs("generic", vlan)
 		}
 		ev.Reason = ReasonDefaultVLAN
 	default:
@@ -373,7 +377,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	}
 	ev.VLAN = survivability.VLAN(attrs)
 	if ev.VLAN == "" && ev.Reason == ReasonDefaultVLAN {
-		ev.VLAN = h.o.DefaultVLAN
+		ev.VLAN = vlan
 	}
 
 	secret, reqAuth := req.Client.Secret, req.Packet.Authenticator()

@@ -88,6 +88,9 @@ type Options struct {
 	DefaultVLAN string
 	// FailClosed rejects authenticated clients the cache does not know (failmode: closed).
 	FailClosed bool
+	// Site, when set, gives DefaultVLAN and FailClosed per site (proxy.Client.Site) instead
+	// (survivability.Sites).
+	Site func(site string) (defaultVLAN string, failClosed bool)
 	// VendorReply says how to express DefaultVLAN for a NAS vendor (proxy.Client.Vendor). nil, or
 	// a nil result: the RFC 3580 §3.31 triplet Tunnel-Type=VLAN, Tunnel-Medium-Type=IEEE-802,
 	// Tunnel-Private-Group-ID=vlan.
