@@ -97,6 +97,9 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := p.engine.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := b.Survival.Sites.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	po := b.Pool
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

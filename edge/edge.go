@@ -116,6 +116,7 @@ type Edge struct {
 	acct     *survivability.Accounting
 	learner  *survivability.Learner
 	engine   *survivability.Engine // nil when survivability is off
+	sites    *survivability.Sites  // the per-site policy, swapped on reload
 	// The proxy.
 	resolver *resolve.Resolver
 	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
@@ -204,9 +205,17 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if e.sites, err = survivability.NewSites(p.b.Survival.Sites); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	siteCache := survivability.SiteCache{Cache: e.cache, Sites: e.sites}
 	if p.localEAP != nil {
 		lo := *p.localEAP
-		lo.Cache, lo.Events = e.cache, e.publish
+		lo.Cache, lo.Events = siteCache, e.publish
+		lo.Site = func(name string) (string, bool) {
+			s := e.sites.For(name)
+			return s.DefaultDot1XVLAN, s.FailClosed
+		}
 		lo.Verify.Revocation = e.checker
 		if e.localEAP, err = localeap.New(lo); err != nil {
 			return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
@@ -215,7 +224,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	var fallback proxy.Fallback
 	if p.b.Survival.Enabled {
 		eo := p.engine
-		eo.Health, eo.Cache, eo.Accounting, eo.Events = e.health, e.cache, e.acct, e.publish
+		eo.Health, eo.Cache, eo.Accounting, eo.Events, eo.Sites = e.health, siteCache, e.acct, e.publish, e.sites
 		if e.localEAP != nil {
 			eo.EAP = e.localEAP
 		}
