@@ -259,6 +259,15 @@ func HashArgon2id(password, salt []byte) string {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(k))
 }
 
+// HashBcrypt returns the bcrypt hash of password at bcrypt's default cost (10).
+func HashBcrypt(password []byte) (string, error) {
+	h, err := bcrypt.GenerateFromPassword(password, bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("survivability: bcrypt: %w", err)
+	}
+	return string(h), nil
+}
+
 // Login rate limiting: after loginMaxFailures failures of one user on one NAS within
 // loginWindow, further attempts are refused unchecked until the window has passed.
 const (
