@@ -270,16 +270,21 @@ func HashBcrypt(password []byte) (string, error) {
 
 // Login rate limiting: after loginMaxFailures failures of one user on one NAS within
 // loginWindow, further attempts are refused unchecked until the window has passed.
+// Whatever the user names, at most loginMaxPerSecond passwords are checked per second in all: a
+// check costs tens of milliseconds of CPU on the goroutine that reads the NAS's socket.
 const (
-	loginMaxFailures = 5
-	loginWindow      = time.Minute
-	loginMaxKeys     = 4096 // bounds the table: a flood of user names cannot grow it
+	loginMaxFailures  = 5
+	loginWindow       = time.Minute
+	loginMaxKeys      = 4096 // bounds the table: a flood of user names cannot grow it
+	loginMaxPerSecond = 10
 )
 
-// loginLimiter counts failed local logins per NAS and user.
+// loginLimiter counts failed local logins per NAS and user, and checks in all per second.
 type loginLimiter struct {
-	mu   sync.Mutex
-	fail map[string]loginFailures
+	mu     sync.Mutex
+	fail   map[string]loginFailures
+	second time.Time // the second checks counts the checks of
+	checks int
 }
 
 type loginFailures struct {
@@ -289,19 +294,25 @@ type loginFailures struct {
 
 func loginKey(nas, user string) string { return nas + "\x00" + user }
 
-// allowed reports whether key may try a password at now.
+// allowed reports whether key may try a password at now, and counts the check.
 func (l *loginLimiter) allowed(key string, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f, ok := l.fail[key]
-	if !ok {
-		return true
+	if f, ok := l.fail[key]; ok {
+		if now.Sub(f.first) >= loginWindow {
+			delete(l.fail, key)
+		} else if f.n >= loginMaxFailures {
+			return false
+		}
 	}
-	if now.Sub(f.first) >= loginWindow {
-		delete(l.fail, key)
-		return true
+	if sec := now.Truncate(time.Second); !sec.Equal(l.second) {
+		l.second, l.checks = sec, 0
 	}
-	return f.n < loginMaxFailures
+	if l.checks >= loginMaxPerSecond {
+		return false
+	}
+	l.checks++
+	return true
 }
 
 // failed records a failure of key at now.

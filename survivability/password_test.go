@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -192,5 +193,18 @@ func TestLoginLimiterBounded(t *testing.T) {
 	l.failed("new", t0.Add(loginWindow)) // the expired ones make room
 	if len(l.fail) != 1 {
 		t.Fatalf("%d keys after expiry", len(l.fail))
+	}
+	// At most loginMaxPerSecond checks a second in all, whatever the users.
+	var g loginLimiter
+	for i := range loginMaxPerSecond {
+		if !g.allowed(loginKey("sw", fmt.Sprint(i)), t0) {
+			t.Fatalf("check %d refused", i)
+		}
+	}
+	if g.allowed("sw\x00another", t0.Add(999*time.Millisecond)) {
+		t.Fatal("more than loginMaxPerSecond checks in one second")
+	}
+	if !g.allowed("sw\x00another", t0.Add(time.Second)) {
+		t.Fatal("the next second refused")
 	}
 }
