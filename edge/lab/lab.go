@@ -205,7 +205,7 @@ Try (freeradius-utils):
   mxedge status --socket %[14]s                             # mode, upstream, cache, counters
   mxedge events --follow --socket %[14]s                    # the NAC event stream
 Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:
-  touch %[15]s    # cut:     MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP is rejected
+  touch %[15]s    # cut:     MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)
   rm %[15]s       # restore: failback after 3 healthy Status-Server probes
 Stop with Ctrl-C.
 `, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret,
