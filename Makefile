@@ -6,6 +6,8 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE     ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 FUZZTIME ?= 10s
+# staticcheck, pinned and run through the Go toolchain: a fresh machine needs nothing else.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Real peers the tests drive (Debian packages); installed when missing, never skipped.
 PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2 \
@@ -29,9 +31,7 @@ test-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PEER_PKGS) >/dev/null || exit 1; \
 	fi
 
-test: test-deps
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	$(GO) vet ./...
+test: test-deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 run: build
@@ -40,9 +40,11 @@ run: build
 bench: build test-deps
 	MXEDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
 
+# gofmt, go vet, then staticcheck (checks chosen in staticcheck.conf).
 lint:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 # Short runs of every fuzz target (the seed corpora already run in `make test`).
 fuzz:

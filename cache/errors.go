@@ -27,4 +27,8 @@ var (
 	// ErrBadOptions: Options.Validate failed; the wrapped message names the
 	// field and its allowed range.
 	ErrBadOptions = errors.New("cache: bad options")
+	// ErrFull: the store holds Options.MaxEntries records and none may be
+	// evicted for the new one (every candidate was confirmed within
+	// Options.Protect, or later than the new record).
+	ErrFull = errors.New("cache: full")
 )

@@ -108,6 +108,7 @@ type ImportReport struct {
 	Imported int         // records written
 	Older    int         // skipped: the stored entry was authorized at the same time or later (mergeNewer)
 	Expired  int         // skipped: already expired
+	Full     int         // skipped: new records the full store could not admit (Options.MaxEntries)
 	Bad      int         // lines rejected
 	Errors   []LineError // the first MaxImportErrors rejected lines
 }
@@ -123,7 +124,9 @@ const (
 // records (in transactions of 1000) while reporting the line numbers of the
 // bad ones. With mergeNewer an incoming record replaces a stored one only if
 // its LastAuthorized is later (the cloud cache-sync rule); otherwise it
-// always replaces. Expired records are skipped. The error is non-nil only
+// always replaces. Expired records are skipped, times in the future clamped
+// to now, and new records beyond Options.MaxEntries admitted as Learn admits
+// them (counted in Full when refused). The error is non-nil only
 // for a read or database failure; bad lines are in the report.
 func (s *Store) Import(r io.Reader, mergeNewer bool) (ImportReport, error) {
 	var rep ImportReport
@@ -143,6 +146,14 @@ func (s *Store) Import(r io.Reader, mergeNewer bool) (ImportReport, error) {
 				if ok && mergeNewer && !nr.LastAuthorized.After(old.LastAuthorized) {
 					rep.Older++
 					continue
+				}
+				if !ok && t.recs.Get(rk) == nil {
+					if err := s.admit(t, nr.LastAuthorized); errors.Is(err, ErrFull) {
+						rep.Full++
+						continue
+					} else if err != nil {
+						return err
+					}
 				}
 				nr.FirstSeen = firstSeen(old, ok, nr.FirstSeen, nr.LastAuthorized)
 				if err := t.replace(rk, nr, old, ok); err != nil {

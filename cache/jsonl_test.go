@@ -99,6 +99,7 @@ func TestImportMergeNewer(t *testing.T) {
 	s := openTestStore(t, clk, nil)
 	t0 := clk.Now()
 	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:01", Site: "local", LastAuthorized: t0, FirstSeen: t0.Add(-time.Hour)}))
+	clk.Advance(time.Hour) // the newer line is then in the past: a future one is clamped to now
 	line := func(site string, at time.Time) string {
 		return fmt.Sprintf(`{"mac":"02:00:00:00:00:01","site":%q,"last_authorized":%q,"first_seen":%q}`+"\n",
 			site, at.Format(time.RFC3339Nano), at.Format(time.RFC3339Nano))

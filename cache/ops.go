@@ -141,7 +141,15 @@ func (s *Store) apply(t *txn, o op) error {
 	if err != nil {
 		s.log.Warn("cache record unreadable, replacing", "mac", r.MAC, "user", r.Identity, "err", err)
 	}
+	if !ok && t.recs.Get(o.key) == nil {
+		if err := s.admit(t, o.at); err != nil {
+			return s.refused(err, r)
+		}
+	}
 	r.FirstSeen = firstSeen(old, ok, r.FirstSeen, o.at)
+	if r.FirstSeen.After(o.at) {
+		r.FirstSeen = o.at
+	}
 	r.LastAuthorized = o.at
 	r.Expires = o.at.Add(s.opts.TTL)
 	return t.replace(o.key, r, old, ok)
@@ -208,8 +216,9 @@ func forget(t *txn, mac, identity string) (bool, error) {
 
 // Upsert writes r synchronously (CLI, import). Unset times are filled:
 // LastAuthorized = now, Expires = LastAuthorized + TTL, FirstSeen = the
-// existing entry's, else LastAuthorized. A record already expired returns
-// ErrExpired. Non-replayable attributes are dropped.
+// existing entry's, else LastAuthorized; times in the future are clamped to
+// now and Expires to LastAuthorized + TTL. A record already expired returns
+// ErrExpired; a new record the full store cannot admit returns ErrFull. Non-replayable attributes are dropped.
 func (s *Store) Upsert(r Record) error {
 	nr, err := s.prepare(r)
 	if err != nil {
@@ -218,6 +227,11 @@ func (s *Store) Upsert(r Record) error {
 	return s.update(func(t *txn) error {
 		rk := recordKey(nr)
 		old, ok, _ := t.get(rk)
+		if !ok && t.recs.Get(rk) == nil {
+			if err := s.admit(t, nr.LastAuthorized); err != nil {
+				return err
+			}
+		}
 		nr.FirstSeen = firstSeen(old, ok, nr.FirstSeen, nr.LastAuthorized)
 		return t.replace(rk, nr, old, ok)
 	})
@@ -236,6 +250,7 @@ func (s *Store) prepare(r Record) (Record, error) {
 	if nr.Expires.IsZero() {
 		nr.Expires = nr.LastAuthorized.Add(s.opts.TTL)
 	}
+	nr = clampTimes(nr, now, s.opts.TTL)
 	if !nr.Expires.After(now) {
 		return Record{}, fmt.Errorf("%w: expired %s", ErrExpired, nr.Expires.Format(time.RFC3339))
 	}

@@ -18,6 +18,15 @@ const (
 	DefaultSweepInterval = time.Minute
 	DefaultSweepBatch    = 1000
 	DefaultOpenTimeout   = time.Second
+	// DefaultMaxEntries bounds the file to roughly 250 to 450 MiB
+	// (docs/cache.md, figures for 1,000,000 entries).
+	DefaultMaxEntries = 1_000_000
+	MaxMaxEntries     = 100_000_000
+	// DefaultProtect: clients re-authenticate at least daily (session
+	// timeouts, reauthentication), so an entry confirmed within a day is
+	// one in use.
+	DefaultProtect = 24 * time.Hour
+	MinProtect     = time.Minute
 )
 
 // Options configure a Store. The zero value of every field means its
@@ -50,6 +59,17 @@ type Options struct {
 	// another process (the daemon) gives ErrLocked after it. Default 1s,
 	// at most 1m; bbolt's "wait forever" is never used.
 	OpenTimeout time.Duration
+	// MaxEntries caps the records stored. A new record beyond it evicts
+	// the entry first in the expiry index (for learned entries: the one
+	// confirmed longest ago), but only an entry confirmed more than
+	// Protect ago and before the new record; otherwise the new record is
+	// refused (ErrFull, Stats.Refused) so a flood of new clients never
+	// pushes out the ones in use. Default DefaultMaxEntries, 1 to
+	// MaxMaxEntries.
+	MaxEntries int
+	// Protect is how recently confirmed (LastAuthorized) an entry must be
+	// to be safe from eviction. Default 24h, 1m to TTL.
+	Protect time.Duration
 	// ReadOnly opens the file with a shared lock and refuses writes. It
 	// still conflicts with a writer holding the exclusive lock.
 	ReadOnly bool
@@ -88,6 +108,12 @@ func (o Options) withDefaults() Options {
 	if o.OpenTimeout == 0 {
 		o.OpenTimeout = DefaultOpenTimeout
 	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.Protect == 0 {
+		o.Protect = min(DefaultProtect, o.TTL)
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -118,6 +144,12 @@ func (o Options) Validate() error {
 	}
 	if o.SweepBatch < 1 || o.SweepBatch > 100000 {
 		return fmt.Errorf("%w: sweep batch must be between 1 and 100000, got %d", ErrBadOptions, o.SweepBatch)
+	}
+	if o.MaxEntries < 1 || o.MaxEntries > MaxMaxEntries {
+		return fmt.Errorf("%w: max entries must be between 1 and %d, got %d", ErrBadOptions, MaxMaxEntries, o.MaxEntries)
+	}
+	if o.Protect < MinProtect || o.Protect > o.TTL {
+		return fmt.Errorf("%w: protect must be between 1m and the ttl %v, got %v", ErrBadOptions, o.TTL, o.Protect)
 	}
 	if o.OpenTimeout < time.Millisecond || o.OpenTimeout > time.Minute {
 		return fmt.Errorf("%w: open timeout must be between 1ms and 1m, got %v", ErrBadOptions, o.OpenTimeout)

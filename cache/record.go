@@ -104,6 +104,30 @@ type Record struct {
 	Expires        time.Time
 }
 
+// clampTimes keeps the times of an imported or upserted record within what
+// the store could have written itself at now: none in the future (a record
+// dated ahead would outlive its TTL and, being "confirmed" later than any
+// real client, would never be evicted), FirstSeen not after LastAuthorized,
+// and Expires not beyond LastAuthorized + ttl (the entry stops being served
+// then anyway, and the sweeper finds it by Expires).
+func clampTimes(r Record, now time.Time, ttl time.Duration) Record {
+	if r.LastAuthorized.After(now) {
+		r.LastAuthorized = now
+	}
+	if r.FirstSeen.After(r.LastAuthorized) && !r.LastAuthorized.IsZero() {
+		r.FirstSeen = r.LastAuthorized
+	}
+	if r.FirstSeen.After(now) {
+		r.FirstSeen = now
+	}
+	if !r.LastAuthorized.IsZero() {
+		if limit := r.LastAuthorized.Add(ttl); r.Expires.After(limit) {
+			r.Expires = limit
+		}
+	}
+	return r
+}
+
 // Limits. RADIUS attributes carry at most 253 octets (RFC 2865 §5), so no
 // single field can legitimately be longer; the record count caps keep one
 // record well under a bbolt page.

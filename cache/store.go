@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Buckets. See docs/cache.md for the key scheme.
@@ -38,8 +39,12 @@ const (
 	// Page fill before a split (bbolt default 0.5); see update.
 	recordsFill = 0.9
 	expiryFill  = 1.0
-	// dropLogEvery rate-limits the queue-full warning.
+	// dropLogEvery rate-limits the queue-full and store-full warnings.
 	dropLogEvery = 10 * time.Second
+	// maxEvictPerAdmit bounds the work one new record does to make room
+	// (after MaxEntries was lowered the store shrinks by this much per new
+	// record, and by the sweeper).
+	maxEvictPerAdmit = 16
 )
 
 // Store is the client cache. Its methods are safe for concurrent use.
@@ -67,6 +72,9 @@ type Store struct {
 	commits     atomic.Uint64
 	writeErrs   atomic.Uint64
 	swept       atomic.Uint64
+	evicted     atomic.Uint64
+	refusedN    atomic.Uint64
+	lastFullLog atomic.Int64
 	lastSweep   atomic.Int64 // Unix nanos
 	lastSwept   atomic.Int64
 }
@@ -82,6 +90,8 @@ type Stats struct {
 	Commits        uint64    // writer transactions committed
 	WriteErrors    uint64    // writer transactions that failed (their operations are lost)
 	Swept          uint64    // expired records removed since Open
+	Evicted        uint64    // records evicted to admit a new one at MaxEntries
+	Refused        uint64    // learns of new records refused at MaxEntries (every candidate protected)
 	LastSweep      time.Time // end of the last sweep; zero before the first
 	LastSweepCount int       // records removed by the last sweep
 }
@@ -107,7 +117,7 @@ func Open(o Options) (*Store, error) {
 		// scan the whole file.
 		FreelistType: bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v)", ErrLocked, o.Path, o.OpenTimeout)
 	}
 	if err != nil {
@@ -346,6 +356,8 @@ func (s *Store) Stats() Stats {
 		Commits:        s.commits.Load(),
 		WriteErrors:    s.writeErrs.Load(),
 		Swept:          s.swept.Load(),
+		Evicted:        s.evicted.Load(),
+		Refused:        s.refusedN.Load(),
 		LastSweepCount: int(s.lastSwept.Load()),
 	}
 	if ns := s.lastSweep.Load(); ns != 0 {
@@ -358,7 +370,7 @@ func (s *Store) Stats() Stats {
 			st.Entries = int(binary.BigEndian.Uint64(v))
 		}
 		c := tx.Bucket(bucketExpiry).Cursor()
-		for k, _ := c.First(); k != nil && len(k) >= 8 && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) >= 8 && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
 			st.ExpiredPending++
 		}
 		return nil
@@ -416,7 +428,7 @@ func (s *Store) update(fn func(*txn) error) error {
 		}
 		return nil
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -424,7 +436,7 @@ func (s *Store) update(fn func(*txn) error) error {
 
 func (s *Store) view(fn func(*bolt.Tx) error) error {
 	err := s.db.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -472,17 +484,8 @@ func (t *txn) get(rk []byte) (Record, bool, error) {
 	return r, true, nil
 }
 
-// put writes a normalized record with its times set, replacing the index
-// entries of any previous version. Index entries that do not change are
-// left alone: a refresh of a known client then dirties only its record page,
-// the old expiry page and the tail of the expiry index.
-func (t *txn) put(r Record) error {
-	rk := recordKey(r)
-	old, ok, _ := t.get(rk) // an undecodable record is overwritten; its index entries go stale and are skipped
-	return t.replace(rk, r, old, ok)
-}
-
-// replace is put for a caller that already read the previous version (old,
+// replace writes a normalized record with its times set, replacing the index entries of the
+// previous version, which the caller already read (old,
 // ok) of the record at rk.
 func (t *txn) replace(rk []byte, r Record, old Record, ok bool) error {
 	newIdent, newExp := []byte(nil), expiryIndexKey(r.Expires, rk)
@@ -570,4 +573,80 @@ func identityKeys(ident *bolt.Bucket, identity string) [][]byte {
 		out = append(out, append([]byte(nil), k[len(prefix):]...))
 	}
 	return out
+}
+
+// entries is the record count as of this point of the transaction.
+func (t *txn) entries() int64 {
+	var n int64
+	if v := t.met.Get(metaEntries); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	return n + t.delta
+}
+
+// admit makes room for one record not yet stored, confirmed at confirmed.
+// Below MaxEntries it does nothing. At the cap it evicts the record first in
+// the expiry index, which for learned records (Expires = LastAuthorized +
+// TTL, imports clamped to it) is the one confirmed longest ago, provided it
+// is dead already, or was confirmed more than Protect ago and before the
+// new record. Otherwise it returns ErrFull: a recently confirmed entry is
+// never given up for one the store has not seen (docs/cache.md, "Entry
+// cap").
+func (s *Store) admit(t *txn, confirmed time.Time) error {
+	now := s.now()
+	guard := now.Add(-s.opts.Protect)
+	for range maxEvictPerAdmit {
+		if t.entries() < int64(s.opts.MaxEntries) {
+			return nil
+		}
+		k, _ := t.exp.Cursor().First()
+		if k == nil {
+			return ErrFull // entries counted but not indexed: nothing to evict
+		}
+		key := append([]byte(nil), k...)
+		rk := key[min(8, len(key)):]
+		old, found, err := t.get(rk)
+		switch {
+		case len(key) < 8 || (!found && err == nil) || (found && !bytes.Equal(expiryPrefix(old.Expires), key[:8])):
+			// A stale index entry (its record is gone or has a newer expiry).
+			if err := t.exp.Delete(key); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			// An undecodable record cannot be served: evict it.
+		case s.live(old, now) && (old.LastAuthorized.After(guard) || !old.LastAuthorized.Before(confirmed)):
+			return ErrFull
+		}
+		if err := t.remove(rk, old, err == nil); err != nil {
+			return err
+		}
+		if err != nil {
+			if err := t.exp.Delete(key); err != nil {
+				return err
+			}
+		}
+		s.evicted.Add(1)
+		s.log.Debug("cache entry evicted", "id", keyString(rk))
+	}
+	if t.entries() < int64(s.opts.MaxEntries) {
+		return nil
+	}
+	return ErrFull
+}
+
+// refused counts a learn the full store could not admit and warns at most
+// every dropLogEvery. A learn refused is not an error of the batch.
+func (s *Store) refused(err error, r Record) error {
+	if !errors.Is(err, ErrFull) {
+		return err
+	}
+	s.refusedN.Add(1)
+	now := s.now().UnixNano()
+	last := s.lastFullLog.Load()
+	if now-last >= int64(dropLogEvery) && s.lastFullLog.CompareAndSwap(last, now) {
+		s.log.Warn("cache full, refusing new entries", "reason", "every entry confirmed recently",
+			"mac", r.MAC)
+	}
+	return nil
 }

@@ -56,6 +56,7 @@ var users = []peertest.User{
 	{Name: "mallory", Password: "x", Reject: true},
 	{Name: "aabbccddeeff", MAB: true, Reply: mabReply},
 	{Name: "edge.example.test", Reply: vlanReply}, // EAP-TLS identity (the lab client certificate)
+	{Name: "mpsk-user", Password: "pw", Reply: mpskReply},
 }
 
 type e2e struct {

@@ -23,8 +23,6 @@ import (
 
 // goEdge runs mxedge in front of Go responders (no external peers), for lifecycle tests.
 type goEdge struct {
-	lab  *pkitest.Lab
-	dir  string
 	e    *edge.Edge
 	auth string
 	stop context.CancelFunc

@@ -267,6 +267,15 @@ func (e *Edge) newSyncer(o mgmt.SyncOptions) (*mgmt.Syncer, error) {
 	o.Reloaded = func() {
 		e.enqueue(context.Background(), reloadRequest{why: "edge certificate renewed"})
 	}
+	// Certificate sync installs the org CA and the local EAP-TLS listener's certificate and key into
+	// the files the configuration names, then reloads through the same queue, which re-reads them
+	// for new handshakes; conversations in flight keep theirs.
+	if t := e.cfg.Built().Survival.EAPTLS; t != nil && o.ServerTLS == nil {
+		o.ServerTLS = &mgmt.ServerTLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile, KeyPassword: t.KeyPassword}
+		o.ApplyServerTLS = func() error {
+			return e.enqueue(context.Background(), reloadRequest{why: "server certificates synced"})
+		}
+	}
 	return mgmt.NewSyncer(o)
 }
 

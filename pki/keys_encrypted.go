@@ -97,7 +97,8 @@ func ParseKeyWithPassword(data, password []byte) (crypto.Signer, error) {
 			// RFC 1423 encryption is weak (MD5 key derivation) and
 			// deprecated; it is read, never written, for keys exported by
 			// other systems.
-			der, err := x509.DecryptPEMBlock(b, password) //nolint:staticcheck // reading legacy keys only
+			//lint:ignore SA1019 reading legacy keys only, see above
+			der, err := x509.DecryptPEMBlock(b, password)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrBadPassword, err)
 			}

@@ -784,7 +784,7 @@ func (c *Checker) parseCRLFile(raw []byte) (*x509.Certificate, *revocationData, 
 	c.mu.RLock()
 	issuers := c.o.Issuers
 	c.mu.RUnlock()
-	var lastErr error = fmt.Errorf("pki: no configured issuer named %q", crl.Issuer.String())
+	lastErr := fmt.Errorf("pki: no configured issuer named %q", crl.Issuer.String())
 	for _, is := range issuers {
 		if err := checkCRLIssuer(crl, is); err != nil {
 			if bytes.Equal(crl.RawIssuer, is.RawSubject) {

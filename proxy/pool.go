@@ -106,7 +106,6 @@ type Pool struct {
 	affinity map[string]affinityEntry
 
 	ready chan struct{}
-	once  sync.Once
 }
 
 type affinityEntry struct {

@@ -78,6 +78,10 @@ type place struct {
 	prev, mine chan struct{}
 }
 
+// DefaultReplayWindow is how many spooled records, of different sessions, replay keeps in flight.
+// It also bounds the duplicates one failure during replay can cause.
+const DefaultReplayWindow = 32
+
 // AccountingOptions configure replay.
 type AccountingOptions struct {
 	Spool   *spool.Spool
@@ -86,7 +90,7 @@ type AccountingOptions struct {
 	Clients func(name string) *proxy.Client
 	Health  *Health
 	Timeout time.Duration // per replayed request; default 4s
-	Window  int           // records in flight during replay (different sessions); default 32
+	Window  int           // records in flight during replay (different sessions); default DefaultReplayWindow
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
@@ -104,7 +108,7 @@ func NewAccounting(o AccountingOptions) *Accounting {
 		o.Timeout = 4 * time.Second
 	}
 	if o.Window <= 0 {
-		o.Window = 32
+		o.Window = DefaultReplayWindow
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -60,10 +60,7 @@ func registerExit(err error) error {
 	return err
 }
 
-// newRegisterCmd is `mxedge register`. The version it reports to the controller comes from the
-// module build info; newRegisterCmdWith takes the stamped BuildInfo.
-func newRegisterCmd() *cobra.Command { return newRegisterCmdWith(BuildInfo{}) }
-
+// newRegisterCmdWith is `mxedge register`; it reports the stamped BuildInfo to the controller.
 func newRegisterCmdWith(info BuildInfo) *cobra.Command {
 	var (
 		code, cloud, caFile, stateDir string

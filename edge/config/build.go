@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -76,6 +78,10 @@ type EAPTLS struct {
 	CRLFiles      []string
 	OCSP          bool
 	Policy        pki.Policy
+	// CertFile, KeyFile and CAFile are where the material above was read from: the files
+	// certificate sync (edge/mgmt) replaces. KeyPassword decrypts KeyFile (nil for a plain key).
+	CertFile, KeyFile, CAFile string
+	KeyPassword               pki.Password
 }
 
 // DNSOptions configure upstream name resolution.
@@ -230,6 +236,9 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	if t := f.EAPTLS; t.Certificate != "" || t.Key != "" || t.CA != "" {
 		s.EAPTLS = c.buildEAPTLS(v, t)
 		b.Files = append(b.Files, c.abs(t.Certificate), c.abs(t.Key), c.abs(t.CA))
+		if t.KeyPassphraseFile != "" {
+			b.Files = append(b.Files, c.abs(t.KeyPassphraseFile))
+		}
 	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
@@ -244,8 +253,12 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 
 func (c *Config) buildEAPTLS(v *validator, t EAPTLSFile) *EAPTLS {
 	const path = "survivability.eap_tls"
-	pair, pool, minVer, ok := c.loadTLS(v, path, TLSFile{Certificate: t.Certificate, Key: t.Key, CA: t.CA, MinVersion: t.MinVersion})
-	e := &EAPTLS{Certificate: pair, Roots: pool, MinVersion: minVer, FragmentSize: t.FragmentSize, IdentityOrder: t.IdentityOrder, OCSP: t.OCSP}
+	pair, pool, minVer, ok := c.loadTLS(v, path, TLSFile{Certificate: t.Certificate, Key: t.Key, KeyPassphraseFile: t.KeyPassphraseFile, CA: t.CA, MinVersion: t.MinVersion})
+	e := &EAPTLS{Certificate: pair, Roots: pool, MinVersion: minVer, FragmentSize: t.FragmentSize, IdentityOrder: t.IdentityOrder, OCSP: t.OCSP,
+		CertFile: c.abs(t.Certificate), KeyFile: c.abs(t.Key), CAFile: c.abs(t.CA)}
+	if t.KeyPassphraseFile != "" {
+		e.KeyPassword, _ = c.keyPassphrase(&validator{}, path, t.KeyPassphraseFile) // loadTLS reported its errors
+	}
 	if t.FragmentSize != 0 && (t.FragmentSize < 64 || t.FragmentSize > 3000) {
 		v.errorf(path+".fragment_size", "%d is outside 64..3000", t.FragmentSize)
 	}
@@ -270,6 +283,11 @@ func (c *Config) buildEAPTLS(v *validator, t EAPTLSFile) *EAPTLS {
 			v.errorf(path+".revocation", "%q is not soft-fail or hard-fail", t.Revocation)
 		}
 		e.Policy = p
+	}
+	// hard-fail with nothing to check against would build no checker: revocation off while the
+	// file says it is mandatory (docs/decisions.md, "Revocation sources").
+	if e.Policy == pki.HardFail && len(t.CRLFiles) == 0 && !t.OCSP {
+		v.errorf(path+".revocation", "hard-fail needs a revocation source: list crl_files or set ocsp: true (without one no certificate is checked)")
 	}
 	if ok {
 		if certs, err := pki.LoadCertificates(c.abs(t.CA)); err == nil {
@@ -320,12 +338,25 @@ func checkVLAN(v *validator, path, s string) {
 
 func (c *Config) buildCache(v *validator, b *Built) {
 	f := &c.File.Cache
-	b.Cache = cache.Options{Path: c.abs(f.Path), TTL: f.TTL.D(cache.DefaultTTL)}
+	b.Cache = cache.Options{Path: c.abs(f.Path), TTL: f.TTL.D(cache.DefaultTTL),
+		MaxEntries: f.MaxEntries, Protect: f.Protect.D(0)}
 	if b.Cache.Path == "" {
 		b.Cache.Path = cache.DefaultPath
 	}
+	if b.Cache.MaxEntries == 0 {
+		b.Cache.MaxEntries = cache.DefaultMaxEntries
+	}
+	if b.Cache.Protect == 0 {
+		b.Cache.Protect = min(cache.DefaultProtect, b.Cache.TTL)
+	}
 	if t := b.Cache.TTL; t < cache.MinTTL || t > cache.MaxTTL {
 		v.errorf("cache.ttl", "%v is outside 1d..30d (write 7d)", f.TTL.D(0))
+	}
+	if n := b.Cache.MaxEntries; n < 1 || n > cache.MaxMaxEntries {
+		v.errorf("cache.max_entries", "%d is outside 1..%d", n, cache.MaxMaxEntries)
+	}
+	if p := b.Cache.Protect; p < cache.MinProtect || p > b.Cache.TTL {
+		v.errorf("cache.protect", "%v is outside 1m..cache.ttl (%v)", p, b.Cache.TTL)
 	}
 	// The file itself is not opened: a running mxedge holds its lock while `check` runs on reload.
 	dir := filepath.Dir(b.Cache.Path)
@@ -541,11 +572,23 @@ func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate,
 	if !ok {
 		return tls.Certificate{}, nil, 0, false
 	}
-	pair, err := pki.LoadKeyPair(c.abs(t.Certificate), c.abs(t.Key))
-	if err != nil {
+	password, pok := c.keyPassphrase(v, path, t.KeyPassphraseFile)
+	if !pok {
+		return tls.Certificate{}, nil, 0, false
+	}
+	pair, err := pki.LoadKeyPairWithPassword(c.abs(t.Certificate), c.abs(t.Key), password)
+	switch {
+	case password == nil && (errors.Is(err, pki.ErrEncryptedKey) || errors.Is(err, pki.ErrBadPassword)):
+		v.errorf(path+".key", "%s is passphrase-protected: set %s.key_passphrase_file", t.Key, path)
+		ok = false
+	case errors.Is(err, pki.ErrBadPassword):
+		v.errorf(path+".key_passphrase_file", "the passphrase in %s does not decrypt %s", t.KeyPassphraseFile, t.Key)
+		ok = false
+	case err != nil:
 		v.errorf(path+".certificate", "%v", err)
 		ok = false
-	} else if leaf := pair.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+	case pair.Leaf != nil && time.Now().After(pair.Leaf.NotAfter):
+		leaf := pair.Leaf
 		v.errorf(path+".certificate", "%s expired on %s", t.Certificate, leaf.NotAfter.Format(time.DateOnly))
 		ok = false
 	}
@@ -563,6 +606,26 @@ func (c *Config) loadTLS(v *validator, path string, t TLSFile) (tls.Certificate,
 		pool.AddCert(ca)
 	}
 	return pair, pool, minVer, ok
+}
+
+// keyPassphrase reads a private key's passphrase from file (its first line, without the line
+// end), or returns nil for "". It is a pki.Password, which never prints.
+func (c *Config) keyPassphrase(v *validator, path, file string) (pki.Password, bool) {
+	if file == "" {
+		return nil, true
+	}
+	b, err := os.ReadFile(c.abs(file))
+	if err != nil {
+		v.errorf(path+".key_passphrase_file", "%v", err)
+		return nil, false
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	if len(line) == 0 {
+		v.errorf(path+".key_passphrase_file", "%s is empty", file)
+		return nil, false
+	}
+	return pki.Password(line), true
 }
 
 func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {

@@ -62,8 +62,8 @@ func TestDefaults(t *testing.T) {
 	if b.Server.DuplicateWindow != 10*time.Second || b.Pool.Upstreams[0].Port != 2083 || b.Clients[0].Vendor != "generic" {
 		t.Fatal("defaults not applied")
 	}
-	if b.Cache.TTL != 7*24*time.Hour {
-		t.Fatalf("cache TTL default %v", b.Cache.TTL)
+	if b.Cache.TTL != 7*24*time.Hour || b.Cache.MaxEntries != 1000000 || b.Cache.Protect != 24*time.Hour {
+		t.Fatalf("cache defaults: ttl %v, max entries %d, protect %v", b.Cache.TTL, b.Cache.MaxEntries, b.Cache.Protect)
 	}
 	if !b.Clients[0].LimitProxyState || !b.Clients[0].RequireMessageAuthenticator {
 		t.Fatal("BlastRADIUS defences must default on")
@@ -95,6 +95,8 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
 		{"cache ttl too long", "cache:\n  ttl: 31d\n", []string{"m.yaml:2: cache.ttl:", "1d..30d"}},
 		{"cache ttl too short", "cache:\n  ttl: 12h\n", []string{"m.yaml:2: cache.ttl:"}},
+		{"cache max entries", "cache:\n  max_entries: -3\n", []string{"m.yaml:2: cache.max_entries:", "1..100000000"}},
+		{"cache protect", "cache:\n  ttl: 2d\n  protect: 3d\n", []string{"m.yaml:3: cache.protect:", "1m..cache.ttl"}},
 		{"spool size", "survivability:\n  spool: {max_bytes: lots}\n", []string{"m.yaml:2: survivability.spool.max_bytes:", "512MiB"}},
 		{"failmode", "survivability:\n  failmode: maybe\n", []string{"m.yaml:2: survivability.failmode:"}},
 		{"vlan range", "survivability:\n  default_mab_vlan: \"5000\"\n", []string{"m.yaml:2: survivability.default_mab_vlan:", "1..4094"}},
@@ -113,6 +115,44 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestHardFailNeedsSource: revocation: hard-fail with no CRL file and no OCSP is an error naming the
+// file, line and field, so `mxedge check` refuses it rather than run with revocation off; with a
+// source it is accepted.
+func TestHardFailNeedsSource(t *testing.T) {
+	_, lab := labConfig(t)
+	crl := filepath.Join(t.TempDir(), "org.crl")
+	if err := os.WriteFile(crl, []byte("placeholder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "survivability:\n  eap_tls:\n    certificate: " + lab.ServerCert +
+		"\n    key: " + lab.ServerKey + "\n    ca: " + lab.CAFile + "\n"
+	for _, tt := range []struct {
+		name, extra string
+		want        string // "" = valid
+	}{
+		{"hard-fail alone", "    revocation: hard-fail\n", "m.yaml:6: survivability.eap_tls.revocation: hard-fail needs a revocation source"},
+		{"hard-fail with empty lists", "    crl_files: []\n    ocsp: false\n    revocation: hard-fail\n", "m.yaml:8: survivability.eap_tls.revocation:"},
+		{"hard-fail with ocsp", "    ocsp: true\n    revocation: hard-fail\n", ""},
+		{"hard-fail with a crl file", "    crl_files: [" + crl + "]\n    revocation: hard-fail\n", ""},
+		{"soft-fail alone", "    revocation: soft-fail\n", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rest := "cache: {path: " + filepath.Join(lab.Dir, "c.db") + "}\nclients:\n  - {name: a, address: 192.0.2.1, secret: s}\nupstreams:\n  tls: {certificate: " +
+				lab.ClientCert + ", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers:\n    - {name: u, address: 192.0.2.10}\n"
+			_, err := config.Parse("m.yaml", []byte(base+tt.extra+rest))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) || err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
 			}
 		})
 	}

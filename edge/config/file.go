@@ -73,15 +73,16 @@ type SiteFile struct {
 
 // EAPTLSFile configures the local EAP-TLS server (off while certificate is empty).
 type EAPTLSFile struct {
-	Certificate   string   `yaml:"certificate"`    // server certificate chain presented to supplicants
-	Key           string   `yaml:"key"`            //
-	CA            string   `yaml:"ca"`             // organization CA bundle that signs client certificates
-	MinVersion    string   `yaml:"min_version"`    // "1.2" (default) | "1.3"
-	FragmentSize  int      `yaml:"fragment_size"`  // default 1000
-	IdentityOrder []string `yaml:"identity_order"` // default [cn, upn, email, dns]
-	CRLFiles      []string `yaml:"crl_files"`      // local CRLs (PEM or DER)
-	OCSP          bool     `yaml:"ocsp"`           // query the certificates' OCSP responders
-	Revocation    string   `yaml:"revocation"`     // soft-fail (default) | hard-fail
+	Certificate       string   `yaml:"certificate"`         // server certificate chain presented to supplicants
+	Key               string   `yaml:"key"`                 // plain or passphrase-protected (PKCS#8 or legacy PEM)
+	KeyPassphraseFile string   `yaml:"key_passphrase_file"` // file holding the key's passphrase (first line)
+	CA                string   `yaml:"ca"`                  // organization CA bundle that signs client certificates
+	MinVersion        string   `yaml:"min_version"`         // "1.2" (default) | "1.3"
+	FragmentSize      int      `yaml:"fragment_size"`       // default 1000
+	IdentityOrder     []string `yaml:"identity_order"`      // default [cn, upn, email, dns]
+	CRLFiles          []string `yaml:"crl_files"`           // local CRLs (PEM or DER)
+	OCSP              bool     `yaml:"ocsp"`                // query the certificates' OCSP responders
+	Revocation        string   `yaml:"revocation"`          // soft-fail (default) | hard-fail
 }
 
 // SpoolFile configures the accounting spool.
@@ -93,8 +94,10 @@ type SpoolFile struct {
 
 // CacheFile configures the persistent cache of authorized clients (site survivability).
 type CacheFile struct {
-	Path string   `yaml:"path"` // default /var/lib/mxedge/cache.db
-	TTL  Duration `yaml:"ttl"`  // 1d..30d, default 7d
+	Path       string   `yaml:"path"`        // default /var/lib/mxedge/cache.db
+	TTL        Duration `yaml:"ttl"`         // 1d..30d, default 7d
+	MaxEntries int      `yaml:"max_entries"` // default 1000000
+	Protect    Duration `yaml:"protect"`     // 1m..ttl, default 1d: entries confirmed this recently are never evicted
 }
 
 // Log selects logging.
@@ -123,10 +126,11 @@ type ClientFile struct {
 
 // TLSFile names certificate material.
 type TLSFile struct {
-	Certificate string `yaml:"certificate"` // PEM chain, leaf first
-	Key         string `yaml:"key"`
-	CA          string `yaml:"ca"`          // PEM bundle that verifies the peer
-	MinVersion  string `yaml:"min_version"` // "1.2" (default) | "1.3"
+	Certificate       string `yaml:"certificate"`         // PEM chain, leaf first
+	Key               string `yaml:"key"`                 // plain or passphrase-protected (PKCS#8 or legacy PEM)
+	KeyPassphraseFile string `yaml:"key_passphrase_file"` // file holding the key's passphrase (first line)
+	CA                string `yaml:"ca"`                  // PEM bundle that verifies the peer
+	MinVersion        string `yaml:"min_version"`         // "1.2" (default) | "1.3"
 }
 
 // Upstreams configure the RadSec upstreams.

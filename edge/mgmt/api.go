@@ -17,10 +17,11 @@ const (
 	pathEdges    = APIVersion + "/edges/"
 )
 
-// PathConfig, PathClients and PathRenew return the per-edge paths.
-func PathConfig(id string) string  { return pathEdges + id + "/config" }
-func PathClients(id string) string { return pathEdges + id + "/clients" }
-func PathRenew(id string) string   { return pathEdges + id + "/renew" }
+// PathConfig, PathClients, PathRenew and PathCertificates return the per-edge paths.
+func PathConfig(id string) string       { return pathEdges + id + "/config" }
+func PathClients(id string) string      { return pathEdges + id + "/clients" }
+func PathRenew(id string) string        { return pathEdges + id + "/renew" }
+func PathCertificates(id string) string { return pathEdges + id + "/certificates" }
 
 // Media types.
 const (
@@ -82,6 +83,23 @@ type RenewRequest struct {
 // RenewResponse is the 200 body of POST /api/v1/edges/{id}/renew.
 type RenewResponse struct {
 	Certificate string `json:"certificate"`
+}
+
+// ServerCertificates is the 200 body of GET /api/v1/edges/{id}/certificates: the material the
+// edge's local EAP-TLS listener serves during an outage (docs/management.md, "Server certificate
+// sync"). The edge checks it before use (pki.ParseServerBundle) and keeps its last good files when
+// it fails.
+type ServerCertificates struct {
+	// OrgCA (PEM) holds the CA certificate(s) that sign the organization's client certificates and
+	// the server certificate; written to survivability.eap_tls.ca.
+	OrgCA string `json:"org_ca"`
+	// Certificate is the listener's server certificate chain (PEM, leaf first, serverAuth EKU);
+	// written to survivability.eap_tls.certificate.
+	Certificate string `json:"certificate"`
+	// Key is its private key (PEM), plain or passphrase-protected (PKCS#8 or legacy PEM); the
+	// passphrase never travels: the edge reads it from survivability.eap_tls.key_passphrase_file.
+	// Written to survivability.eap_tls.key, mode 0600.
+	Key string `json:"key"`
 }
 
 // ErrorBody is every non-2xx JSON body: a stable machine code and a human message.

@@ -189,6 +189,32 @@ func (c *Client) Clients(ctx context.Context, id, etag string) (body io.ReadClos
 	return limitedBody{io.LimitReader(body, MaxSnapshotBody), body}, newETag, false, nil
 }
 
+// Certificates calls GET /api/v1/edges/{id}/certificates with If-None-Match etag. notModified
+// reports a 304; a 204 (the controller holds no server certificates for this edge) returns nil
+// and no error.
+func (c *Client) Certificates(ctx context.Context, id, etag string) (certs *ServerCertificates, newETag string, notModified bool, err error) {
+	h := http.Header{}
+	if etag != "" {
+		h.Set("If-None-Match", etag)
+	}
+	resp, err := c.do(ctx, http.MethodGet, PathCertificates(id), h, nil, c.timeout)
+	if err != nil {
+		return nil, "", false, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return nil, etag, true, nil
+	case http.StatusNoContent:
+		return nil, "", false, nil
+	}
+	var out ServerCertificates
+	if err := decodeJSON(resp, http.StatusOK, &out, "certificates"); err != nil {
+		return nil, "", false, err
+	}
+	return &out, resp.Header.Get("ETag"), false, nil
+}
+
 type limitedBody struct {
 	io.Reader
 	io.Closer

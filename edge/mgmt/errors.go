@@ -31,6 +31,9 @@ var (
 	ErrClockSkew = errors.New("mgmt: clock skew")
 	// ErrConfigRejected: the configuration the controller sent does not validate.
 	ErrConfigRejected = errors.New("mgmt: configuration rejected")
+	// ErrCertificatesRejected: the server certificates the controller sent fail validation (or
+	// the reload with them failed): the last good files keep serving.
+	ErrCertificatesRejected = errors.New("mgmt: server certificates rejected")
 	// ErrUnauthorized: the controller refused the edge's client certificate (401/403 after
 	// registration): the edge must be registered again.
 	ErrUnauthorized = errors.New("mgmt: edge not authorized")

@@ -41,7 +41,7 @@ func TestOpenAPIMatchesClient(t *testing.T) {
 		got = append(got, p)
 	}
 	sort.Strings(got)
-	want := []string{mgmt.PathPing, mgmt.PathRegister, mgmt.PathClients("{id}"), mgmt.PathConfig("{id}"), mgmt.PathRenew("{id}")}
+	want := []string{mgmt.PathPing, mgmt.PathRegister, mgmt.PathClients("{id}"), mgmt.PathConfig("{id}"), mgmt.PathRenew("{id}"), mgmt.PathCertificates("{id}")}
 	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("paths %v, want %v", got, want)
@@ -49,7 +49,7 @@ func TestOpenAPIMatchesClient(t *testing.T) {
 	// Every wire struct's JSON fields are exactly the schema's properties.
 	for name, v := range map[string]any{"Ping": mgmt.Ping{}, "Facts": mgmt.Facts{}, "RegisterRequest": mgmt.RegisterRequest{},
 		"RegisterResponse": mgmt.RegisterResponse{}, "Upstream": mgmt.Upstream{}, "RenewRequest": mgmt.RenewRequest{},
-		"RenewResponse": mgmt.RenewResponse{}, "Error": mgmt.ErrorBody{}} {
+		"RenewResponse": mgmt.RenewResponse{}, "Error": mgmt.ErrorBody{}, "ServerCertificates": mgmt.ServerCertificates{}} {
 		var fields, props []string
 		rt := reflect.TypeOf(v)
 		for i := range rt.NumField() {

@@ -45,6 +45,15 @@ type SyncOptions struct {
 	// Reloaded is called after a renewed certificate has been written, so the daemon reloads its
 	// RadSec client TLS material. nil = nothing to do.
 	Reloaded func()
+	// ServerTLS names the files certificate sync installs the org CA and the local EAP-TLS
+	// listener's certificate and key into (the ones survivability.eap_tls names), and the
+	// passphrase a delivered encrypted key must open with. nil = server certificates are not
+	// pulled.
+	ServerTLS *ServerTLSFiles
+	// ApplyServerTLS makes the daemon use newly written ServerTLS files: its reload path, which
+	// re-reads them for new handshakes. Required with ServerTLS. When it fails the previous files
+	// are put back.
+	ApplyServerTLS func() error
 
 	Interval    time.Duration // default DefaultSyncInterval
 	Jitter      float64       // fraction, default DefaultSyncJitter; negative = none
@@ -71,6 +80,10 @@ func (o *SyncOptions) Validate() error {
 		return errors.New("mgmt: sync: ValidateConfig and Apply are required")
 	case o.Interval < 0 || o.BackoffMin < 0 || o.BackoffMax < 0 || o.RenewBefore < 0:
 		return errors.New("mgmt: sync: durations must not be negative")
+	case o.ServerTLS != nil && o.ApplyServerTLS == nil:
+		return errors.New("mgmt: sync: ApplyServerTLS is required with ServerTLS")
+	case o.ServerTLS != nil && (o.ServerTLS.CertFile == "" || o.ServerTLS.KeyFile == "" || o.ServerTLS.CAFile == ""):
+		return errors.New("mgmt: sync: ServerTLS needs the certificate, key and CA file")
 	case o.Jitter >= 1:
 		return fmt.Errorf("mgmt: sync: jitter %v: must be below 1", o.Jitter)
 	}
@@ -88,6 +101,11 @@ type SyncStatus struct {
 	LastError     string // "" after a clean round
 	CertNotAfter  time.Time
 	ConfigRejects int // documents refused by ValidateConfig since start
+
+	ServerCertsETag     string
+	ServerCertsApplied  time.Time // new server certificates were installed and applied
+	ServerCertNotAfter  time.Time // of the server certificate last installed
+	ServerCertsRejected int       // bundles refused (validation or apply failed) since start
 }
 
 // Syncer pulls configuration and the clients snapshot from the controller and renews the edge
@@ -236,8 +254,8 @@ func outage(err error) bool {
 	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrTLS) || errors.Is(err, ErrClockSkew)
 }
 
-// SyncOnce runs one round: renew the certificate if due, pull the configuration, pull the
-// clients snapshot. A part that fails otherwise does not stop the others, but once one finds the
+// SyncOnce runs one round: renew the certificate if due, pull the configuration, pull the server
+// certificates (with ServerTLS), pull the clients snapshot. A part that fails otherwise does not stop the others, but once one finds the
 // controller unreachable the round ends there: an outage costs one connection attempt per round.
 // The error joins the parts' errors.
 func (s *Syncer) SyncOnce(ctx context.Context) error {
@@ -247,6 +265,9 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	now := s.o.Now()
 	var errs []error
 	parts := []func(context.Context) error{s.renewIfDue, s.syncConfig}
+	if s.o.ServerTLS != nil {
+		parts = append(parts, s.syncServerTLS)
+	}
 	if s.o.MergeCache != nil {
 		parts = append(parts, s.syncClients)
 	}

@@ -3,7 +3,6 @@ package packet
 import (
 	"crypto/md5"
 	"errors"
-	"hash"
 )
 
 // Errors from attribute decryption.
@@ -113,7 +112,7 @@ func EncryptSalted(dst, data []byte, salt [2]byte, secret, reqAuth []byte) []byt
 		dst = append(dst, 0)
 	}
 	ct := dst[start:]
-	var h hash.Hash = md5.New()
+	h := md5.New()
 	var b [md5.Size]byte
 	for i := 0; i < n; i += 16 {
 		h.Reset()

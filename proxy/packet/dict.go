@@ -4,8 +4,9 @@ import "strconv"
 
 //go:generate go run ./internal/dictgen -in dictionaries/dictionary -out dict_table.go
 
-// The attribute dictionary names, parses and renders attributes; it is never consulted to decide
-// how a packet is forwarded (docs/decisions.md, "One attribute dictionary"). The built-in one is
+// The attribute dictionary names, parses and renders attributes. The only thing it decides about
+// forwarding is which attributes are re-keyed: its encrypt= table (rekey.go; docs/decisions.md,
+// "One attribute dictionary"). The built-in one is
 // a table generated from FreeRADIUS-format files kept in dictionaries/, so nothing is parsed at
 // start-up; Dictionary.Load adds an operator's vendor files on top of it at run time.
 
@@ -113,11 +114,15 @@ type Dictionary struct {
 	byName  []uint16    // indices into attrs, sorted by case-folded name
 	vendors []VendorDef // sorted by ID
 	vbyName []uint16    // indices into vendors, sorted by case-folded name
+	// hidden indexes the attributes marked encrypt=, in attrs order: the table re-keying
+	// (rekey.go) and Encrypted read.
+	hidden []uint16
 }
 
 var builtin = Dictionary{
 	attrs: builtinAttrs[:], byName: builtinByName[:],
 	vendors: builtinVendors[:], vbyName: builtinVendorsByName[:],
+	hidden: builtinHidden[:],
 }
 
 // Builtin returns the dictionary generated from the files in dictionaries/ (RFC attributes and the
@@ -243,13 +248,34 @@ func (d *Dictionary) Vendors(fn func(VendorDef) bool) {
 // Encrypted returns every attribute the dictionary marks `encrypt=`: the values a proxy re-keys
 // when it changes secrets and a cache never stores (RFC 2865 §5.2, RFC 2868 §3.5, RFC 2548 §2.4).
 func (d *Dictionary) Encrypted() []AttrDef {
-	var out []AttrDef
-	for i := range d.attrs {
-		if d.attrs[i].Encrypt != SchemeNone {
-			out = append(out, d.attrs[i])
-		}
+	out := make([]AttrDef, 0, len(d.hidden))
+	for _, i := range d.hidden {
+		out = append(out, d.attrs[i])
 	}
 	return out
+}
+
+// hiddenAttr returns the encrypt= definition of attribute (vendor, code, ext), if it has one. The
+// table is a handful of entries, so a scan costs less than the binary search over every attribute,
+// and it allocates nothing: it runs for every attribute a proxy forwards.
+func (d *Dictionary) hiddenAttr(vendor uint32, code, ext uint8) (*AttrDef, bool) {
+	for _, i := range d.hidden {
+		if a := &d.attrs[i]; a.Vendor == vendor && a.Code == code && a.Ext == ext {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+// hidesVendor reports whether any attribute of vendor is marked encrypt=: a Vendor-Specific of
+// any other vendor is forwarded without being split.
+func (d *Dictionary) hidesVendor(vendor uint32) bool {
+	for _, i := range d.hidden {
+		if d.attrs[i].Vendor == vendor {
+			return true
+		}
+	}
+	return false
 }
 
 // ValueName returns the name of integer value n of a, if the dictionary has one.

@@ -362,6 +362,11 @@ func (b *dictBuilder) finish() *Dictionary {
 		d.byName[i] = uint16(i)
 	}
 	slices.SortFunc(d.byName, func(x, y uint16) int { return foldCompare(d.attrs[x].Name, d.attrs[y].Name) })
+	for i := range d.attrs {
+		if d.attrs[i].Encrypt != SchemeNone {
+			d.hidden = append(d.hidden, uint16(i))
+		}
+	}
 	for _, v := range b.vendors {
 		d.vendors = append(d.vendors, v)
 	}

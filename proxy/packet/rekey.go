@@ -4,27 +4,37 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
 // VendorMicrosoft is the IANA enterprise number of Microsoft (RFC 2548).
 const VendorMicrosoft = 311
 
-// Microsoft vendor attributes whose values are encrypted with the shared secret (RFC 2548).
-const (
-	msCHAPMPPEKeys = 12 // §2.4.1, User-Password style over the Request Authenticator
-	msMPPESendKey  = 16 // §2.4.2, salt encrypted
-	msMPPERecvKey  = 17 // §2.4.3, salt encrypted
+// Errors of re-keying.
+var (
+	// ErrProxyState is returned by ForwardResponse when the reply lacks the Proxy-State mxedge added.
+	ErrProxyState = errors.New("packet: reply does not echo our Proxy-State")
+	// ErrRekeyScheme: an attribute is hidden with a scheme re-keying does not implement (encrypt=3,
+	// Ascend's): forwarding it unchanged would hand the next hop a value it decrypts to garbage.
+	ErrRekeyScheme = errors.New("packet: cannot re-key attribute")
 )
 
-// ErrProxyState is returned by ForwardResponse when the reply lacks the Proxy-State mxedge added.
-var ErrProxyState = errors.New("packet: reply does not echo our Proxy-State")
-
-// Rekey carries what a secret-dependent attribute needs to move between two hops.
+// Rekey carries what a secret-dependent attribute needs to move between two hops. Which
+// attributes those are comes from Dict's encrypt= flags (Dictionary.Encrypted): User-Password,
+// Tunnel-Password, the MS-MPPE keys, Aruba-MPSK-Passphrase and any an operator's dictionary marks.
 type Rekey struct {
-	FromSecret, FromAuth []byte // secret and request authenticator the value is encrypted with now
-	ToSecret, ToAuth     []byte // secret and request authenticator to encrypt it with
-	Salt                 uint16 // per-packet salt seed; each salted attribute gets the next value
+	FromSecret, FromAuth []byte      // secret and request authenticator the value is encrypted with now
+	ToSecret, ToAuth     []byte      // secret and request authenticator to encrypt it with
+	Salt                 uint16      // per-packet salt seed; each salted attribute gets the next value
+	Dict                 *Dictionary // the encrypt= table; nil means Builtin()
 	scratch              []byte
+}
+
+func (k *Rekey) dict() *Dictionary {
+	if k.Dict == nil {
+		return Builtin()
+	}
+	return k.Dict
 }
 
 func (k *Rekey) nextSalt() [2]byte {
@@ -32,7 +42,7 @@ func (k *Rekey) nextSalt() [2]byte {
 	return [2]byte{byte(k.Salt>>8) | 0x80, byte(k.Salt)}
 }
 
-// password re-hides a User-Password style value.
+// password re-hides a User-Password style value (RFC 2865 §5.2).
 func (k *Rekey) password(dst, v []byte) ([]byte, error) {
 	plain, err := DecryptUserPassword(k.scratch[:0], v, k.FromSecret, k.FromAuth)
 	if err != nil {
@@ -42,7 +52,7 @@ func (k *Rekey) password(dst, v []byte) ([]byte, error) {
 	return EncryptUserPassword(dst, plain, k.ToSecret, k.ToAuth), nil
 }
 
-// salted re-encrypts a Salt||ciphertext value.
+// salted re-encrypts a Salt||ciphertext value (RFC 2868 §3.5) under a fresh salt.
 func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
 	plain, err := DecryptSalted(k.scratch[:0], v, k.FromSecret, k.FromAuth)
 	if err != nil {
@@ -52,45 +62,72 @@ func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
 	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, k.ToAuth), nil
 }
 
-// appendAttr copies attribute (typ, v) into dst, re-encrypting it if its value depends on the
-// secret. Every other attribute is copied byte for byte.
-func (k *Rekey) appendAttr(dst []byte, typ uint8, v []byte) ([]byte, error) {
-	switch typ {
-	case AttrUserPassword:
-		start := len(dst)
-		dst = append(dst, typ, 0)
-		dst, err := k.password(dst, v)
-		if err != nil {
-			return nil, err
-		}
-		dst[start+1] = byte(len(dst) - start)
-		return dst, nil
-	case AttrTunnelPassword:
-		// RFC 2868 §3.5: Tag, then Salt || String.
+// value appends the re-keyed value v of attribute def. A tagged attribute keeps its tag octet in
+// the clear ahead of the salt (RFC 2868 §3.5: Tunnel-Password always carries one).
+func (k *Rekey) value(dst []byte, def *AttrDef, v []byte) ([]byte, error) {
+	if def.Tagged {
 		if len(v) < 1 {
 			return nil, ErrSaltedLength
 		}
-		start := len(dst)
-		dst = append(dst, typ, 0, v[0])
-		dst, err := k.salted(dst, v[1:])
-		if err != nil {
-			return nil, err
+		dst, v = append(dst, v[0]), v[1:]
+	}
+	switch def.Encrypt {
+	case SchemeUserPassword:
+		return k.password(dst, v)
+	case SchemeSalted:
+		return k.salted(dst, v)
+	}
+	return nil, fmt.Errorf("%w: %s is %s", ErrRekeyScheme, def.Name, def.Encrypt)
+}
+
+// appendAttr copies attribute (typ, v) into dst, re-encrypting it if the dictionary marks it
+// encrypt=. Every other attribute is copied byte for byte, and so is a Vendor-Specific of a
+// vendor with no encrypt= attribute (unsplit, whatever its layout).
+func (k *Rekey) appendAttr(dst []byte, typ uint8, v []byte) ([]byte, error) {
+	d := k.dict()
+	start := len(dst)
+	var err error
+	switch {
+	case typ == AttrVendorSpecific:
+		if len(v) >= 4 && d.hidesVendor(binary.BigEndian.Uint32(v)) && SplitVSA(v, nil) {
+			return k.appendVSA(dst, d, v)
 		}
-		if len(dst)-start > 255 {
-			return nil, ErrAttrTooLong
+	case typ >= firstExtended && typ <= lastExtended:
+		// RFC 6929 §2.1: Extended-Type, then the value.
+		if len(v) >= 1 {
+			if def, ok := d.hiddenAttr(0, typ, v[0]); ok {
+				dst = append(dst, typ, 0, v[0])
+				if dst, err = k.value(dst, def, v[1:]); err != nil {
+					return nil, err
+				}
+				return finishAttr(dst, start)
+			}
 		}
-		dst[start+1] = byte(len(dst) - start)
-		return dst, nil
-	case AttrVendorSpecific:
-		if len(v) >= 4 && binary.BigEndian.Uint32(v) == VendorMicrosoft && SplitVSA(v, nil) {
-			return k.appendMicrosoft(dst, v)
+	default:
+		if def, ok := d.hiddenAttr(0, typ, 0); ok {
+			dst = append(dst, typ, 0)
+			if dst, err = k.value(dst, def, v); err != nil {
+				return nil, err
+			}
+			return finishAttr(dst, start)
 		}
 	}
 	dst = append(dst, typ, byte(2+len(v)))
 	return append(dst, v...), nil
 }
 
-func (k *Rekey) appendMicrosoft(dst, v []byte) ([]byte, error) {
+// finishAttr writes the length of the attribute that starts at dst[start].
+func finishAttr(dst []byte, start int) ([]byte, error) {
+	if len(dst)-start > 255 {
+		return nil, ErrAttrTooLong
+	}
+	dst[start+1] = byte(len(dst) - start)
+	return dst, nil
+}
+
+// appendVSA copies a well-formed Vendor-Specific (RFC 2865 §5.26, one-octet type and length),
+// re-keying the sub-attributes the dictionary marks encrypt= and copying the others byte for byte.
+func (k *Rekey) appendVSA(dst []byte, d *Dictionary, v []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, AttrVendorSpecific, 0)
 	dst = append(dst, v[:4]...)
@@ -101,26 +138,19 @@ func (k *Rekey) appendMicrosoft(dst, v []byte) ([]byte, error) {
 		}
 		sub := len(dst)
 		dst = append(dst, s.Type, 0)
-		switch s.Type {
-		case msMPPESendKey, msMPPERecvKey:
-			dst, err = k.salted(dst, s.Value)
-		case msCHAPMPPEKeys:
-			dst, err = k.password(dst, s.Value)
-		default:
+		if def, ok := d.hiddenAttr(s.Vendor, s.Type, 0); ok {
+			dst, err = k.value(dst, def, s.Value)
+		} else {
 			dst = append(dst, s.Value...)
 		}
 		if err == nil {
-			dst[sub+1] = byte(len(dst) - sub)
+			dst, err = finishAttr(dst, sub)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(dst)-start > 255 {
-		return nil, ErrAttrTooLong
-	}
-	dst[start+1] = byte(len(dst) - start)
-	return dst, nil
+	return finishAttr(dst, start)
 }
 
 // ForwardRequest writes into dst the copy of req that goes to the next hop: identifier id, a new

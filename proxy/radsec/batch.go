@@ -20,7 +20,7 @@ const maxPending = 4 << 20
 // streamWriter is the non-blocking write of a raw socket (sockio.Stream on Linux).
 type streamWriter interface {
 	WriteSome(p []byte) (int, error)
-	WaitWrite() error
+	WaitWrite(try func() bool) error
 }
 
 // batchConn sits under a tls.Conn so that several TLS records can leave in one TCP write, and so
@@ -228,11 +228,15 @@ func (c *batchConn) run(stall time.Duration, stop <-chan struct{}) error {
 			c.Conn.SetWriteDeadline(time.Now().Add(stall))
 			var werr error
 			if c.nb != nil {
-				werr = c.nb.WaitWrite()
+				werr = c.nb.WaitWrite(func() bool {
+					c.mu.Lock()
+					defer c.mu.Unlock()
+					if c.err == nil {
+						c.writeSomeLocked()
+					}
+					return c.err != nil || c.written != before || c.off == len(c.buf)
+				})
 				c.mu.Lock()
-				if c.err == nil {
-					c.writeSomeLocked()
-				}
 			} else {
 				var n int
 				n, werr = c.Conn.Write(chunk)

@@ -221,3 +221,82 @@ func TestConnDeadWhileProbeDue(t *testing.T) {
 		}
 	})
 }
+
+// TestConnWritesAfterAWait: a connection whose writer once had to wait for the socket (the peer
+// paused reading, shorter than StallAfter) keeps writing inline afterwards, also once that wait's
+// deadline is long past: deadlines govern only the writer's wait.
+func TestConnWritesAfterAWait(t *testing.T) {
+	lab := pkitest.Must(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	gate := make(chan struct{})
+	var served atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		raw, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		tc := tls.Server(raw, lab.ServerTLS())
+		if tc.Handshake() != nil {
+			return
+		}
+		<-gate // paused: the client's socket buffer fills
+		ServeConn(ctx, tc, ServeOptions{}, func(p packet.Packet, reply ReplyFunc) { served.Add(1); reply(accept(t, p)) })
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetWriteBuffer(4096)
+	cfg := lab.ClientTLS()
+	cfg.ServerName = "localhost"
+	nc := Client(raw, cfg)
+	if err := nc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	// Generous: a loaded machine must not starve the peer's reader for longer than this.
+	const stall = 1500 * time.Millisecond
+	c := NewConn(nc, ConnOptions{StatusInterval: time.Hour, DeadAfter: time.Hour, StallAfter: stall})
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Run(ctx) }()
+	send := func(n int) []error {
+		errs := make(chan error, n)
+		for range n {
+			if err := c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) { return accessRequest(dst, id, "u", 3000) },
+				time.Now().Add(5*time.Second), func(_ packet.Packet, err error) { errs <- err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n > 1 {
+			time.Sleep(stall / 4)
+			close(gate) // reading again before StallAfter
+		}
+		var out []error
+		for range n {
+			out = append(out, <-errs)
+		}
+		return out
+	}
+	for _, err := range send(250) {
+		if err != nil {
+			t.Fatalf("while the peer paused: %v (served %d)", err, served.Load())
+		}
+	}
+	time.Sleep(stall + 200*time.Millisecond) // the writer's last deadline is in the past
+	for _, err := range send(1) {
+		if err != nil {
+			t.Fatalf("after the pause: %v", err)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("connection failed: %v", err)
+	}
+}

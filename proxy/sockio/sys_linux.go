@@ -504,11 +504,13 @@ func (s *Stream) Write(p []byte) (int, error) {
 
 // WriteSome writes as much of p as the socket takes now and never waits: a short count with a nil
 // error means the send buffer is full (see WaitWrite). A caller that must not block on a peer, such
-// as a goroutine reading requests, writes through it.
+// as a goroutine reading requests, writes through it. It goes through RawConn.Control, not Write:
+// Write holds the descriptor's write lock for as long as a WaitWrite is waiting, and fails once a
+// write deadline has passed; the caller serialises its writes itself.
 func (s *Stream) WriteSome(p []byte) (int, error) {
 	off := 0
 	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
+	err := s.rc.Control(func(fd uintptr) {
 		for off < len(p) {
 			n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[off])), uintptr(len(p)-off))
 			switch e {
@@ -516,13 +518,12 @@ func (s *Stream) WriteSome(p []byte) (int, error) {
 				off += int(n)
 			case unix.EINTR:
 			case unix.EAGAIN:
-				return true
+				return
 			default:
 				errno = e
-				return true
+				return
 			}
 		}
-		return true
 	})
 	runtime.KeepAlive(p)
 	if err != nil {
@@ -534,16 +535,11 @@ func (s *Stream) WriteSome(p []byte) (int, error) {
 	return off, nil
 }
 
-// WaitWrite waits until the socket may take more bytes after a short WriteSome, the write deadline
-// passes (os.ErrDeadlineExceeded) or the stream is closed. It may return early; the caller writes
-// again and waits again.
-func (s *Stream) WaitWrite() error {
-	waited := false
-	return s.rc.Write(func(uintptr) bool {
-		if waited {
-			return true
-		}
-		waited = true
-		return false
-	})
+// WaitWrite calls try, which writes without waiting (with WriteSome) and reports whether it got
+// anywhere, until it does, the write deadline passes (os.ErrDeadlineExceeded) or the stream is
+// closed; between calls it waits for the socket to become writable. try runs once before any wait,
+// after the poller has been armed, so a socket that drained in the meantime is not missed. The
+// write deadline governs only WaitWrite, never WriteSome.
+func (s *Stream) WaitWrite(try func() bool) error {
+	return s.rc.Write(func(uintptr) bool { return try() })
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 const (
@@ -352,7 +353,7 @@ func (s *Spool) readAfter(after uint64, n int) ([]Entry, error) {
 			return nil
 		})
 		if err != nil {
-			if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 				return nil, ErrClosed
 			}
 			return nil, fmt.Errorf("spool: read: %w", err)
@@ -431,7 +432,7 @@ func (s *Spool) removeRecords(recs []quarantined, moveAside bool) error {
 	if errors.Is(err, errNoWrite) {
 		return nil
 	}
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	if err != nil {
@@ -482,7 +483,7 @@ func (s *Spool) Quarantine(n int) ([]QuarantinedRecord, error) {
 		}
 		return nil
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return nil, ErrClosed
 	}
 	return out, err

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Buckets. See docs/spool.md for the file layout.
@@ -150,7 +151,7 @@ func Open(o Options) (*Spool, error) {
 		// Replay frees pages in bulk; the hashmap free list stays fast.
 		FreelistType: bolt.FreelistMapType,
 	})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (waited %v)", ErrLocked, o.Path, o.OpenTimeout)
 	}
 	if err != nil {
@@ -348,7 +349,7 @@ func (s *Spool) commitBatch(batch []*appendReq, self *appendReq) {
 		err = nil
 	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		} else {
 			err = fmt.Errorf("spool: append: %w", err)
@@ -435,7 +436,7 @@ func (s *Spool) Stats() Stats {
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		s.log.Warn("spool stats failed", "err", err)
 	}
 	if !st.Oldest.IsZero() {

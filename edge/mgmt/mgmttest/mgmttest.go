@@ -1,5 +1,5 @@
 // Package mgmttest is a controller double for tests: an httptest TLS server that implements the
-// management API of docs/api/openapi.yaml (ping, register, config, clients, renew) with its own CA,
+// management API of docs/api/openapi.yaml (ping, register, config, clients, certificates, renew) with its own CA,
 // single-use registration codes, mutual TLS for the per-edge resources, ETags and switches for
 // the failures an edge must survive (controller down, skewed clock, refused edge).
 //
@@ -63,6 +63,7 @@ type Server struct {
 	edges    map[string]bool
 	config   []byte
 	clients  []byte
+	certs    []byte // JSON of the server certificates; nil = none (204)
 	down     bool
 	requests map[string]int
 	lastReg  mgmt.RegisterRequest
@@ -134,6 +135,17 @@ func (s *Server) SetClients(jsonl []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clients = jsonl
+}
+
+// SetCertificates replaces the server certificates served to every edge; nil serves none (204).
+func (s *Server) SetCertificates(c *mgmt.ServerCertificates) {
+	var body []byte
+	if c != nil {
+		body, _ = json.Marshal(c) // three strings: cannot fail
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.certs = body
 }
 
 // SetDown makes every request fail with a dropped connection, as an outage would.
@@ -249,7 +261,7 @@ func (s *Server) sign(csr *x509.CertificateRequest, id string) (*x509.Certificat
 		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(s.opts.CertValidity)})
 }
 
-// edge serves /api/v1/edges/{id}/{config,clients,renew} to the edge whose certificate names id.
+// edge serves /api/v1/edges/{id}/{config,clients,certificates,renew} to the edge whose certificate names id.
 func (s *Server) edge(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, mgmt.APIVersion+"/edges/")
 	id, res, ok := strings.Cut(rest, "/")
@@ -284,6 +296,15 @@ func (s *Server) edge(w http.ResponseWriter, r *http.Request) {
 		body := s.clients
 		s.mu.Unlock()
 		writeTagged(w, r, mgmt.MediaJSONL, body)
+	case res == "certificates" && r.Method == http.MethodGet:
+		s.mu.Lock()
+		body := s.certs
+		s.mu.Unlock()
+		if body == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeTagged(w, r, mgmt.MediaJSON, body)
 	case res == "renew" && r.Method == http.MethodPost:
 		var req mgmt.RenewRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {

@@ -4,8 +4,8 @@
 // operators' extra dictionaries take, and prints the result as Go literals in (vendor, code) order.
 //
 // Run it with `go generate ./proxy/packet`. It is a build tool: nothing in mxedge imports it. If a
-// change to AttrDef leaves dict_table.go uncompilable, replace the four tables in it with empty
-// ones (`var builtinAttrs = [...]AttrDef{}` and so on) and run it again.
+// change to AttrDef leaves dict_table.go uncompilable, replace the five tables in it with empty
+// ones (`var builtinAttrs = [...]AttrDef{}`, `var builtinHidden = [...]uint16{}` and so on) and run it again.
 package main
 
 import (
@@ -101,6 +101,14 @@ func generate(in string) ([]byte, error) {
 	}
 	b.WriteString("}\n\n")
 	writeIndex(&b, "builtinByName", len(attrs), func(i int) string { return attrs[i].Name })
+	// The attributes marked encrypt=, in table order: what re-keying covers (rekey.go).
+	b.WriteString("var builtinHidden = [...]uint16{")
+	for i, a := range attrs {
+		if a.Encrypt != packet.SchemeNone {
+			b.WriteString(strconv.Itoa(i) + ", ")
+		}
+	}
+	b.WriteString("}\n")
 	return format.Source(b.Bytes())
 }
 
