@@ -11,6 +11,7 @@ import (
 
 	"mxedge/edge/config"
 	"mxedge/edge/peertest"
+	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/survivability"
 )
@@ -185,12 +186,20 @@ func TestE2ESitesThroughWANCut(t *testing.T) {
 	}
 	t.Run("password/no-answer", func(t *testing.T) {
 		reload(t, "no-answer")
+		dropped := x.edge.Server().Stats().Dropped[proxy.DropUnanswered].Load()
 		start := time.Now()
 		if r := login("switch admin pw", time.Second); r.Code != "" {
 			t.Fatalf("no-answer policy: radclient got %q", r.Code)
 		}
 		if d := time.Since(start); d < time.Second {
 			t.Fatalf("radclient gave up after %v, before its timeout", d)
+		}
+		// A deliberate drop, counted (radclient -r 1: one try).
+		if n := x.edge.Server().Stats().Dropped[proxy.DropUnanswered].Load() - dropped; n < 1 {
+			t.Fatalf("%d unanswered drops counted, want the login's", n)
+		}
+		if !strings.Contains(x.logs.String(), "reason=password-no-answer") {
+			t.Fatal("the unanswered login was not logged as a local decision")
 		}
 		// MAB is not a password login: still the site's default VLAN.
 		if v, _ := mab("127.0.0.1", "021111111112").Attr(packet.AttrTunnelPrivateGroupID); string(v) != "100" {
