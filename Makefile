@@ -11,9 +11,9 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Real peers the tests drive (Debian packages); installed when missing, never skipped.
 PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2 \
-             systemd lintian file xz-utils init-system-helpers passwd
+             systemd lintian file xz-utils init-system-helpers passwd prometheus
 PEER_BINS := freeradius radclient radsecproxy eapol_test openssl ip \
-             systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd
+             systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd promtool
 
 .PHONY: all build test test-deps run bench lint fuzz clean deb
 

@@ -104,6 +104,14 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	ro := b.Router
+	if err := ro.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	ho := survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes}
+	if err := ho.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	so := b.Server
 	if err := so.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -58,6 +58,8 @@ type Options struct {
 	// MetricsAddr is where Prometheus metrics are served (`mxedge run` passes the configured
 	// address); "" serves none.
 	MetricsAddr string
+	// Version and Commit identify the binary in mxedge_build_info ("": the Go build info's).
+	Version, Commit string
 	// Signals are the process signals Run acts on: SIGHUP reloads the configuration file, SIGINT and
 	// SIGTERM shut down as a cancelled context does. The caller subscribes them (signal.Notify), so
 	// tests send their own. nil: none.
@@ -130,6 +132,8 @@ type Edge struct {
 	syncer  *mgmt.Syncer    // nil unless registered
 	notify  *notify.Notifier
 	certs   atomic.Pointer[[]pki.NamedCert]
+	// decisions counts every decision where it is made (publish), for the metrics.
+	decisions *survivability.DecisionStats
 
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
@@ -164,7 +168,8 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, err
 	}
 	e := &Edge{opts: o, log: o.Logger, cfg: cfg, events: events.New(events.Options{}), notify: o.Notifier,
-		reloads: make(chan reloadRequest), ready: make(chan struct{}), stopped: make(chan struct{})}
+		reloads: make(chan reloadRequest), ready: make(chan struct{}), stopped: make(chan struct{}),
+		decisions: survivability.NewDecisionStats()}
 	defer func() {
 		if err != nil {
 			e.closeAll()
@@ -275,7 +280,8 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	if p.metrics != nil {
 		mo := *p.metrics
-		mo.Snapshot, mo.Events, mo.Certificates = e.metricsSnapshot, e.events, e.certificates
+		mo.Snapshot, mo.Certificates = e.metricsSnapshot, e.certificates
+		mo.Build = metrics.BuildInfo{Version: o.Version, Commit: o.Commit}
 		if e.metrics, err = metrics.New(mo); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

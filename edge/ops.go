@@ -19,7 +19,7 @@ func (e *Edge) Events() *events.Bus { return e.events }
 func (e *Edge) Metrics() *metrics.Server { return e.metrics }
 
 // answerObserver sees every upstream answer: it tells the health state machine that the cloud
-// answers, feeds the latency histogram, and hands the answer to survivability's Learner, which
+// answers, feeds the round-trip histogram, and hands the answer to survivability's Learner, which
 // learns the cloud's decisions into the cache and publishes them as NAC events.
 type answerObserver struct{ e *Edge }
 
@@ -29,15 +29,19 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 		return
 	}
 	if o.e.metrics != nil {
-		o.e.metrics.ObserveUpstreamLatency(res.Upstream, res.RTT)
+		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
 	}
 	o.e.learner.Observe(req, res)
 }
 
-// publish puts a decision — the cloud's (Learner), local (Engine) or local EAP-TLS (localeap) —
-// on the event bus. The two event types have the same fields, so this is a conversion, not a copy
-// that could drift.
-func (e *Edge) publish(ev survivability.Event) { e.events.Publish(events.Event(ev)) }
+// publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS
+// (localeap) — on the goroutine that makes it, before the answer leaves. It counts the decision
+// there, exactly, and then puts it on the event bus, which may drop it for a slow subscriber. The
+// two event types have the same fields, so this is a conversion, not a copy that could drift.
+func (e *Edge) publish(ev survivability.Event) {
+	e.decisions.Count(ev)
+	e.events.Publish(events.Event(ev))
+}
 
 // nasClients lists the NAS clients (UDP, then RadSec peers) with their counters.
 func (e *Edge) nasClients() []control.NASClient {
@@ -79,30 +83,63 @@ func (e *Edge) certificates() []metrics.Certificate {
 // metricsSnapshot reads the request path's counters at scrape time.
 func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	st := e.Status()
-	s := metrics.Snapshot{Mode: st.Mode, Received: st.Received, Forwarded: st.Forwarded, Answered: st.Answered,
-		Fallback: st.Local, Dropped: st.Dropped, Transitions: map[string]uint64{},
-		Cache: metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops}, SpoolDepth: st.Spool,
-		SpoolQuarantined: st.Quarantine}
+	ps := e.server.Stats()
+	s := metrics.Snapshot{Mode: st.Mode, Dropped: map[string]uint64{}, Transitions: map[string]uint64{},
+		Requests: metrics.Requests{Received: st.Received, Forwarded: st.Forwarded, UpstreamAnswered: st.Answered,
+			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
+		AnswerTime: map[string]metrics.Histogram{
+			"access":     histogram(&ps.AccessAnswerTime),
+			"accounting": histogram(&ps.AccountingAnswerTime),
+		},
+		LocalAccounting: e.decisions.Accounting(),
+		Cache:           metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops},
+		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
+		EventsDropped:   e.events.Dropped(),
+	}
+	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
+		s.Dropped[r.String()] = ps.Dropped[r].Load()
+	}
 	for _, m := range []survivability.Mode{survivability.ModeUp, survivability.ModeSuspect, survivability.ModeDown, survivability.ModeRecovering} {
 		s.Transitions[m.String()] = e.health.Transitions(m)
 	}
+	for _, d := range e.decisions.Access() {
+		s.Decisions = append(s.Decisions, metrics.Decision{Code: d.Code, Method: d.Method, Decider: d.Decider.String(), Count: d.Count})
+	}
+	for _, d := range e.decisions.Local() {
+		code := "reject"
+		if d.Allowed {
+			code = "accept"
+		}
+		s.LocalDecisions = append(s.LocalDecisions, metrics.LocalDecision{Method: d.Method, Reason: d.Reason, Code: code, Count: d.Count})
+	}
 	for _, u := range st.Upstreams {
 		s.Upstreams = append(s.Upstreams, metrics.Upstream{Name: u.Name, State: u.State.String(), RTT: u.RTT,
-			Answered: u.Answered, Failures: u.Failures})
+			Replies: u.Answered, Downs: u.Failures, Connections: u.Connections, Inflight: u.Inflight})
 	}
 	for _, c := range e.nasClients() {
 		s.NAS = append(s.NAS, metrics.NAS{Name: c.Name, Requests: c.Requests, Responses: c.Responses, Duplicates: c.Duplicates,
-			BadAuthenticator: c.BadAuthenticator, MissingMA: c.MissingMA, Malformed: c.Malformed})
+			BadAuthenticator: c.BadAuthenticator, MissingMA: c.MissingMA, Malformed: c.Malformed, LastSeen: c.LastSeen})
 	}
 	if e.spool != nil {
-		s.SpoolRefused = e.spool.Stats().FullRefusals
+		s.Spool.Refused = e.spool.Stats().FullRefusals
 	}
 	for _, r := range st.Revocation {
 		s.Revocation = append(s.Revocation, metrics.Revocation{Kind: r.Kind, Source: r.URL, OK: r.ConsecutiveFailures == 0, Failures: r.Failures})
 	}
 	if e.localEAP != nil {
 		ls := e.localEAP.Stats()
-		s.EAPTLS = metrics.EAPTLS{Conversations: ls.Conversations, Started: ls.Started, Accepted: ls.Accepted, Rejected: ls.Rejected}
+		s.EAPTLS = metrics.EAPTLS{Conversations: ls.Conversations, Started: ls.Started, Challenges: ls.Challenges,
+			Accepted: ls.Accepted, Rejected: ls.Rejected, Expired: ls.Expired, Discarded: ls.Discarded, Refused: ls.Overflow}
 	}
 	return s
+}
+
+// histogram reads an answer-time histogram of the request path.
+func histogram(h *proxy.Histogram) metrics.Histogram {
+	counts, sum := h.Counts()
+	out := metrics.Histogram{Counts: counts, Sum: sum.Seconds(), Bounds: make([]float64, len(proxy.AnswerTimeBounds))}
+	for i, b := range proxy.AnswerTimeBounds {
+		out.Bounds[i] = b.Seconds()
+	}
+	return out
 }

@@ -122,6 +122,9 @@ func (r *Request) Reply(resp []byte) {
 	if r.w != nil {
 		r.w.WriteResponse(resp)
 	}
+	if r.front != nil {
+		r.front.stats.observeAnswer(r.Packet.Code(), r.front.opts.Now().Sub(r.Received))
+	}
 }
 
 // Drop records that the request is deliberately left unanswered (accounting that could not be

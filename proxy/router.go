@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,15 @@ type RouterOptions struct {
 	NoUpstream NoUpstreamPolicy
 	Logger     *slog.Logger
 	Now        func() time.Time
+}
+
+// Validate checks the options before anything is served.
+func (o *RouterOptions) Validate() error {
+	switch o.NoUpstream {
+	case "", NoUpstreamReject, NoUpstreamDrop:
+		return nil
+	}
+	return fmt.Errorf("proxy: unknown no-upstream policy %q (want reject or drop)", o.NoUpstream)
 }
 
 // Router is the front door's Handler: it sends each request to the upstream pool and, when no

@@ -237,3 +237,15 @@ func runRouterModel(t *testing.T, seed uint64) {
 		t.Fatalf("pool in flight after Wait: %d, %d", p1.Inflight(), p2.Inflight())
 	}
 }
+
+func TestRouterOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		policy NoUpstreamPolicy
+		ok     bool
+	}{{"", true}, {NoUpstreamReject, true}, {NoUpstreamDrop, true}, {"accept", false}} {
+		o := RouterOptions{NoUpstream: tc.policy}
+		if err := o.Validate(); (err == nil) != tc.ok {
+			t.Errorf("NoUpstream %q: Validate() = %v", tc.policy, err)
+		}
+	}
+}

@@ -80,6 +80,9 @@ type Stats struct {
 	// bug in a Handler, and was discarded.
 	ExtraAnswers atomic.Uint64
 	Dropped      [dropReasons]atomic.Uint64
+	// AccessAnswerTime and AccountingAnswerTime: from receiving a request to handing its answer to
+	// the transport (Request.Reply), the NAS-facing answer time.
+	AccessAnswerTime, AccountingAnswerTime Histogram
 }
 
 // logLimiter bounds what a flood of events can log: per key (a drop reason, or a router outcome)

@@ -1,6 +1,8 @@
 package survivability
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,17 @@ type HealthOptions struct {
 	Now        func() time.Time
 	// OnChange observes every transition (metrics, sd_notify status).
 	OnChange func(from, to Mode, reason string)
+}
+
+// Validate checks the options before anything is built.
+func (o *HealthOptions) Validate() error {
+	switch {
+	case o.FailbackProbes < 0 || o.FailbackProbes > 100:
+		return fmt.Errorf("survivability: failback probes %d outside 0..100", o.FailbackProbes)
+	case o.StableAfter < 0 || o.FlapWindow < 0:
+		return errors.New("survivability: negative flap timing")
+	}
+	return nil
 }
 
 // Health turns upstream connection events into the edge's mode:

@@ -66,7 +66,8 @@ running configuration stays.`,
 			if !cmd.Flags().Changed("metrics-listen") {
 				metricsAddr = b.Metrics
 			}
-			o := edge.Options{Logger: logger, Sockets: activation.Files(true), MetricsAddr: metricsAddr, Signals: sig}
+			o := edge.Options{Logger: logger, Sockets: activation.Files(true), MetricsAddr: metricsAddr, Signals: sig,
+				Version: info.Version, Commit: info.Commit}
 			if reg != nil {
 				// The management plane: configuration and cache snapshots from the cloud every 30
 				// minutes, certificate renewal before expiry. An unreachable cloud never disturbs serving.

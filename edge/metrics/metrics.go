@@ -1,8 +1,10 @@
 // Package metrics owns mxedge's Prometheus exporter: a private registry (no global state) served at
-// /metrics on a loopback address by default. The request path keeps plain atomic counters; this
-// package reads them only when Prometheus scrapes, through a Snapshot function the daemon supplies,
-// and counts NAC decisions from the event bus on its own goroutine. The one exception is the upstream
-// latency histogram, fed by ObserveUpstreamLatency (a lock-free Observe on a cached series).
+// /metrics on a loopback address by default. The request path keeps plain atomic counters (proxy,
+// survivability) incremented where each request is answered and each decision is made; this package
+// reads them only when Prometheus scrapes, through a Snapshot function the daemon supplies. Nothing is
+// counted from the event bus, which drops events for a slow subscriber. The one metric observed on
+// the request path is the upstream round-trip histogram, fed by ObserveUpstreamRoundTrip (a
+// lock-free Observe on a cached series). docs/metrics.md lists every metric.
 package metrics
 
 import (
@@ -12,13 +14,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"mxedge/edge/events"
 )
 
 // DefaultAddr is where /metrics is served unless configured: loopback, so that exposing the
@@ -36,21 +39,58 @@ var ErrBadOptions = errors.New("metrics: bad options")
 type Snapshot struct {
 	Mode        string            // up, suspect, down, recovering
 	Transitions map[string]uint64 // mode changes by target mode (failovers: "down")
-	Received    uint64            // requests received from NAS devices
-	Forwarded   uint64            // requests sent to an upstream
-	Answered    uint64            // requests an upstream answered
-	Fallback    uint64            // requests handed to survivability
+	Requests    Requests
 	Dropped     map[string]uint64 // dropped datagrams by reason (proxy.DropReason names)
-	NAS         []NAS
-	Upstreams   []Upstream
-	Cache       Cache
-	SpoolDepth  int
-	// SpoolRefused counts accounting records refused by a full spool.
-	SpoolRefused uint64
-	// SpoolQuarantined is the accounting records kept in the spool's quarantine.
-	SpoolQuarantined int
-	EAPTLS           EAPTLS
-	Revocation       []Revocation
+	// AnswerTime is the NAS-facing answer time by request kind ("access", "accounting"): from
+	// receiving the request to handing its answer to the socket.
+	AnswerTime map[string]Histogram
+	// Decisions are the Access-Accepts and Access-Rejects by code, method and decider.
+	Decisions []Decision
+	// LocalDecisions are survivability's access decisions by method, reason and code.
+	LocalDecisions []LocalDecision
+	// LocalAccounting is the Accounting-Requests survivability handled, by result (spooled,
+	// spool-full, spool-error, no-spool).
+	LocalAccounting map[string]uint64
+	NAS             []NAS
+	Upstreams       []Upstream
+	Cache           Cache
+	Spool           Spool
+	EAPTLS          EAPTLS
+	Revocation      []Revocation
+	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
+	EventsDropped uint64
+}
+
+// Requests are the front door's and router's request counters (proxy.Stats).
+type Requests struct {
+	Received         uint64 // requests received from NAS devices
+	Forwarded        uint64 // requests sent to an upstream
+	UpstreamAnswered uint64 // forwarded requests an upstream answered
+	Local            uint64 // requests handed to survivability
+	NoUpstream       uint64 // forwarded requests no upstream could answer (before the fallback)
+	Retried          uint64 // requests re-sent to another upstream after a connection died
+	StatusServer     uint64 // Status-Server requests from NAS devices answered by mxedge itself
+}
+
+// Histogram is a fixed-bucket histogram read from the request path's atomics.
+type Histogram struct {
+	Bounds []float64 // upper bounds in seconds, ascending
+	Counts []uint64  // observations per bucket (not cumulative); len(Bounds)+1, the last above every bound
+	Sum    float64   // seconds
+}
+
+// Decision is one series of the access decision counter.
+type Decision struct {
+	Code    string // accept, reject
+	Method  string // mab, eap-tls, eap, pap, chap, other
+	Decider string // cloud, cache, default, policy
+	Count   uint64
+}
+
+// LocalDecision is one series of the local decision counter.
+type LocalDecision struct {
+	Method, Reason, Code string
+	Count                uint64
 }
 
 // Revocation is one CRL or OCSP source (pki.SourceStatus).
@@ -69,15 +109,18 @@ type NAS struct {
 	BadAuthenticator uint64
 	MissingMA        uint64
 	Malformed        uint64
+	LastSeen         time.Time // zero: never
 }
 
 // Upstream is one RadSec upstream (proxy.UpstreamStatus).
 type Upstream struct {
-	Name     string
-	State    string // connecting, up, down
-	RTT      time.Duration
-	Answered uint64
-	Failures uint64
+	Name        string
+	State       string        // connecting, up, down
+	RTT         time.Duration // smoothed, Status-Server probes included
+	Replies     uint64        // replies received, Status-Server probes included
+	Downs       uint64        // times the upstream went down
+	Connections int
+	Inflight    int
 }
 
 // Cache is the client cache's size and writer health (cache.Stats).
@@ -86,12 +129,23 @@ type Cache struct {
 	Drops   uint64
 }
 
+// Spool is the accounting spool (spool.Stats).
+type Spool struct {
+	Depth       int    // records waiting for replay
+	Refused     uint64 // records refused because the spool was full
+	Quarantined int    // records the replay can never deliver
+}
+
 // EAPTLS are the local EAP-TLS server's counters (localeap.Stats).
 type EAPTLS struct {
 	Conversations int
 	Started       uint64
+	Challenges    uint64
 	Accepted      uint64
 	Rejected      uint64
+	Expired       uint64
+	Discarded     uint64
+	Refused       uint64
 }
 
 // Certificate is a certificate whose expiry is watched.
@@ -100,36 +154,48 @@ type Certificate struct {
 	NotAfter time.Time `json:"not_after"`
 }
 
-// EventSource is the event bus the exporter counts decisions from (*events.Bus).
-type EventSource interface {
-	Subscribe(ctx context.Context) <-chan events.Event
-	Dropped() uint64
+// BuildInfo identifies the binary in mxedge_build_info.
+type BuildInfo struct {
+	Version string // "" : the module version from the Go build info, else "dev"
+	Commit  string // "" : the VCS revision from the Go build info, else "unknown"
 }
 
 // Options configure the exporter.
 type Options struct {
 	// Addr is the listen address of /metrics. Default DefaultAddr.
 	Addr string
-	// Snapshot returns the counters at scrape time. Nil: only event and latency metrics.
+	// Snapshot returns the counters at scrape time. Nil: only build, Go, process, certificate and
+	// round-trip metrics.
 	Snapshot func() Snapshot
-	// Events, when set, are counted into decision, cache lookup and EAP-TLS failure counters.
-	Events EventSource
-	// Certificates returns the certificates whose days to expiry are exported.
+	// Certificates returns the certificates whose expiry is exported.
 	Certificates func() []Certificate
-	// Now is the clock for days to expiry. Default time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
+	Build        BuildInfo
+	Logger       *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
 	if o.Addr == "" {
 		o.Addr = DefaultAddr
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if o.Build.Version == "" {
+		o.Build.Version = "dev"
+		if ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			o.Build.Version = bi.Main.Version
+		}
+	}
+	if o.Build.Commit == "" {
+		o.Build.Commit = "unknown"
+		if ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" && s.Value != "" {
+					o.Build.Commit = s.Value
+				}
+			}
+		}
 	}
 	return o
 }
@@ -143,10 +209,10 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// LatencyBuckets are the upstream latency histogram's bounds in seconds: a cloud NAC answers in
-// tens of milliseconds; EAP round trips and slow policy lookups reach seconds; the request budget
-// ends the scale.
-var LatencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+// RoundTripBuckets are the upstream round-trip histogram's bounds in seconds: a cloud NAC answers
+// in milliseconds to tens of milliseconds; EAP round trips and slow policy lookups reach seconds;
+// the request budget ends the scale.
+var RoundTripBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // Server is the exporter. Create with New, bind with Listen (or let Run), serve with Run.
 type Server struct {
@@ -154,13 +220,8 @@ type Server struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 
-	latency   *prometheus.HistogramVec
-	latencyBy sync.Map // upstream name -> prometheus.Observer
-
-	decisions *prometheus.CounterVec // source, method, outcome, nas
-	local     *prometheus.CounterVec // method, reason, outcome
-	lookups   *prometheus.CounterVec // result
-	eapFail   *prometheus.CounterVec // reason
+	roundTrip   *prometheus.HistogramVec
+	roundTripBy sync.Map // upstream name -> prometheus.Observer
 
 	mu sync.Mutex
 	ln net.Listener
@@ -173,31 +234,19 @@ func New(o Options) (*Server, error) {
 	}
 	o = o.withDefaults()
 	s := &Server{opts: o, log: o.Logger, reg: prometheus.NewRegistry()}
-	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "upstream_latency_seconds",
-		Help:    "Time from sending a request to an upstream to its answer.",
-		Buckets: LatencyBuckets,
+	s.roundTrip = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "upstream_round_trip_seconds",
+		Help:    "Time from sending a request to an upstream to its answer (forwarded requests only, not Status-Server probes).",
+		Buckets: RoundTripBuckets,
 	}, []string{"upstream"})
-	s.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "decisions_total",
-		Help: "NAC decisions by NAS, source (upstream or local), method and outcome (accept or reject).",
-	}, []string{"nas", "source", "method", "outcome"})
-	s.local = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "local_decisions_total",
-		Help: "Decisions survivability made while the cloud NAC was unreachable, by method, reason and outcome.",
-	}, []string{"method", "reason", "outcome"})
-	s.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "cache_lookups_total",
-		Help: "Local decisions that found the client in the cache (hit) or not (miss).",
-	}, []string{"result"})
-	s.eapFail = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "eaptls_failures_total",
-		Help: "Local EAP-TLS conversations that ended in a reject, by reason.",
-	}, []string{"reason"})
-	for _, r := range []string{"hit", "miss"} {
-		s.lookups.WithLabelValues(r) // present at zero from the first scrape
-	}
-	s.reg.MustRegister(s.latency, s.decisions, s.local, s.lookups, s.eapFail, &snapshotCollector{s: s})
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help:        "Always 1; the labels identify the running binary.",
+		ConstLabels: prometheus.Labels{"version": o.Build.Version, "commit": o.Build.Commit, "go_version": runtime.Version()},
+	})
+	build.Set(1)
+	s.reg.MustRegister(s.roundTrip, build, &snapshotCollector{s: s},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return s, nil
 }
 
@@ -209,40 +258,14 @@ func (s *Server) Handler() http.Handler {
 	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)})
 }
 
-// ObserveUpstreamLatency records one upstream round trip. It is called on the request path (the
+// ObserveUpstreamRoundTrip records one upstream round trip. It is called on the request path (the
 // proxy.Observer), so the labelled series is looked up once per upstream and cached.
-func (s *Server) ObserveUpstreamLatency(upstream string, d time.Duration) {
-	o, ok := s.latencyBy.Load(upstream)
+func (s *Server) ObserveUpstreamRoundTrip(upstream string, d time.Duration) {
+	o, ok := s.roundTripBy.Load(upstream)
 	if !ok {
-		o, _ = s.latencyBy.LoadOrStore(upstream, s.latency.WithLabelValues(upstream))
+		o, _ = s.roundTripBy.LoadOrStore(upstream, s.roundTrip.WithLabelValues(upstream))
 	}
 	o.(prometheus.Observer).Observe(d.Seconds())
-}
-
-// count turns one NAC event into counters.
-func (s *Server) count(ev events.Event) {
-	outcome := "reject"
-	if ev.Allowed {
-		outcome = "accept"
-	}
-	method := ev.Method
-	if method == "" {
-		method = "unknown"
-	}
-	s.decisions.WithLabelValues(ev.NAS, ev.Source, method, outcome).Inc()
-	if ev.Source != events.SourceLocal {
-		return
-	}
-	s.local.WithLabelValues(method, ev.Reason, outcome).Inc()
-	switch ev.Reason {
-	case "cache-hit":
-		s.lookups.WithLabelValues("hit").Inc()
-	case "default-vlan", "failmode-closed":
-		s.lookups.WithLabelValues("miss").Inc()
-	}
-	if method == "eap-tls" && !ev.Allowed {
-		s.eapFail.WithLabelValues(ev.Reason).Inc()
-	}
 }
 
 // Listen binds the address so a bind error surfaces before Run.
@@ -283,8 +306,7 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Run serves /metrics and counts events until ctx ends, then returns nil after its goroutines
-// have exited.
+// Run serves /metrics until ctx ends, then returns nil after its goroutines have exited.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -292,19 +314,6 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	ln := s.ln
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	evCtx, stopEvents := context.WithCancel(ctx)
-	defer stopEvents()
-	if s.opts.Events != nil {
-		ch := s.opts.Events.Subscribe(evCtx)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ev := range ch {
-				s.count(ev)
-			}
-		}()
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.Handler())
 	srv := &http.Server{
@@ -327,8 +336,6 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-errc:
 		_ = srv.Close()
 	}
-	stopEvents()
-	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: serve %s: %w", s.opts.Addr, err)
 	}

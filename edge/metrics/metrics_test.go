@@ -13,8 +13,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"mxedge/edge/events"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -23,19 +21,29 @@ func snapshot() Snapshot {
 	return Snapshot{
 		Mode:        "down",
 		Transitions: map[string]uint64{"down": 2, "recovering": 1, "up": 1},
-		Received:    100, Forwarded: 90, Answered: 80, Fallback: 10,
-		Dropped: map[string]uint64{"bad-authenticator": 3, "malformed": 1},
+		Requests:    Requests{Received: 100, Forwarded: 90, UpstreamAnswered: 80, Local: 10, NoUpstream: 6, Retried: 3, StatusServer: 4},
+		Dropped:     map[string]uint64{"bad-authenticator": 3, "malformed": 1},
+		AnswerTime: map[string]Histogram{
+			"access": {Bounds: []float64{0.001, 0.01}, Counts: []uint64{5, 3, 2}, Sum: 2.5},
+		},
+		Decisions: []Decision{
+			{Code: "accept", Method: "mab", Decider: "cloud", Count: 7},
+			{Code: "reject", Method: "pap", Decider: "policy", Count: 2},
+		},
+		LocalDecisions:  []LocalDecision{{Method: "mab", Reason: "cache-hit", Code: "accept", Count: 4}},
+		LocalAccounting: map[string]uint64{"spooled": 6},
 		NAS: []NAS{
-			{Name: "sw1", Requests: 60, Responses: 55, BadAuthenticator: 3, Duplicates: 2},
+			{Name: "sw1", Requests: 60, Responses: 55, BadAuthenticator: 3, Duplicates: 2, LastSeen: t0},
 			{Name: "radsec:wlc", Requests: 40, Responses: 40, MissingMA: 1},
 		},
 		Upstreams: []Upstream{
-			{Name: "cloud-a", State: "down", RTT: 12 * time.Millisecond, Answered: 70, Failures: 4},
-			{Name: "cloud-b", State: "up", RTT: 30 * time.Millisecond, Answered: 10},
+			{Name: "cloud-a", State: "down", RTT: 12 * time.Millisecond, Replies: 70, Downs: 4},
+			{Name: "cloud-b", State: "up", RTT: 30 * time.Millisecond, Replies: 10, Connections: 2, Inflight: 5},
 		},
-		Cache:      Cache{Entries: 1234, Drops: 5},
-		SpoolDepth: 17,
-		EAPTLS:     EAPTLS{Conversations: 1, Started: 9, Accepted: 6, Rejected: 2},
+		Cache:         Cache{Entries: 1234, Drops: 5},
+		Spool:         Spool{Depth: 17, Refused: 1, Quarantined: 2},
+		EAPTLS:        EAPTLS{Conversations: 1, Started: 9, Accepted: 6, Rejected: 2, Expired: 1},
+		EventsDropped: 8,
 	}
 }
 
@@ -138,13 +146,14 @@ func TestScrapeSnapshot(t *testing.T) {
 		Certificates: func() []Certificate {
 			return []Certificate{{"upstream-client", t0.Add(36 * time.Hour)}, {"old", t0.Add(-48 * time.Hour)}}
 		},
-		Now: func() time.Time { return t0 },
+		Build: BuildInfo{Version: "1.0.0", Commit: "abc"},
 	})
 	mfs := scrape(t, s)
 	tests := []struct {
 		name, labels string
 		want         float64
 	}{
+		{"mxedge_build_info", "version=1.0.0,commit=abc,go_version=" + runtime.Version(), 1},
 		{"mxedge_mode", "mode=down", 1},
 		{"mxedge_mode", "mode=up", 0},
 		{"mxedge_mode_transitions_total", "to=down", 2},
@@ -153,29 +162,43 @@ func TestScrapeSnapshot(t *testing.T) {
 		{"mxedge_requests_forwarded_total", "", 90},
 		{"mxedge_requests_upstream_answered_total", "", 80},
 		{"mxedge_requests_local_total", "", 10},
+		{"mxedge_requests_no_upstream_total", "", 6},
+		{"mxedge_requests_retried_total", "", 3},
+		{"mxedge_status_server_requests_total", "", 4},
 		{"mxedge_dropped_packets_total", "reason=bad-authenticator", 3},
 		{"mxedge_dropped_packets_total", "reason=malformed", 1},
+		{"mxedge_answer_duration_seconds", "request=access", 10},
+		{"mxedge_access_decisions_total", "code=accept,method=mab,decider=cloud", 7},
+		{"mxedge_access_decisions_total", "code=reject,method=pap,decider=policy", 2},
+		{"mxedge_local_decisions_total", "method=mab,reason=cache-hit,code=accept", 4},
+		{"mxedge_local_accounting_requests_total", "result=spooled", 6},
 		{"mxedge_nas_requests_total", "nas=sw1", 60},
 		{"mxedge_nas_responses_total", "nas=radsec:wlc", 40},
+		{"mxedge_nas_retransmissions_total", "nas=sw1", 2},
 		{"mxedge_nas_errors_total", "nas=sw1,reason=bad-authenticator", 3},
-		{"mxedge_nas_errors_total", "nas=sw1,reason=duplicate", 2},
 		{"mxedge_nas_errors_total", "nas=radsec:wlc,reason=missing-message-authenticator", 1},
+		{"mxedge_nas_last_seen_timestamp_seconds", "nas=sw1", float64(t0.Unix())},
 		{"mxedge_upstream_up", "upstream=cloud-a", 0},
 		{"mxedge_upstream_up", "upstream=cloud-b", 1},
 		{"mxedge_upstream_state", "upstream=cloud-a,state=down", 1},
-		{"mxedge_upstream_rtt_seconds", "upstream=cloud-a", 0.012},
-		{"mxedge_upstream_answered_total", "upstream=cloud-a", 70},
-		{"mxedge_upstream_failures_total", "upstream=cloud-a", 4},
+		{"mxedge_upstream_smoothed_rtt_seconds", "upstream=cloud-a", 0.012},
+		{"mxedge_upstream_replies_total", "upstream=cloud-a", 70},
+		{"mxedge_upstream_down_transitions_total", "upstream=cloud-a", 4},
+		{"mxedge_upstream_connections", "upstream=cloud-b", 2},
+		{"mxedge_upstream_requests_in_flight", "upstream=cloud-b", 5},
 		{"mxedge_cache_entries", "", 1234},
 		{"mxedge_cache_write_drops_total", "", 5},
 		{"mxedge_spool_depth", "", 17},
+		{"mxedge_spool_refused_total", "", 1},
+		{"mxedge_spool_quarantined", "", 2},
 		{"mxedge_eaptls_conversations", "", 1},
-		{"mxedge_eaptls_handshakes_total", "", 9},
-		{"mxedge_eaptls_results_total", "outcome=accept", 6},
-		{"mxedge_eaptls_results_total", "outcome=reject", 2},
-		{"mxedge_certificate_expiry_days", "cert=upstream-client", 1.5},
-		{"mxedge_certificate_expiry_days", "cert=old", -2},
-		{"mxedge_cache_lookups_total", "result=hit", 0},
+		{"mxedge_eaptls_conversations_started_total", "", 9},
+		{"mxedge_eaptls_conversations_ended_total", "outcome=accept", 6},
+		{"mxedge_eaptls_conversations_ended_total", "outcome=reject", 2},
+		{"mxedge_eaptls_conversations_ended_total", "outcome=expired", 1},
+		{"mxedge_certificate_expiry_timestamp_seconds", "cert=upstream-client", float64(t0.Add(36 * time.Hour).Unix())},
+		{"mxedge_certificate_expiry_timestamp_seconds", "cert=old", float64(t0.Add(-48 * time.Hour).Unix())},
+		{"mxedge_events_dropped_total", "", 8},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name+"{"+tc.labels+"}", func(t *testing.T) {
@@ -183,65 +206,56 @@ func TestScrapeSnapshot(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+	// The answer-time histogram is cumulative: 5 below 1 ms, 8 below 10 ms, 10 in all.
+	for _, m := range mfs["mxedge_answer_duration_seconds"].GetMetric() {
+		h := m.GetHistogram()
+		want := map[float64]uint64{0.001: 5, 0.01: 8}
+		for _, b := range h.GetBucket() {
+			if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+				t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+			}
+		}
+		if h.GetSampleSum() != 2.5 {
+			t.Errorf("sum %v", h.GetSampleSum())
+		}
+	}
+	for _, f := range []string{"go_goroutines", "process_cpu_seconds_total"} {
+		if _, ok := mfs[f]; !ok {
+			t.Errorf("no %s: the Go and process collectors are not registered", f)
+		}
 	}
 }
 
-func TestScrapeEventsAndLatency(t *testing.T) {
-	bus := events.New(events.Options{})
-	s := startExporter(t, Options{Events: bus})
-	// Run subscribes asynchronously: wait for it before publishing.
-	deadline := time.Now().Add(2 * time.Second)
-	for bus.Subscribers() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+// TestBuildInfoDefaults: without a stamped version and commit, build_info still has both labels.
+func TestBuildInfoDefaults(t *testing.T) {
+	mfs := scrape(t, startExporter(t, Options{}))
+	m := mfs["mxedge_build_info"].GetMetric()
+	if len(m) != 1 || m[0].GetGauge().GetValue() != 1 {
+		t.Fatalf("build_info: %v", m)
 	}
-	for _, ev := range []events.Event{
-		{Allowed: true, Method: "mab", NAS: "sw1", Source: events.SourceUpstream, Upstream: "cloud-a"},
-		{Allowed: false, Method: "pap", NAS: "sw1", Source: events.SourceUpstream, Upstream: "cloud-a"},
-		{Allowed: true, Method: "mab", NAS: "sw1", Source: events.SourceLocal, Reason: "cache-hit"},
-		{Allowed: true, Method: "mab", NAS: "sw1", Source: events.SourceLocal, Reason: "default-vlan"},
-		{Allowed: false, Method: "eap-tls", NAS: "sw2", Source: events.SourceLocal, Reason: "cert-expired"},
-		{Allowed: false, Method: "eap-tls", NAS: "sw2", Source: events.SourceLocal, Reason: "failmode-closed"},
-	} {
-		bus.Publish(ev)
-	}
-	for _, d := range []time.Duration{3 * time.Millisecond, 40 * time.Millisecond, 2 * time.Second} {
-		s.ObserveUpstreamLatency("cloud-a", d)
-	}
-	s.ObserveUpstreamLatency("cloud-b", time.Millisecond)
-	// Counting happens on the exporter's goroutine: poll until the last event is counted.
-	var mfs map[string]*dto.MetricFamily
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		mfs = scrape(t, s)
-		if f, ok := mfs["mxedge_eaptls_failures_total"]; ok && len(f.GetMetric()) == 2 {
-			break
+	for _, l := range m[0].GetLabel() {
+		if l.GetValue() == "" {
+			t.Errorf("label %s empty", l.GetName())
 		}
 	}
-	tests := []struct {
-		name, labels string
-		want         float64
-	}{
-		{"mxedge_decisions_total", "nas=sw1,source=upstream,method=mab,outcome=accept", 1},
-		{"mxedge_decisions_total", "nas=sw1,source=upstream,method=pap,outcome=reject", 1},
-		{"mxedge_decisions_total", "nas=sw1,source=local,method=mab,outcome=accept", 2},
-		{"mxedge_local_decisions_total", "method=mab,reason=cache-hit,outcome=accept", 1},
-		{"mxedge_local_decisions_total", "method=eap-tls,reason=cert-expired,outcome=reject", 1},
-		{"mxedge_cache_lookups_total", "result=hit", 1},
-		{"mxedge_cache_lookups_total", "result=miss", 2},
-		{"mxedge_eaptls_failures_total", "reason=cert-expired", 1},
-		{"mxedge_eaptls_failures_total", "reason=failmode-closed", 1},
-		{"mxedge_events_dropped_total", "", 0},
-		{"mxedge_upstream_latency_seconds", "upstream=cloud-a", 3},
-		{"mxedge_upstream_latency_seconds", "upstream=cloud-b", 1},
+}
+
+func TestScrapeRoundTrip(t *testing.T) {
+	s := startExporter(t, Options{})
+	for _, d := range []time.Duration{3 * time.Millisecond, 40 * time.Millisecond, 2 * time.Second} {
+		s.ObserveUpstreamRoundTrip("cloud-a", d)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name+"{"+tc.labels+"}", func(t *testing.T) {
-			if got := value(t, mfs, tc.name, tc.labels); got != tc.want {
-				t.Errorf("got %v, want %v", got, tc.want)
-			}
-		})
+	s.ObserveUpstreamRoundTrip("cloud-b", time.Millisecond)
+	mfs := scrape(t, s)
+	if got := value(t, mfs, "mxedge_upstream_round_trip_seconds", "upstream=cloud-a"); got != 3 {
+		t.Errorf("cloud-a: %v observations", got)
+	}
+	if got := value(t, mfs, "mxedge_upstream_round_trip_seconds", "upstream=cloud-b"); got != 1 {
+		t.Errorf("cloud-b: %v observations", got)
 	}
 	// The histogram's buckets: 3 ms falls in le=0.005, 40 ms in le=0.05, 2 s in le=2.5.
-	for _, m := range mfs["mxedge_upstream_latency_seconds"].GetMetric() {
+	for _, m := range mfs["mxedge_upstream_round_trip_seconds"].GetMetric() {
 		if !hasLabels(m, "upstream=cloud-a") {
 			continue
 		}
@@ -282,14 +296,14 @@ func TestListenInUse(t *testing.T) {
 	}
 }
 
-func BenchmarkObserveUpstreamLatency(b *testing.B) {
+func BenchmarkObserveUpstreamRoundTrip(b *testing.B) {
 	s, err := New(Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		s.ObserveUpstreamLatency("cloud-a", 12*time.Millisecond)
+		s.ObserveUpstreamRoundTrip("cloud-a", 12*time.Millisecond)
 	}
 }
 
