@@ -65,8 +65,16 @@ const (
 	ReasonBadPassword      = "bad-password"       // no such account, or the password did not match
 	ReasonRateLimited      = "rate-limited"       // too many failures for this NAS and user
 	ReasonCHAPUnsupported  = "chap-unsupported"   // policy local, but CHAP cannot be checked against a hash
-	ReasonSiteDisabled     = "site-disabled"      // survivability is off for the NAS's site
+	ReasonSiteDisabled     = "site-disabled"      // survivability is off for the NAS's site: the no-upstream reject
+	// ReasonSiteDisabledNoAnswer: survivability is off for the NAS's site, no_upstream: drop.
+	ReasonSiteDisabledNoAnswer = "site-disabled-no-answer"
 )
+
+// Unanswered reports whether a local decision of reason sends the NAS nothing (the request is a
+// counted drop): it is an event, not an Access-Accept or Access-Reject.
+func Unanswered(reason string) bool {
+	return reason == ReasonPasswordNoAnswer || reason == ReasonSiteDisabledNoAnswer
+}
 
 // Bounds on the hashes accepted in an accounts file: verifying one runs on the request path, so a
 // hash whose cost would stall it is a configuration error.

@@ -160,9 +160,12 @@ func (e *Engine) site(req *proxy.Request) Site {
 // siteDisabled answers an Access-Request of a site whose survivability is off as if there were no
 // survivability: the no-upstream outcome (an Access-Reject, or no answer under no_upstream: drop).
 func (e *Engine) siteDisabled(req *proxy.Request, c Classification) (packet.Packet, error) {
-	e.event(req, Event{Method: methodName(c, req.Packet), MAC: c.MAC, Identity: c.UserName, Reason: ReasonSiteDisabled})
+	ev := Event{Method: methodName(c, req.Packet), MAC: c.MAC, Identity: c.UserName, Reason: ReasonSiteDisabled}
 	if e.opts.Sites.NoUpstreamDrop() {
+		ev.Reason = ReasonSiteDisabledNoAnswer
+		e.event(req, ev)
 		return nil, nil
 	}
+	e.event(req, ev)
 	return e.reject(req, "")
 }

@@ -99,8 +99,12 @@ func TestSitePolicies(t *testing.T) {
 	if err := e.opts.Sites.Set(table); err != nil {
 		t.Fatal(err)
 	}
+	*events = nil
 	if resp := serveFrom(t, e, "lab", "cisco", mabRequest(t, "02:00:00:00:00:01")); resp != nil {
 		t.Fatalf("disabled site under drop: answered %v", resp.Code())
+	}
+	if len(*events) != 1 || (*events)[0].Reason != ReasonSiteDisabledNoAnswer || !Unanswered((*events)[0].Reason) {
+		t.Fatalf("disabled site under drop: events %+v", *events)
 	}
 	sp := &memSpool{}
 	e.opts.Accounting = sp
