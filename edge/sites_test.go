@@ -3,14 +3,17 @@ package edge_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"mxedge/edge/config"
 	"mxedge/edge/peertest"
+	"mxedge/pki/pkitest"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/survivability"
@@ -33,14 +36,21 @@ func siteClients(cfg string) string {
 `, nasSecret, nasSecret))
 }
 
-// siteSurvival is the survivability block of the sites test; hqPassword is hq's password_logins.
-func siteSurvival(accounts, hqPassword string) string {
+// siteSurvival is the survivability block of the sites test, with local EAP-TLS from lab;
+// hqPassword is hq's password_logins.
+func siteSurvival(lab *pkitest.Lab, accounts, hqPassword string) string {
 	return fmt.Sprintf(`survivability:
   default_mab_vlan: "41"
+  default_dot1x_vlan: "51"
   password_logins: reject
+  eap_tls:
+    certificate: %s
+    key: %s
+    ca: %s
   sites:
     - name: hq
       default_mab_vlan: "100"
+      default_dot1x_vlan: corp-hq
       password_logins: %s
       local_accounts: %s
     - name: branch
@@ -49,7 +59,7 @@ func siteSurvival(accounts, hqPassword string) string {
     - name: lab
       enabled: false
       default_mab_vlan: "999"
-`, hqPassword, accounts)
+`, lab.ServerCert, lab.ServerKey, lab.CAFile, hqPassword, accounts)
 }
 
 // waitLocal waits for the edge to notice the cut.
@@ -67,10 +77,12 @@ func waitLocal(t *testing.T, x *e2e) {
 // TestE2ESitesThroughWANCut: three sites behind one edge, through a WAN cut. Unknown MAB clients
 // get their own site's default VLAN (rendered for their NAS's vendor), a known client keeps its
 // cached VLAN at any enabled site, and the site with survivability disabled gets the no-upstream
-// outcome for its Access-Requests while its accounting is still spooled. Then the password-login
+// outcome for its Access-Requests while its accounting is still spooled; eapol_test with a
+// certificate the cloud never authorized gets hq's default 802.1X VLAN. Then the password-login
 // policies, with radclient as the NAS: local (argon2id accounts file, rate-limited), no-answer
 // (radclient times out) and reject, switched by reload during the same outage.
 func TestE2ESitesThroughWANCut(t *testing.T) {
+	peertest.Require(t, "eapol_test")
 	x := startE2E(t, 1, nil)
 	accounts := filepath.Join(t.TempDir(), "admins")
 	if err := os.WriteFile(accounts, []byte("# device admins\nnetadmin:"+survivability.HashArgon2id([]byte("switch admin pw"), []byte("e2e-salt-e2e-salt"))+"\n"), 0o600); err != nil {
@@ -78,7 +90,7 @@ func TestE2ESitesThroughWANCut(t *testing.T) {
 	}
 	rl := startRelay(t, x.frAddr[0])
 	x.rewrite(t, func(cfg string) string {
-		return siteClients(replaceOnce(cfg, "address: "+x.frAddr[0], "address: "+rl.Addr())) + siteSurvival(accounts, "local")
+		return siteClients(replaceOnce(cfg, "address: "+x.frAddr[0], "address: "+rl.Addr())) + siteSurvival(x.lab, accounts, "local")
 	})
 	if r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "aabbccddeeff"), 3*time.Second); r == nil || r[0] != byte(packet.CodeAccessAccept) {
 		t.Fatal("known client not accepted by the cloud before the cut")
@@ -124,6 +136,21 @@ func TestE2ESitesThroughWANCut(t *testing.T) {
 	// The juniper NAS gets a named VLAN as Egress-VLAN-Name too (survivability/vendor.go).
 	if ev, ok := mab("127.0.0.2", "022222222223").Attr(packet.AttrEgressVLANName); !ok || string(ev) != "2branch-iot" {
 		t.Fatalf("branch (juniper): Egress-VLAN-Name %q", ev)
+	}
+	// A certificate the cloud never authorized, verified locally at hq: hq's default 802.1X VLAN.
+	host, port, _ := net.SplitHostPort(x.auth)
+	eapPort, _ := strconv.Atoi(port)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	res, err := peertest.EapolTest(ctx, peertest.EapolOptions{
+		Server: host, Port: eapPort, Secret: nasSecret, Identity: "edge.example.test", AnonymousIdentity: "anonymous@example.test",
+		CACert: x.lab.CAFile, ClientCert: x.lab.ClientCert, PrivateKey: x.lab.ClientKey, TLS12Only: true, Timeout: 20 * time.Second,
+	})
+	cancel()
+	if err != nil || !res.Success || !res.MPPEOK {
+		t.Fatalf("local EAP-TLS at hq: %v success=%v mppe=%v\n%s", err, res.Success, res.MPPEOK, tail(res.Output, 30))
+	}
+	if v := res.Get("Tunnel-Private-Group-Id"); v != "corp-hq" && v != "636f72702d6871" {
+		t.Fatalf("local EAP-TLS at hq: VLAN %q, want hq's default 802.1X VLAN corp-hq", v)
 	}
 	// The disabled site's accounting is still acknowledged from the spool.
 	before := x.edge.Spool().Len()
@@ -171,7 +198,7 @@ func TestE2ESitesThroughWANCut(t *testing.T) {
 			t.Fatal(err)
 		}
 		doc := string(b)
-		doc = doc[:strings.Index(doc, "survivability:\n")] + siteSurvival(accounts, hqPassword)
+		doc = doc[:strings.Index(doc, "survivability:\n")] + siteSurvival(x.lab, accounts, hqPassword)
 		if err := os.WriteFile(x.cfgPath, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
