@@ -226,3 +226,23 @@ func BenchmarkAccountsVerify(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseAccounts: an accounts file never panics the loader, and what it accepts verifies
+// without panicking.
+func FuzzParseAccounts(f *testing.F) {
+	f.Add("netadmin:" + cheapArgon2id("x") + "\n")
+	f.Add("ops:$2a$04$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy\n# c\n\n")
+	f.Add("a:$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		a, err := ParseAccounts(strings.NewReader(in))
+		if err != nil {
+			if !errors.Is(err, ErrAccounts) {
+				t.Fatalf("error %v does not wrap ErrAccounts", err)
+			}
+			return
+		}
+		for user := range a.users {
+			a.Verify(user, []byte("x"))
+		}
+	})
+}
