@@ -15,8 +15,9 @@ type op struct {
 	forget   bool
 	rec      Record    // learn: normalized record
 	key      []byte    // learn: recordKey(rec)
-	mac      string    // forget
-	identity string    // forget
+	method   Method    // forget: only records of this method are removed
+	mac      string    // forget (MAB)
+	identity string    // forget (EAP-TLS)
 	at       time.Time // when the decision was seen
 }
 
@@ -35,15 +36,25 @@ func (s *Store) Learn(r Record) {
 	s.enqueue(op{rec: nr, key: recordKey(nr), at: s.now()})
 }
 
-// Forget queues the removal of a client after an upstream Access-Reject: the
-// record of mac, and every record indexed under identity, so that a rejected
-// client cannot be let in through an identity fallback during an outage.
-// Either argument may be empty. It never blocks (see Learn).
-func (s *Store) Forget(mac, identity string) {
-	if mac == "" && identity == "" {
+// ForgetMAB queues the removal of the MAB record of mac after an upstream
+// Access-Reject of a MAB request for it. Nothing else is touched: not the
+// EAP-TLS records of the same MAC, not a record of another method stored
+// under the MAC. It never blocks (see Learn).
+func (s *Store) ForgetMAB(mac string) {
+	if _, err := parseMAC(mac); err != nil {
 		return
 	}
-	s.enqueue(op{forget: true, mac: mac, identity: identity, at: s.now()})
+	s.enqueue(op{forget: true, method: MethodMAB, mac: mac, at: s.now()})
+}
+
+// ForgetIdentity queues the removal of every EAP-TLS record of identity
+// (case-insensitive) after an upstream Access-Reject that names it. MAB
+// records are not touched. It never blocks (see Learn).
+func (s *Store) ForgetIdentity(identity string) {
+	if identity == "" {
+		return
+	}
+	s.enqueue(op{forget: true, method: MethodEAPTLS, identity: identity, at: s.now()})
 }
 
 func (s *Store) enqueue(o op) {
@@ -133,7 +144,7 @@ func sortLearns(batch []op) {
 
 func (s *Store) apply(t *txn, o op) error {
 	if o.forget {
-		_, err := forget(t, o.mac, o.identity)
+		_, err := forgetMethod(t, o.method, o.mac, o.identity)
 		return err
 	}
 	r := o.rec
@@ -165,7 +176,52 @@ func firstSeen(old Record, ok bool, given, fallback time.Time) time.Time {
 	return fallback
 }
 
-// forget removes the record of mac and every record indexed under identity.
+// forgetMethod removes the MAB record of mac (method MAB) or the EAP-TLS
+// records of identity (method EAP-TLS), and nothing of another method. A
+// record that does not decode under a matching key is removed too: it cannot
+// be served anyway.
+func forgetMethod(t *txn, method Method, mac, identity string) (bool, error) {
+	removeIf := func(rk []byte) (bool, error) {
+		v := t.recs.Get(rk)
+		if v == nil {
+			return false, nil
+		}
+		old, err := decodeRecord(v)
+		if err == nil && old.Method != method {
+			return false, nil
+		}
+		return true, t.remove(rk, old, err == nil)
+	}
+	switch method {
+	case MethodMAB:
+		m, err := parseMAC(mac)
+		if err != nil {
+			return false, nil
+		}
+		return removeIf(macKey(m))
+	case MethodEAPTLS:
+		removed := false
+		for _, rk := range allIdentityKeys(t.ident, identity) {
+			ok, err := removeIf(rk)
+			if err != nil {
+				return removed, err
+			}
+			if t.recs.Get(rk) == nil {
+				// Removed now, or a stale index entry: drop the entry.
+				if err := t.ident.Delete(identIndexKey(identity, rk)); err != nil {
+					return removed, err
+				}
+			}
+			removed = removed || ok
+		}
+		return removed, nil
+	}
+	return false, nil
+}
+
+// forget removes, whatever their method, the records of mac (its MAB record
+// and its EAP-TLS records) and every record indexed under identity: the
+// operator's delete.
 func forget(t *txn, mac, identity string) (bool, error) {
 	removed := false
 	if mac != "" {
@@ -175,6 +231,13 @@ func forget(t *txn, mac, identity string) (bool, error) {
 				return removed, err
 			}
 			removed = removed || ok
+			for _, rk := range prefixKeys(t.recs, eapTLSPrefix(m)) {
+				ok, err := t.removeKey(rk)
+				if err != nil {
+					return removed, err
+				}
+				removed = removed || ok
+			}
 		}
 	}
 	if identity == "" {
@@ -189,29 +252,43 @@ func forget(t *txn, mac, identity string) (bool, error) {
 		}
 		removed = removed || ok
 	}
-	// Remove in rounds: identityKeys is capped, and each removal deletes
-	// its index entry, so the loop ends.
-	for {
-		keys := identityKeys(t.ident, identity)
-		if len(keys) == 0 {
-			break
+	for _, rk := range allIdentityKeys(t.ident, identity) {
+		ok, err := t.removeKey(rk)
+		if err != nil {
+			return removed, err
 		}
-		for _, rk := range keys {
-			ok, err := t.removeKey(rk)
-			if err != nil {
+		if !ok { // stale index entry
+			if err := t.ident.Delete(identIndexKey(identity, rk)); err != nil {
 				return removed, err
 			}
-			if !ok { // stale index entry
-				if err := t.ident.Delete(identIndexKey(identity, rk)); err != nil {
-					return removed, err
-				}
-			}
-			removed = removed || ok
 		}
+		removed = removed || ok
 	}
 	// An identity-keyed record whose stored identity differs only in case
 	// is indexed under the same folded key, so it was removed above.
 	return removed, nil
+}
+
+// allIdentityKeys returns every record key indexed under identity (removal
+// must not stop at the lookup fan-out cap).
+func allIdentityKeys(ident *bolt.Bucket, identity string) [][]byte {
+	prefix := identIndexKey(identity, nil)
+	var out [][]byte
+	c := ident.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out = append(out, append([]byte(nil), k[len(prefix):]...))
+	}
+	return out
+}
+
+// prefixKeys returns the keys of b that start with prefix.
+func prefixKeys(b *bolt.Bucket, prefix []byte) [][]byte {
+	var out [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		out = append(out, append([]byte(nil), k...))
+	}
+	return out
 }
 
 // Upsert writes r synchronously (CLI, import). Unset times are filled:
@@ -275,7 +352,84 @@ func (s *Store) Delete(key string) (bool, error) {
 	return removed, err
 }
 
-// LookupMAC returns the unexpired record of a MAC (any accepted notation).
+// LookupMAB returns the unexpired MAB record of mac (any accepted
+// notation): the only record the local decision serves to a MAB request, and
+// only once that request proved the MAC (survivability.Classify).
+func (s *Store) LookupMAB(mac string) (Record, bool, error) {
+	m, err := parseMAC(mac)
+	if err != nil {
+		return Record{}, false, err
+	}
+	var r Record
+	var ok bool
+	now := s.now()
+	err = s.view(func(tx *bolt.Tx) error {
+		d, found, err := s.liveAt(tx.Bucket(bucketRecords), macKey(m), now)
+		r, ok = d, found && d.Method == MethodMAB
+		return err
+	})
+	if err != nil || !ok {
+		return Record{}, false, err
+	}
+	return r, true, nil
+}
+
+// LookupEAPTLS returns the unexpired EAP-TLS record of a verified certificate
+// identity (case-insensitive): the record of that identity on mac when there
+// is one, else the one of that identity authorized last (one user, several
+// devices). A record of another identity on the same MAC is never returned.
+func (s *Store) LookupEAPTLS(identity, mac string) (Record, bool, error) {
+	if identity == "" {
+		return Record{}, false, nil
+	}
+	canon := ""
+	if mac != "" {
+		if m, err := NormalizeMAC(mac); err == nil {
+			canon = m
+		}
+	}
+	now := s.now()
+	var best Record
+	var found, exact bool
+	err := s.view(func(tx *bolt.Tx) error {
+		recs := tx.Bucket(bucketRecords)
+		for _, rk := range identityKeys(tx.Bucket(bucketIdent), identity) {
+			r, ok, err := s.liveAt(recs, rk, now)
+			if err != nil {
+				return err
+			}
+			if !ok || r.Method != MethodEAPTLS || foldIdentity(r.Identity) != foldIdentity(identity) {
+				continue
+			}
+			same := canon != "" && r.MAC == canon
+			if !found || same && !exact || same == exact && r.LastAuthorized.After(best.LastAuthorized) {
+				best, found, exact = r, true, same
+			}
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return Record{}, false, err
+	}
+	return best, true, nil
+}
+
+// liveAt decodes the record at rk and reports whether it is live at now.
+func (s *Store) liveAt(recs *bolt.Bucket, rk []byte, now time.Time) (Record, bool, error) {
+	v := recs.Get(rk)
+	if v == nil {
+		return Record{}, false, nil
+	}
+	r, err := decodeRecord(v)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("cache: record %s: %w", keyString(rk), err)
+	}
+	return r, s.live(r, now), nil
+}
+
+// LookupMAC returns the unexpired record of a MAC (any accepted notation),
+// for operators: its MAB record, else its EAP-TLS record authorized last.
+// The local decision never uses it (LookupMAB, LookupEAPTLS).
 func (s *Store) LookupMAC(mac string) (Record, bool, error) {
 	m, err := parseMAC(mac)
 	if err != nil {
@@ -285,15 +439,23 @@ func (s *Store) LookupMAC(mac string) (Record, bool, error) {
 	var r Record
 	var ok bool
 	err = s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketRecords).Get(macKey(m))
-		if v == nil {
-			return nil
+		recs := tx.Bucket(bucketRecords)
+		d, live, err := s.liveAt(recs, macKey(m), now)
+		if err != nil || live {
+			r, ok = d, live
+			return err
 		}
-		d, err := decodeRecord(v)
-		if err != nil {
-			return fmt.Errorf("cache: record %s: %w", formatMAC(m), err)
+		prefix := eapTLSPrefix(m)
+		c := recs.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			d, live, err := s.liveAt(recs, k, now)
+			if err != nil {
+				return err
+			}
+			if live && (!ok || d.LastAuthorized.After(r.LastAuthorized)) {
+				r, ok = d, true
+			}
 		}
-		r, ok = d, s.live(d, now)
 		return nil
 	})
 	if err != nil || !ok {

@@ -209,10 +209,15 @@ func checkAttr(a Attr) error {
 }
 
 // Key scheme (docs/cache.md). Record keys are binary and short so a million
-// entries stay small: 'm' + the 6 MAC octets, or 'i' + the folded identity for
-// a client without a MAC.
+// entries stay small:
+//   - 'm' + the 6 MAC octets: the MAB (or imported "other") record of a MAC;
+//   - 'e' + the 6 MAC octets + the folded identity: an EAP-TLS record, one per
+//     device and certificate identity, so a MAB record of the same MAC can
+//     neither shadow nor overwrite it, nor it the MAB record;
+//   - 'i' + the folded identity: a client without a MAC.
 const (
 	keyPrefixMAC      = 'm'
+	keyPrefixEAPTLS   = 'e'
 	keyPrefixIdentity = 'i'
 )
 
@@ -223,14 +228,22 @@ func foldIdentity(s string) string { return strings.ToLower(s) }
 
 // recordKey returns the bbolt key of a normalized record.
 func recordKey(r Record) []byte {
-	if r.MAC != "" {
-		b, _ := parseMAC(r.MAC) // normalized by the caller
-		return append([]byte{keyPrefixMAC}, b[:]...)
+	if r.MAC == "" {
+		return append([]byte{keyPrefixIdentity}, foldIdentity(r.Identity)...)
 	}
-	return append([]byte{keyPrefixIdentity}, foldIdentity(r.Identity)...)
+	b, _ := parseMAC(r.MAC) // normalized by the caller
+	if r.Method == MethodEAPTLS {
+		return append(eapTLSPrefix(b), foldIdentity(r.Identity)...)
+	}
+	return macKey(b)
 }
 
 func macKey(b [macLen]byte) []byte { return append([]byte{keyPrefixMAC}, b[:]...) }
+
+// eapTLSPrefix is the key prefix of every EAP-TLS record of a MAC.
+func eapTLSPrefix(b [macLen]byte) []byte {
+	return append([]byte{keyPrefixEAPTLS}, b[:]...)
+}
 
 // keyString renders a record key for humans and logs.
 func keyString(k []byte) string {
@@ -238,6 +251,11 @@ func keyString(k []byte) string {
 		var b [macLen]byte
 		copy(b[:], k[1:])
 		return formatMAC(b)
+	}
+	if len(k) >= 1+macLen && k[0] == keyPrefixEAPTLS {
+		var b [macLen]byte
+		copy(b[:], k[1:])
+		return "eap-tls/" + formatMAC(b) + "/" + string(k[1+macLen:])
 	}
 	if len(k) > 0 && k[0] == keyPrefixIdentity {
 		return string(k[1:])

@@ -135,13 +135,20 @@ func TestIdentityIndex(t *testing.T) {
 	if st := s.Stats(); st.Entries != 3 {
 		t.Fatalf("entries %d", st.Entries)
 	}
-	// Changing a MAC's identity moves its index entry.
-	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:02", Identity: "carol", Method: MethodEAPTLS, Site: "carol"}))
-	if r, ok, _ := s.LookupIdentity("alice@example.com"); !ok || r.MAC != "02:00:00:00:00:01" {
-		t.Fatalf("alice after move: %+v %v", r, ok)
+	// Changing the identity of a MAC-keyed record moves its index entry.
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:03", Identity: "erin", Method: MethodOther}))
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:03", Identity: "carol", Method: MethodOther, Site: "carol"}))
+	if _, ok, _ := s.LookupIdentity("erin"); ok {
+		t.Fatal("erin still indexed after move")
 	}
 	if r, ok, _ := s.LookupIdentity("carol"); !ok || r.Site != "carol" {
 		t.Fatalf("carol: %+v %v", r, ok)
+	}
+	// EAP-TLS records are one per device and identity: a second identity on
+	// alice's phone leaves hers in place.
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:02", Identity: "dan", Method: MethodEAPTLS, Site: "dan"}))
+	if r, ok, _ := s.LookupEAPTLS("alice@example.com", "02:00:00:00:00:02"); !ok || r.Site != "phone" {
+		t.Fatalf("alice after dan: %+v %v", r, ok)
 	}
 }
 
@@ -268,7 +275,8 @@ func TestLearnRefreshAndForget(t *testing.T) {
 		t.Fatal("refreshed entry lost")
 	}
 
-	// A reject removes the MAC record and every record of the identity.
+	// A reject naming an identity removes its EAP-TLS records; a MAB reject
+	// the MAB record of the MAC.
 	s.Learn(Record{MAC: "02:00:00:00:00:07", Identity: "dave", Method: MethodEAPTLS})
 	s.Learn(Record{MAC: "02:00:00:00:00:08", Identity: "dave", Method: MethodEAPTLS})
 	s.Learn(Record{Identity: "Dave", Method: MethodEAPTLS})
@@ -276,8 +284,8 @@ func TestLearnRefreshAndForget(t *testing.T) {
 	if st := s.Stats(); st.Entries != 4 {
 		t.Fatalf("entries %d", st.Entries)
 	}
-	s.Forget("02:00:00:00:00:07", "DAVE")
-	s.Forget("aa:bb:cc:dd:ee:01", "")
+	s.ForgetIdentity("DAVE")
+	s.ForgetMAB("aa:bb:cc:dd:ee:01")
 	must(t, s.Flush())
 	for _, mac := range []string{"02:00:00:00:00:07", "02:00:00:00:00:08", "aa:bb:cc:dd:ee:01"} {
 		if _, ok := mustLookupMAC(t, s, mac); ok {
@@ -320,8 +328,8 @@ func TestMABIdentityNotIndexed(t *testing.T) {
 			t.Errorf("LookupIdentity(%q) = %v, %v; want %v", tt.identity, ok, err, tt.want)
 		}
 	}
-	// A MAB reject without Calling-Station-Id still removes the client.
-	s.Forget("", "AA-BB-CC-DD-EE-01")
+	// ForgetMAB takes the MAC in any notation.
+	s.ForgetMAB("AA-BB-CC-DD-EE-01")
 	must(t, s.Flush())
 	if _, ok := mustLookupMAC(t, s, "aa:bb:cc:dd:ee:01"); ok {
 		t.Fatal("MAB client survived Forget by User-Name")
@@ -517,7 +525,7 @@ func TestQueueFullDrops(t *testing.T) {
 	for i := range 20 {
 		s.Learn(Record{MAC: fmt.Sprintf("02:00:00:00:03:%02x", i)})
 	}
-	s.Forget("02:00:00:00:03:00", "")
+	s.ForgetMAB("02:00:00:00:03:00")
 	if st := s.Stats(); st.QueueDepth != 8 || st.Drops != 13 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -581,7 +589,8 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Go(func() {
 		for i := range 200 {
-			s.Forget(fmt.Sprintf("02:00:00:09:00:%02x", i&0xff), "nobody")
+			s.ForgetMAB(fmt.Sprintf("02:00:00:09:00:%02x", i&0xff))
+			s.ForgetIdentity("nobody")
 		}
 	})
 	for range 2 {
@@ -610,4 +619,81 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("entries %d, want %d", st.Entries, writers*perWriter)
 	}
 	waitGoroutines(t, base)
+}
+
+// TestMethodsDistinct: a MAB record and an EAP-TLS record of one MAC are
+// two records; each lookup and each forget sees only its own method.
+func TestMethodsDistinct(t *testing.T) {
+	clk := newFakeClock()
+	s := openTestStore(t, clk, nil)
+	const mac = "02:00:00:00:00:99"
+	must(t, s.Upsert(Record{MAC: mac, Identity: "laptop.lab.test", Method: MethodEAPTLS, Site: "tls"}))
+	clk.Advance(time.Minute)
+	// A later MAB accept of the same MAC neither overwrites nor shadows it.
+	must(t, s.Upsert(Record{MAC: mac, Identity: "020000000099", Method: MethodMAB, Site: "mab"}))
+	if st := s.Stats(); st.Entries != 2 {
+		t.Fatalf("entries %d, want 2", st.Entries)
+	}
+	lookups := []struct {
+		name     string
+		lookup   func() (Record, bool, error)
+		wantSite string
+	}{
+		{"mab", func() (Record, bool, error) { return s.LookupMAB("02-00-00-00-00-99") }, "mab"},
+		{"eap-tls", func() (Record, bool, error) { return s.LookupEAPTLS("LAPTOP.lab.test", mac) }, "tls"},
+		{"eap-tls-other-mac", func() (Record, bool, error) { return s.LookupEAPTLS("laptop.lab.test", "02:00:00:00:00:01") }, "tls"},
+		{"eap-tls-other-identity", func() (Record, bool, error) { return s.LookupEAPTLS("intruder.lab.test", mac) }, ""},
+		{"eap-tls-mac-identity", func() (Record, bool, error) { return s.LookupEAPTLS("020000000099", mac) }, ""},
+		{"eap-tls-no-identity", func() (Record, bool, error) { return s.LookupEAPTLS("", mac) }, ""},
+		{"mab-unknown", func() (Record, bool, error) { return s.LookupMAB("02:00:00:00:00:98") }, ""},
+	}
+	for _, tt := range lookups {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ok, err := tt.lookup()
+			if err != nil || ok != (tt.wantSite != "") || r.Site != tt.wantSite {
+				t.Fatalf("got %+v, %v, %v; want site %q", r, ok, err, tt.wantSite)
+			}
+		})
+	}
+	// An EAP-TLS record alone is no MAB record.
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:77", Identity: "alice", Method: MethodEAPTLS}))
+	if _, ok, _ := s.LookupMAB("02:00:00:00:00:77"); ok {
+		t.Fatal("EAP-TLS record served as MAB")
+	}
+	// Forgetting the MAB record leaves the EAP-TLS one, and the reverse.
+	s.ForgetMAB(mac)
+	must(t, s.Flush())
+	if _, ok, _ := s.LookupMAB(mac); ok {
+		t.Fatal("MAB record survived ForgetMAB")
+	}
+	if _, ok, _ := s.LookupEAPTLS("laptop.lab.test", mac); !ok {
+		t.Fatal("ForgetMAB removed the EAP-TLS record")
+	}
+	must(t, s.Upsert(Record{MAC: mac, Identity: "020000000099", Method: MethodMAB}))
+	s.ForgetIdentity("Laptop.Lab.Test")
+	s.ForgetMAB("02:00:00:00:00:77") // not a MAB record: kept
+	must(t, s.Flush())
+	if _, ok, _ := s.LookupEAPTLS("laptop.lab.test", mac); ok {
+		t.Fatal("EAP-TLS record survived ForgetIdentity")
+	}
+	if _, ok, _ := s.LookupMAB(mac); !ok {
+		t.Fatal("ForgetIdentity removed the MAB record")
+	}
+	if _, ok, _ := s.LookupEAPTLS("alice", ""); !ok {
+		t.Fatal("ForgetMAB removed an EAP-TLS record")
+	}
+	// The operator's delete by MAC removes both methods.
+	must(t, s.Upsert(Record{MAC: mac, Identity: "laptop.lab.test", Method: MethodEAPTLS}))
+	if r, ok, _ := s.LookupMAC(mac); !ok || r.Method != MethodMAB {
+		t.Fatalf("LookupMAC = %+v %v, want the MAB record first", r, ok)
+	}
+	if removed, err := s.Delete(mac); err != nil || !removed {
+		t.Fatalf("Delete = %v, %v", removed, err)
+	}
+	if _, ok, _ := s.LookupMAC(mac); ok {
+		t.Fatal("record survived Delete")
+	}
+	if st := s.Stats(); st.Entries != 1 {
+		t.Fatalf("entries %d, want 1 (alice)", st.Entries)
+	}
 }

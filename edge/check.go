@@ -34,8 +34,9 @@ type plan struct {
 	cache    cache.Options
 	spool    spool.Options
 	resolve  resolve.Options
-	checker  *pki.CheckerOptions // nil without CRL or OCSP sources
-	localEAP *localeap.Options   // nil without local EAP-TLS
+	checker  *pki.CheckerOptions             // nil without CRL or OCSP sources
+	localEAP *localeap.Options               // nil without local EAP-TLS
+	authz    survivability.AuthorizerOptions // the local decision for MAB and local EAP-TLS
 	engine   survivability.EngineOptions
 	control  control.Options
 	metrics  *metrics.Options // nil when metrics are not served
@@ -78,9 +79,6 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 			FragmentSize:  t.FragmentSize,
 			Verify:        pki.VerifyOptions{Roots: t.Roots},
 			IdentityOrder: t.IdentityOrder,
-			DefaultVLAN:   b.Survival.DefaultDot1XVLAN,
-			FailClosed:    b.Survival.FailClosed,
-			VendorReply:   survivability.DefaultVLANAttrs,
 			Logger:        logger,
 		}
 		if err := lo.Validate(); err != nil {
@@ -88,18 +86,19 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 		}
 		p.localEAP = &lo
 	}
-	p.engine = survivability.EngineOptions{
+	p.authz = survivability.AuthorizerOptions{
 		DefaultMABVLAN:   b.Survival.DefaultMABVLAN,
 		DefaultDot1XVLAN: b.Survival.DefaultDot1XVLAN,
 		FailClosed:       b.Survival.FailClosed,
 		Logger:           logger,
 	}
-	if err := p.engine.Validate(); err != nil {
+	if err := p.authz.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	if err := b.Survival.Sites.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	p.engine = survivability.EngineOptions{Logger: logger}
 	po := b.Pool
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

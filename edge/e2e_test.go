@@ -55,7 +55,9 @@ var users = []peertest.User{
 	{Name: "alice", Password: "s3cret pass\"word", Reply: vlanReply},
 	{Name: "mallory", Password: "x", Reject: true},
 	{Name: "aabbccddeeff", MAB: true, Reply: mabReply},
-	{Name: "edge.example.test", Reply: vlanReply}, // EAP-TLS identity (the lab client certificate)
+	// EAP-TLS identity (the lab client certificate). The cloud names the identity it authorized in
+	// User-Name, as Mist does with "Include User-Name": mxedge learns EAP-TLS clients only so.
+	{Name: "edge.example.test", Reply: append([]string{`User-Name := "edge.example.test"`}, vlanReply...)},
 	{Name: "mpsk-user", Password: "pw", Reply: mpskReply},
 }
 

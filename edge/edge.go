@@ -210,17 +210,19 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	// One local authorization decision for MAB and local EAP-TLS, under the per-site policy.
 	if e.sites, err = survivability.NewSites(p.b.Survival.Sites); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	siteCache := survivability.SiteCache{Cache: e.cache, Sites: e.sites}
+	ao := p.authz
+	ao.Cache, ao.Sites = e.cache, e.sites
+	authz, err := survivability.NewAuthorizer(ao)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if p.localEAP != nil {
 		lo := *p.localEAP
-		lo.Cache, lo.Events = siteCache, e.publish
-		lo.Site = func(name string) (string, bool) {
-			s := e.sites.For(name)
-			return s.DefaultDot1XVLAN, s.FailClosed
-		}
+		lo.Authorizer, lo.Events = authz, e.publish
 		lo.Verify.Revocation = e.checker
 		if e.localEAP, err = localeap.New(lo); err != nil {
 			return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
@@ -229,7 +231,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	var fallback proxy.Fallback
 	if p.b.Survival.Enabled {
 		eo := p.engine
-		eo.Health, eo.Cache, eo.Accounting, eo.Events, eo.Sites = e.health, siteCache, e.acct, e.publish, e.sites
+		eo.Health, eo.Authorizer, eo.Accounting, eo.Events, eo.Sites = e.health, authz, e.acct, e.publish, e.sites
 		if e.localEAP != nil {
 			eo.EAP = e.localEAP
 		}

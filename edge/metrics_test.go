@@ -83,7 +83,8 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	return m
 }
 
-// mab is a MAB Access-Request: User-Name is the MAC in Calling-Station-Id.
+// mab is a MAB Access-Request as NASes send it: User-Name and User-Password are the MAC in
+// Calling-Station-Id (the password is what makes it MAB, docs/survivability.md).
 func mab(t *testing.T, secret, mac string, id uint8) packet.Packet {
 	t.Helper()
 	auth := make([]byte, 16)
@@ -91,6 +92,7 @@ func mab(t *testing.T, secret, mac string, id uint8) packet.Packet {
 	b := packet.New(nil, packet.CodeAccessRequest, id, auth)
 	b.AddMA()
 	b.AddString(packet.AttrUserName, mac)
+	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(nil, []byte(mac), []byte(secret), auth))
 	b.AddString(packet.AttrCallingStationID, mac)
 	p, err := b.Finish([]byte(secret), nil)
 	if err != nil {

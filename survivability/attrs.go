@@ -19,7 +19,10 @@ const (
 )
 
 // Replayable reports whether a reply attribute may be stored and replayed to a later, different
-// session. It is false for per-session material:
+// session. It is false for identities and per-session material:
+//   - User-Name: the identity the cloud confirmed is learned from it (Learner) but never replayed:
+//     a local answer names only what the request itself proved (RFC 2865 §5.1), the certificate
+//     identity the local EAP-TLS server verified;
 //   - EAP-Message, State, Message-Authenticator, Proxy-State: bound to one exchange (RFC 3579 §3,
 //     RFC 2865 §5.24/§5.33);
 //   - Class: the cloud's session cookie for accounting (RFC 2865 §5.25);
@@ -54,7 +57,7 @@ func Replayable(a cache.Attr) bool {
 		return true
 	}
 	switch a.Type {
-	case packet.AttrUserPassword, packet.AttrCHAPPassword, packet.AttrState, packet.AttrClass, packet.AttrProxyState,
+	case packet.AttrUserName, packet.AttrUserPassword, packet.AttrCHAPPassword, packet.AttrState, packet.AttrClass, packet.AttrProxyState,
 		packet.AttrTunnelPassword, packet.AttrEAPMessage, packet.AttrMessageAuthenticator, attrEAPKeyName:
 		return false
 	}

@@ -16,11 +16,6 @@ import (
 // (docs/survivability.md: password methods are checked by the cloud; the edge keeps no password).
 const ReplyUnsupported = "The cloud NAC is unreachable: only certificate (EAP-TLS) and MAB authentication work until it returns."
 
-// CacheReader is what local decisions need from the client cache.
-type CacheReader interface {
-	Lookup(identity, mac string) (cache.Record, bool, error)
-}
-
 // EAPHandler answers EAP conversations locally (survivability/localeap implements EAP-TLS). Serve
 // returns the full signed answer, or nil to drop the request silently (RFC 3579 §3.2).
 type EAPHandler interface {
@@ -48,7 +43,7 @@ type Event struct {
 	NAS      string
 	Site     string
 	VLAN     string
-	Reason   string // cache-hit, default-vlan, failmode-closed, unsupported-method, unknown-state, spooled, spool-full, …
+	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, …
 	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
 	Upstream string // the upstream that answered (SourceUpstream)
 }
@@ -56,16 +51,11 @@ type Event struct {
 // EngineOptions configure local decisions.
 type EngineOptions struct {
 	Health *Health
-	Cache  CacheReader
-	// DefaultMABVLAN and DefaultDot1XVLAN are the VLAN ID or name for MAB and 802.1X clients not in
-	// the cache (docs/survivability.md). Empty: accept without a VLAN (the port's own VLAN).
-	DefaultMABVLAN   string
-	DefaultDot1XVLAN string
-	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
-	// Duo-style "failmode").
-	FailClosed bool
-	// Sites is the per-site policy (site.go); nil: one site with the defaults above, rejecting
-	// password logins.
+	// Authorizer is the local authorization decision, shared with the local EAP-TLS server.
+	Authorizer *Authorizer
+	// Sites is the per-site policy (site.go): whether a site's NASes get local decisions and what
+	// their password logins get; the Authorizer reads the same table for the default VLANs,
+	// failmode and caching period. nil: one enabled site rejecting password logins.
 	Sites      *Sites
 	EAP        EAPHandler      // nil: EAP is rejected with a reason
 	Accounting AccountingSpool // nil: accounting is not acknowledged while the cloud is unreachable
@@ -81,16 +71,13 @@ type Engine struct {
 	logins loginLimiter // failed local password logins (password.go)
 }
 
-// NewEngine returns an engine; Health is required.
+// NewEngine returns an engine; Health and Authorizer are required.
 func NewEngine(o EngineOptions) (*Engine, error) {
 	if o.Health == nil {
 		return nil, errors.New("survivability: engine without health state")
 	}
-	if o.Cache == nil {
-		return nil, errors.New("survivability: engine without a cache")
-	}
-	if err := o.Validate(); err != nil {
-		return nil, err
+	if o.Authorizer == nil {
+		return nil, errors.New("survivability: engine without an authorizer")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -169,7 +156,7 @@ func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 	}
 	switch c.Method {
 	case MethodMAB:
-		return e.mab(req, c, site)
+		return e.mab(req, c)
 	case MethodEAPTLS, MethodEAPOther:
 		if e.opts.EAP == nil {
 			e.event(req, Event{Method: "eap", MAC: c.MAC, Identity: c.UserName, Reason: "local-eap-unavailable"})
@@ -180,27 +167,16 @@ func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 	return e.password(req, c, site)
 }
 
-func (e *Engine) mab(req *proxy.Request, c Classification, site Site) (packet.Packet, error) {
-	ev := Event{Method: "mab", MAC: c.MAC, Identity: c.UserName}
-	rec, ok, err := e.opts.Cache.Lookup("", c.MAC)
-	if err != nil {
-		e.opts.Logger.Error("cache lookup failed", "mac", c.MAC, "err", err)
-	}
-	var attrs []cache.Attr
-	switch {
-	case ok:
-		attrs, ev.Reason = rec.Attrs, "cache-hit"
-	case site.FailClosed:
-		ev.Reason = "failmode-closed"
-		e.event(req, ev)
+// mab answers a request whose password proved its MAC (Classify): the Access-Accept carries the
+// authorization attributes only, never a User-Name.
+func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error) {
+	v := e.opts.Authorizer.Authorize(Proof{Method: cache.MethodMAB, MAC: c.MAC}, req.Client.Vendor, req.Client.Site)
+	e.event(req, Event{Allowed: v.Allowed, Method: "mab", MAC: c.MAC, Identity: c.UserName, VLAN: v.VLAN, Reason: v.Reason})
+	if !v.Allowed {
 		return e.reject(req, "")
-	default:
-		attrs, ev.Reason = DefaultVLANAttrs(req.Client.Vendor, site.DefaultMABVLAN), "default-vlan"
 	}
-	ev.Allowed, ev.VLAN = true, VLAN(attrs)
-	e.event(req, ev)
 	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessAccept)
-	AppendAttrs(&b, attrs)
+	AppendAttrs(&b, v.Attrs)
 	return b.Finish(req.Client.Secret, req.Packet.Authenticator())
 }
 

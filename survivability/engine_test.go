@@ -65,11 +65,26 @@ func TestHealthTransitions(t *testing.T) {
 	}
 }
 
-type memCache map[string]cache.Record
+// memCache is a deliberately careless cache: it returns the first record whose MAC or identity
+// matches, whatever its method, so the tests see that the Authorizer checks for itself.
+type memCache []cache.Record
 
-func (m memCache) Lookup(identity, mac string) (cache.Record, bool, error) {
-	r, ok := m[mac]
-	return r, ok, nil
+func (m memCache) LookupMAB(mac string) (cache.Record, bool, error) {
+	for _, r := range m {
+		if r.MAC == mac {
+			return r, true, nil
+		}
+	}
+	return cache.Record{}, false, nil
+}
+
+func (m memCache) LookupEAPTLS(identity, mac string) (cache.Record, bool, error) {
+	for _, r := range m {
+		if r.MAC == mac || strings.EqualFold(r.Identity, identity) {
+			return r, true, nil
+		}
+	}
+	return cache.Record{}, false, nil
 }
 
 type memSpool struct{ n int }
@@ -78,11 +93,18 @@ func (s *memSpool) Admit(*proxy.Request)                                {}
 func (s *memSpool) Account(*proxy.Request) (packet.Packet, bool, error) { s.n++; return nil, true, nil }
 
 func TestEngineDecisions(t *testing.T) {
-	known := cache.Record{MAC: "aa:bb:cc:dd:ee:ff", Method: cache.MethodMAB, Attrs: DefaultVLANAttrs("generic", "300")}
+	// An imported record may carry User-Name: it is never replayed.
+	known := cache.Record{MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", Method: cache.MethodMAB,
+		Attrs: append(DefaultVLANAttrs("generic", "300"), cache.Attr{Type: packet.AttrUserName, Value: []byte("printer")})}
+	laptop := cache.Record{MAC: "02:00:00:00:00:99", Identity: "laptop.lab.test", Method: cache.MethodEAPTLS, Attrs: DefaultVLANAttrs("generic", "301")}
 	var events []Event
 	newEngine := func(failClosed bool, spool AccountingSpool) *Engine {
-		e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Cache: memCache{known.MAC: known},
-			DefaultMABVLAN: "41", FailClosed: failClosed, Accounting: spool, Events: func(ev Event) { events = append(events, ev) }})
+		a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{laptop, known}, DefaultMABVLAN: "41", FailClosed: failClosed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a,
+			Accounting: spool, Events: func(ev Event) { events = append(events, ev) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,6 +126,19 @@ func TestEngineDecisions(t *testing.T) {
 	hit := serve(open, request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "AA-BB-CC-DD-EE-FF")))
 	if v, _ := hit.Attr(packet.AttrTunnelPrivateGroupID); hit.Code() != packet.CodeAccessAccept || string(v) != "300" {
 		t.Fatalf("cache hit: %v %q", hit.Code(), v)
+	}
+	if hit.Has(packet.AttrUserName) {
+		t.Fatal("cache hit replayed User-Name")
+	}
+	// MAB from the laptop's MAC: its EAP-TLS record is not a MAB record.
+	spoof := serve(open, request(t, s(1, "020000000099"), s(2, "020000000099"), s(31, "02-00-00-00-00-99")))
+	if v, _ := spoof.Attr(packet.AttrTunnelPrivateGroupID); spoof.Code() != packet.CodeAccessAccept || string(v) != "41" || spoof.Has(packet.AttrUserName) {
+		t.Fatalf("MAB from an EAP-TLS client's MAC: %v %q", spoof.Code(), v)
+	}
+	// MAB without credentials from the printer's MAC is a password login, refused.
+	bare := serve(open, request(t, s(1, "aabbccddeeff"), s(31, "AA-BB-CC-DD-EE-FF")))
+	if bare.Code() != packet.CodeAccessReject || bare.Has(packet.AttrTunnelPrivateGroupID) || bare.Has(packet.AttrUserName) {
+		t.Fatalf("MAB without a password: %v", bare.Code())
 	}
 	miss := serve(open, request(t, s(1, "020000000009"), s(2, "020000000009"), s(31, "02-00-00-00-00-09")))
 	if v, _ := miss.Attr(packet.AttrTunnelPrivateGroupID); miss.Code() != packet.CodeAccessAccept || string(v) != "41" {
@@ -140,12 +175,12 @@ func TestEngineDecisions(t *testing.T) {
 	for _, ev := range events {
 		reasons = append(reasons, ev.Reason)
 	}
-	want := "cache-hit default-vlan failmode-closed unsupported-method local-eap-unavailable no-spool spooled"
+	want := "cache-hit default-vlan unsupported-method default-vlan failmode-closed unsupported-method local-eap-unavailable no-spool spooled"
 	if got := strings.Join(reasons, " "); got != want {
 		t.Fatalf("events\n got %s\nwant %s", got, want)
 	}
-	if events[1].VLAN != "41" || !events[1].Allowed || events[1].NAS != "sw1" || events[1].MAC != "02:00:00:00:00:09" {
-		t.Fatalf("event %+v", events[1])
+	if events[3].VLAN != "41" || !events[3].Allowed || events[3].NAS != "sw1" || events[3].MAC != "02:00:00:00:00:09" {
+		t.Fatalf("event %+v", events[3])
 	}
 	_ = time.Second
 }

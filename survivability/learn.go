@@ -3,6 +3,7 @@ package survivability
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"mxedge/cache"
@@ -16,10 +17,11 @@ const (
 	SourceUpstream = "upstream" // the cloud NAC answered through a RadSec upstream
 )
 
-// CacheWriter is what the Learner needs from the cache: non-blocking writes.
+// CacheWriter is what the Learner needs from the cache: non-blocking writes, forgets by method.
 type CacheWriter interface {
 	Learn(cache.Record)
-	Forget(mac, identity string)
+	ForgetMAB(mac string)
+	ForgetIdentity(identity string)
 }
 
 // LearnerOptions configure a Learner.
@@ -40,18 +42,36 @@ func (o *LearnerOptions) Validate() error {
 	return nil
 }
 
-// Learner remembers upstream decisions in the client cache (docs/cache.md, "Learning"):
-//   - an Access-Accept of a MAB or EAP-TLS authentication upserts the client and refreshes its TTL,
-//     with the reply's authorization attributes;
-//   - an Access-Reject of a MAB or EAP-TLS authentication removes the client, so a client the cloud
-//     rejects is not let in during an outage;
+// Learner remembers upstream decisions in the client cache (docs/cache.md, "Learning"), and only
+// what the cloud was authoritative for:
+//   - an Access-Accept of a MAB request (Classify: its password proved the MAC) upserts the MAC's
+//     MAB record with the reply's authorization attributes;
+//   - an Access-Accept of an EAP-TLS authentication upserts an EAP-TLS record under the identity
+//     the cloud confirmed, the User-Name of the Accept; without one (or with an anonymous one)
+//     nothing is learned, never the outer identity the supplicant chose;
+//   - an Access-Reject of a MAB request removes that MAC's MAB record only; an Access-Reject of an
+//     EAP-TLS authentication removes the EAP-TLS records of the identity its own User-Name names,
+//     and nothing without one; a Reject of anything else (a PAP login with a MAC as User-Name
+//     included) removes nothing;
+//   - removals are rate-limited to one per NAS port per ForgetEvery, so a station cannot make the
+//     cloud's answers erase one record after another;
 //   - other methods (PAP, PEAP, TTLS…) are not learned: they cannot be served locally.
 //
 // Every decision, learned or not, is also an Event. Learner implements proxy.Observer and never
 // blocks the request path.
 type Learner struct {
 	o LearnerOptions
+
+	mu     sync.Mutex
+	forgot map[string]time.Time // NAS port -> time of its last removal
 }
+
+// Forget rate limit: one removal per NAS port per ForgetEvery; at most maxForgetPorts ports are
+// remembered, beyond which removals wait until old ones age out (fail towards keeping records).
+const (
+	ForgetEvery    = 5 * time.Second
+	maxForgetPorts = 4096
+)
 
 // NewLearner returns a Learner writing to o.Cache.
 func NewLearner(o LearnerOptions) (*Learner, error) {
@@ -64,7 +84,7 @@ func NewLearner(o LearnerOptions) (*Learner, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Learner{o: o}, nil
+	return &Learner{o: o, forgot: make(map[string]time.Time)}, nil
 }
 
 // Observe implements proxy.Observer: it classifies each cloud decision once, for the cache and
@@ -115,30 +135,41 @@ func Decision(req *proxy.Request, res proxy.Result) bool {
 
 // record learns from a decision (see Decision) whose request was classified as c.
 func (l *Learner) record(req *proxy.Request, res proxy.Result, c Classification) {
-	code := res.Response.Code()
+	reject := res.Response.Code() == packet.CodeAccessReject
 	var method cache.Method
 	var identity string
 	switch c.Method {
 	case MethodMAB:
 		method, identity = cache.MethodMAB, c.UserName
 	case MethodEAPTLS:
+		// The certificate travels inside the TLS tunnel; only the cloud's answer can name the
+		// identity it authorized (or rejected), in User-Name (RFC 2865 §5.1; Mist: "Include
+		// User-Name"). The outer identity is the supplicant's choice and proves nothing.
 		method = cache.MethodEAPTLS
-		// The certificate travels inside the TLS tunnel; the cloud's Accept names the identity it
-		// authorized in User-Name. Fall back to the outer identity unless it is anonymous.
 		if u, ok := res.Response.Attr(packet.AttrUserName); ok && !Anonymous(string(u)) {
 			identity = string(u)
-		} else if !Anonymous(c.UserName) {
-			identity = c.UserName
+		}
+		if identity == "" {
+			l.o.Logger.Debug("eap-tls decision without user-name not learned", "mac", c.MAC, "nas", req.Client.Name)
+			return
 		}
 	default:
 		return
 	}
-	if c.MAC == "" && identity == "" {
-		return
-	}
-	if code == packet.CodeAccessReject {
-		l.o.Cache.Forget(c.MAC, identity)
-		l.o.Logger.Debug("cache forget on reject", "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+	if reject {
+		if method == cache.MethodMAB && c.MAC == "" {
+			return
+		}
+		if !l.forgetDue(req.Client.Name, c) {
+			l.o.Logger.Debug("cache forget rate-limited", "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+			return
+		}
+		if method == cache.MethodMAB {
+			l.o.Cache.ForgetMAB(c.MAC)
+		} else {
+			l.o.Cache.ForgetIdentity(identity)
+		}
+		l.o.Logger.Debug("cache forget on reject", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
 		return
 	}
 	l.o.Cache.Learn(cache.Record{
@@ -149,5 +180,33 @@ func (l *Learner) record(req *proxy.Request, res proxy.Result, c Classification)
 		Site:     req.Client.Site,
 		Attrs:    ReplyAttrs(res.Response),
 	})
-	l.o.Logger.Debug("cache learn", "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+	l.o.Logger.Debug("cache learn", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+}
+
+// forgetDue reports whether a removal for a request from port c.NASPort of NAS nas may happen now,
+// and if so counts it. Without a NAS port the Calling-Station-Id stands for the port.
+func (l *Learner) forgetDue(nas string, c Classification) bool {
+	port := c.NASPort
+	if port == "" {
+		port = "mac:" + c.MAC
+	}
+	key := nas + "\x00" + port
+	now := l.o.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if last, ok := l.forgot[key]; ok && now.Sub(last) < ForgetEvery {
+		return false
+	}
+	if len(l.forgot) >= maxForgetPorts {
+		for k, t := range l.forgot {
+			if now.Sub(t) >= ForgetEvery {
+				delete(l.forgot, k)
+			}
+		}
+		if len(l.forgot) >= maxForgetPorts {
+			return false
+		}
+	}
+	l.forgot[key] = now
+	return true
 }

@@ -2,15 +2,15 @@ package survivability
 
 import (
 	"bytes"
+	"crypto/md5"
+	"crypto/subtle"
+	"encoding/binary"
+	"strconv"
 	"strings"
 
 	"mxedge/cache"
 	"mxedge/proxy/packet"
 )
-
-// serviceTypeCallCheck is Service-Type Call-Check (RFC 2865 §5.6), which Cisco and others send for
-// MAC Authentication Bypass.
-const serviceTypeCallCheck = 10
 
 // eapTypeTLS is the EAP method type of EAP-TLS (RFC 5216).
 const eapTypeTLS = 13
@@ -28,22 +28,29 @@ const (
 // Classification is what Classify found in a request.
 type Classification struct {
 	Method   Method
-	MAC      string // canonical aa:bb:cc:dd:ee:ff from Calling-Station-Id (or the MAB User-Name), "" if none
+	MAC      string // canonical aa:bb:cc:dd:ee:ff from Calling-Station-Id, "" if none
 	UserName string
 	EAPType  uint8 // type of the EAP-Response carried, 0 if none
+	// NASPort names the port the request came from on its NAS (NAS-Port, else NAS-Port-Id), for
+	// rate limits per port; "" when the NAS sent neither.
+	NASPort string
 }
 
-// Classify recognises MAB the way the common vendors send it (docs/survivability.md):
-//   - Service-Type = Call-Check (Cisco, HPE/Aruba-CX with mac-auth), or
-//   - User-Name is a MAC equal to Calling-Station-Id in any notation (Cisco, Juniper, Aruba), or
-//   - User-Name is a MAC and User-Password is that MAC (Aruba, HP ProCurve, Juniper);
+// Classify finds how a request authenticates (docs/survivability.md, "Classification"):
+//   - EAP by the EAP-Message attribute, EAP-TLS by the type of the EAP-Response it carries;
+//   - MAB only when the User-Name is a MAC equal to Calling-Station-Id (in any notation) and the
+//     request proves it: User-Password is that MAC (in any notation), or CHAP-Password is the CHAP
+//     response to the User-Name as sent (RFC 2865 §5.3, with CHAP-Challenge or else the Request
+//     Authenticator as the challenge). This is how Cisco, Aruba/HPE, Juniper and Mist send MAC
+//     authentication. Service-Type Call-Check proves nothing and is not needed;
+//   - anything else is a password login (MethodOther), even with a MAC as User-Name: during an
+//     outage it must not skip its password.
 //
-// and EAP by the EAP-Message attribute, EAP-TLS by the type of the EAP-Response it carries.
 // secret is the NAS secret, needed to read User-Password.
 func Classify(p packet.Packet, secret []byte) Classification {
 	var c Classification
-	var user, calling, password, eap []byte
-	callCheck := false
+	var user, calling, password, chap, challenge, eap, portID []byte
+	var port []byte
 	for it := p.Attrs(); ; {
 		typ, v, ok := it.Next()
 		if !ok {
@@ -56,8 +63,14 @@ func Classify(p packet.Packet, secret []byte) Classification {
 			calling = v
 		case packet.AttrUserPassword:
 			password = v
-		case packet.AttrServiceType:
-			callCheck = len(v) == 4 && v[3] == serviceTypeCallCheck && v[0]|v[1]|v[2] == 0
+		case packet.AttrCHAPPassword:
+			chap = v
+		case packet.AttrCHAPChallenge:
+			challenge = v
+		case packet.AttrNASPort:
+			port = v
+		case attrNASPortID:
+			portID = v
 		case packet.AttrEAPMessage:
 			if eap == nil {
 				eap = v // the EAP header is in the first fragment
@@ -65,6 +78,12 @@ func Classify(p packet.Packet, secret []byte) Classification {
 		}
 	}
 	c.UserName = string(user)
+	switch {
+	case len(port) == 4:
+		c.NASPort = strconv.FormatUint(uint64(binary.BigEndian.Uint32(port)), 10)
+	case len(portID) > 0:
+		c.NASPort = string(portID)
+	}
 	if mac, err := cache.NormalizeMAC(string(calling)); err == nil {
 		c.MAC = mac
 	}
@@ -79,24 +98,51 @@ func Classify(p packet.Packet, secret []byte) Classification {
 		}
 		return c
 	}
-	userMAC, err := cache.NormalizeMAC(string(user))
-	isMAC := err == nil
+	if c.MAC == "" {
+		return c
+	}
+	if userMAC, err := cache.NormalizeMAC(string(user)); err != nil || userMAC != c.MAC {
+		return c
+	}
 	switch {
-	case callCheck:
-		c.Method = MethodMAB
-	case isMAC && c.MAC != "" && userMAC == c.MAC:
-		c.Method = MethodMAB
-	case isMAC && password != nil:
-		if pw, err := packet.DecryptUserPassword(nil, password, secret, p.Authenticator()); err == nil {
-			if m, err := cache.NormalizeMAC(string(bytes.TrimRight(pw, "\x00"))); err == nil && m == userMAC {
-				c.Method = MethodMAB
-			}
+	case password != nil && chap == nil:
+		pw, err := packet.DecryptUserPassword(nil, password, secret, p.Authenticator())
+		if err != nil {
+			return c
+		}
+		if m, err := cache.NormalizeMAC(string(bytes.TrimRight(pw, "\x00"))); err == nil && m == c.MAC {
+			c.Method = MethodMAB
+		}
+	case chap != nil && password == nil:
+		if challenge == nil {
+			challenge = p.Authenticator()
+		}
+		if chapProves(chap, challenge, user) {
+			c.Method = MethodMAB
 		}
 	}
-	if c.Method == MethodMAB && c.MAC == "" && isMAC {
-		c.MAC = userMAC
-	}
 	return c
+}
+
+// attrNASPortID is NAS-Port-Id (RFC 2869 §5.17).
+const attrNASPortID = 87
+
+// chapLen is the length of a CHAP-Password value: the CHAP Ident and the 16-octet MD5 response
+// (RFC 2865 §5.3).
+const chapLen = 1 + md5.Size
+
+// chapProves reports whether a CHAP-Password value is the response to challenge for password
+// secret, MD5(Ident ‖ secret ‖ challenge) (RFC 1994 §4.1, RFC 2865 §5.3). The password a NAS
+// uses for CHAP MAB is the MAC as it writes it in User-Name.
+func chapProves(chap, challenge, secret []byte) bool {
+	if len(chap) != chapLen || len(challenge) == 0 {
+		return false
+	}
+	h := md5.New()
+	h.Write(chap[:1])
+	h.Write(secret)
+	h.Write(challenge)
+	return subtle.ConstantTimeCompare(h.Sum(nil), chap[1:]) == 1
 }
 
 // Anonymous reports whether an outer identity hides the user (RFC 7542 §2.4: "anonymous",

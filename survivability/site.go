@@ -122,38 +122,9 @@ func (s *Sites) Fresh(rec cache.Record, now time.Time) bool {
 	return p == 0 || rec.LastAuthorized.IsZero() || rec.LastAuthorized.Add(p).After(now)
 }
 
-// SiteCache is a CacheReader that serves only records within their site's caching period: the
-// store keeps every record for the longest period configured, and this view hides those a shorter
-// site period has already retired.
-type SiteCache struct {
-	Cache CacheReader
-	Sites *Sites
-	Now   func() time.Time // default time.Now
-}
-
-// Lookup implements CacheReader.
-func (c SiteCache) Lookup(identity, mac string) (cache.Record, bool, error) {
-	rec, ok, err := c.Cache.Lookup(identity, mac)
-	if !ok || err != nil {
-		return rec, ok, err
-	}
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	if !c.Sites.Fresh(rec, now()) {
-		return cache.Record{}, false, nil
-	}
-	return rec, true, nil
-}
-
-// site is the policy req is decided under: its NAS's site, or without Sites the engine's own
-// defaults.
+// site is the policy req is decided under: its NAS's site (Sites.For; nil Sites is one enabled
+// site rejecting password logins).
 func (e *Engine) site(req *proxy.Request) Site {
-	if e.opts.Sites == nil {
-		return Site{Enabled: true, DefaultMABVLAN: e.opts.DefaultMABVLAN, DefaultDot1XVLAN: e.opts.DefaultDot1XVLAN,
-			FailClosed: e.opts.FailClosed}
-	}
 	return e.opts.Sites.For(req.Client.Site)
 }
 

@@ -22,8 +22,11 @@ func siteEngine(t *testing.T, table SiteTable, now *time.Time) (*Engine, *[]Even
 		Attrs: DefaultVLANAttrs("generic", "300")}
 	var events []Event
 	clock := func() time.Time { return *now }
-	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Sites: sites, Now: clock,
-		Cache:  SiteCache{Cache: memCache{known.MAC: known}, Sites: sites, Now: clock},
+	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, Sites: sites, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Sites: sites, Now: clock,
 		Events: func(ev Event) { events = append(events, ev) }})
 	if err != nil {
 		t.Fatal(err)

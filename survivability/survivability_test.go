@@ -2,7 +2,10 @@ package survivability
 
 import (
 	"bytes"
+	"crypto/md5"
+	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -39,10 +42,21 @@ func request(t *testing.T, attrs ...attr) packet.Packet {
 
 func s(t uint8, v string) attr { return attr{t, []byte(v)} }
 
+// chapResponse is a CHAP-Password value for password under challenge (RFC 2865 §5.3).
+func chapResponse(ident byte, password string, challenge []byte) []byte {
+	h := md5.New()
+	h.Write([]byte{ident})
+	h.Write([]byte(password))
+	h.Write(challenge)
+	return h.Sum([]byte{ident})
+}
+
 func TestClassify(t *testing.T) {
 	callCheck := attr{packet.AttrServiceType, []byte{0, 0, 0, 10}}
 	eapTLS := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 13, 0}}
 	eapPEAP := attr{packet.AttrEAPMessage, []byte{2, 5, 0, 6, 25, 0}}
+	reqAuth := bytes.Repeat([]byte{9}, 16) // request()'s Request Authenticator
+	challenge := bytes.Repeat([]byte{7}, 16)
 	tests := []struct {
 		name   string
 		attrs  []attr
@@ -50,8 +64,15 @@ func TestClassify(t *testing.T) {
 		mac    string
 	}{
 		{"cisco call-check", []attr{s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), callCheck, s(31, "AA-BB-CC-DD-EE-FF")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
-		{"user equals calling-station", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(31, "aabb.ccdd.eeff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
-		{"mac as password, no calling-station", []attr{s(1, "AABBCCDDEEFF"), s(2, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"password in another notation", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(2, "AABB.CCDD.EEFF"), s(31, "aabb.ccdd.eeff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of the mac, request authenticator", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "aabbccddeeff", reqAuth)}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of the mac, chap-challenge", []attr{s(1, "AABBCCDDEEFF"), {packet.AttrCHAPPassword, chapResponse(3, "AABBCCDDEEFF", challenge)}, {packet.AttrCHAPChallenge, challenge}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodMAB, "aa:bb:cc:dd:ee:ff"},
+		{"chap of another password", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "secret", reqAuth)}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"chap under the wrong challenge", []attr{s(1, "aabbccddeeff"), {packet.AttrCHAPPassword, chapResponse(3, "aabbccddeeff", reqAuth)}, {packet.AttrCHAPChallenge, challenge}, s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"no password", []attr{s(1, "aa:bb:cc:dd:ee:ff"), s(31, "aabb.ccdd.eeff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"call-check without the mac as password", []attr{s(1, "aabbccddeeff"), s(2, "secret"), callCheck, s(31, "AA-BB-CC-DD-EE-FF")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
+		{"mac as password, no calling-station", []attr{s(1, "AABBCCDDEEFF"), s(2, "aa-bb-cc-dd-ee-ff")}, MethodOther, ""},
+		{"user-name another mac", []attr{s(1, "020000000001"), s(2, "020000000001"), s(31, "aa-bb-cc-dd-ee-ff")}, MethodOther, "aa:bb:cc:dd:ee:ff"},
 		{"pap user", []attr{s(1, "alice"), s(2, "password"), s(31, "02-00-00-00-00-01")}, MethodOther, "02:00:00:00:00:01"},
 		{"mac user wrong password", []attr{s(1, "aabbccddeeff"), s(2, "secret")}, MethodOther, ""},
 		{"eap-tls", []attr{s(1, "anonymous@example.com"), eapTLS, s(31, "02-00-00-00-00-02")}, MethodEAPTLS, "02:00:00:00:00:02"},
@@ -64,6 +85,12 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("Classify = %+v, want method %v mac %q", c, tt.method, tt.mac)
 			}
 		})
+	}
+	if c := Classify(request(t, attr{packet.AttrNASPort, []byte{0, 0, 0x01, 0x02}}), secret); c.NASPort != "258" {
+		t.Fatalf("NAS-Port: %q", c.NASPort)
+	}
+	if c := Classify(request(t, s(87, "ge-0/0/1")), secret); c.NASPort != "ge-0/0/1" {
+		t.Fatalf("NAS-Port-Id: %q", c.NASPort)
 	}
 }
 
@@ -133,13 +160,12 @@ func TestReplyAttrsRoundTrip(t *testing.T) {
 
 type fakeCache struct {
 	learned   []cache.Record
-	forgotten [][2]string
+	forgotten []string // "mab:" + MAC or "eap-tls:" + identity
 }
 
-func (f *fakeCache) Learn(r cache.Record) { f.learned = append(f.learned, r) }
-func (f *fakeCache) Forget(mac, identity string) {
-	f.forgotten = append(f.forgotten, [2]string{mac, identity})
-}
+func (f *fakeCache) Learn(r cache.Record)      { f.learned = append(f.learned, r) }
+func (f *fakeCache) ForgetMAB(mac string)      { f.forgotten = append(f.forgotten, "mab:"+mac) }
+func (f *fakeCache) ForgetIdentity(who string) { f.forgotten = append(f.forgotten, "eap-tls:"+who) }
 
 func TestLearner(t *testing.T) {
 	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
@@ -151,54 +177,73 @@ func TestLearner(t *testing.T) {
 		p, _ := b.Finish(secret, req.Authenticator())
 		return p
 	}
-	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"))
-	eap := request(t, s(1, "anonymous@example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"))
+	port := func(n byte) attr { return attr{packet.AttrNASPort, []byte{0, 0, 0, n}} }
+	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"), port(1))
+	eap := request(t, s(1, "laptop.example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"), port(2))
 	pap := request(t, s(1, "alice"), s(2, "pw"))
+	papMAC := request(t, s(1, "aabbccddeeff"), s(2, "wrong"), s(31, "aa-bb-cc-dd-ee-ff"), port(3))
 	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
-
-	f := &fakeCache{}
-	var evs []Event
-	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	l, err := NewLearner(LearnerOptions{Cache: f, Events: func(ev Event) { evs = append(evs, ev) }, Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
+	accept := func(req packet.Packet, attrs ...attr) proxy.Result {
+		return proxy.Result{Response: reply(packet.CodeAccessAccept, req, attrs...)}
 	}
-	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan), Upstream: "nac1"})
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
-	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
-	// A server that echoes the anonymous outer identity in the Accept does not name the client.
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "anonymous@example.com"), vlan)})
-	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
-	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
-
-	if len(f.learned) != 3 || f.learned[2].Identity != "" || f.learned[2].MAC != "02:00:00:00:00:02" {
-		t.Fatalf("anonymous Accept User-Name: %+v", f.learned)
+	rejectOf := func(req packet.Packet, attrs ...attr) proxy.Result {
+		return proxy.Result{Response: reply(packet.CodeAccessReject, req, attrs...)}
 	}
-	f.learned = f.learned[:2]
-	if len(f.learned) != 2 {
-		t.Fatalf("learned %d records: %+v", len(f.learned), f.learned)
+	type step struct {
+		req packet.Packet
+		res proxy.Result
 	}
-	m, e := f.learned[0], f.learned[1]
-	if m.MAC != "aa:bb:cc:dd:ee:ff" || m.Method != cache.MethodMAB || m.NAS != "sw1" || m.Site != "HQ" || VLAN(m.Attrs) != "41" {
-		t.Fatalf("MAB record %+v", m)
+	tests := []struct {
+		name      string
+		steps     []step
+		advance   time.Duration // between steps
+		learned   []string      // method/mac/identity
+		forgotten []string
+	}{
+		{"mab accept", []step{{mab, accept(mab, vlan)}}, 0, []string{"mab/aa:bb:cc:dd:ee:ff/aabbccddeeff"}, nil},
+		{"eap-tls accept names the identity", []step{{eap, accept(eap, s(1, "Laptop.Example.com"), vlan)}}, 0,
+			[]string{"eap-tls/02:00:00:00:00:02/Laptop.Example.com"}, nil},
+		{"eap-tls accept without user-name", []step{{eap, accept(eap, vlan)}}, 0, nil, nil},
+		{"eap-tls accept with anonymous user-name", []step{{eap, accept(eap, s(1, "anonymous@example.com"), vlan)}}, 0, nil, nil},
+		{"pap accept", []step{{pap, accept(pap, vlan)}}, 0, nil, nil},
+		{"challenge", []step{{eap, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)}}}, 0, nil, nil},
+		{"mab reject", []step{{mab, rejectOf(mab)}}, 0, nil, []string{"mab:aa:bb:cc:dd:ee:ff"}},
+		{"eap-tls reject without user-name", []step{{eap, rejectOf(eap)}}, 0, nil, nil},
+		{"eap-tls reject naming the identity", []step{{eap, rejectOf(eap, s(1, "laptop.example.com"))}}, 0, nil, []string{"eap-tls:laptop.example.com"}},
+		{"pap reject with a mac user-name", []step{{papMAC, rejectOf(papMAC)}}, 0, nil, nil},
+		{"forgets rate-limited per port", []step{{mab, rejectOf(mab)}, {mab, rejectOf(mab)}, {eap, rejectOf(eap, s(1, "x"))}}, time.Second,
+			nil, []string{"mab:aa:bb:cc:dd:ee:ff", "eap-tls:x"}},
+		{"forgets again after the limit", []step{{mab, rejectOf(mab)}, {mab, rejectOf(mab)}}, ForgetEvery, nil,
+			[]string{"mab:aa:bb:cc:dd:ee:ff", "mab:aa:bb:cc:dd:ee:ff"}},
 	}
-	if e.MAC != "02:00:00:00:00:02" || e.Method != cache.MethodEAPTLS || e.Identity != "laptop.example.com" {
-		t.Fatalf("EAP-TLS record %+v (the anonymous outer identity must not be stored)", e)
-	}
-	if len(f.forgotten) != 1 || f.forgotten[0][0] != "aa:bb:cc:dd:ee:ff" {
-		t.Fatalf("forgotten %+v", f.forgotten)
-	}
-	// One event per decision (the challenge is none), with the site from the request's client.
-	if len(evs) != 5 {
-		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
-	}
-	want := Event{Time: t0, Allowed: true, Method: "mab", MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", NAS: "sw1", Site: "HQ",
-		VLAN: "41", Source: SourceUpstream, Upstream: "nac1"}
-	if evs[0] != want {
-		t.Errorf("MAB event %+v, want %+v", evs[0], want)
-	}
-	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
-		t.Errorf("events %+v", evs)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeCache{}
+			now := time.Unix(1_700_000_000, 0)
+			l, err := NewLearner(LearnerOptions{Cache: f, Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range tt.steps {
+				l.Observe(&proxy.Request{Client: client, Packet: st.req}, st.res)
+				now = now.Add(tt.advance)
+			}
+			var learned []string
+			for _, r := range f.learned {
+				learned = append(learned, r.Method.String()+"/"+r.MAC+"/"+r.Identity)
+				if r.NAS != "sw1" || r.Site != "HQ" || VLAN(r.Attrs) != "41" {
+					t.Errorf("record %+v", r)
+				}
+				for _, a := range r.Attrs {
+					if a.Type == packet.AttrUserName {
+						t.Errorf("User-Name stored for replay: %+v", r)
+					}
+				}
+			}
+			if !slices.Equal(learned, tt.learned) || !slices.Equal(f.forgotten, tt.forgotten) {
+				t.Fatalf("learned %v forgotten %v; want %v, %v", learned, f.forgotten, tt.learned, tt.forgotten)
+			}
+		})
 	}
 }
 
@@ -239,14 +284,84 @@ func TestAppendAttrsEncoding(t *testing.T) {
 	}
 }
 
-func TestEngineOptionsValidate(t *testing.T) {
+func TestAuthorizerOptionsValidate(t *testing.T) {
 	long := string(make([]byte, 254))
-	for _, o := range []EngineOptions{{DefaultMABVLAN: long}, {DefaultDot1XVLAN: long}} {
+	for _, o := range []AuthorizerOptions{{DefaultMABVLAN: long}, {DefaultDot1XVLAN: long}} {
 		if err := o.Validate(); err == nil {
 			t.Errorf("%d-octet VLAN accepted", len(long))
 		}
 	}
-	if err := (&EngineOptions{DefaultMABVLAN: "guest", DefaultDot1XVLAN: "42"}).Validate(); err != nil {
+	if err := (&AuthorizerOptions{DefaultMABVLAN: "guest", DefaultDot1XVLAN: "42"}).Validate(); err != nil {
 		t.Error(err)
+	}
+	if _, err := NewAuthorizer(AuthorizerOptions{}); err == nil {
+		t.Error("an authorizer without a cache was accepted")
+	}
+}
+
+// TestLearnerEvents: one event per cloud decision (a challenge is none), learned or not, with the
+// site from the request's client.
+func TestLearnerEvents(t *testing.T) {
+	client := &proxy.Client{Name: "sw1", Site: "HQ", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	reply := func(code packet.Code, req packet.Packet, attrs ...attr) packet.Packet {
+		b := packet.NewResponse(nil, req, code)
+		for _, a := range attrs {
+			b.Add(a.t, a.v)
+		}
+		p, _ := b.Finish(secret, req.Authenticator())
+		return p
+	}
+	mab := request(t, s(1, "aabbccddeeff"), s(2, "aabbccddeeff"), s(31, "aa-bb-cc-dd-ee-ff"))
+	eap := request(t, s(1, "anonymous@example.com"), attr{79, []byte{2, 7, 0, 6, 13, 0}}, s(31, "02-00-00-00-00-02"))
+	pap := request(t, s(1, "alice"), s(2, "pw"))
+	vlan := attr{packet.AttrTunnelPrivateGroupID, []byte("41")}
+	var evs []Event
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l, err := NewLearner(LearnerOptions{Cache: &fakeCache{}, Events: func(ev Event) { evs = append(evs, ev) }, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessAccept, mab, vlan), Upstream: "nac1"})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, s(1, "laptop.example.com"), vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: pap}, proxy.Result{Response: reply(packet.CodeAccessAccept, pap, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessAccept, eap, vlan)})
+	l.Observe(&proxy.Request{Client: client, Packet: eap}, proxy.Result{Response: reply(packet.CodeAccessChallenge, eap)})
+	l.Observe(&proxy.Request{Client: client, Packet: mab}, proxy.Result{Response: reply(packet.CodeAccessReject, mab)})
+	if len(evs) != 5 {
+		t.Fatalf("%d events, want 5: %+v", len(evs), evs)
+	}
+	want := Event{Time: t0, Allowed: true, Method: "mab", MAC: "aa:bb:cc:dd:ee:ff", Identity: "aabbccddeeff", NAS: "sw1", Site: "HQ",
+		VLAN: "41", Source: SourceUpstream, Upstream: "nac1"}
+	if evs[0] != want {
+		t.Errorf("MAB event %+v, want %+v", evs[0], want)
+	}
+	if evs[1].Method != "eap-tls" || evs[2].Method != "pap" || evs[3].Method != "eap-tls" || evs[4].Allowed || evs[4].VLAN != "" || evs[4].Method != "mab" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestForgetPortTable: the per-port limit remembers at most maxForgetPorts ports; beyond that,
+// removals wait until entries age out rather than let the table grow.
+func TestForgetPortTable(t *testing.T) {
+	f := &fakeCache{}
+	now := time.Unix(1_700_000_000, 0)
+	l, err := NewLearner(LearnerOptions{Cache: f, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxForgetPorts {
+		if !l.forgetDue("sw1", Classification{NASPort: fmt.Sprint(i)}) {
+			t.Fatalf("port %d refused", i)
+		}
+	}
+	if l.forgetDue("sw1", Classification{NASPort: "new"}) {
+		t.Fatal("a port beyond the table was allowed a removal")
+	}
+	now = now.Add(ForgetEvery)
+	if !l.forgetDue("sw1", Classification{NASPort: "new"}) {
+		t.Fatal("aged-out ports not pruned")
+	}
+	if len(l.forgot) != 1 {
+		t.Fatalf("%d ports remembered after pruning, want 1", len(l.forgot))
 	}
 }

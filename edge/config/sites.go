@@ -99,7 +99,7 @@ func (c *Config) buildSites(v *validator, b *Built, s *Survival) {
 	}
 	s.Sites = t
 	s.Enabled = anyEnabled
-	// The store keeps every entry for the longest period; survivability.SiteCache hides those a
+	// The store keeps every entry for the longest period; survivability.Authorizer skips those a
 	// shorter site period has retired.
 	b.Cache.TTL = max(b.Cache.TTL, longest)
 }

@@ -159,17 +159,15 @@ func (l *Lab) startEAP(ctx context.Context) error {
 	roots := x509.NewCertPool()
 	roots.AddCert(l.PKI.CA.Cert)
 	srv := l.PKI.ServerTLS()
+	// The lab cloud authorizes the certificate identities it knows, and only those.
+	authz, err := survivability.NewAuthorizer(survivability.AuthorizerOptions{Cache: cloudPolicy{}, FailClosed: true})
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
 	h, err := localeap.New(localeap.Options{
 		Certificates: srv.Certificates,
 		Verify:       pki.VerifyOptions{Roots: roots},
-		Cache: localeap.LookupFunc(func(identity, _ string) (cache.Record, bool) {
-			vlan, ok := Identities[identity]
-			if !ok {
-				return cache.Record{}, false
-			}
-			return cache.Record{Identity: identity, Attrs: survivability.DefaultVLANAttrs("generic", vlan)}, true
-		}),
-		FailClosed: true,
+		Authorizer:   authz,
 	})
 	if err != nil {
 		return fmt.Errorf("lab: eap-tls: %w", err)
@@ -178,6 +176,19 @@ func (l *Lab) startEAP(ctx context.Context) error {
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); h.Run(ctx) }()
 	return nil
+}
+
+// cloudPolicy is the lab cloud's authorization: the VLAN of each known certificate identity.
+type cloudPolicy struct{}
+
+func (cloudPolicy) LookupMAB(string) (cache.Record, bool, error) { return cache.Record{}, false, nil }
+
+func (cloudPolicy) LookupEAPTLS(identity, _ string) (cache.Record, bool, error) {
+	vlan, ok := Identities[identity]
+	if !ok {
+		return cache.Record{}, false, nil
+	}
+	return cache.Record{Identity: identity, Method: cache.MethodEAPTLS, Attrs: survivability.DefaultVLANAttrs("generic", vlan)}, true, nil
 }
 
 // CutFile is the file whose existence simulates a WAN cut to the lab cloud.

@@ -210,16 +210,11 @@ func TestEapolTestRejected(t *testing.T) {
 
 func TestEapolTestCache(t *testing.T) {
 	l := testLab(t)
-	lookup := func(identity, mac string) (cache.Record, bool) {
-		if identity != "alice" || mac != "02:00:00:00:00:01" {
-			return cache.Record{}, false
-		}
-		return cache.Record{Identity: identity, MAC: mac, Attrs: []cache.Attr{
-			{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}},
-			{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, 6}},
-			{Type: packet.AttrTunnelPrivateGroupID, Value: []byte("300")},
-		}}, true
-	}
+	rs := records{{Identity: "alice", MAC: "02:00:00:00:00:01", Method: cache.MethodEAPTLS, Attrs: []cache.Attr{
+		{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}},
+		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, 6}},
+		{Type: packet.AttrTunnelPrivateGroupID, Value: []byte("300")},
+	}}}
 	tests := []struct {
 		name     string
 		client   string
@@ -235,7 +230,7 @@ func TestEapolTestCache(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := l.options(t)
-			o.Cache, o.FailClosed = LookupFunc(lookup), tt.failShut
+			o.Authorizer = authorizer(t, rs, tt.failShut)
 			r := newRig(t, o)
 			res, err := r.eapol(t, t.Context(), l, tt.client, func(o *peertest.EapolOptions) { o.TLS13 = true })
 			if err != nil {

@@ -15,12 +15,12 @@ const MethodEAPTLS = "eap-tls"
 // pki.ReasonRevoked "cert-revoked", pki.ReasonUnknownCA "unknown-ca", pki.ReasonWrongEKU
 // "wrong-eku", weak-key, cert-not-yet-valid, revocation-unavailable, cert-invalid).
 const (
-	ReasonCacheHit     = "cache-hit"       // accepted with the cached authorization
-	ReasonDefaultVLAN  = "default-vlan"    // accepted on a cache miss with the default VLAN
-	ReasonFailClosed   = "failmode-closed" // authenticated, unknown to the cache, failmode closed
-	ReasonNak          = "nak"             // the peer asked for another EAP method
-	ReasonTimeout      = "timeout"         // the conversation outlived ConversationTimeout
-	ReasonMalformed    = "malformed"       // bad EAP or EAP-TLS framing, out-of-order packets
+	ReasonCacheHit     = survivability.ReasonCacheHit    // accepted with the cached authorization
+	ReasonDefaultVLAN  = survivability.ReasonDefaultVLAN // accepted on a cache miss with the default VLAN
+	ReasonFailClosed   = survivability.ReasonFailClosed  // authenticated, unknown to the cache, failmode closed
+	ReasonNak          = "nak"                           // the peer asked for another EAP method
+	ReasonTimeout      = "timeout"                       // the conversation outlived ConversationTimeout
+	ReasonMalformed    = "malformed"                     // bad EAP or EAP-TLS framing, out-of-order packets
 	ReasonTooMany      = "too-many-conversations"
 	ReasonUnknownState = "unknown-state" // a State we did not issue, or whose conversation ended
 	ReasonNoEMS        = "no-ems"        // TLS 1.2 without Extended Master Secret (docs/eap-tls.md)

@@ -9,13 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -174,8 +177,42 @@ func (l *lab) options(tb testing.TB) Options {
 	return Options{
 		Certificates: []tls.Certificate{l.serverCert()},
 		Verify:       pki.VerifyOptions{Roots: l.roots(), Revocation: l.checker(tb), RequireSHA256: true},
-		DefaultVLAN:  "100",
+		Authorizer:   authorizer(tb, nil, false),
 	}
+}
+
+// records is an in-memory client cache with the lookup semantics of cache.Store: MAB records by
+// MAC, EAP-TLS records by identity (case-insensitive), preferring the one on the MAC.
+type records []cache.Record
+
+func (rs records) LookupMAB(mac string) (cache.Record, bool, error) {
+	for _, r := range rs {
+		if r.Method == cache.MethodMAB && r.MAC == mac {
+			return r, true, nil
+		}
+	}
+	return cache.Record{}, false, nil
+}
+
+func (rs records) LookupEAPTLS(identity, mac string) (cache.Record, bool, error) {
+	var best cache.Record
+	found := false
+	for _, r := range rs {
+		if r.Method == cache.MethodEAPTLS && strings.EqualFold(r.Identity, identity) && (!found || r.MAC == mac) {
+			best, found = r, true
+		}
+	}
+	return best, found, nil
+}
+
+// authorizer is the local decision over rs with the default 802.1X VLAN 100.
+func authorizer(tb testing.TB, rs records, failClosed bool) *survivability.Authorizer {
+	tb.Helper()
+	a, err := survivability.NewAuthorizer(survivability.AuthorizerOptions{Cache: rs, DefaultDot1XVLAN: "100", FailClosed: failClosed})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
 }
 
 // clientConfig is an in-process supplicant for client certificate name.

@@ -27,8 +27,12 @@ type Handler struct {
 	o     Options
 	trust atomic.Pointer[trust]
 
-	mu    sync.Mutex
-	convs map[string]*conversation
+	// mu guards the conversation table: by State, by station (NAS, Calling-Station-Id) and the
+	// count per NAS.
+	mu       sync.Mutex
+	convs    map[string]*conversation
+	stations map[string]*conversation
+	perNAS   map[string]int
 
 	randMu   sync.Mutex   // guards o.Rand when it is not crypto/rand
 	lastWarn atomic.Int64 // unix nanos of the last overflow warning
@@ -36,13 +40,19 @@ type Handler struct {
 	stats    counters
 }
 
-// conversation is one EAP-TLS exchange, keyed by the State we issued.
+// conversation is one EAP-TLS exchange, keyed by the State we issued and by its station.
 type conversation struct {
 	key     string
+	station string    // NAS and Calling-Station-Id, "" without a MAC; immutable
+	started time.Time // immutable
 	expires time.Time // immutable
+	first   time.Time // the deadline for the first step (the ClientHello); immutable
 	mac     string
 	nas     string
 	site    string
+	// stepped is set once the peer answered the EAP-TLS Start: from then on the conversation is
+	// bound by expires only, and is no longer displaced by new ones at a cap.
+	stepped atomic.Bool
 
 	mu      sync.Mutex // serialises the packets of one conversation
 	srv     *eaptls.Server
@@ -53,8 +63,17 @@ type conversation struct {
 	lastOut []byte // an EAP-level retransmission (RFC 3748 §4.1) without advancing
 }
 
+// deadline is when c expires: its first-step deadline until the peer answered the Start.
+func (c *conversation) deadline() time.Time {
+	if !c.stepped.Load() && c.first.Before(c.expires) {
+		return c.first
+	}
+	return c.expires
+}
+
 type counters struct {
 	started, accepted, rejected, challenges, discarded, overflow, expired, unknownState atomic.Uint64
+	replaced, displaced                                                                 atomic.Uint64
 }
 
 // Stats are the handler's counters since New.
@@ -67,18 +86,24 @@ type Stats struct {
 	// Discarded counts Access-Requests with EAP-Message but without a valid Message-Authenticator,
 	// silently discarded (RFC 3579 §3.2).
 	Discarded    uint64
-	Overflow     uint64 // new conversations refused at MaxConversations
-	Expired      uint64 // conversations ended by ConversationTimeout
+	Overflow     uint64 // new conversations refused: every slot held a conversation past its first step
+	Expired      uint64 // conversations ended by ConversationTimeout or FirstStepTimeout
 	UnknownState uint64 // requests whose State we did not issue or no longer hold
+	Replaced     uint64 // conversations replaced by a new EAP-Response/Identity from their station
+	Displaced    uint64 // conversations still waiting for their first step, dropped at a cap for a new one
 }
 
-// New validates o and returns a Handler.
+// New validates o and returns a Handler; Authorizer is required (built, not configured, so
+// Validate does not check it).
 func New(o Options) (*Handler, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if o.Authorizer == nil {
+		return nil, fmt.Errorf("%w: no authorizer", ErrConfig)
+	}
 	o = o.withDefaults()
-	h := &Handler{o: o, convs: make(map[string]*conversation)}
+	h := &Handler{o: o, convs: make(map[string]*conversation), stations: make(map[string]*conversation), perNAS: make(map[string]int)}
 	h.trust.Store(&trust{base: o.serverConfig(), verify: o.Verify})
 	var seed [4]byte
 	if err := h.random(seed[:]); err != nil {
@@ -118,6 +143,7 @@ func (h *Handler) Stats() Stats {
 		Conversations: n, Started: c.started.Load(), Challenges: c.challenges.Load(),
 		Accepted: c.accepted.Load(), Rejected: c.rejected.Load(), Discarded: c.discarded.Load(),
 		Overflow: c.overflow.Load(), Expired: c.expired.Load(), UnknownState: c.unknownState.Load(),
+		Replaced: c.replaced.Load(), Displaced: c.displaced.Load(),
 	}
 }
 
@@ -198,7 +224,11 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 		h.o.Logger.Error("no randomness for eap state", "err", err)
 		return nil
 	}
-	c := &conversation{key: string(st[:]), expires: now.Add(h.o.ConversationTimeout), mac: ev.MAC, nas: ev.NAS, site: ev.Site, outer: ev.Identity}
+	c := &conversation{key: string(st[:]), started: now, expires: now.Add(h.o.ConversationTimeout), first: now.Add(h.o.FirstStepTimeout),
+		mac: ev.MAC, nas: ev.NAS, site: ev.Site, outer: ev.Identity}
+	if ev.MAC != "" {
+		c.station = ev.NAS + "\x00" + ev.MAC
+	}
 	tr := h.trust.Load()
 	cfg := tr.base
 	verify := tr.verify
@@ -241,22 +271,110 @@ func (h *Handler) warnDue(now time.Time) bool {
 
 const overflowWarnEvery = 10 * time.Second
 
-// admit inserts c unless MaxConversations are in progress; expired ones are swept first, so the
-// cap holds even when Run is not running.
+// admit inserts c into the table. A conversation of the same station (NAS, Calling-Station-Id)
+// is replaced: a new EAP-Response/Identity restarts the client's authentication. At a cap
+// (MaxConversationsPerNAS for c's NAS, MaxConversations in all) expired conversations go first,
+// then the oldest one still waiting for its first step, so a flood of Identity messages from
+// spoofed MACs displaces only conversations like its own and never one in its TLS handshake.
+// admit reports false when every slot at the cap holds a conversation past its first step.
 func (h *Handler) admit(c *conversation, now time.Time) bool {
+	var gone, expired []*conversation
 	h.mu.Lock()
-	full := len(h.convs) >= h.o.MaxConversations
+	if old := h.stations[c.station]; c.station != "" && old != nil {
+		h.detachLocked(old)
+		gone = append(gone, old)
+		h.stats.replaced.Add(1)
+	}
+	if h.perNAS[c.nas] >= h.o.MaxConversationsPerNAS || len(h.convs) >= h.o.MaxConversations {
+		expired = h.expiredLocked(now)
+	}
+	// The per-NAS cap first, then the global one, each judged after the previous displacement.
+	ok := true
+	for _, full := range []func() (bool, string){
+		func() (bool, string) { return h.perNAS[c.nas] >= h.o.MaxConversationsPerNAS, c.nas },
+		func() (bool, string) { return len(h.convs) >= h.o.MaxConversations, "" },
+	} {
+		at, nas := full()
+		if !ok || !at {
+			continue
+		}
+		if v := h.oldestFreshLocked(nas); v != nil {
+			h.detachLocked(v)
+			gone = append(gone, v)
+			h.stats.displaced.Add(1)
+		} else {
+			ok = false
+		}
+	}
+	if ok {
+		h.convs[c.key] = c
+		if c.station != "" {
+			h.stations[c.station] = c
+		}
+		h.perNAS[c.nas]++
+	}
 	h.mu.Unlock()
-	if full {
-		h.sweep(now)
+	for _, v := range gone {
+		v.mu.Lock()
+		v.close()
+		v.mu.Unlock()
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.convs) >= h.o.MaxConversations {
-		return false
+	h.expire(expired)
+	return ok
+}
+
+// detachLocked removes c from the table; h.mu is held.
+func (h *Handler) detachLocked(c *conversation) {
+	if h.convs[c.key] != c {
+		return
 	}
-	h.convs[c.key] = c
-	return true
+	delete(h.convs, c.key)
+	if c.station != "" && h.stations[c.station] == c {
+		delete(h.stations, c.station)
+	}
+	if h.perNAS[c.nas]--; h.perNAS[c.nas] <= 0 {
+		delete(h.perNAS, c.nas)
+	}
+}
+
+// oldestFreshLocked returns the oldest conversation (of nas, or of any NAS when nas is "") that
+// has not had its first step, or nil; h.mu is held. A linear scan: it runs only at a cap, and the
+// table is bounded by it.
+func (h *Handler) oldestFreshLocked(nas string) *conversation {
+	var best *conversation
+	for _, c := range h.convs {
+		if c.stepped.Load() || nas != "" && c.nas != nas {
+			continue
+		}
+		if best == nil || c.started.Before(best.started) {
+			best = c
+		}
+	}
+	return best
+}
+
+// expiredLocked detaches and returns the conversations past their deadline; h.mu is held.
+func (h *Handler) expiredLocked(now time.Time) []*conversation {
+	var old []*conversation
+	for _, c := range h.convs {
+		if !now.Before(c.deadline()) {
+			old = append(old, c)
+		}
+	}
+	for _, c := range old {
+		h.detachLocked(c)
+	}
+	return old
+}
+
+// close ends c without an event; c.mu is held.
+func (c *conversation) close() {
+	if c.done {
+		return
+	}
+	c.done = true
+	c.srv.Close()
+	c.lastIn, c.lastOut = nil, nil
 }
 
 // step feeds the next EAP-Response to the conversation.
@@ -269,7 +387,7 @@ func (h *Handler) step(req *proxy.Request, c *conversation, ra requestAttrs, ev 
 		return h.reject(req, eapFailure(ra.eap[1]), ev, "")
 	}
 	ev.Identity = c.outer
-	if !h.o.Now().Before(c.expires) {
+	if !h.o.Now().Before(c.deadline()) {
 		h.end(c)
 		h.stats.expired.Add(1)
 		ev.Reason = ReasonTimeout
@@ -280,6 +398,7 @@ func (h *Handler) step(req *proxy.Request, c *conversation, ra requestAttrs, ev 
 		// Access-Request: repeat our request rather than fail the conversation as out of order.
 		return h.challenge(req, c, c.lastOut)
 	}
+	c.stepped.Store(true)
 	out, st, err := c.srv.Step(ra.eap)
 	switch st {
 	case eaptls.Continue:
@@ -304,14 +423,10 @@ func (h *Handler) step(req *proxy.Request, c *conversation, ra requestAttrs, ev 
 
 // end removes c from the table and stops its handshake; c.mu is held.
 func (h *Handler) end(c *conversation) {
-	c.done = true
 	h.mu.Lock()
-	if h.convs[c.key] == c {
-		delete(h.convs, c.key)
-	}
+	h.detachLocked(c)
 	h.mu.Unlock()
-	c.srv.Close()
-	c.lastIn, c.lastOut = nil, nil
+	c.close()
 }
 
 // challenge builds the Access-Challenge carrying out and the conversation's State. No
@@ -330,8 +445,9 @@ func (h *Handler) challenge(req *proxy.Request, c *conversation, out []byte) pac
 	return resp
 }
 
-// accept decides on a verified certificate: the cached authorization, the default VLAN, or a
-// reject when failmode is closed.
+// accept decides on a verified certificate through the Authorizer: the authorization cached for
+// that certificate identity (never for the MAC alone), the default VLAN, or a reject when failmode
+// is closed.
 func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev Event) packet.Packet {
 	res := c.srv.Result()
 	var leaf *x509.Certificate
@@ -344,48 +460,19 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 		ev.Reason = ReasonNoIdentity
 		return h.reject(req, failure, ev, "")
 	}
-	var attrs []cache.Attr
-	rec, hit := cache.Record{}, false
-	if h.o.Cache != nil {
-		var err error
-		if rec, hit, err = h.o.Cache.Lookup(ev.Identity, ev.MAC); err != nil {
-			// A broken cache is a miss: the default VLAN or failmode decides, as for a stranger.
-			h.o.Logger.Error("cache lookup failed", "mac", ev.MAC, "user", ev.Identity, "err", err)
-		}
-	}
-	vlan, failClosed := h.o.DefaultVLAN, h.o.FailClosed
-	if h.o.Site != nil {
-		vlan, failClosed = h.o.Site(req.Client.Site)
-	}
-	switch {
-	case hit:
-		attrs = authorization(rec.Attrs)
-		ev.Reason = ReasonCacheHit
-	case failClosed:
-		ev.Reason = ReasonFailClosed
+	v := h.o.Authorizer.Authorize(survivability.Proof{Method: cache.MethodEAPTLS, MAC: ev.MAC, Identity: ev.Identity}, req.Client.Vendor, req.Client.Site)
+	ev.Reason, ev.VLAN = v.Reason, v.VLAN
+	if !v.Allowed {
 		return h.reject(req, failure, ev, "")
-	case vlan != "":
-		if h.o.VendorReply != nil {
-			attrs = h.o.VendorReply(req.Client.Vendor, vlan)
-		}
-		if attrs == nil {
-			attrs = survivability.DefaultVLANAttrs("generic", vlan)
-		}
-		ev.Reason = ReasonDefaultVLAN
-	default:
-		ev.Reason = ReasonDefaultVLAN
-	}
-	ev.VLAN = survivability.VLAN(attrs)
-	if ev.VLAN == "" && ev.Reason == ReasonDefaultVLAN {
-		ev.VLAN = vlan
 	}
 
 	secret, reqAuth := req.Client.Secret, req.Packet.Authenticator()
 	b := packet.NewResponse(make([]byte, 0, 512), req.Packet, packet.CodeAccessAccept)
+	// User-Name is the identity the certificate proved (RFC 2865 §5.1), the only one named.
 	if len(ev.Identity) <= maxAttrValue {
 		b.AddString(packet.AttrUserName, ev.Identity)
 	}
-	survivability.AppendAttrs(&b, attrs)
+	survivability.AppendAttrs(&b, v.Attrs)
 	addEAP(&b, success)
 	// RFC 2548 §2.4.2-3, RFC 3079 §4: the keys are salt-encrypted with the NAS's secret and this
 	// request's authenticator. Each salt has its high bit set and is unique in the packet (and,
@@ -444,7 +531,7 @@ func (h *Handler) emit(ev Event) {
 // Run expires abandoned conversations until ctx is cancelled, then ends every conversation in
 // progress and returns nil.
 func (h *Handler) Run(ctx context.Context) error {
-	iv := min(time.Second, max(h.o.ConversationTimeout/4, 10*time.Millisecond))
+	iv := min(time.Second, max(h.o.FirstStepTimeout/4, 10*time.Millisecond))
 	t := time.NewTicker(iv)
 	defer t.Stop()
 	for {
@@ -460,21 +547,18 @@ func (h *Handler) Run(ctx context.Context) error {
 
 // sweep ends the conversations whose timeout has passed, each with a timeout event.
 func (h *Handler) sweep(now time.Time) {
-	var old []*conversation
 	h.mu.Lock()
-	for k, c := range h.convs {
-		if !now.Before(c.expires) {
-			old = append(old, c)
-			delete(h.convs, k)
-		}
-	}
+	old := h.expiredLocked(now)
 	h.mu.Unlock()
+	h.expire(old)
+}
+
+// expire ends conversations already detached from the table for timing out, each with an event.
+func (h *Handler) expire(old []*conversation) {
 	for _, c := range old {
 		c.mu.Lock()
 		if !c.done {
-			c.done = true
-			c.srv.Close()
-			c.lastIn, c.lastOut = nil, nil
+			c.close()
 			h.stats.expired.Add(1)
 			ev := Event{Method: MethodEAPTLS, MAC: c.mac, NAS: c.nas, Site: c.site, Identity: c.outer, Reason: ReasonTimeout}
 			if c.peer != "" {
@@ -492,11 +576,12 @@ func (h *Handler) closeAll() {
 	h.mu.Lock()
 	all := h.convs
 	h.convs = make(map[string]*conversation)
+	h.stations = make(map[string]*conversation)
+	h.perNAS = make(map[string]int)
 	h.mu.Unlock()
 	for _, c := range all {
 		c.mu.Lock()
-		c.done = true
-		c.srv.Close()
+		c.close()
 		c.mu.Unlock()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/pki"
+	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
@@ -65,7 +67,8 @@ func TestAuthenticateInProcess(t *testing.T) {
 				t.Errorf("EAP %x, want EAP-Success", eap)
 			}
 			ev := evs.wait(t, time.Second)
-			want := Event{Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1", VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal}
+			want := Event{Time: ev.Time, Allowed: true, Method: MethodEAPTLS, MAC: "02:00:00:00:00:01", Identity: tt.identity, NAS: "nas1",
+				VLAN: "100", Reason: ReasonDefaultVLAN, Source: survivability.SourceLocal}
 			if ev != want {
 				t.Errorf("event %+v, want %+v", ev, want)
 			}
@@ -107,47 +110,36 @@ func TestCertificateRejected(t *testing.T) {
 
 func TestCacheDecision(t *testing.T) {
 	l := testLab(t)
-	cached := cache.Record{Identity: "alice", Attrs: []cache.Attr{
+	// alice's laptop is cached on testMAC; the RSA client's certificate names someone else.
+	cached := cache.Record{MAC: testMAC, Identity: "ALICE", Method: cache.MethodEAPTLS, Attrs: []cache.Attr{
 		{Type: packet.AttrTunnelType, Value: []byte{0, 0, 13}},
 		{Type: packet.AttrTunnelMediumType, Value: []byte{0, 0, 6}},
 		{Type: packet.AttrTunnelPrivateGroupID, Value: []byte("300")},
 		{Type: packet.AttrUserName, Value: []byte("stale-name")},
 		{Type: packet.AttrFilterID, Value: []byte("staff")},
 	}}
-	lookup := func(identity, mac string) (cache.Record, bool) {
-		if identity == "alice" && mac == "02:00:00:00:00:01" {
-			return cached, true
-		}
-		return cache.Record{}, false
-	}
-	arubaVLAN := func(vendor, vlan string) []cache.Attr {
-		if vendor != "generic" {
-			return nil
-		}
-		return []cache.Attr{{Type: packet.AttrEgressVLANName, Value: []byte("1" + vlan)}}
-	}
+	// A MAB record of the same MAC is no authorization for a certificate.
+	mab := cache.Record{MAC: testMAC, Identity: "020000000001", Method: cache.MethodMAB, Attrs: survivability.DefaultVLANAttrs("generic", "500")}
 	tests := []struct {
 		name     string
 		client   string
 		mac      string
 		failShut bool
-		vendor   func(vendor, vlan string) []cache.Attr
 		code     packet.Code
 		reason   string
 		vlan     string
 		filter   string
 	}{
-		{"hit", cliECDSA, testMAC, false, nil, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
-		{"hit-fail-closed", cliECDSA, testMAC, true, nil, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
-		{"miss-other-mac", cliECDSA, "02:00:00:00:00:02", false, nil, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss", cliRSA, testMAC, false, nil, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss-vendor", cliRSA, testMAC, false, arubaVLAN, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
-		{"miss-fail-closed", cliRSA, testMAC, true, nil, packet.CodeAccessReject, ReasonFailClosed, "", ""},
+		{"hit", cliECDSA, testMAC, false, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"hit-fail-closed", cliECDSA, testMAC, true, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"hit-other-mac", cliECDSA, "02:00:00:00:00:02", false, packet.CodeAccessAccept, ReasonCacheHit, "300", "staff"},
+		{"other-certificate-same-mac", cliRSA, testMAC, false, packet.CodeAccessAccept, ReasonDefaultVLAN, "100", ""},
+		{"other-certificate-fail-closed", cliRSA, testMAC, true, packet.CodeAccessReject, ReasonFailClosed, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := l.options(t)
-			o.Cache, o.FailClosed, o.VendorReply = LookupFunc(lookup), tt.failShut, tt.vendor
+			o.Authorizer = authorizer(t, records{mab, cached}, tt.failShut)
 			h, evs := newHandler(t, o)
 			_, resp, _ := authenticate(t, h, l.clientConfig(tt.client), tt.mac)
 			if resp.Code() != tt.code {
@@ -163,11 +155,7 @@ func TestCacheDecision(t *testing.T) {
 				}
 				return
 			}
-			if tt.vendor != nil {
-				if v, _ := resp.Attr(packet.AttrEgressVLANName); string(v) != "1100" || resp.Has(packet.AttrTunnelPrivateGroupID) {
-					t.Errorf("vendor reply not used: Egress-VLAN-Name %q", v)
-				}
-			} else if got, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); string(got) != tt.vlan {
+			if got, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); string(got) != tt.vlan {
 				t.Errorf("VLAN %q, want %q", got, tt.vlan)
 			}
 			if f, _ := resp.Attr(packet.AttrFilterID); string(f) != tt.filter {
@@ -199,7 +187,16 @@ func identityResponse(id uint8, name string) []byte {
 // startConversation sends an EAP-Response/Identity and returns the EAP-TLS Start and State.
 func startConversation(t testing.TB, h *Handler) (start, state []byte) {
 	t.Helper()
-	req := accessRequest(t, 1, identityResponse(7, "anonymous"), nil, testMAC, true)
+	return startConversationFrom(t, h, testMAC)
+}
+
+// stationMAC is the MAC of the i-th test station.
+func stationMAC(i int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8&0xff, i&0xff) }
+
+// startConversationFrom starts a conversation for the station with MAC mac.
+func startConversationFrom(t testing.TB, h *Handler, mac string) (start, state []byte) {
+	t.Helper()
+	req := accessRequest(t, 1, identityResponse(7, "anonymous"), nil, mac, true)
 	resp := h.Serve(req)
 	if resp == nil || resp.Code() != packet.CodeAccessChallenge {
 		t.Fatalf("start: %v", resp)
@@ -410,10 +407,15 @@ func TestTooManyConversations(t *testing.T) {
 	o := l.options(t)
 	o.MaxConversations = 3
 	h, evs := newHandler(t, o)
-	for range 3 {
-		startConversation(t, h)
+	// Three conversations past their first step hold every slot.
+	for i := range 3 {
+		start, state := startConversationFrom(t, h, stationMAC(i))
+		c := eaptls.NewClient(l.clientConfig(cliECDSA))
+		t.Cleanup(c.Close)
+		hello, _, _ := c.Step(start)
+		h.Serve(accessRequest(t, 2, hello, state, stationMAC(i), true))
 	}
-	req := accessRequest(t, 9, identityResponse(1, "x"), nil, testMAC, true)
+	req := accessRequest(t, 9, identityResponse(1, "x"), nil, stationMAC(9), true)
 	resp := h.Serve(req)
 	if resp == nil || resp.Code() != packet.CodeAccessReject {
 		t.Fatalf("got %v", resp)
@@ -454,27 +456,32 @@ func TestConversationTimeout(t *testing.T) {
 	c.Close()
 
 	// The next packet after the deadline is refused as timed out.
-	start2, state2 := startConversation(t, h)
+	start2, state2 := startConversationFrom(t, h, stationMAC(2))
 	clock.add(2 * time.Minute)
-	resp := h.Serve(accessRequest(t, 3, []byte{2, start2[1], 0, 6, 13, 0}, state2, testMAC, true))
+	resp := h.Serve(accessRequest(t, 3, []byte{2, start2[1], 0, 6, 13, 0}, state2, stationMAC(2), true))
 	if resp == nil || resp.Code() != packet.CodeAccessReject {
 		t.Fatalf("late packet: %v", resp)
 	}
-	if ev := evs.wait(t, time.Second); ev.Reason != ReasonTimeout {
-		t.Errorf("event %+v", ev)
+	// Run's sweep ends the other one by itself, before or after the late packet.
+	macs := map[string]bool{}
+	for range 2 {
+		ev := evs.wait(t, 3*time.Second)
+		if ev.Reason != ReasonTimeout {
+			t.Errorf("event %+v", ev)
+		}
+		macs[ev.MAC] = true
 	}
-	// Run's sweep ends the other one by itself.
-	if ev := evs.wait(t, 3*time.Second); ev.Reason != ReasonTimeout || ev.MAC != "02:00:00:00:00:01" {
-		t.Errorf("event %+v", ev)
+	if !macs["02:00:00:00:00:01"] || !macs[stationMAC(2)] {
+		t.Errorf("timeout events for %v", macs)
 	}
 	if st := h.Stats(); st.Conversations != 0 || st.Expired != 2 {
 		t.Errorf("stats %+v", st)
 	}
 	// A full table is swept on admission too: fill it, expire, start again.
-	startConversation(t, h)
-	startConversation(t, h)
+	startConversationFrom(t, h, stationMAC(3))
+	startConversationFrom(t, h, stationMAC(4))
 	clock.add(2 * time.Minute)
-	startConversation(t, h)
+	startConversationFrom(t, h, stationMAC(5))
 	if st := h.Stats(); st.Overflow != 0 || st.Conversations != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -488,11 +495,11 @@ func TestNoLeak(t *testing.T) {
 	o.Now = clock.now
 	h, evs := newHandler(t, o)
 	before := runtime.NumGoroutine()
-	for range 5 {
+	for i := range 5 {
 		c := eaptls.NewClient(l.clientConfig(cliRSA))
-		start, state := startConversation(t, h)
+		start, state := startConversationFrom(t, h, stationMAC(i))
 		hello, _, _ := c.Step(start)
-		req := accessRequest(t, 2, hello, state, testMAC, true)
+		req := accessRequest(t, 2, hello, state, stationMAC(i), true)
 		h.Serve(req)
 		c.Close()
 	}
@@ -546,6 +553,8 @@ func TestValidate(t *testing.T) {
 		{"identity source", func(o *Options) { o.IdentityOrder = []string{"cn", "uid"} }},
 		{"timeout", func(o *Options) { o.ConversationTimeout = -1 }},
 		{"max", func(o *Options) { o.MaxConversations = -1 }},
+		{"max per nas", func(o *Options) { o.MaxConversationsPerNAS = -1 }},
+		{"first step", func(o *Options) { o.FirstStepTimeout = -1 }},
 		{"fragment", func(o *Options) { o.FragmentSize = 10 }},
 		{"tls 1.1", func(o *Options) { o.MinVersion = tls.VersionTLS11 }},
 		{"skew", func(o *Options) { o.Verify.ClockSkew = -time.Second }},
@@ -573,7 +582,7 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for range each {
 				cfg := l.clientConfig([]string{cliECDSA, cliRSA, cliChain}[w%3])
-				_, resp, _ := authenticate(t, h, cfg, testMAC)
+				_, resp, _ := authenticate(t, h, cfg, stationMAC(w))
 				if resp.Code() != packet.CodeAccessAccept {
 					errs <- resp.Code().String()
 				}
@@ -590,5 +599,120 @@ func TestConcurrent(t *testing.T) {
 	}
 	if st := h.Stats(); st.Conversations != 0 || st.Accepted != workers*each {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestConversationBounds: a station's new EAP-Response/Identity replaces its conversation; at the
+// per-NAS cap a new conversation displaces the oldest one still waiting for its ClientHello, never
+// one in its handshake; a conversation without a first step expires after FirstStepTimeout.
+func TestConversationBounds(t *testing.T) {
+	l := testLab(t)
+	clock := &fakeClock{t: time.Now()}
+	o := l.options(t)
+	o.Now, o.MaxConversationsPerNAS, o.FirstStepTimeout = clock.now, 4, 5*time.Second
+	h, evs := newHandler(t, o)
+
+	// Replacement: the old State is gone, the new one works.
+	_, old := startConversationFrom(t, h, stationMAC(1))
+	start, state := startConversationFrom(t, h, stationMAC(1))
+	if st := h.Stats(); st.Conversations != 1 || st.Replaced != 1 {
+		t.Fatalf("after a second Identity: %+v", st)
+	}
+	if resp := h.Serve(accessRequest(t, 2, []byte{2, start[1], 0, 6, 13, 0}, old, stationMAC(1), true)); resp.Code() != packet.CodeAccessReject {
+		t.Fatalf("replaced State: %v", resp.Code())
+	}
+	if ev := evs.wait(t, time.Second); ev.Reason != ReasonUnknownState {
+		t.Fatalf("event %+v", ev)
+	}
+	// The same MAC on another NAS is another station (accessRequest's NAS is nas1: use a second
+	// client).
+	other := accessRequest(t, 1, identityResponse(7, "anonymous"), nil, stationMAC(1), true)
+	other.Client = &proxy.Client{Name: "nas2", Prefix: other.Client.Prefix, Secret: other.Client.Secret, Vendor: "generic"}
+	if resp := h.Serve(other); resp.Code() != packet.CodeAccessChallenge {
+		t.Fatalf("other NAS: %v", resp.Code())
+	}
+	if st := h.Stats(); st.Conversations != 2 || st.Replaced != 1 {
+		t.Fatalf("same MAC on another NAS: %+v", st)
+	}
+
+	// A legitimate supplicant on nas1 in its handshake.
+	c := eaptls.NewClient(l.clientConfig(cliECDSA))
+	defer c.Close()
+	hello, _, _ := c.Step(start)
+	req := accessRequest(t, 3, hello, state, stationMAC(1), true)
+	resp := h.Serve(req)
+	if resp.Code() != packet.CodeAccessChallenge {
+		t.Fatalf("handshake: %v", resp.Code())
+	}
+	// A flood of Identity messages from spoofed MACs on nas1: all answered with a Start, each
+	// displacing the oldest fresh one; the handshake keeps its slot.
+	for i := range 1000 {
+		startConversationFrom(t, h, stationMAC(100+i))
+		if i%100 == 0 {
+			clock.add(time.Millisecond)
+		}
+	}
+	if st := h.Stats(); st.Conversations != 5 || st.Overflow != 0 || st.Displaced != 1000-3 {
+		t.Fatalf("after the flood: %+v", st)
+	}
+	// The supplicant finishes its handshake.
+	eap, _ := replyEAP(t, req, resp)
+	for id := uint8(4); ; id++ {
+		out, done, err := c.Step(eap)
+		if done || id > 200 {
+			t.Fatalf("supplicant stopped mid-conversation: %v", err)
+		}
+		req = accessRequest(t, id, out, state, stationMAC(1), true)
+		resp = h.Serve(req)
+		if resp.Code() != packet.CodeAccessChallenge {
+			break
+		}
+		eap, _ = replyEAP(t, req, resp)
+	}
+	if resp.Code() != packet.CodeAccessAccept {
+		t.Fatalf("after the flood: %v, events %+v", resp.Code(), evs.all())
+	}
+	// The flood's conversations expire after FirstStepTimeout, not ConversationTimeout.
+	clock.add(5 * time.Second)
+	h.sweep(clock.now())
+	if st := h.Stats(); st.Conversations != 0 {
+		t.Fatalf("after the first-step timeout: %+v", st)
+	}
+}
+
+// TestConversationCaps: at a cap one conversation waiting for its first step makes room for a new
+// one, never more; the global cap displaces across NASes.
+func TestConversationCaps(t *testing.T) {
+	l := testLab(t)
+	tests := []struct {
+		name             string
+		perNAS, total    int
+		nas2             bool // alternate two NASes
+		wantConvs        int
+		wantDisplaced    uint64
+		startsAfterFills int
+	}{
+		{"per-nas and total equal", 2, 2, false, 2, 1, 1},
+		{"per-nas", 2, 10, false, 2, 3, 3},
+		{"total across nases", 10, 3, true, 3, 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := l.options(t)
+			o.MaxConversationsPerNAS, o.MaxConversations = tt.perNAS, tt.total
+			h, _ := newHandler(t, o)
+			for i := range tt.wantConvs + tt.startsAfterFills {
+				req := accessRequest(t, 1, identityResponse(7, "anonymous"), nil, stationMAC(i), true)
+				if tt.nas2 && i%2 == 1 {
+					req.Client = &proxy.Client{Name: "nas2", Prefix: req.Client.Prefix, Secret: req.Client.Secret, Vendor: "generic"}
+				}
+				if resp := h.Serve(req); resp.Code() != packet.CodeAccessChallenge {
+					t.Fatalf("start %d: %v", i, resp.Code())
+				}
+			}
+			if st := h.Stats(); st.Conversations != tt.wantConvs || st.Displaced != tt.wantDisplaced || st.Overflow != 0 {
+				t.Fatalf("stats %+v, want %d conversations, %d displaced", st, tt.wantConvs, tt.wantDisplaced)
+			}
+		})
 	}
 }

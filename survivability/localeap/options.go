@@ -10,8 +10,8 @@ import (
 	"slices"
 	"time"
 
-	"mxedge/cache"
 	"mxedge/pki"
+	"mxedge/survivability"
 	"mxedge/survivability/eaptls"
 )
 
@@ -20,6 +20,8 @@ const (
 	DefaultFragmentSize        = eaptls.DefaultFragmentSize
 	DefaultConversationTimeout = 30 * time.Second
 	DefaultMaxConversations    = 1000
+	DefaultMaxPerNAS           = 256
+	DefaultFirstStepTimeout    = 5 * time.Second
 	DefaultClockSkew           = 5 * time.Minute
 )
 
@@ -37,18 +39,10 @@ func defaultIdentityOrder() []string {
 	return []string{IdentityCN, IdentityUPN, IdentityEmail, IdentityDNS}
 }
 
-// CacheReader is what local EAP-TLS needs from the client cache; *cache.Store implements it.
-type CacheReader interface {
-	Lookup(identity, mac string) (cache.Record, bool, error)
-}
-
-// LookupFunc is a CacheReader from a function that cannot fail (a fixed policy, tests).
-type LookupFunc func(identity, mac string) (cache.Record, bool)
-
-// Lookup implements CacheReader.
-func (f LookupFunc) Lookup(identity, mac string) (cache.Record, bool, error) {
-	rec, ok := f(identity, mac)
-	return rec, ok, nil
+// Authorizer is the local authorization decision the handler asks once a certificate is verified
+// (survivability.Authorizer implements it).
+type Authorizer interface {
+	Authorize(p survivability.Proof, vendor, site string) survivability.Verdict
 }
 
 // ErrConfig wraps every configuration error.
@@ -77,24 +71,21 @@ type Options struct {
 	// ConversationTimeout bounds one conversation from EAP-Response/Identity to the end.
 	// Default DefaultConversationTimeout.
 	ConversationTimeout time.Duration
-	// MaxConversations caps the conversations in progress; a new one beyond it is rejected.
-	// Default DefaultMaxConversations.
-	MaxConversations int
-	// Cache finds the cached authorization for a certificate identity and a canonical MAC
-	// (*cache.Store). nil: every lookup misses.
-	Cache CacheReader
-	// DefaultVLAN is the 802.1X VLAN (ID or name) given on a cache miss unless FailClosed.
-	// Empty: an Access-Accept without VLAN attributes (the port's configured VLAN).
-	DefaultVLAN string
-	// FailClosed rejects authenticated clients the cache does not know (failmode: closed).
-	FailClosed bool
-	// Site, when set, gives DefaultVLAN and FailClosed per site (proxy.Client.Site) instead
-	// (survivability.Sites).
-	Site func(site string) (defaultVLAN string, failClosed bool)
-	// VendorReply says how to express DefaultVLAN for a NAS vendor (proxy.Client.Vendor). nil, or
-	// a nil result: the RFC 3580 §3.31 triplet Tunnel-Type=VLAN, Tunnel-Medium-Type=IEEE-802,
-	// Tunnel-Private-Group-ID=vlan.
-	VendorReply func(vendor, vlan string) []cache.Attr
+	// FirstStepTimeout bounds the wait from the EAP-TLS Start to the peer's answer (its TLS
+	// ClientHello), which a real supplicant sends within milliseconds, so conversations opened by
+	// a flood of EAP-Response/Identity messages do not hold a slot for long.
+	// Default DefaultFirstStepTimeout; capped at ConversationTimeout.
+	FirstStepTimeout time.Duration
+	// MaxConversations caps the conversations in progress in all, MaxConversationsPerNAS those of
+	// one NAS. At a cap a new conversation displaces the oldest one still waiting for its first
+	// step, and is rejected only when none is. Defaults DefaultMaxConversations and
+	// DefaultMaxPerNAS.
+	MaxConversations       int
+	MaxConversationsPerNAS int
+	// Authorizer decides, once a certificate is verified, what the client gets: the cached
+	// authorization of that certificate identity, the default 802.1X VLAN, or a refusal
+	// (survivability.Authorizer, shared with the MAB path). Required.
+	Authorizer Authorizer
 	// Events receives one NAC event per finished conversation. It runs on the request path and
 	// must not block. nil: none.
 	Events func(Event)
@@ -125,11 +116,14 @@ func (o Options) Validate() error {
 	if o.ConversationTimeout < 0 {
 		return fmt.Errorf("%w: negative conversation timeout %v", ErrConfig, o.ConversationTimeout)
 	}
+	if o.FirstStepTimeout < 0 {
+		return fmt.Errorf("%w: negative first step timeout %v", ErrConfig, o.FirstStepTimeout)
+	}
 	if o.MaxConversations < 0 {
 		return fmt.Errorf("%w: negative max conversations %d", ErrConfig, o.MaxConversations)
 	}
-	if len(o.DefaultVLAN) > 253 {
-		return fmt.Errorf("%w: default vlan longer than 253 octets", ErrConfig)
+	if o.MaxConversationsPerNAS < 0 {
+		return fmt.Errorf("%w: negative max conversations per NAS %d", ErrConfig, o.MaxConversationsPerNAS)
 	}
 	sc := o.serverConfig()
 	sc.VerifyPeer = func(chain []*x509.Certificate) error { return nil }
@@ -149,8 +143,15 @@ func (o Options) withDefaults() Options {
 	if o.ConversationTimeout == 0 {
 		o.ConversationTimeout = DefaultConversationTimeout
 	}
+	if o.FirstStepTimeout == 0 {
+		o.FirstStepTimeout = DefaultFirstStepTimeout
+	}
+	o.FirstStepTimeout = min(o.FirstStepTimeout, o.ConversationTimeout)
 	if o.MaxConversations == 0 {
 		o.MaxConversations = DefaultMaxConversations
+	}
+	if o.MaxConversationsPerNAS == 0 {
+		o.MaxConversationsPerNAS = DefaultMaxPerNAS
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -1,10 +1,6 @@
 package localeap
 
-import (
-	"mxedge/cache"
-	"mxedge/proxy/packet"
-	"mxedge/survivability"
-)
+import "mxedge/proxy/packet"
 
 // RFC 2865 §5: an attribute value holds at most 253 octets.
 const maxAttrValue = 253
@@ -67,16 +63,3 @@ func addEAP(b *packet.Builder, eap []byte) {
 
 // eapFailure is an EAP-Failure with identifier id (RFC 3748 §4.2).
 func eapFailure(id uint8) []byte { return []byte{eapCodeFailure, id, 0, eapHeaderLen} }
-
-// authorization drops what the Accept sets itself from replayed attributes: User-Name is the
-// certificate identity, and keys, State or EAP are never replayed (survivability.Replayable).
-func authorization(attrs []cache.Attr) []cache.Attr {
-	out := make([]cache.Attr, 0, len(attrs))
-	for _, a := range attrs {
-		if a.Vendor == 0 && a.Type == packet.AttrUserName || !survivability.Replayable(a) {
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}

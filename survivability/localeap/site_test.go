@@ -5,45 +5,39 @@ import (
 	"time"
 
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
-// TestSitePolicy: with Options.Site, the default 802.1X VLAN and failmode are those of the NAS's
-// site (survivability.Sites), not DefaultVLAN and FailClosed.
-func TestSitePolicy(t *testing.T) {
+// siteAuthorizer records the site it is asked about and gives a VLAN named after it.
+type siteAuthorizer struct{ sites []string }
+
+func (a *siteAuthorizer) Authorize(p survivability.Proof, vendor, site string) survivability.Verdict {
+	a.sites = append(a.sites, site)
+	attrs := survivability.DefaultVLANAttrs(vendor, "corp-"+site)
+	return survivability.Verdict{Allowed: true, Attrs: attrs, VLAN: survivability.VLAN(attrs), Reason: ReasonDefaultVLAN}
+}
+
+// TestAuthorizerGetsTheSite: a verified certificate is decided under the NAS's site
+// (proxy.Client.Site), whose policy gives the default 802.1X VLAN and failmode
+// (survivability.Sites).
+func TestAuthorizerGetsTheSite(t *testing.T) {
 	l := testLab(t)
-	tests := []struct {
-		name       string
-		vlan       string
-		failClosed bool
-		code       packet.Code
-		reason     string
-	}{
-		{"site vlan", "corp-branch", false, packet.CodeAccessAccept, ReasonDefaultVLAN},
-		{"site fail closed", "corp-branch", true, packet.CodeAccessReject, ReasonFailClosed},
+	o := l.options(t)
+	a := &siteAuthorizer{}
+	o.Authorizer = a
+	h, evs := newHandler(t, o)
+	req, resp, _ := authenticate(t, h, l.clientConfig(cliECDSA), testMAC)
+	if resp.Code() != packet.CodeAccessAccept {
+		t.Fatalf("got %v", resp.Code())
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			o := l.options(t) // DefaultVLAN 100, FailClosed false: overridden by Site
-			var asked []string
-			o.Site = func(site string) (string, bool) {
-				asked = append(asked, site)
-				return tt.vlan, tt.failClosed
-			}
-			h, evs := newHandler(t, o)
-			req, resp, _ := authenticate(t, h, l.clientConfig(cliECDSA), testMAC)
-			if resp.Code() != tt.code {
-				t.Fatalf("got %v, want %v", resp.Code(), tt.code)
-			}
-			if len(asked) != 1 || asked[0] != req.Client.Site {
-				t.Fatalf("Site asked for %q, want once for the NAS's site %q", asked, req.Client.Site)
-			}
-			ev := evs.wait(t, time.Second)
-			if ev.Reason != tt.reason {
-				t.Fatalf("event %+v, want %s", ev, tt.reason)
-			}
-			if v, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); tt.code == packet.CodeAccessAccept && (string(v) != tt.vlan || ev.VLAN != tt.vlan) {
-				t.Fatalf("VLAN %q (event %q), want the site's %q", v, ev.VLAN, tt.vlan)
-			}
-		})
+	if len(a.sites) != 1 || a.sites[0] != req.Client.Site {
+		t.Fatalf("Authorize asked for sites %q, want once for the NAS's %q", a.sites, req.Client.Site)
+	}
+	want := "corp-" + req.Client.Site
+	if v, _ := resp.Attr(packet.AttrTunnelPrivateGroupID); string(v) != want {
+		t.Fatalf("VLAN %q, want %q", v, want)
+	}
+	if ev := evs.wait(t, time.Second); ev.VLAN != want {
+		t.Fatalf("event %+v", ev)
 	}
 }
