@@ -34,8 +34,9 @@ test-deps:
 test: test-deps lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# make run RUN_ARGS=--free-ports: the lab on free ports when 1812/1813 are taken.
 run: build
-	$(BIN) run --dev
+	$(BIN) run --dev $(RUN_ARGS)
 
 bench: build test-deps
 	MXEDGE_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...

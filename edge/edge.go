@@ -369,6 +369,9 @@ func (e *Edge) Syncer() *mgmt.Syncer { return e.syncer }
 // AuthAddrs returns the bound authentication addresses.
 func (e *Edge) AuthAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAuth) }
 
+// AcctAddrs returns the bound accounting addresses.
+func (e *Edge) AcctAddrs() []netip.AddrPort { return e.server.Addrs(proxy.PortAcct) }
+
 // Ready is closed once Run serves: every listener bound, the first upstream connections settled.
 func (e *Edge) Ready() <-chan struct{} { return e.ready }
 

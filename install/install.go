@@ -286,6 +286,10 @@ func (in *installer) activate(ctx context.Context) error {
 		return fmt.Errorf("install: %w", err)
 	}
 	in.say("started %s", UnitName)
+	if b, err := os.ReadFile(in.abs(ConfigPath)); err == nil && bytes.Equal(b, DefaultConfig) {
+		// The unit's ExecCondition= skips the start on a configuration that serves nobody.
+		in.say("note: %s is the shipped default: unless the edge is registered, %s is not configured and its start is skipped; edit the file or run `mxedge register`, then `systemctl restart mxedge`", ConfigPath, UnitName)
+	}
 	return nil
 }
 

@@ -264,7 +264,7 @@ func TestInstallHostCommands(t *testing.T) {
 			"systemctl daemon-reload",
 			"systemctl enable mxedge.service",
 			"systemctl restart mxedge.service",
-		}, "started mxedge.service"},
+		}, "note: /etc/mxedge/mxedge.yaml is the shipped default: unless the edge is registered, mxedge.service is not configured and its start is skipped; edit the file or run `mxedge register`, then `systemctl restart mxedge`"},
 		{"reinstall", true, false, true, all, []string{
 			"systemd-tmpfiles --create " + TmpfilesPath,
 			"systemctl daemon-reload",

@@ -11,8 +11,9 @@ export SOURCE_DATE_EPOCH
 
 .PHONY: deb
 
-deb:
+# Man pages and completions come from a binary that runs here (build-deb.sh's DOCGEN): $(BIN).
+deb: build
 	@for arch in $(DEB_ARCHES); do \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DEB_OUT)/$$arch/mxedge . || exit 1; \
-	  sh packaging/build-deb.sh $$arch $(DEB_OUT)/$$arch/mxedge '$(DEB_VERSION)-1' $(DEB_OUT) || exit 1; \
+	  DOCGEN=$(BIN) sh packaging/build-deb.sh $$arch $(DEB_OUT)/$$arch/mxedge '$(DEB_VERSION)-1' $(DEB_OUT) || exit 1; \
 	done

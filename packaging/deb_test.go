@@ -3,17 +3,21 @@ package packaging
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // epoch is the SOURCE_DATE_EPOCH every test build uses.
@@ -86,7 +90,7 @@ func debFor(t testing.TB, goarch string) string {
 	b.debOnce.Do(func() {
 		dir := filepath.Join(buildDir, goarch, "deb")
 		cmd := exec.Command("sh", "build-deb.sh", goarch, bin, version, dir)
-		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+epoch)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+epoch, "DOCGEN="+docgen(t))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("build-deb.sh: %v\n%s", err, out)
 			return
@@ -97,6 +101,14 @@ func debFor(t testing.TB, goarch string) string {
 		t.Fatalf("no %s package (see the first failure)", goarch)
 	}
 	return b.deb
+}
+
+// docgen is the binary build-deb.sh generates man pages and completions with (DOCGEN): the real one
+// for this machine's architecture, also for arm64 packages and for stand-in binaries, as `make deb`
+// uses bin/mxedge.
+func docgen(t testing.TB) string {
+	t.Helper()
+	return goBuild(t, runtime.GOARCH)
 }
 
 // Test-binary state: the shared builds and the directory they live in (removed by TestMain).
@@ -134,7 +146,7 @@ func buildDeb(t testing.TB, arch, bin, version, tmp string, shell ...string) str
 	t.Helper()
 	out := t.TempDir()
 	script := strings.Join(shell, " ") + ` exec sh build-deb.sh "$@"`
-	deb := strings.TrimSpace(run(t, []string{"SOURCE_DATE_EPOCH=" + epoch, "TMPDIR=" + tmp},
+	deb := strings.TrimSpace(run(t, []string{"SOURCE_DATE_EPOCH=" + epoch, "TMPDIR=" + tmp, "DOCGEN=" + docgen(t)},
 		"sh", "-c", script, "sh", arch, bin, version, out))
 	if want := filepath.Join(out, fmt.Sprintf("mxedge_%s_%s.deb", version, arch)); deb != want {
 		t.Fatalf("build-deb.sh printed %q, want %q", deb, want)
@@ -196,11 +208,30 @@ func TestDebReproducible(t *testing.T) {
 func TestDebContents(t *testing.T) {
 	need(t, "dpkg-deb")
 	deb := debFor(t, "amd64")
+	// One man page per command, as the binary's own gen-man writes them; checked apart from the rest.
+	pages := t.TempDir()
+	run(t, []string{"SOURCE_DATE_EPOCH=" + epoch}, docgen(t), "gen-man", pages)
+	entries, err := os.ReadDir(pages)
+	if err != nil || len(entries) < 10 {
+		t.Fatalf("gen-man wrote %d pages: %v", len(entries), err)
+	}
+	var wantPages, gotPages []string
+	for _, e := range entries {
+		wantPages = append(wantPages, "-rw-r--r-- root/root ./usr/share/man/man1/"+e.Name()+".gz")
+	}
 	var got []string
 	for _, line := range strings.Split(strings.TrimSpace(run(t, nil, "dpkg-deb", "--contents", deb)), "\n") {
 		f := strings.Fields(line)
 		// perms owner size date time path
-		got = append(got, f[0]+" "+f[1]+" "+f[5])
+		entry := f[0] + " " + f[1] + " " + f[5]
+		if strings.HasPrefix(f[5], "./usr/share/man/man1/") && strings.HasSuffix(f[5], ".1.gz") {
+			gotPages = append(gotPages, entry)
+			continue
+		}
+		got = append(got, entry)
+	}
+	if !slices.Equal(gotPages, wantPages) || !slices.Contains(gotPages, "-rw-r--r-- root/root ./usr/share/man/man1/mxedge-run.1.gz") {
+		t.Errorf("man pages:\n%s\nwant:\n%s", strings.Join(gotPages, "\n"), strings.Join(wantPages, "\n"))
 	}
 	want := []string{
 		"drwxr-xr-x root/root ./",
@@ -219,14 +250,26 @@ func TestDebContents(t *testing.T) {
 		"drwxr-xr-x root/root ./usr/lib/tmpfiles.d/",
 		"-rw-r--r-- root/root ./usr/lib/tmpfiles.d/mxedge.conf",
 		"drwxr-xr-x root/root ./usr/share/",
+		"drwxr-xr-x root/root ./usr/share/bash-completion/",
+		"drwxr-xr-x root/root ./usr/share/bash-completion/completions/",
+		"-rw-r--r-- root/root ./usr/share/bash-completion/completions/mxedge",
 		"drwxr-xr-x root/root ./usr/share/doc/",
 		"drwxr-xr-x root/root ./usr/share/doc/mxedge/",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/changelog.Debian.gz",
+		"-rw-r--r-- root/root ./usr/share/doc/mxedge/configuration.md",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/copyright",
 		"-rw-r--r-- root/root ./usr/share/doc/mxedge/install.md",
+		"drwxr-xr-x root/root ./usr/share/fish/",
+		"drwxr-xr-x root/root ./usr/share/fish/vendor_completions.d/",
+		"-rw-r--r-- root/root ./usr/share/fish/vendor_completions.d/mxedge.fish",
 		"drwxr-xr-x root/root ./usr/share/lintian/",
 		"drwxr-xr-x root/root ./usr/share/lintian/overrides/",
 		"-rw-r--r-- root/root ./usr/share/lintian/overrides/mxedge",
+		"drwxr-xr-x root/root ./usr/share/man/",
+		"drwxr-xr-x root/root ./usr/share/man/man1/",
+		"drwxr-xr-x root/root ./usr/share/zsh/",
+		"drwxr-xr-x root/root ./usr/share/zsh/vendor-completions/",
+		"-rw-r--r-- root/root ./usr/share/zsh/vendor-completions/_mxedge",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("contents:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -246,6 +289,22 @@ func TestDebContents(t *testing.T) {
 		if sha(t, src) != sha(t, filepath.Join(x, dst)) {
 			t.Errorf("%s differs from %s", dst, src)
 		}
+	}
+	// Completions are the binary's own, for each shell; the man page of run documents its flags.
+	for shell, dst := range map[string]string{
+		"bash": "usr/share/bash-completion/completions/mxedge",
+		"zsh":  "usr/share/zsh/vendor-completions/_mxedge",
+		"fish": "usr/share/fish/vendor_completions.d/mxedge.fish",
+	} {
+		if want := run(t, nil, docgen(t), "completion", shell); string(readFile(t, filepath.Join(x, dst))) != want {
+			t.Errorf("%s is not `mxedge completion %s`", dst, shell)
+		}
+	}
+	if page := run(t, nil, "sh", "-c", `gzip -dc "$1"`, "sh", filepath.Join(x, "usr/share/man/man1/mxedge-run.1.gz")); !strings.Contains(page, `\fB--free-ports\fP`) {
+		t.Errorf("mxedge-run(1) does not document --free-ports:\n%s", page)
+	}
+	if m := strings.TrimSpace(run(t, nil, "dpkg-deb", "-f", deb, "Maintainer")); m != "mxedge maintainers <maintainers@mxedge.invalid>" {
+		t.Errorf("Maintainer: %q", m)
 	}
 }
 
@@ -511,4 +570,118 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// unitCommand returns the command line of directive (ExecCondition, ExecStart) in an installed unit,
+// with /usr/bin/mxedge pointed into root.
+func unitCommand(t testing.TB, root, directive string) []string {
+	t.Helper()
+	for _, line := range strings.Split(string(readFile(t, filepath.Join(root, "usr/lib/systemd/system/mxedge.service"))), "\n") {
+		if v, ok := strings.CutPrefix(line, directive+"="); ok {
+			args := strings.Fields(v)
+			if args[0] != "/usr/bin/mxedge" {
+				t.Fatalf("%s runs %s, want /usr/bin/mxedge", directive, args[0])
+			}
+			args[0] = filepath.Join(root, args[0])
+			return args
+		}
+	}
+	t.Fatalf("the installed unit has no %s=", directive)
+	return nil
+}
+
+// TestDebNotConfigured: the package installs and enables the service with a default configuration
+// that serves nobody (no live client), and the service does not start on it: the unit's
+// ExecCondition= exits 78 saying "not configured: run `mxedge register` or edit …", which systemd
+// treats as a skipped start, not a failure; and run itself, were it started anyway, sets that as
+// its STATUS= and exits 78 too. Both run the installed binary as the unit would, on the installed
+// configuration (--config points into the root instead of the host's /etc).
+func TestDebNotConfigured(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("dpkg --root needs root (the test environment runs as root)")
+	}
+	need(t, "dpkg", "deb-systemd-helper")
+	deb := debFor(t, "amd64")
+	root := dpkgRoot(t)
+	run(t, nil, "dpkg", "--root="+root, "--force-script-chrootless", "--install", deb)
+	if !exists(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/mxedge.service")) {
+		t.Error("the service is not enabled after install")
+	}
+	conf := filepath.Join(root, "etc/mxedge/mxedge.yaml")
+	for _, live := range []string{"\nclients:", "\nupstreams:", "change-me"} {
+		if bytes.Contains(readFile(t, conf), []byte(live)) {
+			t.Errorf("the shipped configuration sets %q", strings.TrimSpace(live))
+		}
+	}
+	want := "not configured: run `mxedge register` or edit " + conf
+
+	cond := append(unitCommand(t, root, "ExecCondition"), "--config", conf)
+	out, err := exec.Command(cond[0], cond[1:]...).CombinedOutput()
+	if code := exitCode(err); code != 78 || !strings.Contains(string(out), want) {
+		t.Errorf("ExecCondition %v: exit %d (want 78, a skipped start: 1..254)\n%s", cond, code, out)
+	}
+
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nconn.Close()
+	start := append(unitCommand(t, root, "ExecStart"), "--config", conf)
+	cmd := exec.Command(start[0], start[1:]...)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	out, err = cmd.CombinedOutput()
+	if code := exitCode(err); code != 78 || !strings.Contains(string(out), want) {
+		t.Errorf("ExecStart %v: exit %d, want 78\n%s", start, code, out)
+	}
+	nconn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := nconn.ReadFromUnix(buf)
+	if err != nil || string(buf[:n]) != "STATUS="+want {
+		t.Errorf("sd_notify: %v %q, want STATUS=%s", err, buf[:n], want)
+	}
+	if unit := string(readFile(t, filepath.Join(root, "usr/lib/systemd/system/mxedge.service"))); !strings.Contains(unit, "RestartPreventExitStatus=78") {
+		t.Error("the unit would restart an unconfigured edge in a loop (no RestartPreventExitStatus=78)")
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestCopyrightListsEveryModule: debian/copyright names every Go module linked into the binary
+// (`go version -m`), so a new dependency cannot ship without its licence.
+func TestCopyrightListsEveryModule(t *testing.T) {
+	bin := goBuild(t, "amd64")
+	var files []string
+	inFiles := false // the line continues a Files: field (copyright-format 1.0: leading space)
+	for _, line := range strings.Split(string(readFile(t, "debian/copyright")), "\n") {
+		switch v, ok := strings.CutPrefix(line, "Files: "); {
+		case ok:
+			files, inFiles = append(files, v), true
+		case inFiles && strings.HasPrefix(line, " "):
+			files[len(files)-1] += " " + strings.TrimSpace(line)
+		default:
+			inFiles = false
+		}
+	}
+	listed := map[string]bool{}
+	for _, f := range files {
+		for _, m := range strings.Split(f, ",") {
+			listed[strings.TrimSpace(m)] = true
+		}
+	}
+	for _, line := range strings.Split(run(t, nil, "go", "version", "-m", bin), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "dep" && !listed[f[1]] {
+			t.Errorf("debian/copyright has no Files: stanza for %s, linked into the binary", f[1])
+		}
+	}
 }

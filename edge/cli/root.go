@@ -51,6 +51,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newClientsCmd(),
 		newTestCmd(),
 		newDoctorCmd(),
+		newGenManCmd(),
 		newPasswdCmd(),
 	)
 	return root

@@ -164,9 +164,8 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	auth, acct := freeUDPPort(t), freeUDPPort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, AuthPort: auth, AcctPort: acct})
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: loopback(0), Acct: loopback(0)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -195,7 +194,7 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("lab edge not ready")
 	}
-	return l, fmt.Sprintf("127.0.0.1:%d", auth)
+	return l, e.AuthAddrs()[0].String()
 }
 
 // TestTestAuthLab drives the quick-start commands against the --dev lab: through mxedge over UDP,

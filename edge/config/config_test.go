@@ -11,39 +11,114 @@ import (
 	"mxedge/edge/config"
 	"mxedge/install"
 	"mxedge/pki/pkitest"
-	"mxedge/proxy"
 )
 
-// labConfig returns the shipped example with its certificate paths pointed at a lab PKI.
+// labConfig returns the shipped default with what it lists as "must be set" uncommented and its
+// paths pointed at a lab PKI.
 func labConfig(t *testing.T) (string, *pkitest.Lab) {
 	t.Helper()
 	lab := pkitest.Must(t)
+	secret := filepath.Join(lab.Dir, "core-sw1.secret")
+	if err := os.WriteFile(secret, []byte("a-long-random-lab-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := strings.NewReplacer(
 		"/var/lib/mxedge/edge.crt", lab.ClientCert, "/var/lib/mxedge/edge.key", lab.ClientKey,
-		"/var/lib/mxedge/ca.pem", lab.CAFile, "/var/lib/mxedge/server.crt", lab.ServerCert,
-		"/var/lib/mxedge/server.key", lab.ServerKey, "/var/lib/mxedge/org-ca.pem", lab.CAFile,
-		"/var/lib/mxedge/cache.db", filepath.Join(lab.Dir, "cache.db"),
-		"/var/lib/mxedge/spool.db", filepath.Join(lab.Dir, "spool.db"),
+		"/var/lib/mxedge/ca.pem", lab.CAFile, "/etc/mxedge/secrets/core-sw1", secret,
 	)
-	return r.Replace(string(install.DefaultConfig)), lab
+	// The cache directory must exist; the default's does not here.
+	doc := uncomment(string(install.DefaultConfig)) + "cache:\n  path: " + filepath.Join(lab.Dir, "cache.db") + "\n"
+	return r.Replace(doc), lab
 }
 
-func TestShippedExampleIsValid(t *testing.T) {
+// uncomment removes "# " from the YAML lines of the shipped default, from its first commented key
+// on: what an operator does to configure it.
+func uncomment(doc string) string {
+	lines := strings.Split(doc, "\n")
+	on := false
+	for i, l := range lines {
+		rest, ok := strings.CutPrefix(l, "# ")
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(rest, "clients:") {
+			on = true
+		}
+		if on && (strings.HasPrefix(rest, " ") || strings.HasSuffix(rest, ":")) {
+			lines[i] = rest
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestShippedDefault: the packaged default serves nobody until edited (no live client, so "not
+// configured"), and what it lists as "must be set", uncommented, is a valid configuration that
+// keeps the BlastRADIUS defences and every other default.
+func TestShippedDefault(t *testing.T) {
+	dir := t.TempDir()
+	shipped := filepath.Join(dir, "mxedge.yaml")
+	if err := os.WriteFile(shipped, install.DefaultConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.CheckConfigured(shipped); !errors.Is(err, config.ErrNotConfigured) {
+		t.Fatalf("shipped default: %v, want not configured", err)
+	}
 	doc, _ := labConfig(t)
 	c, err := config.Parse("mxedge.yaml", []byte(doc))
 	if err != nil {
-		t.Fatalf("the shipped example does not validate:\n%v", err)
+		t.Fatalf("the shipped default, uncommented, does not validate:\n%v\n%s", err, doc)
+	}
+	edited := filepath.Join(dir, "edited.yaml")
+	if err := os.WriteFile(edited, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.CheckConfigured(edited); err != nil {
+		t.Fatalf("edited default: %v", err)
 	}
 	b := c.Built()
-	if len(b.Clients) != 1 || b.Clients[0].Name != "core-sw1" || !b.Clients[0].RequireMessageAuthenticator {
+	if len(b.Clients) != 1 || b.Clients[0].Name != "core-sw1" || !b.Clients[0].RequireMessageAuthenticator || !b.Clients[0].LimitProxyState {
 		t.Fatalf("clients: %+v", b.Clients)
 	}
 	up := b.Pool.Upstreams[0]
 	if up.Host != "radsec.nac.mist.com" || up.Port != 2083 || string(up.Secret) != "radsec" || up.DeadAfter != 2*time.Second {
 		t.Fatalf("upstream: %+v", up)
 	}
-	if b.Server.RequestTimeout != 4*time.Second || b.Router.NoUpstream != proxy.NoUpstreamReject {
+	// Unset in the file: the router's own default, reject (proxy.RouterOptions).
+	if b.Server.RequestTimeout != 4*time.Second || b.Router.NoUpstream != "" {
 		t.Fatalf("defaults: %+v %+v", b.Server, b.Router)
+	}
+}
+
+// TestCheckConfigured: a file serves somebody once it sets a NAS client, an upstream or a RadSec
+// peer; comments, an empty file and settings alone do not.
+func TestCheckConfigured(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, doc  string
+		configured bool
+	}{
+		{"empty", "", false},
+		{"comments", "# clients:\n#   - name: a\n", false},
+		{"settings only", "log:\n  level: debug\nclients: []\n", false},
+		{"client", "clients:\n  - {name: a, address: 192.0.2.1, secret: s}\n", true},
+		{"upstream", "upstreams:\n  servers: [{name: u, address: 192.0.2.10}]\n", true},
+		{"radsec peer", "radsec:\n  peers: [{name: p, address: 10.0.0.0/8}]\n", true},
+		// Broken files are left to Load, which names file, line and field.
+		{"yaml error", "clients: [\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(path, []byte(tc.doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := config.CheckConfigured(path)
+			if got := err == nil; got != tc.configured {
+				t.Fatalf("CheckConfigured = %v, want configured %v", err, tc.configured)
+			}
+			if err != nil && (!errors.Is(err, config.ErrNotConfigured) || errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), path)) {
+				t.Errorf("error %v: want ErrNotConfigured (not ErrInvalid) naming %s", err, path)
+			}
+		})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ type Lab struct {
 	ConfigPath string
 	PKI        *pkilab.Lab
 	Upstream   netip.AddrPort
+	// Auth and Acct are the RADIUS addresses the configuration asks mxedge to listen on (port 0:
+	// a free port the edge picks; the edge knows which).
+	Auth, Acct netip.AddrPort
 	// LaptopCert and LaptopKey are a supplicant certificate the lab cloud authorizes over EAP-TLS.
 	LaptopCert, LaptopKey string
 	ln                    net.Listener
@@ -53,11 +57,21 @@ type Lab struct {
 	wg                    sync.WaitGroup
 }
 
-// Options choose the ports mxedge listens on in the lab.
+// Default lab addresses: the RADIUS ports radtest and radclient use by default, and a free port for
+// the lab cloud.
+var (
+	DefaultAuth  = netip.MustParseAddrPort("127.0.0.1:1812")
+	DefaultAcct  = netip.MustParseAddrPort("127.0.0.1:1813")
+	DefaultCloud = netip.MustParseAddrPort("127.0.0.1:0")
+)
+
+// Options choose the addresses of the lab. A zero address means its default; port 0 means a free
+// port.
 type Options struct {
-	Dir      string // default: a new temporary directory
-	AuthPort int    // default 1812
-	AcctPort int    // default 1813
+	Dir   string         // default: a new temporary directory
+	Auth  netip.AddrPort // where mxedge answers RADIUS authentication; default DefaultAuth
+	Acct  netip.AddrPort // RADIUS accounting; default DefaultAcct
+	Cloud netip.AddrPort // the lab cloud's RadSec listener; default DefaultCloud
 }
 
 // Start writes the lab PKI and configuration and starts the lab upstream until ctx ends.
@@ -69,23 +83,30 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		}
 		o.Dir = d
 	}
-	if o.AuthPort == 0 {
-		o.AuthPort = 1812
+	if !o.Auth.IsValid() {
+		o.Auth = DefaultAuth
 	}
-	if o.AcctPort == 0 {
-		o.AcctPort = 1813
+	if !o.Acct.IsValid() {
+		o.Acct = DefaultAcct
+	}
+	if !o.Cloud.IsValid() {
+		o.Cloud = DefaultCloud
 	}
 	p, err := pkilab.New(o.Dir, pki.KeyECDSAP256)
 	if err != nil {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}
-	l := &Lab{Dir: o.Dir, PKI: p}
-	if err := l.startEAP(ctx); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	l := &Lab{Dir: o.Dir, PKI: p, Auth: o.Auth, Acct: o.Acct}
+	ln, err := net.Listen("tcp", o.Cloud.String())
 	if err != nil {
+		if pe := portInUse(RoleCloud, "tcp", o.Cloud, err); pe != nil {
+			return nil, pe
+		}
 		return nil, fmt.Errorf("lab: upstream: %w", err)
+	}
+	if err := l.startEAP(ctx); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	l.ln = ln
 	l.Upstream = ln.Addr().(*net.TCPAddr).AddrPort()
@@ -107,16 +128,16 @@ control:
 metrics:
   listen: "127.0.0.1:0"
 listen:
-  auth: ["127.0.0.1:%d"]
-  acct: ["127.0.0.1:%d"]
+  auth: ["%s"]
+  acct: ["%s"]
+# Message-Authenticator stays required, as in production (BlastRADIUS, CVE-2024-3596): radtest
+# 3.2 sends one, and radclient does when the request lists Message-Authenticator = 0x00.
 clients:
   - name: lab-nas
     address: 127.0.0.0/8
     secret: %s
     vendor: cisco
     site: lab
-    # radtest does not send Message-Authenticator; production keeps this on.
-    require_message_authenticator: false
 upstreams:
   tls:
     certificate: %s
@@ -125,7 +146,7 @@ upstreams:
   servers:
     - name: lab-cloud
       address: %s
-`, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.AuthPort, o.AcctPort, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
+`, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Auth, o.Acct, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
 	// While the lab cloud is cut off, mxedge answers locally, EAP-TLS included.
 	cfg += fmt.Sprintf(`survivability:
   default_mab_vlan: "99"
@@ -197,30 +218,47 @@ func (l *Lab) CutFile() string { return filepath.Join(l.Dir, "wan-cut") }
 // Wait waits for the lab upstream to stop (after ctx ended).
 func (l *Lab) Wait() { l.wg.Wait() }
 
-// Instructions tells a newcomer what to try.
-func (l *Lab) Instructions(authPort, acctPort int) string {
-	return fmt.Sprintf(`
-mxedge lab is running on loopback (files in %s).
-  NAS secret: %s      lab cloud NAC (RadSec upstream): %s
+// Instructions tells a newcomer what to try, with commands that run as printed: bin is how this
+// shell reaches the mxedge binary (a path, or "mxedge" when that is the one on PATH), auth and acct
+// are the addresses the edge actually listens on.
+func (l *Lab) Instructions(bin string, auth, acct netip.AddrPort) string {
+	sock := filepath.Join(l.Dir, "control.sock")
+	var b strings.Builder
+	line := func(cmd, comment string) {
+		if comment == "" {
+			fmt.Fprintf(&b, "  %s\n", cmd)
+			return
+		}
+		fmt.Fprintf(&b, "  %-60s # %s\n", cmd, comment)
+	}
+	fmt.Fprintf(&b, "\nmxedge lab is running on loopback (files in %s).\n", l.Dir)
+	fmt.Fprintf(&b, "  NAS secret: %s      lab cloud NAC (RadSec upstream): %s\n", Secret, l.Upstream)
+	fmt.Fprintf(&b, "  RADIUS auth %s, acct %s; Message-Authenticator is required, as in production.\n", auth, acct)
+	b.WriteString("\nTry (freeradius-utils):\n")
+	line(fmt.Sprintf("radtest alice password %s 0 %s", auth, Secret), "PAP: Access-Accept, VLAN 300")
+	line(fmt.Sprintf("radtest alice wrong %s 0 %s", auth, Secret), "Access-Reject")
+	b.WriteString("  echo 'User-Name=02-00-00-00-00-01,User-Password=02-00-00-00-00-01,Calling-Station-Id=02-00-00-00-00-01,Message-Authenticator=0x00' \\\n")
+	line(fmt.Sprintf("  | radclient -x %s auth %s", auth, Secret), "MAB: Access-Accept, VLAN 41")
+	line(fmt.Sprintf("echo 'Message-Authenticator=0x00' | radclient -x %s status %s", auth, Secret), "Status-Server")
+	line(fmt.Sprintf("echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice,Message-Authenticator=0x00' | radclient -x %s acct %s", acct, Secret), "Accounting-Response")
+	line(fmt.Sprintf("%s cache list --socket %s", bin, ShellQuote(sock)), "MAB clients learned from the lab cloud")
+	fmt.Fprintf(&b, "  %s test auth --server %s --secret %s --eap-tls --identity laptop.lab.test --anonymous \\\n", bin, auth, Secret)
+	line(fmt.Sprintf("  --cert %s --key %s --ca %s", ShellQuote(l.LaptopCert), ShellQuote(l.LaptopKey), ShellQuote(l.PKI.CAFile)), "EAP-TLS: VLAN 300, MPPE keys")
+	line(fmt.Sprintf("%s status --socket %s", bin, ShellQuote(sock)), "mode, upstream, cache, counters")
+	line(fmt.Sprintf("%s events --follow --socket %s", bin, ShellQuote(sock)), "the NAC event stream (Ctrl-C ends it)")
+	b.WriteString("Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:\n")
+	line("touch "+ShellQuote(l.CutFile()), "cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)")
+	line("rm "+ShellQuote(l.CutFile()), "restore: failback after 3 healthy Status-Server probes")
+	b.WriteString("Stop with Ctrl-C.\n")
+	return b.String()
+}
 
-Try (freeradius-utils):
-  radtest alice password 127.0.0.1:%d 0 %s                 # PAP: Access-Accept, VLAN 300
-  radtest alice wrong 127.0.0.1:%d 0 %s                    # Access-Reject
-  echo 'User-Name=02-00-00-00-00-01,User-Password=02-00-00-00-00-01,Calling-Station-Id=02-00-00-00-00-01,Message-Authenticator=0x00' \
-    | radclient -x 127.0.0.1:%d auth %s                     # MAB: Access-Accept, VLAN 41
-  echo 'Message-Authenticator=0x00' | radclient -x 127.0.0.1:%d status %s   # Status-Server
-  echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice' | radclient -x 127.0.0.1:%d acct %s
-  mxedge cache list --socket %[14]s                         # MAB clients learned from the lab cloud
-  mxedge test auth --server 127.0.0.1:%[4]d --secret %[2]s --eap-tls --identity laptop.lab.test --anonymous \
-    --cert %[16]s --key %[17]s --ca %[18]s   # EAP-TLS: VLAN 300, MPPE keys
-  mxedge status --socket %[14]s                             # mode, upstream, cache, counters
-  mxedge events --follow --socket %[14]s                    # the NAC event stream
-Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:
-  touch %[15]s    # cut:     MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)
-  rm %[15]s       # restore: failback after 3 healthy Status-Server probes
-Stop with Ctrl-C.
-`, l.Dir, Secret, l.Upstream, authPort, Secret, authPort, Secret, authPort, Secret, authPort, Secret, acctPort, Secret,
-		filepath.Join(l.Dir, "control.sock"), l.CutFile(), l.LaptopCert, l.LaptopKey, l.PKI.CAFile)
+// ShellQuote quotes s for a POSIX shell when it needs it, so a printed command runs as printed.
+func ShellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:,=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func (l *Lab) serve(ctx context.Context) {
