@@ -391,6 +391,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 		{"upstreams.status_interval", u.StatusInterval, time.Second, 100 * time.Millisecond, 60 * time.Second},
 		{"upstreams.backoff_min", u.BackoffMin, 500 * time.Millisecond, 10 * time.Millisecond, time.Minute},
 		{"upstreams.backoff_max", u.BackoffMax, 10 * time.Second, 100 * time.Millisecond, 10 * time.Minute},
+		{"upstreams.stall_after", u.StallAfter, 500 * time.Millisecond, 50 * time.Millisecond, 10 * time.Second},
 	}
 	vals := make([]time.Duration, len(durs))
 	for i, d := range durs {
@@ -423,9 +424,10 @@ func (c *Config) buildPool(v *validator, b *Built) {
 			secret = "radsec"
 		}
 		b.Pool.Upstreams = append(b.Pool.Upstreams, proxy.UpstreamOptions{
-			Name: s.Name, Host: host, Port: port, SRV: s.SRV, ServerName: s.ServerName, Priority: s.Priority,
-			Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
+			Name: s.Name, Host: host, Port: port, SRV: s.SRV, VerifySRVTarget: s.VerifySRVTarget, ServerName: s.ServerName,
+			Priority: s.Priority, Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
 			DialTimeout: vals[0], DeadAfter: vals[1], StatusInterval: vals[2], BackoffMin: vals[3], BackoffMax: vals[4],
+			StallAfter: vals[5],
 		})
 	}
 	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(2 * time.Second)}

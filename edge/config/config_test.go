@@ -143,6 +143,16 @@ func TestDefaults(t *testing.T) {
 	if !b.Clients[0].LimitProxyState || !b.Clients[0].RequireMessageAuthenticator {
 		t.Fatal("BlastRADIUS defences must default on")
 	}
+	if u := b.Pool.Upstreams[0]; u.StallAfter != 500*time.Millisecond || u.VerifySRVTarget {
+		t.Fatalf("upstream defaults: stall_after %v, verify_srv_target %v", u.StallAfter, u.VerifySRVTarget)
+	}
+	doc = strings.Replace(doc, "servers:\n    - {name: u, address: 192.0.2.10}", "stall_after: 250ms\n  servers:\n    - {name: u, address: 192.0.2.10, srv: true, verify_srv_target: true}", 1)
+	if c, err = config.Parse("m.yaml", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	if u := c.Built().Pool.Upstreams[0]; u.StallAfter != 250*time.Millisecond || !u.VerifySRVTarget {
+		t.Fatalf("stall_after %v, verify_srv_target %v", u.StallAfter, u.VerifySRVTarget)
+	}
 }
 
 func TestErrorsNameFileLineAndField(t *testing.T) {
@@ -168,6 +178,7 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"bad listen", "listen:\n  auth: [\"1812\"]\n", []string{"m.yaml:2: listen.auth[0]:"}},
 		{"not a mapping", "- a\n- b\n", []string{"m.yaml:1:", "mapping"}},
 		{"yaml syntax", "clients: [\n", []string{"m.yaml"}},
+		{"stall range", "upstreams:\n  stall_after: 10ms\n" + tlsBlock + "  servers: [{name: u, address: 192.0.2.1}]\n", []string{"upstreams.stall_after:", "outside"}},
 		{"cache ttl too long", "cache:\n  ttl: 31d\n", []string{"m.yaml:2: cache.ttl:", "1d..30d"}},
 		{"cache ttl too short", "cache:\n  ttl: 12h\n", []string{"m.yaml:2: cache.ttl:"}},
 		{"cache max entries", "cache:\n  max_entries: -3\n", []string{"m.yaml:2: cache.max_entries:", "1..100000000"}},

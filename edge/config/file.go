@@ -141,6 +141,7 @@ type Upstreams struct {
 	DialTimeout    Duration       `yaml:"dial_timeout"`    // default 3s
 	DeadAfter      Duration       `yaml:"dead_after"`      // default 2s
 	StatusInterval Duration       `yaml:"status_interval"` // default 1s
+	StallAfter     Duration       `yaml:"stall_after"`     // default 500ms
 	BackoffMin     Duration       `yaml:"backoff_min"`     // default 500ms
 	BackoffMax     Duration       `yaml:"backoff_max"`     // default 10s
 	MaxConnections int            `yaml:"max_connections"` // default 4
@@ -149,12 +150,15 @@ type Upstreams struct {
 
 // UpstreamFile is one RadSec upstream.
 type UpstreamFile struct {
-	Name       string `yaml:"name"`
-	Address    string `yaml:"address"` // host[:port], port default 2083
-	SRV        bool   `yaml:"srv"`     // resolve _radsec._tcp.host
-	ServerName string `yaml:"server_name"`
-	Priority   int    `yaml:"priority"`
-	Secret     string `yaml:"secret"` // default "radsec"
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"` // host[:port], port default 2083
+	SRV     bool   `yaml:"srv"`     // resolve _radsec._tcp.host
+	// VerifySRVTarget checks the certificate against the SRV target rather than the configured
+	// name; only for resolvers that validate DNSSEC (RFC 7585 §3.4).
+	VerifySRVTarget bool   `yaml:"verify_srv_target"`
+	ServerName      string `yaml:"server_name"`
+	Priority        int    `yaml:"priority"`
+	Secret          string `yaml:"secret"` // default "radsec"
 }
 
 // DNSFile configures upstream name resolution.
