@@ -95,6 +95,9 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := p.authz.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := b.Survival.Sites.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	p.engine = survivability.EngineOptions{Logger: logger}
 	po := b.Pool
 	if err := po.Validate(); err != nil {

@@ -118,6 +118,7 @@ type Edge struct {
 	acct     *survivability.Accounting
 	learner  *survivability.Learner
 	engine   *survivability.Engine // nil when survivability is off
+	sites    *survivability.Sites  // the per-site policy, swapped on reload
 	// The proxy.
 	resolver *resolve.Resolver
 	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
@@ -209,9 +210,12 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	// One local authorization decision for MAB and local EAP-TLS.
+	// One local authorization decision for MAB and local EAP-TLS, under the per-site policy.
+	if e.sites, err = survivability.NewSites(p.b.Survival.Sites); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	ao := p.authz
-	ao.Cache = e.cache
+	ao.Cache, ao.Sites = e.cache, e.sites
 	authz, err := survivability.NewAuthorizer(ao)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -227,7 +231,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	var fallback proxy.Fallback
 	if p.b.Survival.Enabled {
 		eo := p.engine
-		eo.Health, eo.Authorizer, eo.Accounting, eo.Events = e.health, authz, e.acct, e.publish
+		eo.Health, eo.Authorizer, eo.Accounting, eo.Events, eo.Sites = e.health, authz, e.acct, e.publish, e.sites
 		if e.localEAP != nil {
 			eo.EAP = e.localEAP
 		}

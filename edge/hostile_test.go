@@ -70,9 +70,12 @@ func identityRequest(t *testing.T, id uint8, mac string) []byte {
 func TestE2EHostileSurvivability(t *testing.T) {
 	peertest.Require(t, "eapol_test")
 	x := startE2E(t, 1, func(lab *pkitest.Lab) string {
+		// password_logins: reject, so that a request refused as a password login is an
+		// Access-Reject the test can see rather than the default silence.
 		return fmt.Sprintf(`survivability:
   default_mab_vlan: "41"
   default_dot1x_vlan: "51"
+  password_logins: reject
   eap_tls:
     certificate: %s
     key: %s

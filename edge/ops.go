@@ -107,8 +107,11 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	}
 	for _, d := range e.decisions.Local() {
 		code := "reject"
-		if d.Allowed {
+		switch {
+		case d.Allowed:
 			code = "accept"
+		case survivability.Unanswered(d.Reason):
+			code = "none" // a deliberate drop (password_logins: no-answer)
 		}
 		s.LocalDecisions = append(s.LocalDecisions, metrics.LocalDecision{Method: d.Method, Reason: d.Reason, Code: code, Count: d.Count})
 	}

@@ -135,6 +135,12 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 		e.listener.SetTLS(b.Listener.TLS)
 	}
 	e.setTrust(b.Survival.EAPTLS)
+	if err := e.sites.Set(b.Survival.Sites); err != nil {
+		e.log.Error("site policy not reloaded", "err", err)
+	}
+	if b.Survival.Enabled && e.engine == nil {
+		e.log.Warn("survivability enabled: restart mxedge to apply it")
+	}
 	next := startPool(pool)
 	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	pool.WaitReady(wctx)

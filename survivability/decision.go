@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"mxedge/cache"
 	"mxedge/proxy/packet"
@@ -54,7 +55,12 @@ type AuthorizerOptions struct {
 	// FailClosed rejects clients not in the cache instead of giving them the default VLAN (the
 	// Duo-style "failmode").
 	FailClosed bool
-	Logger     *slog.Logger
+	// Sites, when set, is the per-site policy (site.go): the default VLANs and failmode are then
+	// those of the NAS's site instead of the three above, and a cached entry is served only within
+	// the caching period of the site it was learned at.
+	Sites  *Sites
+	Now    func() time.Time // the clock of the caching period; default time.Now
+	Logger *slog.Logger
 }
 
 // Authorizer is the one local authorization decision, for MAB and EAP-TLS alike: a cache entry is
@@ -75,24 +81,32 @@ func NewAuthorizer(o AuthorizerOptions) (*Authorizer, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &Authorizer{o: o}, nil
 }
 
-// Authorize decides on a proven request from a NAS of vendor (proxy.Client.Vendor):
+// Authorize decides on a proven request from a NAS of vendor and site (proxy.Client.Vendor, Site):
 //   - MAB: the MAB record of p.MAC, never a record of another method on that MAC;
 //   - EAP-TLS: the EAP-TLS record whose identity equals p.Identity (case-insensitive), never a
 //     record found by the MAC alone;
 //
-// else the method's default VLAN, or a refusal when failmode is closed. A Proof of any other
-// method, or EAP-TLS without an identity, is refused.
-func (a *Authorizer) Authorize(p Proof, vendor string) Verdict {
+// each within the caching period of the site it was learned at; else the method's default VLAN,
+// or a refusal when failmode is closed, both of the NAS's site. A Proof of any other method, or
+// EAP-TLS without an identity, is refused.
+func (a *Authorizer) Authorize(p Proof, vendor, site string) Verdict {
 	var rec cache.Record
 	var hit bool
 	var err error
 	var vlan string
+	policy := Site{DefaultMABVLAN: a.o.DefaultMABVLAN, DefaultDot1XVLAN: a.o.DefaultDot1XVLAN, FailClosed: a.o.FailClosed}
+	if a.o.Sites != nil {
+		policy = a.o.Sites.For(site)
+	}
 	switch p.Method {
 	case cache.MethodMAB:
-		vlan = a.o.DefaultMABVLAN
+		vlan = policy.DefaultMABVLAN
 		if p.MAC != "" {
 			rec, hit, err = a.o.Cache.LookupMAB(p.MAC)
 			hit = hit && rec.Method == cache.MethodMAB && rec.MAC == p.MAC
@@ -101,7 +115,7 @@ func (a *Authorizer) Authorize(p Proof, vendor string) Verdict {
 		if p.Identity == "" {
 			return Verdict{Reason: ReasonFailClosed}
 		}
-		vlan = a.o.DefaultDot1XVLAN
+		vlan = policy.DefaultDot1XVLAN
 		rec, hit, err = a.o.Cache.LookupEAPTLS(p.Identity, p.MAC)
 		hit = hit && rec.Method == cache.MethodEAPTLS && strings.EqualFold(rec.Identity, p.Identity)
 	default:
@@ -111,11 +125,12 @@ func (a *Authorizer) Authorize(p Proof, vendor string) Verdict {
 		a.o.Logger.Error("cache lookup failed", "mac", p.MAC, "user", p.Identity, "err", err)
 		hit = false
 	}
+	hit = hit && a.o.Sites.Fresh(rec, a.o.Now())
 	var v Verdict
 	switch {
 	case hit:
 		v = Verdict{Allowed: true, Attrs: authorization(rec.Attrs), Reason: ReasonCacheHit}
-	case a.o.FailClosed:
+	case policy.FailClosed:
 		return Verdict{Reason: ReasonFailClosed}
 	default:
 		v = Verdict{Allowed: true, Attrs: DefaultVLANAttrs(vendor, vlan), Reason: ReasonDefaultVLAN}

@@ -90,7 +90,7 @@ func TestDecisionOverLearnedCache(t *testing.T) {
 			{"other method", Proof{Method: cache.MethodOther, MAC: printerMAC}, func() (bool, string, string) { return false, "", ReasonFailClosed }},
 		}
 		for _, tt := range tests {
-			v := a.Authorize(tt.proof, "cisco")
+			v := a.Authorize(tt.proof, "cisco", "")
 			allowed, vl, reason := tt.want()
 			if v.Allowed != allowed || v.VLAN != vl || v.Reason != reason {
 				t.Errorf("failClosed=%v %s: %+v, want allowed=%v vlan=%q %s", failClosed, tt.name, v, allowed, vl, reason)

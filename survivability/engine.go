@@ -38,6 +38,10 @@ type EngineOptions struct {
 	Health *Health
 	// Authorizer is the local authorization decision, shared with the local EAP-TLS server.
 	Authorizer *Authorizer
+	// Sites is the per-site policy (site.go): whether a site's NASes get local decisions and what
+	// their password logins get; the Authorizer reads the same table for the default VLANs,
+	// failmode and caching period. nil: one enabled site rejecting password logins.
+	Sites      *Sites
 	EAP        EAPHandler      // nil: EAP is rejected with a reason
 	Accounting AccountingSpool // nil: accounting is not acknowledged while the cloud is unreachable
 	Events     func(Event)
@@ -48,7 +52,8 @@ type EngineOptions struct {
 // Engine is the local decision engine: the proxy's Fallback. It answers while the cloud NAC is down
 // (Active) and for every request the upstreams failed to answer.
 type Engine struct {
-	opts EngineOptions
+	opts   EngineOptions
+	logins loginLimiter // failed local password logins (password.go)
 }
 
 // NewEngine returns an engine; Health and Authorizer are required.
@@ -133,6 +138,10 @@ func (e *Engine) accounting(req *proxy.Request) (packet.Packet, error) {
 
 func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 	c := Classify(req.Packet, req.Client.Secret)
+	site := e.site(req)
+	if !site.Enabled {
+		return e.siteDisabled(req, c)
+	}
 	switch c.Method {
 	case MethodMAB:
 		return e.mab(req, c)
@@ -143,18 +152,13 @@ func (e *Engine) access(req *proxy.Request) (packet.Packet, error) {
 		}
 		return e.opts.EAP.Serve(req), nil
 	}
-	method := "pap"
-	if req.Packet.Has(packet.AttrCHAPPassword) {
-		method = "chap"
-	}
-	e.event(req, Event{Method: method, MAC: c.MAC, Identity: c.UserName, Reason: "unsupported-method"})
-	return e.reject(req, ReplyUnsupported)
+	return e.password(req, c, site)
 }
 
 // mab answers a request whose password proved its MAC (Classify): the Access-Accept carries the
 // authorization attributes only, never a User-Name.
 func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error) {
-	v := e.opts.Authorizer.Authorize(Proof{Method: cache.MethodMAB, MAC: c.MAC}, req.Client.Vendor)
+	v := e.opts.Authorizer.Authorize(Proof{Method: cache.MethodMAB, MAC: c.MAC}, req.Client.Vendor, req.Client.Site)
 	e.event(req, Event{Allowed: v.Allowed, Method: "mab", MAC: c.MAC, Identity: c.UserName, VLAN: v.VLAN, Reason: v.Reason})
 	if !v.Allowed {
 		return e.reject(req, "")

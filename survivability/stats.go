@@ -93,7 +93,9 @@ func (s *DecisionStats) Count(ev Event) {
 			d = DeciderPolicy
 		}
 	}
-	s.access[methodIndex(ev.Method)][allowed][d].Add(1)
+	if !Unanswered(ev.Reason) { // nothing was sent: not an Accept or a Reject
+		s.access[methodIndex(ev.Method)][allowed][d].Add(1)
+	}
 	if ev.Source == SourceLocal {
 		counter(s, s.local, localKey{method: ev.Method, reason: ev.Reason, allowed: ev.Allowed}).Add(1)
 	}

@@ -15,6 +15,7 @@ func TestDecisionStats(t *testing.T) {
 		{Allowed: false, Method: "mab", Source: SourceLocal, Reason: "failmode-closed"},
 		{Allowed: false, Method: "eap-tls", Source: SourceLocal, Reason: "cert-expired"},
 		{Allowed: false, Method: "chap", Source: SourceLocal, Reason: "unsupported-method"},
+		{Allowed: false, Method: "pap", Source: SourceLocal, Reason: ReasonPasswordNoAnswer}, // nothing sent
 		{Allowed: true, Method: "accounting", Source: SourceLocal, Reason: "spooled"},
 		{Method: "accounting", Source: SourceLocal, Reason: "spool-full"},
 	} {
@@ -41,10 +42,11 @@ func TestDecisionStats(t *testing.T) {
 		sum += v
 	}
 	if sum != 7 {
-		t.Errorf("%d access decisions, want 7: accounting is not an access decision", sum)
+		t.Errorf("%d access decisions, want 7: accounting and unanswered requests are not access decisions", sum)
 	}
 	local := s.Local()
-	if len(local) != 5 || local[0] != (LocalCount{Method: "chap", Reason: "unsupported-method", Count: 1}) {
+	if len(local) != 6 || local[0] != (LocalCount{Method: "chap", Reason: "unsupported-method", Count: 1}) ||
+		local[5] != (LocalCount{Method: "pap", Reason: ReasonPasswordNoAnswer, Count: 1}) {
 		t.Errorf("local: %+v", local)
 	}
 	if a := s.Accounting(); a["spooled"] != 1 || a["spool-full"] != 1 || len(a) != 2 {

@@ -98,6 +98,14 @@ func TestCheck(t *testing.T) {
 	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), bad+`:3: unknown key "adress"`) {
 		t.Fatalf("check of a bad file: %v", err)
 	}
+	// A site the survivability block does not list, once sites are listed.
+	doc, _ := os.ReadFile(path)
+	unknownSite := filepath.Join(t.TempDir(), "sites.yaml")
+	os.WriteFile(unknownSite, []byte(strings.Replace(string(doc), "survivability:\n", "survivability:\n  sites:\n    - {name: elsewhere}\n", 1)), 0o600)
+	if _, err = execute(t, "check", "--config", unknownSite); !errors.Is(err, config.ErrInvalid) ||
+		!strings.Contains(err.Error(), unknownSite+":") || !strings.Contains(err.Error(), "clients[0].site:") {
+		t.Fatalf("check of a client at an unlisted site: %v", err)
+	}
 	if _, err := execute(t, "check", "--config", "/nonexistent.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent.yaml") {
 		t.Fatalf("missing file: %v", err)
 	}

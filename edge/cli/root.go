@@ -52,6 +52,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newTestCmd(),
 		newDoctorCmd(),
 		newGenManCmd(),
+		newPasswdCmd(),
 	)
 	return root
 }

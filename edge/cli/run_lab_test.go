@@ -90,8 +90,8 @@ func TestQuickStart(t *testing.T) {
 		"EAP-TLS: VLAN 300, MPPE keys":           `"300"`,
 		"mode, upstream, cache, counters":        "lab-cloud",
 		"the NAC event stream (Ctrl-C ends it)":  "ACCEPT",
-		"cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP is rejected": "",
-		"restore: failback after 3 healthy Status-Server probes":                   "",
+		"cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)": "",
+		"restore: failback after 3 healthy Status-Server probes":                                                                  "",
 	}
 	cmds := bannerCommands(try)
 	if len(cmds) != len(want) {

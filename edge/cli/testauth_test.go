@@ -340,7 +340,8 @@ func TestLabOperability(t *testing.T) {
 
 // TestLabWANCut drives the quick start's WAN cut: with the cut file present the lab cloud goes silent,
 // mxedge answers locally (the learned MAB client keeps VLAN 41, an unknown one gets the lab's default
-// 99, PAP is rejected), and removing the file fails back.
+// 99, PAP gets no answer under the default password_logins: no-answer), and removing the file fails
+// back.
 func TestLabWANCut(t *testing.T) {
 	l, server := startLabEdge(t)
 	udp := []string{"--server", server, "--secret", lab.Secret}
@@ -376,7 +377,7 @@ func TestLabWANCut(t *testing.T) {
 	if out, err := runTestAuthCmd(t, append(udp, "--mac", "02:00:00:00:00:77")...); err != nil || !strings.Contains(out, `"99"`) {
 		t.Fatalf("unknown client during the cut: %v\n%s", err, out)
 	}
-	if _, err := runTestAuthCmd(t, append(udp, "--user", "alice", "--password", "password")...); !errors.Is(err, ErrRejected) {
+	if _, err := runTestAuthCmd(t, append(udp, "--user", "alice", "--password", "password")...); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("PAP during the cut: %v", err)
 	}
 	// The laptop authenticates against mxedge itself and keeps the VLAN the cloud gave it.

@@ -19,6 +19,7 @@ import (
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 	"mxedge/survivability/spool"
 )
 
@@ -53,9 +54,13 @@ type Built struct {
 
 // Survival is the survivability configuration.
 type Survival struct {
-	Spool            spool.Options
-	EAPTLS           *EAPTLS // nil: EAP is rejected while the cloud is unreachable
-	Enabled          bool
+	Spool  spool.Options
+	EAPTLS *EAPTLS // nil: EAP is rejected while the cloud is unreachable
+	// Enabled: the local decision engine runs, because the default or at least one site has
+	// survivability on. Sites says per site.
+	Enabled bool
+	// Sites is the per-site policy; its Default is the survivability block itself.
+	Sites            survivability.SiteTable
 	DefaultMABVLAN   string
 	DefaultDot1XVLAN string
 	FailClosed       bool
@@ -237,6 +242,7 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	}
 	checkVLAN(v, "survivability.default_mab_vlan", f.DefaultMABVLAN)
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
+	c.buildSites(v, b, &s)
 	if s.FailbackProbes == 0 {
 		s.FailbackProbes = 3
 	} else if s.FailbackProbes < 1 || s.FailbackProbes > 100 {

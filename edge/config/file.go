@@ -45,6 +45,30 @@ type SurvivalFile struct {
 	FailbackProbes   int        `yaml:"failback_probes"`    // default 3
 	Spool            SpoolFile  `yaml:"spool"`
 	EAPTLS           EAPTLSFile `yaml:"eap_tls"`
+	// CachingPeriod is how long an entry learned from a site's NAS is served after its last
+	// Access-Accept: 1d..30d, default cache.ttl (7d).
+	CachingPeriod Duration `yaml:"caching_period"`
+	// PasswordLogins is the outage policy for password logins (PAP, CHAP) that are not MAB:
+	// no-answer (default) | reject | local.
+	PasswordLogins string `yaml:"password_logins"`
+	// LocalAccounts is the file of user:hash lines (argon2id or bcrypt) checked under
+	// password_logins: local.
+	LocalAccounts string `yaml:"local_accounts"`
+	// Sites override the values above for the NAS clients whose site they name; a client of a
+	// site not listed gets the values above. With any site listed, every client's site must be.
+	Sites []SiteFile `yaml:"sites"`
+}
+
+// SiteFile is one site's survivability policy; an unset key takes the survivability block's value.
+type SiteFile struct {
+	Name             string   `yaml:"name"` // the clients' and RadSec peers' site
+	Enabled          *bool    `yaml:"enabled"`
+	CachingPeriod    Duration `yaml:"caching_period"`
+	DefaultMABVLAN   *string  `yaml:"default_mab_vlan"`   // "" for none
+	DefaultDot1XVLAN *string  `yaml:"default_dot1x_vlan"` // "" for none
+	Failmode         string   `yaml:"failmode"`
+	PasswordLogins   string   `yaml:"password_logins"`
+	LocalAccounts    string   `yaml:"local_accounts"`
 }
 
 // EAPTLSFile configures the local EAP-TLS server (off while certificate is empty).

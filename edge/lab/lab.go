@@ -247,7 +247,7 @@ func (l *Lab) Instructions(bin string, auth, acct netip.AddrPort) string {
 	line(fmt.Sprintf("%s status --socket %s", bin, ShellQuote(sock)), "mode, upstream, cache, counters")
 	line(fmt.Sprintf("%s events --follow --socket %s", bin, ShellQuote(sock)), "the NAC event stream (Ctrl-C ends it)")
 	b.WriteString("Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:\n")
-	line("touch "+ShellQuote(l.CutFile()), "cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP is rejected")
+	line("touch "+ShellQuote(l.CutFile()), "cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)")
 	line("rm "+ShellQuote(l.CutFile()), "restore: failback after 3 healthy Status-Server probes")
 	b.WriteString("Stop with Ctrl-C.\n")
 	return b.String()

@@ -468,7 +468,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 		ev.Reason = ReasonNoIdentity
 		return h.reject(req, failure, ev, "")
 	}
-	v := h.o.Authorizer.Authorize(survivability.Proof{Method: cache.MethodEAPTLS, MAC: ev.MAC, Identity: ev.Identity}, req.Client.Vendor)
+	v := h.o.Authorizer.Authorize(survivability.Proof{Method: cache.MethodEAPTLS, MAC: ev.MAC, Identity: ev.Identity}, req.Client.Vendor, req.Client.Site)
 	ev.Reason, ev.VLAN = v.Reason, v.VLAN
 	if !v.Allowed {
 		return h.reject(req, failure, ev, "")

@@ -42,7 +42,7 @@ func defaultIdentityOrder() []string {
 // Authorizer is the local authorization decision the handler asks once a certificate is verified
 // (survivability.Authorizer implements it).
 type Authorizer interface {
-	Authorize(p survivability.Proof, vendor string) survivability.Verdict
+	Authorize(p survivability.Proof, vendor, site string) survivability.Verdict
 }
 
 // ErrConfig wraps every configuration error.
