@@ -26,6 +26,18 @@ type Fallback interface {
 	Serve(ctx context.Context, req *Request, cause error) (packet.Packet, error)
 }
 
+// SlowFallback is implemented by a Fallback some of whose local answers cost more than a cache
+// lookup and a signature, such as checking a password against a memory-hard hash; the router runs
+// those off the goroutine that reads the NAS's socket.
+type SlowFallback interface {
+	Slow(req *Request) bool
+}
+
+func slow(fb Fallback, req *Request) bool {
+	s, ok := fb.(SlowFallback)
+	return ok && s.Slow(req)
+}
+
 // Observer sees every answer an upstream gave (cache learning, NAC events). It runs on the
 // connection's goroutine and must not block.
 type Observer interface {
@@ -142,9 +154,10 @@ func (r *Router) ServeRADIUS(req *Request) {
 		r.stats.Fallback.Add(1)
 		// Local MAB and PAP decisions are answered on the reader goroutine, which saves a goroutine
 		// hand-off per request: they are a cache lookup and a signature. An EAP-TLS step can be a
-		// millisecond of handshake CPU, and accounting waits for an fsync: those run on their own
-		// goroutines so that the socket's one reader keeps reading and handshakes use every core.
-		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) {
+		// millisecond of handshake CPU, accounting waits for an fsync, and a Fallback may say a
+		// request costs more (a password hash check): those run on their own goroutines so that the
+		// socket's one reader keeps reading and the work uses every core.
+		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) && !slow(fb, req) {
 			r.local(req, nil)
 			return
 		}

@@ -86,6 +86,21 @@ func (e *Engine) Takes(req *proxy.Request) bool {
 	return e.opts.Health.Local()
 }
 
+// Slow implements proxy.SlowFallback: a password login at a site whose policy checks local
+// accounts costs an argon2id or bcrypt verification (about 0.1 s), which must not hold up the
+// socket's reader; every other local Access-Request decision is a cache lookup and a signature.
+func (e *Engine) Slow(req *proxy.Request) bool {
+	site := e.site(req)
+	if !site.Enabled || site.Password != PasswordLocal || req.Packet.Code() != packet.CodeAccessRequest {
+		return false
+	}
+	switch Classify(req.Packet, req.Client.Secret).Method {
+	case MethodMAB, MethodEAPTLS, MethodEAPOther:
+		return false
+	}
+	return true
+}
+
 // Serve implements proxy.Fallback.
 func (e *Engine) Serve(_ context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
 	if cause != nil && proxy.IsTimeout(cause) {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
 
+	"mxedge/proxy"
 	"mxedge/proxy/packet"
 )
 
@@ -245,4 +246,29 @@ func FuzzParseAccounts(f *testing.F) {
 			a.Verify(user, []byte("x"))
 		}
 	})
+}
+
+// TestSlowOnlyForLocalAccounts: only a password login checked against local accounts is too slow
+// for the socket's reader (proxy.SlowFallback); MAB and the other policies are answered inline.
+func TestSlowOnlyForLocalAccounts(t *testing.T) {
+	now := t0
+	table := SiteTable{
+		Default: Site{Enabled: true, Password: PasswordReject},
+		Sites:   map[string]Site{"local": {Name: "local", Enabled: true, Password: PasswordLocal, Accounts: testAccounts(t)}},
+	}
+	e, _ := siteEngine(t, table, &now)
+	slow := func(site string, p packet.Packet) bool {
+		client := &proxy.Client{Name: "sw-" + site, Site: site, Secret: proxy.Secret(secret)}
+		return e.Slow(&proxy.Request{Client: client, Packet: p})
+	}
+	pap := request(t, s(1, "netadmin"), s(2, "correct horse"))
+	if !slow("local", pap) {
+		t.Error("a local-accounts password login is answered on the reader")
+	}
+	if slow("default", pap) {
+		t.Error("a rejected password login is sent off the reader")
+	}
+	if slow("local", mabRequest(t, "02:00:00:00:00:07")) {
+		t.Error("MAB at a local-accounts site is sent off the reader")
+	}
 }
