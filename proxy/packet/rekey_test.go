@@ -2,14 +2,10 @@ package packet
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // hide encrypts plain as attribute def would carry it, under secret and auth.
@@ -221,32 +217,10 @@ END-VENDOR Acme
 // Tunnel-Password and MS-MPPE-Recv-Key in a reply that ForwardResponse re-keyed from an upstream
 // secret to the NAS's, and prints the originals.
 func TestRekeyedAttrsMatchRadclient(t *testing.T) {
-	bin, err := exec.LookPath("radclient")
-	if err != nil {
-		t.Fatalf("radclient (freeradius-utils) is required: %v", err)
-	}
 	nasSecret, upSecret := []byte("testing123"), []byte("upstream-only")
 	upAuth := bytes.Repeat([]byte{0x5a}, AuthLen)
 	key := []byte("0123456789abcdef")
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	done := make(chan error, 1)
-	go func() {
-		buf := make([]byte, MaxLen)
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, from, err := c.ReadFrom(buf)
-		if err != nil {
-			done <- err
-			return
-		}
-		req, err := Parse(buf[:n])
-		if err != nil {
-			done <- err
-			return
-		}
+	received := radclientReply(t, nasSecret, func(req Packet) ([]byte, error) {
 		// The upstream's reply, hidden under its own secret and the upstream request's authenticator.
 		b := New(nil, CodeAccessAccept, 1, nil)
 		b.AddVSA(14823, 44, EncryptSalted(nil, []byte("psk-passphrase"), [2]byte{0x80, 3}, upSecret, upAuth))
@@ -254,34 +228,17 @@ func TestRekeyedAttrsMatchRadclient(t *testing.T) {
 		b.AddVSA(VendorMicrosoft, 17, EncryptSalted(nil, key, [2]byte{0x80, 5}, upSecret, upAuth))
 		up, err := b.Finish(upSecret, upAuth)
 		if err != nil {
-			done <- err
-			return
+			return nil, err
 		}
-		resp, err := ForwardResponse(nil, up, &Rekey{FromSecret: upSecret, FromAuth: upAuth, ToSecret: nasSecret}, req, nil)
-		if err == nil {
-			_, err = c.WriteTo(resp, from)
-		}
-		done <- err
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-x", "-r", "1", "-t", "5", c.LocalAddr().String(), "auth", string(nasSecret))
-	cmd.Stdin = strings.NewReader("User-Name = bob\n")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("radclient: %v\n%s", err, out)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("responder: %v", err)
-	}
-	_, received, _ := strings.Cut(string(out), "Received Access-Accept")
+		return ForwardResponse(nil, up, &Rekey{FromSecret: upSecret, FromAuth: upAuth, ToSecret: nasSecret}, req, nil)
+	})
 	for _, want := range []string{
 		"Aruba-MPSK-Passphrase = 0x" + hex.EncodeToString([]byte("psk-passphrase")),
 		`Tunnel-Password:1 = "tunnel-secret"`,
 		"MS-MPPE-Recv-Key = 0x" + hex.EncodeToString(key),
 	} {
 		if !strings.Contains(received, "\t"+want+"\n") {
-			t.Errorf("radclient did not print %s:\n%s", want, out)
+			t.Errorf("radclient did not print %s:\n%s", want, received)
 		}
 	}
 }
