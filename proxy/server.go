@@ -67,6 +67,12 @@ type ServerOptions struct {
 	Now    func() time.Time
 }
 
+// The front door's defaults (ServerOptions); edge/config reads them rather than repeating them.
+const (
+	DefaultRequestTimeout  = 4 * time.Second
+	DefaultDuplicateWindow = 10 * time.Second
+)
+
 // readBatch is how many datagrams one reader takes from its socket per system call.
 const readBatch = 32
 
@@ -96,10 +102,10 @@ func (o *ServerOptions) setDefaults() {
 		o.Readers = 1
 	}
 	if o.DuplicateWindow == 0 {
-		o.DuplicateWindow = 10 * time.Second
+		o.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if o.RequestTimeout == 0 {
-		o.RequestTimeout = 4 * time.Second
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -93,27 +93,38 @@ func (o *UpstreamOptions) setDefaults() {
 		o.Secret = Secret(radsec.DefaultSecret)
 	}
 	if o.MaxConnections <= 0 {
-		o.MaxConnections = 4
+		o.MaxConnections = DefaultMaxConnections
 	}
 	if o.DialTimeout <= 0 {
-		o.DialTimeout = 3 * time.Second
+		o.DialTimeout = DefaultDialTimeout
 	}
 	if o.DeadAfter <= 0 {
-		o.DeadAfter = 2 * time.Second
+		o.DeadAfter = DefaultDeadAfter
 	}
 	if o.StatusInterval <= 0 {
-		o.StatusInterval = time.Second
+		o.StatusInterval = DefaultStatusInterval
 	}
 	if o.StallAfter <= 0 {
-		o.StallAfter = 500 * time.Millisecond
+		o.StallAfter = DefaultStallAfter
 	}
 	if o.BackoffMin <= 0 {
-		o.BackoffMin = 500 * time.Millisecond
+		o.BackoffMin = DefaultBackoffMin
 	}
 	if o.BackoffMax <= 0 {
-		o.BackoffMax = 10 * time.Second
+		o.BackoffMax = DefaultBackoffMax
 	}
 }
+
+// An upstream's defaults (UpstreamOptions); edge/config reads them rather than repeating them.
+const (
+	DefaultMaxConnections = 4
+	DefaultDialTimeout    = 3 * time.Second
+	DefaultDeadAfter      = 2 * time.Second
+	DefaultStatusInterval = time.Second
+	DefaultStallAfter     = 500 * time.Millisecond
+	DefaultBackoffMin     = 500 * time.Millisecond
+	DefaultBackoffMax     = 10 * time.Second
+)
 
 // UpstreamState is an upstream's connection state.
 type UpstreamState int32

@@ -37,6 +37,9 @@ func (m Mode) String() string {
 	return "up"
 }
 
+// DefaultFailbackProbes is HealthOptions.FailbackProbes when unset.
+const DefaultFailbackProbes = 3
+
 // HealthOptions tune the state machine.
 type HealthOptions struct {
 	// FailbackProbes is the hold-down after a flap: how many consecutive Status-Server answers an
@@ -100,7 +103,7 @@ type Health struct {
 // NewHealth returns a state machine in ModeUp.
 func NewHealth(o HealthOptions) *Health {
 	if o.FailbackProbes <= 0 {
-		o.FailbackProbes = 3
+		o.FailbackProbes = DefaultFailbackProbes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -19,6 +19,7 @@ import (
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/proxy/resolve"
 	"mxedge/survivability"
 	"mxedge/survivability/spool"
 )
@@ -130,8 +131,8 @@ func (c *Config) validate(v *validator) {
 	b.Server = proxy.ServerOptions{
 		AuthAddrs:       orDefault(f.Listen.Auth, DefaultAuthAddrs),
 		AcctAddrs:       orDefault(f.Listen.Acct, DefaultAcctAddrs),
-		RequestTimeout:  f.RequestTimeout.D(4 * time.Second),
-		DuplicateWindow: f.DuplicateWindow.D(10 * time.Second),
+		RequestTimeout:  f.RequestTimeout.D(proxy.DefaultRequestTimeout),
+		DuplicateWindow: f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
 	}
 	for i, a := range f.Listen.Auth {
 		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
@@ -244,7 +245,7 @@ func (c *Config) buildSurvival(v *validator, b *Built) {
 	checkVLAN(v, "survivability.default_dot1x_vlan", f.DefaultDot1XVLAN)
 	c.buildSites(v, b, &s)
 	if s.FailbackProbes == 0 {
-		s.FailbackProbes = 3
+		s.FailbackProbes = survivability.DefaultFailbackProbes
 	} else if s.FailbackProbes < 1 || s.FailbackProbes > 100 {
 		v.errorf("survivability.failback_probes", "%d is outside 1..100", f.FailbackProbes)
 	}
@@ -386,12 +387,12 @@ func (c *Config) buildPool(v *validator, b *Built) {
 		def      time.Duration
 		min, max time.Duration
 	}{
-		{"upstreams.dial_timeout", u.DialTimeout, 3 * time.Second, 100 * time.Millisecond, 30 * time.Second},
-		{"upstreams.dead_after", u.DeadAfter, 2 * time.Second, 200 * time.Millisecond, 60 * time.Second},
-		{"upstreams.status_interval", u.StatusInterval, time.Second, 100 * time.Millisecond, 60 * time.Second},
-		{"upstreams.backoff_min", u.BackoffMin, 500 * time.Millisecond, 10 * time.Millisecond, time.Minute},
-		{"upstreams.backoff_max", u.BackoffMax, 10 * time.Second, 100 * time.Millisecond, 10 * time.Minute},
-		{"upstreams.stall_after", u.StallAfter, 500 * time.Millisecond, 50 * time.Millisecond, 10 * time.Second},
+		{"upstreams.dial_timeout", u.DialTimeout, proxy.DefaultDialTimeout, 100 * time.Millisecond, 30 * time.Second},
+		{"upstreams.dead_after", u.DeadAfter, proxy.DefaultDeadAfter, 200 * time.Millisecond, 60 * time.Second},
+		{"upstreams.status_interval", u.StatusInterval, proxy.DefaultStatusInterval, 100 * time.Millisecond, 60 * time.Second},
+		{"upstreams.backoff_min", u.BackoffMin, proxy.DefaultBackoffMin, 10 * time.Millisecond, time.Minute},
+		{"upstreams.backoff_max", u.BackoffMax, proxy.DefaultBackoffMax, 100 * time.Millisecond, 10 * time.Minute},
+		{"upstreams.stall_after", u.StallAfter, proxy.DefaultStallAfter, 50 * time.Millisecond, 10 * time.Second},
 	}
 	vals := make([]time.Duration, len(durs))
 	for i, d := range durs {
@@ -430,7 +431,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 			StallAfter: vals[5],
 		})
 	}
-	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(2 * time.Second)}
+	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(resolve.DefaultTimeout)}
 	for i, s := range u.DNS.Servers {
 		if _, _, err := splitHostPort(s, 53); err != nil {
 			v.errorf(fmt.Sprintf("upstreams.dns.servers[%d]", i), "%v", err)
