@@ -95,7 +95,8 @@ type Request struct {
 	Deadline  time.Time // the request's budget: after it, the upstream is given up on
 
 	w       ResponseWriter // nil for requests made without a transport (spool replay)
-	front   *Server        // nil likewise
+	uw      udpWriter      // w for a datagram: kept in the request, so a datagram costs no writer of its own
+	front   *Server        // nil for requests made without a transport
 	dup     *dupEntry
 	claimed atomic.Bool
 }

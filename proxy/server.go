@@ -330,6 +330,7 @@ func (s *Server) Close() {
 // the requests it forwards and the answers it sends leave together at the end of the batch.
 func (s *Server) readLoop(sk udpSock) {
 	batch := sockio.NewBatch(readBatch, packet.MaxLen+1)
+	var w udpWriter // one for every datagram; Accept copies it into a request it keeps
 	for {
 		if err := sk.udp.Read(batch); err != nil {
 			if errors.Is(err, net.ErrClosed) || s.stopping.Load() {
@@ -347,7 +348,8 @@ func (s *Server) readLoop(sk udpSock) {
 				continue
 			}
 			// On a wildcard socket the answer leaves from the address the NAS sent to.
-			s.Accept(&udpWriter{out: sk.out.From(d.Local), origin: Origin{Port: sk.port, Transport: TransportUDP, Src: d.Addr}}, d.B)
+			w = udpWriter{out: sk.out.From(d.Local), origin: Origin{Port: sk.port, Transport: TransportUDP, Src: d.Addr}}
+			s.Accept(&w, d.B)
 		}
 		s.opts.Cork.End()
 	}
@@ -486,7 +488,15 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 		front:     s,
 		dup:       e,
 	}
-	s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
+	if uw, ok := w.(*udpWriter); ok {
+		// The UDP reader reuses its writer for the next datagram: the request keeps a copy.
+		req.uw = *uw
+		req.w = &req.uw
+	}
+	if s.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		// Guarded: the arguments alone would cost allocations on every request.
+		s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
+	}
 	s.handler.ServeRADIUS(req)
 }
 
