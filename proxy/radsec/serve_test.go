@@ -88,7 +88,7 @@ func TestReplyNeverBlocksOnAPeerThatStopsReading(t *testing.T) {
 	_, reply, result := servePair(t, ServeOptions{Cork: &shared, WriteTimeout: 30 * time.Second})
 	var slowest time.Duration
 	stalled := false
-	// The client never reads: loopback buffers take a few MiB, the queue maxQueued more.
+	// The client never reads: loopback buffers take a few MiB, the writer 4 MiB more.
 	for i := 0; i < 20000 && !stalled; i++ {
 		start := time.Now()
 		shared.Begin()

@@ -21,14 +21,10 @@ import (
 // the connection's own writer goroutine writes it. resp may be reused once it returns.
 type ReplyFunc func(resp []byte) error
 
-// ErrNotReading is returned by a ReplyFunc whose peer has stopped reading (more than maxQueued
-// bytes of responses wait), and wraps what ServeConn returns when it closed a connection for that
-// reason, the queue or a write that failed. The connection is then closed.
+// ErrNotReading is returned by a ReplyFunc whose peer has stopped reading (its responses made no
+// progress for WriteTimeout, or more than 4 MiB of them wait), and wraps what ServeConn returns
+// when it closed a connection for that reason or because a write failed.
 var ErrNotReading = errors.New("radsec: peer not reading its responses")
-
-// maxQueued bounds the responses waiting for one connection: 256 identifiers' worth of
-// full-size packets, which a peer that reads at all never reaches.
-const maxQueued = 256 * packet.MaxLen
 
 // ErrIdle is returned by ServeConn when it closed a connection that brought no request for
 // ServeOptions.IdleTimeout.
@@ -51,46 +47,37 @@ type ServeOptions struct {
 }
 
 // ServeConn reads requests from a RadSec peer and calls handle for each with a ReplyFunc that
-// queues the response for the connection's writer goroutine, so that no goroutine answering a
-// request, nor the end of a Cork's burst, ever waits on this peer (responses that queue up while
-// a write is under way leave together in the next). It returns
-// when the peer closes the stream (nil), the stream carries garbage (ErrFrame: RFC 6614 §2.1 gives
-// no way to resynchronise), or ctx ends (nil). handle must not block for long: it runs on the
-// connection's read loop. With IdleTimeout set it returns ErrIdle after closing a quiet connection;
-// it returns an error wrapping ErrNotReading when it closed a connection whose peer stopped
-// reading or whose writes failed.
+// hands the response to the connection's frameWriter, which never waits on the peer: it seals the
+// record and writes what the socket takes at once, and its own goroutine drains the rest, so no
+// goroutine answering a request, nor the end of a Cork's burst, waits on this peer. A peer that
+// stops reading (its responses make no progress for WriteTimeout, or more than 4 MiB wait) has its
+// connection closed. ServeConn returns when the peer closes the stream (nil), the stream carries
+// garbage (ErrFrame: RFC 6614 §2.1 gives no way to resynchronise), or ctx ends (nil). handle must
+// not block for long: it runs on the connection's read loop. With IdleTimeout set it returns
+// ErrIdle after closing a quiet connection; it returns an error wrapping ErrNotReading when it
+// closed a connection whose peer stopped reading or whose writes failed.
 func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p packet.Packet, reply ReplyFunc)) error {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
 	}
-	// The writer has a Cork of its own, used by the writer goroutine alone: what it finds queued
-	// goes out in one write, and the shared Cork (o.Cork), which any goroutine may end, never
-	// holds a write to this peer.
-	var own sockio.Cork
-	w := newFrameWriter(nc, o.WriteTimeout, &own)
-	q := &replyQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w := newFrameWriter(nc, o.WriteTimeout, o.Cork)
 	var aborted atomic.Pointer[error] // why the writing side closed the connection
+	notReading := func(err error) {
+		err = fmt.Errorf("%w: %w", ErrNotReading, err)
+		if aborted.CompareAndSwap(nil, &err) {
+			abort(nc) // nothing more can reach this peer
+		}
+	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := w.run(); err != nil {
-			err = fmt.Errorf("%w: %w", ErrNotReading, err)
-			aborted.CompareAndSwap(nil, &err)
-			abort(nc) // a write failed or timed out: nothing more can reach this peer
+			notReading(err)
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		q.drain(w, &own)
 	}()
 	finish := func() {
-		// Responses already queued still go out, for as long as the peer takes them.
-		q.close()
-		select {
-		case <-q.done:
-		case <-time.After(closeGrace):
-		}
+		w.Flush() // what a burst still holds goes out, as far as the peer takes it
 		closeWithin(nc, closeGrace)
 	}
 	stop := context.AfterFunc(ctx, finish)
@@ -101,12 +88,19 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 		wg.Wait()
 	}()
 	reply := ReplyFunc(func(resp []byte) error {
-		err := q.put(resp)
-		if errors.Is(err, ErrNotReading) {
-			aborted.CompareAndSwap(nil, &err)
-			abort(nc)
+		n, err := packet.FrameLen(resp)
+		if err != nil || n > len(resp) {
+			return fmt.Errorf("radsec: response is not a RADIUS packet: %d bytes", len(resp))
 		}
-		return err
+		// Octets past the length field are not part of the packet (RFC 2865 §3).
+		if err := w.write(resp[:n]); err != nil {
+			if why := aborted.Load(); why != nil {
+				return *why
+			}
+			notReading(err)
+			return *aborted.Load()
+		}
+		return nil
 	})
 	defer corkReads(nc, o.Cork)()
 	r := bufio.NewReaderSize(nc, 64<<10)
@@ -130,88 +124,6 @@ func ServeConn(ctx context.Context, nc net.Conn, o ServeOptions, handle func(p p
 			return err
 		}
 		handle(p, reply)
-	}
-}
-
-// replyQueue holds the responses of one connection until its writer goroutine takes them.
-type replyQueue struct {
-	mu     sync.Mutex
-	buf    []byte // whole packets, back to back
-	closed bool
-	wake   chan struct{} // capacity 1: the writer has something to do
-	done   chan struct{} // closed when the writer has written everything and stopped
-}
-
-func (q *replyQueue) put(resp []byte) error {
-	n, err := packet.FrameLen(resp)
-	if err != nil || n > len(resp) {
-		return fmt.Errorf("radsec: response is not a RADIUS packet: %d bytes", len(resp))
-	}
-	resp = resp[:n] // octets past the length field are not part of the packet (RFC 2865 §3)
-	q.mu.Lock()
-	switch {
-	case q.closed:
-		q.mu.Unlock()
-		return net.ErrClosed
-	case len(q.buf)+len(resp) > maxQueued:
-		q.closed = true
-		q.buf = nil
-		q.mu.Unlock()
-		q.signal()
-		return ErrNotReading
-	}
-	q.buf = append(q.buf, resp...)
-	q.mu.Unlock()
-	q.signal()
-	return nil
-}
-
-func (q *replyQueue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (q *replyQueue) close() {
-	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	q.signal()
-}
-
-// drain runs on the writer goroutine: it hands everything queued to w inside one burst of its
-// own Cork, so that the lot leaves in one write, until the queue is closed and empty.
-func (q *replyQueue) drain(w *frameWriter, own *sockio.Cork) {
-	defer close(q.done)
-	var spare []byte
-	for range q.wake {
-		q.mu.Lock()
-		buf, closed := q.buf, q.closed
-		q.buf = spare[:0]
-		q.mu.Unlock()
-		if len(buf) > 0 {
-			own.Begin()
-			for off := 0; off < len(buf); {
-				n, err := packet.FrameLen(buf[off:])
-				if err != nil || off+n > len(buf) {
-					break // cannot happen: put queues whole packets
-				}
-				w.write(buf[off : off+n])
-				off += n
-			}
-			own.End()
-		}
-		spare = buf[:0]
-		if closed {
-			q.mu.Lock()
-			empty := len(q.buf) == 0
-			q.mu.Unlock()
-			if empty {
-				return
-			}
-			q.signal()
-		}
 	}
 }
 
