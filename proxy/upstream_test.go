@@ -48,30 +48,7 @@ func TestUpstreamReconnectSteady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	a := r.Addr()
-	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
-		Name: "up", Host: a.Addr().String(), Port: a.Port(), TLS: lab.ClientTLS(),
-		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); p.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
-	u := p.Upstreams()[0]
-	waitFor := func(what string, f func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !f() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	u, waitFor := runOneUpstream(t, r.Addr(), lab.ClientTLS())
 	waitFor("first connection", u.available)
 	var took []time.Duration
 	for range 8 {
@@ -213,30 +190,7 @@ func TestUpstreamRestartedBackWithinASecond(t *testing.T) {
 	s := &restartable{t: t, cfg: l.ServerTLS(), addr: "127.0.0.1:0"}
 	s.start()
 	defer s.kill()
-	a := netip.MustParseAddrPort(s.addr)
-	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
-		Name: "up", Host: a.Addr().String(), Port: a.Port(), TLS: l.ClientTLS(),
-		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
-	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); p.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
-	u := p.Upstreams()[0]
-	wait := func(what string, f func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !f() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	u, wait := runOneUpstream(t, netip.MustParseAddrPort(s.addr), l.ClientTLS())
 	wait("first connection", u.available)
 	var took []time.Duration
 	for range 5 {
@@ -252,6 +206,35 @@ func TestUpstreamRestartedBackWithinASecond(t *testing.T) {
 	for i, d := range took {
 		if d > time.Second {
 			t.Fatalf("restart %d: back after %v, want within 1 s", i+1, d)
+		}
+	}
+}
+
+// runOneUpstream runs a pool of one upstream at addr (quick watchdog: 250 ms probes, dead after
+// 500 ms) until the test ends, and returns it with a wait that fails the test after 5 s.
+func runOneUpstream(t *testing.T, addr netip.AddrPort, cfg *tls.Config) (*Upstream, func(what string, f func() bool)) {
+	t.Helper()
+	p, err := NewPool(PoolOptions{Upstreams: []UpstreamOptions{{
+		Name: "up", Host: addr.Addr().String(), Port: addr.Port(), TLS: cfg,
+		StatusInterval: 250 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	u := p.Upstreams()[0]
+	return u, func(what string, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s (%+v)", what, u.Status())
+			}
+			time.Sleep(2 * time.Millisecond)
 		}
 	}
 }
