@@ -5,7 +5,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 )
@@ -33,7 +32,9 @@ forwards every request over RadSec (RADIUS over TLS, RFC 6614) to a cloud NAC, c
 clients, and authorizes locally when the WAN is down.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionText(info),
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	})
@@ -55,31 +56,4 @@ clients, and authorizes locally when the WAN is down.`,
 		newPasswdCmd(),
 	)
 	return root
-}
-
-func newVersionCmd(info BuildInfo) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, commit, Go version and platform",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, c := info.Version, info.Commit
-			if v == "" {
-				v = "dev"
-			}
-			if c == "" {
-				c = "unknown"
-			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mxedge %s\ncommit %s\nbuilt %s\n%s %s/%s\n",
-				v, c, orUnknown(info.Date), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return err
-		},
-	}
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }
