@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -131,6 +132,11 @@ func clearStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
 		n.Style = 0
+		// A YAML 1.1 reader (PyYAML) takes 12:34:56:00:00:01 for a base-60 integer: quote MACs
+		// and anything else made of hex digits and colons.
+		if strings.Contains(n.Value, ":") && strings.Trim(n.Value, "0123456789abcdefABCDEF:.") == "" {
+			n.Style = yaml.DoubleQuotedStyle
+		}
 	}
 	for _, c := range n.Content {
 		clearStyle(c)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
 	"mxedge/cache"
@@ -203,4 +202,4 @@ func TestVersionOutput(t *testing.T) {
 	opsGolden(t, "version_v1.yaml.golden", strings.NewReplacer(runtime.Version(), "GOVERSION", "os: "+runtime.GOOS, "os: GOOS", "arch: "+runtime.GOARCH, "arch: GOARCH").Replace(run("version", "-o", "yaml")))
 }
 
-var _ = cobra.Command{}
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
