@@ -54,6 +54,8 @@ clients, and authorizes locally when the WAN is down.`,
 		newDoctorCmd(),
 		newGenManCmd(),
 		newPasswdCmd(),
+		newBackupCmd(info),
+		newRestoreCmd(),
 	)
 	return root
 }
