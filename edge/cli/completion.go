@@ -41,6 +41,7 @@ func completeCacheMACs(socket *string, env opsEnv) cobra.CompletionFunc {
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		slices.Sort(out)
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
 }
