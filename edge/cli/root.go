@@ -14,6 +14,9 @@ type BuildInfo struct {
 	Version string
 	Commit  string
 	Date    string
+	// InstallGuide is docs/install.md, embedded by main, which `mxedge install` places where the
+	// unit's Documentation= points.
+	InstallGuide []byte
 }
 
 // ErrUsage marks errors in how mxedge was called (exit code 2).
@@ -44,7 +47,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newVersionCmd(info),
 		newPKICmd(),
 		newCacheCmd(),
-		newInstallCmd(),
+		newInstallCmd(info),
 		newUninstallCmd(),
 		newRegisterCmdWith(info),
 		newStatusCmd(),
