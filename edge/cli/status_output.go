@@ -102,7 +102,7 @@ const (
 // buildStatusDoc maps the daemon's document and judges its health.
 func buildStatusDoc(st statusView, now time.Time) statusDoc {
 	d := statusDoc{
-		Schema: "mxedge.status.v1", Mode: orDash(st.Mode), ModeMeaning: modeMeaning[st.Mode],
+		Schema: "mxedge.status.v1", Mode: cmpOr(st.Mode, "unknown"), ModeMeaning: modeMeaning[st.Mode],
 		ModeChangedAt: atTime(st.Since), StartedAt: atTime(st.Started),
 		Listeners: nonNil(st.Listeners), Upstreams: []upstreamDoc{}, Certificates: []certDoc{}, Revocation: []revocationDoc{},
 		Cache: cacheSummaryDoc{Entries: st.Cache.Entries},
@@ -216,6 +216,13 @@ func checkExit(health string) error {
 		return nil
 	}
 	return &ExitError{Code: code, Err: fmt.Errorf("status --check: %s", health)}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func nonNil[T any](s []T) []T {
