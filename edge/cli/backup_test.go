@@ -17,6 +17,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/edge/control"
+	"mxedge/edge/lab"
 	"mxedge/edge/mgmt"
 	"mxedge/survivability/spool"
 )
@@ -405,4 +406,37 @@ func writeTar(t *testing.T, es []tarEntry) []byte {
 	}
 	tw.Close()
 	return buf.Bytes()
+}
+
+// TestBackupRunningEdge: against a real edge (the --dev lab's, built by edge.New), backup goes
+// through its control socket while it holds the database locks, and the client it just learned
+// from the lab cloud is in the restored cache.
+func TestBackupRunningEdge(t *testing.T) {
+	l, server := startLabEdge(t)
+	if out, err := runTestAuthCmd(t, "--server", server, "--secret", lab.Secret, "--mac", "02:00:00:00:00:01"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sock := filepath.Join(l.Dir, "control.sock")
+	waitUntil(t, func() bool {
+		st, err := control.Dial(sock).CacheStats(context.Background())
+		return err == nil && st.Entries == 1
+	})
+	archive := filepath.Join(t.TempDir(), "lab.backup")
+	out, err := runBackupCmd(t, "-f", archive, "--state-dir", l.Dir, "--socket", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"(daemon)", "cache.db", "spool.db"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("backup lacks %q:\n%s", want, out)
+		}
+	}
+	fresh := filepath.Join(t.TempDir(), "state")
+	if _, err := runRestoreCmd(t, "-f", archive, "--state-dir", fresh, "--socket", filepath.Join(fresh, "none.sock")); err != nil {
+		t.Fatal(err)
+	}
+	c := openStateCache(t, filepath.Join(fresh, "cache.db"))
+	if r, ok, err := c.LookupMAC("02:00:00:00:00:01"); !ok || err != nil || vlanOf(r.Attrs) != "41" {
+		t.Fatalf("restored cache: %+v %v %v", r, ok, err)
+	}
 }
