@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"mxedge/edge/control"
 )
@@ -41,10 +46,34 @@ func TestFlagCompletion(t *testing.T) {
 		{[]string{"cache", "show", "--socket", fx.sock, ""}, []string{"00:11:22:33:44:55", "aa:bb:cc:dd:ee:01"}},
 		{[]string{"status", "-o", ""}, []string{"text", "json", "yaml"}},
 		{[]string{"test", "auth", "--acct", ""}, []string{"start", "interim", "stop"}},
-		{[]string{"events", "--socket", sock + ".none", "--nas", ""}, nil}, // no daemon: nothing, not an error
 	} {
 		if got := complete(t, tc.args...); !slices.Equal(got, tc.want) {
 			t.Errorf("%v: %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// TestCompletionFromConfig: with no daemon, --nas and --site complete from the configuration file,
+// even one with errors elsewhere (an unknown key here).
+func TestCompletionFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mxedge.yaml")
+	if err := os.WriteFile(conf, []byte("clients:\n  - name: core-sw1\n    site: Branch 20\n  - name: access-aruba\n    site: Branch 20\n  - name: lab-sw\n    site: Lab\nnot_a_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := testOpsEnv()
+	env.configPath = conf
+	sock := filepath.Join(dir, "none.sock")
+	cmd := &cobra.Command{}
+	cmd.SetContext(context.Background())
+	if got, _ := completeNAS(&sock, env)(cmd, nil, ""); !slices.Equal(got, []string{"core-sw1", "access-aruba", "lab-sw"}) {
+		t.Errorf("--nas: %q", got)
+	}
+	if got, _ := completeSites(&sock, env)(cmd, nil, ""); !slices.Equal(got, []string{"Branch 20", "Lab"}) {
+		t.Errorf("--site: %q", got)
+	}
+	env.configPath = filepath.Join(dir, "missing.yaml")
+	if got, _ := completeNAS(&sock, env)(cmd, nil, ""); got != nil {
+		t.Errorf("--nas without a file: %q", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"mxedge/cache"
@@ -158,19 +157,4 @@ func eventToDoc(ev events.Event) eventDoc {
 		d.Certificate = &certEvt{Serial: ev.CertSerial, CN: ev.CertCN, Issuer: ev.CertIssuer, ExpiresAt: atTime(ev.CertNotAfter)}
 	}
 	return d
-}
-
-// completeNAS completes --nas with the NAS client names the running daemon knows.
-func completeNAS(socket *string, env opsEnv) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-		cs, err := dialDaemon(*socket, env).Clients(cmd.Context())
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		var names []string
-		for _, c := range cs {
-			names = append(names, c.Name+"\t"+c.Address)
-		}
-		return names, cobra.ShellCompDirectiveNoFileComp
-	}
 }

@@ -21,6 +21,9 @@ import (
 type opsEnv struct {
 	now     func() time.Time
 	timeout time.Duration // control socket no-progress timeout
+	// configPath is the configuration shell completion reads NAS names from when no daemon
+	// answers; "" means the one run would use (mgmt.ConfigPath).
+	configPath string
 }
 
 func defaultOpsEnv() opsEnv { return opsEnv{now: time.Now, timeout: control.DefaultTimeout} }
