@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,5 +76,52 @@ func TestCompletionFromConfig(t *testing.T) {
 	env.configPath = filepath.Join(dir, "missing.yaml")
 	if got, _ := completeNAS(&sock, env)(cmd, nil, ""); got != nil {
 		t.Errorf("--nas without a file: %q", got)
+	}
+}
+
+// bashCompletionLib is Debian's bash-completion library, which interactive bash loads and cobra's
+// script calls (_get_comp_words_by_ref).
+const bashCompletionLib = "/usr/share/bash-completion/bash_completion"
+
+// TestBashCompletesFlagValues: the script the .deb installs (`mxedge completion bash`), sourced by
+// a real bash, completes flag values by calling the binary: -o formats, and a running daemon's NAS
+// names.
+func TestBashCompletesFlagValues(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash: %v", err)
+	}
+	if _, err := os.Stat(bashCompletionLib); err != nil {
+		t.Fatalf("bash-completion (Makefile PEER_PKGS): %v", err)
+	}
+	bin := buildMxedge(t)
+	sock := startFakeDaemon(t, control.Options{Clients: fakeClients})
+	script := filepath.Join(t.TempDir(), "mxedge.bash")
+	out, err := exec.Command(bin, "completion", "bash").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		words string // the command line; the last word is being completed
+		want  string
+	}{
+		{`mxedge status -o ""`, "json text yaml"},
+		{`mxedge events --socket ` + sock + ` --nas ""`, "radsec:ap-fleet sw-core wlc-2"},
+		{`mxedge test auth --acct st`, "start stop"},
+	} {
+		prog := `PATH=` + filepath.Dir(bin) + `:$PATH; source ` + bashCompletionLib + `; source ` + script + `
+compopt() { :; } # a builtin that works only inside a real Tab press
+COMP_WORDS=(` + tc.words + `); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}
+__start_mxedge mxedge; printf '%s\n' "${COMPREPLY[@]}" | sed 's/[[:space:]]*(.*//' | sort | tr '\n' ' '`
+		got, err := exec.Command(bash, "--norc", "-c", prog).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tc.words, err, got)
+		}
+		if strings.TrimSpace(string(got)) != tc.want {
+			t.Errorf("%s: %q, want %q", tc.words, strings.TrimSpace(string(got)), tc.want)
+		}
 	}
 }
