@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -203,3 +204,31 @@ func TestVersionOutput(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// TestStatusCheckLab: against a real edge (the --dev lab's), status --check is OK while the lab
+// cloud answers and DEGRADED (exit 1) once its WAN is cut and the edge answers locally.
+func TestStatusCheckLab(t *testing.T) {
+	l, _ := startLabEdge(t)
+	sock := filepath.Join(l.Dir, "control.sock")
+	env := opsEnv{now: time.Now, timeout: 2 * time.Second}
+	check := func() (string, int) {
+		out, err := runOps(t, newStatusCmdEnv(env), "--check", "--socket", sock)
+		return out, exitCode(err)
+	}
+	if out, code := check(); code != 0 || !strings.HasPrefix(out, "MXEDGE OK - mode up, 1 of 1 upstreams up") {
+		t.Fatalf("before the cut: exit %d %q", code, out)
+	}
+	if err := os.WriteFile(l.CutFile(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	out, code := check()
+	const local = "cloud NAC unreachable: answering locally from the cache"
+	for (code != exitDegraded || !strings.Contains(out, local)) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		out, code = check()
+	}
+	if code != exitDegraded || !strings.Contains(out, local) {
+		t.Fatalf("after the cut: exit %d %q", code, out)
+	}
+}
