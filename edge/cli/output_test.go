@@ -232,3 +232,15 @@ func TestStatusCheckLab(t *testing.T) {
 		t.Fatalf("after the cut: exit %d %q", code, out)
 	}
 }
+
+func TestClientsSchema(t *testing.T) {
+	sock := startFakeDaemon(t, control.Options{Clients: fakeClients})
+	for _, f := range []string{"json", "yaml"} {
+		out, err := runOps(t, newClientsCmdEnv(testOpsEnv()), "--socket", sock, "-o", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opsGolden(t, "clients_v1."+f+".golden", out)
+		assertPublicSchema(t, out, "mxedge.clients.v1", f == "yaml")
+	}
+}
