@@ -88,9 +88,10 @@ Message-Authenticator, and replies are checked (Response Authenticator, Message-
   EAP-TLS      --eap-tls --identity NAME [--anonymous] with a client certificate: --eap-cert/--eap-key
                (default --cert/--key) and the server's CA in --eap-ca (default --ca)
 
-PAP, MAB and EAP-TLS requests carry any further attribute given with --attr, by its dictionary name
-and in radclient's syntax: -a 'Called-Station-Id = "aa-bb-cc-dd-ee-ff:corp"' -a 'Cisco-AVPair =
-"audit-session-id=1"' -a 'Tunnel-Private-Group-Id:1 = 41'.
+PAP, MAB, EAP-TLS and accounting requests carry any further attribute given with --attr, by its
+dictionary name and in radclient's syntax: -a 'Called-Station-Id = "aa-bb-cc-dd-ee-ff:corp"'
+-a 'Cisco-AVPair = "audit-session-id=1"' -a 'Tunnel-Private-Group-Id:1 = 41'. One the tool sets by
+default (NAS-Port-Type, NAS-Identifier, ...) replaces the default.
 
 Accounting: --acct start|interim|stop sends an Accounting-Request (RFC 2866) for --user or --mac
 (User-Name, and Calling-Station-Id from the MAC) to 127.0.0.1:1813 unless --server says otherwise,
