@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,17 @@ func TestBackupRestoreStopped(t *testing.T) {
 	if fi, err := os.Stat(archive); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("archive mode: %v %v", fi.Mode(), err)
 	}
+	// The manifest (mxedge.backup.v1); the databases' bytes depend on bbolt's layout and the
+	// host name on the machine: placeholders.
+	manifest := readTar(t, readFileT(t, archive))[0]
+	if manifest.name != manifestName {
+		t.Fatalf("first entry %s", manifest.name)
+	}
+	assertPublicSchema(t, string(manifest.body), backupSchema, false)
+	host, _ := os.Hostname()
+	norm := regexp.MustCompile(`("name": "(cache|spool)\.db",\n\s+"kind": "bbolt",\n\s+"mode": "0600",\n\s+"size_bytes": )\d+(,\n\s+"sha256": ")[0-9a-f]+`).
+		ReplaceAllString(strings.Replace(string(manifest.body), `"hostname": "`+host+`"`, `"hostname": "HOST"`, 1), "${1}SIZE${3}SHA256")
+	opsGolden(t, "backup_manifest_v1.json.golden", norm)
 	fresh := filepath.Join(t.TempDir(), "state")
 	if out, err := runRestoreCmd(t, "-f", archive, "--state-dir", fresh, "--socket", filepath.Join(fresh, "none.sock")); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -359,6 +371,15 @@ func TestRestoreRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readFileT(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 type tarEntry struct {
