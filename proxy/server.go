@@ -53,6 +53,11 @@ type ServerOptions struct {
 	Readers int
 	// DuplicateWindow is how long an answer is kept for retransmissions (RFC 5080 §2.2.2). Default 10s.
 	DuplicateWindow time.Duration
+	// DuplicateCacheSize bounds how many requests the duplicate cache remembers, so its memory is
+	// fixed whatever the request rate (about 370 bytes each with a 40-byte answer, BenchmarkDupCache in
+	// proxy/dedup_test.go). When it is full the oldest entry goes first, counted in
+	// Stats.DuplicateEvicted if its window had not passed. Default DefaultDuplicateCacheSize.
+	DuplicateCacheSize int
 	// RequestTimeout is each request's budget for an upstream answer before the Fallback gets it;
 	// keep it inside the NAS's retransmit window. Default 4s.
 	RequestTimeout time.Duration
@@ -88,6 +93,9 @@ func (o *ServerOptions) Validate() error {
 	if o.DuplicateWindow < 0 || o.RequestTimeout < 0 {
 		return errors.New("proxy: negative duration")
 	}
+	if o.DuplicateCacheSize != 0 && (o.DuplicateCacheSize < minDuplicateCacheSize || o.DuplicateCacheSize > maxDuplicateCacheSize) {
+		return fmt.Errorf("proxy: duplicate cache size %d is outside %d..%d", o.DuplicateCacheSize, minDuplicateCacheSize, maxDuplicateCacheSize)
+	}
 	return nil
 }
 
@@ -103,6 +111,9 @@ func (o *ServerOptions) setDefaults() {
 	}
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if o.DuplicateCacheSize == 0 {
+		o.DuplicateCacheSize = DefaultDuplicateCacheSize
 	}
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = DefaultRequestTimeout
@@ -157,7 +168,7 @@ func NewServer(o ServerOptions, h Handler) (*Server, error) {
 		opts:     o,
 		handler:  h,
 		stats:    o.Stats,
-		dups:     newDupCache(o.DuplicateWindow, o.Now),
+		dups:     newDupCache(o.DuplicateCacheSize, o.DuplicateWindow, o.Now, &o.Stats.DuplicateEvicted),
 		limiter:  newLogLimiter(10 * time.Second),
 		nasStats: map[string]*NASStats{},
 	}
@@ -462,7 +473,7 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 
 	key := dupKey{src: src, conn: o.Stream, id: p.ID()}
 	copy(key.auth[:], p.Authenticator())
-	e, verdict, cached := s.dups.begin(key)
+	e, verdict, cached := s.dups.begin(key, now)
 	switch verdict {
 	case dupInFlight:
 		st.Duplicates.Add(1)

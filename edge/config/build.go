@@ -129,10 +129,11 @@ func (c *Config) validate(v *validator) {
 	}
 
 	b.Server = proxy.ServerOptions{
-		AuthAddrs:       orDefault(f.Listen.Auth, DefaultAuthAddrs),
-		AcctAddrs:       orDefault(f.Listen.Acct, DefaultAcctAddrs),
-		RequestTimeout:  f.RequestTimeout.D(proxy.DefaultRequestTimeout),
-		DuplicateWindow: f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
+		AuthAddrs:          orDefault(f.Listen.Auth, DefaultAuthAddrs),
+		AcctAddrs:          orDefault(f.Listen.Acct, DefaultAcctAddrs),
+		RequestTimeout:     f.RequestTimeout.D(proxy.DefaultRequestTimeout),
+		DuplicateWindow:    f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
+		DuplicateCacheSize: f.DuplicateCacheSize,
 	}
 	for i, a := range f.Listen.Auth {
 		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
@@ -145,6 +146,9 @@ func (c *Config) validate(v *validator) {
 	}
 	if w := b.Server.DuplicateWindow; w < time.Second || w > 5*time.Minute {
 		v.errorf("duplicate_window", "%v is outside 1s..5m", w)
+	}
+	if n := f.DuplicateCacheSize; n != 0 && (n < 1024 || n > 10_000_000) {
+		v.errorf("duplicate_cache_size", "%d is outside 1024..10000000", n)
 	}
 	switch proxy.NoUpstreamPolicy(f.NoUpstream) {
 	case "", proxy.NoUpstreamReject, proxy.NoUpstreamDrop:
