@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,9 @@ const (
 	durationEnv    = "MXEDGE_BENCH_DURATION"    // measured window per proxy and concurrency, default 8s
 	concurrencyEnv = "MXEDGE_BENCH_CONCURRENCY" // comma-separated, default 16,64,256
 	logLevelEnv    = "MXEDGE_BENCH_LOG_LEVEL"   // mxedge's log level, default warn (debug to diagnose)
-	upstreamEnv    = "MXEDGE_BENCH_UPSTREAM"    // BenchmarkEdgeInProcess: responder (default) | freeradius
+	upstreamEnv    = "MXEDGE_BENCH_UPSTREAM"    // BenchmarkEdgeInProcess: responder (default) | freeradius | none
 	methodsEnv     = "MXEDGE_BENCH_METHODS"     // comma-separated pap, mab; default both
+	socketsEnv     = "MXEDGE_BENCH_SOCKETS"     // mxedge's listen.sockets; default: its default
 )
 
 // mabClients is how many MACs the generator cycles through in MAB mode; FreeRADIUS knows them
@@ -49,6 +51,20 @@ func benchMethods(tb testing.TB) []string {
 		out = append(out, m)
 	}
 	return out
+}
+
+// benchSockets is mxedge's listen.sockets from MXEDGE_BENCH_SOCKETS; 0 keeps its default.
+func benchSockets(tb testing.TB) int {
+	tb.Helper()
+	s := os.Getenv(socketsEnv)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 64 {
+		tb.Fatalf("%s=%q: want 1..64", socketsEnv, s)
+	}
+	return n
 }
 
 // loadFor sets o up for method (see benchMethods).
@@ -191,7 +207,7 @@ func proxies(tb testing.TB, bin string, lab *pkitest.Lab, up upstream) (rp, mx T
 		Auth: mxAddr, Acct: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(tb)),
 		Secret:   nasSecret,
 		Upstream: up.addr, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,
-		LogLevel: os.Getenv(logLevelEnv),
+		LogLevel: os.Getenv(logLevelEnv), Sockets: benchSockets(tb),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -348,14 +364,28 @@ func BenchmarkEdgeInProcess(b *testing.B) {
 		up = startResponder(b, lab)
 	case "freeradius":
 		up = startFreeRADIUS(b, lab)
+	case "none":
+		// A refused upstream: every request is answered locally (survivability), PAP rejected by
+		// the default password policy, so profile MAB (MXEDGE_BENCH_METHODS=mab).
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		up = upstream{name: "none", addr: l.Addr().String(), cpu: func() (time.Duration, error) { return 0, nil },
+			logs: func() string { return "" }}
+		l.Close()
 	default:
-		b.Fatalf("%s=%q: want responder or freeradius", upstreamEnv, u)
+		b.Fatalf("%s=%q: want responder, freeradius or none", upstreamEnv, u)
 	}
 	auth := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(b))
 	o := MxedgeOptions{
 		Dir:  b.TempDir(),
 		Auth: auth, Acct: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(b)), Secret: nasSecret,
 		Upstream: up.addr, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile, LogLevel: "warn",
+		Sockets: benchSockets(b),
+	}
+	if up.name == "none" {
+		o.Extra = "survivability:\n  default_mab_vlan: \"41\"\n"
 	}
 	path := filepath.Join(b.TempDir(), "mxedge.yaml")
 	cfg, err := config.Parse(path, []byte(o.config()))

@@ -38,6 +38,8 @@ type LoadOptions struct {
 	// Calling-Station-Id = a MAC (MABMAC(i)), Service-Type = Call-Check (RFC 2865 §5.6), the MACs
 	// taken in turn from this many. The proxy then classifies, learns and publishes each decision.
 	MABClients int
+	// MAC names the i-th MAB client; default MABMAC.
+	MAC func(i int) string
 }
 
 // MABMAC is the i-th MAC the load generator sends in MAB mode, 02:00:5e:xx:xx:xx in the
@@ -153,8 +155,12 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		}
 	}
 	var macs []string
+	mac := o.MAC
+	if mac == nil {
+		mac = MABMAC
+	}
 	for i := range o.MABClients {
-		macs = append(macs, MABMAC(i))
+		macs = append(macs, mac(i))
 	}
 	for i, w := range workers {
 		w.macs, w.next = macs, i*max(1, len(macs)/len(workers))

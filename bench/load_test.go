@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,18 @@ func TestLoadMAB(t *testing.T) {
 		if seen[MABMAC(i)] == 0 {
 			t.Fatalf("%s never sent", MABMAC(i))
 		}
+	}
+}
+
+func TestParseRSS(t *testing.T) {
+	got, err := parseRSS("Name:\tmxedge\nVmPeak:\t  999 kB\nVmRSS:\t  183320 kB\nRssAnon:\t 1 kB\n")
+	if err != nil || got != 183320<<10 {
+		t.Fatalf("parseRSS = %d, %v", got, err)
+	}
+	if _, err := parseRSS("Name:\tx\n"); err == nil {
+		t.Fatal("no VmRSS: no error")
+	}
+	if n, err := ProcRSS(os.Getpid()); err != nil || n == 0 {
+		t.Fatalf("ProcRSS(self) = %d, %v", n, err)
 	}
 }
