@@ -1,8 +1,12 @@
 package survivability
 
 import (
+	"context"
+	"net/netip"
 	"testing"
 
+	"mxedge/cache"
+	"mxedge/proxy"
 	"mxedge/proxy/packet"
 )
 
@@ -53,5 +57,34 @@ func BenchmarkClassifyMAB(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Classify(p, secret)
+	}
+}
+
+// BenchmarkEngineMAB: one local MAB answer (Classify, Authorize, the decision event, the signed
+// Access-Accept), for a cached client and for one given the default VLAN. The cache is memCache,
+// so bbolt's share (cache.BenchmarkLookupMAC1M) is not in it.
+func BenchmarkEngineMAB(b *testing.B) {
+	secret := []byte("s3cret")
+	known := cache.Record{MAC: "02:00:5e:00:00:01", Identity: "02-00-5E-00-00-01", Method: cache.MethodMAB,
+		Attrs: DefaultVLANAttrs("aruba", "300")}
+	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, DefaultMABVLAN: "41"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Events: func(Event) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &proxy.Client{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	for _, tc := range []struct{ name, mac string }{{"cache-hit", "02-00-5E-00-00-01"}, {"default-vlan", "02-00-5E-00-00-02"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			req := &proxy.Request{Client: client, Packet: arubaRequest(b, secret, tc.mac, tc.mac)}
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp, err := e.Serve(context.Background(), req, proxy.ErrNoUpstream); err != nil || resp.Code() != packet.CodeAccessAccept {
+					b.Fatal(resp, err)
+				}
+			}
+		})
 	}
 }
