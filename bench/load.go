@@ -40,6 +40,10 @@ type LoadOptions struct {
 	MABClients int
 	// MAC names the i-th MAB client; default MABMAC.
 	MAC func(i int) string
+	// Rate > 0 paces the requests: the i-th request of the run leaves no earlier than i/Rate
+	// seconds after the start, whichever worker sends it (a soak at a fixed rate). 0: as fast as
+	// the workers get answers.
+	Rate float64
 }
 
 // MABMAC is the i-th MAC the load generator sends in MAB mode, 02:00:5e:xx:xx:xx in the
@@ -61,6 +65,8 @@ func (o *LoadOptions) Validate() error {
 		return errors.New("bench: load: Duration must be positive (every load loop is bounded)")
 	case o.Concurrency < 0 || o.Timeout < 0:
 		return errors.New("bench: load: negative Concurrency or Timeout")
+	case o.Rate < 0:
+		return errors.New("bench: load: negative Rate")
 	case o.MABClients < 0 || o.MABClients > 1<<24:
 		return errors.New("bench: load: MABClients outside 0..2^24")
 	case len(o.Password) > 128:
@@ -175,7 +181,21 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		go func() {
 			defer wg.Done()
 			defer w.conn.Close()
-			for ctx.Err() == nil && time.Now().Before(stopAt) && tickets.Add(-1) >= 0 {
+			for ctx.Err() == nil && time.Now().Before(stopAt) {
+				t := tickets.Add(-1)
+				if t < 0 {
+					break
+				}
+				if o.Rate > 0 {
+					// The ticket's place in the run: the first ticket taken leaves at once.
+					due := start.Add(time.Duration(float64(int64(o.Requests)-1-t) / o.Rate * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						if d > time.Until(stopAt) {
+							break
+						}
+						time.Sleep(d)
+					}
+				}
 				w.exchange()
 			}
 		}()

@@ -340,3 +340,18 @@ func TestParseRSS(t *testing.T) {
 		t.Fatalf("ProcRSS(self) = %d, %v", n, err)
 	}
 }
+
+// TestLoadRate: a paced run sends about Rate requests per second, not as many as it can.
+func TestLoadRate(t *testing.T) {
+	const secret = "s3cret"
+	addr := startFakeServer(t, secret, "secret", answerAccept)
+	res, err := Load(t.Context(), LoadOptions{Target: addr, Secret: secret, Concurrency: 4, Requests: 1_000_000,
+		Duration: time.Second, Rate: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200/s for 1 s: about 200, never thousands (the fake answers in microseconds).
+	if res.Sent < 150 || res.Sent > 210 || res.Answered != res.Sent {
+		t.Fatalf("sent %d, answered %d in %v at 200/s", res.Sent, res.Answered, res.Elapsed)
+	}
+}
