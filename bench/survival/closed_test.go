@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -27,10 +28,12 @@ const localDecisions = "mxedge_local_decisions_total"
 type edgeVariant struct {
 	name           string
 	split, sockets int
+	bin, log       string // another mxedge binary (an older build, for a before/after); a log level
 }
 
 // edgeVariants parses MXEDGE_SURVIVAL_MAB_EDGES: space-separated edges, each a comma-separated
-// list of split=N (listen.split_batch, 0 never) and sockets=N (listen.sockets). The default
+// list of split=N (listen.split_batch, 0 never), sockets=N (listen.sockets), bin=PATH (another
+// mxedge binary, e.g. a build of an older commit: a before/after in one run) and log=LEVEL. The default
 // compares the reader answering alone (split=0, the default) with a split at 8 datagrams.
 func edgeVariants(tb testing.TB) []edgeVariant {
 	tb.Helper()
@@ -45,12 +48,17 @@ func edgeVariants(tb testing.TB) []edgeVariant {
 			k, val, _ := strings.Cut(kv, "=")
 			n, err := strconv.Atoi(val)
 			switch {
+			case k == "bin" && val != "":
+				v.bin = val
+				v.name = strings.Replace(v.name, val, filepath.Base(val), 1)
+			case k == "log" && val != "":
+				v.log = val
 			case err == nil && k == "split" && (n == 0 || n >= 2 && n <= 32):
 				v.split = n
 			case err == nil && k == "sockets" && n >= 1 && n <= 64:
 				v.sockets = n
 			default:
-				tb.Fatalf("%s=%q: %q is not split=0|2..32 or sockets=1..64", mabEdgesEnv, s, kv)
+				tb.Fatalf("%s=%q: %q is not split=0|2..32, sockets=1..64, bin=PATH or log=LEVEL", mabEdgesEnv, s, kv)
 			}
 		}
 		out = append(out, v)
@@ -94,7 +102,7 @@ func BenchmarkLocalMABClosed(b *testing.B) {
 	}
 	var edges []edge
 	for _, v := range variants {
-		p, addr, metrics := startEdgeWith(b, lab, cached, false, v.sockets, v.split)
+		p, addr, metrics := startEdgeWith(b, lab, cached, false, v.sockets, v.split, v.bin, v.log)
 		edges = append(edges, edge{v.name, p, addr, metrics})
 	}
 	// Half the requests name a cached client (VLAN 300), half an unknown one (default VLAN): the
