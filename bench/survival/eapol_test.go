@@ -18,7 +18,7 @@ import (
 
 // Knobs of BenchmarkEAPTLSEapol.
 const (
-	eapolRunsEnv = "MXEDGE_SURVIVAL_EAPOL_RUNS" // authentications per eapol_test process, default 100
+	eapolRunsEnv = "MXEDGE_SURVIVAL_EAPOL_RUNS"  // authentications per eapol_test process, default 100
 	eapolProcEnv = "MXEDGE_SURVIVAL_EAPOL_PROCS" // eapol_test processes in parallel, default 4
 )
 
