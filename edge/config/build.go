@@ -129,14 +129,12 @@ func (c *Config) validate(v *validator) {
 	}
 
 	b.Server = proxy.ServerOptions{
-		AuthAddrs:          orDefault(f.Listen.Auth, DefaultAuthAddrs),
-		AcctAddrs:          orDefault(f.Listen.Acct, DefaultAcctAddrs),
-		RequestTimeout:     f.RequestTimeout.D(proxy.DefaultRequestTimeout),
-		DuplicateWindow:    f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
-		DuplicateCacheSize: f.DuplicateCacheSize,
-		Sockets:            f.Listen.Sockets,
-		SplitBatch:         f.Listen.SplitBatch,
+		AuthAddrs:       orDefault(f.Listen.Auth, DefaultAuthAddrs),
+		AcctAddrs:       orDefault(f.Listen.Acct, DefaultAcctAddrs),
+		RequestTimeout:  f.RequestTimeout.D(proxy.DefaultRequestTimeout),
+		DuplicateWindow: f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
 	}
+	b.Server.DuplicateCacheSize, b.Server.Sockets, b.Server.SplitBatch = f.DuplicateCacheSize, f.Listen.Sockets, f.Listen.SplitBatch
 	for i, a := range f.Listen.Auth {
 		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
 	}

@@ -9,23 +9,24 @@ import "time"
 // File mirrors the YAML document. Field comments are the reference; docs/configuration.md and
 // testdata/mxedge.example.yaml say the same for operators.
 type File struct {
-	Log             Log      `yaml:"log"`
-	Listen          Listen   `yaml:"listen"`
-	RequestTimeout  Duration `yaml:"request_timeout"`  // default 4s
-	DuplicateWindow Duration `yaml:"duplicate_window"` // default 10s
-	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
-	DuplicateCacheSize int          `yaml:"duplicate_cache_size"`
-	NoUpstream         string       `yaml:"no_upstream"` // reject (default) | drop
-	Clients            []ClientFile `yaml:"clients"`
-	Upstreams          Upstreams    `yaml:"upstreams"`
-	RadSec             RadSecFile   `yaml:"radsec"`
-	Cache              CacheFile    `yaml:"cache"`
-	Survivability      SurvivalFile `yaml:"survivability"`
-	Control            ControlFile  `yaml:"control"`
-	Metrics            MetricsFile  `yaml:"metrics"`
+	Log             Log          `yaml:"log"`
+	Listen          Listen       `yaml:"listen"`
+	RequestTimeout  Duration     `yaml:"request_timeout"`  // default 4s
+	DuplicateWindow Duration     `yaml:"duplicate_window"` // default 10s
+	NoUpstream      string       `yaml:"no_upstream"`      // reject (default) | drop
+	Clients         []ClientFile `yaml:"clients"`
+	Upstreams       Upstreams    `yaml:"upstreams"`
+	RadSec          RadSecFile   `yaml:"radsec"`
+	Cache           CacheFile    `yaml:"cache"`
+	Survivability   SurvivalFile `yaml:"survivability"`
+	Control         ControlFile  `yaml:"control"`
+	Metrics         MetricsFile  `yaml:"metrics"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
+
+	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
+	DuplicateCacheSize int `yaml:"duplicate_cache_size"`
 }
 
 // MetricsFile configures the Prometheus endpoint.
