@@ -86,7 +86,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	ps := e.server.Stats()
 	s := metrics.Snapshot{Mode: st.Mode, Dropped: map[string]uint64{}, Transitions: map[string]uint64{},
 		Requests: metrics.Requests{Received: st.Received, Forwarded: st.Forwarded, UpstreamAnswered: st.Answered,
-			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
+			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load(),
+			DuplicateEvicted: ps.DuplicateEvicted.Load()},
 		AnswerTime: map[string]metrics.Histogram{
 			"access":     histogram(&ps.AccessAnswerTime),
 			"accounting": histogram(&ps.AccountingAnswerTime),

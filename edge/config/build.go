@@ -134,6 +134,7 @@ func (c *Config) validate(v *validator) {
 		RequestTimeout:  f.RequestTimeout.D(proxy.DefaultRequestTimeout),
 		DuplicateWindow: f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
 	}
+	b.Server.DuplicateCacheSize, b.Server.Sockets, b.Server.SplitBatch = f.DuplicateCacheSize, f.Listen.Sockets, f.Listen.SplitBatch
 	for i, a := range f.Listen.Auth {
 		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
 	}
@@ -145,6 +146,15 @@ func (c *Config) validate(v *validator) {
 	}
 	if w := b.Server.DuplicateWindow; w < time.Second || w > 5*time.Minute {
 		v.errorf("duplicate_window", "%v is outside 1s..5m", w)
+	}
+	if n := f.Listen.Sockets; n < 0 || n > proxy.MaxSockets {
+		v.errorf("listen.sockets", "%d is outside 1..%d", n, proxy.MaxSockets)
+	}
+	if n := f.Listen.SplitBatch; n != 0 && (n < 2 || n > 32) {
+		v.errorf("listen.split_batch", "%d is outside 2..32 (0: never split)", n)
+	}
+	if n := f.DuplicateCacheSize; n != 0 && (n < 1024 || n > 10_000_000) {
+		v.errorf("duplicate_cache_size", "%d is outside 1024..10000000", n)
 	}
 	switch proxy.NoUpstreamPolicy(f.NoUpstream) {
 	case "", proxy.NoUpstreamReject, proxy.NoUpstreamDrop:

@@ -24,6 +24,9 @@ type File struct {
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
+
+	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
+	DuplicateCacheSize int `yaml:"duplicate_cache_size"`
 }
 
 // MetricsFile configures the Prometheus endpoint.
@@ -110,6 +113,10 @@ type Log struct {
 type Listen struct {
 	Auth []string `yaml:"auth"` // default ["0.0.0.0:1812", "[::]:1812"]
 	Acct []string `yaml:"acct"` // default ["0.0.0.0:1813", "[::]:1813"]
+	// Sockets per address (SO_REUSEPORT), each with its own reader; default 1.
+	Sockets int `yaml:"sockets"`
+	// SplitBatch: a batch of this many datagrams is shared with a second core; default 0, never.
+	SplitBatch int `yaml:"split_batch"`
 }
 
 // ClientFile is one NAS client.

@@ -70,6 +70,7 @@ type Requests struct {
 	NoUpstream       uint64 // forwarded requests no upstream could answer (before the fallback)
 	Retried          uint64 // requests re-sent to another upstream after a connection died
 	StatusServer     uint64 // Status-Server requests from NAS devices answered by mxedge itself
+	DuplicateEvicted uint64 // duplicate-cache entries pushed out before their window was over
 }
 
 // Histogram is a fixed-bucket histogram read from the request path's atomics.
