@@ -110,6 +110,9 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 				o.Sync = &mgmt.SyncOptions{Registration: reg}
 			}
 			logger.Info("mxedge starting", "version", orUnknown(info.Version), "config", path)
+			for _, w := range cfg.Warnings() { // what mxedge check prints as warnings
+				logger.Warn("configuration warning", "reason", w.Error())
+			}
 			e, err := edge.New(cfg, o)
 			if err != nil {
 				if l != nil {
