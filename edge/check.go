@@ -8,6 +8,7 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/metrics"
 	"mxedge/pki"
 	"mxedge/proxy"
@@ -40,6 +41,7 @@ type plan struct {
 	engine   survivability.EngineOptions
 	control  control.Options
 	metrics  *metrics.Options // nil when metrics are not served
+	dlog     decisionlog.Options
 }
 
 // newPlan builds and validates the options. It has no side effects.
@@ -49,6 +51,11 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	}
 	b := cfg.Built()
 	p := &plan{b: b}
+	p.dlog = b.DecisionLog
+	p.dlog.Logger = logger
+	if err := p.dlog.Validate(); err != nil {
+		return nil, invalid(cfg, "log", err)
+	}
 	p.cache = b.Cache
 	p.cache.Logger = logger
 	if err := p.cache.Validate(); err != nil {

@@ -41,6 +41,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 func (e *Edge) publish(ev survivability.Event) {
 	e.decisions.Count(ev)
 	e.events.Publish(events.Event(ev))
+	e.recordDecision(ev)
 }
 
 // nasClients lists the NAS clients (UDP, then RadSec peers) with their counters.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/edge/decisionlog"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
@@ -51,6 +52,8 @@ type Built struct {
 	Dictionary *packet.Dictionary
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
+	// DecisionLog is the access decision log's mode and rates (its Logger is the daemon's).
+	DecisionLog decisionlog.Options
 }
 
 // Survival is the survivability configuration.
@@ -117,6 +120,7 @@ func (c *Config) validate(v *validator) {
 	default:
 		v.errorf("log.format", "%q is not one of auto, text, json", f.Log.Format)
 	}
+	c.buildDecisionLog(v, b)
 
 	b.Dictionary = packet.Builtin()
 	for i, p := range f.Dictionaries {
