@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,7 +27,8 @@ func TestDecisionLogFromRadclient(t *testing.T) {
 	c := writeConfig(t, dir, lab, `  - {name: sw1, address: 127.0.0.1, secret: "a-secret-nobody-guesses-42", site: hq}`, up)
 	logs := &syncBuffer{}
 	level := new(slog.LevelVar)
-	e, err := edge.New(c, edge.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})), LogLevel: level})
+	e, err := edge.New(c, edge.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: level})), LogLevel: level,
+		MetricsAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +92,15 @@ func TestDecisionLogFromRadclient(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "level=DEBUG") {
 		t.Fatalf("no debug line after log.level: debug:\n%s", logs.String())
+	}
+	// Every line written is counted: an accept and a reject, then (rejects only) a reject.
+	resp, err := http.Get("http://" + e.Metrics().Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `mxedge_decision_log_lines_total{outcome="written"} 3`; !strings.Contains(string(body), want) {
+		t.Fatalf("no %q in the scrape:\n%s", want, body)
 	}
 }
