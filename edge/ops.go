@@ -3,12 +3,15 @@ package edge
 // Operability: the NAC event bus, the Prometheus exporter and the control socket's NAS table.
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"mxedge/edge/control"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
+	"mxedge/proxy/packet"
 	"mxedge/survivability"
 )
 
@@ -30,6 +33,10 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 	}
 	if o.e.metrics != nil {
 		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
+	}
+	if o.e.log.Enabled(context.Background(), slog.LevelDebug) {
+		o.e.log.Debug("upstream reply", "nas", req.Client.Name, "upstream", res.Upstream, "code", res.Response.Code(),
+			"id", req.Packet.ID(), "attrs", packet.Redacted{Packet: res.Response})
 	}
 	o.e.learner.Observe(req, res)
 }
