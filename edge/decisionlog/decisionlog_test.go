@@ -225,3 +225,22 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
 	}
 }
+
+// BenchmarkRecord is the request path's cost of feeding the log: a copy into the queue, which a
+// writer drains meanwhile (its lines discarded).
+func BenchmarkRecord(b *testing.B) {
+	l, err := New(Options{Rate: MaxRate, RejectRate: MaxRate})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	e := entries[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Record(e)
+	}
+	cancel()
+	<-done
+}
