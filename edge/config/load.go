@@ -180,13 +180,13 @@ func walk(n *yaml.Node, path string, lines map[string]pos) {
 			if path != "" {
 				p = path + "." + k.Value
 			}
-			lines[p] = pos{k.Line, k.Column}
+			lines[p] = pos{k.Line, k.Column, v.Value}
 			walk(v, p, lines)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			lines[p] = pos{c.Line, c.Column}
+			lines[p] = pos{c.Line, c.Column, c.Value}
 			walk(c, p, lines)
 		}
 	}

@@ -22,8 +22,11 @@ type Options struct {
 	BaseDir string
 }
 
-// pos is where a key is written.
-type pos struct{ line, col int }
+// pos is where a key is written, and its value when that is a scalar.
+type pos struct {
+	line, col int
+	value     string
+}
 
 // at is the error at field path, positioned at the field or its nearest parent that is written.
 func at(file string, lines map[string]pos, path, msg string) *Error {
@@ -123,10 +126,22 @@ func (es Errors) locate(lines map[string]pos) {
 		if e.Line == 0 || e.Field != "" || strings.HasPrefix(e.Msg, "unknown key ") {
 			continue
 		}
+		m := typeMismatch.FindStringSubmatch(e.Msg)
 		best := ""
 		for p, l := range lines {
-			// The deepest path on the line: "survivability.failback_probes", not "survivability".
-			if l.line == e.Line && (len(p) > len(best) || len(p) == len(best) && p < best) {
+			if l.line != e.Line {
+				continue
+			}
+			// On a flow mapping's line ({name: a, port: x}) the key whose value is the one refused;
+			// else the deepest path: "survivability.failback_probes", not "survivability".
+			if m != nil && l.value == m[2] && lines[best].value != m[2] {
+				best = p
+				continue
+			}
+			if best != "" && m != nil && lines[best].value == m[2] && l.value != m[2] {
+				continue
+			}
+			if len(p) > len(best) || len(p) == len(best) && p < best {
 				best = p
 			}
 		}
@@ -134,7 +149,7 @@ func (es Errors) locate(lines map[string]pos) {
 			continue
 		}
 		e.Field, e.Column = best, lines[best].col
-		if m := typeMismatch.FindStringSubmatch(e.Msg); m != nil {
+		if m != nil {
 			e.Msg = fmt.Sprintf("%q is not %s", m[2], kindWords(m[3]))
 			e.Hint = fmt.Sprintf("%s must be %s", lastKey(best), kindWords(m[3]))
 		}
