@@ -12,10 +12,8 @@ import (
 	"mxedge/edge/mgmt"
 )
 
-// Exit codes of `mxedge check` (also in its --help, docs/operations.md and the man page).
-const (
-	ExitCheckInvalid = 2 // errors (or, with --strict, warnings); a missing or unreadable file; a usage error
-)
+// check's exit codes (its --help, docs/operations.md, the man page) come from main's mapping:
+// config.ErrInvalid and ErrUsage are 2, ExitError carries ExitNotConfigured (78).
 
 // ErrWarnings: check --strict found warnings.
 var ErrWarnings = errors.New("check: warnings with --strict")
