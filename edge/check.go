@@ -135,6 +135,9 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := p.control.Validate(); err != nil {
 		return nil, invalid(cfg, "control.socket", err)
 	}
+	if err := checkPaths(cfg, p); err != nil {
+		return nil, err
+	}
 	if metricsAddr != "" {
 		mo := metrics.Options{Addr: metricsAddr, Logger: logger}
 		if err := mo.Validate(); err != nil {

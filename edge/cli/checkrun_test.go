@@ -85,6 +85,7 @@ func TestCheckAgreesWithRun(t *testing.T) {
 		{"bad-metrics.yaml", []string{"bad-metrics.yaml:3: metrics.listen:"}},
 		{"bad-dns.yaml", []string{"bad-dns.yaml:9: upstreams.dns: resolve: name server"}},
 		{"duplicate-upstream.yaml", []string{"duplicate-upstream.yaml:11: upstreams.servers[1].name:"}},
+		{"cache-under-file.yaml", []string{"cache-under-file.yaml:1: cache.path: ", "cache-under-file.yaml is not a directory"}},
 		{"absent.yaml", []string{"absent.yaml: no such file"}},
 	}
 	for _, tt := range tests {
