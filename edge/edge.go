@@ -23,6 +23,7 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
@@ -73,6 +74,9 @@ type Options struct {
 	WatchInterval time.Duration
 	// Notifier talks to systemd. nil: notify.New(Logger), a no-op outside systemd.
 	Notifier *notify.Notifier
+	// LogLevel, when set, is the level Logger's handler reads: a reload sets it from log.level.
+	// nil: the level stays as Logger was built.
+	LogLevel *slog.LevelVar
 }
 
 // Validate checks the options.
@@ -134,6 +138,8 @@ type Edge struct {
 	certs   atomic.Pointer[[]pki.NamedCert]
 	// decisions counts every decision where it is made (publish), for the metrics.
 	decisions *survivability.DecisionStats
+	// dlog is the access decision log, fed by publish (edge/decisions.go).
+	dlog *decisionlog.Log
 
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
@@ -177,6 +183,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}()
 	certs := loadCerts(p.b.Files)
 	e.certs.Store(&certs)
+	if e.dlog, err = decisionlog.New(p.dlog); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 
 	// Storage.
 	if e.cache, err = cache.Open(p.cache); err != nil {

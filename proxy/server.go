@@ -567,7 +567,8 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 	}
 	if s.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		// Guarded: the arguments alone would cost allocations on every request.
-		s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID())
+		s.opts.Logger.Debug("request", "nas", client.Name, "peer", src, "code", code, "id", p.ID(),
+			"attrs", packet.Redacted{Packet: p}) // secrets shown by length only
 	}
 	s.handler.ServeRADIUS(req)
 }

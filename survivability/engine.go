@@ -120,9 +120,13 @@ func (e *Engine) event(req *proxy.Request, ev Event) {
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
 	if ev.Method != "accounting" {
 		ev.Type = AccessType(ev.Allowed)
+		ev.SetStation(req.Packet)
 	}
-	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
-		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
+	// At info level the decision log (edge/decisionlog) writes it, rate-limited, off this path.
+	if e.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		e.opts.Logger.Debug("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
+			"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
+	}
 	if e.opts.Events != nil {
 		e.opts.Events(ev)
 	}

@@ -105,6 +105,7 @@ func (l *Learner) Observe(req *proxy.Request, res proxy.Result) {
 	if ev.Allowed {
 		ev.VLAN = ReplyVLAN(res.Response)
 	}
+	ev.SetStation(req.Packet)
 	ev.Type = AccessType(ev.Allowed)
 	l.o.Events(ev)
 }

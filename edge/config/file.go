@@ -105,8 +105,14 @@ type CacheFile struct {
 
 // Log selects logging.
 type Log struct {
-	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error; applied on reload
 	Format string `yaml:"format"` // auto (default: journald-friendly under systemd) | text | json
+	// Decisions is the access decision log (edge/decisionlog), one info line per decision:
+	// on (default) | off | rejects. DecisionRate and RejectRate are its lines per second for
+	// accepts and for rejects (default 100 each, 1..100000); the rest is counted and summarized.
+	Decisions    string `yaml:"decisions"`
+	DecisionRate int    `yaml:"decision_rate"`
+	RejectRate   int    `yaml:"reject_rate"`
 }
 
 // Listen lists the UDP addresses of the RADIUS front door.

@@ -69,13 +69,14 @@ var (
 
 	descCertExpiry  = desc("certificate_expiry_timestamp_seconds", "Unix time at which the certificate expires (its notAfter).", "cert")
 	descEvDropped   = desc("events_dropped_total", "NAC events a slow subscriber (events --follow) missed; the counters here never depend on events.")
+	descDecisionLog = desc("decision_log_lines_total", "Access decision log lines by outcome: written, suppressed (over log.decision_rate or log.reject_rate), dropped (queue full).", "outcome")
 	snapshotMetrics = []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
 		descFallback, descNoUpstream, descRetried, descStatusServer, descDupEvicted, descDropped, descAnswerTime, descDecisions, descLocal, descLocalAcct,
 		descNASReq, descNASResp, descNASRetrans, descNASErr, descNASLastSeen,
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
 		descEAPConv, descEAPStarted, descEAPChallenges, descEAPEnded, descEAPDiscarded, descEAPRefused,
-		descCertExpiry, descEvDropped}
+		descCertExpiry, descEvDropped, descDecisionLog}
 )
 
 // snapshotCollector turns a Snapshot taken at scrape time into constant metrics.
@@ -194,6 +195,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPDiscarded, s.EAPTLS.Discarded)
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
+	counter(descDecisionLog, s.DecisionLog.Written, "written")
+	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
+	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
 }
 
 func sortedKeys[V any](m map[string]V) []string {

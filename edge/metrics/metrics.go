@@ -59,7 +59,12 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
+	DecisionLog DecisionLog
 }
+
+// DecisionLog are the decision log's counters.
+type DecisionLog struct{ Written, Suppressed, Dropped uint64 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
 type Requests struct {

@@ -503,6 +503,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	ev.Allowed = true
 	h.stats.accepted.Add(1)
 	h.o.Logger.Debug("eap-tls accepted", "nas", ev.NAS, "mac", ev.MAC, "user", ev.Identity, "reason", ev.Reason)
+	ev.SetStation(req.Packet)
 	h.emit(ev)
 	return resp
 }
@@ -511,6 +512,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 // and a Reply-Message, and emits the event.
 func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg string) packet.Packet {
 	h.stats.rejected.Add(1)
+	ev.SetStation(req.Packet)
 	h.emit(ev)
 	if msg == "" {
 		msg = "eap-tls: " + ev.Reason
