@@ -6,12 +6,9 @@ package cli
 // version; renaming or removing one makes a new version.
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-
-	"go.yaml.in/yaml/v3"
 
 	"mxedge/edge/config"
 )
@@ -69,26 +66,14 @@ func issue(e *config.Error) checkIssue {
 	return checkIssue{File: e.File, Line: e.Line, Column: e.Column, Field: e.Field, Message: e.Msg, Hint: e.Hint}
 }
 
-// reportEncoder returns the encoder for -o FORMAT; nil for text.
+// reportEncoder returns the encoder for -o FORMAT (writeDoc, the one encoder of every machine
+// document); nil for text.
 func reportEncoder(format string) (func(io.Writer, any) error, error) {
 	switch format {
 	case "", "text":
 		return nil, nil
-	case "json":
-		return func(w io.Writer, v any) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(v)
-		}, nil
-	case "yaml":
-		return func(w io.Writer, v any) error {
-			enc := yaml.NewEncoder(w)
-			enc.SetIndent(2)
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-			return enc.Close()
-		}, nil
+	case formatJSON, "yaml":
+		return func(w io.Writer, v any) error { return writeDoc(w, format, v) }, nil
 	}
 	return nil, fmt.Errorf("%w: --output %q is not one of text, json, yaml", ErrUsage, format)
 }
