@@ -31,8 +31,8 @@ const (
 	trackerBatchDelay = 100 * time.Millisecond
 	writerBatchMax    = 512
 	batchEvery        = 10 * time.Millisecond // the pace of the updates during the lookups
-	lookupsEach  = 2000                  // timed lookups per key
-	maxLookupDur = 20 * time.Second      // bound on the lookup phase
+	lookupsEach       = 2000                  // timed lookups per key
+	maxLookupDur      = 20 * time.Second      // bound on the lookup phase
 )
 
 func envInt(tb testing.TB, name string, def int) int {
@@ -73,8 +73,8 @@ func keys(i int) sess {
 	}
 	mac := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
 	return sess{mac: mac, user: fmt.Sprintf("user%06d@example.com", i), asid: fmt.Sprintf("%08X", i),
-		ip4: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
-		ip6: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}),
+		ip4:  netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
+		ip6:  netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}),
 		port: uint32(50000 + i%48), nas: fmt.Sprintf("sw%03d", i/48)}
 }
 
