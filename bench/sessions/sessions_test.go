@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,22 +128,6 @@ func BenchmarkSessions(b *testing.B) {
 	dir := b.TempDir()
 	rss0 := rssBytes(b)
 
-	// The reference: the client cache with as many entries, on the same disk, in the same run.
-	cs, err := cache.Open(cache.Options{Path: filepath.Join(dir, "cache.db"), QueueSize: 1 << 20, BatchSize: 1 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cs.Close()
-	for i := range n {
-		k := keys(i)
-		cs.Learn(cache.Record{MAC: k.mac, Identity: strings.ReplaceAll(k.mac, ":", ""), Method: cache.MethodMAB,
-			NAS: k.nas, Site: "HQ", Attrs: []cache.Attr{{Type: 81, Tag: 1, Value: []byte("41")}}})
-	}
-	if err := cs.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	rssCache := rssBytes(b)
-
 	// The table: n live sessions (Start), built in batches, not measured.
 	ss, err := session.Open(session.Options{Path: filepath.Join(dir, "sessions.db"), MaxEntries: n + n/10})
 	if err != nil {
@@ -162,7 +148,23 @@ func BenchmarkSessions(b *testing.B) {
 	if st := ss.Stats(); st.Live != n {
 		b.Fatalf("%d live sessions after the build, want %d", st.Live, n)
 	}
-	rssBuilt := rssBytes(b)
+	runtime.GC()
+	debug.FreeOSMemory() // what stays resident is the table's file pages and live heap
+	rssTable := rssBytes(b)
+	// The reference: the client cache with as many entries, on the same disk, in the same run.
+	cs, err := cache.Open(cache.Options{Path: filepath.Join(dir, "cache.db"), QueueSize: 1 << 20, BatchSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cs.Close()
+	for i := range n {
+		k := keys(i)
+		cs.Learn(cache.Record{MAC: k.mac, Identity: strings.ReplaceAll(k.mac, ":", ""), Method: cache.MethodMAB,
+			NAS: k.nas, Site: "HQ", Attrs: []cache.Attr{{Type: 81, Tag: 1, Value: []byte("41")}}})
+	}
+	if err := cs.Flush(); err != nil {
+		b.Fatal(err)
+	}
 
 	// The paced windows: updateRate/s Interim-Updates for random sessions, committed as the
 	// tracker's writer commits them: every batch delay, what arrived since, at most writerBatchMax
@@ -211,7 +213,11 @@ func BenchmarkSessions(b *testing.B) {
 	}
 	results := []result{paced(trackerBatchDelay), paced(trackerBatchDelay / 10)}
 	b.StopTimer()
+	runtime.GC()
+	debug.FreeOSMemory()
 	rssRun := rssBytes(b)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
 
 	// Lookups by each key while the updates keep flowing on another goroutine, interleaved with the
 	// reference lookup so that both see the same machine.
@@ -278,7 +284,7 @@ func BenchmarkSessions(b *testing.B) {
 	b.ReportMetric(results[0].rate, "updates/s")
 	b.ReportMetric(results[0].perUpdate, "cpu-µs/update")
 	b.ReportMetric(results[1].perUpdate/results[0].perUpdate, "cpu-10ms-batches/100ms")
-	b.ReportMetric(float64(rssRun-rssCache)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(rssTable-rss0)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(fi.Size())/(1<<20), "file-MiB")
 	for _, l := range lookups {
 		b.ReportMetric(float64(p99(got[l.name]))/float64(refP99), "p99-"+l.name+"/cache-mac")
@@ -290,9 +296,9 @@ func BenchmarkSessions(b *testing.B) {
 			r.delay, total, r.wall.Round(time.Millisecond), r.rate, r.txns, r.cpu.Round(time.Millisecond), r.perUpdate,
 			r.maxLagBehind.Round(time.Millisecond))
 	}
-	b.Logf("RSS: %.1f MiB before, %.1f MiB with the reference cache, %.1f MiB with the sessions too, %.1f MiB after the windows "+
-		"(the table's share: %.1f MiB); sessions.db %.1f MiB", float64(rss0)/(1<<20), float64(rssCache)/(1<<20),
-		float64(rssBuilt)/(1<<20), float64(rssRun)/(1<<20), float64(rssRun-rssCache)/(1<<20), float64(fi.Size())/(1<<20))
+	b.Logf("RSS: %.1f MiB before, %.1f MiB with the %d sessions (the table's share %.1f MiB), %.1f MiB with the reference cache "+
+		"and after the windows (Go heap in use %.1f MiB); sessions.db %.1f MiB", float64(rss0)/(1<<20), float64(rssTable)/(1<<20), n,
+		float64(rssTable-rss0)/(1<<20), float64(rssRun)/(1<<20), float64(ms.HeapInuse)/(1<<20), float64(fi.Size())/(1<<20))
 	b.Logf("reference: cache LookupMAC p99 %v over %d lookups (same run, interleaved)", refP99, len(ref))
 	for _, l := range lookups {
 		b.Logf("  %-16s p99 %v = %.2f × the cache's", l.name, p99(got[l.name]), float64(p99(got[l.name]))/float64(refP99))
