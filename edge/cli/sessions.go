@@ -65,6 +65,9 @@ admitted locally that the cloud has not re-authorized yet (docs/sessions.md).
 	f.StringVar(&q.IP, "ip", "", "only sessions with this Framed-IP (IPv4 or IPv6)")
 	f.StringVar(&q.State, "state", "", "only sessions in this state: authorized, active or stopped")
 	f.IntVar(&q.Limit, "limit", 0, "print at most this many sessions, oldest first (0: all)")
+	_ = cmd.RegisterFlagCompletionFunc("nas", completeNAS(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("site", completeSites(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("state", fixedCompletions("authorized", "active", "stopped"))
 	return cmd
 }
 

@@ -132,3 +132,16 @@ func TestSessionsNoDaemon(t *testing.T) {
 		t.Fatalf("no daemon: %v", err)
 	}
 }
+
+// TestSessionsCompletion: --state completes its three values.
+func TestSessionsCompletion(t *testing.T) {
+	out, err := runOps(t, New(BuildInfo{}), "__complete", "sessions", "--state", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"authorized\n", "active\n", "stopped\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("completion lacks %q:\n%s", want, out)
+		}
+	}
+}
