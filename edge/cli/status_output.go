@@ -24,6 +24,7 @@ type statusDoc struct {
 	NASClients    *nasSummaryDoc    `json:"nas_clients"`
 	Cache         cacheSummaryDoc   `json:"cache"`
 	Spool         *spoolDoc         `json:"spool"`
+	Sessions      *sessionsSumDoc   `json:"sessions"`
 	Certificates  []certDoc         `json:"certificates"`
 	Revocation    []revocationDoc   `json:"revocation"`
 	Requests      requestsDoc       `json:"requests"`
@@ -58,6 +59,16 @@ type cacheSummaryDoc struct {
 type spoolDoc struct {
 	Depth       int `json:"depth"`
 	Quarantined int `json:"quarantined"`
+}
+
+// sessionsSumDoc is the session table's counts (docs/sessions.md); null when the table is off.
+type sessionsSumDoc struct {
+	Live          int    `json:"live"`
+	Stored        int    `json:"stored"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Started       uint64 `json:"started"`
+	Stopped       uint64 `json:"stopped"`
+	Lost          uint64 `json:"updates_lost"`
 }
 
 type certDoc struct {
@@ -155,6 +166,10 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 			n.BadAuthenticatorReqs += c.BadAuthenticator
 		}
 		d.NASClients = n
+	}
+	if ss := st.Sessions; ss != nil {
+		d.Sessions = &sessionsSumDoc{Live: ss.Live, Stored: ss.Entries, NeedReconcile: ss.NeedReconcile, Started: ss.Starts,
+			Stopped: ss.Stops, Lost: ss.Dropped}
 	}
 	if st.SpoolDepth != nil {
 		d.Spool = &spoolDoc{Depth: *st.SpoolDepth, Quarantined: st.Quarantine}

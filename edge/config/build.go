@@ -17,6 +17,8 @@ import (
 
 	"mxedge/cache"
 	"mxedge/edge/decisionlog"
+
+	"mxedge/cache/session"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
@@ -44,6 +46,7 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	Cache     cache.Options
+	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
@@ -210,6 +213,7 @@ func (c *Config) validate(v *validator) {
 	c.buildPool(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
+	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {

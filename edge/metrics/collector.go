@@ -86,6 +86,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range snapshotMetrics {
 		ch <- d
 	}
+	for _, d := range sessionMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -198,6 +201,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
+
+	collectSessions(s.Sessions, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

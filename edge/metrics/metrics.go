@@ -61,6 +61,9 @@ type Snapshot struct {
 	EventsDropped uint64
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
+
+	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
+	Sessions *Sessions
 }
 
 // DecisionLog are the decision log's counters.
