@@ -87,7 +87,6 @@ func (e *Edge) Run(ctx context.Context) error {
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
 	store.Go(func(ctx context.Context) { e.dlog.Run(ctx) }) // stops last: decisions of the drain are written
-
 	sess.Go(e.runSessions)
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
 	ctl.Go(func(ctx context.Context) {

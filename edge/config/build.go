@@ -16,9 +16,8 @@ import (
 	"time"
 
 	"mxedge/cache"
-	"mxedge/edge/decisionlog"
-
 	"mxedge/cache/session"
+	"mxedge/edge/decisionlog"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"

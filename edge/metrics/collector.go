@@ -201,7 +201,6 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
-
 	collectSessions(s.Sessions, gauge, counter)
 }
 

@@ -61,7 +61,6 @@ type Snapshot struct {
 	EventsDropped uint64
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
-
 	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
 	Sessions *Sessions
 }
