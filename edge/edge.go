@@ -125,6 +125,8 @@ type Edge struct {
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
+	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
+	discovery *proxy.Discovery
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -251,6 +253,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, err
 	}
 	e.pool = poolRun{pool: pool}
+	if err := e.newDiscovery(p.discovery); err != nil {
+		return nil, err
+	}
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health

@@ -228,7 +228,7 @@ func waitGoroutinesProxy(t *testing.T, base int) {
 	}
 }
 
-// forward sends one PAP Access-Request through pool and returns the NAS-side answer.
+// forward sends one Access-Request for user through pool and returns the NAS-side answer.
 func forward(t *testing.T, pool *proxy.Pool, user string) packet.Packet {
 	t.Helper()
 	secret := proxy.Secret("nas-secret")
@@ -238,6 +238,12 @@ func forward(t *testing.T, pool *proxy.Pool, user string) packet.Packet {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return forwardPacket(t, pool, secret, pkt)
+}
+
+// forwardPacket sends pkt, from a NAS with secret, through pool and returns the NAS-side answer.
+func forwardPacket(t *testing.T, pool *proxy.Pool, secret proxy.Secret, pkt packet.Packet) packet.Packet {
+	t.Helper()
 	now := time.Now()
 	req := &proxy.Request{Client: &proxy.Client{Name: "nas", Secret: secret}, Packet: pkt, Received: now, Deadline: now.Add(2 * time.Second)}
 	res := make(chan proxy.Result, 1)

@@ -41,7 +41,8 @@ type Built struct {
 	Clients   []proxy.Client
 	Pool      proxy.PoolOptions
 	Router    proxy.RouterOptions
-	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
+	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
 	Cache     cache.Options
 	Survival  Survival
 	Control   string // control socket path
@@ -185,6 +186,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	c.buildPool(v, b)
+	c.buildDiscovery(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)

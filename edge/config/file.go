@@ -24,6 +24,9 @@ type File struct {
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
+
+	// Discovery finds RadSec servers by realm (RFC 7585, edge/config/discovery.go).
+	Discovery DiscoveryFile `yaml:"discovery"`
 }
 
 // MetricsFile configures the Prometheus endpoint.

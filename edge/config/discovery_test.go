@@ -1,0 +1,70 @@
+package config_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"mxedge/edge/config"
+	"mxedge/proxy"
+)
+
+func TestDiscoveryConfig(t *testing.T) {
+	_, lab := labConfig(t)
+	tests := []struct {
+		name  string
+		block string
+		want  []string // error parts; none: valid
+		check func(t *testing.T, o *proxy.DiscoveryOptions)
+	}{
+		{"off", "", nil, func(t *testing.T, o *proxy.DiscoveryOptions) {
+			if o != nil {
+				t.Fatalf("built %+v without discovery.enabled", o)
+			}
+		}},
+		{"defaults", "discovery: {enabled: true}\n", nil, func(t *testing.T, o *proxy.DiscoveryOptions) {
+			if o.NegativeTTL != time.Minute || o.IdleTimeout != 5*time.Minute || o.Upstream.TLS == nil || len(o.Services) != 0 {
+				t.Fatalf("defaults %+v", o)
+			}
+			if err := (&proxy.DiscoveryOptions{Resolver: nopRealms{}, Upstream: o.Upstream}).Validate(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"eduroam", "discovery:\n  enabled: true\n  services: [x-eduroam:radius.tls, aaa+auth:radius.tls.tcp]\n  server_name: radsec.{realm}\n  idle_timeout: 10m\n  negative_ttl: 30s\n",
+			nil, func(t *testing.T, o *proxy.DiscoveryOptions) {
+				if !slices.Equal(o.Services, []string{"x-eduroam:radius.tls", "aaa+auth:radius.tls.tcp"}) || o.ServerName != "radsec.{realm}" ||
+					o.IdleTimeout != 10*time.Minute || o.NegativeTTL != 30*time.Second {
+					t.Fatalf("built %+v", o)
+				}
+			}},
+		{"bad", "discovery:\n  enabled: true\n  services: [\"aaa+auth: x\"]\n  server_name: radsec.example\n  idle_timeout: 1s\n",
+			[]string{"m.yaml:16: discovery.services[0]: \"aaa+auth: x\" is not a NAPTR service tag", "m.yaml:17: discovery.server_name: \"radsec.example\" must contain {realm}", "m.yaml:18: discovery.idle_timeout: 1s is outside"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := config.Parse("m.yaml", []byte(radsecDoc(lab, "", "      cert_names: [\"*\"]\n")+tt.block))
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.check(t, c.Built().Discovery)
+				return
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+type nopRealms struct{}
+
+func (nopRealms) Discover(context.Context, string, []string) ([]proxy.Target, error) { return nil, nil }
+func (nopRealms) InvalidateRealm(string)                                             {}
