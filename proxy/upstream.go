@@ -180,6 +180,8 @@ type UpstreamStatus struct {
 	Answered    uint64
 	Failures    uint64
 	LastError   string
+	// TLS is what each live connection negotiated (version, cipher, key exchange group).
+	TLS []TLSInfo `json:"TLS,omitempty"`
 }
 
 // Status returns a snapshot.
@@ -193,6 +195,9 @@ func (u *Upstream) Status() UpstreamStatus {
 	}
 	for _, c := range u.conns {
 		st.Inflight += c.Inflight()
+		if cs, ok := c.ConnectionState(); ok {
+			st.TLS = append(st.TLS, NewTLSInfo(cs))
+		}
 	}
 	if u.lastErr != nil {
 		st.LastError = u.lastErr.Error()

@@ -638,12 +638,12 @@ func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		RootCAs:      pool,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
@@ -651,13 +651,13 @@ func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 // checkListen accepts host:port; port 0 (an ephemeral port, for tests and labs) is allowed.

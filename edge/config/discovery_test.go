@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"context"
+	"crypto/tls"
 	"slices"
 	"strings"
 	"testing"
@@ -68,3 +69,30 @@ type nopRealms struct{}
 
 func (nopRealms) Discover(context.Context, string, []string) ([]proxy.Target, error) { return nil, nil }
 func (nopRealms) InvalidateRealm(string)                                             {}
+
+// TestRequireHybridKEX: tls.require_hybrid_kex restricts a RadSec TLS block (upstream, listener)
+// to the hybrid groups and TLS 1.3, and contradicts min_version 1.2.
+func TestRequireHybridKEX(t *testing.T) {
+	_, lab := labConfig(t)
+	doc := strings.Replace(radsecDoc(lab, "", "      cert_names: [\"*\"]\n"), "ca: "+lab.CAFile+"}", "ca: "+lab.CAFile+", require_hybrid_kex: true}", 2)
+	c, err := config.Parse("m.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{"upstream": c.Built().Pool.Upstreams[0].TLS, "listener": c.Built().Listener.TLS} {
+		if !slices.Equal(cfg.CurvePreferences, proxy.HybridGroups()) || cfg.MinVersion != tls.VersionTLS13 {
+			t.Errorf("%s: curves %v, min version %x", name, cfg.CurvePreferences, cfg.MinVersion)
+		}
+	}
+	bad := strings.Replace(doc, "require_hybrid_kex: true}", "require_hybrid_kex: true, min_version: \"1.2\"}", 1)
+	if _, err := config.Parse("m.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "upstreams.tls.min_version: 1.2 contradicts require_hybrid_kex") {
+		t.Fatalf("min_version 1.2 with require_hybrid_kex: %v", err)
+	}
+	plain, err := config.Parse("m.yaml", []byte(radsecDoc(lab, "", "      cert_names: [\"*\"]\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp := plain.Built().Pool.Upstreams[0].TLS.CurvePreferences; cp != nil {
+		t.Errorf("default curves %v, want Go's default (nil)", cp)
+	}
+}

@@ -134,6 +134,7 @@ type TLSFile struct {
 	KeyPassphraseFile string `yaml:"key_passphrase_file"` // file holding the key's passphrase (first line)
 	CA                string `yaml:"ca"`                  // PEM bundle that verifies the peer
 	MinVersion        string `yaml:"min_version"`         // "1.2" (default) | "1.3"
+	RequireHybridKEX  bool   `yaml:"require_hybrid_kex"`  // only post-quantum hybrid key exchange (TLS 1.3)
 }
 
 // Upstreams configure the RadSec upstreams.
