@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mxedge/edge/config"
+	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/resolve"
 )
@@ -58,3 +59,26 @@ func (a realmAdapter) Discover(ctx context.Context, realm string, services []str
 }
 
 func (a realmAdapter) InvalidateRealm(realm string) { a.r.InvalidateRealm(realm) }
+
+// radsecConns lists every live RadSec connection's TLS parameters for the metrics: the
+// upstreams', the discovered realms' and the listener's.
+func radsecConns(st Status) []metrics.RadSecConn {
+	var out []metrics.RadSecConn
+	add := func(dir, peer string, t proxy.TLSInfo) {
+		out = append(out, metrics.RadSecConn{Direction: dir, Peer: peer, Version: t.Version, Cipher: t.Cipher, Group: t.Group})
+	}
+	for _, u := range st.Upstreams {
+		for _, t := range u.TLS {
+			add("upstream", u.Name, t)
+		}
+	}
+	for _, r := range st.Realms {
+		for _, t := range r.Upstream.TLS {
+			add("upstream", r.Realm, t)
+		}
+	}
+	for _, c := range st.RadSec {
+		add("listener", c.NAS, c.TLS)
+	}
+	return out
+}

@@ -397,6 +397,9 @@ type Status struct {
 	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
+	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
+	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -428,6 +431,10 @@ func (e *Edge) Status() Status {
 		for _, a := range e.listener.Addrs() {
 			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
 		}
+		s.RadSec = e.listener.Conns()
+	}
+	if e.discovery != nil {
+		s.Realms = e.discovery.Realms()
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {
