@@ -10,12 +10,14 @@ import (
 	"mxedge/proxy"
 )
 
-// runPool runs a one-upstream pool to addr with cfg until the test ends.
-func runPool(t *testing.T, host string, port uint16, cfg *tls.Config) *proxy.Pool {
+// runPool runs a one-upstream pool to host:port with cfg (or with the options given) until the
+// test ends, once its first connection settled.
+func runPool(t *testing.T, host string, port uint16, cfg *tls.Config, o ...proxy.UpstreamOptions) *proxy.Pool {
 	t.Helper()
-	p, err := proxy.NewPool(proxy.PoolOptions{Upstreams: []proxy.UpstreamOptions{{
-		Name: "edge2", Host: host, Port: port, TLS: cfg, DeadAfter: 500 * time.Millisecond, BackoffMax: time.Second,
-	}}})
+	if len(o) == 0 {
+		o = []proxy.UpstreamOptions{{Name: "edge2", Host: host, Port: port, TLS: cfg, DeadAfter: 500 * time.Millisecond, BackoffMax: time.Second}}
+	}
+	p, err := proxy.NewPool(proxy.PoolOptions{Upstreams: o})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -430,7 +430,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 			Name: s.Name, Host: host, Port: port, SRV: s.SRV, VerifySRVTarget: s.VerifySRVTarget, ServerName: s.ServerName,
 			Priority: s.Priority, Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
 			DialTimeout: vals[0], DeadAfter: vals[1], StatusInterval: vals[2], BackoffMin: vals[3], BackoffMax: vals[4],
-			StallAfter: vals[5],
+			StallAfter: vals[5], Source: source(v, path, u.Source, s.Source), BindDevice: bindDevice(v, path, u.BindDevice, s.BindDevice),
 		})
 	}
 	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(resolve.DefaultTimeout)}

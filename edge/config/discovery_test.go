@@ -96,3 +96,28 @@ func TestRequireHybridKEX(t *testing.T) {
 		t.Errorf("default curves %v, want Go's default (nil)", cp)
 	}
 }
+
+// TestUpstreamSource: source and bind_device per upstreams block and per server, the server's
+// winning; bad values name their line and field.
+func TestUpstreamSource(t *testing.T) {
+	_, lab := labConfig(t)
+	base := radsecDoc(lab, "", "      cert_names: [\"*\"]\n")
+	doc := strings.Replace(base, "  servers: [{name: u, address: 192.0.2.10}]",
+		"  source: 192.0.2.77\n  bind_device: vrf-wan\n  servers: [{name: u, address: 192.0.2.10}, {name: v, address: 192.0.2.11, source: \"2001:db8::7\", bind_device: eth1}]", 1)
+	c, err := config.Parse("m.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := c.Built().Pool.Upstreams
+	if ups[0].Source.String() != "192.0.2.77" || ups[0].BindDevice != "vrf-wan" || ups[1].Source.String() != "2001:db8::7" || ups[1].BindDevice != "eth1" {
+		t.Fatalf("upstreams %+v / %+v", ups[0], ups[1])
+	}
+	bad := strings.Replace(base, "  servers: [{name: u, address: 192.0.2.10}]",
+		"  source: 0.0.0.0\n  servers: [{name: u, address: 192.0.2.10, bind_device: \"a/b\"}]", 1)
+	_, err = config.Parse("m.yaml", []byte(bad))
+	for _, w := range []string{`m.yaml:6: upstreams.source: "0.0.0.0" is not a unicast IP address`, `upstreams.servers[0].bind_device: "a/b" is not an interface name`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %q", err, w)
+		}
+	}
+}

@@ -149,6 +149,8 @@ type Upstreams struct {
 	BackoffMin     Duration       `yaml:"backoff_min"`     // default 500ms
 	BackoffMax     Duration       `yaml:"backoff_max"`     // default 10s
 	MaxConnections int            `yaml:"max_connections"` // default 4
+	Source         string         `yaml:"source"`          // local address of every upstream's connections (edge/config/source.go)
+	BindDevice     string         `yaml:"bind_device"`     // interface or VRF device (SO_BINDTODEVICE)
 	DNS            DNSFile        `yaml:"dns"`
 }
 
@@ -163,6 +165,9 @@ type UpstreamFile struct {
 	ServerName      string `yaml:"server_name"`
 	Priority        int    `yaml:"priority"`
 	Secret          string `yaml:"secret"` // default "radsec"
+
+	Source     string `yaml:"source"`      // overrides upstreams.source
+	BindDevice string `yaml:"bind_device"` // overrides upstreams.bind_device
 }
 
 // DNSFile configures upstream name resolution.
