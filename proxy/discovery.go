@@ -63,8 +63,9 @@ type DiscoveryOptions struct {
 	// ConnectTimeout bounds how long the first request for a realm waits for its first
 	// connection (DNS, TCP, TLS, Status-Server). Default DialTimeout + DeadAfter + 1s.
 	ConnectTimeout time.Duration
-	// MaxRealms caps the realms with open pools or remembered failures (memory under requests for
-	// made-up realms). Default 1024.
+	// MaxRealms caps the realms with open or opening pools, and separately the remembered
+	// failures (the oldest-forgotten first when full), so requests for made-up realms bound the
+	// memory and never lock out a realm that works. Default 1024.
 	MaxRealms int
 	Cork      *sockio.Cork
 	Logger    *slog.Logger
@@ -236,7 +237,7 @@ func (d *Discovery) Discover(ctx context.Context, realm string) (*Pool, error) {
 			}
 			delete(d.failed, realm)
 		}
-		if len(d.realms)+len(d.failed) >= d.opts.MaxRealms {
+		if len(d.realms) >= d.opts.MaxRealms {
 			d.mu.Unlock()
 			return nil, d.fail(realm, ErrTooManyRealms)
 		}
@@ -281,6 +282,14 @@ func (d *Discovery) serve(ctx context.Context, rp *realmPool) {
 		d.mu.Lock()
 		if d.realms[rp.realm] == rp {
 			delete(d.realms, rp.realm)
+			if len(d.failed) >= d.opts.MaxRealms {
+				// Full of failures (requests for made-up realms): forget one rather than
+				// refuse realms that work.
+				for k := range d.failed {
+					delete(d.failed, k)
+					break
+				}
+			}
 			d.failed[rp.realm] = failure{err: rp.err, until: d.opts.Now().Add(d.opts.NegativeTTL)}
 		}
 		d.mu.Unlock()

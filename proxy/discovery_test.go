@@ -437,3 +437,20 @@ func TestDiscoveryValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscoveryBogusRealms: failures of made-up realms are bounded and never lock out a realm that
+// works.
+func TestDiscoveryBogusRealms(t *testing.T) {
+	e := newRealmEnv(t)
+	e.server(t, "real.example", []string{"real.example"}, nil)
+	d := e.discovery(t, func(o *proxy.DiscoveryOptions) { o.MaxRealms = 2 })
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := d.Discover(ctx, fmt.Sprintf("made-up-%d.example", i)); errors.Is(err, proxy.ErrTooManyRealms) || !errors.Is(err, proxy.ErrDiscovery) {
+			t.Fatalf("made-up realm %d: %v", i, err)
+		}
+	}
+	if _, err := d.Discover(ctx, "real.example"); err != nil {
+		t.Fatalf("a working realm after 10 failures: %v", err)
+	}
+}

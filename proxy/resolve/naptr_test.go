@@ -3,6 +3,7 @@ package resolve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -149,4 +150,33 @@ func FuzzMatchNAPTR(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDiscoverForgetsFailures: realms come from requests, so the failures of made-up ones must
+// not stay for forgetAfter: once expired, the next sweep drops them; last good answers stay.
+func TestDiscoverForgetsFailures(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.NegativeTTL = 30 * time.Second })
+	e.z.set(t, `good.example. 300 IN NAPTR 10 10 "s" "aaa+auth:radius.tls.tcp" "" _radiustls._tcp.good.example.`)
+	e.z.set(t, `_radiustls._tcp.good.example. 300 IN SRV 0 0 2083 rs.good.example.`)
+	e.z.set(t, `rs.good.example. 300 IN A 192.0.2.9`)
+	ctx := context.Background()
+	if _, err := e.r.Discover(ctx, "good.example", services); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := e.r.Discover(ctx, fmt.Sprintf("bogus%d.example", i), services); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("bogus realm: %v", err)
+		}
+	}
+	entries := func() int { e.r.mu.Lock(); defer e.r.mu.Unlock(); return len(e.r.entries) }
+	if n := entries(); n < 50 {
+		t.Fatalf("%d entries after 50 failures", n)
+	}
+	e.clock.Advance(sweepEvery + time.Minute)
+	if _, err := e.r.Discover(ctx, "good.example", services); err != nil { // runs the sweep
+		t.Fatal(err)
+	}
+	if n := entries(); n > 5 {
+		t.Fatalf("%d entries left after the failures expired, want the good realm's few", n)
+	}
 }
