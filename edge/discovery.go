@@ -82,3 +82,17 @@ func radsecConns(st Status) []metrics.RadSecConn {
 	}
 	return out
 }
+
+// reloadDiscovery gives discovery a reloaded configuration's options (new certificates, CA,
+// tags, timers) for the realms opened from now on; turning discovery on or off needs a restart.
+func (e *Edge) reloadDiscovery(b *config.Built) {
+	switch {
+	case (b.Discovery == nil) != (e.discovery == nil):
+		e.log.Warn("discovery turned on or off: restart mxedge to apply it")
+	case e.discovery != nil:
+		o := *b.Discovery
+		if err := e.discovery.SetOptions(o); err != nil {
+			e.log.Error("discovery not reloaded", "err", err)
+		}
+	}
+}

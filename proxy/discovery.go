@@ -135,12 +135,14 @@ func (o *DiscoveryOptions) setDefaults() {
 // discovery, created on the first request for the realm and closed when idle. Its Run owns every
 // pool's goroutines.
 type Discovery struct {
-	opts DiscoveryOptions
+	now func() time.Time
+	log *slog.Logger
 
 	started chan struct{} // closed when Run starts: a Discover before waits for it
 
 	mu     sync.Mutex
-	ctx    context.Context // Run's; nil before Run and after it returned
+	opts   DiscoveryOptions // replaced by SetOptions; each realm keeps the ones it opened with
+	ctx    context.Context  // Run's; nil before Run and after it returned
 	realms map[string]*realmPool
 	failed map[string]failure
 	wg     sync.WaitGroup
@@ -154,6 +156,7 @@ type failure struct {
 // realmPool is one realm's pool and its lifecycle.
 type realmPool struct {
 	realm    string
+	opts     DiscoveryOptions // as they were when the realm was opened
 	pool     *Pool
 	cancel   context.CancelFunc
 	ready    chan struct{} // closed when the first connection settled; err says how
@@ -175,7 +178,7 @@ func NewDiscovery(o DiscoveryOptions) (*Discovery, error) {
 	}
 	o.Services = append([]string(nil), o.Services...)
 	o.setDefaults()
-	return &Discovery{opts: o, started: make(chan struct{}), realms: map[string]*realmPool{}, failed: map[string]failure{}}, nil
+	return &Discovery{opts: o, now: o.Now, log: o.Logger, started: make(chan struct{}), realms: map[string]*realmPool{}, failed: map[string]failure{}}, nil
 }
 
 // Run serves Discover until ctx ends (call it once; a Discover before Run waits for it), closing idle realms, then closes every realm's connections
@@ -183,9 +186,11 @@ func NewDiscovery(o DiscoveryOptions) (*Discovery, error) {
 func (d *Discovery) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
+	idle := d.opts.IdleTimeout
 	d.mu.Unlock()
 	close(d.started)
-	t := time.NewTicker(max(time.Second, min(d.opts.IdleTimeout/4, 10*time.Second)))
+	// Sweeps every quarter of the idle timeout (a later SetOptions keeps this pace).
+	t := time.NewTicker(max(time.Second, min(idle/4, 10*time.Second)))
 	defer t.Stop()
 	for {
 		select {
@@ -222,7 +227,7 @@ func (d *Discovery) Discover(ctx context.Context, realm string) (*Pool, error) {
 	case <-ctx.Done():
 		return nil, d.fail(realm, ctx.Err())
 	}
-	now := d.opts.Now()
+	now := d.now()
 	d.mu.Lock()
 	rp := d.realms[realm]
 	if rp == nil {
@@ -264,7 +269,7 @@ func (d *Discovery) fail(realm string, err error) error {
 // start creates realm's pool and starts connecting it; called with d.mu held.
 func (d *Discovery) start(realm string) *realmPool {
 	ctx, cancel := context.WithCancel(d.ctx)
-	rp := &realmPool{realm: realm, cancel: cancel, ready: make(chan struct{})}
+	rp := &realmPool{realm: realm, opts: d.opts, cancel: cancel, ready: make(chan struct{})}
 	d.realms[realm] = rp
 	d.wg.Add(1)
 	go func() {
@@ -290,12 +295,12 @@ func (d *Discovery) serve(ctx context.Context, rp *realmPool) {
 					break
 				}
 			}
-			d.failed[rp.realm] = failure{err: rp.err, until: d.opts.Now().Add(d.opts.NegativeTTL)}
+			d.failed[rp.realm] = failure{err: rp.err, until: d.now().Add(rp.opts.NegativeTTL)}
 		}
 		d.mu.Unlock()
 		close(rp.ready)
 		if ctx.Err() == nil {
-			d.opts.Logger.Warn("realm discovery failed", "upstream", rp.realm, "err", err)
+			d.log.Warn("realm discovery failed", "upstream", rp.realm, "err", err)
 		}
 	}
 }
@@ -303,24 +308,25 @@ func (d *Discovery) serve(ctx context.Context, rp *realmPool) {
 // connectAndRun resolves realm, builds its pool and waits for the first connection; on success it
 // signals ready and runs the pool until ctx ends.
 func (d *Discovery) connectAndRun(ctx context.Context, rp *realmPool) error {
-	cctx, cancel := context.WithTimeout(ctx, d.opts.ConnectTimeout)
+	o := rp.opts
+	cctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	defer cancel()
-	targets, err := d.opts.Resolver.Discover(cctx, rp.realm, d.opts.Services)
+	targets, err := o.Resolver.Discover(cctx, rp.realm, o.Services)
 	if len(targets) == 0 {
 		if err == nil {
 			err = errors.New("no servers")
 		}
 		return err
 	}
-	uo := d.opts.Upstream
+	uo := o.Upstream
 	uo.Name, uo.Host, uo.ServerName = rp.realm, rp.realm, rp.realm // ServerName is the SNI here
 	uo.SRV, uo.VerifySRVTarget, uo.Port = false, false, 0
-	uo.TLS = d.realmTLS(rp.realm)
+	uo.TLS = realmTLS(o, rp.realm)
 	pool, err := NewPool(PoolOptions{
 		Upstreams: []UpstreamOptions{uo},
-		Resolver:  realmResolver{r: d.opts.Resolver, services: d.opts.Services},
-		Cork:      d.opts.Cork,
-		Logger:    d.opts.Logger,
+		Resolver:  realmResolver{r: o.Resolver, services: o.Services},
+		Cork:      o.Cork,
+		Logger:    o.Logger,
 	})
 	if err != nil {
 		return err
@@ -345,7 +351,7 @@ func (d *Discovery) connectAndRun(ctx context.Context, rp *realmPool) error {
 		}
 		return fmt.Errorf("connect: %w", context.Cause(cctx))
 	}
-	d.opts.Logger.Info("realm discovered", "upstream", rp.realm, "peer", u.peer())
+	d.log.Info("realm discovered", "upstream", rp.realm, "peer", u.peer())
 	close(rp.ready)
 	<-done
 	stop()
@@ -354,7 +360,7 @@ func (d *Discovery) connectAndRun(ctx context.Context, rp *realmPool) error {
 
 // sweep closes realms idle for IdleTimeout with nothing in flight and forgets expired failures.
 func (d *Discovery) sweep() {
-	now := d.opts.Now()
+	now := d.now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for realm, rp := range d.realms {
@@ -363,12 +369,12 @@ func (d *Discovery) sweep() {
 		default:
 			continue // still connecting
 		}
-		if rp.err != nil || rp.pool.Inflight() > 0 || now.Sub(time.Unix(0, rp.lastUsed.Load())) < d.opts.IdleTimeout {
+		if rp.err != nil || rp.pool.Inflight() > 0 || now.Sub(time.Unix(0, rp.lastUsed.Load())) < rp.opts.IdleTimeout {
 			continue
 		}
 		delete(d.realms, realm)
 		rp.cancel()
-		d.opts.Logger.Info("realm idle: connections closed", "upstream", realm)
+		d.log.Info("realm idle: connections closed", "upstream", realm)
 	}
 	for realm, f := range d.failed {
 		if !now.Before(f.until) {
@@ -377,9 +383,29 @@ func (d *Discovery) sweep() {
 	}
 }
 
+// SetOptions applies a reloaded configuration to the realms opened from now on (certificates,
+// CA, service tags, certificate rule, timers, caps) and forgets remembered failures, which the
+// new configuration may have fixed. Open realms keep their connections until they go idle.
+// Resolver, Cork, Logger and Now stay those NewDiscovery was given.
+func (d *Discovery) SetOptions(o DiscoveryOptions) error {
+	d.mu.Lock()
+	o.Resolver, o.Cork, o.Logger, o.Now = d.opts.Resolver, d.opts.Cork, d.log, d.now
+	d.mu.Unlock()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	o.Services = append([]string(nil), o.Services...)
+	o.setDefaults()
+	d.mu.Lock()
+	d.opts = o
+	clear(d.failed)
+	d.mu.Unlock()
+	return nil
+}
+
 // Realms returns a snapshot of the open realms, sorted by realm.
 func (d *Discovery) Realms() []RealmStatus {
-	now := d.opts.Now()
+	now := d.now()
 	d.mu.Lock()
 	var rps []*realmPool
 	for _, rp := range d.realms {
@@ -405,10 +431,10 @@ func (d *Discovery) Realms() []RealmStatus {
 // realmTLS is the template's TLS configuration with the certificate checked against the realm
 // instead of the dialled name: the chain must verify against the template's RootCAs (as for any
 // upstream) and the leaf must name the realm (NAIRealm SAN) or the configured ServerName.
-func (d *Discovery) realmTLS(realm string) *tls.Config {
-	cfg := d.opts.Upstream.TLS.Clone()
+func realmTLS(o DiscoveryOptions, realm string) *tls.Config {
+	cfg := o.Upstream.TLS.Clone()
 	roots := cfg.RootCAs
-	rule := strings.ReplaceAll(d.opts.ServerName, "{realm}", realm)
+	rule := strings.ReplaceAll(o.ServerName, "{realm}", realm)
 	// The standard verification checks ServerName, which here is only the SNI; VerifyConnection
 	// does the whole check instead (crypto/tls runs it whether or not InsecureSkipVerify is set).
 	cfg.InsecureSkipVerify = true

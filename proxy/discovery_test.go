@@ -454,3 +454,30 @@ func TestDiscoveryBogusRealms(t *testing.T) {
 		t.Fatalf("a working realm after 10 failures: %v", err)
 	}
 }
+
+// TestDiscoverySetOptions: a reload's options (here the CA that makes a realm's server trusted)
+// apply to the next realm opened, and the failures they may fix are forgotten.
+func TestDiscoverySetOptions(t *testing.T) {
+	e := newRealmEnv(t)
+	e.server(t, "reload.example", []string{"reload.example"}, nil)
+	other := pkitest.Must(t)
+	base := proxy.DiscoveryOptions{Resolver: e.dns, Upstream: proxy.UpstreamOptions{TLS: other.ClientTLS(), DeadAfter: 500 * time.Millisecond}}
+	d := e.discovery(t, func(o *proxy.DiscoveryOptions) { *o = base })
+	ctx := context.Background()
+	if _, err := d.Discover(ctx, "reload.example"); err == nil {
+		t.Fatal("a server of an untrusted CA was accepted")
+	}
+	fixed := base
+	fixed.Upstream.TLS = e.lab.ClientTLS()
+	if err := d.SetOptions(fixed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Discover(ctx, "reload.example"); err != nil {
+		t.Fatalf("after SetOptions: %v", err)
+	}
+	bad := fixed
+	bad.ServerName = "no-placeholder"
+	if err := d.SetOptions(bad); err == nil {
+		t.Fatal("SetOptions accepted invalid options")
+	}
+}
