@@ -68,6 +68,8 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
+	Snapshots map[string]SnapshotFunc
 }
 
 func (o Options) withDefaults() Options {
