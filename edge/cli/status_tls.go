@@ -78,7 +78,7 @@ type realmDoc struct {
 }
 
 func toTLSDoc(t tlsView) tlsDoc {
-	return tlsDoc{Version: t.Version, Cipher: t.Cipher, Group: t.Group, Hybrid: t.Hybrid}
+	return tlsDoc(t)
 }
 
 func tlsDocs(ts []tlsView) []tlsDoc {
