@@ -132,6 +132,8 @@ type Edge struct {
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
+	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
+	discovery *proxy.Discovery
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -269,6 +271,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, err
 	}
 	e.pool = poolRun{pool: pool}
+	if err := e.newDiscovery(p.discovery); err != nil {
+		return nil, err
+	}
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
@@ -416,6 +421,9 @@ type Status struct {
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
 	Sessions   *SessionStatus         `json:"sessions,omitempty"`
+	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
+	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
+	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -448,6 +456,10 @@ func (e *Edge) Status() Status {
 		for _, a := range e.listener.Addrs() {
 			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
 		}
+		s.RadSec = e.listener.Conns()
+	}
+	if e.discovery != nil {
+		s.Realms = e.discovery.Realms()
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {

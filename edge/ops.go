@@ -108,6 +108,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		EventsDropped:   e.events.Dropped(),
 		DecisionLog:     metrics.DecisionLog(e.dlog.Stats()),
 		Sessions:        e.sessionMetrics(),
+		RadSec:          radsecConns(st),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

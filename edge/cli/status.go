@@ -63,6 +63,9 @@ type statusView struct {
 	Revocation []revocationView    `json:"revocation"`
 	Sessions   *sessionsView       `json:"sessions"`
 	NAS        []control.NASClient `json:"-"`
+	// RadSec connections and discovered realms (edge/cli/status_tls.go).
+	RadSec []peerConnView `json:"radsec"`
+	Realms []realmView    `json:"realms"`
 }
 
 // sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
@@ -97,6 +100,7 @@ type upstreamView struct {
 	Answered    uint64        `json:"Answered"`
 	Failures    uint64        `json:"Failures"`
 	LastError   string        `json:"LastError"`
+	TLS         []tlsView     `json:"TLS"`
 }
 
 type cacheView struct {
@@ -255,7 +259,9 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 			p(", last error: %s", u.LastError)
 		}
 		p("\n")
+		writeConnTLS(p, u.TLS)
 	}
+	writeRadSec(p, st)
 	recent, badAuth := 0, uint64(0)
 	for _, n := range st.NAS {
 		if !n.LastSeen.IsZero() && now.Sub(n.LastSeen) < recentNAS {

@@ -30,6 +30,8 @@ type statusDoc struct {
 	Requests      requestsDoc       `json:"requests"`
 	Dropped       map[string]uint64 `json:"dropped"`
 	Generated     string            `json:"generated_at"`
+	RadSec        []radsecConnDoc   `json:"radsec_connections"` // edge/cli/status_tls.go
+	Realms        []realmDoc        `json:"realms"`
 }
 
 type upstreamDoc struct {
@@ -43,6 +45,7 @@ type upstreamDoc struct {
 	Answered       uint64   `json:"answered"`
 	Failures       uint64   `json:"failures"`
 	LastError      string   `json:"last_error"`
+	TLS            []tlsDoc `json:"tls"` // one per connection
 }
 
 type nasSummaryDoc struct {
@@ -144,7 +147,8 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 	up := 0
 	for _, u := range st.Upstreams {
 		ud := upstreamDoc{Name: u.Name, State: string(u.State), StateChangedAt: atTime(u.Since), Address: u.Addr,
-			Connections: u.Connections, InFlight: u.Inflight, Answered: u.Answered, Failures: u.Failures, LastError: u.LastError}
+			Connections: u.Connections, InFlight: u.Inflight, Answered: u.Answered, Failures: u.Failures, LastError: u.LastError,
+			TLS: tlsDocs(u.TLS)}
 		if u.RTT > 0 {
 			s := seconds(u.RTT)
 			ud.RTTSeconds = &s
@@ -157,6 +161,7 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 		}
 		d.Upstreams = append(d.Upstreams, ud)
 	}
+	d.RadSec, d.Realms = radsecDocs(st)
 	if st.NAS != nil {
 		n := &nasSummaryDoc{Configured: len(st.NAS), RecentWindowSeconds: int64(recentNAS / time.Second)}
 		for _, c := range st.NAS {
