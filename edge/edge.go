@@ -29,6 +29,7 @@ import (
 	"mxedge/edge/notify"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -125,6 +126,7 @@ type Edge struct {
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
+	dynauth  *dynauth.Relay  // CoA/Disconnect relay (edge/dynauth.go)
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -246,6 +248,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.cork = new(sockio.Cork)
+	if err := e.newDynAuth(p.b); err != nil {
+		return nil, err
+	}
 	pool, err := e.newPool(p.b)
 	if err != nil {
 		return nil, err
@@ -302,6 +307,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
+	if err := e.dynauth.Listen(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if o.Sync != nil {
 		if e.syncer, err = e.newSyncer(*o.Sync); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
@@ -313,6 +321,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 // closeAll releases what New opened, in reverse order, when start-up fails. Run's shutdown does the
 // same for a running edge.
 func (e *Edge) closeAll() {
+	if e.dynauth != nil {
+		e.dynauth.Close()
+	}
 	if e.listener != nil {
 		e.listener.Close()
 	}
@@ -338,6 +349,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
 	po.Health = e.health
+	po.DynAuth = e.dynauth // CoA from the cloud on the upstream connections
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -423,6 +435,9 @@ func (e *Edge) Status() Status {
 		for _, a := range e.listener.Addrs() {
 			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
 		}
+	}
+	for _, a := range e.dynauth.Addrs() {
+		s.Listeners = append(s.Listeners, "dynauth udp "+a.String())
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {

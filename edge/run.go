@@ -105,6 +105,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		bg.Go(func(ctx context.Context) { e.checker.Run(ctx) })
 	}
 	bg.Go(e.watchExpiry)
+	bg.Go(func(ctx context.Context) { e.dynauth.Run(ctx) })
 	e.mu.Lock()
 	e.pool = startPool(e.pool.pool)
 	e.mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"mxedge/cache"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
@@ -42,6 +43,7 @@ type Built struct {
 	Pool      proxy.PoolOptions
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	DynAuth   dynauth.Options        // CoA/Disconnect relay (edge/config/dynauth.go)
 	Cache     cache.Options
 	Survival  Survival
 	Control   string // control socket path
@@ -186,6 +188,7 @@ func (c *Config) validate(v *validator) {
 
 	c.buildPool(v, b)
 	c.buildListener(v, b)
+	c.buildDynAuth(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)
 	b.Metrics = "127.0.0.1:9812"

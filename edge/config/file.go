@@ -21,6 +21,8 @@ type File struct {
 	Survivability   SurvivalFile `yaml:"survivability"`
 	Control         ControlFile  `yaml:"control"`
 	Metrics         MetricsFile  `yaml:"metrics"`
+	// DynamicAuthorization configures CoA and Disconnect relaying (edge/config/dynauth.go).
+	DynamicAuthorization DynAuthFile `yaml:"dynamic_authorization"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
@@ -122,6 +124,7 @@ type ClientFile struct {
 	Site                        string `yaml:"site"`
 	RequireMessageAuthenticator *bool  `yaml:"require_message_authenticator"` // default true
 	LimitProxyState             *bool  `yaml:"limit_proxy_state"`             // default true
+	CoAPort                     int    `yaml:"coa_port"`                      // where the NAS takes CoA/Disconnect; default 3799
 }
 
 // TLSFile names certificate material.

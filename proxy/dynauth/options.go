@@ -133,11 +133,6 @@ func (o *Options) setDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	for i := range o.NASes {
-		if o.NASes[i].CoAPort == 0 {
-			o.NASes[i].CoAPort = DefaultPort
-		}
-	}
 }
 
 // SessionQuery is what a request names of its session (RFC 5176 §3: session identification).

@@ -28,11 +28,9 @@ const (
 // Relay relays Dynamic Authorization requests to NASes. Build it with New, bind it with Listen and
 // run it with Run.
 type Relay struct {
-	opts    Options
-	nases   *proxy.ClientTable
-	byName  map[string]*NAS
-	clients *proxy.ClientTable
-	stats   Stats
+	opts   Options
+	tables atomic.Pointer[tables] // swapped by SetTables on reload
+	stats  Stats
 
 	out   *net.UDPConn   // requests to NASes and their answers
 	socks []*net.UDPConn // the Dynamic Authorization listener
@@ -43,6 +41,34 @@ type Relay struct {
 	pending map[pendKey]*pending
 	ids     map[netip.AddrPort]*idSpace
 	dups    map[dupKey]*dupEntry
+}
+
+// tables are the clients and NASes of one configuration. Immutable.
+type tables struct {
+	nases   *proxy.ClientTable
+	byName  map[string]*NAS
+	clients *proxy.ClientTable
+}
+
+func newTables(clients []proxy.Client, nases []NAS) (*tables, error) {
+	t := &tables{byName: map[string]*NAS{}}
+	cl := make([]proxy.Client, 0, len(nases))
+	for i := range nases {
+		n := nases[i]
+		if n.CoAPort == 0 {
+			n.CoAPort = DefaultPort
+		}
+		t.byName[n.Name] = &n
+		cl = append(cl, proxy.Client{Name: n.Name, Prefix: n.Prefix, Secret: n.Secret})
+	}
+	var err error
+	if t.nases, err = proxy.NewClientTable(cl, nil); err != nil {
+		return nil, fmt.Errorf("dynauth: NASes: %w", err)
+	}
+	if t.clients, err = proxy.NewClientTable(clients, nil); err != nil {
+		return nil, fmt.Errorf("dynauth: clients: %w", err)
+	}
+	return t, nil
 }
 
 type pendKey struct {
@@ -115,22 +141,29 @@ func New(o Options) (*Relay, error) {
 		return nil, err
 	}
 	o.setDefaults()
-	r := &Relay{opts: o, byName: map[string]*NAS{}, pending: map[pendKey]*pending{},
+	r := &Relay{opts: o, pending: map[pendKey]*pending{},
 		ids: map[netip.AddrPort]*idSpace{}, dups: map[dupKey]*dupEntry{}}
-	cl := make([]proxy.Client, 0, len(o.NASes))
-	for i := range o.NASes {
-		n := &r.opts.NASes[i]
-		r.byName[n.Name] = n
-		cl = append(cl, proxy.Client{Name: n.Name, Prefix: n.Prefix, Secret: n.Secret})
+	t, err := newTables(o.Clients, o.NASes)
+	if err != nil {
+		return nil, err
 	}
-	var err error
-	if r.nases, err = proxy.NewClientTable(cl, nil); err != nil {
-		return nil, fmt.Errorf("dynauth: NASes: %w", err)
-	}
-	if r.clients, err = proxy.NewClientTable(o.Clients, nil); err != nil {
-		return nil, fmt.Errorf("dynauth: clients: %w", err)
-	}
+	r.tables.Store(t)
 	return r, nil
+}
+
+// SetTables replaces the Dynamic Authorization clients and the NASes (a reload). Requests already
+// sent to a NAS finish with the NAS they were sent to.
+func (r *Relay) SetTables(clients []proxy.Client, nases []NAS) error {
+	o := Options{Clients: clients, NASes: nases}
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	t, err := newTables(clients, nases)
+	if err != nil {
+		return err
+	}
+	r.tables.Store(t)
+	return nil
 }
 
 // Stats returns the relay's counters.
@@ -225,7 +258,7 @@ func (r *Relay) readListener(s *net.UDPConn) {
 // known client by most specific prefix, framing, Message-Authenticator policy (BlastRADIUS), the
 // Request Authenticator (RFC 5176 §2.3), attribute sanity.
 func (r *Relay) acceptUDP(s *net.UDPConn, src netip.AddrPort, raw []byte) {
-	c := r.clients.Lookup(src.Addr())
+	c := r.tables.Load().clients.Lookup(src.Addr())
 	if c == nil {
 		r.drop(DropUnknownClient, "", src.String(), nil)
 		return

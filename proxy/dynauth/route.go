@@ -21,6 +21,7 @@ const (
 // session table. A request naming a NAS mxedge does not serve is not routable (502); one that names
 // only a session mxedge does not know gets 503.
 func (r *Relay) route(p packet.Packet) (nas *NAS, to netip.Addr, how string, cause uint32) {
+	t := r.tables.Load()
 	var nasIP netip.Addr
 	if v, ok := p.Attr(packet.AttrNASIPAddress); ok && len(v) == 4 {
 		nasIP = netip.AddrFrom4([4]byte(v))
@@ -39,7 +40,7 @@ func (r *Relay) route(p packet.Packet) (nas *NAS, to netip.Addr, how string, cau
 		return netip.Addr{}, false
 	}
 	if v, ok := operatorNASID(p); ok {
-		n := r.byName[string(v)]
+		n := t.byName[string(v)]
 		if n == nil {
 			return nil, to, RouteOperatorNASID, CauseRequestNotRoutable
 		}
@@ -54,14 +55,14 @@ func (r *Relay) route(p packet.Packet) (nas *NAS, to netip.Addr, how string, cau
 		if nasIP.Is6() {
 			how = RouteNASIPv6
 		}
-		c := r.nases.Lookup(nasIP)
+		c := t.nases.Lookup(nasIP)
 		if c == nil {
 			return nil, to, how, CauseRequestNotRoutable
 		}
-		return r.byName[c.Name], nasIP, how, 0
+		return t.byName[c.Name], nasIP, how, 0
 	}
 	if v, ok := p.Attr(packet.AttrNASIdentifier); ok {
-		n := r.byName[string(v)]
+		n := t.byName[string(v)]
 		if n == nil {
 			return nil, to, RouteNASID, CauseRequestNotRoutable
 		}
@@ -82,10 +83,10 @@ func (r *Relay) route(p packet.Packet) (nas *NAS, to netip.Addr, how string, cau
 	if !ok {
 		return nil, to, RouteSession, CauseSessionNotFound
 	}
-	n := r.byName[ref.NAS]
+	n := t.byName[ref.NAS]
 	if n == nil && ref.NASAddr.IsValid() {
-		if c := r.nases.Lookup(ref.NASAddr); c != nil {
-			n = r.byName[c.Name]
+		if c := t.nases.Lookup(ref.NASAddr); c != nil {
+			n = t.byName[c.Name]
 		}
 	}
 	if n == nil {
