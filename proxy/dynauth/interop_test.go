@@ -2,6 +2,7 @@ package dynauth_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -272,5 +273,89 @@ func TestRelayBlastRADIUS(t *testing.T) {
 	l2 := startLab(t, func(o *dynauth.Options) { o.Clients[0].RequireMessageAuthenticator = false })
 	if rep := l2.send(t, "coa", daSecret, `NAS-IP-Address = 127.0.0.1`, `User-Name = "alice"`); rep.Code != "CoA-ACK" {
 		t.Errorf("without require_message_authenticator: %q, want CoA-ACK", rep.Code)
+	}
+}
+
+// TestOriginate: the edge's own requests (operator, reconciliation) rendered per vendor, sent to
+// FreeRADIUS as the NAS, with the NAS's verdict as the outcome.
+func TestOriginate(t *testing.T) {
+	l := startLab(t, nil)
+	ctx := context.Background()
+	o, err := l.relay.Originate(ctx, "operator", dynauth.ActionReauthenticate,
+		dynauth.Target{NAS: "sw1", CallingStationID: "aa-bb-cc-dd-ee-ff", AcctSessionID: "s-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Result != "ack" || o.NAS != "sw1" || o.From != "operator" || o.Code != "CoA-Request" {
+		t.Errorf("outcome %+v", o)
+	}
+	recs, _ := l.nas.CoA()
+	if len(recs) != 1 {
+		t.Fatalf("the NAS logged %d requests", len(recs))
+	}
+	m := recs[0].Map
+	if m["Cisco-AVPair"] != "subscriber:command=reauthenticate" || m["NAS-IP-Address"] != "127.0.0.1" ||
+		m["Acct-Session-Id"] != "s-1" || m["Calling-Station-Id"] != "aa-bb-cc-dd-ee-ff" || m["Event-Timestamp"] == "" {
+		t.Errorf("the NAS got %v", m)
+	}
+	o, err = l.relay.Originate(ctx, "operator", dynauth.ActionDisconnect, dynauth.Target{NAS: "sw1", UserName: "nosession"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Result != "nak" || o.ErrorCause != 503 || o.Code != "Disconnect-Request" {
+		t.Errorf("outcome %+v", o)
+	}
+	for _, c := range []struct {
+		name string
+		a    dynauth.Action
+		t    dynauth.Target
+		want error
+	}{
+		{"prefix NAS without an address", dynauth.ActionDisconnect, dynauth.Target{NAS: "floor2", UserName: "u"}, dynauth.ErrNASAddress},
+		{"no reauthenticate for generic", dynauth.ActionReauthenticate, dynauth.Target{NAS: "floor2", NASAddr: netip.MustParseAddr("10.9.1.1"), UserName: "u"}, dynauth.ErrNoVendorAction},
+		{"unknown NAS", dynauth.ActionDisconnect, dynauth.Target{NAS: "nope", UserName: "u"}, dynauth.ErrUnknownNAS},
+		{"no session", dynauth.ActionDisconnect, dynauth.Target{NAS: "sw1"}, dynauth.ErrNoSessionID},
+	} {
+		if _, err := l.relay.Originate(ctx, "operator", c.a, c.t); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// TestRender: the vendor table docs/coa.md documents.
+func TestRender(t *testing.T) {
+	for _, c := range []struct {
+		vendor string
+		a      dynauth.Action
+		ok     bool
+		code   string
+		vsa    string
+	}{
+		{"generic", dynauth.ActionDisconnect, true, "Disconnect-Request", ""},
+		{"juniper", dynauth.ActionDisconnect, true, "Disconnect-Request", ""},
+		{"cisco", dynauth.ActionReauthenticate, true, "CoA-Request", "9/1 subscriber:command=reauthenticate"},
+		{"cisco", dynauth.ActionBouncePort, true, "CoA-Request", "9/1 subscriber:command=bounce-host-port"},
+		{"aruba", dynauth.ActionBouncePort, true, "CoA-Request", "14823/40 \x00\x00\x00\x0a"},
+		{"hpe", dynauth.ActionBouncePort, true, "CoA-Request", "11/23 \x00\x00\x00\x0a"},
+		{"aruba", dynauth.ActionReauthenticate, false, "", ""},
+		{"juniper", dynauth.ActionReauthenticate, false, "", ""},
+		{"juniper", dynauth.ActionBouncePort, false, "", ""},
+		{"mist", dynauth.ActionReauthenticate, false, "", ""},
+	} {
+		r, ok := dynauth.Render(c.vendor, c.a)
+		if ok != c.ok {
+			t.Errorf("%s %s: defined %v, want %v", c.vendor, c.a, ok, c.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		vsa := ""
+		for _, v := range r.VSAs {
+			vsa = fmt.Sprintf("%d/%d %s", v.Vendor, v.Type, v.Value)
+		}
+		if r.Code.String() != c.code || vsa != c.vsa {
+			t.Errorf("%s %s: %v %q, want %s %q", c.vendor, c.a, r.Code, vsa, c.code, c.vsa)
+		}
 	}
 }

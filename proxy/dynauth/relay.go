@@ -35,7 +35,8 @@ type Relay struct {
 	out   *net.UDPConn   // requests to NASes and their answers
 	socks []*net.UDPConn // the Dynamic Authorization listener
 
-	lastLog [dropReasons]atomic.Int64 // unix nanos of the last drop line per reason
+	lastLog   [dropReasons]atomic.Int64 // unix nanos of the last drop line per reason
+	originSeq atomic.Uint64             // tells the edge's own requests apart (Originate)
 
 	mu      sync.Mutex
 	pending map[pendKey]*pending
@@ -83,6 +84,7 @@ type inbound struct {
 	p      packet.Packet // owned copy
 	secret []byte
 	reply  func(resp []byte) error
+	done   func(Outcome) // the edge's own requests (Originate): told the outcome
 }
 
 type pending struct {
@@ -447,6 +449,9 @@ func (r *Relay) finish(in inbound, nas, how string, resp packet.Packet, result s
 	r.opts.Logger.Info("dynamic authorization", args...)
 	if r.opts.Observer != nil {
 		r.opts.Observer.DynAuthOutcome(o)
+	}
+	if in.done != nil {
+		in.done(o)
 	}
 }
 
