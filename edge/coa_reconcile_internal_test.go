@@ -78,7 +78,9 @@ func TestReconcileThroughSessionTable(t *testing.T) {
 
 	const rate = 5.0
 	rec, err := dynauth.NewReconciler(dynauth.ReconcileOptions{Sessions: table, Rate: rate,
-		Site: func(site string) dynauth.SitePolicy { return dynauth.SitePolicy{Enabled: site != "lab", Disconnect: true} }}, relay)
+		Site: func(site string) dynauth.SitePolicy {
+			return dynauth.SitePolicy{Enabled: site != "lab", Disconnect: true}
+		}}, relay)
 	if err != nil {
 		t.Fatal(err)
 	}
