@@ -2,11 +2,14 @@ package edge
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
 	"mxedge/edge/config"
 	"mxedge/edge/events"
+	"mxedge/edge/metrics"
 	"mxedge/proxy/dynauth"
 	"mxedge/survivability"
 )
@@ -49,4 +52,32 @@ func (d dynAuthEvents) DynAuthOutcome(o dynauth.Outcome) {
 		ev.Source, ev.Upstream = events.SourceUpstream, o.From[6:]
 	}
 	d.e.events.Publish(ev)
+}
+
+// coaMetrics reads the relay's counters and reconciliation's progress for a scrape.
+func (e *Edge) coaMetrics() metrics.CoA {
+	st := e.dynauth.Stats()
+	m := metrics.CoA{Requests: st.Requests.Load(), ACK: st.ACK.Load(), NAK: st.NAKs(), Timeouts: st.Timeouts.Load(),
+		Retransmissions: st.Retransmissions.Load(), Dropped: map[string]uint64{}}
+	for _, r := range dynauth.DropReasons() { // every reason, zeros included, so rate() sees the first drop
+		m.Dropped[r.String()] = st.Dropped[r].Load()
+	}
+	for _, cause := range []uint32{dynauth.CauseRequestNotRoutable, dynauth.CauseSessionNotFound, dynauth.CauseResourcesUnavailable} {
+		m.NAK[cause] += 0 // the causes mxedge makes itself, zeros included
+	}
+	nases := st.NASes()
+	for _, name := range e.dynauth.NASNames() {
+		if nases[name] == nil {
+			nases[name] = st.NAS(name) // configured NASes, zeros included
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(nases)) {
+		n := nases[name]
+		m.NAS = append(m.NAS, metrics.CoANAS{Name: name, Requests: n.Requests.Load(), ACK: n.ACK.Load(), NAK: n.NAK.Load(), Lost: n.Timeouts.Load()})
+	}
+	if e.reconciler != nil {
+		p := e.reconciler.Progress()
+		m.Reconcile = metrics.Reconcile{Running: p.Running, Sent: p.Sent, ACK: p.ACK, NAK: p.NAK, Timeouts: p.Timeouts, Skipped: p.Skipped, N: p.Rounds}
+	}
+	return m
 }

@@ -127,6 +127,9 @@ type Edge struct {
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
 	dynauth  *dynauth.Relay  // CoA/Disconnect relay (edge/dynauth.go)
+	// reconciler re-authorizes locally admitted sessions after failback; nil without a session
+	// table.
+	reconciler *dynauth.Reconciler
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server

@@ -81,7 +81,7 @@ var (
 type snapshotCollector struct{ s *Server }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range snapshotMetrics {
+	for _, d := range append(snapshotMetrics, coaMetrics...) {
 		ch <- d
 	}
 }
@@ -192,6 +192,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPDiscarded, s.EAPTLS.Discarded)
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
+	collectCoA(s.CoA, counter, gauge)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -59,6 +59,8 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	// CoA is dynamic authorization and reconciliation (edge/metrics/coa.go).
+	CoA CoA
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).

@@ -588,3 +588,12 @@ func (r *Relay) drop(reason DropReason, who, src string, err error) {
 	}
 	r.opts.Logger.Log(context.Background(), level, "dynamic authorization dropped", args...)
 }
+
+// NASNames returns the configured NASes' names, in configuration order.
+func (r *Relay) NASNames() []string {
+	var out []string
+	for _, c := range r.tables.Load().nases.All() {
+		out = append(out, c.Name)
+	}
+	return out
+}
