@@ -38,8 +38,10 @@ func (t sessionTable) FindSession(q dynauth.SessionQuery) (dynauth.SessionRef, b
 		}
 		for i := len(rs) - 1; i >= 0; i-- {
 			if rs[i].State.Live() {
-				addr, _ := netip.ParseAddr(rs[i].NASAddr)
-				return dynauth.SessionRef{NAS: rs[i].NAS, NASAddr: addr}, true
+				r := &rs[i]
+				addr, _ := netip.ParseAddr(r.NASAddr)
+				return dynauth.SessionRef{NAS: r.NAS, NASAddr: addr, AcctSessionID: r.AcctSessionID,
+					CallingStationID: r.CallingStationID, UserName: r.UserName, FramedIP: r.FramedIP}, true
 			}
 		}
 	}
@@ -65,3 +67,6 @@ func (t sessionTable) NeedingReconcile(limit int) ([]dynauth.ReconcileItem, erro
 
 // MarkReconciled records the outcome in the table.
 func (t sessionTable) MarkReconciled(id uint64, ok bool) error { return t.s.MarkReconciled(id, ok) }
+
+// sessionLookup is the session table as the CoA relay's lookup, or nil when the edge keeps none.
+func (e *Edge) sessionLookup() dynauth.Sessions { return nil }

@@ -1,13 +1,17 @@
 package edge
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
 
 	"mxedge/edge/config"
+	"mxedge/edge/control"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/proxy/dynauth"
@@ -17,7 +21,7 @@ import (
 // dynAuthOptions are the relay's options from the configuration, with what the edge supplies.
 func (e *Edge) dynAuthOptions(b *config.Built) dynauth.Options {
 	o := b.DynAuth
-	o.Logger, o.Observer = e.log, dynAuthEvents{e}
+	o.Logger, o.Observer, o.Sessions = e.log, dynAuthEvents{e}, e.sessionLookup()
 	return o
 }
 
@@ -80,4 +84,46 @@ func (e *Edge) coaMetrics() metrics.CoA {
 		m.Reconcile = metrics.Reconcile{Running: p.Running, Sent: p.Sent, ACK: p.ACK, NAK: p.NAK, Timeouts: p.Timeouts, Skipped: p.Skipped, N: p.Rounds}
 	}
 	return m
+}
+
+// operatorCoA serves `mxedge coa` (control /v1/coa): the session named by MAC, Acct-Session-Id,
+// user or IP is found in the session table (or, without one, on the NAS the operator names), and
+// the action goes to its NAS rendered for the NAS's vendor.
+func (e *Edge) operatorCoA(ctx context.Context, r control.CoARequest) (control.CoAResult, error) {
+	var a dynauth.Action
+	switch r.Action {
+	case "disconnect":
+		a = dynauth.ActionDisconnect
+	case "reauthenticate":
+		a = dynauth.ActionReauthenticate
+	case "bounce-port":
+		a = dynauth.ActionBouncePort
+	default:
+		return control.CoAResult{}, fmt.Errorf("edge: coa: unknown action %q", r.Action)
+	}
+	q := dynauth.SessionQuery{AcctSessionID: r.SessionID, CallingStationID: r.MAC, UserName: r.User}
+	if r.IP != "" {
+		ip, err := netip.ParseAddr(r.IP)
+		if err != nil {
+			return control.CoAResult{}, fmt.Errorf("edge: coa: ip %q: %w", r.IP, err)
+		}
+		q.FramedIP = ip
+	}
+	t := dynauth.Target{NAS: r.NAS, AcctSessionID: q.AcctSessionID, CallingStationID: q.CallingStationID,
+		UserName: q.UserName, FramedIP: q.FramedIP}
+	if sessions := e.sessionLookup(); sessions != nil {
+		if ref, ok := sessions.FindSession(q); ok && (r.NAS == "" || ref.NAS == r.NAS) {
+			t = dynauth.Target{NAS: ref.NAS, NASAddr: ref.NASAddr, AcctSessionID: ref.AcctSessionID,
+				CallingStationID: ref.CallingStationID, UserName: ref.UserName, FramedIP: ref.FramedIP}
+		} else if r.NAS == "" {
+			return control.CoAResult{}, errors.New("edge: coa: no live session matches in the session table (name the NAS with --nas to send anyway)")
+		}
+	} else if r.NAS == "" {
+		return control.CoAResult{}, errors.New("edge: coa: no session table to find the session's NAS in: name it with --nas")
+	}
+	o, err := e.dynauth.Originate(ctx, "operator", a, t)
+	if err != nil {
+		return control.CoAResult{}, err
+	}
+	return control.CoAResult{Code: o.Code, Result: o.Result, NAS: o.NAS, ErrorCause: o.ErrorCause, Dur: o.Dur}, nil
 }

@@ -282,6 +282,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	co.CoA = e.operatorCoA
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

@@ -68,6 +68,9 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// CoA sends an operator's CoA or Disconnect for /v1/coa (edge/control/coa.go); nil answers
+	// it with 503.
+	CoA CoABackend
 }
 
 func (o Options) withDefaults() Options {

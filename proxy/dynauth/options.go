@@ -143,10 +143,13 @@ type SessionQuery struct {
 	FramedIP         netip.Addr
 }
 
-// SessionRef is where a session lives.
+// SessionRef is where a session lives, and how the NAS names it.
 type SessionRef struct {
 	NAS     string     // the NAS client's name
 	NASAddr netip.Addr // the NAS's address the session's requests came from
+	// The session identification as the NAS sent it (for requests the edge originates).
+	AcctSessionID, CallingStationID, UserName string
+	FramedIP                                  netip.Addr
 }
 
 // Sessions finds the NAS holding a session. The relay declares it because it calls it; the
