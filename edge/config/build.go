@@ -44,6 +44,7 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	DynAuth   dynauth.Options        // CoA/Disconnect relay (edge/config/dynauth.go)
+	Reconcile Reconcile              // reconciliation after an outage (edge/config/dynauth.go)
 	Cache     cache.Options
 	Survival  Survival
 	Control   string // control socket path

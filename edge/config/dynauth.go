@@ -22,6 +22,87 @@ type DynAuthFile struct {
 	Retries        *int            `yaml:"retries"`         // retransmissions before NAK 506; default 3
 	MaxOutstanding int             `yaml:"max_outstanding"` // requests waiting on one NAS; default 64, at most 256
 	Clients        []DynAuthClient `yaml:"clients"`
+	Reconcile      ReconcileFile   `yaml:"reconcile"`
+}
+
+// ReconcileFile configures reconciliation after an outage: sessions admitted locally are
+// re-authorized through the cloud after failback (docs/coa.md).
+type ReconcileFile struct {
+	Enabled *bool   `yaml:"enabled"` // default true
+	Rate    float64 `yaml:"rate"`    // requests per second, default 10, at most 1000
+	// Fallback is what a session on a NAS whose vendor defines no reauthenticate CoA gets:
+	// disconnect (default; the client reconnects through the cloud) or none.
+	Fallback string              `yaml:"fallback"`
+	Sites    []ReconcileSiteFile `yaml:"sites"`
+}
+
+// ReconcileSiteFile overrides enabled and fallback for one site.
+type ReconcileSiteFile struct {
+	Name     string `yaml:"name"`
+	Enabled  *bool  `yaml:"enabled"`
+	Fallback string `yaml:"fallback"`
+}
+
+// Reconcile is reconciliation as built: the reconciler's options without its runtime parts.
+type Reconcile struct {
+	Rate  float64
+	Sites map[string]dynauth.SitePolicy
+	// Default is the policy of sites not listed.
+	Default dynauth.SitePolicy
+}
+
+// Policy returns a site's policy.
+func (r Reconcile) Policy(site string) dynauth.SitePolicy {
+	if p, ok := r.Sites[site]; ok {
+		return p
+	}
+	return r.Default
+}
+
+func fallbackDisconnect(v *validator, path, s string, def bool) bool {
+	switch s {
+	case "":
+		return def
+	case "disconnect":
+		return true
+	case "none":
+		return false
+	}
+	v.errorf(path, "%q is not one of disconnect, none", s)
+	return def
+}
+
+func (c *Config) buildReconcile(v *validator, b *Built) {
+	f := &c.File.DynamicAuthorization.Reconcile
+	r := Reconcile{Rate: f.Rate, Sites: map[string]dynauth.SitePolicy{}}
+	if r.Rate == 0 {
+		r.Rate = 10
+	}
+	if r.Rate < 0.1 || r.Rate > 1000 {
+		v.errorf("dynamic_authorization.reconcile.rate", "%v is outside 0.1..1000 per second", f.Rate)
+	}
+	r.Default = dynauth.SitePolicy{Enabled: boolOr(f.Enabled, true),
+		Disconnect: fallbackDisconnect(v, "dynamic_authorization.reconcile.fallback", f.Fallback, true)}
+	sites := map[string]bool{}
+	for _, cf := range c.File.Clients {
+		sites[cf.Site] = true
+	}
+	for i, sf := range f.Sites {
+		path := fmt.Sprintf("dynamic_authorization.reconcile.sites[%d]", i)
+		if sf.Name == "" {
+			v.errorf(path+".name", "required")
+			continue
+		}
+		if _, dup := r.Sites[sf.Name]; dup {
+			v.errorf(path+".name", "%q is listed twice", sf.Name)
+		}
+		if !sites[sf.Name] {
+			v.errorf(path+".name", "no NAS client is at site %q", sf.Name)
+		}
+		r.Sites[sf.Name] = dynauth.SitePolicy{Enabled: boolOr(sf.Enabled, r.Default.Enabled),
+			Disconnect: fallbackDisconnect(v, path+".fallback", sf.Fallback, r.Default.Disconnect)}
+	}
+	b.Reconcile = r
 }
 
 // DynAuthClient is an on-prem system allowed to send CoA-Request and Disconnect-Request.
@@ -106,4 +187,5 @@ func (c *Config) buildDynAuth(v *validator, b *Built) {
 			CoAPort: uint16(port), Vendor: cl.Vendor, Site: cl.Site})
 	}
 	b.DynAuth = o
+	c.buildReconcile(v, b)
 }

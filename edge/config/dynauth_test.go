@@ -76,3 +76,41 @@ func TestDynAuthErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestReconcileConfig(t *testing.T) {
+	lab := pkitest.Must(t)
+	rest := "cache: {path: " + filepath.Join(t.TempDir(), "cache.db") + "}\nupstreams:\n  tls: {certificate: " + lab.ClientCert +
+		", key: " + lab.ClientKey + ", ca: " + lab.CAFile + "}\n  servers: [{name: u, address: 192.0.2.1}]\n" +
+		"clients:\n  - {name: sw1, address: 10.0.0.1, secret: s1, site: hq}\n  - {name: sw2, address: 10.0.0.2, secret: s1, site: lab}\n"
+	c, err := config.Parse("m.yaml", []byte(rest+`dynamic_authorization:
+  reconcile:
+    rate: 2.5
+    fallback: none
+    sites:
+      - {name: lab, enabled: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Built().Reconcile
+	if r.Rate != 2.5 || !r.Policy("hq").Enabled || r.Policy("hq").Disconnect || r.Policy("lab").Enabled {
+		t.Errorf("reconcile %+v: hq %+v lab %+v", r, r.Policy("hq"), r.Policy("lab"))
+	}
+	c, err = config.Parse("m.yaml", []byte(rest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.Built().Reconcile; r.Rate != 10 || !r.Policy("hq").Enabled || !r.Policy("hq").Disconnect {
+		t.Errorf("defaults %+v", r.Policy("hq"))
+	}
+	for _, tt := range []struct{ doc, want string }{
+		{"dynamic_authorization:\n  reconcile: {rate: 5000}\n", "m.yaml:9: dynamic_authorization.reconcile.rate:"},
+		{"dynamic_authorization:\n  reconcile: {fallback: bounce}\n", "dynamic_authorization.reconcile.fallback:"},
+		{"dynamic_authorization:\n  reconcile:\n    sites: [{name: nowhere}]\n", `no NAS client is at site "nowhere"`},
+	} {
+		_, err := config.Parse("m.yaml", []byte(rest+tt.doc))
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+}
