@@ -69,4 +69,9 @@ func (t sessionTable) NeedingReconcile(limit int) ([]dynauth.ReconcileItem, erro
 func (t sessionTable) MarkReconciled(id uint64, ok bool) error { return t.s.MarkReconciled(id, ok) }
 
 // sessionLookup is the session table as the CoA relay's lookup, or nil when the edge keeps none.
-func (e *Edge) sessionLookup() dynauth.Sessions { return nil }
+func (e *Edge) sessionLookup() dynauth.Sessions {
+	if e.sessions == nil {
+		return nil
+	}
+	return sessionTable{e.sessions}
+}

@@ -32,7 +32,50 @@ func (e *Edge) newDynAuth(b *config.Built) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.dynauth = r
+	if e.sessions == nil {
+		return nil // nothing records which sessions were admitted locally
+	}
+	e.reconciler, err = dynauth.NewReconciler(dynauth.ReconcileOptions{
+		Sessions: sessionTable{e.sessions},
+		Rate:     b.Reconcile.Rate,
+		Site: func(site string) dynauth.SitePolicy {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.cfg.Built().Reconcile.Policy(site) // the policy of the configuration in use
+		},
+		Up:     func() bool { return e.health.Mode() == survivability.ModeUp },
+		Logger: e.log,
+	}, r)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
 	return nil
+}
+
+// runReconciler serves reconciliation rounds; each failback kicks one (New's health OnChange).
+func (e *Edge) runReconciler(ctx context.Context) {
+	if e.reconciler != nil {
+		e.reconciler.Run(ctx)
+	}
+}
+
+// kickReconcile starts a reconciliation round after failback.
+func (e *Edge) kickReconcile() {
+	if e.reconciler != nil {
+		e.reconciler.Kick()
+	}
+}
+
+// reconcileStatus is reconciliation's progress for `mxedge status`; nil without a session table.
+func (e *Edge) reconcileStatus() *dynauth.ReconcileProgress {
+	if e.reconciler == nil {
+		return nil
+	}
+	p := e.reconciler.Progress()
+	if e.sessions != nil {
+		p.Pending = e.sessions.Stats().NeedReconcile
+	}
+	return &p
 }
 
 // DynAuth returns the CoA/Disconnect relay (tests, status).

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
 	"mxedge/edge/events"
@@ -110,8 +111,10 @@ type Edge struct {
 	log  *slog.Logger
 
 	// Storage.
-	cache *cache.Store
-	spool *spool.Spool
+	cache    *cache.Store
+	spool    *spool.Spool
+	sessions *session.Store  // nil when the session table is off
+	tracker  *sessionTracker // feeds sessions (edge/sessions.go); nil with it
 	// Survivability.
 	health   *survivability.Health
 	checker  *pki.Checker // nil without CRL or OCSP sources
@@ -190,12 +193,16 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := e.openSessions(p.b.Sessions); err != nil {
+		return nil, err
+	}
 
 	// Survivability.
 	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: p.b.Survival.FailbackProbes, Logger: e.log,
 		OnChange: func(_, to survivability.Mode, _ string) {
 			if to == survivability.ModeUp {
-				e.acct.Kick() // deliver what was spooled while the cloud was away
+				e.acct.Kick()     // deliver what was spooled while the cloud was away
+				e.kickReconcile() // re-authorize through the cloud who was admitted locally
 			}
 		}})
 	if p.checker != nil {
@@ -244,6 +251,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.tracker != nil {
+			fallback = trackedFallback{e.engine, e.tracker}
+		}
 	}
 
 	// The proxy.
@@ -283,6 +293,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
 	co.CoA = e.operatorCoA
+	if e.sessions != nil {
+		co.Sessions = e.findSessions
+	}
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -343,6 +356,7 @@ func (e *Edge) closeAll() {
 	if e.spool != nil {
 		e.spool.Close()
 	}
+	e.closeSessions()
 	if e.cache != nil {
 		e.cache.Close()
 	}
@@ -393,21 +407,23 @@ func (e *Edge) Ready() <-chan struct{} { return e.ready }
 
 // Status is the daemon's state for `mxedge status` and the control socket.
 type Status struct {
-	Mode       string                 `json:"mode"`
-	Since      time.Time              `json:"since"`
-	Started    time.Time              `json:"started"`
-	Upstreams  []proxy.UpstreamStatus `json:"upstreams"`
-	Cache      cache.Stats            `json:"cache"`
-	Received   uint64                 `json:"received"`
-	Forwarded  uint64                 `json:"forwarded"`
-	Answered   uint64                 `json:"upstream_answered"`
-	Local      uint64                 `json:"local_decisions"`
-	Dropped    map[string]uint64      `json:"dropped"`
-	Certs      []CertExpiry           `json:"certificates"`
-	Spool      int                    `json:"spool_depth"`
-	Quarantine int                    `json:"spool_quarantined,omitempty"`
-	Listeners  []string               `json:"listeners"`
-	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	Mode       string                     `json:"mode"`
+	Since      time.Time                  `json:"since"`
+	Started    time.Time                  `json:"started"`
+	Upstreams  []proxy.UpstreamStatus     `json:"upstreams"`
+	Cache      cache.Stats                `json:"cache"`
+	Received   uint64                     `json:"received"`
+	Forwarded  uint64                     `json:"forwarded"`
+	Answered   uint64                     `json:"upstream_answered"`
+	Local      uint64                     `json:"local_decisions"`
+	Dropped    map[string]uint64          `json:"dropped"`
+	Certs      []CertExpiry               `json:"certificates"`
+	Spool      int                        `json:"spool_depth"`
+	Quarantine int                        `json:"spool_quarantined,omitempty"`
+	Listeners  []string                   `json:"listeners"`
+	Revocation []pki.SourceStatus         `json:"revocation,omitempty"`
+	Sessions   *SessionStatus             `json:"sessions,omitempty"`
+	Reconcile  *dynauth.ReconcileProgress `json:"reconcile,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -421,6 +437,8 @@ func (e *Edge) Status() Status {
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
 		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
+		Sessions:  e.sessionStatus(),
+		Reconcile: e.reconcileStatus(),
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())

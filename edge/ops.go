@@ -32,6 +32,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
 	}
 	o.e.learner.Observe(req, res)
+	o.e.tracker.observe(req, res.Response, true)
 }
 
 // publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS
@@ -40,6 +41,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 // two event types have the same fields, so this is a conversion, not a copy that could drift.
 func (e *Edge) publish(ev survivability.Event) {
 	e.decisions.Count(ev)
+	e.tracker.decided(ev)
 	e.events.Publish(events.Event(ev))
 }
 
@@ -96,6 +98,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
 		CoA:             e.coaMetrics(),
+		Sessions:        e.sessionMetrics(),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -58,7 +58,32 @@ type statusView struct {
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
+	Sessions   *sessionsView       `json:"sessions"`
+	Reconcile  *reconcileView      `json:"reconcile"`
 	NAS        []control.NASClient `json:"-"`
+}
+
+// reconcileView is reconciliation after an outage (dynauth.ReconcileProgress).
+type reconcileView struct {
+	Running  bool      `json:"running"`
+	Finished time.Time `json:"finished"`
+	Sent     uint64    `json:"sent"`
+	ACK      uint64    `json:"ack"`
+	NAK      uint64    `json:"nak"`
+	Timeouts uint64    `json:"timeouts"`
+	Skipped  uint64    `json:"skipped"`
+	Pending  int       `json:"pending"`
+	Rate     float64   `json:"rate"`
+}
+
+// sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
+type sessionsView struct {
+	Live          int    `json:"live"`
+	Entries       int    `json:"entries"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Starts        uint64 `json:"starts"`
+	Stops         uint64 `json:"stops"`
+	Dropped       uint64 `json:"dropped"`
 }
 
 // revocationView is one CRL or OCSP source (pki.SourceStatus).
@@ -220,6 +245,25 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 		p("\n")
 	}
 	p("cache\t%d entries\n", st.Cache.Entries)
+	if ss := st.Sessions; ss != nil {
+		p("sessions\t%d live, %d kept after their stop, %d admitted locally awaiting reconciliation; %d starts, %d stops",
+			ss.Live, ss.Entries-ss.Live, ss.NeedReconcile, ss.Starts, ss.Stops)
+		if ss.Dropped > 0 {
+			p(", %d updates dropped (writer behind)", ss.Dropped)
+		}
+		p("\n")
+	}
+	if rc := st.Reconcile; rc != nil {
+		state := "idle"
+		switch {
+		case rc.Running:
+			state = fmt.Sprintf("running at %g/s", rc.Rate)
+		case !rc.Finished.IsZero():
+			state = "last round finished " + ago(now, rc.Finished)
+		}
+		p("reconcile\t%s: %d pending, %d sent (%d ack, %d nak, %d no answer), %d skipped\n",
+			state, rc.Pending, rc.Sent, rc.ACK, rc.NAK, rc.Timeouts, rc.Skipped)
+	}
 	if st.SpoolDepth != nil {
 		p("spool\t%d accounting records waiting for replay\n", *st.SpoolDepth)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/dynauth"
@@ -46,6 +47,7 @@ type Built struct {
 	DynAuth   dynauth.Options        // CoA/Disconnect relay (edge/config/dynauth.go)
 	Reconcile Reconcile              // reconciliation after an outage (edge/config/dynauth.go)
 	Cache     cache.Options
+	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
@@ -191,6 +193,7 @@ func (c *Config) validate(v *validator) {
 	c.buildListener(v, b)
 	c.buildDynAuth(v, b)
 	c.buildCache(v, b)
+	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {

@@ -22,7 +22,8 @@ type File struct {
 	Control         ControlFile  `yaml:"control"`
 	Metrics         MetricsFile  `yaml:"metrics"`
 	// DynamicAuthorization configures CoA and Disconnect relaying (edge/config/dynauth.go).
-	DynamicAuthorization DynAuthFile `yaml:"dynamic_authorization"`
+	DynamicAuthorization DynAuthFile  `yaml:"dynamic_authorization"`
+	Sessions             SessionsFile `yaml:"sessions"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`

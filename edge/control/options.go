@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,8 @@ type Options struct {
 	// CoA sends an operator's CoA or Disconnect for /v1/coa (edge/control/coa.go); nil answers
 	// it with 503.
 	CoA CoABackend
+	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
+	Sessions func(context.Context, SessionQuery) ([]Session, error)
 }
 
 func (o Options) withDefaults() Options {

@@ -248,6 +248,12 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "dynamic authorization"
 		}
 		return rt, true
+	case "/v1/sessions":
+		rt := route{http.MethodGet, false, s.sessions, ""}
+		if s.opts.Sessions == nil {
+			rt.absent = "the session table"
+		}
+		return rt, true
 	case "/v1/cache/stats":
 		return route{http.MethodGet, true, s.cacheStats, ""}, true
 	case "/v1/cache/list":

@@ -84,6 +84,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range append(snapshotMetrics, coaMetrics...) {
 		ch <- d
 	}
+	for _, d := range sessionMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -193,6 +196,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
 	collectCoA(s.CoA, counter, gauge)
+	collectSessions(s.Sessions, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

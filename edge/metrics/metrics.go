@@ -61,6 +61,8 @@ type Snapshot struct {
 	EventsDropped uint64
 	// CoA is dynamic authorization and reconciliation (edge/metrics/coa.go).
 	CoA CoA
+	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
+	Sessions *Sessions
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).

@@ -77,6 +77,8 @@ type ReconcileProgress struct {
 	Errors   uint64    `json:"errors"`  // not sent (no address, table error)
 	Rounds   uint64    `json:"rounds"`
 	Rate     float64   `json:"rate"`
+	// Pending is how many sessions still wait (the caller fills it from the session table).
+	Pending int `json:"pending"`
 }
 
 // Reconciler re-authorizes locally admitted sessions after failback. Kick starts a round; Run
