@@ -52,8 +52,12 @@ type ReconcileOptions struct {
 	// Up says whether the cloud is reachable: a round stops when it goes away again.
 	Up func() bool
 	// Batch is how many sessions are read from the table at a time. Default 64.
-	Batch  int
-	Logger *slog.Logger
+	Batch int
+	// InFlight bounds the requests waiting for NASes at once, so a NAS that does not answer
+	// (each request then takes the relay's whole retransmission budget) does not hold up the
+	// others; the pace is Rate whatever it is. Default 16.
+	InFlight int
+	Logger   *slog.Logger
 }
 
 // Validate checks the options.
@@ -105,6 +109,9 @@ func NewReconciler(o ReconcileOptions, relay *Relay) (*Reconciler, error) {
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
+	if o.InFlight <= 0 {
+		o.InFlight = 16
+	}
 	if o.Site == nil {
 		o.Site = func(string) SitePolicy { return SitePolicy{Enabled: true, Disconnect: true} }
 	}
@@ -148,11 +155,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 }
 
 // round reconciles every session needing it, oldest first, one request per 1/Rate, until none is
-// left, the cloud goes away again or ctx ends. Requests are sent one at a time, so the pace also
-// bounds what waits on NASes.
+// left, the cloud goes away again or ctx ends; at most InFlight wait for NASes at once. It returns
+// once every request it sent has its outcome recorded.
 func (r *Reconciler) round(ctx context.Context) {
 	r.running.Store(true)
 	defer r.running.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait() // before running is cleared
+	sem := make(chan struct{}, r.opts.InFlight)
 	r.rn.Add(1)
 	start := time.Now()
 	r.mu.Lock()
@@ -207,38 +217,53 @@ func (r *Reconciler) round(ctx context.Context) {
 				case <-t.C:
 				}
 			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			next = time.Now().Add(gap)
-			r.sent.Add(1)
-			o, err := r.relay.Originate(ctx, "reconcile", action, it.Target)
-			ok := false
-			switch {
-			case err != nil:
-				r.errs.Add(1)
-				r.opts.Logger.Warn("reconciliation request not sent", "nas", it.Target.NAS, "err", err)
-			case o.Result == "ack":
-				r.ack.Add(1)
-				ok = true
-			case o.Result == "timeout":
-				r.timeouts.Add(1)
-			default:
-				r.nak.Add(1)
-				// 503: the NAS no longer has the session; nothing is left to reconcile.
-				ok = o.ErrorCause == CauseSessionNotFound
-			}
-			if err := r.opts.Sessions.MarkReconciled(it.ID, ok); err != nil {
-				r.opts.Logger.Error("reconciliation outcome not recorded", "err", err)
-			}
 			// Taken once per round whatever the outcome: a table that kept returning a session
 			// it was told about must not hold the round in a loop.
 			passed[it.ID] = true
+			r.sent.Add(1)
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				r.send(ctx, it, action)
+			}()
 		}
 	}
+	wg.Wait()
 	r.mu.Lock()
 	r.finished = time.Now()
 	r.mu.Unlock()
 	p := r.Progress()
 	r.opts.Logger.Info("reconciliation finished", "dur", time.Since(start).Round(time.Millisecond),
 		"sent", p.Sent, "ack", p.ACK, "nak", p.NAK, "timeouts", p.Timeouts, "skipped", p.Skipped)
+}
+
+// send sends one session's request and records the outcome in the table.
+func (r *Reconciler) send(ctx context.Context, it ReconcileItem, action Action) {
+	o, err := r.relay.Originate(ctx, "reconcile", action, it.Target)
+	ok := false
+	switch {
+	case err != nil:
+		r.errs.Add(1)
+		r.opts.Logger.Warn("reconciliation request not sent", "nas", it.Target.NAS, "err", err)
+	case o.Result == "ack":
+		r.ack.Add(1)
+		ok = true
+	case o.Result == "timeout":
+		r.timeouts.Add(1)
+	default:
+		r.nak.Add(1)
+		// 503: the NAS no longer has the session; nothing is left to reconcile.
+		ok = o.ErrorCause == CauseSessionNotFound
+	}
+	if err := r.opts.Sessions.MarkReconciled(it.ID, ok); err != nil {
+		r.opts.Logger.Error("reconciliation outcome not recorded", "err", err)
+	}
 }
 
 // vendorOf returns a NAS client's vendor ("" if unknown).
