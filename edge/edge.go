@@ -283,7 +283,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	if p.b.Listener != nil {
 		lo := *p.b.Listener
-		lo.Logger = e.log
+		lo.Logger, lo.DynAuth = e.log, e.dynauth
 		if e.listener, err = proxy.NewListener(lo, e.server); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

@@ -497,7 +497,8 @@ func (c *Config) buildListener(v *validator, b *Built) {
 			Client: proxy.Client{Name: p.Name, Prefix: pfx, Secret: proxy.Secret(secret), Vendor: vendor, Site: p.Site,
 				// Over TLS BlastRADIUS has no purchase; Message-Authenticator stays optional.
 				RequireMessageAuthenticator: false},
-			CertNames: p.CertNames,
+			CertNames:            p.CertNames,
+			DynamicAuthorization: p.DynamicAuthorization,
 		})
 	}
 	b.Listener = lo

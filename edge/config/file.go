@@ -190,7 +190,9 @@ type RadSecPeer struct {
 	CertNames []string `yaml:"cert_names"`
 	Secret    string   `yaml:"secret"` // default "radsec"
 	Vendor    string   `yaml:"vendor"`
-	Site      string   `yaml:"site"`
+	// DynamicAuthorization lets the peer send CoA and Disconnect to relay (docs/coa.md).
+	DynamicAuthorization bool   `yaml:"dynamic_authorization"`
+	Site                 string `yaml:"site"`
 }
 
 // Duration is a time.Duration written as "4s", "500ms", "7d" (days are accepted too).

@@ -82,7 +82,9 @@ func startLab(t *testing.T, tune func(*dynauth.Options)) *lab {
 			// A NAS network known only as a prefix: routable by NAS-IP-Address alone.
 			{Name: "floor2", Prefix: netip.MustParsePrefix("10.9.0.0/16"), Secret: proxy.Secret(nasSecret)},
 		},
-		Timeout:  200 * time.Millisecond,
+		// Generous for a loaded machine: a FreeRADIUS slower than this gets a retransmission
+		// (absorbed), slower than all three waits a 506 the tests would not expect.
+		Timeout:  400 * time.Millisecond,
 		Retries:  2,
 		Sessions: sessionsMap{"sess-42": {NAS: "sw1", NASAddr: netip.MustParseAddr("127.0.0.1")}},
 		Observer: seen,
@@ -114,7 +116,7 @@ func (l *lab) send(t *testing.T, kind, secret string, attrs ...string) peertest.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	replies, raw, err := peertest.Radclient(ctx, peertest.RadclientOptions{
-		Server: l.addr, Kind: kind, Secret: secret, Timeout: 3 * time.Second,
+		Server: l.addr, Kind: kind, Secret: secret, Timeout: 8 * time.Second,
 		Requests: []peertest.Request{{Attrs: attrs}},
 	})
 	if err != nil {
@@ -227,8 +229,8 @@ func TestRelayTimeout(t *testing.T) {
 	if o := l.seen.last(); o.Result != "timeout" || o.ErrorCause != 506 || o.NAS != "sw1" {
 		t.Errorf("outcome %+v", o)
 	}
-	// 200ms + 400ms + 800ms of waiting at the least.
-	if d := time.Since(start); d < 1400*time.Millisecond {
+	// 400ms + 800ms + 1600ms of waiting at the least.
+	if d := time.Since(start); d < 2800*time.Millisecond {
 		t.Errorf("answered after %v: the retransmissions did not back off", d)
 	}
 }

@@ -309,24 +309,36 @@ func (r *Relay) acceptUDP(s *net.UDPConn, src netip.AddrPort, raw []byte) {
 // the same connection through reply. conn tells the upstream's connections apart (identifiers are
 // per connection). It implements proxy.DynAuth.
 func (r *Relay) ServeUpstream(upstream string, conn uint64, secret []byte, p packet.Packet, reply func(resp []byte) error) {
-	from := "cloud:" + upstream
+	r.serveStream("cloud:"+upstream, fmt.Sprintf("radsec:%s#%d", upstream, conn), secret, p, reply)
+}
+
+// serveStream checks a request that came on a RadSec connection (TLS authenticated the peer; the
+// RADIUS authenticators still use the connection's secret, RFC 6614 §2.3) and relays it.
+func (r *Relay) serveStream(from, origin string, secret []byte, p packet.Packet, reply func(resp []byte) error) {
 	code := p.Code()
 	if code != packet.CodeCoARequest && code != packet.CodeDisconnectRequest {
-		r.drop(DropWrongCode, from, upstream, fmt.Errorf("%v from the upstream", code))
+		r.drop(DropWrongCode, from, origin, fmt.Errorf("%v on a radsec connection", code))
 		return
 	}
 	if packet.CheckRequestMA(p, secret) == packet.MAInvalid || !packet.CheckRequestAuthenticator(p, secret) {
-		r.drop(DropBadAuthenticator, from, upstream, errors.New("authenticator does not verify with the RadSec secret"))
+		r.drop(DropBadAuthenticator, from, origin, errors.New("authenticator does not verify with the RadSec secret"))
 		return
 	}
 	if err := packet.CheckRequest(p); err != nil {
-		r.drop(DropMalformed, from, upstream, err)
+		r.drop(DropMalformed, from, origin, err)
 		return
 	}
 	in := inbound{from: from, p: append(packet.Packet(nil), p...), secret: secret, reply: reply}
-	in.key = dupKey{origin: fmt.Sprintf("radsec:%s#%d", upstream, conn), id: p.ID()}
+	in.key = dupKey{origin: origin, id: p.ID()}
 	copy(in.key.auth[:], p.Authenticator())
 	r.handle(in)
+}
+
+// ServePeer relays a CoA-Request or Disconnect-Request a RadSec peer with dynamic_authorization
+// sent to the RadSec listener, verified with the peer's secret and answered on its connection. It
+// implements proxy.PeerDynAuth.
+func (r *Relay) ServePeer(peer string, conn uint64, secret []byte, p packet.Packet, reply func(resp []byte) error) {
+	r.serveStream("radsec:"+peer, fmt.Sprintf("radsec-peer:%s#%d", peer, conn), secret, p, reply)
 }
 
 // handle absorbs duplicates, routes, and sends the request to its NAS or answers it with a NAK.
