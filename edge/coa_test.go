@@ -69,6 +69,21 @@ dynamic_authorization:
 		t.Fatalf("radclient coa to a NAS that does not answer: %q %v", rep.Code, rep.Attrs)
 	}
 
+	// mxedge test coa, radclient-style, against the same listener.
+	out := mxedgeCLI(t, "test", "coa", "disconnect", "--server", addrs[0].String(), "--secret", "ops-secret",
+		"--nas-ip", "127.0.0.1", "--mac", "aa-bb-cc-dd-ee-ff", "--user", "alice")
+	if !strings.HasPrefix(out, "Received Disconnect-ACK from "+addrs[0].String()) {
+		t.Errorf("mxedge test coa disconnect printed %q", out)
+	}
+	tc := cli.New(cli.BuildInfo{})
+	var tbuf bytes.Buffer
+	tc.SetOut(&tbuf)
+	tc.SetErr(&tbuf)
+	tc.SetArgs([]string{"test", "coa", "coa", "--server", addrs[0].String(), "--secret", "ops-secret", "--nas-ip", "192.0.2.9", "--user", "bob"})
+	if err := tc.Execute(); err == nil || !strings.Contains(tbuf.String(), "Error-Cause = Proxy-Request-Not-Routable") {
+		t.Errorf("test coa to an unknown NAS: %v\n%s", err, tbuf.String())
+	}
+
 	// The cloud's CoA on the upstream connection, answered on it.
 	var req packet.Packet
 	build := func(id uint8, secret []byte) (packet.Packet, error) {
@@ -96,19 +111,19 @@ dynamic_authorization:
 	if resp.Code() != packet.CodeCoAACK || !packet.CheckResponseAuthenticator(resp, req.Authenticator(), []byte("radsec")) {
 		t.Fatalf("cloud CoA answered %v (or not signed for the cloud)", resp.Code())
 	}
-	if recs, _ := nas.CoA(); len(recs) != 3 {
-		t.Errorf("the NAS logged %d requests, want 3", len(recs))
+	if recs, _ := nas.CoA(); len(recs) != 4 {
+		t.Errorf("the NAS logged %d requests, want 4", len(recs))
 	}
 
 	// An operator, through the control socket: mxedge coa reauth renders Cisco's AVPair.
 	sock := filepath.Join(dir, "control.sock")
-	out := mxedgeCLI(t, "coa", "reauth", "--socket", sock, "--nas", "sw1", "--mac", "aa-bb-cc-dd-ee-ff")
+	out = mxedgeCLI(t, "coa", "reauth", "--socket", sock, "--nas", "sw1", "--mac", "aa-bb-cc-dd-ee-ff")
 	if !strings.HasPrefix(out, "CoA-Request to sw1: ack") {
 		t.Errorf("mxedge coa reauth printed %q", out)
 	}
 	recs, _ := nas.CoA()
-	if len(recs) != 4 || recs[3].Map["Cisco-AVPair"] != "subscriber:command=reauthenticate" ||
-		recs[3].Map["Calling-Station-Id"] != "aa-bb-cc-dd-ee-ff" {
+	if len(recs) != 5 || recs[4].Map["Cisco-AVPair"] != "subscriber:command=reauthenticate" ||
+		recs[4].Map["Calling-Station-Id"] != "aa-bb-cc-dd-ee-ff" {
 		t.Errorf("the NAS got %v", recs[len(recs)-1].Map)
 	}
 	cmd := cli.New(cli.BuildInfo{})
@@ -146,7 +161,7 @@ dynamic_authorization:
 			}
 		}
 	}
-	if disc != 2 || reauth != 3 {
-		t.Errorf("events: %d disconnect, %d reauthenticate, want 2 and 3: %+v", disc, reauth, evs)
+	if disc != 3 || reauth != 4 {
+		t.Errorf("events: %d disconnect, %d reauthenticate, want 3 and 4: %+v", disc, reauth, evs)
 	}
 }
