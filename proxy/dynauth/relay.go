@@ -290,7 +290,7 @@ func (r *Relay) acceptUDP(s *net.UDPConn, src netip.AddrPort, raw []byte) {
 		}
 	}
 	if !packet.CheckRequestAuthenticator(p, c.Secret) {
-		r.drop(DropBadAuthenticator, c.Name, src.String(), errors.New("Request Authenticator does not verify: check the shared secret"))
+		r.drop(DropBadAuthenticator, c.Name, src.String(), errors.New("the Request Authenticator does not verify: check the shared secret"))
 		return
 	}
 	if err := packet.CheckRequest(p); err != nil {
