@@ -142,6 +142,13 @@ dynamic_authorization:
 		t.Errorf("no NAS and no session found: %v", err)
 	}
 
+	st := g.e.DynAuth().Stats()
+	naks := st.NAKs()
+	// ACKs: radclient's disconnect, test coa's, the cloud's CoA, coa reauth; NAKs: 506 (silent
+	// NAS), 502 (test coa to an unknown NAS), 503 (the NAS has no session for "nosession").
+	if st.ACK.Load() != 4 || st.Timeouts.Load() != 1 || naks[506] != 1 || naks[502] != 1 || naks[503] != 1 {
+		t.Errorf("relay counters: ack %d timeouts %d naks %v", st.ACK.Load(), st.Timeouts.Load(), naks)
+	}
 	evs := g.e.Events().Recent(10)
 	var disc, reauth int
 	for _, ev := range evs {

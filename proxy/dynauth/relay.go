@@ -44,6 +44,10 @@ type Relay struct {
 	dups    map[dupKey]*dupEntry
 }
 
+// maxTracked bounds the requests the duplicate cache holds (in flight and answered within
+// DuplicateWindow), and so what waits on NASes: beyond it a request gets NAK 506 at once.
+const maxTracked = 1 << 16
+
 // tables are the clients and NASes of one configuration. Immutable.
 type tables struct {
 	nases   *proxy.ClientTable
@@ -354,6 +358,19 @@ func (r *Relay) handle(in inbound) {
 		}
 		r.stats.DuplicateAnswered.Add(1)
 		in.reply(answer)
+		return
+	}
+	if len(r.dups) >= maxTracked {
+		r.mu.Unlock()
+		r.stats.Requests.Add(1)
+		r.opts.Logger.Warn("dynamic authorization requests beyond the tracking limit", "peer", in.from, "limit", maxTracked)
+		if resp, err := NAK(in.p, in.secret, CauseResourcesUnavailable); err == nil {
+			in.reply(resp) // not cached: a retransmission is judged again
+			r.stats.nak(CauseResourcesUnavailable)
+			if in.done != nil {
+				in.done(Outcome{Code: in.p.Code().String(), From: in.from, Result: "nak", ErrorCause: CauseResourcesUnavailable})
+			}
+		}
 		return
 	}
 	r.dups[in.key] = &dupEntry{}

@@ -132,3 +132,22 @@ func FuzzForward(f *testing.F) {
 		}
 	})
 }
+
+// TestTrackingLimit: with the duplicate cache full, a request gets NAK 506 at once instead of
+// growing the relay's state.
+func TestTrackingLimit(t *testing.T) {
+	r, err := New(Options{NASes: []NAS{{Name: "a", Prefix: netip.MustParsePrefix("127.0.0.1/32"), Secret: proxy.Secret("s"), Vendor: "cisco"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxTracked {
+		r.dups[dupKey{origin: "filler", id: uint8(i), auth: [16]byte{byte(i >> 8), byte(i >> 16)}}] = &dupEntry{answer: packet.Packet{}}
+	}
+	o, err := r.Originate(t.Context(), "operator", ActionDisconnect, Target{NAS: "a", UserName: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Result != "nak" || o.ErrorCause != CauseResourcesUnavailable || len(r.dups) != maxTracked {
+		t.Errorf("outcome %+v, %d tracked", o, len(r.dups))
+	}
+}
