@@ -138,6 +138,10 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 			return nil, invalid(cfg, "radsec", err)
 		}
 	}
+	da := b.DynAuth
+	if err := da.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	p.control = control.Options{Path: b.Control, Logger: logger}
 	if err := p.control.Validate(); err != nil {
 		return nil, invalid(cfg, "control.socket", err)

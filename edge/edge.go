@@ -31,6 +31,7 @@ import (
 	"mxedge/edge/notify"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -134,6 +135,10 @@ type Edge struct {
 	listener *proxy.Listener // nil without a RadSec listener
 	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
 	discovery *proxy.Discovery
+	dynauth   *dynauth.Relay // CoA/Disconnect relay (edge/dynauth.go)
+	// reconciler re-authorizes locally admitted sessions after failback; nil without a session
+	// table.
+	reconciler *dynauth.Reconciler
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -207,7 +212,8 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: p.b.Survival.FailbackProbes, Logger: e.log,
 		OnChange: func(_, to survivability.Mode, _ string) {
 			if to == survivability.ModeUp {
-				e.acct.Kick() // deliver what was spooled while the cloud was away
+				e.acct.Kick()     // deliver what was spooled while the cloud was away
+				e.kickReconcile() // re-authorize through the cloud who was admitted locally
 			}
 		}})
 	if p.checker != nil {
@@ -266,6 +272,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.cork = new(sockio.Cork)
+	if err := e.newDynAuth(p.b); err != nil {
+		return nil, err
+	}
 	pool, err := e.newPool(p.b)
 	if err != nil {
 		return nil, err
@@ -288,7 +297,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	if p.b.Listener != nil {
 		lo := *p.b.Listener
-		lo.Logger = e.log
+		lo.Logger, lo.DynAuth = e.log, e.dynauth
 		if e.listener, err = proxy.NewListener(lo, e.server); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
@@ -297,6 +306,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	co.CoA = e.operatorCoA
 	if e.sessions != nil {
 		co.Sessions = e.findSessions
 	}
@@ -329,6 +339,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
+	if err := e.dynauth.Listen(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if o.Sync != nil {
 		if e.syncer, err = e.newSyncer(*o.Sync); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
@@ -340,6 +353,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 // closeAll releases what New opened, in reverse order, when start-up fails. Run's shutdown does the
 // same for a running edge.
 func (e *Edge) closeAll() {
+	if e.dynauth != nil {
+		e.dynauth.Close()
+	}
 	if e.listener != nil {
 		e.listener.Close()
 	}
@@ -366,6 +382,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
 	po.Health = e.health
+	po.DynAuth = e.dynauth // CoA from the cloud on the upstream connections
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -405,22 +422,23 @@ func (e *Edge) Ready() <-chan struct{} { return e.ready }
 
 // Status is the daemon's state for `mxedge status` and the control socket.
 type Status struct {
-	Mode       string                 `json:"mode"`
-	Since      time.Time              `json:"since"`
-	Started    time.Time              `json:"started"`
-	Upstreams  []proxy.UpstreamStatus `json:"upstreams"`
-	Cache      cache.Stats            `json:"cache"`
-	Received   uint64                 `json:"received"`
-	Forwarded  uint64                 `json:"forwarded"`
-	Answered   uint64                 `json:"upstream_answered"`
-	Local      uint64                 `json:"local_decisions"`
-	Dropped    map[string]uint64      `json:"dropped"`
-	Certs      []CertExpiry           `json:"certificates"`
-	Spool      int                    `json:"spool_depth"`
-	Quarantine int                    `json:"spool_quarantined,omitempty"`
-	Listeners  []string               `json:"listeners"`
-	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
-	Sessions   *SessionStatus         `json:"sessions,omitempty"`
+	Mode       string                     `json:"mode"`
+	Since      time.Time                  `json:"since"`
+	Started    time.Time                  `json:"started"`
+	Upstreams  []proxy.UpstreamStatus     `json:"upstreams"`
+	Cache      cache.Stats                `json:"cache"`
+	Received   uint64                     `json:"received"`
+	Forwarded  uint64                     `json:"forwarded"`
+	Answered   uint64                     `json:"upstream_answered"`
+	Local      uint64                     `json:"local_decisions"`
+	Dropped    map[string]uint64          `json:"dropped"`
+	Certs      []CertExpiry               `json:"certificates"`
+	Spool      int                        `json:"spool_depth"`
+	Quarantine int                        `json:"spool_quarantined,omitempty"`
+	Listeners  []string                   `json:"listeners"`
+	Revocation []pki.SourceStatus         `json:"revocation,omitempty"`
+	Sessions   *SessionStatus             `json:"sessions,omitempty"`
+	Reconcile  *dynauth.ReconcileProgress `json:"reconcile,omitempty"`
 	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
 	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
 	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
@@ -437,7 +455,8 @@ func (e *Edge) Status() Status {
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
 		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
-		Sessions: e.sessionStatus(),
+		Sessions:  e.sessionStatus(),
+		Reconcile: e.reconcileStatus(),
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())
@@ -460,6 +479,9 @@ func (e *Edge) Status() Status {
 	}
 	if e.discovery != nil {
 		s.Realms = e.discovery.Realms()
+	}
+	for _, a := range e.dynauth.Addrs() {
+		s.Listeners = append(s.Listeners, "dynauth udp "+a.String())
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {

@@ -107,6 +107,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
 		DecisionLog:     metrics.DecisionLog(e.dlog.Stats()),
+		CoA:             e.coaMetrics(),
 		Sessions:        e.sessionMetrics(),
 		RadSec:          radsecConns(st),
 	}

@@ -129,6 +129,12 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	if err := e.server.SetClients(b.Clients); err != nil {
 		return fmt.Errorf("edge: reload clients: %w", err)
 	}
+	if !slices.Equal(b.DynAuth.Listen, old.DynAuth.Listen) {
+		e.log.Warn("dynamic authorization listen addresses changed: restart mxedge to apply them")
+	}
+	if err := e.dynauth.SetTables(b.DynAuth.Clients, b.DynAuth.NASes); err != nil {
+		return fmt.Errorf("edge: reload dynamic authorization: %w", err)
+	}
 	if e.listener != nil && b.Listener != nil {
 		if err := e.listener.SetPeers(b.Listener.Peers); err != nil {
 			return fmt.Errorf("edge: reload radsec peers: %w", err)

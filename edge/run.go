@@ -111,6 +111,8 @@ func (e *Edge) Run(ctx context.Context) error {
 	if e.discovery != nil {
 		bg.Go(func(ctx context.Context) { e.discovery.Run(ctx) })
 	}
+	bg.Go(func(ctx context.Context) { e.dynauth.Run(ctx) })
+	bg.Go(e.runReconciler)
 	e.mu.Lock()
 	e.pool = startPool(e.pool.pool)
 	e.mu.Unlock()

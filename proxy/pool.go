@@ -38,6 +38,14 @@ type HealthObserver interface {
 	Upstreams(up map[string]bool)
 }
 
+// DynAuth relays Dynamic Authorization requests (RFC 5176) an upstream sends on a connection the
+// pool opened (draft-ietf-radext-reverse-coa). The pool declares it because it calls it, from the
+// connection's read loop: it must not block. conn tells an upstream's connections apart; reply
+// queues the answer on the same connection; secret is the connection's RadSec secret.
+type DynAuth interface {
+	ServeUpstream(upstream string, conn uint64, secret []byte, p packet.Packet, reply func(resp []byte) error)
+}
+
 // Mode is how requests are spread over upstreams.
 type Mode string
 
@@ -60,9 +68,12 @@ type PoolOptions struct {
 	// router's (survivability health).
 	Health HealthObserver
 	// Cork: see ServerOptions.Cork; give both the same.
-	Cork   *sockio.Cork
-	Logger *slog.Logger
-	Now    func() time.Time
+	Cork *sockio.Cork
+	// DynAuth, if set, receives the CoA-Request and Disconnect-Request upstreams send on the
+	// connections the pool opened (reverse CoA); unset, they are discarded.
+	DynAuth DynAuth
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Validate checks the options before anything is dialed.
@@ -101,6 +112,7 @@ type Pool struct {
 	inflight  atomic.Int64
 	stats     atomic.Pointer[Stats] // the counters of the router using the pool (discarded replies, retries)
 	retired   atomic.Bool           // replaced by a reload: its events no longer describe the edge
+	connSeq   atomic.Uint64         // numbers connections for DynAuth (identifiers are per connection)
 
 	affMu    sync.Mutex
 	affinity map[string]affinityEntry

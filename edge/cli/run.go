@@ -125,7 +125,7 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 			}
 			if l != nil {
 				// Printed once every socket is bound, with the ports the edge really has.
-				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.AuthAddrs()), first(e.AcctAddrs())))
+				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.AuthAddrs()), first(e.AcctAddrs()), first(e.DynAuth().Addrs())))
 			}
 			if err := e.Run(ctx); err != nil {
 				return fmt.Errorf("run: %w", err)

@@ -62,10 +62,24 @@ type statusView struct {
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
 	Sessions   *sessionsView       `json:"sessions"`
+	Reconcile  *reconcileView      `json:"reconcile"`
 	NAS        []control.NASClient `json:"-"`
 	// RadSec connections and discovered realms (edge/cli/status_tls.go).
 	RadSec []peerConnView `json:"radsec"`
 	Realms []realmView    `json:"realms"`
+}
+
+// reconcileView is reconciliation after an outage (dynauth.ReconcileProgress).
+type reconcileView struct {
+	Running  bool      `json:"running"`
+	Finished time.Time `json:"finished"`
+	Sent     uint64    `json:"sent"`
+	ACK      uint64    `json:"ack"`
+	NAK      uint64    `json:"nak"`
+	Timeouts uint64    `json:"timeouts"`
+	Skipped  uint64    `json:"skipped"`
+	Pending  int       `json:"pending"`
+	Rate     float64   `json:"rate"`
 }
 
 // sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
@@ -284,6 +298,17 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 			p(", %d updates dropped (writer behind)", ss.Dropped)
 		}
 		p("\n")
+	}
+	if rc := st.Reconcile; rc != nil {
+		state := "idle"
+		switch {
+		case rc.Running:
+			state = fmt.Sprintf("running at %g/s", rc.Rate)
+		case !rc.Finished.IsZero():
+			state = "last round finished " + ago(now, rc.Finished)
+		}
+		p("reconcile\t%s: %d pending, %d sent (%d ack, %d nak, %d no answer), %d skipped\n",
+			state, rc.Pending, rc.Sent, rc.ACK, rc.NAK, rc.Timeouts, rc.Skipped)
 	}
 	if st.SpoolDepth != nil {
 		p("spool\t%d accounting records waiting for replay\n", *st.SpoolDepth)

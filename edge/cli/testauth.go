@@ -68,7 +68,7 @@ func newTestCmd() *cobra.Command {
 		Args:  cacheArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newTestAuthCmd())
+	cmd.AddCommand(newTestAuthCmd(), newTestCoACmd())
 	return cmd
 }
 

@@ -20,6 +20,7 @@ import (
 	"mxedge/edge/decisionlog"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
@@ -45,6 +46,8 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
 	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
+	DynAuth   dynauth.Options         // CoA/Disconnect relay (edge/config/dynauth.go)
+	Reconcile Reconcile               // reconciliation after an outage (edge/config/dynauth.go)
 	Cache     cache.Options
 	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
@@ -213,6 +216,7 @@ func (c *Config) validate(v *validator) {
 	c.buildPool(v, b)
 	c.buildDiscovery(v, b)
 	c.buildListener(v, b)
+	c.buildDynAuth(v, b)
 	c.buildCache(v, b)
 	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
@@ -518,7 +522,8 @@ func (c *Config) buildListener(v *validator, b *Built) {
 			Client: proxy.Client{Name: p.Name, Prefix: pfx, Secret: proxy.Secret(secret), Vendor: vendor, Site: p.Site,
 				// Over TLS BlastRADIUS has no purchase; Message-Authenticator stays optional.
 				RequireMessageAuthenticator: false},
-			CertNames: p.CertNames,
+			CertNames:            p.CertNames,
+			DynamicAuthorization: p.DynamicAuthorization,
 		})
 	}
 	b.Listener = lo

@@ -21,7 +21,9 @@ type File struct {
 	Survivability   SurvivalFile `yaml:"survivability"`
 	Control         ControlFile  `yaml:"control"`
 	Metrics         MetricsFile  `yaml:"metrics"`
-	Sessions        SessionsFile `yaml:"sessions"`
+	// DynamicAuthorization configures CoA and Disconnect relaying (edge/config/dynauth.go).
+	DynamicAuthorization DynAuthFile  `yaml:"dynamic_authorization"`
+	Sessions             SessionsFile `yaml:"sessions"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
@@ -138,6 +140,7 @@ type ClientFile struct {
 	Site                        string `yaml:"site"`
 	RequireMessageAuthenticator *bool  `yaml:"require_message_authenticator"` // default true
 	LimitProxyState             *bool  `yaml:"limit_proxy_state"`             // default true
+	CoAPort                     int    `yaml:"coa_port"`                      // where the NAS takes CoA/Disconnect; default 3799
 }
 
 // TLSFile names certificate material.
@@ -208,7 +211,9 @@ type RadSecPeer struct {
 	CertNames []string `yaml:"cert_names"`
 	Secret    string   `yaml:"secret"` // default "radsec"
 	Vendor    string   `yaml:"vendor"`
-	Site      string   `yaml:"site"`
+	// DynamicAuthorization lets the peer send CoA and Disconnect to relay (docs/coa.md).
+	DynamicAuthorization bool   `yaml:"dynamic_authorization"`
+	Site                 string `yaml:"site"`
 }
 
 // Duration is a time.Duration written as "4s", "500ms", "7d" (days are accepted too).

@@ -242,6 +242,12 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "the NAS client table"
 		}
 		return rt, true
+	case "/v1/coa":
+		rt := route{http.MethodPost, false, s.coa, ""}
+		if s.opts.CoA == nil {
+			rt.absent = "dynamic authorization"
+		}
+		return rt, true
 	case "/v1/sessions":
 		rt := route{http.MethodGet, false, s.sessions, ""}
 		if s.opts.Sessions == nil {

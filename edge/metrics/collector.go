@@ -83,7 +83,7 @@ var (
 type snapshotCollector struct{ s *Server }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range snapshotMetrics {
+	for _, d := range append(snapshotMetrics, coaMetrics...) {
 		ch <- d
 	}
 	for _, d := range sessionMetrics {
@@ -202,6 +202,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
+	collectCoA(s.CoA, counter, gauge)
 	collectSessions(s.Sessions, gauge, counter)
 }
 

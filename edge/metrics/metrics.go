@@ -61,6 +61,8 @@ type Snapshot struct {
 	EventsDropped uint64
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
+	// CoA is dynamic authorization and reconciliation (edge/metrics/coa.go).
+	CoA CoA
 	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
 	Sessions *Sessions
 	// RadSec is every live RadSec connection's TLS parameters (edge/metrics/radsec.go).
