@@ -18,6 +18,7 @@ import (
 	"mxedge/edge"
 	"mxedge/edge/control"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 )
 
 // healthyStatus is an edge forwarding to two live upstreams with a long-lived certificate.
@@ -33,6 +34,9 @@ func healthyStatus() edge.Status {
 		Cache: cache.Stats{Entries: 12}, Received: 2100, Forwarded: 2100, Answered: 2100,
 		Dropped: map[string]uint64{}, Spool: 0, Listeners: []string{"radius-auth udp 0.0.0.0:1812"},
 		Certs: []edge.CertExpiry{{File: "/var/lib/mxedge/edge.crt", Subject: "CN=edge-01", NotAfter: opsT0.Add(300 * 24 * time.Hour), Days: 300}},
+		// After an outage: two sessions left to re-authorize, a round done at 2 a second.
+		Sessions:  &edge.SessionStatus{Entries: 40, Live: 38, NeedReconcile: 2, Starts: 41, Stops: 3},
+		Reconcile: &dynauth.ReconcileProgress{Finished: opsT0.Add(-30 * time.Minute), Sent: 12, ACK: 11, NAK: 1, Rounds: 1, Rate: 2, Pending: 2},
 	}
 }
 

@@ -25,6 +25,7 @@ type statusDoc struct {
 	Cache         cacheSummaryDoc   `json:"cache"`
 	Spool         *spoolDoc         `json:"spool"`
 	Sessions      *sessionsSumDoc   `json:"sessions"`
+	Reconcile     *reconcileDoc     `json:"reconcile"`
 	Certificates  []certDoc         `json:"certificates"`
 	Revocation    []revocationDoc   `json:"revocation"`
 	Requests      requestsDoc       `json:"requests"`
@@ -72,6 +73,19 @@ type sessionsSumDoc struct {
 	Started       uint64 `json:"started"`
 	Stopped       uint64 `json:"stopped"`
 	Lost          uint64 `json:"updates_lost"`
+}
+
+// reconcileDoc is reconciliation after an outage (docs/coa.md); null without a session table.
+type reconcileDoc struct {
+	Running    bool    `json:"running"`
+	FinishedAt *string `json:"finished_at"`
+	Pending    int     `json:"pending"`
+	Sent       uint64  `json:"sent"`
+	Acked      uint64  `json:"acked"`
+	Naked      uint64  `json:"naked"`
+	Timeouts   uint64  `json:"timeouts"`
+	Skipped    uint64  `json:"skipped"`
+	RatePerSec float64 `json:"rate_per_second"`
 }
 
 type certDoc struct {
@@ -175,6 +189,10 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 	if ss := st.Sessions; ss != nil {
 		d.Sessions = &sessionsSumDoc{Live: ss.Live, Stored: ss.Entries, NeedReconcile: ss.NeedReconcile, Started: ss.Starts,
 			Stopped: ss.Stops, Lost: ss.Dropped}
+	}
+	if rc := st.Reconcile; rc != nil {
+		d.Reconcile = &reconcileDoc{Running: rc.Running, FinishedAt: atTime(rc.Finished), Pending: rc.Pending, Sent: rc.Sent,
+			Acked: rc.ACK, Naked: rc.NAK, Timeouts: rc.Timeouts, Skipped: rc.Skipped, RatePerSec: rc.Rate}
 	}
 	if st.SpoolDepth != nil {
 		d.Spool = &spoolDoc{Depth: *st.SpoolDepth, Quarantined: st.Quarantine}
