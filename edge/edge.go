@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/edge/cluster"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
 	"mxedge/edge/events"
@@ -135,6 +136,10 @@ type Edge struct {
 	// decisions counts every decision where it is made (publish), for the metrics.
 	decisions *survivability.DecisionStats
 
+	// The cluster (edge/cluster.go); zero when this edge is alone.
+	clusterParts  clusterParts
+	clusterEvents [5]atomic.Uint64
+
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
 	stopped chan struct{}      // closed when Run stops taking reloads
@@ -178,7 +183,12 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	certs := loadCerts(p.b.Files)
 	e.certs.Store(&certs)
 
-	// Storage.
+	// Storage. A cluster member's cache runs on the cluster's hybrid clock, so stamps from peers
+	// are never in its future.
+	if p.b.Cluster != nil {
+		e.clusterParts.clock = cluster.NewClock(nil, 0)
+		p.cache.Now = e.clusterParts.clock.Now
+	}
 	if e.cache, err = cache.Open(p.cache); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -207,7 +217,14 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		Spool: e.spool, Forward: currentPool{e}, Clients: e.clientByName, Health: e.health,
 		Timeout: p.b.Server.RequestTimeout, Logger: e.log,
 	})
-	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
+	var learned survivability.CacheWriter = e.cache
+	if p.b.Cluster != nil {
+		if err := e.newCluster(p.b); err != nil {
+			return nil, err
+		}
+		learned = e.clusterParts.c // written here and sent to the peers
+	}
+	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: learned, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	// One local authorization decision for MAB and local EAP-TLS, under the per-site policy.
@@ -239,6 +256,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.clusterParts.peers != nil {
+			fallback = &peerFallback{inner: e.engine, e: e}
+		}
 	}
 
 	// The proxy.
@@ -274,6 +294,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	if e.clusterParts.c != nil {
+		co.Cluster = func() any { return e.ClusterStatus() }
+	}
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -324,6 +347,9 @@ func (e *Edge) closeAll() {
 	}
 	if e.control != nil {
 		e.control.Close()
+	}
+	if e.clusterParts.c != nil {
+		e.clusterParts.c.Close()
 	}
 	if e.spool != nil {
 		e.spool.Close()

@@ -68,6 +68,8 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// Cluster returns the JSON-able value of /v1/cluster; nil (no cluster) answers it with 503.
+	Cluster func() any
 }
 
 func (o Options) withDefaults() Options {
