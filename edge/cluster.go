@@ -15,6 +15,7 @@ import (
 
 	"mxedge/edge/cluster"
 	"mxedge/edge/config"
+	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 )
@@ -319,4 +320,26 @@ func (e *Edge) ClusterStatus() *ClusterStatus {
 		out.WANViaPeer = w
 	}
 	return out
+}
+
+// clusterMetrics is the cluster part of the metrics snapshot; nil without a cluster.
+func (e *Edge) clusterMetrics() *metrics.Cluster {
+	st := e.ClusterStatus()
+	if st == nil {
+		return nil
+	}
+	r := st.Replication
+	m := &metrics.Cluster{Members: map[string]int{}, Events: st.Events, MessagesSent: r.MessagesSent, BytesSent: r.BytesSent,
+		MessagesRecv: r.MessagesReceived, BytesRecv: r.BytesReceived, Merged: r.Merged, Conflicts: r.Conflicts,
+		Refused: r.Refused + r.SkewRefused, SyncRounds: r.SyncRounds, Buckets: r.BucketsPulled, LagSeconds: r.LastLagSeconds}
+	for _, mb := range st.Members {
+		m.Members[mb.State]++
+		if mb.State == "alive" && mb.ReachesCloud {
+			m.ReachCloud++
+		}
+	}
+	if w := st.WANViaPeer; w != nil {
+		m.ViaPeer = map[string]uint64{"forwarded": w.Forwarded, "answered": w.Answered, "failed": w.Failed}
+	}
+	return m
 }

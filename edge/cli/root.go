@@ -53,6 +53,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newDoctorCmd(),
 		newGenManCmd(),
 		newPasswdCmd(),
+		newClusterCmd(),
 	)
 	return root
 }

@@ -59,6 +59,7 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	Cluster       *Cluster // nil when this edge is alone
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
