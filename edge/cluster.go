@@ -256,7 +256,8 @@ type ClusterMember struct {
 	Self         bool   `json:"self"`
 	Site         string `json:"site,omitempty"`
 	ReachesCloud bool   `json:"reaches_cloud"`
-	RadSec       string `json:"radsec,omitempty"`
+	RadSec       string  `json:"radsec,omitempty"`
+	RTTSeconds   float64 `json:"rtt_seconds"`
 }
 
 // ClusterReplication are the replication counters in ClusterStatus.
@@ -271,6 +272,7 @@ type ClusterReplication struct {
 	SkewRefused      uint64  `json:"skew_refused"`
 	Forgets          uint64  `json:"forgets"`
 	Malformed        uint64  `json:"malformed"`
+	KeyRefused       uint64  `json:"key_refused"`
 	Dropped          uint64  `json:"dropped"`
 	SyncRounds       uint64  `json:"sync_rounds"`
 	BucketsPulled    uint64  `json:"buckets_pulled"`
@@ -300,14 +302,14 @@ func (e *Edge) ClusterStatus() *ClusterStatus {
 	out := &ClusterStatus{Schema: "mxedge.cluster.v1", Name: st.Name, Members: []ClusterMember{}, Events: map[string]uint64{},
 		Replication: ClusterReplication{MessagesSent: s.MessagesSent, BytesSent: s.BytesSent, MessagesReceived: s.MessagesReceived,
 			BytesReceived: s.BytesReceived, Merged: s.Merged, Conflicts: s.Conflicts, Refused: s.Refused, SkewRefused: s.SkewRefused,
-			Forgets: s.Forgets, Malformed: s.Malformed, Dropped: s.Dropped, SyncRounds: s.SyncRounds, BucketsPulled: s.BucketsPulled,
+			Forgets: s.Forgets, Malformed: s.Malformed, KeyRefused: s.KeyRefused, Dropped: s.Dropped, SyncRounds: s.SyncRounds, BucketsPulled: s.BucketsPulled,
 			SyncRecordsSent: s.SyncRecordsSent, Tombstones: s.Tombstones, LastLagSeconds: s.LastLag.Seconds(), MeanLagSeconds: s.MeanLag.Seconds()}}
 	if !s.LastMerge.IsZero() {
 		out.Replication.LastMergeAt = s.LastMerge.UTC().Format(time.RFC3339)
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, ClusterMember{Name: m.Name, Address: m.Addr, State: m.State, Self: m.Self, Site: m.Site,
-			ReachesCloud: m.ReachesCloud, RadSec: m.RadSec})
+			ReachesCloud: m.ReachesCloud, RadSec: m.RadSec, RTTSeconds: m.RTT.Seconds()})
 	}
 	for i, t := range clusterEventTypes {
 		out.Events[t] = e.clusterEvents[i].Load()
@@ -331,7 +333,7 @@ func (e *Edge) clusterMetrics() *metrics.Cluster {
 	r := st.Replication
 	m := &metrics.Cluster{Members: map[string]int{}, Events: st.Events, MessagesSent: r.MessagesSent, BytesSent: r.BytesSent,
 		MessagesRecv: r.MessagesReceived, BytesRecv: r.BytesReceived, Merged: r.Merged, Conflicts: r.Conflicts,
-		Refused: r.Refused + r.SkewRefused, SyncRounds: r.SyncRounds, Buckets: r.BucketsPulled, LagSeconds: r.LastLagSeconds}
+		Refused: r.Refused + r.SkewRefused, KeyRefused: r.KeyRefused, SyncRounds: r.SyncRounds, Buckets: r.BucketsPulled, LagSeconds: r.LastLagSeconds}
 	for _, mb := range st.Members {
 		m.Members[mb.State]++
 		if mb.State == "alive" && mb.ReachesCloud {

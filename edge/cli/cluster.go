@@ -106,7 +106,7 @@ second key, reload, move it first, reload, then remove the old one.`,
 func writeClusterStatus(w io.Writer, st edge.ClusterStatus) error {
 	fmt.Fprintf(w, "Cluster member %s, %d members\n\n", st.Name, len(st.Members))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tCLOUD\tRADSEC\tSITE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tRTT\tCLOUD\tRADSEC\tSITE")
 	for _, m := range st.Members {
 		name := m.Name
 		if m.Self {
@@ -116,7 +116,11 @@ func writeClusterStatus(w io.Writer, st edge.ClusterStatus) error {
 		if m.ReachesCloud {
 			cloud = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Address, m.State, cloud, dash(m.RadSec), dash(m.Site))
+		rtt := "-"
+		if m.RTTSeconds > 0 {
+			rtt = fmt.Sprintf("%.1fms", m.RTTSeconds*1000)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Address, m.State, rtt, cloud, dash(m.RadSec), dash(m.Site))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

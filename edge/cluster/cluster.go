@@ -186,6 +186,9 @@ type Cluster struct {
 	smu     sync.Mutex
 	stats   counters
 	started time.Time
+	// lastKeyLog and lastJoinLog rate-limit the log lines of repeated refusals and failed joins.
+	lastKeyLog, lastJoinLog time.Time
+	joinFailures            int
 }
 
 // New creates the member and binds its sockets; Run joins and serves.
@@ -221,6 +224,7 @@ func New(o Options) (*Cluster, error) {
 	conf.GossipInterval = o.GossipInterval
 	conf.Delegate = (*delegate)(c)
 	conf.Events = (*events)(c)
+	conf.Ping = (*pings)(c)
 	conf.Logger = log.New(&logWriter{l: o.Logger, c: c}, "", 0)
 	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: conf.RetransmitMult}
 	ml, err := memberlist.Create(conf)
@@ -290,9 +294,15 @@ func (c *Cluster) join(ctx context.Context) {
 	}
 	n, err := c.ml.Join(seeds)
 	if err != nil && n == 0 {
-		c.opts.Logger.Warn("cluster join failed", "peer", strings.Join(seeds, ","), "err", err)
+		c.joinFailures++
+		if now := time.Now(); c.joinFailures == 1 || now.Sub(c.lastJoinLog) >= time.Minute {
+			c.lastJoinLog = now
+			c.opts.Logger.Warn("cluster join failed", "peer", strings.Join(seeds, ","), "attempts", c.joinFailures,
+				"err", strings.Join(strings.Fields(err.Error()), " "))
+		}
 		return
 	}
+	c.joinFailures = 0
 	c.opts.Logger.Info("cluster joined", "peer", strings.Join(seeds, ","), "members", c.ml.NumMembers())
 }
 
@@ -690,6 +700,7 @@ func (e *events) notify(typ string, n *memberlist.Node) {
 	if typ == "leave" {
 		delete(c.peers, n.Name)
 	} else {
+		mb.RTT = c.peers[n.Name].m.RTT
 		c.peers[n.Name] = peer{m: mb, node: cp}
 	}
 	c.pmu.Unlock()
@@ -702,6 +713,27 @@ func (e *events) notify(typ string, n *memberlist.Node) {
 func (e *events) NotifyJoin(n *memberlist.Node)   { e.notify("join", n) }
 func (e *events) NotifyLeave(n *memberlist.Node)  { e.notify("leave", n) }
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.notify("update", n) }
+
+// keyRefused counts a message no key decrypted and logs the first of each minute.
+func (c *Cluster) keyRefused(line string) {
+	from := ""
+	if i := strings.LastIndex(line, "from="); i >= 0 {
+		from = strings.Fields(line[i+len("from="):])[0]
+	}
+	now := time.Now()
+	c.smu.Lock()
+	c.stats.keyRefused++
+	n := c.stats.keyRefused
+	logIt := now.Sub(c.lastKeyLog) >= time.Minute
+	if logIt {
+		c.lastKeyLog = now
+	}
+	c.smu.Unlock()
+	if logIt {
+		c.opts.Logger.Warn("cluster message refused: not encrypted with a cluster key", "peer", from, "reason", "wrong-key",
+			"refused", n)
+	}
+}
 
 // suspected marks a member suspect from memberlist's own report (it has no callback for it):
 // "Suspect NAME has failed, no acks received".
@@ -726,6 +758,28 @@ func (c *Cluster) suspected(line string) {
 	}
 }
 
+// pings learns from each direct probe that answered that the member is alive (memberlist has no
+// callback for suspect→alive) and how long it took.
+type pings Cluster
+
+func (p *pings) AckPayload() []byte { return nil }
+
+func (p *pings) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, _ []byte) {
+	c := (*Cluster)(p)
+	name := n.Name // immutable once the node is known; nothing else of n is read here
+	c.pmu.Lock()
+	pr, ok := c.peers[name]
+	wasSuspect := ok && pr.m.State == "suspect"
+	if ok {
+		pr.m.State, pr.m.RTT = "alive", rtt
+		c.peers[name] = pr
+	}
+	c.pmu.Unlock()
+	if wasSuspect && c.opts.Events != nil {
+		c.opts.Events(Event{Type: "alive", Member: pr.m})
+	}
+}
+
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into slog records.
 type logWriter struct {
 	l *slog.Logger
@@ -734,6 +788,12 @@ type logWriter struct {
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	s := strings.TrimSpace(string(p))
+	if w.c != nil && strings.Contains(s, "no installed keys could decrypt") {
+		// An edge (or anything) without the cluster's key: counted, and logged once a minute, not
+		// once per packet.
+		w.c.keyRefused(s)
+		return len(p), nil
+	}
 	lvl := slog.LevelDebug
 	switch {
 	case strings.HasPrefix(s, "[ERR]"):

@@ -14,7 +14,7 @@ type counters struct {
 	merged, conflicts, refused, skewRefused  uint64
 	forgets, bad, dropped, tombstonesDropped uint64
 	syncRounds, bucketsPulled                uint64
-	syncRecordsSent                          uint64
+	syncRecordsSent, keyRefused              uint64
 	lastMerge                                time.Time
 	lastLag, lagSum                          time.Duration
 	lagCount                                 uint64
@@ -28,7 +28,8 @@ type Member struct {
 	Self         bool
 	Site         string
 	ReachesCloud bool
-	RadSec       string // its RadSec listener, "" for none
+	RadSec       string        // its RadSec listener, "" for none
+	RTT          time.Duration // of the last direct probe that answered (0: none yet, or this edge)
 }
 
 func memberOf(n *memberlist.Node, self string) Member {
@@ -64,6 +65,7 @@ type Stats struct {
 	SkewRefused                     uint64 // stamps too far ahead of this edge's clock
 	Forgets                         uint64 // tombstones applied from peers
 	Malformed                       uint64 // messages that did not decode
+	KeyRefused                      uint64 // packets no cluster key decrypted (an edge with another key)
 	Dropped                         uint64 // messages dropped because the worker was behind (repaired by sync)
 	TombstonesDropped               uint64
 	SyncRounds                      uint64 // digests compared
@@ -120,7 +122,7 @@ func (c *Cluster) Status() Status {
 	st := Stats{MessagesSent: s.sent, BytesSent: s.sentBytes, MessagesReceived: s.received, BytesReceived: s.receivedBytes,
 		Merged: s.merged, Conflicts: s.conflicts, Refused: s.refused, SkewRefused: s.skewRefused, Forgets: s.forgets,
 		Malformed: s.bad, Dropped: s.dropped, TombstonesDropped: s.tombstonesDropped, SyncRounds: s.syncRounds,
-		BucketsPulled: s.bucketsPulled, SyncRecordsSent: s.syncRecordsSent, LastMerge: s.lastMerge, LastLag: s.lastLag,
+		BucketsPulled: s.bucketsPulled, SyncRecordsSent: s.syncRecordsSent, KeyRefused: s.keyRefused, LastMerge: s.lastMerge, LastLag: s.lastLag,
 		Tombstones: tombs}
 	if s.lagCount > 0 {
 		st.MeanLag = s.lagSum / time.Duration(s.lagCount)

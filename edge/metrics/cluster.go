@@ -13,6 +13,7 @@ type Cluster struct {
 	Merged       uint64
 	Conflicts    uint64
 	Refused      uint64
+	KeyRefused   uint64
 	SyncRounds   uint64
 	Buckets      uint64
 	Events       map[string]uint64 // membership events by type
@@ -28,13 +29,14 @@ var (
 	descClMerged    = desc("cluster_records_merged_total", "Cache records written from peers.")
 	descClConflicts = desc("cluster_merge_conflicts_total", "Records from peers that lost to what this edge held (an older decision, or a forgotten client).")
 	descClRefused   = desc("cluster_records_refused_total", "Records from peers not written: expired, invalid, cache full or a stamp too far ahead.")
+	descClKey       = desc("cluster_key_refused_total", "Gossip packets no cluster key decrypted: an edge, or anything else, without this cluster's key.")
 	descClSync      = desc("cluster_sync_rounds_total", "Anti-entropy digest comparisons.")
 	descClBuckets   = desc("cluster_sync_buckets_pulled_total", "Digest buckets found different and pulled from a peer.")
 	descClEvents    = desc("cluster_membership_events_total", "Membership changes seen, by type (join, leave, update, suspect, alive).", "type")
 	descClLag       = desc("cluster_replication_lag_seconds", "From the last replicated decision on a peer to its merge here.")
 	descClViaPeer   = desc("cluster_wan_via_peer_requests_total", "Access-Requests sent through a peer edge while this edge could not reach the cloud, by result (forwarded, answered, failed).", "result")
 	clusterMetrics  = []*prometheus.Desc{descClMembers, descClCloud, descClMsgs, descClBytes, descClMerged, descClConflicts,
-		descClRefused, descClSync, descClBuckets, descClEvents, descClLag, descClViaPeer}
+		descClRefused, descClKey, descClSync, descClBuckets, descClEvents, descClLag, descClViaPeer}
 )
 
 func collectCluster(ch chan<- prometheus.Metric, c *Cluster) {
@@ -58,6 +60,7 @@ func collectCluster(ch chan<- prometheus.Metric, c *Cluster) {
 	counter(descClMerged, c.Merged)
 	counter(descClConflicts, c.Conflicts)
 	counter(descClRefused, c.Refused)
+	counter(descClKey, c.KeyRefused)
 	counter(descClSync, c.SyncRounds)
 	counter(descClBuckets, c.Buckets)
 	for _, t := range sortedKeys(c.Events) {
