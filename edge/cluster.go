@@ -250,12 +250,12 @@ type ClusterStatus struct {
 
 // ClusterMember is one member in ClusterStatus.
 type ClusterMember struct {
-	Name         string `json:"name"`
-	Address      string `json:"address"`
-	State        string `json:"state"`
-	Self         bool   `json:"self"`
-	Site         string `json:"site,omitempty"`
-	ReachesCloud bool   `json:"reaches_cloud"`
+	Name         string  `json:"name"`
+	Address      string  `json:"address"`
+	State        string  `json:"state"`
+	Self         bool    `json:"self"`
+	Site         string  `json:"site,omitempty"`
+	ReachesCloud bool    `json:"reaches_cloud"`
 	RadSec       string  `json:"radsec,omitempty"`
 	RTTSeconds   float64 `json:"rtt_seconds"`
 }
