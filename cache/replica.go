@@ -14,18 +14,6 @@ import (
 // whatever the edges' clock skew; equal stamps are broken by comparing the
 // records' encodings, so every edge picks the same winner.
 
-// Key is the record's identity in the store: two records with the same Key
-// are the same client (its MAB record, or its EAP-TLS record under one
-// identity and MAC). It is only comparable between records of one mxedge
-// version; the cluster uses it to spread records over digest buckets.
-func Key(r Record) (string, error) {
-	nr, err := normalize(r)
-	if err != nil {
-		return "", err
-	}
-	return string(recordKey(nr)), nil
-}
-
 // MarshalRecord returns the store's versioned binary encoding of r (the same
 // codec as on disk, so a peer running the same or a newer mxedge reads it).
 func MarshalRecord(r Record) ([]byte, error) {
@@ -60,6 +48,39 @@ func (s *Store) LearnAt(r Record, at time.Time) {
 		at = s.now()
 	}
 	s.enqueue(op{rec: nr, key: recordKey(nr), at: at})
+}
+
+// MergeQueued is Merge for one record through the batched writer: it never blocks (the record is
+// dropped and counted in Stats.Drops when the queue is full) and shares the writer's transactions
+// and fsyncs with Learn, so a peer's stream of decisions costs one commit per batch, not one per
+// datagram. Stats.MergeWon and MergeLost count the outcomes.
+func (s *Store) MergeQueued(r Record) {
+	nr, err := s.prepare(r)
+	if err != nil {
+		s.mergeLost.Add(1) // expired or invalid: nothing to write
+		return
+	}
+	s.enqueue(op{rec: nr, key: recordKey(nr), at: nr.LastAuthorized, merge: true})
+}
+
+func (s *Store) applyMerge(t *txn, o op, old Record, ok bool) error {
+	r := o.rec
+	if ok {
+		enc, err := encodeRecord(r)
+		if err != nil || !wins(r, enc, old) {
+			s.mergeLost.Add(1)
+			return nil
+		}
+	}
+	if !ok && t.recs.Get(o.key) == nil {
+		if err := s.admit(t, r.LastAuthorized); err != nil {
+			s.mergeLost.Add(1)
+			return s.refused(err, r)
+		}
+	}
+	r.FirstSeen = firstSeen(old, ok, r.FirstSeen, r.LastAuthorized)
+	s.mergeWon.Add(1)
+	return t.replace(o.key, r, old, ok)
 }
 
 // MergeReport says what Merge did with each record.

@@ -41,11 +41,16 @@ const (
 	// inboxSize bounds the messages waiting for the worker; beyond it they are dropped (counted)
 	// and the next anti-entropy round repairs what they carried.
 	inboxSize = 8192
+	// digestTTL bounds how often the cache is walked to summarise it; askAgain how soon a
+	// differing bucket is asked for again.
+	digestTTL = 2 * time.Second
+	askAgain  = 5 * time.Second
 	// batchBytes cuts the answer to a pull into reliable messages of about this size.
 	batchBytes = 256 << 10
-	// gossipLimit: a learn message larger than this is not gossiped (it would not fit a UDP
-	// packet with memberlist's overhead) but sent to each member over TCP.
-	gossipLimit = 1100
+	// packetLimit bounds a datagram of changes so it fits memberlist's UDP buffer (1400 octets)
+	// with the encryption and message framing around it; a single larger change goes over TCP.
+	packetLimit = 1200
+	flushEvery  = 10 * time.Millisecond
 )
 
 // Store is the replicated cache (cache.Store).
@@ -55,7 +60,9 @@ type Store interface {
 	ForgetIdentity(identity string)
 	ForgetBefore(method cache.Method, mac, identity string, at time.Time) (bool, error)
 	Merge(recs []cache.Record) (cache.MergeReport, error)
+	MergeQueued(r cache.Record)
 	List(fn func(cache.Record) bool) error
+	Stats() cache.Stats
 }
 
 // Options configure a cluster member.
@@ -168,9 +175,13 @@ type Event struct {
 // Cluster is this edge's membership in the cluster. It implements the cache learner's writer
 // (Learn, ForgetMAB, ForgetIdentity): decisions are written locally and sent to the peers.
 type Cluster struct {
-	opts  Options
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
+	opts Options
+	ml   *memberlist.Memberlist
+	// out collects the changes to send (entry bodies), flushed to every member as datagrams of at
+	// most packetLimit octets every flushEvery, or at once when a datagram is full.
+	omu   sync.Mutex
+	out   []byte
+	outN  int
 	inbox chan []byte
 	cloud atomic.Bool
 
@@ -182,6 +193,15 @@ type Cluster struct {
 	// updated in place by memberlist's goroutines and cannot be read safely afterwards.
 	pmu   sync.Mutex
 	peers map[string]peer
+
+	// Anti-entropy state: the last digest (recomputed at most every digestTTL, since a digest
+	// walks the whole cache), one pull at a time, and when each bucket was last asked for.
+	dmu       sync.Mutex
+	dg        *digest
+	dgAt      time.Time
+	pulling   atomic.Bool
+	answering chan struct{} // tokens: pulls being answered
+	askedAt   [digestBuckets]time.Time
 
 	smu     sync.Mutex
 	stats   counters
@@ -197,7 +217,7 @@ func New(o Options) (*Cluster, error) {
 		return nil, err
 	}
 	o.setDefaults()
-	c := &Cluster{opts: o, inbox: make(chan []byte, inboxSize), tombs: map[string]tombstone{},
+	c := &Cluster{opts: o, inbox: make(chan []byte, inboxSize), answering: make(chan struct{}, 2), tombs: map[string]tombstone{},
 		peers: map[string]peer{}, started: time.Now()}
 	c.cloud.Store(o.ReachesCloud())
 	conf := memberlist.DefaultLANConfig()
@@ -218,6 +238,7 @@ func New(o Options) (*Cluster, error) {
 	conf.Keyring = kr
 	conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
 	conf.Label = "mxedge"
+	conf.EnableCompression = false // records are small binary; LZW costs more CPU than the LAN bytes it saves
 	conf.PushPullInterval = o.SyncInterval
 	conf.ProbeInterval = o.ProbeInterval
 	conf.ProbeTimeout = min(o.ProbeInterval/2, 500*time.Millisecond)
@@ -226,20 +247,12 @@ func New(o Options) (*Cluster, error) {
 	conf.Events = (*events)(c)
 	conf.Ping = (*pings)(c)
 	conf.Logger = log.New(&logWriter{l: o.Logger, c: c}, "", 0)
-	c.queue = &memberlist.TransmitLimitedQueue{NumNodes: c.numMembers, RetransmitMult: conf.RetransmitMult}
 	ml, err := memberlist.Create(conf)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.ml = ml
 	return c, nil
-}
-
-func (c *Cluster) numMembers() int {
-	if c.ml == nil {
-		return 1
-	}
-	return c.ml.NumMembers()
 }
 
 // Run joins the peers (retrying until one answers), applies what peers send, publishes this
@@ -250,6 +263,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		c.worker(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.flusher(ctx)
 	}()
 	c.join(ctx)
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -314,12 +332,11 @@ func (c *Cluster) Learn(r cache.Record) {
 	if r.FirstSeen.IsZero() || r.FirstSeen.After(at) {
 		r.FirstSeen = at
 	}
-	msg, err := encodeEntry(entry{rec: r})
+	body, err := appendEntry(nil, entry{rec: r})
 	if err != nil {
 		return // the store refused it too, and logged why
 	}
-	k, _ := recordKey(r)
-	c.send(k, msg)
+	c.send(body)
 }
 
 // ForgetMAB forgets mac's MAB record here and, by a tombstone, on every peer.
@@ -343,29 +360,77 @@ func (c *Cluster) ForgetIdentity(identity string) {
 
 func (c *Cluster) forget(t tombstone) {
 	c.keepTombstone(t)
-	msg, _ := encodeEntry(entry{forget: true, tomb: t})
-	c.send(t.key(), msg)
+	body, _ := appendEntry(nil, entry{forget: true, tomb: t})
+	c.send(body)
 }
 
-// send gossips msg, or sends it to each member over TCP when it is too large for a datagram.
-func (c *Cluster) send(key string, msg []byte) {
-	c.smu.Lock()
-	c.stats.sent++
-	c.stats.sentBytes += uint64(len(msg))
-	c.smu.Unlock()
-	if len(msg) <= gossipLimit {
-		c.queue.QueueBroadcast(&broadcast{key: key, msg: msg})
+// send queues one change (an entry body) for every member. It never blocks on the network: the
+// flusher sends.
+func (c *Cluster) send(body []byte) {
+	if len(body) > packetLimit-8 {
+		msg := append([]byte{wireVersion, msgChanges, 1}, body...)
+		go c.toAll(msg, true)
 		return
 	}
-	go func() {
-		for _, m := range c.Members() {
-			if n := c.member(m.Name); n != nil && !m.Self {
-				if err := c.ml.SendReliable(n, msg); err != nil {
-					c.opts.Logger.Debug("cluster send failed", "peer", n.Name, "err", err)
-				}
-			}
+	c.omu.Lock()
+	if len(c.out)+len(body) > packetLimit-8 {
+		c.flushLocked()
+	}
+	c.out = append(c.out, body...)
+	c.outN++
+	c.omu.Unlock()
+}
+
+// flushLocked hands the collected changes to the flusher as one datagram; c.omu is held.
+func (c *Cluster) flushLocked() {
+	if c.outN == 0 {
+		return
+	}
+	msg := append([]byte{wireVersion, msgChanges}, uvarint(c.outN)...)
+	msg = append(msg, c.out...)
+	c.out, c.outN = c.out[:0], 0
+	go c.toAll(msg, false)
+}
+
+// flusher sends what Learn and Forget collected every flushEvery.
+func (c *Cluster) flusher(ctx context.Context) {
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.omu.Lock()
+			c.flushLocked()
+			c.omu.Unlock()
 		}
-	}()
+	}
+}
+
+// toAll sends msg to every other member: a datagram (a loss is repaired by anti-entropy) or over
+// TCP.
+func (c *Cluster) toAll(msg []byte, reliable bool) {
+	for _, m := range c.Members() {
+		n := c.member(m.Name)
+		if n == nil || m.Self {
+			continue
+		}
+		var err error
+		if reliable {
+			err = c.ml.SendReliable(n, msg)
+		} else {
+			err = c.ml.SendBestEffort(n, msg)
+		}
+		if err != nil {
+			c.opts.Logger.Debug("cluster send failed", "peer", n.Name, "err", err)
+			continue
+		}
+		c.smu.Lock()
+		c.stats.sent++
+		c.stats.sentBytes += uint64(len(msg))
+		c.smu.Unlock()
+	}
 }
 
 func (c *Cluster) keepTombstone(t tombstone) {
@@ -442,7 +507,7 @@ func (c *Cluster) worker(ctx context.Context) {
 }
 
 func (c *Cluster) apply(msgs [][]byte) {
-	var learned []entry
+	var learned, live []entry
 	for _, b := range msgs {
 		m, err := decode(b)
 		if err != nil {
@@ -453,22 +518,62 @@ func (c *Cluster) apply(msgs [][]byte) {
 			continue
 		}
 		switch m.typ {
-		case msgLearn, msgForget, msgBatch:
+		case msgLearn, msgForget, msgBatch, msgChanges:
 			for _, e := range m.entries {
-				if e.forget {
+				switch {
+				case e.forget:
 					c.applyForget(e.tomb)
-				} else {
+				case m.typ == msgChanges:
+					live = append(live, e)
+				default:
 					learned = append(learned, e)
 				}
 			}
-			if m.typ == msgLearn && len(m.entries) == 1 {
-				c.noteLag(m.entries[0].rec.LastAuthorized)
+			if m.typ == msgChanges {
+				for _, e := range m.entries {
+					if !e.forget {
+						c.noteLag(e.rec.LastAuthorized) // a change as it happened, not an anti-entropy answer
+					}
+				}
 			}
 		case msgWant:
-			c.answerWant(m.node, m.buckets)
+			// Answered off the worker, which keeps merging meanwhile; at most two answers at once.
+			select {
+			case c.answering <- struct{}{}:
+				go func() {
+					defer func() { <-c.answering }()
+					c.answerWant(m.node, m.buckets)
+				}()
+			default:
+				c.opts.Logger.Debug("cluster sync request deferred", "peer", m.node, "reason", "busy")
+			}
 		}
 	}
 	c.merge(learned)
+	c.mergeLive(live)
+}
+
+// mergeLive hands the changes peers are streaming to the cache's batched writer: one commit per
+// batch however many datagrams they came in.
+func (c *Cluster) mergeLive(es []entry) {
+	var skew, buried uint64
+	for _, e := range es {
+		switch {
+		case !c.opts.Clock.Observe(e.rec.LastAuthorized):
+			skew++
+		case c.buried(e.rec):
+			buried++
+		default:
+			c.opts.Store.MergeQueued(e.rec)
+		}
+	}
+	if len(es) > 0 {
+		c.smu.Lock()
+		c.stats.skewRefused += skew
+		c.stats.conflicts += buried
+		c.stats.lastMerge = time.Now()
+		c.smu.Unlock()
+	}
 }
 
 func (c *Cluster) applyForget(t tombstone) {
@@ -531,9 +636,28 @@ func (c *Cluster) noteLag(at time.Time) {
 	c.smu.Unlock()
 }
 
+// digest returns the local digest, recomputed when older than digestTTL.
+func (c *Cluster) digest() (*digest, error) {
+	c.dmu.Lock()
+	if c.dg != nil && time.Since(c.dgAt) < digestTTL {
+		d := c.dg
+		c.dmu.Unlock()
+		return d, nil
+	}
+	c.dmu.Unlock()
+	d, err := c.localDigest()
+	if err != nil {
+		return nil, err
+	}
+	c.dmu.Lock()
+	c.dg, c.dgAt = d, time.Now()
+	c.dmu.Unlock()
+	return d, nil
+}
+
 // answerWant sends the entries of the wanted buckets to the peer that asked.
 func (c *Cluster) answerWant(node string, buckets []uint16) {
-	peer := c.member(node)
+	peer := c.memberSoon(node)
 	if peer == nil || len(buckets) == 0 {
 		return
 	}
@@ -587,46 +711,67 @@ func (c *Cluster) member(name string) *memberlist.Node {
 	return &n
 }
 
-// pull asks node for the buckets where its digest differs from ours.
+// pull asks node for the buckets where its digest differs from ours, skipping buckets asked for
+// within askAgain (their answer may still be on its way or being merged).
 func (c *Cluster) pull(remote *digest) {
-	local, err := c.localDigest()
+	if !c.pulling.CompareAndSwap(false, true) {
+		return
+	}
+	defer c.pulling.Store(false)
+	local, err := c.digest()
 	if err != nil {
 		c.opts.Logger.Warn("cluster cannot summarise the cache", "err", err)
 		return
 	}
-	diff := local.differing(remote)
+	// The state may come in while the peer is joining, before memberlist has told us of it.
+	peer := c.memberSoon(remote.node)
+	if peer == nil {
+		return
+	}
+	var diff []uint16
+	now := time.Now()
+	c.dmu.Lock()
+	for _, b := range local.differing(remote) {
+		// A peer with nothing in the bucket has nothing to give (it pulls from us instead), and a
+		// bucket already asked of someone is not asked again until that answer had time to land.
+		if remote.buckets[b].count > 0 && now.Sub(c.askedAt[b]) >= askAgain {
+			diff = append(diff, b)
+		}
+	}
+	c.dmu.Unlock()
 	c.smu.Lock()
 	c.stats.syncRounds++
-	c.stats.bucketsPulled += uint64(len(diff))
 	c.smu.Unlock()
 	if len(diff) == 0 {
 		return
 	}
-	peer := c.member(remote.node)
-	if peer == nil {
-		return
-	}
 	if err := c.ml.SendReliable(peer, encodeWant(c.opts.Name, diff)); err != nil {
 		c.opts.Logger.Warn("cluster sync request failed", "peer", remote.node, "err", err)
+		return
 	}
+	c.dmu.Lock()
+	for _, b := range diff {
+		c.askedAt[b] = now
+	}
+	c.dmu.Unlock()
+	c.smu.Lock()
+	c.stats.bucketsPulled += uint64(len(diff))
+	c.smu.Unlock()
+}
+
+// memberSoon is member, waiting up to a second for a peer that is joining.
+func (c *Cluster) memberSoon(name string) *memberlist.Node {
+	for range 20 {
+		if n := c.member(name); n != nil {
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 // Close shuts the member down without leaving (Run's cancel leaves first).
 func (c *Cluster) Close() error { return c.ml.Shutdown() }
-
-// broadcast is one gossiped change; a newer change of the same key replaces it in the queue.
-type broadcast struct {
-	key string
-	msg []byte
-}
-
-func (b *broadcast) Invalidates(o memberlist.Broadcast) bool {
-	ob, ok := o.(*broadcast)
-	return ok && ob.key == b.key
-}
-func (b *broadcast) Name() string    { return b.key }
-func (b *broadcast) Message() []byte { return b.msg }
-func (b *broadcast) Finished()       {}
 
 // meta is what a member publishes about itself (memberlist node metadata, at most 512 octets).
 type meta struct {
@@ -663,13 +808,13 @@ func (d *delegate) NotifyMsg(b []byte) {
 	}
 }
 
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return (*Cluster)(d).queue.GetBroadcasts(overhead, limit)
-}
+// GetBroadcasts: changes are sent to every member directly (send), not gossiped: at thousands of
+// decisions a second, piggybacking on gossip's few packets per interval would fall behind.
+func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
 
 func (d *delegate) LocalState(bool) []byte {
 	c := (*Cluster)(d)
-	dg, err := c.localDigest()
+	dg, err := c.digest()
 	if err != nil {
 		c.opts.Logger.Warn("cluster cannot summarise the cache", "err", err)
 		return nil

@@ -53,17 +53,31 @@ func (d *digest) differing(o *digest) []uint16 {
 	return out
 }
 
-// recordKey is the digest key of a cache record; tombstones use tombstone.key, which cannot
-// collide with it (cache keys start with a one-octet prefix below 0x20).
+// recordKey is the digest key of a record the cache gave (already normalised): the record's
+// identity in the cache (docs/cache.md: a MAB record by MAC, an EAP-TLS record by MAC and
+// identity, or by identity alone). Tombstones use tombstone.key ("fm:", "fe:"), which cannot
+// collide with these.
 func recordKey(r cache.Record) (string, bool) {
-	k, err := cache.Key(r)
-	return k, err == nil
+	switch {
+	case r.MAC == "":
+		return "i:" + foldIdentity(r.Identity), r.Identity != ""
+	case r.Method == cache.MethodEAPTLS:
+		return "e:" + r.MAC + "|" + foldIdentity(r.Identity), true
+	}
+	return "m:" + r.MAC, true
 }
 
-// localDigest summarises the store's live records and the live tombstones.
+// localDigest summarises the store's live records and the live tombstones. A record a tombstone
+// forbids (written to the cache around the cluster: a cloud cache sync, `mxedge cache import`) is
+// removed on the way, so the tombstone holds here too and the digests can agree.
 func (c *Cluster) localDigest() (*digest, error) {
 	d := &digest{node: c.opts.Name}
+	var buried []cache.Record
 	err := c.opts.Store.List(func(r cache.Record) bool {
+		if c.buried(r) {
+			buried = append(buried, r)
+			return true
+		}
 		if k, ok := recordKey(r); ok {
 			d.add(k, r.LastAuthorized)
 		}
@@ -71,6 +85,12 @@ func (c *Cluster) localDigest() (*digest, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, r := range buried {
+		mac, ident := r.MAC, r.Identity
+		if _, err := c.opts.Store.ForgetBefore(r.Method, mac, ident, r.LastAuthorized.Add(1)); err != nil {
+			c.opts.Logger.Warn("cluster forget failed", "mac", mac, "user", ident, "err", err)
+		}
 	}
 	c.tmu.Lock()
 	for k, t := range c.tombs {

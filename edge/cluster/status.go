@@ -60,7 +60,7 @@ type Stats struct {
 	MessagesSent, BytesSent         uint64 // changes gossiped or sent, and sync answers
 	MessagesReceived, BytesReceived uint64
 	Merged                          uint64 // records written from peers
-	Conflicts                       uint64 // records from peers that lost to what was here (older, or forgotten)
+	Conflicts                       uint64 // records from peers that lost to what was here (older, forgotten, expired)
 	Refused                         uint64 // records from peers not written: expired, invalid, or the cache full
 	SkewRefused                     uint64 // stamps too far ahead of this edge's clock
 	Forgets                         uint64 // tombstones applied from peers
@@ -119,6 +119,9 @@ func (c *Cluster) Status() Status {
 	c.smu.Lock()
 	s := c.stats
 	c.smu.Unlock()
+	cs := c.opts.Store.Stats() // the live changes' outcomes are counted by the cache's writer
+	s.merged += cs.MergeWon
+	s.conflicts += cs.MergeLost
 	st := Stats{MessagesSent: s.sent, BytesSent: s.sentBytes, MessagesReceived: s.received, BytesReceived: s.receivedBytes,
 		Merged: s.merged, Conflicts: s.conflicts, Refused: s.refused, SkewRefused: s.skewRefused, Forgets: s.forgets,
 		Malformed: s.bad, Dropped: s.dropped, TombstonesDropped: s.tombstonesDropped, SyncRounds: s.syncRounds,

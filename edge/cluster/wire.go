@@ -17,18 +17,21 @@ import (
 //	forget  v=1 t=2  method 1, at 8 (Unix ns), mac (uvarint length + text), identity (same)
 //	state   v=1 t=3  node (uvarint length + name), then digestBuckets × (count 4, hash 8)
 //	want    v=1 t=4  node (requester), n uvarint, n × bucket 2
-//	batch   v=1 t=5  n uvarint, n × (t 1 = learn|forget, then that message's body)
+//	batch   v=1 t=5  n uvarint, n × (t 1 = learn|forget, then that message's body): an
+//	                 anti-entropy answer
+//	changes v=1 t=6  as batch: the changes of the last few milliseconds, sent to every member
 //
 // A decoder that meets another version refuses the message (ErrVersion), so a later format
 // needs a new version number and a rolling upgrade sends both for a while.
 const (
 	wireVersion = 1
 
-	msgLearn  = 1
-	msgForget = 2
-	msgState  = 3
-	msgWant   = 4
-	msgBatch  = 5
+	msgLearn   = 1
+	msgForget  = 2
+	msgState   = 3
+	msgWant    = 4
+	msgBatch   = 5
+	msgChanges = 6
 
 	// maxMessage bounds what a decoder accepts (a batch is cut at batchBytes when sent).
 	maxMessage = 8 << 20
@@ -242,7 +245,7 @@ func decode(b []byte) (message, error) {
 	switch m.typ {
 	case msgLearn, msgForget:
 		m.entries = []entry{r.entry(m.typ)}
-	case msgBatch:
+	case msgBatch, msgChanges:
 		n := r.uvarint(maxMessage)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			m.entries = append(m.entries, r.entry(r.byte()))
