@@ -95,7 +95,7 @@ func startCluster(t *testing.T, n int, key []byte) []*node {
 	first, addr := startNode(t, "edge-a", key, nil)
 	nodes := []*node{first}
 	for i := 1; i < n; i++ {
-		nd, _ := startNode(t, fmt.Sprintf("edge-%c", 'a'+i), key, []string{addr})
+		nd, _ := startNode(t, fmt.Sprintf("edge-%02d", i), key, []string{addr})
 		nodes = append(nodes, nd)
 	}
 	waitFor(t, 10*time.Second, "all members alive", func() bool {
@@ -452,5 +452,20 @@ func FuzzDecode(f *testing.F) {
 				t.Fatal("record changed on re-encode")
 			}
 		}
+	})
+}
+
+// Sixteen edges: everyone sees everyone, and one decision reaches all of them.
+func TestCluster16(t *testing.T) {
+	nodes := startCluster(t, 16, testKey(t))
+	nodes[7].c.Learn(mab(4242, "70"))
+	nodes[12].c.ForgetMAB(mab(4243, "").MAC) // a forget for a client nobody holds: harmless
+	waitFor(t, 10*time.Second, "the decision on all 16 edges", func() bool {
+		for _, nd := range nodes {
+			if v, _, ok := lookupVLAN(t, nd.store, mab(4242, "").MAC); !ok || v != "70" {
+				return false
+			}
+		}
+		return true
 	})
 }
