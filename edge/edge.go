@@ -24,6 +24,7 @@ import (
 	"mxedge/edge/cluster"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
@@ -74,6 +75,9 @@ type Options struct {
 	WatchInterval time.Duration
 	// Notifier talks to systemd. nil: notify.New(Logger), a no-op outside systemd.
 	Notifier *notify.Notifier
+	// LogLevel, when set, is the level Logger's handler reads: a reload sets it from log.level.
+	// nil: the level stays as Logger was built.
+	LogLevel *slog.LevelVar
 }
 
 // Validate checks the options.
@@ -135,6 +139,8 @@ type Edge struct {
 	certs   atomic.Pointer[[]pki.NamedCert]
 	// decisions counts every decision where it is made (publish), for the metrics.
 	decisions *survivability.DecisionStats
+	// dlog is the access decision log, fed by publish (edge/decisions.go).
+	dlog *decisionlog.Log
 
 	// The cluster (edge/cluster.go); zero when this edge is alone.
 	clusterParts  clusterParts
@@ -182,6 +188,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}()
 	certs := loadCerts(p.b.Files)
 	e.certs.Store(&certs)
+	if e.dlog, err = decisionlog.New(p.dlog); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 
 	// Storage. A cluster member's cache runs on the cluster's hybrid clock, so stamps from peers
 	// are never in its future.
@@ -297,6 +306,8 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.clusterParts.c != nil {
 		co.Cluster = func() any { return e.ClusterStatus() }
 	}
+
+	co.Snapshots = backupSnapshots(e)
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

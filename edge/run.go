@@ -85,6 +85,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	})
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
+	store.Go(func(ctx context.Context) { e.dlog.Run(ctx) }) // stops last: decisions of the drain are written
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
 	ctl.Go(func(ctx context.Context) {
 		if err := e.control.Run(ctx); err != nil {

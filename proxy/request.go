@@ -97,7 +97,7 @@ type Request struct {
 	w       ResponseWriter // nil for requests made without a transport (spool replay)
 	uw      udpWriter      // w for a datagram: kept in the request, so a datagram costs no writer of its own
 	front   *Server        // nil for requests made without a transport
-	dup     *dupEntry
+	dup     dupHandle
 	claimed atomic.Bool
 }
 

@@ -25,6 +25,9 @@ type File struct {
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
+
+	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
+	DuplicateCacheSize int `yaml:"duplicate_cache_size"`
 }
 
 // MetricsFile configures the Prometheus endpoint.
@@ -103,14 +106,24 @@ type CacheFile struct {
 
 // Log selects logging.
 type Log struct {
-	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error; applied on reload
 	Format string `yaml:"format"` // auto (default: journald-friendly under systemd) | text | json
+	// Decisions is the access decision log (edge/decisionlog), one info line per decision:
+	// on (default) | off | rejects. DecisionRate and RejectRate are its lines per second for
+	// accepts and for rejects (default 100 each, 1..100000); the rest is counted and summarized.
+	Decisions    string `yaml:"decisions"`
+	DecisionRate int    `yaml:"decision_rate"`
+	RejectRate   int    `yaml:"reject_rate"`
 }
 
 // Listen lists the UDP addresses of the RADIUS front door.
 type Listen struct {
 	Auth []string `yaml:"auth"` // default ["0.0.0.0:1812", "[::]:1812"]
 	Acct []string `yaml:"acct"` // default ["0.0.0.0:1813", "[::]:1813"]
+	// Sockets per address (SO_REUSEPORT), each with its own reader; default 1.
+	Sockets int `yaml:"sockets"`
+	// SplitBatch: a batch of this many datagrams is shared with a second core; default 0, never.
+	SplitBatch int `yaml:"split_batch"`
 }
 
 // ClientFile is one NAS client.

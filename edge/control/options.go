@@ -70,6 +70,9 @@ type Options struct {
 	Clients func() []NASClient
 	// Cluster returns the JSON-able value of /v1/cluster; nil (no cluster) answers it with 503.
 	Cluster func() any
+
+	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
+	Snapshots map[string]SnapshotFunc
 }
 
 func (o Options) withDefaults() Options {

@@ -248,6 +248,15 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "a cluster (cluster.enabled is off)"
 		}
 		return rt, true
+	case "/v1/snapshots", "/v1/snapshot":
+		rt := route{http.MethodGet, false, s.snapshots, ""}
+		if path == "/v1/snapshot" {
+			rt.h = s.snapshot
+		}
+		if s.opts.Snapshots == nil {
+			rt.absent = "database snapshots"
+		}
+		return rt, true
 	case "/v1/cache/stats":
 		return route{http.MethodGet, true, s.cacheStats, ""}, true
 	case "/v1/cache/list":

@@ -60,7 +60,13 @@ type Snapshot struct {
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
 	Cluster       *Cluster // nil when this edge is alone
+
+	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
+	DecisionLog DecisionLog
 }
+
+// DecisionLog are the decision log's counters.
+type DecisionLog struct{ Written, Suppressed, Dropped uint64 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
 type Requests struct {
@@ -71,6 +77,7 @@ type Requests struct {
 	NoUpstream       uint64 // forwarded requests no upstream could answer (before the fallback)
 	Retried          uint64 // requests re-sent to another upstream after a connection died
 	StatusServer     uint64 // Status-Server requests from NAS devices answered by mxedge itself
+	DuplicateEvicted uint64 // duplicate-cache entries pushed out before their window was over
 }
 
 // Histogram is a fixed-bucket histogram read from the request path's atomics.
