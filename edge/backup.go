@@ -6,8 +6,12 @@ import "mxedge/edge/control"
 // daemon holds their locks, by their file names in the state directory (edge/cli/backup.go lists
 // the same names; a new database adds a line in both).
 func backupSnapshots(e *Edge) map[string]control.SnapshotFunc {
-	return map[string]control.SnapshotFunc{
+	m := map[string]control.SnapshotFunc{
 		"cache.db": e.cache.WriteSnapshot,
 		"spool.db": e.spool.WriteSnapshot,
 	}
+	if e.sessions != nil {
+		m["sessions.db"] = e.sessions.WriteSnapshot
+	}
+	return m
 }

@@ -42,6 +42,8 @@ type plan struct {
 	control  control.Options
 	metrics  *metrics.Options // nil when metrics are not served
 	dlog     decisionlog.Options
+	// discovery is RFC 7585 realm discovery (edge/discovery.go); nil when off.
+	discovery *proxy.DiscoveryOptions
 }
 
 // newPlan builds and validates the options. It has no side effects.
@@ -110,6 +112,11 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := po.Validate(); err != nil {
 		return nil, invalid(cfg, "upstreams", err)
 	}
+	d, err := discoveryPlan(b, logger)
+	if err != nil {
+		return nil, err
+	}
+	p.discovery = d
 	ro := b.Router
 	if err := ro.Validate(); err != nil {
 		return nil, invalid(cfg, "no_upstream", err)

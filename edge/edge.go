@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/edge/cluster"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
@@ -114,8 +115,10 @@ type Edge struct {
 	log  *slog.Logger
 
 	// Storage.
-	cache *cache.Store
-	spool *spool.Spool
+	cache    *cache.Store
+	spool    *spool.Spool
+	sessions *session.Store  // nil when the session table is off
+	tracker  *sessionTracker // feeds sessions (edge/sessions.go); nil with it
 	// Survivability.
 	health   *survivability.Health
 	checker  *pki.Checker // nil without CRL or OCSP sources
@@ -130,6 +133,8 @@ type Edge struct {
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
+	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
+	discovery *proxy.Discovery
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -204,6 +209,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := e.openSessions(p.b.Sessions); err != nil {
+		return nil, err
+	}
 
 	// Survivability.
 	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: p.b.Survival.FailbackProbes, Logger: e.log,
@@ -265,8 +273,12 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.tracker != nil {
+			fallback = trackedFallback{fallback, e.tracker}
+		}
+		// Outermost: an answer through a peer is the cloud's, seen by answerObserver, not a local one.
 		if e.clusterParts.peers != nil {
-			fallback = &peerFallback{inner: e.engine, e: e}
+			fallback = &peerFallback{inner: fallback, e: e}
 		}
 	}
 
@@ -280,6 +292,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, err
 	}
 	e.pool = poolRun{pool: pool}
+	if err := e.newDiscovery(p.discovery); err != nil {
+		return nil, err
+	}
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
@@ -306,7 +321,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.clusterParts.c != nil {
 		co.Cluster = func() any { return e.ClusterStatus() }
 	}
-
+	if e.sessions != nil {
+		co.Sessions = e.findSessions
+	}
 	co.Snapshots = backupSnapshots(e)
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -365,6 +382,7 @@ func (e *Edge) closeAll() {
 	if e.spool != nil {
 		e.spool.Close()
 	}
+	e.closeSessions()
 	if e.cache != nil {
 		e.cache.Close()
 	}
@@ -429,6 +447,10 @@ type Status struct {
 	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	Sessions   *SessionStatus         `json:"sessions,omitempty"`
+	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
+	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
+	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -442,6 +464,7 @@ func (e *Edge) Status() Status {
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
 		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
+		Sessions: e.sessionStatus(),
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())
@@ -460,6 +483,10 @@ func (e *Edge) Status() Status {
 		for _, a := range e.listener.Addrs() {
 			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
 		}
+		s.RadSec = e.listener.Conns()
+	}
+	if e.discovery != nil {
+		s.Realms = e.discovery.Realms()
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {

@@ -39,6 +39,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 			"id", req.Packet.ID(), "attrs", packet.Redacted{Packet: res.Response})
 	}
 	o.e.learner.Observe(req, res)
+	o.e.tracker.observe(req, res.Response, true)
 }
 
 // publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS
@@ -47,6 +48,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 // two event types have the same fields, so this is a conversion, not a copy that could drift.
 func (e *Edge) publish(ev survivability.Event) {
 	e.decisions.Count(ev)
+	e.tracker.decided(ev)
 	e.events.Publish(events.Event(ev))
 	e.recordDecision(ev)
 }
@@ -105,6 +107,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
 		DecisionLog:     metrics.DecisionLog(e.dlog.Stats()),
+		Sessions:        e.sessionMetrics(),
+		RadSec:          radsecConns(st),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -137,6 +137,7 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	}
 	e.setTrust(b.Survival.EAPTLS)
 	e.applyLogging(old, b)
+	e.reloadDiscovery(b)
 	if err := e.sites.Set(b.Survival.Sites); err != nil {
 		e.log.Error("site policy not reloaded", "err", err)
 	}

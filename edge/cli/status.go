@@ -61,7 +61,21 @@ type statusView struct {
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
+	Sessions   *sessionsView       `json:"sessions"`
 	NAS        []control.NASClient `json:"-"`
+	// RadSec connections and discovered realms (edge/cli/status_tls.go).
+	RadSec []peerConnView `json:"radsec"`
+	Realms []realmView    `json:"realms"`
+}
+
+// sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
+type sessionsView struct {
+	Live          int    `json:"live"`
+	Entries       int    `json:"entries"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Starts        uint64 `json:"starts"`
+	Stops         uint64 `json:"stops"`
+	Dropped       uint64 `json:"dropped"`
 }
 
 // revocationView is one CRL or OCSP source (pki.SourceStatus).
@@ -86,6 +100,7 @@ type upstreamView struct {
 	Answered    uint64        `json:"Answered"`
 	Failures    uint64        `json:"Failures"`
 	LastError   string        `json:"LastError"`
+	TLS         []tlsView     `json:"TLS"`
 }
 
 type cacheView struct {
@@ -244,7 +259,9 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 			p(", last error: %s", u.LastError)
 		}
 		p("\n")
+		writeConnTLS(p, u.TLS)
 	}
+	writeRadSec(p, st)
 	recent, badAuth := 0, uint64(0)
 	for _, n := range st.NAS {
 		if !n.LastSeen.IsZero() && now.Sub(n.LastSeen) < recentNAS {
@@ -260,6 +277,14 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 		p("\n")
 	}
 	p("cache\t%d entries\n", st.Cache.Entries)
+	if ss := st.Sessions; ss != nil {
+		p("sessions\t%d live, %d kept after their stop, %d admitted locally awaiting reconciliation; %d starts, %d stops",
+			ss.Live, ss.Entries-ss.Live, ss.NeedReconcile, ss.Starts, ss.Stops)
+		if ss.Dropped > 0 {
+			p(", %d updates dropped (writer behind)", ss.Dropped)
+		}
+		p("\n")
+	}
 	if st.SpoolDepth != nil {
 		p("spool\t%d accounting records waiting for replay\n", *st.SpoolDepth)
 	}

@@ -24,11 +24,14 @@ type statusDoc struct {
 	NASClients    *nasSummaryDoc    `json:"nas_clients"`
 	Cache         cacheSummaryDoc   `json:"cache"`
 	Spool         *spoolDoc         `json:"spool"`
+	Sessions      *sessionsSumDoc   `json:"sessions"`
 	Certificates  []certDoc         `json:"certificates"`
 	Revocation    []revocationDoc   `json:"revocation"`
 	Requests      requestsDoc       `json:"requests"`
 	Dropped       map[string]uint64 `json:"dropped"`
 	Generated     string            `json:"generated_at"`
+	RadSec        []radsecConnDoc   `json:"radsec_connections"` // edge/cli/status_tls.go
+	Realms        []realmDoc        `json:"realms"`
 }
 
 type upstreamDoc struct {
@@ -42,6 +45,7 @@ type upstreamDoc struct {
 	Answered       uint64   `json:"answered"`
 	Failures       uint64   `json:"failures"`
 	LastError      string   `json:"last_error"`
+	TLS            []tlsDoc `json:"tls"` // one per connection
 }
 
 type nasSummaryDoc struct {
@@ -58,6 +62,16 @@ type cacheSummaryDoc struct {
 type spoolDoc struct {
 	Depth       int `json:"depth"`
 	Quarantined int `json:"quarantined"`
+}
+
+// sessionsSumDoc is the session table's counts (docs/sessions.md); null when the table is off.
+type sessionsSumDoc struct {
+	Live          int    `json:"live"`
+	Stored        int    `json:"stored"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Started       uint64 `json:"started"`
+	Stopped       uint64 `json:"stopped"`
+	Lost          uint64 `json:"updates_lost"`
 }
 
 type certDoc struct {
@@ -133,7 +147,8 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 	up := 0
 	for _, u := range st.Upstreams {
 		ud := upstreamDoc{Name: u.Name, State: string(u.State), StateChangedAt: atTime(u.Since), Address: u.Addr,
-			Connections: u.Connections, InFlight: u.Inflight, Answered: u.Answered, Failures: u.Failures, LastError: u.LastError}
+			Connections: u.Connections, InFlight: u.Inflight, Answered: u.Answered, Failures: u.Failures, LastError: u.LastError,
+			TLS: tlsDocs(u.TLS)}
 		if u.RTT > 0 {
 			s := seconds(u.RTT)
 			ud.RTTSeconds = &s
@@ -146,6 +161,7 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 		}
 		d.Upstreams = append(d.Upstreams, ud)
 	}
+	d.RadSec, d.Realms = radsecDocs(st)
 	if st.NAS != nil {
 		n := &nasSummaryDoc{Configured: len(st.NAS), RecentWindowSeconds: int64(recentNAS / time.Second)}
 		for _, c := range st.NAS {
@@ -155,6 +171,10 @@ func buildStatusDoc(st statusView, now time.Time) statusDoc {
 			n.BadAuthenticatorReqs += c.BadAuthenticator
 		}
 		d.NASClients = n
+	}
+	if ss := st.Sessions; ss != nil {
+		d.Sessions = &sessionsSumDoc{Live: ss.Live, Stored: ss.Entries, NeedReconcile: ss.NeedReconcile, Started: ss.Starts,
+			Stopped: ss.Stops, Lost: ss.Dropped}
 	}
 	if st.SpoolDepth != nil {
 		d.Spool = &spoolDoc{Depth: *st.SpoolDepth, Quarantined: st.Quarantine}

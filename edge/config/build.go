@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/edge/decisionlog"
 	"mxedge/pki"
 	"mxedge/proxy"
@@ -42,8 +43,10 @@ type Built struct {
 	Clients   []proxy.Client
 	Pool      proxy.PoolOptions
 	Router    proxy.RouterOptions
-	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
+	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
 	Cache     cache.Options
+	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
@@ -209,8 +212,10 @@ func (c *Config) validate(v *validator) {
 	v.overlappingPrefixes(clientPaths, clientPrefixes)
 
 	c.buildPool(v, b)
+	c.buildDiscovery(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
+	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	c.buildCluster(v, b)
 	b.Metrics = "127.0.0.1:9812"
@@ -453,7 +458,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 			Name: s.Name, Host: host, Port: port, SRV: s.SRV, VerifySRVTarget: s.VerifySRVTarget, ServerName: s.ServerName,
 			Priority: s.Priority, Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
 			DialTimeout: vals[0], DeadAfter: vals[1], StatusInterval: vals[2], BackoffMin: vals[3], BackoffMax: vals[4],
-			StallAfter: vals[5],
+			StallAfter: vals[5], Source: source(v, path, u.Source, s.Source), BindDevice: bindDevice(v, path, u.BindDevice, s.BindDevice),
 		})
 	}
 	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(resolve.DefaultTimeout)}
@@ -661,12 +666,12 @@ func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		RootCAs:      pool,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
@@ -674,13 +679,13 @@ func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 // checkListen accepts host:port; port 0 (an ephemeral port, for tests and labs) is allowed.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +71,8 @@ type Options struct {
 	Clients func() []NASClient
 	// Cluster returns the JSON-able value of /v1/cluster; nil (no cluster) answers it with 503.
 	Cluster func() any
-
+	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
+	Sessions func(context.Context, SessionQuery) ([]Session, error)
 	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
 	Snapshots map[string]SnapshotFunc
 }

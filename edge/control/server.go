@@ -248,6 +248,12 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "a cluster (cluster.enabled is off)"
 		}
 		return rt, true
+	case "/v1/sessions":
+		rt := route{http.MethodGet, false, s.sessions, ""}
+		if s.opts.Sessions == nil {
+			rt.absent = "the session table"
+		}
+		return rt, true
 	case "/v1/snapshots", "/v1/snapshot":
 		rt := route{http.MethodGet, false, s.snapshots, ""}
 		if path == "/v1/snapshot" {

@@ -76,7 +76,7 @@ var (
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
 		descEAPConv, descEAPStarted, descEAPChallenges, descEAPEnded, descEAPDiscarded, descEAPRefused,
-		descCertExpiry, descEvDropped, descDecisionLog}
+		descCertExpiry, descEvDropped, descDecisionLog, descRadSecConns}
 )
 
 // snapshotCollector turns a Snapshot taken at scrape time into constant metrics.
@@ -87,6 +87,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range clusterMetrics {
+		ch <- d
+	}
+	for _, d := range sessionMetrics {
 		ch <- d
 	}
 }
@@ -169,6 +172,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descNASLastSeen, float64(n.LastSeen.UnixNano())/1e9, n.Name)
 		}
 	}
+	collectRadSec(gauge, s.RadSec)
 	for _, u := range s.Upstreams {
 		gauge(descUpState, bool01(u.State == "up"), u.Name)
 		for _, st := range UpstreamStates {
@@ -203,6 +207,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
+	collectSessions(s.Sessions, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

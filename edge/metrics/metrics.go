@@ -63,6 +63,10 @@ type Snapshot struct {
 
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
+	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
+	Sessions *Sessions
+	// RadSec is every live RadSec connection's TLS parameters (edge/metrics/radsec.go).
+	RadSec []RadSecConn
 }
 
 // DecisionLog are the decision log's counters.
