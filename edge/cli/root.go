@@ -59,7 +59,6 @@ clients, and authorizes locally when the WAN is down.`,
 		newGenManCmd(),
 		newPasswdCmd(),
 		newClusterCmd(),
-
 		newBackupCmd(info),
 		newRestoreCmd(),
 	)

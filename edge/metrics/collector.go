@@ -203,7 +203,6 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
 	collectCluster(ch, s.Cluster)
-
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")

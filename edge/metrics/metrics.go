@@ -60,7 +60,6 @@ type Snapshot struct {
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
 	Cluster       *Cluster // nil when this edge is alone
-
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
 	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
