@@ -13,6 +13,7 @@ import (
 // op is one queued request-path operation.
 type op struct {
 	forget   bool
+	merge    bool      // learn from a cluster peer: times as given, the replication rule decides
 	rec      Record    // learn: normalized record
 	key      []byte    // learn: recordKey(rec)
 	method   Method    // forget: only records of this method are removed
@@ -163,6 +164,9 @@ func (s *Store) apply(t *txn, o op) error {
 	old, ok, err := t.get(o.key)
 	if err != nil {
 		s.log.Warn("cache record unreadable, replacing", "mac", r.MAC, "user", r.Identity, "err", err)
+	}
+	if o.merge {
+		return s.applyMerge(t, o, old, ok)
 	}
 	if !ok && t.recs.Get(o.key) == nil {
 		if err := s.admit(t, o.at); err != nil {

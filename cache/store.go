@@ -70,6 +70,8 @@ type Store struct {
 	coalesced atomic.Uint64
 
 	drops       atomic.Uint64
+	mergeWon    atomic.Uint64 // MergeQueued records written
+	mergeLost   atomic.Uint64 // MergeQueued records the stored entry won over
 	lastDropLog atomic.Int64
 	committed   atomic.Uint64
 	commits     atomic.Uint64
@@ -96,6 +98,8 @@ type Stats struct {
 	Swept          uint64    // expired records removed since Open
 	Evicted        uint64    // records evicted to admit a new one at MaxEntries
 	Refused        uint64    // learns of new records refused at MaxEntries (every candidate protected)
+	MergeWon       uint64    // records from cluster peers written (MergeQueued)
+	MergeLost      uint64    // records from cluster peers the stored entry won over (MergeQueued)
 	LastSweep      time.Time // end of the last sweep; zero before the first
 	LastSweepCount int       // records removed by the last sweep
 }
@@ -363,6 +367,8 @@ func (s *Store) Stats() Stats {
 		Swept:          s.swept.Load(),
 		Evicted:        s.evicted.Load(),
 		Refused:        s.refusedN.Load(),
+		MergeWon:       s.mergeWon.Load(),
+		MergeLost:      s.mergeLost.Load(),
 		LastSweepCount: int(s.lastSwept.Load()),
 	}
 	if ns := s.lastSweep.Load(); ns != 0 {

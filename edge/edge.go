@@ -22,6 +22,7 @@ import (
 
 	"mxedge/cache"
 	"mxedge/cache/session"
+	"mxedge/edge/cluster"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
 	"mxedge/edge/decisionlog"
@@ -151,6 +152,10 @@ type Edge struct {
 	// dlog is the access decision log, fed by publish (edge/decisions.go).
 	dlog *decisionlog.Log
 
+	// The cluster (edge/cluster.go); zero when this edge is alone.
+	clusterParts  clusterParts
+	clusterEvents [5]atomic.Uint64
+
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
 	stopped chan struct{}      // closed when Run stops taking reloads
@@ -197,7 +202,12 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 
-	// Storage.
+	// Storage. A cluster member's cache runs on the cluster's hybrid clock, so stamps from peers
+	// are never in its future.
+	if p.b.Cluster != nil {
+		e.clusterParts.clock = cluster.NewClock(nil, 0)
+		p.cache.Now = e.clusterParts.clock.Now
+	}
 	if e.cache, err = cache.Open(p.cache); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -230,7 +240,14 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		Spool: e.spool, Forward: currentPool{e}, Clients: e.clientByName, Health: e.health,
 		Timeout: p.b.Server.RequestTimeout, Logger: e.log,
 	})
-	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: e.cache, Events: e.publish, Logger: e.log}); err != nil {
+	var learned survivability.CacheWriter = e.cache
+	if p.b.Cluster != nil {
+		if err := e.newCluster(p.b); err != nil {
+			return nil, err
+		}
+		learned = e.clusterParts.c // written here and sent to the peers
+	}
+	if e.learner, err = survivability.NewLearner(survivability.LearnerOptions{Cache: learned, Events: e.publish, Logger: e.log}); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	// One local authorization decision for MAB and local EAP-TLS, under the per-site policy.
@@ -263,7 +280,11 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		}
 		fallback = e.engine
 		if e.tracker != nil {
-			fallback = trackedFallback{e.engine, e.tracker}
+			fallback = trackedFallback{fallback, e.tracker}
+		}
+		// Outermost: an answer through a peer is the cloud's, seen by answerObserver, not a local one.
+		if e.clusterParts.peers != nil {
+			fallback = &peerFallback{inner: fallback, e: e}
 		}
 	}
 
@@ -307,6 +328,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
 	co.CoA = e.operatorCoA
+	if e.clusterParts.c != nil {
+		co.Cluster = func() any { return e.ClusterStatus() }
+	}
 	if e.sessions != nil {
 		co.Sessions = e.findSessions
 	}
@@ -367,6 +391,9 @@ func (e *Edge) closeAll() {
 	}
 	if e.control != nil {
 		e.control.Close()
+	}
+	if e.clusterParts.c != nil {
+		e.clusterParts.c.Close()
 	}
 	if e.spool != nil {
 		e.spool.Close()

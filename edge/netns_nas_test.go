@@ -56,9 +56,15 @@ type nasPending struct {
 // newWANNAS opens the NAS sockets in namespace ns; Cleanup closes them and waits for the readers.
 func newWANNAS(t testing.TB, ns string, to netip.AddrPort) *wanNAS {
 	t.Helper()
+	return newWANNASFrom(t, ns, netip.MustParseAddr("127.0.0.1"), to)
+}
+
+// newWANNASFrom is newWANNAS with its sockets bound to from.
+func newWANNASFrom(t testing.TB, ns string, from netip.Addr, to netip.AddrPort) *wanNAS {
+	t.Helper()
 	n := &wanNAS{t: t, to: to, secret: []byte(nasSecret), slots: make(chan nasSlot, nasSockets*256), pending: map[nasSlot]*nasPending{}}
 	for range nasSockets {
-		c, err := peertest.ListenUDPIn(ns, netip.MustParseAddrPort("127.0.0.1:0"))
+		c, err := peertest.ListenUDPIn(ns, netip.AddrPortFrom(from, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -149,6 +149,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		s.EAPTLS = metrics.EAPTLS{Conversations: ls.Conversations, Started: ls.Started, Challenges: ls.Challenges,
 			Accepted: ls.Accepted, Rejected: ls.Rejected, Expired: ls.Expired, Discarded: ls.Discarded, Refused: ls.Overflow}
 	}
+	s.Cluster = e.clusterMetrics()
 	return s
 }
 

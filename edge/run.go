@@ -108,6 +108,16 @@ func (e *Edge) Run(ctx context.Context) error {
 		bg.Go(func(ctx context.Context) { e.checker.Run(ctx) })
 	}
 	bg.Go(e.watchExpiry)
+	if c := e.clusterParts.c; c != nil {
+		bg.Go(func(ctx context.Context) {
+			if err := c.Run(ctx); err != nil {
+				e.log.Warn("cluster stopped", "err", err)
+			}
+		})
+		if pp := e.clusterParts.peers; pp != nil {
+			bg.Go(pp.Run)
+		}
+	}
 	if e.discovery != nil {
 		bg.Go(func(ctx context.Context) { e.discovery.Run(ctx) })
 	}

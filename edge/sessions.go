@@ -467,12 +467,18 @@ func ssid(called string) string {
 // trackedFallback is the local decision engine with the tracker watching what it answers: local
 // Access-Accepts and every Accounting-Request it acknowledges (forwarded or spooled).
 type trackedFallback struct {
-	*survivability.Engine
-	t *sessionTracker
+	proxy.Fallback // the Engine
+	t              *sessionTracker
+}
+
+// Slow passes on the Engine's proxy.SlowFallback.
+func (f trackedFallback) Slow(req *proxy.Request) bool {
+	s, ok := f.Fallback.(proxy.SlowFallback)
+	return ok && s.Slow(req)
 }
 
 func (f trackedFallback) Serve(ctx context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
-	resp, err := f.Engine.Serve(ctx, req, cause)
+	resp, err := f.Fallback.Serve(ctx, req, cause)
 	if resp != nil {
 		// The Engine's accounting path returns the cloud's own Accounting-Response when it
 		// delivered the record: who answered does not matter to the table. An Access-Accept here

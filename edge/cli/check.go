@@ -124,7 +124,11 @@ func (r checkResult) text(out, errw io.Writer) error {
 		return nil
 	}
 	b := r.cfg.Built()
-	fmt.Fprintf(out, "%s: OK (%d NAS clients, %d upstreams, radsec listener %s)", r.path, len(b.Clients), len(b.Pool.Upstreams), onOff(b.Listener != nil))
+	cl := "off"
+	if b.Cluster != nil {
+		cl = fmt.Sprintf("on, %d peers to join", len(b.Cluster.Options.Join))
+	}
+	fmt.Fprintf(out, "%s: OK (%d NAS clients, %d upstreams, radsec listener %s, cluster %s)", r.path, len(b.Clients), len(b.Pool.Upstreams), onOff(b.Listener != nil), cl)
 	if n := len(r.report.Warnings); n > 0 {
 		fmt.Fprintf(out, "; %d warnings", n)
 	}

@@ -89,7 +89,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
-	if !strings.Contains(out, "OK (1 NAS clients, 1 upstreams, radsec listener off)") {
+	if !strings.Contains(out, "OK (1 NAS clients, 1 upstreams, radsec listener off, cluster off)") {
 		t.Fatalf("check output %q", out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

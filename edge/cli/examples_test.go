@@ -12,7 +12,7 @@ import (
 
 // TestExamplesCheck runs `mxedge check` on every examples/*/mxedge.yaml exactly as shipped but for
 // two prefixes: /var/lib/mxedge/ and /etc/mxedge/ point into a temporary directory, where the
-// certificate, key, CA and secret files the example names are created; an example that leaves the
+// certificate, key, CA, secret and cluster key files the example names are created; an example that leaves the
 // cache at its default (/var/lib/mxedge/cache.db, whose directory check requires) gets a cache.path
 // in that directory too.
 func TestExamplesCheck(t *testing.T) {
@@ -22,6 +22,8 @@ func TestExamplesCheck(t *testing.T) {
 	}
 	p := pkitest.Must(t)
 	secretFile := regexp.MustCompile(`secret_file:\s*(\S+)`)
+	etcPEM := regexp.MustCompile(`([^\s,{}\[\]]*etc-mxedge/[^\s,{}\[\]]+\.(?:pem|key))`)
+	keyFiles := regexp.MustCompile(`key_files:\s*\[([^\]]+)\]`)
 	for _, path := range paths {
 		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
 			b, err := os.ReadFile(path)
@@ -36,6 +38,29 @@ func TestExamplesCheck(t *testing.T) {
 			}
 			for src, dst := range map[string]string{p.ClientCert: "edge.crt", p.ClientKey: "edge.key", p.CAFile: "ca.pem"} {
 				copyFile(t, src, filepath.Join(state, dst))
+			}
+			// Other certificates and keys under /etc/mxedge (a RadSec listener's, a cluster's):
+			// the lab's server certificate, key and CA.
+			for _, m := range etcPEM.FindAllStringSubmatch(conf, -1) {
+				src := p.ServerCert
+				switch {
+				case strings.HasSuffix(m[1], ".key"):
+					src = p.ServerKey
+				case strings.Contains(filepath.Base(m[1]), "ca"):
+					src = p.CAFile
+				}
+				copyFile(t, src, m[1])
+			}
+			for _, m := range keyFiles.FindAllStringSubmatch(conf, -1) {
+				for _, kf := range strings.Split(m[1], ",") {
+					kf = strings.TrimSpace(kf)
+					if err := os.MkdirAll(filepath.Dir(kf), 0o700); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(kf, []byte("q4VxJ0lqGkq6yJ0b3a8G6m1l7Y2W4c9xQeF3sT5uV0A=\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			for _, m := range secretFile.FindAllStringSubmatch(conf, -1) {
 				if err := os.MkdirAll(filepath.Dir(m[1]), 0o700); err != nil {

@@ -59,6 +59,7 @@ clients, and authorizes locally when the WAN is down.`,
 		newDoctorCmd(),
 		newGenManCmd(),
 		newPasswdCmd(),
+		newClusterCmd(),
 		newBackupCmd(info),
 		newRestoreCmd(),
 	)

@@ -54,6 +54,7 @@ type Built struct {
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
 	DNS       DNSOptions
+	Cluster   *Cluster // nil: this edge is alone
 	// Dictionary names attributes: the built-in one with the `dictionaries:` files on top.
 	Dictionary *packet.Dictionary
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
@@ -220,6 +221,7 @@ func (c *Config) validate(v *validator) {
 	c.buildCache(v, b)
 	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
+	c.buildCluster(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {
 		b.Metrics = *m

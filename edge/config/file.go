@@ -24,6 +24,7 @@ type File struct {
 	// DynamicAuthorization configures CoA and Disconnect relaying (edge/config/dynauth.go).
 	DynamicAuthorization DynAuthFile  `yaml:"dynamic_authorization"`
 	Sessions             SessionsFile `yaml:"sessions"`
+	Cluster              ClusterFile  `yaml:"cluster"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`

@@ -115,6 +115,15 @@ func (c *Client) Status(ctx context.Context) (json.RawMessage, error) {
 	return v, nil
 }
 
+// Cluster returns the daemon's /v1/cluster document.
+func (c *Client) Cluster(ctx context.Context) (json.RawMessage, error) {
+	var v json.RawMessage
+	if err := c.getJSON(ctx, "/v1/cluster", nil, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // CacheStats returns the daemon's cache statistics.
 func (c *Client) CacheStats(ctx context.Context) (cache.Stats, error) {
 	var w statsWire

@@ -72,6 +72,8 @@ type Options struct {
 	// CoA sends an operator's CoA or Disconnect for /v1/coa (edge/control/coa.go); nil answers
 	// it with 503.
 	CoA CoABackend
+	// Cluster returns the JSON-able value of /v1/cluster; nil (no cluster) answers it with 503.
+	Cluster func() any
 	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
 	Sessions func(context.Context, SessionQuery) ([]Session, error)
 	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.

@@ -248,6 +248,12 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "dynamic authorization"
 		}
 		return rt, true
+	case "/v1/cluster":
+		rt := route{http.MethodGet, false, s.cluster, ""}
+		if s.opts.Cluster == nil {
+			rt.absent = "a cluster (cluster.enabled is off)"
+		}
+		return rt, true
 	case "/v1/sessions":
 		rt := route{http.MethodGet, false, s.sessions, ""}
 		if s.opts.Sessions == nil {
@@ -564,4 +570,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+func (s *Server) cluster(w http.ResponseWriter, _ *http.Request) error {
+	b, err := json.Marshal(s.opts.Cluster())
+	if err != nil {
+		return fmt.Errorf("control: cluster: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+	return nil
 }

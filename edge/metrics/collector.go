@@ -86,6 +86,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range append(snapshotMetrics, coaMetrics...) {
 		ch <- d
 	}
+	for _, d := range clusterMetrics {
+		ch <- d
+	}
 	for _, d := range sessionMetrics {
 		ch <- d
 	}
@@ -199,6 +202,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPDiscarded, s.EAPTLS.Discarded)
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
+	collectCluster(ch, s.Cluster)
 	counter(descDecisionLog, s.DecisionLog.Written, "written")
 	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")

@@ -59,6 +59,7 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	Cluster       *Cluster // nil when this edge is alone
 	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
 	DecisionLog DecisionLog
 	// CoA is dynamic authorization and reconciliation (edge/metrics/coa.go).

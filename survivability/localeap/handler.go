@@ -136,6 +136,15 @@ func (h *Handler) SetTrust(certs []tls.Certificate, roots *x509.CertPool) {
 	h.trust.Store(next)
 }
 
+// Owns reports whether state is the State of a conversation this handler holds: the request
+// continuing it must stay with this edge (a cluster peer or the cloud never issued it).
+func (h *Handler) Owns(state []byte) bool {
+	h.mu.Lock()
+	_, ok := h.convs[string(state)]
+	h.mu.Unlock()
+	return ok
+}
+
 // Stats returns a snapshot of the counters.
 func (h *Handler) Stats() Stats {
 	h.mu.Lock()
