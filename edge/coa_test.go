@@ -171,4 +171,23 @@ dynamic_authorization:
 	if disc != 3 || reauth != 4 {
 		t.Errorf("events: %d disconnect, %d reauthenticate, want 3 and 4: %+v", disc, reauth, evs)
 	}
+
+	// And one decision log line each (edge/decisionlog), written by its own goroutine.
+	for _, want := range []string{
+		`msg="dynamic authorization" code=Disconnect-ACK nas=sw1 mac=aa-bb-cc-dd-ee-ff user=alice method=disconnect decider=ops reason="ack by nas-ip-address"`,
+		`msg="dynamic authorization" code=CoA-NAK nas=sw1 user=silent method=coa decider=ops reason="timeout by nas-ip-address error-cause 506"`,
+		`msg="dynamic authorization" code=CoA-ACK nas=sw1 user=bob method=coa decider=cloud reason="ack by nas-identifier" upstream=up`,
+		`msg="dynamic authorization" code=CoA-ACK nas=sw1 mac=aa-bb-cc-dd-ee-ff method=coa decider=operator reason="ack by nas-ip-address"`,
+		`msg="dynamic authorization" code=CoA-NAK nas="" user=bob method=coa decider=ops reason="nak by nas-ip-address error-cause 502"`,
+		`msg="dynamic authorization" code=Disconnect-NAK nas=sw1 user=nosession method=disconnect decider=operator reason="nak by nas-ip-address error-cause 503"`,
+	} {
+		deadline := time.Now().Add(3 * time.Second)
+		for !strings.Contains(g.logs.String(), want) {
+			if time.Now().After(deadline) {
+				t.Errorf("no decision log line %s in:\n%s", want, grepLines(g.logs.String(), "dynamic authorization"))
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/proxy/dynauth"
@@ -99,6 +100,33 @@ func (d dynAuthEvents) DynAuthOutcome(o dynauth.Outcome) {
 		ev.Source, ev.Upstream = events.SourceUpstream, o.From[6:]
 	}
 	d.e.events.Publish(ev)
+	d.e.dlog.Record(coaEntry(o, ev))
+}
+
+// coaEntry is the decision log's line for a relayed CoA or Disconnect (edge/decisionlog): the answer
+// sent back to whoever asked, who asked, the result and how the NAS was found.
+func coaEntry(o dynauth.Outcome, ev events.Event) decisionlog.Entry {
+	ack, nak := decisionlog.CodeCoAACK, decisionlog.CodeCoANAK
+	if o.Code == "Disconnect-Request" {
+		ack, nak = decisionlog.CodeDisconnectACK, decisionlog.CodeDisconnectNAK
+	}
+	code := nak // a NAK relayed from the NAS, or mxedge's own (502, 503, 506 after a timeout)
+	if o.Result == "ack" {
+		code = ack
+	}
+	who := o.From
+	if ev.Source == events.SourceUpstream {
+		who = "cloud"
+	}
+	reason := o.Result
+	if o.Route != "" {
+		reason += " by " + o.Route
+	}
+	if o.ErrorCause != 0 {
+		reason += " error-cause " + strconv.FormatUint(uint64(o.ErrorCause), 10)
+	}
+	return decisionlog.Entry{Time: ev.Time, CoA: true, Code: code, NAS: o.NAS, MAC: ev.MAC, User: ev.Identity,
+		Method: ev.Method, Decider: who, Reason: reason, Upstream: ev.Upstream}
 }
 
 // coaMetrics reads the relay's counters and reconciliation's progress for a scrape.

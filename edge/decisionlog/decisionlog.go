@@ -47,12 +47,28 @@ const (
 	CodeAccept = "Access-Accept"
 	CodeReject = "Access-Reject"
 	CodeNone   = "none"
+	// The answers to a relayed CoA-Request or Disconnect-Request (RFC 5176 §3), for entries with
+	// CoA set.
+	CodeCoAACK        = "CoA-ACK"
+	CodeCoANAK        = "CoA-NAK"
+	CodeDisconnectACK = "Disconnect-ACK"
+	CodeDisconnectNAK = "Disconnect-NAK"
 )
+
+// positive reports whether e grants (an Access-Accept, or a CoA or Disconnect the NAS carried out):
+// those share the accepts' budget, the rest the rejects'.
+func (e Entry) positive() bool {
+	return e.Code == CodeAccept || e.Code == CodeCoAACK || e.Code == CodeDisconnectACK
+}
 
 // Entry is one decision: a few strings copied from the decision's event.
 type Entry struct {
-	Time     time.Time
-	Code     string // CodeAccept, CodeReject, CodeNone
+	Time time.Time
+	// CoA marks a relayed CoA or Disconnect ("dynamic authorization" line): Code is the answer sent
+	// back, Decider who asked (a CoA client's name, cloud, operator, reconcile), Reason the result
+	// and how the NAS was found.
+	CoA      bool
+	Code     string // CodeAccept, CodeReject, CodeNone; with CoA the Code* answers
 	NAS      string // the NAS client's name
 	Port     string // NAS-Port-Id, else NAS-Port
 	SSID     string // from Called-Station-Id "MAC:SSID"
@@ -184,7 +200,7 @@ func (l *Log) Record(e Entry) {
 	case ModeOff:
 		return
 	case ModeRejects:
-		if e.Code == CodeAccept {
+		if e.positive() {
 			return
 		}
 	}
@@ -256,7 +272,7 @@ func (l *Log) Run(ctx context.Context) error {
 func (l *Log) write(w *writer, e Entry) {
 	lim := l.limits.Load()
 	now := l.o.Now()
-	if e.Code == CodeAccept {
+	if e.positive() {
 		if !w.accepts.take(now, lim.rate) {
 			w.suppressedAccepts++
 			l.suppressed.Add(1)
@@ -281,7 +297,11 @@ func (l *Log) write(w *writer, e Entry) {
 			attrs = append(attrs, slog.String(a.k, a.v))
 		}
 	}
-	l.o.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access decision", attrs...)
+	msg := "access decision"
+	if e.CoA {
+		msg = "dynamic authorization"
+	}
+	l.o.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 	l.written.Add(1)
 }
 

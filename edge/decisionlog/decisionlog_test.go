@@ -76,6 +76,9 @@ var entries = []Entry{
 	{Code: CodeReject, NAS: "wlc1", SSID: "corp", MAC: "02-00-00-00-00-05", User: "old.example.com", Method: "eap-tls",
 		Decider: "policy", Reason: "cert-expired"},
 	{Code: CodeNone, NAS: "core-sw1", User: "netadmin", Method: "pap", Decider: "policy", Reason: "no-answer"},
+	{CoA: true, Code: CodeDisconnectACK, NAS: "core-sw1", MAC: "02-00-00-00-00-06", User: "alice", Method: "disconnect",
+		Decider: "cloud", Reason: "ack by session", Upstream: "mist"},
+	{CoA: true, Code: CodeCoANAK, NAS: "wlc1", Method: "coa", Decider: "reconcile", Reason: "timeout by nas-ip-address error-cause 506"},
 }
 
 // TestDecisionLines pins the decision log's lines (docs/operations.md, "Decision log").

@@ -475,7 +475,9 @@ func (r *Relay) finish(in inbound, nas, how string, resp packet.Packet, result s
 	if cause != 0 {
 		args = append(args, "error_cause", cause)
 	}
-	r.opts.Logger.Info("dynamic authorization", args...)
+	// The operator's line is the daemon's decision log (edge/decisionlog, rate-limited, off the
+	// relay's goroutine); this one is for debugging the relay itself.
+	r.opts.Logger.Debug("dynamic authorization outcome", args...)
 	if r.opts.Observer != nil {
 		r.opts.Observer.DynAuthOutcome(o)
 	}
