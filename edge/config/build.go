@@ -49,6 +49,8 @@ type Built struct {
 	DNS       DNSOptions
 	// Dictionary names attributes: the built-in one with the `dictionaries:` files on top.
 	Dictionary *packet.Dictionary
+	// Identity is identity push (edge/config/identity.go); nil without sinks.
+	Identity *Identity
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
 }
@@ -188,6 +190,7 @@ func (c *Config) validate(v *validator) {
 	c.buildListener(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)
+	c.buildIdentity(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {
 		b.Metrics = *m
