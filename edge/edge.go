@@ -135,6 +135,8 @@ type Edge struct {
 	// decisions counts every decision where it is made (publish), for the metrics.
 	decisions *survivability.DecisionStats
 
+	identity *identityPush // nil without identity sinks (edge/identity.go)
+
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
 	stopped chan struct{}      // closed when Run stops taking reloads
@@ -184,6 +186,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if e.identity, err = newIdentity(p.b.Identity, e.log, e.nasSecret); err != nil {
+		return nil, err
 	}
 
 	// Survivability.
@@ -239,6 +244,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.identity != nil {
+			fallback = identityFallback{e.engine, e.identity}
+		}
 	}
 
 	// The proxy.
@@ -274,6 +282,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	co.Identity = func() any { return e.IdentityStatus() }
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -328,6 +337,7 @@ func (e *Edge) closeAll() {
 	if e.spool != nil {
 		e.spool.Close()
 	}
+	e.identity.close()
 	if e.cache != nil {
 		e.cache.Close()
 	}
@@ -438,6 +448,14 @@ type currentPool struct{ e *Edge }
 
 func (f currentPool) Forward(req *proxy.Request, done func(proxy.Result)) {
 	f.e.router.Pool().Forward(req, done)
+}
+
+// nasSecret is a NAS client's secret (the identity accounting copy re-hides encrypted attributes).
+func (e *Edge) nasSecret(name string) []byte {
+	if c := e.clientByName(name); c != nil {
+		return c.Secret
+	}
+	return nil
 }
 
 // clientByName finds a NAS client of the running configuration (a spooled record names its NAS).

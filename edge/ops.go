@@ -7,6 +7,7 @@ import (
 
 	"mxedge/edge/control"
 	"mxedge/edge/events"
+	"mxedge/edge/identity"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/survivability"
@@ -32,6 +33,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
 	}
 	o.e.learner.Observe(req, res)
+	o.e.identity.observe(req, res.Response, identity.AuthorizerCloud)
 }
 
 // publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS

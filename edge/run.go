@@ -65,7 +65,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	b := e.cfg.Built()
 	e.mu.Unlock()
 
-	store, acct, ctl, bg, front, life := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
+	store, acct, ctl, bg, front, life, idp := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
 	// The sources of reloads and shutdown listen from the start: a SIGTERM during start-up stops
 	// it, and a file replaced meanwhile is noticed. Their reloads wait for the reload loop, which
 	// starts once the edge serves.
@@ -86,6 +86,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
+	if e.identity != nil {
+		idp.Go(e.identity.run)
+	}
 	ctl.Go(func(ctx context.Context) {
 		if err := e.control.Run(ctx); err != nil {
 			e.log.Error("control socket stopped", "err", err)
@@ -156,6 +159,10 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.listener.Close()
 	}
 	acct.Stop()
+	idp.Stop() // after the requests: what they told the tracker is queued before the queues close
+	if err := e.identity.close(); err != nil {
+		e.log.Error("identity queues close failed", "err", err)
+	}
 	bg.Stop()
 	endDrains()
 	drains.Wait()

@@ -68,6 +68,8 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// Identity returns the JSON-able identity push status for /v1/identity; nil answers 503.
+	Identity func() any
 }
 
 func (o Options) withDefaults() Options {

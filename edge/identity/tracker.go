@@ -64,7 +64,11 @@ type Tracker struct {
 	byMAC    map[string]map[string]struct{} // nas+mac -> session keys
 	auths    map[string]authInfo            // nas+mac -> the last Access-Accept
 	dropped  [4]atomic.Uint64
+	live     atomic.Int64 // len(sessions), for status from other goroutines
 }
+
+// Live is the number of sessions tracked.
+func (t *Tracker) Live() int64 { return t.live.Load() }
 
 type input struct {
 	acct       bool
@@ -156,6 +160,7 @@ func (t *Tracker) handle(in input) {
 	} else {
 		t.accept(in)
 	}
+	t.live.Store(int64(len(t.sessions)))
 }
 
 func str(p packet.Packet, typ uint8) string {
@@ -368,6 +373,7 @@ func (t *Tracker) Sweep() {
 			t.end(k, s, ReasonExpired, now)
 		}
 	}
+	t.live.Store(int64(len(t.sessions)))
 	for k, a := range t.auths {
 		if now.Sub(a.at) > authMemory {
 			delete(t.auths, k)

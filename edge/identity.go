@@ -1,0 +1,117 @@
+package edge
+
+// Identity push (docs/identity.md): the session tracker learns every acknowledged
+// Accounting-Request and every Access-Accept — the cloud's through answerObserver, local ones
+// through identityFallback — and the pusher queues and delivers the events per sink. Both run off
+// the request path: the request path only hands the tracker a copy through a bounded inbox.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mxedge/edge/config"
+	"mxedge/edge/identity"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+)
+
+// identityPush is the running identity push: nil in Edge when no sink is configured.
+type identityPush struct {
+	pusher  *identity.Pusher
+	tracker *identity.Tracker
+}
+
+// newIdentity opens the sinks' queues. secret finds a NAS client's secret for the accounting copy.
+func newIdentity(c *config.Identity, log *slog.Logger, secret func(string) []byte) (*identityPush, error) {
+	if c == nil {
+		return nil, nil
+	}
+	o := c.Options
+	o.Logger, o.NASSecret = log, secret
+	p, err := identity.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	t := identity.NewTracker(identity.TrackerOptions{Observer: p, SessionTimeout: c.SessionTimeout, Logger: log})
+	return &identityPush{pusher: p, tracker: t}, nil
+}
+
+// observe hands the tracker what a NAS was answered: an acknowledged Accounting-Request or an
+// Access-Accept, decided by authorizer (cloud or local).
+func (ip *identityPush) observe(req *proxy.Request, resp packet.Packet, authorizer string) {
+	if ip == nil || resp == nil {
+		return
+	}
+	switch resp.Code() {
+	case packet.CodeAccountingResponse:
+		ip.tracker.Accounting(req.Client.Name, req.Client.Site, req.Src.Addr(), req.Received, req.Packet)
+	case packet.CodeAccessAccept:
+		ip.tracker.Accepted(req.Client.Name, req.Client.Site, req.Packet, resp, authorizer)
+	}
+}
+
+// run runs the tracker and the sinks until ctx ends: the tracker first finishes what the request
+// path handed it, then the sinks commit what the tracker offered, so a clean stop loses nothing.
+func (ip *identityPush) run(ctx context.Context) {
+	pctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ip.pusher.Run(pctx)
+	}()
+	ip.tracker.Run(ctx)
+	stop()
+	wg.Wait()
+}
+
+func (ip *identityPush) close() error {
+	if ip == nil {
+		return nil
+	}
+	return ip.pusher.Close()
+}
+
+// IdentityStatus is /v1/identity: `mxedge identity status`.
+type IdentityStatus struct {
+	Schema   string                `json:"schema"`
+	Time     time.Time             `json:"time"`
+	Sinks    []identity.SinkStatus `json:"sinks"`
+	Sessions int64                 `json:"sessions"`
+	Dropped  map[string]uint64     `json:"tracker_dropped"`
+}
+
+// IdentityStatus returns the identity push's state; with no sink configured, Sinks is empty.
+func (e *Edge) IdentityStatus() IdentityStatus {
+	s := IdentityStatus{Schema: identity.Schema, Time: time.Now().UTC(), Sinks: []identity.SinkStatus{}, Dropped: map[string]uint64{}}
+	if e.identity != nil {
+		s.Sinks = e.identity.pusher.Status()
+		s.Sessions = e.identity.tracker.Live()
+		s.Dropped = e.identity.tracker.Dropped()
+	}
+	return s
+}
+
+// identityFallback is the local decision engine seen by the router, telling identity push of the
+// accounting it acknowledged and the Access-Accepts it made.
+type identityFallback struct {
+	proxy.Fallback
+	ip *identityPush
+}
+
+func (f identityFallback) Serve(ctx context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
+	resp, err := f.Fallback.Serve(ctx, req, cause)
+	if err == nil {
+		f.ip.observe(req, resp, identity.AuthorizerLocal)
+	}
+	return resp, err
+}
+
+// Slow passes the engine's cost hint through (proxy.SlowFallback).
+func (f identityFallback) Slow(req *proxy.Request) bool {
+	s, ok := f.Fallback.(proxy.SlowFallback)
+	return ok && s.Slow(req)
+}

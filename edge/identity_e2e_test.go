@@ -1,0 +1,194 @@
+package edge_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"mxedge/edge"
+	"mxedge/edge/control"
+	"mxedge/edge/identity"
+	"mxedge/edge/peertest"
+	"mxedge/pki/pkitest"
+)
+
+// identityReceiver is an identity service: HTTPS, client certificate required and verified.
+type identityReceiver struct {
+	mu     sync.Mutex
+	events []identity.Event
+	srv    *http.Server
+	addr   string
+}
+
+func startIdentityReceiver(t *testing.T, lab *pkitest.Lab) *identityReceiver {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(lab.ServerCert, lab.ServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(lab.CAFile)
+	pool.AppendCertsFromPEM(pem)
+	r := &identityReceiver{}
+	r.srv = &http.Server{TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			var b struct {
+				Schema string           `json:"schema"`
+				Events []identity.Event `json:"events"`
+			}
+			if json.NewDecoder(req.Body).Decode(&b) != nil || b.Schema != identity.Schema {
+				http.Error(w, "bad", http.StatusBadRequest)
+				return
+			}
+			r.mu.Lock()
+			r.events = append(r.events, b.Events...)
+			r.mu.Unlock()
+		})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addr = ln.Addr().String()
+	go r.srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { r.srv.Close() })
+	return r
+}
+
+func (r *identityReceiver) bySession(id string) []identity.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []identity.Event
+	for _, e := range r.events {
+		if e.SessionID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v: %s", d, what)
+		}
+	}
+}
+
+// TestE2EIdentityPush: a NAS (radclient) authenticates a MAB client through mxedge and sends the
+// session's accounting; the identity service (HTTPS, mutual TLS), rsyslog (TCP) and a FreeRADIUS
+// accounting-copy receiver all get the session's connect, address change and disconnect. Then
+// the cloud goes away and a session accounted while the edge decides locally is pushed the same.
+func TestE2EIdentityPush(t *testing.T) {
+	peertest.Require(t, "rsyslogd")
+	var rcv *identityReceiver
+	var rs *peertest.Rsyslog
+	var copyFR *peertest.FreeRADIUS
+	x := startE2E(t, 1, func(lab *pkitest.Lab) string {
+		rcv = startIdentityReceiver(t, lab)
+		tcp := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t))
+		rs = peertest.StartRsyslog(t, peertest.RsyslogOptions{TCPAddr: tcp})
+		acct := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t))
+		copyFR = peertest.StartFreeRADIUS(t, peertest.FreeRADIUSOptions{UDPAcctAddr: acct, AccountingLog: true,
+			ServerCert: lab.ServerCert, ServerKey: lab.ServerKey, CA: lab.CAFile,
+			UDPClients: []peertest.Client{{Addr: "127.0.0.1", Secret: "copy-secret"}}})
+		return fmt.Sprintf(`
+identity:
+  user: identity
+  domains:
+    sites: {"MistAA Test Site": mist.example}
+  backoff_min: 50ms
+  backoff_max: 500ms
+  sinks:
+    - name: jims
+      type: https
+      url: https://%s/identity
+      tls: {ca: %s, certificate: %s, key: %s}
+    - name: siem
+      type: syslog
+      transport: tcp
+      address: %s
+    - name: rsso
+      type: radius-accounting
+      address: %s
+      secret: copy-secret
+`, rcv.addr, lab.CAFile, lab.ClientCert, lab.ClientKey, tcp, acct)
+	})
+	mab := []string{"User-Name=aabbccddeeff", "User-Password=aabbccddeeff", "Calling-Station-Id=aa-bb-cc-dd-ee-ff", "Message-Authenticator=0x00"}
+	if r := radclient(t, x.auth, "auth", nasSecret, mab); r[0].Code != "Access-Accept" {
+		t.Fatalf("MAB: %+v", r[0])
+	}
+	acct := func(status, session, ip string) []string {
+		a := []string{"Acct-Status-Type=" + status, "Acct-Session-Id=" + session, "User-Name=aabbccddeeff",
+			"Calling-Station-Id=aa-bb-cc-dd-ee-ff", "Called-Station-Id=00-11-22-33-44-55:Corp", "NAS-Port=7"}
+		if ip != "" {
+			a = append(a, "Framed-IP-Address="+ip)
+		}
+		return a
+	}
+	for _, r := range radclient(t, x.acct, "acct", nasSecret, acct("Start", "e2e-1", "10.5.0.1"), acct("Interim-Update", "e2e-1", "10.5.0.2"),
+		acct("Stop", "e2e-1", "10.5.0.2")) {
+		if r.Code != "Accounting-Response" {
+			t.Fatalf("accounting: %+v", r)
+		}
+	}
+	waitUntil(t, 10*time.Second, "https events", func() bool { return len(rcv.bySession("e2e-1")) == 3 })
+	evs := rcv.bySession("e2e-1")
+	for i, want := range []string{"connect", "update", "disconnect"} {
+		e := evs[i]
+		if e.Type != want || e.NAS != "lab-switch" || e.MAC != "aa:bb:cc:dd:ee:ff" || e.SSID != "Corp" || e.NASPort != "7" ||
+			e.Domain != "mist.example" || e.DomainSource != "site" || e.Method != "mab" || e.AuthorizedBy != "cloud" || e.VLAN != "400" {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+	if evs[0].IPAddresses[0] != "10.5.0.1" || evs[1].IPAddresses[0] != "10.5.0.2" || evs[1].Reason != "address-changed" {
+		t.Fatalf("addresses: %+v", evs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := rs.WaitRecords(ctx, 3)
+	if err != nil || recs[0].MsgID != "connect" || recs[0].SD[identity.SyslogSDID]["ip"] != "10.5.0.1" {
+		t.Fatalf("rsyslog: %v %+v", err, recs)
+	}
+	copies, err := copyFR.WaitAccounting(ctx, 3)
+	if err != nil || copies[0].StatusType() != "Start" || copies[2].StatusType() != "Stop" || copies[0].SessionID() != "e2e-1" {
+		t.Fatalf("accounting copy: %v %+v", err, copies)
+	}
+
+	// The cloud goes away: accounting is spooled and acknowledged locally, and pushed the same.
+	x.fr[0].Stop()
+	waitUntil(t, 15*time.Second, "survivability", func() bool { return x.edge.Health().Local() })
+	for _, r := range radclient(t, x.acct, "acct", nasSecret, acct("Start", "e2e-2", "10.5.0.9"), acct("Stop", "e2e-2", "10.5.0.9")) {
+		if r.Code != "Accounting-Response" {
+			t.Fatalf("accounting during the outage: %+v", r)
+		}
+	}
+	waitUntil(t, 10*time.Second, "events during the outage", func() bool { return len(rcv.bySession("e2e-2")) == 2 })
+	if _, err := copyFR.WaitAccounting(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+
+	st := x.edge.IdentityStatus()
+	raw, err := control.Dial(filepath.Join(x.lab.Dir, "control.sock")).Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got edge.IdentityStatus
+	if err := json.Unmarshal(raw, &got); err != nil || got.Schema != identity.Schema || len(got.Sinks) != 3 {
+		t.Fatalf("/v1/identity: %v %s", err, raw)
+	}
+	for _, s := range st.Sinks {
+		if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 {
+			t.Fatalf("sink %+v", s)
+		}
+	}
+}
