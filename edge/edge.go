@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
 	"mxedge/edge/events"
@@ -109,8 +110,10 @@ type Edge struct {
 	log  *slog.Logger
 
 	// Storage.
-	cache *cache.Store
-	spool *spool.Spool
+	cache    *cache.Store
+	spool    *spool.Spool
+	sessions *session.Store  // nil when the session table is off
+	tracker  *sessionTracker // feeds sessions (edge/sessions.go); nil with it
 	// Survivability.
 	health   *survivability.Health
 	checker  *pki.Checker // nil without CRL or OCSP sources
@@ -187,7 +190,10 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	if e.identity, err = newIdentity(p.b.Identity, e.log, e.nasSecret); err != nil {
+	if e.identity, err = newIdentity(p.b.Identity, p.b.Sessions != nil, e.log, e.nasSecret); err != nil {
+		return nil, err
+	}
+	if err := e.openSessions(e.identity.sessionOptions(p.b.Sessions)); err != nil {
 		return nil, err
 	}
 
@@ -244,8 +250,11 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.tracker != nil {
+			fallback = trackedFallback{e.engine, e.tracker}
+		}
 		if e.identity != nil {
-			fallback = identityFallback{e.engine, e.identity}
+			fallback = identityFallback{fallback, e.identity}
 		}
 	}
 
@@ -282,6 +291,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	if e.sessions != nil {
+		co.Sessions = e.findSessions
+	}
 	co.Identity = func() any { return e.IdentityStatus() }
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -337,6 +349,7 @@ func (e *Edge) closeAll() {
 	if e.spool != nil {
 		e.spool.Close()
 	}
+	e.closeSessions()
 	e.identity.close()
 	if e.cache != nil {
 		e.cache.Close()
@@ -402,6 +415,7 @@ type Status struct {
 	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	Sessions   *SessionStatus         `json:"sessions,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -415,6 +429,7 @@ func (e *Edge) Status() Status {
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
 		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
+		Sessions: e.sessionStatus(),
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())

@@ -9,9 +9,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
+	"mxedge/cache/session"
 	"mxedge/edge/config"
 	"mxedge/edge/identity"
 	"mxedge/proxy"
@@ -25,7 +27,9 @@ type identityPush struct {
 }
 
 // newIdentity opens the sinks' queues. secret finds a NAS client's secret for the accounting copy.
-func newIdentity(c *config.Identity, log *slog.Logger, secret func(string) []byte) (*identityPush, error) {
+// With the session table on (table), the events come from its changes (sessionOptions) and the
+// identity tracker only feeds the accounting copy; without it, the tracker makes the events too.
+func newIdentity(c *config.Identity, table bool, log *slog.Logger, secret func(string) []byte) (*identityPush, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -35,8 +39,77 @@ func newIdentity(c *config.Identity, log *slog.Logger, secret func(string) []byt
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	t := identity.NewTracker(identity.TrackerOptions{Observer: p, SessionTimeout: c.SessionTimeout, Logger: log})
+	var obs identity.SessionObserver = p
+	if table {
+		obs = accountingOnly{p}
+	}
+	t := identity.NewTracker(identity.TrackerOptions{Observer: obs, SessionTimeout: c.SessionTimeout, Logger: log})
 	return &identityPush{pusher: p, tracker: t}, nil
+}
+
+// accountingOnly passes the tracker's accounting to the copy sinks and leaves the events to the
+// session table.
+type accountingOnly struct{ p *identity.Pusher }
+
+func (a accountingOnly) SessionChanged(_, _ *identity.Session) {}
+func (a accountingOnly) Accounting(s *identity.Session, received time.Time, pkt packet.Packet) {
+	a.p.Accounting(s, received, pkt)
+}
+
+// sessionOptions makes the pusher the session table's observer (nil o: the table is off).
+func (ip *identityPush) sessionOptions(o *session.Options) *session.Options {
+	if o == nil || ip == nil {
+		return o
+	}
+	so := *o
+	so.Observer = tableObserver{ip.pusher}
+	return &so
+}
+
+// tableObserver turns the session table's changes into identity sessions (cache/session.Record
+// to identity.Session).
+type tableObserver struct{ p *identity.Pusher }
+
+func (t tableObserver) SessionChanged(c session.Change, prev, cur *session.Record) {
+	var ps, cs *identity.Session
+	if prev != nil {
+		ps = fromRecord(prev)
+	}
+	if cur != nil {
+		cs = fromRecord(cur)
+		if c == session.ChangeEnded {
+			cs.Ended, cs.EndReason = true, identity.ReasonStop
+		}
+	}
+	t.p.SessionChanged(ps, cs)
+}
+
+func fromRecord(r *session.Record) *identity.Session {
+	s := &identity.Session{NAS: r.NAS, NASAddress: r.NASAddr, NASPort: r.NASPortID, SessionID: r.AcctSessionID,
+		// The record keeps one User-Name: the Access-Accept's when it named one, else the request's.
+		UserName: r.UserName, Identity: r.UserName, MAC: r.MAC, SSID: r.SSID, Site: r.Site, VLAN: r.VLAN,
+		Method: r.Method, Started: r.Started, Updated: r.Updated, AuthTime: r.Authorized,
+		// Order is kept per record: the record's id is stable from its Accept through its Stop.
+		Key: strconv.FormatUint(r.ID, 10)}
+	if s.NASPort == "" && r.HasNASPort {
+		s.NASPort = strconv.FormatUint(uint64(r.NASPort), 10)
+	}
+	switch {
+	case r.Decider == session.DecidedCloud:
+		s.Authorizer = identity.AuthorizerCloud
+	case r.Decider.Local():
+		s.Authorizer = identity.AuthorizerLocal
+	}
+	if r.FramedIP.IsValid() {
+		s.Addrs = append(s.Addrs, r.FramedIP)
+	}
+	if r.FramedIPv6.IsValid() {
+		s.Addrs = append(s.Addrs, r.FramedIPv6)
+	}
+	if s.Started.IsZero() {
+		s.Started = r.Authorized
+	}
+	return s
 }
 
 // observe hands the tracker what a NAS was answered: an acknowledged Accounting-Request or an

@@ -135,15 +135,31 @@ identity:
 		}
 		return a
 	}
-	for _, r := range radclient(t, x.acct, "acct", nasSecret, acct("Start", "e2e-1", "10.5.0.1"), acct("Interim-Update", "e2e-1", "10.5.0.2"),
-		acct("Stop", "e2e-1", "10.5.0.2")) {
-		if r.Code != "Accounting-Response" {
-			t.Fatalf("accounting: %+v", r)
+	if x.edge.Sessions() == nil {
+		t.Fatal("the session table is off: the events would come from the identity tracker")
+	}
+	sendAcct := func(reqs ...[]string) {
+		t.Helper()
+		for _, r := range radclient(t, x.acct, "acct", nasSecret, reqs...) {
+			if r.Code != "Accounting-Response" {
+				t.Fatalf("accounting: %+v", r)
+			}
 		}
 	}
-	waitUntil(t, 10*time.Second, "https events", func() bool { return len(rcv.bySession("e2e-1")) == 3 })
+	sendAcct(acct("Start", "e2e-1", "10.5.0.1"), acct("Interim-Update", "e2e-1", "10.5.0.2"))
+	waitUntil(t, 10*time.Second, "connect and update", func() bool { return len(rcv.bySession("e2e-1")) == 2 })
+	time.Sleep(10 * time.Millisecond) // the re-authentication's time must differ from the first
+	if r := radclient(t, x.auth, "auth", nasSecret, mab); r[0].Code != "Access-Accept" { // the rekey case
+		t.Fatalf("MAB again: %+v", r[0])
+	}
+	waitUntil(t, 10*time.Second, "reauth", func() bool { return len(rcv.bySession("e2e-1")) == 3 })
+	sendAcct(acct("Stop", "e2e-1", "10.5.0.2"))
+	waitUntil(t, 10*time.Second, "https events", func() bool { return len(rcv.bySession("e2e-1")) == 4 })
 	evs := rcv.bySession("e2e-1")
-	for i, want := range []string{"connect", "update", "disconnect"} {
+	if evs[2].Reason != "reauth" {
+		t.Fatalf("third event %+v, want the re-authentication", evs[2])
+	}
+	for i, want := range []string{"connect", "update", "update", "disconnect"} {
 		e := evs[i]
 		if e.Type != want || e.NAS != "lab-switch" || e.MAC != "aa:bb:cc:dd:ee:ff" || e.SSID != "Corp" || e.NASPort != "7" ||
 			e.Domain != "mist.example" || e.DomainSource != "site" || e.Method != "mab" || e.AuthorizedBy != "cloud" || e.VLAN != "400" {
@@ -155,7 +171,7 @@ identity:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	recs, err := rs.WaitRecords(ctx, 3)
+	recs, err := rs.WaitRecords(ctx, 4)
 	if err != nil || recs[0].MsgID != "connect" || recs[0].SD[identity.SyslogSDID]["ip"] != "10.5.0.1" {
 		t.Fatalf("rsyslog: %v %+v", err, recs)
 	}
@@ -187,7 +203,7 @@ identity:
 		t.Fatalf("/v1/identity: %v %s", err, raw)
 	}
 	for _, s := range st.Sinks {
-		if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 {
+		if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 || (s.Type != identity.TypeAccounting && s.SentByType["update"] != 2) {
 			t.Fatalf("sink %+v", s)
 		}
 	}

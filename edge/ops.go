@@ -33,6 +33,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
 	}
 	o.e.learner.Observe(req, res)
+	o.e.tracker.observe(req, res.Response, true)
 	o.e.identity.observe(req, res.Response, identity.AuthorizerCloud)
 }
 
@@ -42,6 +43,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 // two event types have the same fields, so this is a conversion, not a copy that could drift.
 func (e *Edge) publish(ev survivability.Event) {
 	e.decisions.Count(ev)
+	e.tracker.decided(ev)
 	e.events.Publish(events.Event(ev))
 }
 

@@ -66,6 +66,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.mu.Unlock()
 
 	store, acct, ctl, bg, front, life, idp := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
+	sess := newGroup() // the session table's writer and sweeper: stopped after the control socket, before the stores close
 	// The sources of reloads and shutdown listen from the start: a SIGTERM during start-up stops
 	// it, and a file replaced meanwhile is noticed. Their reloads wait for the reload loop, which
 	// starts once the edge serves.
@@ -85,6 +86,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	})
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
+	sess.Go(e.runSessions)
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
 	if e.identity != nil {
 		idp.Go(e.identity.run)
@@ -159,10 +161,6 @@ func (e *Edge) Run(ctx context.Context) error {
 		e.listener.Close()
 	}
 	acct.Stop()
-	idp.Stop() // after the requests: what they told the tracker is queued before the queues close
-	if err := e.identity.close(); err != nil {
-		e.log.Error("identity queues close failed", "err", err)
-	}
 	bg.Stop()
 	endDrains()
 	drains.Wait()
@@ -174,10 +172,18 @@ func (e *Edge) Run(ctx context.Context) error {
 	// The control socket stops before the cache it serves; the cache stops last so that answers
 	// learned during the drain are written.
 	ctl.Stop()
+	sess.Stop()
+	// Identity push after the session table, whose last changes it queues, and after every
+	// request, whose accounting its copy takes.
+	idp.Stop()
+	if err := e.identity.close(); err != nil {
+		e.log.Error("identity queues close failed", "err", err)
+	}
 	store.Stop()
 	if err := e.spool.Close(); err != nil {
 		e.log.Error("spool close failed", "err", err)
 	}
+	e.closeSessions()
 	if err := e.cache.Close(); err != nil {
 		e.log.Error("cache close failed", "err", err)
 	}

@@ -58,7 +58,18 @@ type statusView struct {
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
+	Sessions   *sessionsView       `json:"sessions"`
 	NAS        []control.NASClient `json:"-"`
+}
+
+// sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
+type sessionsView struct {
+	Live          int    `json:"live"`
+	Entries       int    `json:"entries"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Starts        uint64 `json:"starts"`
+	Stops         uint64 `json:"stops"`
+	Dropped       uint64 `json:"dropped"`
 }
 
 // revocationView is one CRL or OCSP source (pki.SourceStatus).
@@ -220,6 +231,14 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 		p("\n")
 	}
 	p("cache\t%d entries\n", st.Cache.Entries)
+	if ss := st.Sessions; ss != nil {
+		p("sessions\t%d live, %d kept after their stop, %d admitted locally awaiting reconciliation; %d starts, %d stops",
+			ss.Live, ss.Entries-ss.Live, ss.NeedReconcile, ss.Starts, ss.Stops)
+		if ss.Dropped > 0 {
+			p(", %d updates dropped (writer behind)", ss.Dropped)
+		}
+		p("\n")
+	}
 	if st.SpoolDepth != nil {
 		p("spool\t%d accounting records waiting for replay\n", *st.SpoolDepth)
 	}

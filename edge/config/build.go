@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/pki"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
@@ -43,6 +44,7 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	Cache     cache.Options
+	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
@@ -189,6 +191,7 @@ func (c *Config) validate(v *validator) {
 	c.buildPool(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
+	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	c.buildIdentity(v, b)
 	b.Metrics = "127.0.0.1:9812"

@@ -21,6 +21,7 @@ type File struct {
 	Survivability   SurvivalFile `yaml:"survivability"`
 	Control         ControlFile  `yaml:"control"`
 	Metrics         MetricsFile  `yaml:"metrics"`
+	Sessions        SessionsFile `yaml:"sessions"`
 	Identity        IdentityFile `yaml:"identity"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.

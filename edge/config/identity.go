@@ -48,7 +48,8 @@ type IdentityDomainsFile struct {
 type IdentitySinkFile struct {
 	Name string `yaml:"name"`
 	Type string `yaml:"type"` // https | syslog | radius-accounting
-	// Sites, SSIDs and Methods (mab, eap, pap) select the sessions it gets; empty: all.
+	// Sites, SSIDs and Methods (mab, eap, eap-tls, eap-peap, eap-ttls, eap-fast, pap, chap; eap
+	// is any EAP method) select the sessions it gets; empty: all.
 	Sites    []string `yaml:"sites"`
 	SSIDs    []string `yaml:"ssids"`
 	Methods  []string `yaml:"methods"`
@@ -140,8 +141,8 @@ func (c *Config) buildIdentity(v *validator, b *Built) {
 			}
 		}
 		for j, m := range sf.Methods {
-			if !slices.Contains([]string{"mab", "eap", "pap"}, m) {
-				v.errorf(fmt.Sprintf("%s.methods[%d]", path, j), "%q is not one of mab, eap, pap", m)
+			if !slices.Contains(identity.Methods, m) {
+				v.errorf(fmt.Sprintf("%s.methods[%d]", path, j), "%q is not one of %s", m, strings.Join(identity.Methods, ", "))
 			}
 		}
 		if sf.MaxQueue < 0 {

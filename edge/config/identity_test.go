@@ -88,7 +88,7 @@ func TestIdentityErrors(t *testing.T) {
 		{"identity: {sinks: [{name: a, type: radius-accounting, address: 'h:1813'}]}", "identity.sinks[0].secret: required"},
 		{"identity: {sinks: [{name: a, type: kafka}]}", "identity.sinks[0].type: \"kafka\" is not one of"},
 		{"identity: {sinks: [{name: a, type: syslog, address: 'h:514', sites: [nowhere]}]}", "identity.sinks[0].sites[0]: \"nowhere\" is no client's site"},
-		{"identity: {sinks: [{name: a, type: syslog, address: 'h:514', methods: [chap]}]}", "identity.sinks[0].methods[0]"},
+		{"identity: {sinks: [{name: a, type: syslog, address: 'h:514', methods: [kerberos]}]}", "identity.sinks[0].methods[0]"},
 		{"identity: {sinks: [{name: a, type: syslog, address: 'h:514'}, {name: a, type: syslog, address: 'h:514'}]}", "identity.sinks[1].name: \"a\" is used"},
 		{"identity: {user: email, sinks: [{name: a, type: syslog, address: 'h:514'}]}", "identity.user"},
 		{"identity: {session_timeout: 5s, sinks: [{name: a, type: syslog, address: 'h:514'}]}", "identity.session_timeout"},

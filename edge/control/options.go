@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,8 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
+	Sessions func(context.Context, SessionQuery) ([]Session, error)
 	// Identity returns the JSON-able identity push status for /v1/identity; nil answers 503.
 	Identity func() any
 }

@@ -242,6 +242,12 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "the NAS client table"
 		}
 		return rt, true
+	case "/v1/sessions":
+		rt := route{http.MethodGet, false, s.sessions, ""}
+		if s.opts.Sessions == nil {
+			rt.absent = "the session table"
+		}
+		return rt, true
 	case "/v1/identity":
 		rt := route{http.MethodGet, false, func(w http.ResponseWriter, _ *http.Request) error {
 			writeJSON(w, http.StatusOK, s.opts.Identity())

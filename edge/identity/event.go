@@ -70,6 +70,17 @@ type Session struct {
 	AuthTime   time.Time // the last Access-Accept seen for it
 	Ended      bool
 	EndReason  string // ReasonStop | ReasonExpired
+	// Key, when set, orders the session's events instead of SessionID (the session table's
+	// record id, stable from the Access-Accept on, before accounting names the session).
+	Key string
+}
+
+// orderKey is what a session's events are ordered by.
+func (s *Session) orderKey() string {
+	if s.Key != "" {
+		return sessionKey(s.NAS, "#"+s.Key)
+	}
+	return sessionKey(s.NAS, s.SessionID)
 }
 
 // Change decides what event, if any, a session change is: prev is the record before (nil for a new
@@ -188,13 +199,27 @@ func (d Domains) Split(user, site, ssid string) (name, domain, source string) {
 type Filter struct {
 	Sites   []string
 	SSIDs   []string
-	Methods []string // mab | eap | pap
+	Methods []string // mab | eap (any EAP method) | eap-tls | eap-peap | eap-ttls | pap | chap
 }
 
 // Match reports whether s passes the filter.
 func (f Filter) Match(s *Session) bool {
-	return matchList(f.Sites, s.Site) && matchList(f.SSIDs, s.SSID) && matchList(f.Methods, s.Method)
+	if !matchList(f.Sites, s.Site) || !matchList(f.SSIDs, s.SSID) {
+		return false
+	}
+	if len(f.Methods) == 0 {
+		return true
+	}
+	for _, m := range f.Methods {
+		if m == s.Method || (m == "eap" && strings.HasPrefix(s.Method, "eap")) {
+			return true
+		}
+	}
+	return false
 }
+
+// Methods are the values a filter's methods may list.
+var Methods = []string{"mab", "eap", "eap-tls", "eap-peap", "eap-ttls", "eap-fast", "pap", "chap"}
 
 func matchList(list []string, v string) bool {
 	return len(list) == 0 || slices.Contains(list, v)

@@ -224,7 +224,7 @@ func (p *Pusher) SessionChanged(prev, cur *Session) {
 				return
 			}
 		}
-		w.offer(item{kind: kind, key: sessionKey(s.NAS, s.SessionID), payload: payload})
+		w.offer(item{kind: kind, key: s.orderKey(), payload: payload})
 	}
 }
 
