@@ -19,7 +19,7 @@ func fakeIdentity(now time.Time) edge.IdentityStatus {
 				SentByType: map[string]uint64{"connect": 12, "update": 10, "disconnect": 8}, LastOK: &ok},
 			{Name: "siem", Type: "syslog", State: "down", Queued: 17, Enqueued: 17, Failed: 4, Downs: 1, Coalesced: 2, Dropped: 1,
 				SentByType: map[string]uint64{"connect": 0, "update": 0, "disconnect": 0},
-				LastError: "identity: syslog: dial tcp 192.0.2.9:6514: connect: connection refused", LastErrAt: &bad},
+				LastError:  "identity: syslog: dial tcp 192.0.2.9:6514: connect: connection refused", LastErrAt: &bad},
 		}}
 }
 
