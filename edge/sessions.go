@@ -22,6 +22,7 @@ import (
 	"mxedge/cache"
 	"mxedge/cache/session"
 	"mxedge/edge/control"
+	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 	"mxedge/survivability"
@@ -86,7 +87,6 @@ type sessionItem struct {
 // TrackerStats are the tracker's own counters.
 type TrackerStats struct {
 	Dropped  uint64 // packets not recorded: the writer's queue was full
-	Refused  uint64 // updates the table refused (a field too long)
 	Failed   uint64 // updates lost to a failed write transaction
 	Ignored  uint64 // accounting the table does not use (Acct-Status-Type other than 1, 2, 3, 7, 8)
 	Queue    int    // waiting for the writer
@@ -105,8 +105,8 @@ type sessionTracker struct {
 	// pending is the writer's: local decisions by NAS and MAC (or User-Name) awaiting their Accept.
 	pending map[string]session.Decider
 
-	dropped, refused, failed, ignored, batches, received atomic.Uint64
-	lastLog                                              atomic.Int64
+	dropped, failed, ignored, batches, received atomic.Uint64
+	lastLog                                     atomic.Int64
 }
 
 func newSessionTracker(s *session.Store, log *slog.Logger) *sessionTracker {
@@ -160,7 +160,7 @@ func (t *sessionTracker) Stats() TrackerStats {
 	if t == nil {
 		return TrackerStats{}
 	}
-	return TrackerStats{Dropped: t.dropped.Load(), Refused: t.refused.Load(), Failed: t.failed.Load(),
+	return TrackerStats{Dropped: t.dropped.Load(), Failed: t.failed.Load(),
 		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load()}
 }
 
@@ -213,8 +213,7 @@ func (t *sessionTracker) flush(batch []session.Update) []session.Update {
 	t.batches.Add(1)
 	switch {
 	case err == nil:
-	case errors.Is(err, session.ErrBadRecord):
-		t.refused.Add(1)
+	case errors.Is(err, session.ErrBadRecord): // counted by the store
 		t.warn("session update refused", err)
 	default:
 		t.failed.Add(uint64(len(batch)))
@@ -502,8 +501,8 @@ type SessionStatus struct {
 	Entries       int    `json:"entries"`
 	Live          int    `json:"live"`
 	NeedReconcile int    `json:"need_reconcile"`
-	Starts        uint64 `json:"starts"`
-	Stops         uint64 `json:"stops"`
+	Starts        uint64 `json:"starts"` // sessions begun (first Accept or accounting)
+	Stops         uint64 `json:"stops"`  // sessions ended (Stop, NAS reboot)
 	Expired       uint64 `json:"expired"`
 	Evicted       uint64 `json:"evicted"`
 	Dropped       uint64 `json:"dropped"`
@@ -517,8 +516,8 @@ func (e *Edge) sessionStatus() *SessionStatus {
 		return nil
 	}
 	st, ts := e.sessions.Stats(), e.tracker.Stats()
-	return &SessionStatus{Entries: st.Entries, Live: st.Live, NeedReconcile: st.NeedReconcile, Starts: st.Starts,
-		Stops: st.Stops, Expired: st.Expired, Evicted: st.Evicted, Dropped: ts.Dropped, Refused: ts.Refused,
+	return &SessionStatus{Entries: st.Entries, Live: st.Live, NeedReconcile: st.NeedReconcile, Starts: st.Created,
+		Stops: st.Stops, Expired: st.Expired, Evicted: st.Evicted, Dropped: ts.Dropped, Refused: st.Refused,
 		WriteErrors: st.WriteErrors, MaxEntries: st.MaxEntries}
 }
 
@@ -620,4 +619,19 @@ func SessionWire(r *session.Record) control.Session {
 		s.FramedIPv6Prefix = r.FramedIPv6Prefix.String()
 	}
 	return s
+}
+
+// sessionMetrics reads the table's counters at scrape time.
+func (e *Edge) sessionMetrics() *metrics.Sessions {
+	if e.sessions == nil {
+		return nil
+	}
+	st, ts := e.sessions.Stats(), e.tracker.Stats()
+	m := &metrics.Sessions{Stored: st.Entries, NeedReconcile: st.NeedReconcile, Started: st.Created, Stopped: st.Stops,
+		Expired: st.Expired, Evicted: st.Evicted,
+		Lost: map[string]uint64{"queue-full": ts.Dropped, "refused": st.Refused, "write-error": ts.Failed}}
+	for _, a := range st.Active {
+		m.Active = append(m.Active, metrics.SessionCount{NAS: a.NAS, Site: a.Site, Live: a.Live})
+	}
+	return m
 }

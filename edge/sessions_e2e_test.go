@@ -172,4 +172,3 @@ func TestE2ESessionsAdmittedLocally(t *testing.T) {
 		t.Fatalf("status lacks %q:\n%s", want, out)
 	}
 }
-

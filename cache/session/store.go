@@ -81,6 +81,7 @@ type Store struct {
 	evicted   atomic.Uint64
 	commits   atomic.Uint64
 	applied   atomic.Uint64
+	refused   atomic.Uint64
 	writeErrs atomic.Uint64
 }
 
@@ -98,6 +99,7 @@ type Stats struct {
 	Expired        uint64     // sessions removed by the sweeper since Open
 	Evicted        uint64     // sessions evicted at MaxEntries since Open
 	Applied        uint64     // updates committed
+	Refused        uint64     // updates refused (no NAS, a field too long), the rest of their batch committed
 	Commits        uint64     // write transactions committed
 	WriteErrors    uint64     // write transactions that failed (their updates are lost)
 	DBSize         int64      // bytes of the file in use
@@ -361,6 +363,7 @@ func (s *Store) Apply(us []Update) error {
 		return fmt.Errorf("session: apply %d updates: %w", len(us), err)
 	}
 	s.applied.Add(uint64(len(us) - len(bad)))
+	s.refused.Add(uint64(len(bad)))
 	if len(bad) > 0 {
 		return fmt.Errorf("session: %d of %d updates not stored: %w", len(bad), len(us), errors.Join(bad...))
 	}
@@ -800,7 +803,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		Entries: int(s.entries.Load()), Live: int(s.live.Load()), NeedReconcile: int(s.recon.Load()),
 		Created: s.created.Load(), Starts: s.starts.Load(), Stops: s.stops.Load(), Expired: s.expired.Load(),
-		Evicted: s.evicted.Load(), Applied: s.applied.Load(), Commits: s.commits.Load(), WriteErrors: s.writeErrs.Load(),
+		Evicted: s.evicted.Load(), Applied: s.applied.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(), WriteErrors: s.writeErrs.Load(),
 		MaxEntries: s.opts.MaxEntries, StopGrace: s.opts.StopGrace, MissedInterims: s.opts.MissedInterims,
 	}
 	s.mu.Lock()

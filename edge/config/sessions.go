@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 
 	"mxedge/cache/session"
@@ -40,6 +41,12 @@ func (c *Config) buildSessions(v *validator, b *Built) {
 	} {
 		if err := f.o.Validate(); err != nil {
 			v.errorf(f.field, "%v", err)
+			return
+		}
+	}
+	if f.Path != "" {
+		if st, err := os.Stat(filepath.Dir(o.Path)); err != nil || !st.IsDir() {
+			v.errorf("sessions.path", "directory %s does not exist", filepath.Dir(o.Path))
 			return
 		}
 	}

@@ -84,6 +84,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range snapshotMetrics {
 		ch <- d
 	}
+	for _, d := range sessionMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -192,6 +195,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPDiscarded, s.EAPTLS.Discarded)
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
+	collectSessions(s.Sessions, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -59,6 +59,8 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
+	Sessions *Sessions
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
