@@ -16,6 +16,7 @@ import (
 	"mxedge/cache/session"
 	"mxedge/edge/config"
 	"mxedge/edge/identity"
+	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
 )
@@ -166,6 +167,23 @@ func (e *Edge) IdentityStatus() IdentityStatus {
 		s.Dropped = e.identity.tracker.Dropped()
 	}
 	return s
+}
+
+// identityMetrics reads the sinks' counters for a scrape.
+func (e *Edge) identityMetrics() []metrics.IdentitySink {
+	if e.identity == nil {
+		return nil
+	}
+	var out []metrics.IdentitySink
+	for _, s := range e.identity.pusher.Status() {
+		m := metrics.IdentitySink{Name: s.Name, Type: s.Type, Up: s.State == "up", Queued: s.Queued, Sent: s.SentByType,
+			Failed: s.Failed, Downs: s.Downs, Coalesced: s.Coalesced, Dropped: s.Dropped}
+		if s.LastOK != nil {
+			m.LastOK = float64(s.LastOK.UnixNano()) / 1e9
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // identityFallback is the local decision engine seen by the router, telling identity push of the

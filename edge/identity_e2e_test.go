@@ -148,7 +148,7 @@ identity:
 	}
 	sendAcct(acct("Start", "e2e-1", "10.5.0.1"), acct("Interim-Update", "e2e-1", "10.5.0.2"))
 	waitUntil(t, 10*time.Second, "connect and update", func() bool { return len(rcv.bySession("e2e-1")) == 2 })
-	time.Sleep(10 * time.Millisecond) // the re-authentication's time must differ from the first
+	time.Sleep(10 * time.Millisecond)                                                    // the re-authentication's time must differ from the first
 	if r := radclient(t, x.auth, "auth", nasSecret, mab); r[0].Code != "Access-Accept" { // the rekey case
 		t.Fatalf("MAB again: %+v", r[0])
 	}

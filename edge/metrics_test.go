@@ -65,8 +65,11 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	if err := os.WriteFile(crl, pki.EncodeCRL(der), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// An identity sink, so that its series exist (a syslog receiver nobody runs: it goes down).
 	doc := lifecycleDoc(dir, lab, up, "s", "") + fmt.Sprintf(`survivability:
   eap_tls: {certificate: %s, key: %s, ca: %s, crl_files: [%s]}
+identity:
+  sinks: [{name: siem, type: syslog, transport: udp, address: "127.0.0.1:9"}]
 `, lab.ServerCert, lab.ServerKey, lab.CAFile, crl)
 	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	e, err := edge.New(cfg, edge.Options{MetricsAddr: "127.0.0.1:0", Version: "1.2.3-test", Commit: "abc1234"})

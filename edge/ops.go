@@ -100,6 +100,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
 		Sessions:        e.sessionMetrics(),
+		Identity:        e.identityMetrics(),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

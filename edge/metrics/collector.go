@@ -87,6 +87,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range sessionMetrics {
 		ch <- d
 	}
+	for _, d := range identityMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -196,6 +199,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
 	collectSessions(s.Sessions, gauge, counter)
+	collectIdentity(s.Identity, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -61,6 +61,8 @@ type Snapshot struct {
 	EventsDropped uint64
 	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
 	Sessions *Sessions
+	// Identity is the identity push sinks (edge/metrics/identity.go); empty without any.
+	Identity []IdentitySink
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
