@@ -84,6 +84,12 @@ func StartRsyslogContext(ctx context.Context, o RsyslogOptions) (*Rsyslog, error
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 10 * time.Second
 	}
+	if o.TLSAddr != "" {
+		// rsyslog itself would only log that it cannot load the driver and never listen.
+		if m, _ := filepath.Glob("/usr/lib/*/rsyslog/lmnsd_gtls.so"); len(m) == 0 {
+			return nil, fmt.Errorf("%w: rsyslog's gtls driver (install the Debian package \"rsyslog-gnutls\": apt-get install -y --no-install-recommends rsyslog-gnutls)", ErrMissingBinary)
+		}
+	}
 	r := &Rsyslog{opts: o, out: filepath.Join(o.Dir, "messages.json")}
 	conf := filepath.Join(o.Dir, "rsyslog.conf")
 	if err := os.WriteFile(conf, []byte(r.config()), 0o644); err != nil {
