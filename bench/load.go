@@ -34,6 +34,10 @@ type LoadOptions struct {
 	// Timeout is how long a worker waits for a reply before counting a timeout and moving on.
 	// Default 2s.
 	Timeout time.Duration
+	// Accounting sends Accounting-Requests instead (acctload.go): each worker cycles its sessions
+	// through Start, Interim-Update and Stop with a Framed-IP-Address, and every reply must be a
+	// verified Accounting-Response. Target is then the accounting address.
+	Accounting bool
 }
 
 // Validate checks the options before any socket is opened.
@@ -197,6 +201,7 @@ type worker struct {
 	id   uint8
 
 	req, buf []byte
+	acct     acctCycle // the session the next Accounting-Request is about (acctload.go)
 	sent     int
 	timeouts int
 	stale    int
@@ -207,6 +212,9 @@ type worker struct {
 // request builds an Access-Request with Message-Authenticator first (BlastRADIUS hardening,
 // CVE-2024-3596) and a hidden User-Password.
 func (w *worker) request() (packet.Packet, [packet.AuthLen]byte, error) {
+	if w.opts.Accounting {
+		return w.accountingRequest()
+	}
 	var auth [packet.AuthLen]byte
 	_, _ = w.rng.Read(auth[:])
 	w.id++
@@ -278,7 +286,8 @@ func (w *worker) exchange() {
 			w.errs[ErrKindAuthenticator]++
 		case packet.CheckResponseMA(resp, auth[:], secret) == packet.MAInvalid:
 			w.errs[ErrKindMA]++
-		case resp.Code() != packet.CodeAccessAccept:
+		case resp.Code() != packet.CodeAccessAccept && !w.opts.Accounting,
+			resp.Code() != packet.CodeAccountingResponse && w.opts.Accounting:
 			w.errs[ErrKindReject]++
 		default:
 			w.lat = append(w.lat, time.Since(start))
