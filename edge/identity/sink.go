@@ -27,6 +27,12 @@ const (
 // committing fills it; what does not fit is counted and logged as dropped.
 const inboxSize = 8192
 
+// commitDelay is how long the first offered event waits for others to share its commit (one
+// fsync per group), and how long a woken delivery loop waits for more to share a batch: at
+// thousands of events per second a commit and a delivery per event would cost more than the
+// requests that made them. It is also the added window in which a kill -9 loses offered events.
+const commitDelay = 5 * time.Millisecond
+
 // worker is one sink: its queue, the goroutine that commits to it and the one that delivers.
 type worker struct {
 	name, typ string
@@ -95,15 +101,19 @@ func (w *worker) commitLoop(ctx context.Context) {
 		case it := <-w.in:
 			batch = append(batch[:0], it)
 		}
+		linger := time.NewTimer(commitDelay)
 	more:
 		for len(batch) < cap(batch) {
 			select {
 			case it := <-w.in:
 				batch = append(batch, it)
-			default:
+			case <-linger.C:
+				break more
+			case <-ctx.Done():
 				break more
 			}
 		}
+		linger.Stop()
 		w.commit(batch)
 		batch = batch[:0]
 	}
@@ -155,6 +165,14 @@ func (w *worker) deliverLoop(ctx context.Context) {
 			case <-w.wake:
 			}
 			delay = 0
+			// Let a burst's next commits join this batch.
+			t := time.NewTimer(commitDelay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
 		good, bad := items[:0:0], items[:0:0]
