@@ -182,7 +182,7 @@ type benchReceiver struct {
 	events atomic.Uint64
 }
 
-func startBenchReceiver(b *testing.B, lab *pkitest.Lab) *benchReceiver {
+func startBenchReceiver(b testing.TB, lab *pkitest.Lab) *benchReceiver {
 	b.Helper()
 	pair, err := tls.LoadX509KeyPair(lab.ServerCert, lab.ServerKey)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
@@ -147,6 +148,14 @@ func (ip *identityPush) close() error {
 		return nil
 	}
 	return ip.pusher.Close()
+}
+
+// warnIdentityChanged says that a reload does not apply a changed identity section: the sinks
+// and their queues are built once, at start.
+func warnIdentityChanged(log *slog.Logger, old, cur *config.Config) {
+	if !reflect.DeepEqual(old.File.Identity, cur.File.Identity) {
+		log.Warn("identity sinks changed: restart mxedge to apply them")
+	}
 }
 
 // IdentityStatus is /v1/identity: `mxedge identity status`.
