@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"mxedge/edge/identity"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
+	"mxedge/proxy/packet"
 )
 
 // identityReceiver is an identity service: HTTPS, client certificate required and verified.
@@ -30,6 +34,11 @@ type identityReceiver struct {
 }
 
 func startIdentityReceiver(t *testing.T, lab *pkitest.Lab) *identityReceiver {
+	return startIdentityReceiverAt(t, lab, "127.0.0.1:0")
+}
+
+// startIdentityReceiverAt listens on addr.
+func startIdentityReceiverAt(t *testing.T, lab *pkitest.Lab, addr string) *identityReceiver {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(lab.ServerCert, lab.ServerKey)
 	if err != nil {
@@ -53,7 +62,7 @@ func startIdentityReceiver(t *testing.T, lab *pkitest.Lab) *identityReceiver {
 			r.events = append(r.events, b.Events...)
 			r.mu.Unlock()
 		})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +214,114 @@ identity:
 	for _, s := range st.Sinks {
 		if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 || (s.Type != identity.TypeAccounting && s.SentByType["update"] != 2) {
 			t.Fatalf("sink %+v", s)
+		}
+	}
+}
+
+// identityAcct is an Accounting-Request with a Framed-IP-Address, as a NAS signs it.
+func identityAcct(t *testing.T, id uint8, session string, status uint32, ip [4]byte) []byte {
+	t.Helper()
+	b := packet.New(nil, packet.CodeAccountingRequest, id, nil)
+	b.AddUint32(packet.AttrAcctStatusType, status)
+	b.AddString(packet.AttrAcctSessionID, session)
+	b.AddString(packet.AttrUserName, "bob@corp.example")
+	b.AddString(packet.AttrCallingStationID, "02-00-00-00-00-09")
+	b.Add(8, ip[:]) // Framed-IP-Address
+	p, err := b.Finish([]byte(nasSecret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestE2EIdentityKill9: the mxedge binary acknowledges accounting for 40 sessions while its
+// identity service is down, holds their 80 events in its queue, is killed with SIGKILL, and
+// restarted; when the service comes up every event arrives, in order per session.
+func TestE2EIdentityKill9(t *testing.T) {
+	const sessions = 40
+	rport := peertest.FreePort(t)
+	raddr := fmt.Sprintf("127.0.0.1:%d", rport)
+	acctPort := peertest.FreePort(t)
+	x := startE2E(t, 1, func(lab *pkitest.Lab) string {
+		return fmt.Sprintf(`
+identity:
+  backoff_min: 50ms
+  backoff_max: 300ms
+  sinks:
+    - name: jims
+      type: https
+      url: https://%s/identity
+      tls: {ca: %s, certificate: %s, key: %s}
+`, raddr, lab.CAFile, lab.ClientCert, lab.ClientKey)
+	})
+	x.stop()
+	b, _ := os.ReadFile(x.cfgPath)
+	os.WriteFile(x.cfgPath, []byte(replaceOnce(string(b), `acct: ["127.0.0.1:0"]`, fmt.Sprintf(`acct: ["127.0.0.1:%d"]`, acctPort))), 0o600)
+	bin := filepath.Join(t.TempDir(), "mxedge")
+	if out, err := exec.Command("go", "build", "-o", bin, "mxedge").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	start := func() *exec.Cmd {
+		before := strings.Count(x.logs.String(), "mxedge started")
+		cmd := exec.Command(bin, "run", "--config", x.cfgPath)
+		cmd.Stderr = x.logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitUntil(t, 20*time.Second, "mxedge started", func() bool { return strings.Count(x.logs.String(), "mxedge started") > before })
+		return cmd
+	}
+	status := func() identity.SinkStatus {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		raw, err := control.Dial(filepath.Join(x.lab.Dir, "control.sock")).Identity(ctx)
+		if err != nil {
+			return identity.SinkStatus{}
+		}
+		var st edge.IdentityStatus
+		if json.Unmarshal(raw, &st) != nil || len(st.Sinks) != 1 {
+			return identity.SinkStatus{}
+		}
+		return st.Sinks[0]
+	}
+	cmd := start()
+	nas := newAcctNAS(fmt.Sprintf("127.0.0.1:%d", acctPort))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for s := range sessions {
+		wg.Go(func() {
+			ip := [4]byte{10, 77, 0, byte(s)}
+			id := fmt.Sprintf("k9id-%d", s)
+			if !nas.send(ctx, id+"/start", identityAcct(t, uint8(2*s), id, 1, ip)) ||
+				!nas.send(ctx, id+"/stop", identityAcct(t, uint8(2*s+1), id, 2, ip)) {
+				t.Errorf("session %s not acknowledged", id)
+			}
+		})
+	}
+	wg.Wait()
+	waitUntil(t, 20*time.Second, "80 events queued", func() bool { s := status(); return s.Queued == 2*sessions && s.State == "down" })
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	start()
+	if q := status().Queued; q != 2*sessions {
+		t.Fatalf("after kill -9 and restart: %d queued, want %d", q, 2*sessions)
+	}
+	rcv := startIdentityReceiverAt(t, x.lab, raddr)
+	waitUntil(t, 20*time.Second, "delivery after the restart", func() bool { return status().Queued == 0 })
+	for s := range sessions {
+		evs := rcv.bySession(fmt.Sprintf("k9id-%d", s))
+		seen := map[string]bool{}
+		var types []string
+		for _, e := range evs {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				types = append(types, e.Type)
+			}
+		}
+		if strings.Join(types, ",") != "connect,disconnect" {
+			t.Fatalf("session %d: %v", s, types)
 		}
 	}
 }
