@@ -27,7 +27,7 @@ func sessionsJSON(t *testing.T, x *e2e, args ...string) control.SessionList {
 	return l
 }
 
-// waitSession polls `mxedge sessions` (the writer commits within its 10 ms batch delay) until ok
+// waitSession polls `mxedge sessions` (the writer commits within its 100 ms batch delay) until ok
 // accepts the one session the filter selects, for at most 5 s.
 func waitSession(t *testing.T, x *e2e, ok func(control.Session) bool, args ...string) control.Session {
 	t.Helper()

@@ -207,3 +207,21 @@ func TestTrackerNeverBlocks(t *testing.T) {
 	}
 	t.Logf("%v allocations per observed packet (race detector: %v)", allocs, raceEnabled)
 }
+
+// BenchmarkSessionObserve is the request path's share of the session table: the copy into a pooled
+// buffer and the non-blocking send (the writer's parse and commit are bench/sessions').
+func BenchmarkSessionObserve(b *testing.B) {
+	tr := newSessionTracker(nil, nil)
+	p := acctPacket(b, 1, acctInterim, func(bl *packet.Builder) {
+		bl.AddString(packet.AttrAcctSessionID, "0000001A")
+		bl.AddString(packet.AttrCallingStationID, "02-00-00-00-00-01")
+		bl.AddString(packet.AttrUserName, "alice@example.com")
+		bl.AddUint32(attrAcctInputOctets, 123456)
+	})
+	req, resp := request(p), acctResponse(b, p)
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.observe(req, resp, true)
+		tr.bufs.Put((<-tr.q).buf)
+	}
+}

@@ -53,6 +53,9 @@ const (
 	// maxEvictPerAdmit bounds the work one new session does to make room (after MaxEntries was
 	// lowered the table shrinks by this much per new session, and by the sweeper).
 	maxEvictPerAdmit = 16
+	// Page fill before a split (see update).
+	appendFill = 0.95
+	randomFill = 0.9
 	// terminateNASReboot is Acct-Terminate-Cause NAS-Reboot (RFC 2866 §5.10), given to the
 	// sessions of a NAS that sent Accounting-On/Off.
 	terminateNASReboot = 11
@@ -297,8 +300,18 @@ func (s *Store) update(fn func(*txn) error) error {
 	var t *txn
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		t = &txn{s: s, tx: tx, recs: tx.Bucket(bucketRecords), idx: make(map[string]*bolt.Bucket, len(indexBuckets))}
+		// Pages fill further than bbolt's default 50% before they split: records are keyed by an
+		// increasing ID and the due indexes by time, so they are mostly appended to; the other
+		// indexes get keys in random order, as the cache's do (cache/store.go). Denser pages are a
+		// smaller file and fewer pages written per commit (bench/sessions).
+		t.recs.FillPercent = appendFill
 		for _, b := range indexBuckets {
-			t.idx[string(b)] = tx.Bucket(b)
+			bk := tx.Bucket(b)
+			bk.FillPercent = randomFill
+			t.idx[string(b)] = bk
+		}
+		for _, b := range [][]byte{bucketEnded, bucketLive, bucketRecon, bucketNAS} {
+			t.idx[string(b)].FillPercent = appendFill
 		}
 		return fn(t)
 	})
