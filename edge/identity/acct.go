@@ -62,7 +62,7 @@ func decodeAcct(b []byte) (acctRecord, error) {
 	}
 	r := acctRecord{received: time.Unix(0, int64(binary.BigEndian.Uint64(b)))}
 	n, w := binary.Uvarint(b[8:])
-	if w <= 0 || n > uint64(len(b)-8-w) {
+	if w <= 0 || n > uint64(len(b)-8-w) || w != uvarintLen(n) {
 		return acctRecord{}, ErrQueueRecord
 	}
 	off := 8 + w

@@ -42,14 +42,24 @@ func decodeItem(k, v []byte) (item, error) {
 		return item{}, ErrQueueRecord
 	}
 	it := item{seq: binary.BigEndian.Uint64(k), kind: Kind(v[0])}
+	if it.kind < KindConnect || it.kind > KindDisconnect {
+		return item{}, ErrQueueRecord
+	}
 	n, w := binary.Uvarint(v[1:])
-	if w <= 0 || n > uint64(len(v)-1-w) {
+	if w <= 0 || n > uint64(len(v)-1-w) || w != uvarintLen(n) {
 		return item{}, ErrQueueRecord
 	}
 	off := 1 + w
 	it.key = string(v[off : off+int(n)])
 	it.payload = append([]byte(nil), v[off+int(n):]...)
 	return it, nil
+}
+
+// uvarintLen is the length of n's canonical uvarint: a longer encoding of the same value is not
+// one this package wrote.
+func uvarintLen(n uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], n)
 }
 
 func seqKey(seq uint64) []byte {
