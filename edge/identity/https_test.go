@@ -446,3 +446,31 @@ func killChild() {
 	}
 	os.Exit(0)
 }
+
+// TestDeadSinkDoesNotStallOthers: with one sink's receiver gone, the other sink keeps delivering
+// as the events come, and the dead one keeps them queued.
+func TestDeadSinkDoesNotStallOthers(t *testing.T) {
+	certs := peertest.NewCerts(t)
+	rcv := newReceiver(t, certs)
+	dead := newReceiver(t, certs)
+	dead.down()
+	o := httpsOptions(t.TempDir(), rcv.url(), clientTLS(t, certs))
+	o.Sinks = append(o.Sinks, SinkOptions{Name: "gone", Type: TypeHTTPS, Timeout: time.Second,
+		HTTPS: &HTTPSOptions{URL: dead.url(), TLS: clientTLS(t, certs)}})
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	stop := runPusher(t, p)
+	defer stop()
+	for i := range 30 {
+		lifecycle(p, i, 0)
+		want := i + 1
+		waitFor(t, 5*time.Second, "live sink keeps up", func() bool { return len(rcv.got()) == want })
+	}
+	st := p.Status()
+	if st[0].State != "up" || st[0].Queued != 0 || st[1].State != "down" || st[1].Queued != 30 {
+		t.Fatalf("status %+v", st)
+	}
+}
