@@ -202,7 +202,14 @@ identity:
 		t.Fatal(err)
 	}
 
-	st := x.edge.IdentityStatus()
+	waitUntil(t, 10*time.Second, "every sink counted and empty", func() bool {
+		for _, s := range x.edge.IdentityStatus().Sinks {
+			if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 || (s.Type != identity.TypeAccounting && s.SentByType["update"] != 2) {
+				return false
+			}
+		}
+		return true
+	})
 	raw, err := control.Dial(filepath.Join(x.lab.Dir, "control.sock")).Identity(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -210,11 +217,6 @@ identity:
 	var got edge.IdentityStatus
 	if err := json.Unmarshal(raw, &got); err != nil || got.Schema != identity.Schema || len(got.Sinks) != 3 {
 		t.Fatalf("/v1/identity: %v %s", err, raw)
-	}
-	for _, s := range st.Sinks {
-		if s.State != "up" || s.Queued != 0 || s.SentByType["disconnect"] != 2 || (s.Type != identity.TypeAccounting && s.SentByType["update"] != 2) {
-			t.Fatalf("sink %+v", s)
-		}
 	}
 }
 

@@ -108,10 +108,11 @@ func TestAccountingCopyFreeRADIUS(t *testing.T) {
 	if delayed != len(recs) {
 		t.Fatalf("%d of %d records carry the wait in Acct-Delay-Time", delayed, len(recs))
 	}
+	waitFor(t, 5*time.Second, "counted", func() bool {
+		st := p.Status()[0]
+		return st.SentByType["connect"] >= n && st.SentByType["disconnect"] >= n && st.State == "up"
+	})
 	st := p.Status()[0]
-	if st.SentByType["connect"] < n || st.SentByType["disconnect"] < n || st.State != "up" {
-		t.Fatalf("status %+v", st)
-	}
 	// A copy signed with a secret the server does not share is not acknowledged: it stays queued.
 	bad, err := New(Options{Dir: t.TempDir(), BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		Sinks: []SinkOptions{{Name: "wrong", Type: TypeAccounting,

@@ -469,8 +469,36 @@ func TestDeadSinkDoesNotStallOthers(t *testing.T) {
 		want := i + 1
 		waitFor(t, 5*time.Second, "live sink keeps up", func() bool { return len(rcv.got()) == want })
 	}
+	// The last batch is removed from the live sink's queue just after its receiver has it.
+	waitFor(t, 5*time.Second, "live sink empty", func() bool { return p.Status()[0].Queued == 0 })
 	st := p.Status()
-	if st[0].State != "up" || st[0].Queued != 0 || st[1].State != "down" || st[1].Queued != 30 {
+	if st[0].State != "up" || st[1].State != "down" || st[1].Queued != 30 {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestStopDuringBackoff: a pusher waiting out a long backoff stops when asked, not when the wait ends.
+func TestStopDuringBackoff(t *testing.T) {
+	certs := peertest.NewCerts(t)
+	rcv := newReceiver(t, certs)
+	rcv.down()
+	o := httpsOptions(t.TempDir(), rcv.url(), clientTLS(t, certs))
+	o.BackoffMin, o.BackoffMax = time.Hour, time.Hour
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	stop := runPusher(t, p)
+	lifecycle(p, 1, 0)
+	waitFor(t, 5*time.Second, "down", func() bool { return p.Status()[0].State == "down" })
+	lifecycle(p, 1, 1) // a wake during the backoff
+	waitFor(t, 5*time.Second, "queued", func() bool { return p.Status()[0].Queued == 2 })
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of its cancel while in a one-hour backoff")
 	}
 }

@@ -142,14 +142,18 @@ func (w *worker) deliverLoop(ctx context.Context) {
 	delay := time.Duration(0)
 	for {
 		if delay > 0 {
+			// New events do not cut a backoff short; shutdown does.
 			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			case <-w.wake: // new events do not cut a backoff short
-				<-t.C
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+					break wait
+				case <-w.wake:
+				}
 			}
 		}
 		items, err := w.q.peek(w.batch)

@@ -85,11 +85,14 @@ func TestSyslogRsyslog(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range p.Status() {
-		if s.Sent != 3*n || s.State != "up" || s.SentByType["update"] != n {
-			t.Fatalf("status %+v", s)
+	waitFor(t, 5*time.Second, "every sink's count", func() bool {
+		for _, s := range p.Status() {
+			if s.Sent != 3*n || s.State != "up" || s.SentByType["update"] != n {
+				return false
+			}
 		}
-	}
+		return true
+	})
 }
 
 // TestSyslogDownAndBack: a TCP receiver that is not there yet, then is: events queued meanwhile
