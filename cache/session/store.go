@@ -72,6 +72,9 @@ type Store struct {
 	mu     sync.Mutex // guards active and closed
 	active map[nasSite]int
 	closed bool
+	// wmu serializes every write transaction with its bookkeeping and its Observer calls, so the
+	// observer sees changes in commit order and the next transaction sees this one's entry count.
+	wmu sync.Mutex
 
 	running   atomic.Bool
 	live      atomic.Int64
@@ -297,6 +300,8 @@ func (s *Store) update(fn func(*txn) error) error {
 	if s.opts.ReadOnly {
 		return ErrReadOnly
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	var t *txn
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		t = &txn{s: s, tx: tx, recs: tx.Bucket(bucketRecords), idx: make(map[string]*bolt.Bucket, len(indexBuckets))}

@@ -59,7 +59,8 @@ func (c Change) String() string {
 
 // Observer is told of every committed change, in commit order, on the goroutine that committed
 // it (the tracker's writer or the sweeper), never on the request path. It must not block for
-// long: the table's writer waits for it. prev and cur are copies the observer may keep.
+// long: the table's writer waits for it. It may read the store (Find) but must not write to it
+// (Apply, Sweep, MarkReconciled wait for it to return). prev and cur are copies it may keep.
 type Observer interface {
 	SessionChanged(c Change, prev, cur *Record)
 }
