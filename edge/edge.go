@@ -294,6 +294,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.sessions != nil {
 		co.Sessions = e.findSessions
 	}
+	co.Snapshots = backupSnapshots(e)
 	co.Identity = func() any { return e.IdentityStatus() }
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

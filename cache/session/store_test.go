@@ -3,8 +3,10 @@ package session
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -607,4 +609,26 @@ func TestObserverOrder(t *testing.T) {
 		t.Fatalf("%d changes out of order or unreadable from the observer", obs.misses)
 	}
 	checkIndexes(t, s)
+}
+
+// TestWriteSnapshot: the copy opens as a table with the same sessions.
+func TestWriteSnapshot(t *testing.T) {
+	c := &clock{t: t0}
+	dir := t.TempDir()
+	s := openTest(t, filepath.Join(dir, "s.db"), c, nil)
+	apply(t, s, accept("sw1", "02:00:00:00:06:01", "u", DecidedCloud, t0), acct(KindStart, "sw1", "02:00:00:00:06:01", "A", t0))
+	f, err := os.Create(filepath.Join(dir, "copy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	n, err := s.WriteSnapshot(func(sz int64) (io.Writer, error) { size = sz; return f, nil })
+	f.Close()
+	if err != nil || n != size {
+		t.Fatalf("snapshot: %d of %d, %v", n, size, err)
+	}
+	cp := openTest(t, filepath.Join(dir, "copy.db"), c, func(o *Options) { o.ReadOnly = true })
+	if r := one(t, cp, Query{AcctSessionID: "A"}); r.MAC != "02:00:00:00:06:01" || cp.Stats().Live != 1 {
+		t.Fatalf("copy: %+v", r)
+	}
 }

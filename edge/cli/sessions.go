@@ -16,8 +16,8 @@ import (
 func newSessionsCmd() *cobra.Command { return newSessionsCmdEnv(defaultOpsEnv()) }
 
 func newSessionsCmdEnv(env opsEnv) *cobra.Command {
-	var socket, output string
-	var asJSON bool
+	var socket string
+	var o outputFlag
 	var q control.SessionQuery
 	cmd := &cobra.Command{
 		Use:   "sessions",
@@ -30,15 +30,13 @@ Framed-IP-Address, Framed-IPv6-Address or the Framed-IPv6-Prefix, --state is aut
 (Access-Accept, no accounting yet), active or stopped. RECONCILE "needed" marks a session
 admitted locally that the cloud has not re-authorized yet (docs/sessions.md).
 
--o json (or --json) prints {"schema":"mxedge.sessions.v1","sessions":[...]}.`,
+-o json (or --json) and -o yaml print {"schema":"mxedge.sessions.v1","sessions":[...]}
+(docs/output.md).`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case output == "" || output == "text":
-			case output == "json":
-				asJSON = true
-			default:
-				return fmt.Errorf("%w: --output %q: want text or json", ErrUsage, output)
+			format, err := o.get()
+			if err != nil {
+				return err
 			}
 			if q.Limit < 0 {
 				return fmt.Errorf("%w: --limit %d: must not be negative", ErrUsage, q.Limit)
@@ -51,16 +49,15 @@ admitted locally that the cloud has not re-authorized yet (docs/sessions.md).
 				return notRunning(socket, err)
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				return writeJSONLine(out, list)
+			if format != formatText {
+				return writeDoc(out, format, sessionsToDoc(list.Sessions))
 			}
 			return writeSessions(out, list.Sessions, env.now())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
-	f.StringVarP(&output, "output", "o", "text", "output format: text or json")
-	f.BoolVar(&asJSON, "json", false, "print JSON (same as -o json)")
+	addOutputFlag(cmd, &o, true)
 	f.StringVar(&q.NAS, "nas", "", "only sessions of this NAS client (its name)")
 	f.StringVar(&q.Site, "site", "", "only sessions at this site")
 	f.StringVar(&q.MAC, "mac", "", "only sessions of this MAC (Calling-Station-Id), any notation")
@@ -68,6 +65,9 @@ admitted locally that the cloud has not re-authorized yet (docs/sessions.md).
 	f.StringVar(&q.IP, "ip", "", "only sessions with this Framed-IP (IPv4 or IPv6)")
 	f.StringVar(&q.State, "state", "", "only sessions in this state: authorized, active or stopped")
 	f.IntVar(&q.Limit, "limit", 0, "print at most this many sessions, oldest first (0: all)")
+	_ = cmd.RegisterFlagCompletionFunc("nas", completeNAS(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("site", completeSites(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("state", fixedCompletions("authorized", "active", "stopped"))
 	return cmd
 }
 
@@ -99,4 +99,66 @@ func writeSessions(w io.Writer, ss []control.Session, now time.Time) error {
 	}
 	_, err := fmt.Fprintf(w, "%d sessions, %d admitted locally awaiting reconciliation\n", len(ss), need)
 	return err
+}
+
+// sessionsDoc is the schema mxedge.sessions.v1 (docs/output.md): every key always present, an
+// absent time or NAS-Port null.
+type sessionsDoc struct {
+	Schema   string       `json:"schema"`
+	Sessions []sessionDoc `json:"sessions"`
+}
+
+type sessionDoc struct {
+	ID                 uint64  `json:"id"`
+	State              string  `json:"state"`
+	NAS                string  `json:"nas"`
+	NASAddress         string  `json:"nas_address"`
+	Vendor             string  `json:"vendor"`
+	Site               string  `json:"site"`
+	NASPort            *uint32 `json:"nas_port"`
+	NASPortID          string  `json:"nas_port_id"`
+	CalledStationID    string  `json:"called_station_id"`
+	SSID               string  `json:"ssid"`
+	CallingStationID   string  `json:"calling_station_id"`
+	MAC                string  `json:"mac"`
+	UserName           string  `json:"user_name"`
+	Method             string  `json:"method"`
+	VLAN               string  `json:"vlan"`
+	ClassHex           string  `json:"class_hex"`
+	DecidedBy          string  `json:"decided_by"`
+	Reconcile          string  `json:"reconcile"`
+	ReconcileAttempts  uint32  `json:"reconcile_attempts"`
+	AcctSessionID      string  `json:"acct_session_id"`
+	AcctMultiSessionID string  `json:"acct_multi_session_id"`
+	FramedIP           string  `json:"framed_ip"`
+	FramedIPv6         string  `json:"framed_ipv6"`
+	FramedIPv6Prefix   string  `json:"framed_ipv6_prefix"`
+	InputOctets        uint64  `json:"input_octets"`
+	OutputOctets       uint64  `json:"output_octets"`
+	SessionTimeSeconds uint32  `json:"session_time_seconds"`
+	InterimSeconds     uint32  `json:"interim_interval_seconds"`
+	TerminateCause     uint32  `json:"terminate_cause"`
+	AuthorizedAt       *string `json:"authorized_at"`
+	StartedAt          *string `json:"started_at"`
+	UpdatedAt          *string `json:"updated_at"`
+	StoppedAt          *string `json:"stopped_at"`
+	ReconciledAt       *string `json:"reconciled_at"`
+	ExpiresAt          *string `json:"expires_at"`
+}
+
+func sessionsToDoc(ss []control.Session) sessionsDoc {
+	d := sessionsDoc{Schema: control.SessionsSchema, Sessions: make([]sessionDoc, 0, len(ss))}
+	for _, s := range ss {
+		d.Sessions = append(d.Sessions, sessionDoc{ID: s.ID, State: s.State, NAS: s.NAS, NASAddress: s.NASAddress,
+			Vendor: s.Vendor, Site: s.Site, NASPort: s.NASPort, NASPortID: s.NASPortID, CalledStationID: s.CalledStationID,
+			SSID: s.SSID, CallingStationID: s.CallingStationID, MAC: s.MAC, UserName: s.UserName, Method: s.Method,
+			VLAN: s.VLAN, ClassHex: s.ClassHex, DecidedBy: s.DecidedBy, Reconcile: s.Reconcile,
+			ReconcileAttempts: s.ReconcileAttempts, AcctSessionID: s.AcctSessionID, AcctMultiSessionID: s.AcctMultiSessionID,
+			FramedIP: s.FramedIP, FramedIPv6: s.FramedIPv6, FramedIPv6Prefix: s.FramedIPv6Prefix,
+			InputOctets: s.InputOctets, OutputOctets: s.OutputOctets, SessionTimeSeconds: s.SessionTimeSeconds,
+			InterimSeconds: s.InterimSeconds, TerminateCause: s.TerminateCause, AuthorizedAt: atTime(s.AuthorizedAt),
+			StartedAt: atTime(s.StartedAt), UpdatedAt: atTime(s.UpdatedAt), StoppedAt: atTime(s.StoppedAt),
+			ReconciledAt: atTime(s.ReconciledAt), ExpiresAt: atTime(s.ExpiresAt)})
+	}
+	return d
 }

@@ -60,8 +60,9 @@ func TestSessionsGolden(t *testing.T) {
 		args   []string
 	}{
 		{"sessions.golden", nil},
-		{"sessions_json.golden", []string{"-o", "json"}},
-		{"sessions_empty_json.golden", []string{"--json", "--nas", "nobody"}},
+		{"sessions_v1.json.golden", []string{"-o", "json"}},
+		{"sessions_v1.yaml.golden", []string{"-o", "yaml"}},
+		{"sessions_v1_empty.json.golden", []string{"--json", "--nas", "nobody"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			out, err := runOps(t, newSessionsCmdEnv(env), append(tc.args, "--socket", sock)...)
@@ -69,6 +70,9 @@ func TestSessionsGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			opsGolden(t, tc.golden, out)
+			if len(tc.args) > 0 {
+				assertPublicSchema(t, out, "mxedge.sessions.v1", tc.args[len(tc.args)-1] == "yaml")
+			}
 		})
 	}
 	// The JSON document is the schema the issue names, snake_case, times RFC 3339 UTC.
@@ -87,6 +91,18 @@ func TestSessionsGolden(t *testing.T) {
 		doc.Sessions[0]["nas_port"] != float64(50101) || doc.Sessions[1]["decided_by"] != "cache" || doc.Sessions[1]["reconcile"] != "needed" {
 		t.Fatalf("document: %s", out)
 	}
+	// Every key is present in every session (docs/output.md): an absent time or port is null.
+	for i, s := range doc.Sessions {
+		if len(s) != len(doc.Sessions[0]) {
+			t.Errorf("session %d has %d keys, the first %d", i, len(s), len(doc.Sessions[0]))
+		}
+	}
+	if v, ok := doc.Sessions[1]["nas_port"]; !ok || v != nil {
+		t.Errorf("absent nas_port: %v %v, want null", v, ok)
+	}
+	if v, ok := doc.Sessions[1]["stopped_at"]; !ok || v != nil {
+		t.Errorf("absent stopped_at: %v %v, want null", v, ok)
+	}
 	// Every filter reaches the daemon.
 	got = nil
 	if _, err := runOps(t, newSessionsCmdEnv(env), "--socket", sock, "--nas", "sw-core", "--site", "HQ", "--mac", "0200.0000.0001",
@@ -98,10 +114,10 @@ func TestSessionsGolden(t *testing.T) {
 		t.Fatalf("query %+v, want %+v", got, want)
 	}
 	// Bad filters are usage errors naming the filter, before the daemon is asked.
-	for _, args := range [][]string{{"--mac", "zz"}, {"--ip", "10.0.0"}, {"--state", "gone"}, {"-o", "yaml"}, {"--limit", "-1"}} {
+	for _, args := range [][]string{{"--mac", "zz"}, {"--ip", "10.0.0"}, {"--state", "gone"}, {"-o", "xml"}, {"--json", "-o", "yaml"}, {"--limit", "-1"}} {
 		got = nil
 		_, err := runOps(t, newSessionsCmdEnv(env), append(args, "--socket", sock)...)
-		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), strings.TrimPrefix(args[0], "--")) && args[0] != "-o" {
+		if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), strings.TrimPrefix(args[len(args)-2], "--")) && args[len(args)-2] != "-o" {
 			t.Errorf("%v: %v, want a usage error naming it", args, err)
 		}
 		if len(got) != 0 {
@@ -114,5 +130,18 @@ func TestSessionsNoDaemon(t *testing.T) {
 	_, err := runOps(t, newSessionsCmdEnv(testOpsEnv()), "--socket", t.TempDir()+"/none.sock")
 	if err == nil || !strings.Contains(err.Error(), "mxedge is not running") {
 		t.Fatalf("no daemon: %v", err)
+	}
+}
+
+// TestSessionsCompletion: --state completes its three values.
+func TestSessionsCompletion(t *testing.T) {
+	out, err := runOps(t, New(BuildInfo{}), "__complete", "sessions", "--state", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"authorized\n", "active\n", "stopped\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("completion lacks %q:\n%s", want, out)
+		}
 	}
 }

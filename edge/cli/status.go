@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,9 @@ import (
 type opsEnv struct {
 	now     func() time.Time
 	timeout time.Duration // control socket no-progress timeout
+	// configPath is the configuration shell completion reads NAS names from when no daemon
+	// answers; "" means the one run would use (mgmt.ConfigPath).
+	configPath string
 }
 
 func defaultOpsEnv() opsEnv { return opsEnv{now: time.Now, timeout: control.DefaultTimeout} }
@@ -55,6 +57,7 @@ type statusView struct {
 	Local      uint64              `json:"local_decisions"`
 	Dropped    map[string]uint64   `json:"dropped"`
 	SpoolDepth *int                `json:"spool_depth"`
+	Quarantine int                 `json:"spool_quarantined"`
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
@@ -90,6 +93,7 @@ type upstreamView struct {
 	Addr        string        `json:"Addr"`
 	RTT         time.Duration `json:"RTT"`
 	Connections int           `json:"Connections"`
+	Inflight    int           `json:"Inflight"`
 	Answered    uint64        `json:"Answered"`
 	Failures    uint64        `json:"Failures"`
 	LastError   string        `json:"LastError"`
@@ -144,39 +148,75 @@ func newStatusCmd() *cobra.Command { return newStatusCmdEnv(defaultOpsEnv()) }
 
 func newStatusCmdEnv(env opsEnv) *cobra.Command {
 	var socket string
-	var asJSON bool
+	var o outputFlag
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show whether mxedge is working: mode, upstreams, NAS clients, cache, spool, counters",
 		Long: `status asks the running mxedge (through its control socket) for its state: the survivability
 mode and since when, each RadSec upstream's state, round-trip time and last error, the NAS clients
 seen, the cache size, the accounting spool depth, certificate expiry and the key counters.
-With --json it prints the daemon's status document unchanged.`,
+-o json and -o yaml print the document mxedge.status.v1 (docs/output.md).
+
+--check is for monitoring systems: it prints one line ("MXEDGE OK - mode up, 2 of 2 upstreams up")
+and exits with the plugin convention:
+  0  ok        forwarding to the cloud NAC, every upstream up, no certificate near expiry
+  1  degraded  still answering, but: the cloud is unreachable and mxedge answers locally (mode down
+               or recovering), upstream requests time out (suspect), an upstream is down, a
+               certificate expires within 14 days, a revocation source cannot be reached, or
+               accounting records are quarantined
+  2  critical  mxedge is not running or its control socket does not answer, or a certificate expired
+  3  unknown   the daemon's answer could not be read
+With -o json or -o yaml, --check prints the document instead of the line and exits the same way.`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
 			c := dialDaemon(socket, env)
 			raw, err := c.Status(cmd.Context())
 			if err != nil {
-				return notRunning(socket, err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				_, err := out.Write(append(bytes.TrimSpace(raw), '\n'))
+				err = notRunning(socket, err)
+				if check {
+					fmt.Fprintf(out, "MXEDGE CRITICAL - %v\n", err)
+					return &ExitError{Code: exitCritical, Err: err}
+				}
 				return err
 			}
 			var st statusView
 			if err := json.Unmarshal(raw, &st); err != nil {
-				return fmt.Errorf("status: decode the daemon's answer: %w", err)
+				err = fmt.Errorf("status: decode the daemon's answer: %w", err)
+				if check {
+					fmt.Fprintf(out, "MXEDGE UNKNOWN - %v\n", err)
+					return &ExitError{Code: exitUnknown, Err: err}
+				}
+				return err
 			}
 			// The NAS table is a separate endpoint; an older daemon without it still gets a status.
 			if nas, err := c.Clients(cmd.Context()); err == nil {
 				st.NAS = nas
 			}
-			return writeStatus(out, st, env.now())
+			now := env.now()
+			doc := buildStatusDoc(st, now)
+			switch {
+			case format != formatText:
+				err = writeDoc(out, format, doc)
+			case check:
+				_, err = fmt.Fprintln(out, checkLine(doc))
+			default:
+				err = writeStatus(out, st, now)
+			}
+			if err != nil || !check {
+				return err
+			}
+			return checkExit(doc.Health)
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status document as JSON")
+	cmd.Flags().BoolVar(&check, "check", false, "print one line and exit 0 ok, 1 degraded, 2 critical, 3 unknown (for monitoring)")
+	addOutputFlag(cmd, &o, true)
 	return cmd
 }
 

@@ -71,6 +71,8 @@ type Options struct {
 	Clients func() []NASClient
 	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
 	Sessions func(context.Context, SessionQuery) ([]Session, error)
+	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
+	Snapshots map[string]SnapshotFunc
 	// Identity returns the JSON-able identity push status for /v1/identity; nil answers 503.
 	Identity func() any
 }

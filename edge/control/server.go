@@ -248,6 +248,15 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "the session table"
 		}
 		return rt, true
+	case "/v1/snapshots", "/v1/snapshot":
+		rt := route{http.MethodGet, false, s.snapshots, ""}
+		if path == "/v1/snapshot" {
+			rt.h = s.snapshot
+		}
+		if s.opts.Snapshots == nil {
+			rt.absent = "database snapshots"
+		}
+		return rt, true
 	case "/v1/identity":
 		rt := route{http.MethodGet, false, func(w http.ResponseWriter, _ *http.Request) error {
 			writeJSON(w, http.StatusOK, s.opts.Identity())
