@@ -169,7 +169,7 @@ type IdentityStatus struct {
 
 // IdentityStatus returns the identity push's state; with no sink configured, Sinks is empty.
 func (e *Edge) IdentityStatus() IdentityStatus {
-	s := IdentityStatus{Schema: identity.Schema, Time: time.Now().UTC(), Sinks: []identity.SinkStatus{}, Dropped: map[string]uint64{}}
+	s := IdentityStatus{Schema: identity.StatusSchema, Time: time.Now().UTC(), Sinks: []identity.SinkStatus{}, Dropped: map[string]uint64{}}
 	if e.identity != nil {
 		s.Sinks = e.identity.pusher.Status()
 		s.Sessions = e.identity.tracker.Live()

@@ -215,7 +215,7 @@ identity:
 		t.Fatal(err)
 	}
 	var got edge.IdentityStatus
-	if err := json.Unmarshal(raw, &got); err != nil || got.Schema != identity.Schema || len(got.Sinks) != 3 {
+	if err := json.Unmarshal(raw, &got); err != nil || got.Schema != identity.StatusSchema || len(got.Sinks) != 3 {
 		t.Fatalf("/v1/identity: %v %s", err, raw)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 func fakeIdentity(now time.Time) edge.IdentityStatus {
 	ok, bad := now.Add(-3*time.Second), now.Add(-90*time.Second)
-	return edge.IdentityStatus{Schema: identity.Schema, Time: now, Sessions: 12, Dropped: map[string]uint64{},
+	return edge.IdentityStatus{Schema: identity.StatusSchema, Time: now, Sessions: 12, Dropped: map[string]uint64{},
 		Sinks: []identity.SinkStatus{
 			{Name: "jims", Type: "https", State: "up", Queued: 0, Enqueued: 30, Sent: 30,
 				SentByType: map[string]uint64{"connect": 12, "update": 10, "disconnect": 8}, LastOK: &ok},
@@ -37,17 +37,21 @@ func TestIdentityStatusCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	opsGolden(t, "identity_status_v1.golden", out)
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || doc["schema"] != "mxedge.identity.v1" {
 		t.Fatalf("json: %v %s", err, out)
 	}
-	s0 := doc["sinks"].([]any)[1].(map[string]any)
-	for _, k := range []string{"queued", "sent_by_type", "failed_attempts", "last_error", "last_error_time", "coalesced", "dropped", "down_transitions"} {
+	s0 := doc["sinks"].([]any)[0].(map[string]any)
+	for _, k := range []string{"queued", "sent_by_type", "failed_attempts", "last_error", "last_error_at", "last_success_at", "coalesced", "dropped", "down_transitions"} {
 		if _, ok := s0[k]; !ok {
-			t.Errorf("json lacks %q: %s", k, out)
+			t.Errorf("json lacks %q (every key is always present): %s", k, out)
 		}
 	}
-	if _, err := runOps(t, newIdentityCmdEnv(env), "status", "--socket", sock, "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "want text or json") {
+	if y, err := runOps(t, newIdentityCmdEnv(env), "status", "--socket", sock, "-o", "yaml"); err != nil || !strings.HasPrefix(y, "schema: mxedge.identity.v1") {
+		t.Fatalf("yaml: %v %s", err, y)
+	}
+	if _, err := runOps(t, newIdentityCmdEnv(env), "status", "--socket", sock, "-o", "xml"); err == nil || !strings.Contains(err.Error(), "want text, json or yaml") {
 		t.Fatalf("bad -o: %v", err)
 	}
 	// A daemon built without identity push answers 503; the command says so.

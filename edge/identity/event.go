@@ -7,9 +7,12 @@ import (
 	"time"
 )
 
-// Schema names the version of the event document (docs/identity.md). A change that removes or
-// renames a field is a new version; new fields may be added within one.
-const Schema = "mxedge.identity.v1"
+// Schema names the version of the event document an https sink sends (docs/identity.md). A change
+// that removes or renames a field is a new version; new fields may be added within one.
+const Schema = "mxedge.identity.events.v1"
+
+// StatusSchema names the version of `mxedge identity status -o json` (docs/output.md).
+const StatusSchema = "mxedge.identity.v1"
 
 // Kind is an event's type.
 type Kind uint8
@@ -128,7 +131,7 @@ func sameAddrs(a, b []netip.Addr) bool {
 }
 
 // Event is one connection-state event as every JSON-speaking sink sends it (schema
-// mxedge.identity.v1, docs/identity.md and docs/api/openapi.yaml IdentityEvent). Keys are
+// mxedge.identity.events.v1, docs/identity.md and docs/api/openapi.yaml IdentityEvent). Keys are
 // snake_case; times are RFC 3339 UTC.
 type Event struct {
 	ID           string    `json:"id"` // unique per edge: session key and event number
