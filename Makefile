@@ -11,9 +11,11 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Real peers the tests drive (Debian packages); installed when missing, never skipped.
 PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2 \
-             systemd lintian file xz-utils init-system-helpers passwd prometheus bash-completion
+             systemd lintian file xz-utils init-system-helpers passwd prometheus bash-completion \
+             rsyslog rsyslog-gnutls
 PEER_BINS := freeradius radclient radsecproxy eapol_test openssl ip \
-             systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd promtool
+             systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd promtool \
+             rsyslogd
 # Peers that are files, not commands (bash-completion's library, which cobra's bash script needs).
 PEER_FILES := /usr/share/bash-completion/bash_completion
 

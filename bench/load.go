@@ -44,6 +44,10 @@ type LoadOptions struct {
 	// seconds after the start, whichever worker sends it (a soak at a fixed rate). 0: as fast as
 	// the workers get answers.
 	Rate float64
+	// Accounting sends Accounting-Requests instead (acctload.go): each worker cycles its sessions
+	// through Start, Interim-Update and Stop with a Framed-IP-Address, and every reply must be a
+	// verified Accounting-Response. Target is then the accounting address.
+	Accounting bool
 }
 
 // MABMAC is the i-th MAC the load generator sends in MAB mode, 02:00:5e:xx:xx:xx in the
@@ -244,6 +248,7 @@ type worker struct {
 	next int
 
 	req, buf []byte
+	acct     acctCycle // the session the next Accounting-Request is about (acctload.go)
 	sent     int
 	timeouts int
 	stale    int
@@ -254,6 +259,9 @@ type worker struct {
 // request builds an Access-Request with Message-Authenticator first (BlastRADIUS hardening,
 // CVE-2024-3596) and a hidden User-Password.
 func (w *worker) request() (packet.Packet, [packet.AuthLen]byte, error) {
+	if w.opts.Accounting {
+		return w.accountingRequest()
+	}
 	var auth [packet.AuthLen]byte
 	_, _ = w.rng.Read(auth[:])
 	w.id++
@@ -334,7 +342,8 @@ func (w *worker) exchange() {
 			w.errs[ErrKindAuthenticator]++
 		case packet.CheckResponseMA(resp, auth[:], secret) == packet.MAInvalid:
 			w.errs[ErrKindMA]++
-		case resp.Code() != packet.CodeAccessAccept:
+		case resp.Code() != packet.CodeAccessAccept && !w.opts.Accounting,
+			resp.Code() != packet.CodeAccountingResponse && w.opts.Accounting:
 			w.errs[ErrKindReject]++
 		default:
 			w.lat = append(w.lat, time.Since(start))

@@ -142,6 +142,11 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := da.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if b.Identity != nil {
+		if err := b.Identity.Options.Validate(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	p.control = control.Options{Path: b.Control, Logger: logger}
 	if err := p.control.Validate(); err != nil {
 		return nil, invalid(cfg, "control.socket", err)

@@ -215,7 +215,7 @@ func aliveMembers(st edge.ClusterStatus) int {
 	return n
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+func clusterWait(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	t0 := time.Now()
 	for !cond() {
@@ -257,7 +257,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 	a, b, c, d := cs.edges[0], cs.edges[1], cs.edges[2], cs.edges[3]
 	ctx := t.Context()
 
-	took := waitUntil(t, 20*time.Second, "three members alive on every keyed edge", func() bool {
+	took := clusterWait(t, 20*time.Second, "three members alive on every keyed edge", func() bool {
 		for _, e := range []*clusterEdge{a, b, c} {
 			if aliveMembers(cs.status(t, e)) != 3 {
 				return false
@@ -289,7 +289,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	took = waitUntil(t, 10*time.Second, "the 10 clients learned on edge-a in edge-c's cache", func() bool {
+	took = clusterWait(t, 10*time.Second, "the 10 clients learned on edge-a in edge-c's cache", func() bool {
 		for _, k := range learnedOnA {
 			if !cs.cached(c, k.mac) {
 				return false
@@ -303,7 +303,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 10*time.Second, "every edge sees no edge reach the cloud", func() bool {
+	clusterWait(t, 10*time.Second, "every edge sees no edge reach the cloud", func() bool {
 		for _, e := range []*clusterEdge{a, b, c} {
 			for _, m := range cs.status(t, e).Members {
 				if m.ReachesCloud {
@@ -325,7 +325,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 20*time.Second, "every edge reaches the cloud again", func() bool {
+	clusterWait(t, 20*time.Second, "every edge reaches the cloud again", func() bool {
 		for _, m := range cs.status(t, a).Members {
 			if !m.ReachesCloud {
 				return false
@@ -370,7 +370,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 	if err := cs.site.CutWAN(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	took = waitUntil(t, 15*time.Second, "edge-b answering through a peer", func() bool {
+	took = clusterWait(t, 15*time.Second, "edge-b answering through a peer", func() bool {
 		w := cs.status(t, b).WANViaPeer
 		return w != nil && w.Answered > 0
 	})
@@ -395,7 +395,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 	if err := cs.site.PartitionLAN(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "edge-a sees edge-c gone", func() bool {
+	clusterWait(t, 30*time.Second, "edge-a sees edge-c gone", func() bool {
 		for _, m := range cs.status(t, a).Members {
 			if m.Name == "edge-c" && m.State == "alive" {
 				return false
@@ -428,7 +428,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 			}
 		}
 	})
-	took = waitUntil(t, 30*time.Second, "edge-c rejoined and holds the 20 records learned meanwhile", func() bool {
+	took = clusterWait(t, 30*time.Second, "edge-c rejoined and holds the 20 records learned meanwhile", func() bool {
 		if aliveMembers(cs.status(t, c)) != 3 {
 			return false
 		}
@@ -460,7 +460,7 @@ func TestE2ENetnsCluster(t *testing.T) {
 
 	// The cluster's metrics pass promtool and say what status says, once edge-b's failback (held
 	// back after its flap, survivability/health.go) is seen by edge-a.
-	waitUntil(t, 30*time.Second, "edge-a sees three alive edges reach the cloud", func() bool {
+	clusterWait(t, 30*time.Second, "edge-a sees three alive edges reach the cloud", func() bool {
 		n := 0
 		for _, m := range cs.status(t, a).Members {
 			if m.State == "alive" && m.ReachesCloud {

@@ -156,6 +156,8 @@ type Edge struct {
 	clusterParts  clusterParts
 	clusterEvents [5]atomic.Uint64
 
+	identity *identityPush // nil without identity sinks (edge/identity.go)
+
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
 	stopped chan struct{}      // closed when Run stops taking reloads
@@ -214,7 +216,10 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	if err := e.openSessions(p.b.Sessions); err != nil {
+	if e.identity, err = newIdentity(p.b.Identity, p.b.Sessions != nil, e.log, e.nasSecret); err != nil {
+		return nil, err
+	}
+	if err := e.openSessions(e.identity.sessionOptions(p.b.Sessions)); err != nil {
 		return nil, err
 	}
 
@@ -286,6 +291,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		if e.clusterParts.peers != nil {
 			fallback = &peerFallback{inner: fallback, e: e}
 		}
+		if e.identity != nil {
+			fallback = identityFallback{fallback, e.identity}
+		}
 	}
 
 	// The proxy.
@@ -335,6 +343,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		co.Sessions = e.findSessions
 	}
 	co.Snapshots = backupSnapshots(e)
+	co.Identity = func() any { return e.IdentityStatus() }
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -399,6 +408,7 @@ func (e *Edge) closeAll() {
 		e.spool.Close()
 	}
 	e.closeSessions()
+	e.identity.close()
 	if e.cache != nil {
 		e.cache.Close()
 	}
@@ -524,6 +534,14 @@ type currentPool struct{ e *Edge }
 
 func (f currentPool) Forward(req *proxy.Request, done func(proxy.Result)) {
 	f.e.router.Pool().Forward(req, done)
+}
+
+// nasSecret is a NAS client's secret (the identity accounting copy re-hides encrypted attributes).
+func (e *Edge) nasSecret(name string) []byte {
+	if c := e.clientByName(name); c != nil {
+		return c.Secret
+	}
+	return nil
 }
 
 // clientByName finds a NAS client of the running configuration (a spooled record names its NAS).

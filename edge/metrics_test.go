@@ -67,13 +67,16 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 		t.Fatal(err)
 	}
 	// A RadSec listener with a connected peer, so that the per-connection series exist also
-	// after the upstream is gone.
+	// after the upstream is gone; an identity sink, so that its series exist (a syslog receiver
+	// nobody runs: it goes down).
 	doc := lifecycleDoc(dir, lab, up, "s", "") + fmt.Sprintf(`survivability:
   eap_tls: {certificate: %s, key: %s, ca: %s, crl_files: [%s]}
 radsec:
   listen: ["127.0.0.1:0"]
   tls: {certificate: %s, key: %s, ca: %s}
   peers: [{name: ap, address: 127.0.0.1, cert_names: ["*"]}]
+identity:
+  sinks: [{name: siem, type: syslog, transport: udp, address: "127.0.0.1:9"}]
 `, lab.ServerCert, lab.ServerKey, lab.CAFile, crl, lab.ServerCert, lab.ServerKey, lab.CAFile)
 	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	e, err := edge.New(cfg, edge.Options{MetricsAddr: "127.0.0.1:0", Version: "1.2.3-test", Commit: "abc1234"})

@@ -9,6 +9,7 @@ import (
 
 	"mxedge/edge/control"
 	"mxedge/edge/events"
+	"mxedge/edge/identity"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
@@ -40,6 +41,7 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 	}
 	o.e.learner.Observe(req, res)
 	o.e.tracker.observe(req, res.Response, true)
+	o.e.identity.observe(req, res.Response, identity.AuthorizerCloud)
 }
 
 // publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS
@@ -110,6 +112,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		CoA:             e.coaMetrics(),
 		Sessions:        e.sessionMetrics(),
 		RadSec:          radsecConns(st),
+		Identity:        e.identityMetrics(),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -118,7 +118,9 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	b := cfg.Built()
 	e.mu.Lock()
 	old := e.cfg.Built()
+	oldCfg := e.cfg
 	e.mu.Unlock()
+	warnIdentityChanged(e.log, oldCfg, cfg)
 	if !slices.Equal(b.Server.AuthAddrs, old.Server.AuthAddrs) || !slices.Equal(b.Server.AcctAddrs, old.Server.AcctAddrs) {
 		e.log.Warn("listen addresses changed: restart mxedge to apply them")
 	}

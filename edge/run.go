@@ -65,7 +65,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	b := e.cfg.Built()
 	e.mu.Unlock()
 
-	store, acct, ctl, bg, front, life := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
+	store, acct, ctl, bg, front, life, idp := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
 	sess := newGroup() // the session table's writer and sweeper: stopped after the control socket, before the stores close
 	// The sources of reloads and shutdown listen from the start: a SIGTERM during start-up stops
 	// it, and a file replaced meanwhile is noticed. Their reloads wait for the reload loop, which
@@ -89,6 +89,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	store.Go(func(ctx context.Context) { e.dlog.Run(ctx) }) // stops last: decisions of the drain are written
 	sess.Go(e.runSessions)
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
+	if e.identity != nil {
+		idp.Go(e.identity.run)
+	}
 	ctl.Go(func(ctx context.Context) {
 		if err := e.control.Run(ctx); err != nil {
 			e.log.Error("control socket stopped", "err", err)
@@ -186,6 +189,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	// learned during the drain are written.
 	ctl.Stop()
 	sess.Stop()
+	// Identity push after the session table, whose last changes it queues, and after every
+	// request, whose accounting its copy takes.
+	idp.Stop()
+	if err := e.identity.close(); err != nil {
+		e.log.Error("identity queues close failed", "err", err)
+	}
 	store.Stop()
 	if err := e.spool.Close(); err != nil {
 		e.log.Error("spool close failed", "err", err)

@@ -57,6 +57,8 @@ type Built struct {
 	Cluster   *Cluster // nil: this edge is alone
 	// Dictionary names attributes: the built-in one with the `dictionaries:` files on top.
 	Dictionary *packet.Dictionary
+	// Identity is identity push (edge/config/identity.go); nil without sinks.
+	Identity *Identity
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
 	// DecisionLog is the access decision log's mode and rates (its Logger is the daemon's).
@@ -222,6 +224,7 @@ func (c *Config) validate(v *validator) {
 	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	c.buildCluster(v, b)
+	c.buildIdentity(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {
 		b.Metrics = *m

@@ -25,6 +25,7 @@ type File struct {
 	DynamicAuthorization DynAuthFile  `yaml:"dynamic_authorization"`
 	Sessions             SessionsFile `yaml:"sessions"`
 	Cluster              ClusterFile  `yaml:"cluster"`
+	Identity             IdentityFile `yaml:"identity"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`

@@ -124,6 +124,15 @@ func (c *Client) Cluster(ctx context.Context) (json.RawMessage, error) {
 	return v, nil
 }
 
+// Identity returns the daemon's /v1/identity document (identity push status).
+func (c *Client) Identity(ctx context.Context) (json.RawMessage, error) {
+	var v json.RawMessage
+	if err := c.getJSON(ctx, "/v1/identity", nil, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 // CacheStats returns the daemon's cache statistics.
 func (c *Client) CacheStats(ctx context.Context) (cache.Stats, error) {
 	var w statsWire

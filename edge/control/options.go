@@ -78,6 +78,8 @@ type Options struct {
 	Sessions func(context.Context, SessionQuery) ([]Session, error)
 	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
 	Snapshots map[string]SnapshotFunc
+	// Identity returns the JSON-able identity push status for /v1/identity; nil answers 503.
+	Identity func() any
 }
 
 func (o Options) withDefaults() Options {

@@ -269,6 +269,15 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "database snapshots"
 		}
 		return rt, true
+	case "/v1/identity":
+		rt := route{http.MethodGet, false, func(w http.ResponseWriter, _ *http.Request) error {
+			writeJSON(w, http.StatusOK, s.opts.Identity())
+			return nil
+		}, ""}
+		if s.opts.Identity == nil {
+			rt.absent = "identity push"
+		}
+		return rt, true
 	case "/v1/cache/stats":
 		return route{http.MethodGet, true, s.cacheStats, ""}, true
 	case "/v1/cache/list":

@@ -92,6 +92,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range sessionMetrics {
 		ch <- d
 	}
+	for _, d := range identityMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -208,6 +211,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
 	collectCoA(s.CoA, counter, gauge)
 	collectSessions(s.Sessions, gauge, counter)
+	collectIdentity(s.Identity, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

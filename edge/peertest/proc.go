@@ -64,6 +64,7 @@ var debianPackage = map[string]string{
 	"eapol_test":  "eapoltest",
 	"openssl":     "openssl",
 	"ip":          "iproute2",
+	"rsyslogd":    "rsyslog",
 }
 
 // LookPath finds a peer program on PATH or in the sbin directories, which are

@@ -1,0 +1,11 @@
+package identity
+
+import "os"
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "-"
+	}
+	return h
+}
