@@ -61,7 +61,7 @@ func TestUsageErrors(t *testing.T) {
 func labConfig(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := lab.Start(ctx, lab.Options{Dir: t.TempDir(), Auth: loopback(freeUDPPort(t)), Acct: loopback(freeUDPPort(t))})
+	l, err := lab.Start(ctx, lab.Options{Dir: t.TempDir(), Auth: loopback(freeUDPPort(t)), Acct: loopback(freeUDPPort(t)), CoA: loopback(0)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func newDoctorLab(t *testing.T) *doctorLab {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
 	// Ports of its own: the port checks must not meet a RADIUS server another test runs on 1812.
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: freeUDP(t), Acct: freeUDP(t)})
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: freeUDP(t), Acct: freeUDP(t), CoA: freeUDP(t)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

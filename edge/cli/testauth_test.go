@@ -165,7 +165,7 @@ func startLabEdge(t *testing.T) (*lab.Lab, string) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: loopback(0), Acct: loopback(0)})
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: loopback(0), Acct: loopback(0), CoA: loopback(0)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
