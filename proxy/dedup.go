@@ -22,6 +22,9 @@ type dupEntry struct {
 	done    bool
 	resp    []byte
 	expires int64
+	// retransmit, if set, is how the request's upstream sends it again when the NAS retransmits
+	// it while it is in flight (a RADIUS/UDP upstream, RFC 5080 §2.2.1).
+	retransmit func()
 }
 
 const dupShards = 64
@@ -61,23 +64,34 @@ const (
 	dupAnswered                   // resend the cached response
 )
 
-// begin registers a request, or reports it as a retransmission.
-func (c *dupCache) begin(k dupKey) (*dupEntry, dupVerdict, []byte) {
+// begin registers a request, or reports it as a retransmission. For one in flight, the returned
+// function (nil when there is none) passes the retransmission on to the upstream.
+func (c *dupCache) begin(k dupKey) (*dupEntry, dupVerdict, []byte, func()) {
 	s := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.m[k]; ok {
 		switch {
 		case !e.done:
-			return nil, dupInFlight, nil
+			return nil, dupInFlight, nil, e.retransmit
 		case e.resp != nil:
-			return nil, dupAnswered, e.resp
+			return nil, dupAnswered, e.resp, nil
 		}
 		// Deliberately unanswered (e.g. accounting that could not be stored): process again.
 	}
 	e := &dupEntry{key: k}
 	s.m[k] = e
-	return e, dupNew, nil
+	return e, dupNew, nil, nil
+}
+
+// setRetransmit records how e's request is sent again upstream.
+func (c *dupCache) setRetransmit(e *dupEntry, f func()) {
+	s := c.shard(&e.key)
+	s.mu.Lock()
+	if !e.done {
+		e.retransmit = f
+	}
+	s.mu.Unlock()
 }
 
 // complete records the response (nil: none was sent) and starts the entry's window.
@@ -87,7 +101,7 @@ func (c *dupCache) complete(e *dupEntry, resp []byte) {
 	}
 	s := c.shard(&e.key)
 	s.mu.Lock()
-	e.done, e.resp = true, resp
+	e.done, e.resp, e.retransmit = true, resp, nil
 	e.expires = c.now().Add(c.window).UnixNano()
 	s.fifo = append(s.fifo, e)
 	s.mu.Unlock()
