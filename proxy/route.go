@@ -278,19 +278,19 @@ func ValidateOperatorName(s string) error {
 // RouteInput is what routes match on, taken from a request (InputOf) or given by an operator
 // (mxedge check --route).
 type RouteInput struct {
-	UserName  string
-	Realm     string
-	HasRealm  bool
-	Client    string
-	Site      string
-	SSID      string
-	Method    Method
-	Type      RequestType
-	SrcAddr   netip.Addr // where the request came from (loop prevention)
-	Loop      bool       // carries this edge's Proxy-State
-	Operator  string     // Operator-Name the request carries
-	HasCUI    bool
-	Calling   string // Calling-Station-Id
+	UserName string
+	Realm    string
+	HasRealm bool
+	Client   string
+	Site     string
+	SSID     string
+	Method   Method
+	Type     RequestType
+	SrcAddr  netip.Addr // where the request came from (loop prevention)
+	Loop     bool       // carries this edge's Proxy-State
+	Operator string     // Operator-Name the request carries
+	HasCUI   bool
+	Calling  string // Calling-Station-Id
 }
 
 // SplitRealm returns the realm of a User-Name: what follows the last '@' (RFC 7542 §2.1
