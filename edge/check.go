@@ -103,6 +103,11 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if rto := b.Routes; len(rto.Routes) > 0 {
+		if err := rto.Validate(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	ro := b.Router
 	if err := ro.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -122,6 +122,7 @@ type Edge struct {
 	// The proxy.
 	resolver *resolve.Resolver
 	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
+	psPrefix [4]byte      // every pool's Proxy-State prefix (loop prevention, edge/routes.go)
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
@@ -148,9 +149,10 @@ type Edge struct {
 
 // poolRun is a running upstream pool and how to stop it.
 type poolRun struct {
-	pool *proxy.Pool
-	stop func()
-	done chan struct{}
+	pool   *proxy.Pool
+	routes *proxy.RouteTable // the routes' own pools; nil without routes
+	stop   func()
+	done   chan struct{}
 }
 
 // New builds the components from a validated configuration in dependency order — storage (the
@@ -246,15 +248,21 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.cork = new(sockio.Cork)
+	e.psPrefix = newProxyStatePrefix()
 	pool, err := e.newPool(p.b)
 	if err != nil {
 		return nil, err
 	}
-	e.pool = poolRun{pool: pool}
+	routes, err := e.newRoutes(p.b)
+	if err != nil {
+		return nil, err
+	}
+	e.pool = poolRun{pool: pool, routes: routes}
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
 	e.router = proxy.NewRouter(ro, pool, stats)
+	e.router.SetRoutes(routes)
 	so := p.b.Server
 	so.Logger, so.Cork, so.Stats = e.log, e.cork, stats
 	if e.server, err = proxy.NewServer(so, e.router); err != nil {
@@ -338,6 +346,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
 	po.Health = e.health
+	po.ProxyStatePrefix = e.psPrefix
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

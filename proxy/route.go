@@ -376,7 +376,25 @@ func (t *RouteTable) InputOf(req *Request) RouteInput {
 			in.Loop = true
 		}
 	}
+	// A proxy may drop our Proxy-State (FreeRADIUS 3.2 does when it proxies), but keeps the
+	// Operator-Name we added (RFC 5580 §4.1): one of ours on a request from a server of our pools
+	// went out through this edge. From a NAS it is not a loop: some controllers add their own.
+	if in.Operator != "" && t.operators[in.Operator] && t.upstreamAt(in.SrcAddr) {
+		in.Loop = true
+	}
 	return in
+}
+
+// upstreamAt reports whether an upstream of the table's pools has address a.
+func (t *RouteTable) upstreamAt(a netip.Addr) bool {
+	for _, p := range t.pools {
+		for _, u := range p.ups {
+			if ip, err := netip.ParseAddr(u.opts.Host); err == nil && ip.Unmap() == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sameMAC reports whether a and b are the same 48-bit MAC in any notation.
@@ -449,6 +467,8 @@ type RouteTable struct {
 	stats  *RouteStats
 	log    *slog.Logger
 	ftLog  *slog.Logger
+	// operators are the Operator-Names the routes add (loop detection).
+	operators map[string]bool
 }
 
 // NewRouteTable validates o and creates the pools; Run connects them.
@@ -466,6 +486,12 @@ func NewRouteTable(o RoutesOptions) (*RouteTable, error) {
 		stats: &RouteStats{Matched: make([]atomic.Uint64, len(o.Routes))}}
 	if t.prefix == [4]byte{} {
 		rand.Read(t.prefix[:])
+	}
+	t.operators = map[string]bool{}
+	for _, r := range o.Routes {
+		if r.OperatorName != "" {
+			t.operators[r.OperatorName] = true
+		}
 	}
 	t.ftLog = o.FTicks.Logger
 	if t.ftLog == nil {
@@ -499,8 +525,11 @@ func (t *RouteTable) Routes() []Route { return t.routes }
 // Pools returns the named pools.
 func (t *RouteTable) Pools() map[string]*Pool { return t.pools }
 
-// Run connects every named pool until ctx ends.
+// Run connects every named pool until ctx ends. A nil table has nothing to run.
 func (t *RouteTable) Run(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
 	var wg sync.WaitGroup
 	for _, p := range t.pools {
 		wg.Add(1)
@@ -512,6 +541,9 @@ func (t *RouteTable) Run(ctx context.Context) error {
 
 // WaitReady waits until every named pool has settled (Pool.WaitReady).
 func (t *RouteTable) WaitReady(ctx context.Context) {
+	if t == nil {
+		return
+	}
 	for _, p := range t.pools {
 		p.WaitReady(ctx)
 	}
@@ -519,6 +551,9 @@ func (t *RouteTable) WaitReady(ctx context.Context) {
 
 // Inflight is the number of requests the named pools are still waiting on.
 func (t *RouteTable) Inflight() int64 {
+	if t == nil {
+		return 0
+	}
 	var n int64
 	for _, p := range t.pools {
 		n += p.Inflight()
@@ -540,9 +575,9 @@ func (t *RouteTable) Decide(in *RouteInput) Decision {
 		if !r.matches(in) {
 			continue
 		}
-		d := Decision{Route: r, Index: i}
-		if r.Target != TargetReject {
-			d.Loop = in.Loop || t.backToSource(r, in.SrcAddr)
+		d := Decision{Route: r, Index: i, Loop: in.Loop}
+		if r.Target != TargetReject && t.backToSource(r, in.SrcAddr) {
+			d.Loop = true
 		}
 		return d
 	}

@@ -176,6 +176,7 @@ type Upstream struct {
 	growing bool
 	connWG  sync.WaitGroup
 	udp     *udpup.Client // a RADIUS/UDP upstream; nil for RadSec
+	udpAcct *udpup.Client // its accounting port; nil for none
 }
 
 // UpstreamStatus is a snapshot for status output and metrics.

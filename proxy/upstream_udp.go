@@ -20,6 +20,7 @@ const DefaultUDPPort = 1812
 // Status-Server, dead detection (DeadAfter, StatusInterval) and re-keying are as for RadSec.
 type UDPOptions struct {
 	Source           netip.Addr    // local address requests leave from; zero: the kernel's choice
+	AcctPort         uint16        // where Accounting-Requests go (RFC 2866 §3: 1813); 0: no accounting
 	SourcePorts      int           // default 4: 1024 requests outstanding
 	RetransmitAfter  time.Duration // default 2s (RFC 5080 §2.2.1: same identifier and authenticator)
 	MaxTransmissions int           // default 3, the first included
@@ -81,16 +82,47 @@ func (u *Upstream) newUDP() error {
 	}
 	u.udp = c
 	u.addr = server
+	if u.opts.UDP.AcctPort != 0 {
+		ao := u.opts.udpupOptions(netip.AddrPortFrom(ip.Unmap(), u.opts.UDP.AcctPort))
+		ao.Observer = udpAcctObserver{u}
+		ao.Logger = u.logger
+		ao.Now = u.pool.opts.Now
+		if u.udpAcct, err = udpup.New(ao); err != nil {
+			return fmt.Errorf("proxy: upstream %q: accounting: %w", u.opts.Name, err)
+		}
+	}
 	return nil
 }
 
 // runUDP runs the client until ctx ends; its watchdog moves the upstream up and down.
 func (u *Upstream) runUDP(ctx context.Context) {
+	done := make(chan struct{})
+	if u.udpAcct != nil {
+		go func() {
+			defer close(done)
+			if err := u.udpAcct.Run(ctx); err != nil {
+				u.logger.Error("udp upstream cannot open its sockets", "upstream", u.opts.Name, "err", err)
+			}
+		}()
+	} else {
+		close(done)
+	}
 	if err := u.udp.Run(ctx); err != nil {
 		u.setState(StateDown, err)
 		u.logger.Error("udp upstream cannot open its sockets", "upstream", u.opts.Name, "err", err)
 	}
+	<-done
 }
+
+// udpAcctObserver hears the accounting port's client: its answers count like the others, but only
+// the authentication port says whether the upstream is up.
+type udpAcctObserver struct{ u *Upstream }
+
+func (o udpAcctObserver) Up()                 {}
+func (o udpAcctObserver) Down(error)          {}
+func (o udpAcctObserver) RTT(d time.Duration) { o.u.observeRTT(d) }
+func (o udpAcctObserver) Probe(bool)          {}
+func (o udpAcctObserver) Discarded(err error) { connObserver(o).Discarded(err) }
 
 // udpObserver turns the client's reports into the upstream's state and the pool's health.
 type udpObserver struct{ u *Upstream }
@@ -112,13 +144,19 @@ func (a *attempt) send(u *Upstream) error {
 	if u.udp == nil {
 		return u.exchange(a.build, a.req.Deadline, a.handle)
 	}
-	sent, err := u.udp.Exchange(udpup.BuildFunc(a.build), a.req.Deadline, func(resp packet.Packet, err error) {
+	c := u.udp
+	if a.req.Packet.Code() == packet.CodeAccountingRequest {
+		if c = u.udpAcct; c == nil {
+			return fmt.Errorf("%w: upstream %q takes no accounting", radsec.ErrConnDead, u.opts.Name)
+		}
+	}
+	sent, err := c.Exchange(udpup.BuildFunc(a.build), a.req.Deadline, func(resp packet.Packet, err error) {
 		a.handle(resp, udpErr(err))
 	})
 	if err != nil {
 		return udpErr(err)
 	}
-	a.ticket.Store(&udpTicket{c: u.udp, sent: sent})
+	a.ticket.Store(&udpTicket{c: c, sent: sent})
 	return nil
 }
 

@@ -40,6 +40,7 @@ type Built struct {
 	Server    proxy.ServerOptions
 	Clients   []proxy.Client
 	Pool      proxy.PoolOptions
+	Routes    proxy.RoutesOptions // no Routes: everything goes to Pool
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
 	Cache     cache.Options
@@ -185,6 +186,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	c.buildPool(v, b)
+	c.buildRoutes(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
 	c.buildSurvival(v, b)
