@@ -3,6 +3,8 @@ package edge
 import (
 	"crypto/rand"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"mxedge/edge/config"
 	"mxedge/proxy"
@@ -36,4 +38,104 @@ func newProxyStatePrefix() [4]byte {
 	var p [4]byte
 	rand.Read(p[:])
 	return p
+}
+
+// ExplainRoute says which route a sample request takes under cfg (mxedge check --route). sample
+// holds attributes by name (User-Name, Called-Station-Id, Calling-Station-Id, Operator-Name) and
+// the request's context: client (a NAS client name) or src (the address it comes from), site,
+// type (auth or accounting) and method (eap, pap, chap or mab; default pap, or mab when User-Name
+// is the Calling-Station-Id MAC).
+func ExplainRoute(cfg *config.Config, sample map[string]string) (string, error) {
+	b := cfg.Built()
+	in := proxy.RouteInput{Type: proxy.TypeAuth, Method: proxy.MethodPAP}
+	for k, v := range sample {
+		switch strings.ToLower(k) {
+		case "user-name":
+			in.UserName = v
+		case "called-station-id":
+			in.SSID = proxy.SSIDOf(v)
+		case "calling-station-id":
+			in.Calling = v
+		case "operator-name":
+			in.Operator = v
+		case "client":
+			in.Client = v
+		case "src":
+			a, err := netip.ParseAddr(v)
+			if err != nil {
+				return "", fmt.Errorf("edge: route sample: src: %w", err)
+			}
+			in.SrcAddr = a.Unmap()
+		case "site":
+			in.Site = v
+		case "type":
+			in.Type = proxy.RequestType(strings.ToLower(v))
+			if in.Type != proxy.TypeAuth && in.Type != proxy.TypeAccounting {
+				return "", fmt.Errorf("edge: route sample: type %q (want auth or accounting)", v)
+			}
+		case "method":
+			in.Method = proxy.Method(strings.ToLower(v))
+			switch in.Method {
+			case proxy.MethodEAP, proxy.MethodPAP, proxy.MethodCHAP, proxy.MethodMAB:
+			default:
+				return "", fmt.Errorf("edge: route sample: method %q (want eap, pap, chap or mab)", v)
+			}
+		default:
+			return "", fmt.Errorf("edge: route sample: unknown key %q (want User-Name, Called-Station-Id, Calling-Station-Id, Operator-Name, client, src, site, type, method)", k)
+		}
+	}
+	if _, set := sample["method"]; !set && in.Calling != "" && macOf(in.UserName) != "" && macOf(in.UserName) == macOf(in.Calling) {
+		in.Method = proxy.MethodMAB
+	}
+	in.Realm, in.HasRealm = proxy.SplitRealm(in.UserName)
+	// The NAS client: by name, else by the most specific prefix holding src.
+	var client *proxy.Client
+	for i := range b.Clients {
+		c := &b.Clients[i]
+		switch {
+		case in.Client != "" && c.Name == in.Client:
+			client = c
+		case in.Client == "" && in.SrcAddr.IsValid() && c.Prefix.Contains(in.SrcAddr) &&
+			(client == nil || c.Prefix.Bits() > client.Prefix.Bits()):
+			client = c
+		}
+	}
+	if in.Client != "" && client == nil {
+		return "", fmt.Errorf("edge: route sample: no NAS client named %q", in.Client)
+	}
+	if client != nil {
+		in.Client = client.Name
+		if in.Site == "" {
+			in.Site = client.Site
+		}
+		if !in.SrcAddr.IsValid() {
+			in.SrcAddr = client.Prefix.Addr()
+		}
+	}
+	if len(b.Routes.Routes) == 0 {
+		return "no routes configured: default pool (the cloud NAC)", nil
+	}
+	t, err := proxy.NewRouteTable(b.Routes)
+	if err != nil {
+		return "", fmt.Errorf("edge: %w", err)
+	}
+	t.MarkLoop(&in)
+	return t.Decide(&in).Explain(), nil
+}
+
+func macOf(s string) string {
+	var d []byte
+	for _, c := range []byte(strings.ToLower(s)) {
+		switch {
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
+			d = append(d, c)
+		case c == '-' || c == ':' || c == '.':
+		default:
+			return ""
+		}
+	}
+	if len(d) != 12 {
+		return ""
+	}
+	return string(d)
 }

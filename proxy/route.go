@@ -376,13 +376,18 @@ func (t *RouteTable) InputOf(req *Request) RouteInput {
 			in.Loop = true
 		}
 	}
-	// A proxy may drop our Proxy-State (FreeRADIUS 3.2 does when it proxies), but keeps the
-	// Operator-Name we added (RFC 5580 §4.1): one of ours on a request from a server of our pools
-	// went out through this edge. From a NAS it is not a loop: some controllers add their own.
+	t.MarkLoop(&in)
+	return in
+}
+
+// MarkLoop sets in.Loop when in's Operator-Name shows it crossed this edge. A proxy may drop our
+// Proxy-State (FreeRADIUS 3.2 does when it proxies), but keeps the Operator-Name we added
+// (RFC 5580 §4.1): one of ours on a request from a server of our pools went out through this
+// edge. From a NAS it is not a loop: some controllers add their own.
+func (t *RouteTable) MarkLoop(in *RouteInput) {
 	if in.Operator != "" && t.operators[in.Operator] && t.upstreamAt(in.SrcAddr) {
 		in.Loop = true
 	}
-	return in
 }
 
 // upstreamAt reports whether an upstream of the table's pools has address a.

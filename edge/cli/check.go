@@ -11,7 +11,7 @@ import (
 )
 
 func newCheckCmd() *cobra.Command {
-	var path string
+	var path, route string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the configuration exactly as run would, without binding or dialing",
@@ -19,6 +19,10 @@ func newCheckCmd() *cobra.Command {
 certificate and key, and validates every component's options as run would, without taking the
 cache's lock or binding a socket (so it also runs beside a live daemon). Errors name the file, line
 and field.
+With --route it also prints the route a sample request takes, e.g.
+  mxedge check --route User-Name=alice@example.edu,Called-Station-Id=AA-BB-CC-DD-EE-FF:eduroam
+(keys: User-Name, Called-Station-Id, Calling-Station-Id, Operator-Name, client, src, site,
+type=auth|accounting, method=eap|pap|chap|mab).
 It exits 0 when mxedge would start, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -36,9 +40,13 @@ It exits 0 when mxedge would start, 1 otherwise.`,
 			b := cfg.Built()
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (%d NAS clients, %d upstreams, radsec listener %s)\n",
 				path, len(b.Clients), len(b.Pool.Upstreams), onOff(b.Listener != nil))
-			return err
+			if err != nil || !cmd.Flags().Changed("route") {
+				return err
+			}
+			return printRoute(cmd, cfg, route)
 		},
 	}
+	cmd.Flags().StringVar(&route, "route", "", "print the route a sample request takes: KEY=VALUE,... (see above)")
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file (default: the cloud configuration of a registered edge, else "+DefaultConfigPath+")")
 	return cmd
 }
