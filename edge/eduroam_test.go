@@ -215,4 +215,30 @@ func TestE2EEduroam(t *testing.T) {
 		}
 		wantAttr(t, replies[0], "Reply-Message", "nro2 via 1myuniversity.edu")
 	})
+	t.Run("national servers unreachable: reject, never a local grant", func(t *testing.T) {
+		for _, fr := range el.national {
+			if err := fr.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			defer fr.Resume()
+		}
+		fallback := el.edge.Server().Stats().Fallback.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		start := time.Now()
+		replies, out, err := peertest.Radclient(ctx, peertest.RadclientOptions{
+			Server: el.auth, Kind: "auth", Secret: nasSecret, Retries: 0, Timeout: 10 * time.Second,
+			Requests: []peertest.Request{{Attrs: visitor("visitor@visited.example")}},
+		})
+		if err != nil {
+			t.Fatalf("radclient: %v\n%s", err, out)
+		}
+		if replies[0].Code != "Access-Reject" {
+			t.Fatalf("got %q", replies[0].Code)
+		}
+		if got := el.edge.Server().Stats().Fallback.Load(); got != fallback {
+			t.Fatalf("the local decision engine was asked (%d -> %d)", fallback, got)
+		}
+		t.Logf("rejected after %v", time.Since(start).Round(time.Millisecond))
+	})
 }
