@@ -106,4 +106,3 @@ func TestRouteErrors(t *testing.T) {
 		})
 	}
 }
-
