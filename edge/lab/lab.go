@@ -54,9 +54,9 @@ type Lab struct {
 	LaptopCert, LaptopKey string
 	// National is the lab's eduroam national server (RADIUS/UDP, national.go).
 	National netip.AddrPort
-	ln                    net.Listener
-	eap                   *localeap.Handler
-	wg                    sync.WaitGroup
+	ln       net.Listener
+	eap      *localeap.Handler
+	wg       sync.WaitGroup
 }
 
 // Default lab addresses: the RADIUS ports radtest and radclient use by default, and a free port for
