@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"mxedge/edge/config"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
 )
@@ -240,5 +242,30 @@ func TestE2EEduroam(t *testing.T) {
 			t.Fatalf("the local decision engine was asked (%d -> %d)", fallback, got)
 		}
 		t.Logf("rejected after %v", time.Since(start).Round(time.Millisecond))
+	})
+	t.Run("routes reload with the configuration", func(t *testing.T) {
+		doc, err := os.ReadFile(el.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc = append(doc, "routes:\n  - name: block-visited\n    realms: [visited.example]\n    reject: true\n    reply_message: blocked by reload\n"...)
+		if err := os.WriteFile(el.cfgPath, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(el.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := el.edge.Reload(t.Context(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		r := radclient(t, el.auth, "auth", nasSecret, visitor("visitor@visited.example"))[0]
+		if r.Code != "Access-Reject" {
+			t.Fatalf("got %q", r.Code)
+		}
+		wantAttr(t, r, "Reply-Message", "blocked by reload")
+		if el.edge.Router().Routes() == routes {
+			t.Fatal("the route table was not replaced")
+		}
 	})
 }
