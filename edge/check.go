@@ -40,6 +40,8 @@ type plan struct {
 	engine   survivability.EngineOptions
 	control  control.Options
 	metrics  *metrics.Options // nil when metrics are not served
+	// discovery is RFC 7585 realm discovery (edge/discovery.go); nil when off.
+	discovery *proxy.DiscoveryOptions
 }
 
 // newPlan builds and validates the options. It has no side effects.
@@ -103,7 +105,15 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	if err := po.Validate(); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	d, err := discoveryPlan(b, logger)
+	if err != nil {
+		return nil, err
+	}
+	p.discovery = d
 	if rto := b.Routes; len(rto.Routes) > 0 {
+		if d != nil {
+			rto.Discoverer = checkDiscoverer{}
+		}
 		if err := rto.Validate(); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}

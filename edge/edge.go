@@ -126,6 +126,8 @@ type Edge struct {
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
+	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
+	discovery *proxy.Discovery
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -253,11 +255,15 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.pool = poolRun{pool: pool}
+	if err := e.newDiscovery(p.discovery); err != nil {
+		return nil, err
+	}
 	routes, err := e.newRoutes(p.b)
 	if err != nil {
 		return nil, err
 	}
-	e.pool = poolRun{pool: pool, routes: routes}
+	e.pool.routes = routes
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
@@ -401,6 +407,9 @@ type Status struct {
 	Quarantine int                    `json:"spool_quarantined,omitempty"`
 	Listeners  []string               `json:"listeners"`
 	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
+	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
+	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -432,6 +441,10 @@ func (e *Edge) Status() Status {
 		for _, a := range e.listener.Addrs() {
 			s.Listeners = append(s.Listeners, "radsec tcp "+a.String())
 		}
+		s.RadSec = e.listener.Conns()
+	}
+	if e.discovery != nil {
+		s.Realms = e.discovery.Realms()
 	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {

@@ -95,6 +95,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Cache:           metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops},
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
+		RadSec:          radsecConns(st),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -139,6 +139,7 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 		e.listener.SetTLS(b.Listener.TLS)
 	}
 	e.setTrust(b.Survival.EAPTLS)
+	e.reloadDiscovery(b)
 	if err := e.sites.Set(b.Survival.Sites); err != nil {
 		e.log.Error("site policy not reloaded", "err", err)
 	}

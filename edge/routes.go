@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -19,6 +20,9 @@ func (e *Edge) newRoutes(b *config.Built) (*proxy.RouteTable, error) {
 	}
 	ro := b.Routes
 	ro.Logger, ro.ProxyStatePrefix = e.log, e.psPrefix
+	if e.discovery != nil {
+		ro.Discoverer = e.discovery
+	}
 	pools := make([]proxy.NamedPool, len(ro.Pools))
 	for i, np := range ro.Pools {
 		np.Options.Logger, np.Options.Cork = e.log, e.cork
@@ -138,4 +142,12 @@ func macOf(s string) string {
 		return ""
 	}
 	return string(d)
+}
+
+// checkDiscoverer stands, in Check, for the discovery New builds when discovery is enabled: a
+// discover route is valid then.
+type checkDiscoverer struct{}
+
+func (checkDiscoverer) Discover(context.Context, string) (*proxy.Pool, error) {
+	return nil, proxy.ErrNoDiscovery
 }

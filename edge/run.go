@@ -105,6 +105,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		bg.Go(func(ctx context.Context) { e.checker.Run(ctx) })
 	}
 	bg.Go(e.watchExpiry)
+	if e.discovery != nil {
+		bg.Go(func(ctx context.Context) { e.discovery.Run(ctx) })
+	}
 	e.mu.Lock()
 	e.pool = startPool(e.pool.pool, e.pool.routes)
 	e.mu.Unlock()

@@ -278,6 +278,9 @@ func (s SANs) String() string {
 	for _, u := range s.UPNs {
 		parts = append(parts, "othername: UPN::"+u)
 	}
+	for _, r := range s.NAIRealms {
+		parts = append(parts, "othername: NAIRealm::"+r)
+	}
 	return strings.Join(parts, ", ")
 }
 

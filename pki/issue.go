@@ -203,7 +203,9 @@ type IssueOptions struct {
 	Emails       []string
 	// UPNs go in SAN otherName 1.3.6.1.4.1.311.20.2.3 as UTF8String.
 	UPNs []string
-	URIs []string
+	// NAIRealms go in SAN otherName 1.3.6.1.5.5.7.8.8 as UTF8String (RFC 7585 §2.2).
+	NAIRealms []string
+	URIs      []string
 	// Usage selects EKUs. ExtraExtKeyUsages are appended (e.g. to build a
 	// wrong-EKU certificate for tests); at least one of the two is required.
 	Usage             Usage
@@ -241,7 +243,7 @@ func (o IssueOptions) Validate() error {
 }
 
 func (o IssueOptions) sans() SANs {
-	return SANs{DNSNames: o.DNSNames, Emails: o.Emails, IPAddresses: o.IPAddresses, URIs: o.URIs, UPNs: o.UPNs}
+	return SANs{DNSNames: o.DNSNames, Emails: o.Emails, IPAddresses: o.IPAddresses, URIs: o.URIs, UPNs: o.UPNs, NAIRealms: o.NAIRealms}
 }
 
 // Issued is a certificate with its key and chain.
@@ -304,7 +306,7 @@ func (ca *CA) SignCSR(csr *x509.CertificateRequest, o IssueOptions) (*x509.Certi
 		}
 	}
 	check := o
-	check.DNSNames, check.Emails, check.IPAddresses, check.URIs, check.UPNs = sans.DNSNames, sans.Emails, sans.IPAddresses, sans.URIs, sans.UPNs
+	check.DNSNames, check.Emails, check.IPAddresses, check.URIs, check.UPNs, check.NAIRealms = sans.DNSNames, sans.Emails, sans.IPAddresses, sans.URIs, sans.UPNs, sans.NAIRealms
 	check.Key, check.KeyType = nil, ""
 	if err := check.Validate(); err != nil {
 		return nil, err

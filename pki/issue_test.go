@@ -106,6 +106,8 @@ func TestIssue(t *testing.T) {
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, x509.KeyUsageDigitalSignature},
 		{"both", inter, IssueOptions{CommonName: "edge-1", Usage: UsageServer | UsageClient},
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, x509.KeyUsageDigitalSignature},
+		{"radsec server with NAI realm", root, IssueOptions{CommonName: "rs1.example.org", DNSNames: []string{"rs1.example.org"}, NAIRealms: []string{"example.org", "*.example.org"}, Usage: UsageServer},
+			[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, x509.KeyUsageDigitalSignature},
 		{"upn only, empty subject", root, IssueOptions{UPNs: []string{"héllo@corp.example"}, Usage: UsageClient},
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, x509.KeyUsageDigitalSignature},
 	}
@@ -129,7 +131,7 @@ func TestIssue(t *testing.T) {
 				t.Error("cert public key is not the returned key's")
 			}
 			sans := CertificateSANs(c)
-			if !slices.Equal(sans.DNSNames, tt.o.DNSNames) || !slices.Equal(sans.Emails, tt.o.Emails) || !slices.Equal(sans.UPNs, tt.o.UPNs) {
+			if !slices.Equal(sans.DNSNames, tt.o.DNSNames) || !slices.Equal(sans.Emails, tt.o.Emails) || !slices.Equal(sans.UPNs, tt.o.UPNs) || !slices.Equal(sans.NAIRealms, tt.o.NAIRealms) {
 				t.Errorf("SANs %+v, want %+v", sans, tt.o)
 			}
 			if len(sans.IPAddresses) != len(tt.o.IPAddresses) {

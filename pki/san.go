@@ -19,6 +19,9 @@ var (
 	// OIDUPN is the Microsoft User Principal Name otherName, used by EAP-TLS
 	// client certificates issued from Active Directory CAs.
 	OIDUPN = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3}
+	// OIDNAIRealm is the NAIRealm otherName (id-on-naiRealm, RFC 7585 §2.2): the realm a RadSec
+	// server is authoritative for, which dynamic discovery checks instead of the DNS name.
+	OIDNAIRealm = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 8}
 )
 
 // GeneralName tags, RFC 5280 §4.2.1.6.
@@ -38,14 +41,15 @@ type SANs struct {
 	IPAddresses []net.IP `json:"ip,omitempty"`
 	URIs        []string `json:"uri,omitempty"`
 	UPNs        []string `json:"upn,omitempty"`
+	NAIRealms   []string `json:"nai_realm,omitempty"`
 }
 
 func (s SANs) empty() bool {
-	return len(s.DNSNames)+len(s.Emails)+len(s.IPAddresses)+len(s.URIs)+len(s.UPNs) == 0
+	return len(s.DNSNames)+len(s.Emails)+len(s.IPAddresses)+len(s.URIs)+len(s.UPNs)+len(s.NAIRealms) == 0
 }
 
-// marshalSAN encodes GeneralNames in the order DNS, email, IP, URI, UPN
-// (crypto/x509's order, with UPN otherNames appended). RFC 5280 §4.2.1.6.
+// marshalSAN encodes GeneralNames in the order DNS, email, IP, URI, UPN, NAIRealm
+// (crypto/x509's order, with the otherNames appended). RFC 5280 §4.2.1.6.
 func marshalSAN(s SANs) ([]byte, error) {
 	var b cryptobyte.Builder
 	var err error
@@ -71,18 +75,26 @@ func marshalSAN(s SANs) ([]byte, error) {
 			b.AddASN1(cbasn1.Tag(gnURI).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
 		}
 		for _, upn := range s.UPNs {
-			b.AddASN1(cbasn1.Tag(gnOtherName).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-				b.AddASN1ObjectIdentifier(OIDUPN)
-				b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
-					b.AddASN1(cbasn1.UTF8String, func(b *cryptobyte.Builder) { b.AddBytes([]byte(upn)) })
-				})
-			})
+			addOtherName(b, OIDUPN, upn)
+		}
+		for _, r := range s.NAIRealms {
+			addOtherName(b, OIDNAIRealm, r)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	return b.Bytes()
+}
+
+// addOtherName adds an otherName GeneralName whose value is a UTF8String (UPN, NAIRealm).
+func addOtherName(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, v string) {
+	b.AddASN1(cbasn1.Tag(gnOtherName).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+		b.AddASN1ObjectIdentifier(oid)
+		b.AddASN1(cbasn1.Tag(0).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.UTF8String, func(b *cryptobyte.Builder) { b.AddBytes([]byte(v)) })
+		})
+	})
 }
 
 // sanExtension builds the subjectAltName extension. RFC 5280 §4.2.1.6: it is
@@ -133,14 +145,18 @@ func parseSAN(der []byte) (SANs, error) {
 			if !v.ReadASN1ObjectIdentifier(&oid) || !v.ReadASN1(&val, cbasn1.Tag(0).ContextSpecific().Constructed()) {
 				return s, errBadSAN
 			}
-			if !oid.Equal(OIDUPN) {
+			if !oid.Equal(OIDUPN) && !oid.Equal(OIDNAIRealm) {
 				continue
 			}
 			var str cryptobyte.String
 			if !val.ReadASN1(&str, cbasn1.UTF8String) {
 				return s, errBadSAN
 			}
-			s.UPNs = append(s.UPNs, string(str))
+			if oid.Equal(OIDUPN) {
+				s.UPNs = append(s.UPNs, string(str))
+			} else {
+				s.NAIRealms = append(s.NAIRealms, string(str))
+			}
 		}
 	}
 	return s, nil

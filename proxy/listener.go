@@ -170,6 +170,7 @@ type peerConn struct {
 	cert   *x509.Certificate   // the leaf
 	chain  []*x509.Certificate // as the peer sent it, to verify again when the CA changes
 	tls    *tls.Config         // the configuration its handshake used
+	state  TLSInfo             // what the handshake negotiated
 	w      ResponseWriter      // made by the reading goroutine before its first request
 	// slots holds, per RADIUS ID, the requests with that ID in flight. Guarded by peer.mu.
 	slots [256]idSlot
@@ -488,7 +489,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	pc := &peerConn{id: l.connID.Add(1), src: src, raw: nc, peer: ps, client: client, names: pt.names[client],
-		cert: state.PeerCertificates[0], chain: state.PeerCertificates, tls: tlsCfg}
+		cert: state.PeerCertificates[0], chain: state.PeerCertificates, tls: tlsCfg, state: NewTLSInfo(state)}
 	if !l.register(pc) {
 		nc.Close()
 		l.stats.Reloaded.Add(1)
@@ -496,7 +497,8 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 		return
 	}
 	l.stats.Accepted.Add(1)
-	l.opts.Logger.Info("radsec peer connected", "peer", src, "nas", client.Name, "tls", tls.VersionName(state.Version))
+	l.opts.Logger.Info("radsec peer connected", "peer", src, "nas", client.Name, "tls", tls.VersionName(state.Version),
+		"group", pc.state.Group)
 	err = radsec.ServeConn(ctx, tc, radsec.ServeOptions{Cork: l.server.opts.Cork, IdleTimeout: l.opts.IdleTimeout},
 		func(p packet.Packet, reply radsec.ReplyFunc) { l.handle(pc, p, reply) })
 	l.unregister(pc)

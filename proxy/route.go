@@ -108,15 +108,14 @@ type Route struct {
 	FTicks bool
 }
 
-// Discoverer finds the upstream for a realm at request time (RFC 7585 dynamic discovery). The
-// router declares it; it is not part of this build (Validate reports a discover route without
-// one).
+// Discoverer finds the upstream pool for a realm at request time (RFC 7585 dynamic discovery;
+// Discovery implements it). The router declares it; Validate reports a discover route without one.
 type Discoverer interface {
 	Discover(ctx context.Context, realm string) (*Pool, error)
 }
 
 // ErrNoDiscovery is a discover route without a Discoverer.
-var ErrNoDiscovery = errors.New("proxy: dynamic discovery is not available in this build")
+var ErrNoDiscovery = errors.New("proxy: dynamic discovery is not enabled")
 
 // NamedPool is a pool a route can name.
 type NamedPool struct {

@@ -104,7 +104,7 @@ func TestRoutesValidate(t *testing.T) {
 		want string
 	}{
 		{"unknown pool", RoutesOptions{Routes: []Route{{Target: TargetPool, Pool: "nope"}}}, `no pool named "nope"`},
-		{"discovery absent", RoutesOptions{Routes: []Route{{Target: TargetDiscover}}}, "dynamic discovery is not available"},
+		{"discovery absent", RoutesOptions{Routes: []Route{{Target: TargetDiscover}}}, "dynamic discovery is not enabled"},
 		{"bad target", RoutesOptions{Routes: []Route{{Target: "x"}}}, "unknown target"},
 		{"bad method", RoutesOptions{Routes: []Route{{Target: TargetReject, Match: RouteMatch{Methods: []Method{"ttls"}}}}}, "unknown method"},
 		{"bad operator", RoutesOptions{Routes: []Route{{Target: TargetReject, OperatorName: "x.edu"}}}, "operator name"},

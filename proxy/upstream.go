@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/proxy/sockio"
 	"mxedge/proxy/udpup"
 )
 
@@ -69,6 +71,12 @@ type UpstreamOptions struct {
 	BackoffMax time.Duration
 	// UDP, when set, makes this a RADIUS/UDP upstream (upstream_udp.go) instead of RadSec.
 	UDP *UDPOptions
+	// Source is the local address connections leave from (radsecproxy's Source, FreeRADIUS's
+	// src_ipaddr); invalid (the zero Addr): the kernel's choice. Only targets of its family are
+	// dialled.
+	Source netip.Addr
+	// BindDevice binds connections to a network interface or VRF device (SO_BINDTODEVICE, Linux).
+	BindDevice string
 }
 
 // Validate checks the options before anything is dialed.
@@ -87,6 +95,12 @@ func (o *UpstreamOptions) Validate() error {
 	}
 	if o.BackoffMin > o.BackoffMax && o.BackoffMax > 0 {
 		return fmt.Errorf("proxy: upstream %q: backoff_min above backoff_max", o.Name)
+	}
+	if o.Source.IsValid() && (o.Source.IsUnspecified() || o.Source.IsMulticast()) {
+		return fmt.Errorf("proxy: upstream %q: source %s is not a unicast address", o.Name, o.Source)
+	}
+	if len(o.BindDevice) >= 16 || strings.ContainsAny(o.BindDevice, "/ \t") {
+		return fmt.Errorf("proxy: upstream %q: bind_device %q is not an interface name", o.Name, o.BindDevice)
 	}
 	return nil
 }
@@ -191,6 +205,8 @@ type UpstreamStatus struct {
 	Answered    uint64
 	Failures    uint64
 	LastError   string
+	// TLS is what each live connection negotiated (version, cipher, key exchange group).
+	TLS []TLSInfo `json:"TLS,omitempty"`
 }
 
 // Status returns a snapshot.
@@ -204,6 +220,9 @@ func (u *Upstream) Status() UpstreamStatus {
 	}
 	for _, c := range u.conns {
 		st.Inflight += c.Inflight()
+		if cs, ok := c.ConnectionState(); ok {
+			st.TLS = append(st.TLS, NewTLSInfo(cs))
+		}
 	}
 	if u.udp != nil {
 		st.Inflight, st.Connections = u.udp.Inflight(), u.opts.UDP.SourcePorts
@@ -542,7 +561,10 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 	}
 	dctx, cancel := context.WithTimeout(ctx, u.opts.DialTimeout)
 	defer cancel()
-	d := net.Dialer{KeepAlive: 15 * time.Second, Timeout: min(connectAttempt, u.opts.DialTimeout)}
+	d := u.dialer()
+	if u.opts.Source.IsValid() && u.opts.Source.Unmap().Is4() != t.Addr.Addr().Unmap().Is4() {
+		return nil, false, fmt.Errorf("proxy: upstream %q: source %s cannot reach %s", u.opts.Name, u.opts.Source, t.Addr)
+	}
 	raw, err := d.DialContext(dctx, "tcp", net.JoinHostPort(t.Addr.Addr().String(), strconv.Itoa(int(t.Addr.Port()))))
 	if err != nil {
 		return nil, false, err
@@ -575,6 +597,19 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 		Observer:       connObserver{u},
 		Cork:           u.pool.opts.Cork,
 	}), true, nil
+}
+
+// dialer makes the TCP connections: keepalive, the connect attempt bound, and the configured
+// source address and device.
+func (u *Upstream) dialer() net.Dialer {
+	d := net.Dialer{KeepAlive: 15 * time.Second, Timeout: min(connectAttempt, u.opts.DialTimeout)}
+	if u.opts.Source.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: u.opts.Source.Unmap().AsSlice()}
+	}
+	if u.opts.BindDevice != "" {
+		d.Control = sockio.BindToDevice(u.opts.BindDevice)
+	}
+	return d
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

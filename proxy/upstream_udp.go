@@ -37,6 +37,9 @@ func (o *UpstreamOptions) validateUDP() error {
 	if len(o.Secret) == 0 {
 		return fmt.Errorf("proxy: upstream %q: a RADIUS/UDP upstream needs a shared secret", o.Name)
 	}
+	if o.BindDevice != "" {
+		return fmt.Errorf("proxy: upstream %q: bind_device is not supported for RADIUS/UDP upstreams (use source)", o.Name)
+	}
 	port := o.Port
 	if port == 0 {
 		port = DefaultUDPPort
@@ -49,10 +52,14 @@ func (o *UpstreamOptions) validateUDP() error {
 }
 
 func (o *UpstreamOptions) udpupOptions(server netip.AddrPort) udpup.Options {
+	src := o.UDP.Source
+	if !src.IsValid() {
+		src = o.Source // the pool's or upstream's source address, as for RadSec
+	}
 	return udpup.Options{
 		Server:           server,
 		Secret:           o.Secret,
-		Source:           o.UDP.Source,
+		Source:           src,
 		SourcePorts:      o.UDP.SourcePorts,
 		RetransmitAfter:  o.UDP.RetransmitAfter,
 		MaxTransmissions: o.UDP.MaxTransmissions,

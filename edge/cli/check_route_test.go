@@ -85,7 +85,7 @@ func TestCheckRoute(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 		for _, want := range []string{"eduroam.operator_name: operator name \"myuniversity.edu\": must be \"1\" followed by a domain name",
-			"routes[0].discover: dynamic discovery (RFC 7585) is not available in this build", "routes[0].reply_message: only with reject"} {
+			"routes[0].discover: needs RFC 7585 dynamic discovery: set discovery.enabled: true", "routes[0].reply_message: only with reject"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("missing %q in:\n%v", want, err)
 			}

@@ -59,6 +59,9 @@ type statusView struct {
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
 	NAS        []control.NASClient `json:"-"`
+	// RadSec connections and discovered realms (edge/cli/status_tls.go).
+	RadSec []peerConnView `json:"radsec"`
+	Realms []realmView    `json:"realms"`
 }
 
 // revocationView is one CRL or OCSP source (pki.SourceStatus).
@@ -82,6 +85,7 @@ type upstreamView struct {
 	Answered    uint64        `json:"Answered"`
 	Failures    uint64        `json:"Failures"`
 	LastError   string        `json:"LastError"`
+	TLS         []tlsView     `json:"TLS"`
 }
 
 type cacheView struct {
@@ -204,7 +208,9 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 			p(", last error: %s", u.LastError)
 		}
 		p("\n")
+		writeConnTLS(p, u.TLS)
 	}
+	writeRadSec(p, st)
 	recent, badAuth := 0, uint64(0)
 	for _, n := range st.NAS {
 		if !n.LastSeen.IsZero() && now.Sub(n.LastSeen) < recentNAS {

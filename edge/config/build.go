@@ -42,7 +42,8 @@ type Built struct {
 	Pool      proxy.PoolOptions
 	Routes    proxy.RoutesOptions // no Routes: everything goes to Pool
 	Router    proxy.RouterOptions
-	Listener  *proxy.ListenerOptions // nil when no RadSec listener is configured
+	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
+	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
 	Cache     cache.Options
 	Survival  Survival
 	Control   string // control socket path
@@ -186,6 +187,7 @@ func (c *Config) validate(v *validator) {
 	}
 
 	c.buildPool(v, b)
+	c.buildDiscovery(v, b)
 	c.buildRoutes(v, b)
 	c.buildListener(v, b)
 	c.buildCache(v, b)
@@ -430,7 +432,7 @@ func (c *Config) buildPool(v *validator, b *Built) {
 			Name: s.Name, Host: host, Port: port, SRV: s.SRV, VerifySRVTarget: s.VerifySRVTarget, ServerName: s.ServerName,
 			Priority: s.Priority, Secret: proxy.Secret(secret), TLS: tlsCfg, MaxConnections: u.MaxConnections,
 			DialTimeout: vals[0], DeadAfter: vals[1], StatusInterval: vals[2], BackoffMin: vals[3], BackoffMax: vals[4],
-			StallAfter: vals[5],
+			StallAfter: vals[5], Source: source(v, path, u.Source, s.Source), BindDevice: bindDevice(v, path, u.BindDevice, s.BindDevice),
 		})
 	}
 	b.DNS = DNSOptions{Servers: u.DNS.Servers, Timeout: u.DNS.Timeout.D(resolve.DefaultTimeout)}
@@ -638,12 +640,12 @@ func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		RootCAs:      pool,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
@@ -651,13 +653,13 @@ func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
 	if !ok {
 		return nil
 	}
-	return &tls.Config{
+	return hybridKEX(v, path, t, &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   minVer,
 		CipherSuites: proxy.RadSecCipherSuites(),
-	}
+	})
 }
 
 // checkListen accepts host:port; port 0 (an ephemeral port, for tests and labs) is allowed.

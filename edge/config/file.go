@@ -28,6 +28,9 @@ type File struct {
 	Pools   []PoolFile   `yaml:"pools"`
 	Routes  []RouteFile  `yaml:"routes"`
 	Eduroam *EduroamFile `yaml:"eduroam"`
+
+	// Discovery finds RadSec servers by realm (RFC 7585, edge/config/discovery.go).
+	Discovery DiscoveryFile `yaml:"discovery"`
 }
 
 // MetricsFile configures the Prometheus endpoint.
@@ -135,6 +138,7 @@ type TLSFile struct {
 	KeyPassphraseFile string `yaml:"key_passphrase_file"` // file holding the key's passphrase (first line)
 	CA                string `yaml:"ca"`                  // PEM bundle that verifies the peer
 	MinVersion        string `yaml:"min_version"`         // "1.2" (default) | "1.3"
+	RequireHybridKEX  bool   `yaml:"require_hybrid_kex"`  // only post-quantum hybrid key exchange (TLS 1.3)
 }
 
 // Upstreams configure the RadSec upstreams.
@@ -149,6 +153,8 @@ type Upstreams struct {
 	BackoffMin     Duration       `yaml:"backoff_min"`     // default 500ms
 	BackoffMax     Duration       `yaml:"backoff_max"`     // default 10s
 	MaxConnections int            `yaml:"max_connections"` // default 4
+	Source         string         `yaml:"source"`          // local address of every upstream's connections (edge/config/source.go)
+	BindDevice     string         `yaml:"bind_device"`     // interface or VRF device (SO_BINDTODEVICE)
 	DNS            DNSFile        `yaml:"dns"`
 }
 
@@ -163,6 +169,9 @@ type UpstreamFile struct {
 	ServerName      string `yaml:"server_name"`
 	Priority        int    `yaml:"priority"`
 	Secret          string `yaml:"secret"` // default "radsec"
+
+	Source     string `yaml:"source"`      // overrides upstreams.source
+	BindDevice string `yaml:"bind_device"` // overrides upstreams.bind_device
 }
 
 // DNSFile configures upstream name resolution.

@@ -86,10 +86,6 @@ type EduroamFile struct {
 // EduroamPool is the name of the pool the preset makes of the national servers.
 const EduroamPool = "eduroam-national"
 
-// discoveryAvailable says whether this build has RFC 7585 dynamic discovery to serve
-// `discover: true` routes.
-const discoveryAvailable = false
-
 func (c *Config) buildRoutes(v *validator, b *Built) {
 	f := &c.File
 	pools := map[string]bool{proxy.DefaultPoolName: true}
@@ -252,8 +248,8 @@ func (c *Config) buildRoute(v *validator, path string, rf *RouteFile, pools map[
 	if rf.Discover {
 		targets++
 		r.Target = proxy.TargetDiscover
-		if !discoveryAvailable {
-			v.errorf(path+".discover", "dynamic discovery (RFC 7585) is not available in this build")
+		if !c.File.Discovery.Enabled {
+			v.errorf(path+".discover", "needs RFC 7585 dynamic discovery: set discovery.enabled: true (docs/dns.md)")
 		}
 	}
 	if rf.Reject {

@@ -77,7 +77,7 @@ func TestRouteErrors(t *testing.T) {
 		{"two targets", "routes:\n  - name: x\n    pool: default\n    reject: true\n", []string{line(2) + "routes[0]: set exactly one of pool, discover, reject"}},
 		{"unknown pool", "routes:\n  - pool: nowhere\n", []string{line(2) + `routes[0].pool: no pool named "nowhere"`}},
 		{"bad regexp", "routes:\n  - realm_regexps: ['(']\n    reject: true\n", []string{"routes[0]: proxy: route routes[0]: realm regexp"}},
-		{"discover", "routes:\n  - discover: true\n", []string{line(2) + "routes[0].discover: dynamic discovery (RFC 7585) is not available in this build"}},
+		{"discover", "routes:\n  - discover: true\n", []string{line(2) + "routes[0].discover: needs RFC 7585 dynamic discovery: set discovery.enabled: true"}},
 		{"udp server by name", "pools:\n  - name: p\n    servers:\n      - {name: a, address: nro.example, secret: s}\n", []string{line(4) + `pools[0].servers[0].address: "nro.example": a RADIUS/UDP server needs an IP address`}},
 		{"udp without secret", "pools:\n  - name: p\n    servers:\n      - {name: a, address: 192.0.2.1}\n", []string{"pools[0].servers[0].secret: required (or secret_file)"}},
 		{"eduroam without realms", "eduroam:\n  operator_name: 1x.edu\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n", []string{"eduroam.realms: list the institution's realms"}},

@@ -74,7 +74,7 @@ var (
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
 		descEAPConv, descEAPStarted, descEAPChallenges, descEAPEnded, descEAPDiscarded, descEAPRefused,
-		descCertExpiry, descEvDropped}
+		descCertExpiry, descEvDropped, descRadSecConns}
 )
 
 // snapshotCollector turns a Snapshot taken at scrape time into constant metrics.
@@ -163,6 +163,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descNASLastSeen, float64(n.LastSeen.UnixNano())/1e9, n.Name)
 		}
 	}
+	collectRadSec(gauge, s.RadSec)
 	for _, u := range s.Upstreams {
 		gauge(descUpState, bool01(u.State == "up"), u.Name)
 		for _, st := range UpstreamStates {

@@ -59,6 +59,8 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	// RadSec is every live RadSec connection's TLS parameters (edge/metrics/radsec.go).
+	RadSec []RadSecConn
 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).

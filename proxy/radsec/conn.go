@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -201,6 +202,16 @@ func NewConn(nc net.Conn, o ConnOptions) *Conn {
 		c.free.push(uint8(i))
 	}
 	return c
+}
+
+// ConnectionState is the TLS state of the connection (ok false when it is not TLS, as a test's
+// net.Pipe): version, cipher suite, key exchange group (CurveID), ALPN.
+func (c *Conn) ConnectionState() (tls.ConnectionState, bool) {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return tls.ConnectionState{}, false
+	}
+	return tc.ConnectionState(), true
 }
 
 // Inflight is the number of requests sent (or being built) and not yet answered.

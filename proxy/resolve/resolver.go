@@ -558,7 +558,13 @@ func (r *Resolver) sweep(now time.Time) {
 	}
 	r.lastSweep = now
 	for k, e := range r.entries {
-		if e.flight == nil && now.Sub(e.used) > forgetAfter {
+		if e.flight != nil {
+			continue
+		}
+		// An unused entry goes after forgetAfter; one that holds nothing but an expired
+		// failure goes at once: nothing is lost, and realms from requests (Discover) cannot
+		// pile up failures for a day.
+		if now.Sub(e.used) > forgetAfter || len(e.last) == 0 && !now.Before(e.expires) {
 			delete(r.entries, k)
 		}
 	}

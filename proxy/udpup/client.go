@@ -539,15 +539,16 @@ func (c *Client) check(now time.Time) {
 	for _, r := range again {
 		c.write(r.s, r.p)
 	}
+	if downErr != nil {
+		// Before the requests are handed back, so their retries see this server down.
+		c.opts.Logger.Warn("udp upstream down", "peer", c.opts.Server, "err", downErr)
+		c.opts.Observer.Down(downErr)
+	}
 	for _, e := range ends {
 		e.h(nil, e.err)
 	}
 	if probeLost {
 		c.opts.Observer.Probe(false)
-	}
-	if downErr != nil {
-		c.opts.Logger.Warn("udp upstream down", "peer", c.opts.Server, "err", downErr)
-		c.opts.Observer.Down(downErr)
 	}
 	if doProbe {
 		c.probe(now)
