@@ -410,6 +410,11 @@ type Status struct {
 	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
 	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
 	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
+	// Routes, their pools and counters (edge/routes.go); empty without routes.
+	Routes       []RouteStatus     `json:"routes,omitempty"`
+	RouteDefault uint64            `json:"route_default,omitempty"`
+	RouteLoops   uint64            `json:"route_loops,omitempty"`
+	RoutePools   []RoutePoolStatus `json:"route_pools,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -446,6 +451,7 @@ func (e *Edge) Status() Status {
 	if e.discovery != nil {
 		s.Realms = e.discovery.Realms()
 	}
+	e.routeStatus(&s)
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {
 			s.Dropped[r.String()] = n

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -242,6 +243,18 @@ func TestE2EEduroam(t *testing.T) {
 			t.Fatalf("the local decision engine was asked (%d -> %d)", fallback, got)
 		}
 		t.Logf("rejected after %v", time.Since(start).Round(time.Millisecond))
+	})
+	t.Run("status shows the routes and the national servers", func(t *testing.T) {
+		out := mxedgeCLI(t, "status", "--socket", filepath.Join(el.lab.Dir, "control.sock"))
+		for _, want := range []string{"routes ", "eduroam-visitor ", "loops refused 1", "eduroam-national/nro1", "eduroam-national/nro2"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status lacks %q:\n%s", want, out)
+			}
+		}
+		st := el.edge.Status()
+		if len(st.RoutePools) != 1 || len(st.RoutePools[0].Upstreams) != 2 {
+			t.Fatalf("route pools %+v", st.RoutePools)
+		}
 	})
 	t.Run("routes reload with the configuration", func(t *testing.T) {
 		doc, err := os.ReadFile(el.cfgPath)

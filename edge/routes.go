@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"mxedge/edge/config"
@@ -150,4 +151,37 @@ type checkDiscoverer struct{}
 
 func (checkDiscoverer) Discover(context.Context, string) (*proxy.Pool, error) {
 	return nil, proxy.ErrNoDiscovery
+}
+
+// RouteStatus is one route's counter for status output.
+type RouteStatus struct {
+	Name    string `json:"name"`
+	Matched uint64 `json:"matched"`
+}
+
+// RoutePoolStatus is a routes' pool (not the cloud's) with its upstreams.
+type RoutePoolStatus struct {
+	Name      string                 `json:"name"`
+	Upstreams []proxy.UpstreamStatus `json:"upstreams"`
+}
+
+// routeStatus adds the route table's counters and pools to s.
+func (e *Edge) routeStatus(s *Status) {
+	t := e.router.Routes()
+	if t == nil {
+		return
+	}
+	st := t.Stats()
+	for i, r := range t.Routes() {
+		s.Routes = append(s.Routes, RouteStatus{Name: r.Name, Matched: st.Matched[i].Load()})
+	}
+	s.RouteDefault, s.RouteLoops = st.Default.Load(), st.Loops.Load()
+	for name, p := range t.Pools() {
+		ps := RoutePoolStatus{Name: name}
+		for _, u := range p.Upstreams() {
+			ps.Upstreams = append(ps.Upstreams, u.Status())
+		}
+		s.RoutePools = append(s.RoutePools, ps)
+	}
+	slices.SortFunc(s.RoutePools, func(a, b RoutePoolStatus) int { return strings.Compare(a.Name, b.Name) })
 }
