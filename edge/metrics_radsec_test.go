@@ -9,8 +9,8 @@ import (
 )
 
 // TestMetricsRadSecConnections: each RadSec connection's negotiated TLS version, cipher and key
-// exchange group are a gauge's labels (Go's default negotiates the X25519MLKEM768 hybrid with the
-// Go upstream), and the scrape passes promtool.
+// exchange group are a gauge's labels, for the upstream and for a peer of the listener (Go's
+// default negotiates the X25519MLKEM768 hybrid on both), and the scrape passes promtool.
 func TestMetricsRadSecConnections(t *testing.T) {
 	pt := promtool(t)
 	m := startMetricsEdge(t)
@@ -19,6 +19,16 @@ func TestMetricsRadSecConnections(t *testing.T) {
 	want := map[string]string{"direction": "upstream", "peer": "up", "tls_version": "TLS 1.3", "cipher": "TLS_AES_128_GCM_SHA256", "group": "X25519MLKEM768"}
 	if n := sum(mfs, "mxedge_radsec_connections", want); n < 1 {
 		t.Fatalf("no mxedge_radsec_connections%v in\n%s", want, grep(scrape, "radsec_connections"))
+	}
+	// The listener's side of the peer startMetricsEdge connected.
+	lwant := map[string]string{"direction": "listener", "peer": "ap", "tls_version": "TLS 1.3", "group": "X25519MLKEM768"}
+	for deadline := time.Now().Add(2 * time.Second); sum(mfs, "mxedge_radsec_connections", lwant) < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no mxedge_radsec_connections%v in\n%s", lwant, grep(scrape, "radsec_connections"))
+		}
+		time.Sleep(20 * time.Millisecond)
+		scrape = m.scrape(t)
+		mfs = families(t, scrape)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -3,6 +3,7 @@ package edge_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -65,9 +66,15 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	if err := os.WriteFile(crl, pki.EncodeCRL(der), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A RadSec listener with a connected peer, so that the per-connection series exist also
+	// after the upstream is gone.
 	doc := lifecycleDoc(dir, lab, up, "s", "") + fmt.Sprintf(`survivability:
   eap_tls: {certificate: %s, key: %s, ca: %s, crl_files: [%s]}
-`, lab.ServerCert, lab.ServerKey, lab.CAFile, crl)
+radsec:
+  listen: ["127.0.0.1:0"]
+  tls: {certificate: %s, key: %s, ca: %s}
+  peers: [{name: ap, address: 127.0.0.1, cert_names: ["*"]}]
+`, lab.ServerCert, lab.ServerKey, lab.CAFile, crl, lab.ServerCert, lab.ServerKey, lab.CAFile)
 	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	e, err := edge.New(cfg, edge.Options{MetricsAddr: "127.0.0.1:0", Version: "1.2.3-test", Commit: "abc1234"})
 	if err != nil {
@@ -78,6 +85,13 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	for _, a := range e.Status().Listeners {
 		if s, ok := strings.CutPrefix(a, "radius-acct udp "); ok {
 			m.acct = s
+		}
+		if s, ok := strings.CutPrefix(a, "radsec tcp "); ok {
+			c, err := tls.Dial("tcp", s, lab.ClientTLS())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
 		}
 	}
 	return m

@@ -178,11 +178,13 @@ func NewDiscovery(o DiscoveryOptions) (*Discovery, error) {
 	}
 	o.Services = append([]string(nil), o.Services...)
 	o.setDefaults()
-	return &Discovery{opts: o, now: o.Now, log: o.Logger, started: make(chan struct{}), realms: map[string]*realmPool{}, failed: map[string]failure{}}, nil
+	return &Discovery{opts: o, now: o.Now, log: o.Logger, started: make(chan struct{}),
+		realms: map[string]*realmPool{}, failed: map[string]failure{}}, nil
 }
 
-// Run serves Discover until ctx ends (call it once; a Discover before Run waits for it), closing idle realms, then closes every realm's connections
-// and returns nil once their goroutines have exited.
+// Run serves Discover until ctx ends, closing idle realms, then closes every realm's connections
+// and returns nil once their goroutines have exited. Call it once; a Discover before Run waits
+// for it.
 func (d *Discovery) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ctx = ctx
