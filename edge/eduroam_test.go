@@ -66,8 +66,28 @@ func startEduroam(t *testing.T) *eduroamLab {
 		fmt.Fprintf(&servers, "    - name: nro%d\n      address: %s:%d\n      accounting_port: %d\n      secret: %q\n      source: 127.0.0.1\n      priority: %d\n",
 			i+1, ip, auth, acct, nationalSecret, i)
 	}
+	// A partner institution's IdP (FreeRADIUS over RadSec) behind radsecproxy as an intermediate
+	// RadSec hop: a pool of its own, reached by a route of the operator's.
+	idpPort, rpPort := peertest.FreePort(t), peertest.FreePort(t)
+	peertest.StartFreeRADIUS(t, peertest.FreeRADIUSOptions{
+		RadSecAddr: fmt.Sprintf("127.0.0.1:%d", idpPort),
+		ServerCert: lab.ServerCert, ServerKey: lab.ServerKey, CA: lab.CAFile,
+		Users:      []peertest.User{{Name: "carol@partner.example", Password: "pw", Reply: []string{`Reply-Message = "partner IdP"`}}},
+	})
+	peertest.StartRadsecproxy(t, peertest.RadsecproxyOptions{
+		ListenTLS: fmt.Sprintf("127.0.0.1:%d", rpPort), Upstream: fmt.Sprintf("127.0.0.1:%d", idpPort),
+		Cert: lab.ServerCert, Key: lab.ServerKey, CA: lab.CAFile,
+	})
 	el.e2e = startE2EWith(t, 1, lab, func(*pkitest.Lab) string {
-		return fmt.Sprintf(`eduroam:
+		return fmt.Sprintf(`pools:
+  - name: partner
+    servers:
+      - {name: rp, transport: radsec, address: "127.0.0.1:%d"}
+routes:
+  - name: partner
+    realm_suffixes: [partner.example]
+    pool: partner
+`, rpPort) + fmt.Sprintf(`eduroam:
   realms: [myuniversity.edu]
   operator_name: 1myuniversity.edu
   ssids: [eduroam, eduroam-test]
@@ -110,6 +130,14 @@ func TestE2EEduroam(t *testing.T) {
 		if !strings.Contains(el.logs.String(), "REALM=VISITED.example#VISCOUNTRY=NL#VISINST=1myuniversity.edu#RESULT=FAIL#") {
 			t.Error("no F-Ticks FAIL line")
 		}
+	})
+	t.Run("partner realm through radsecproxy to its IdP", func(t *testing.T) {
+		r := radclient(t, el.auth, "auth", nasSecret, []string{`User-Name = "carol@partner.example"`, `User-Password = "pw"`,
+			`Message-Authenticator = 0x00`})[0]
+		if r.Code != "Access-Accept" {
+			t.Fatalf("got %q %+v", r.Code, r.Attrs)
+		}
+		wantAttr(t, r, "Reply-Message", "partner IdP") // the password was re-keyed across both RadSec hops
 	})
 	t.Run("home user stays with the cloud", func(t *testing.T) {
 		r := radclient(t, el.auth, "auth", nasSecret, []string{`User-Name = "homer@myuniversity.edu"`, `User-Password = "pw"`,
@@ -252,7 +280,8 @@ func TestE2EEduroam(t *testing.T) {
 			}
 		}
 		st := el.edge.Status()
-		if len(st.RoutePools) != 1 || len(st.RoutePools[0].Upstreams) != 2 {
+		// Sorted by name: eduroam-national (two servers), partner (radsecproxy).
+		if len(st.RoutePools) != 2 || len(st.RoutePools[0].Upstreams) != 2 || st.RoutePools[1].Name != "partner" {
 			t.Fatalf("route pools %+v", st.RoutePools)
 		}
 	})
@@ -261,7 +290,7 @@ func TestE2EEduroam(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		doc = append(doc, "routes:\n  - name: block-visited\n    realms: [visited.example]\n    reject: true\n    reply_message: blocked by reload\n"...)
+		doc = []byte(strings.Replace(string(doc), "routes:\n", "routes:\n  - name: block-visited\n    realms: [visited.example]\n    reject: true\n    reply_message: blocked by reload\n", 1))
 		if err := os.WriteFile(el.cfgPath, doc, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -569,7 +569,7 @@ func (t *RouteTable) Inflight() int64 {
 type Decision struct {
 	Route *Route // nil: no route matched (the router's pool)
 	Index int    // the route's position; -1 for none
-	Loop  bool   // refused: it crossed this edge already, or would go back where it came from
+	Loop  bool   // refused: it crossed this edge already
 }
 
 // Decide returns the route in takes. It never blocks.
@@ -579,31 +579,9 @@ func (t *RouteTable) Decide(in *RouteInput) Decision {
 		if !r.matches(in) {
 			continue
 		}
-		d := Decision{Route: r, Index: i, Loop: in.Loop}
-		if r.Target != TargetReject && t.backToSource(r, in.SrcAddr) {
-			d.Loop = true
-		}
-		return d
+		return Decision{Route: r, Index: i, Loop: in.Loop}
 	}
 	return Decision{Index: -1, Loop: in.Loop}
-}
-
-// backToSource reports whether r's pool has an upstream at src: a request from a national server
-// would be sent back to it (radsecproxy refuses the same).
-func (t *RouteTable) backToSource(r *Route, src netip.Addr) bool {
-	if r.Target != TargetPool || !src.IsValid() {
-		return false
-	}
-	p := t.pools[r.Pool]
-	if p == nil {
-		return false
-	}
-	for _, u := range p.ups {
-		if ip, err := netip.ParseAddr(u.opts.Host); err == nil && ip.Unmap() == src {
-			return true
-		}
-	}
-	return false
 }
 
 // Explain describes a decision for an operator (mxedge check --route).
