@@ -72,7 +72,7 @@ func startEduroam(t *testing.T) *eduroamLab {
 	peertest.StartFreeRADIUS(t, peertest.FreeRADIUSOptions{
 		RadSecAddr: fmt.Sprintf("127.0.0.1:%d", idpPort),
 		ServerCert: lab.ServerCert, ServerKey: lab.ServerKey, CA: lab.CAFile,
-		Users:      []peertest.User{{Name: "carol@partner.example", Password: "pw", Reply: []string{`Reply-Message = "partner IdP"`}}},
+		Users: []peertest.User{{Name: "carol@partner.example", Password: "pw", Reply: []string{`Reply-Message = "partner IdP"`}}},
 	})
 	peertest.StartRadsecproxy(t, peertest.RadsecproxyOptions{
 		ListenTLS: fmt.Sprintf("127.0.0.1:%d", rpPort), Upstream: fmt.Sprintf("127.0.0.1:%d", idpPort),
