@@ -11,9 +11,11 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Real peers the tests drive (Debian packages); installed when missing, never skipped.
 PEER_PKGS := freeradius freeradius-utils radsecproxy eapoltest openssl iproute2 \
-             systemd lintian file xz-utils init-system-helpers passwd prometheus
+             systemd lintian file xz-utils init-system-helpers passwd prometheus bash-completion
 PEER_BINS := freeradius radclient radsecproxy eapol_test openssl ip \
              systemd-analyze systemd-sysusers lintian file xz deb-systemd-helper useradd promtool
+# Peers that are files, not commands (bash-completion's library, which cobra's bash script needs).
+PEER_FILES := /usr/share/bash-completion/bash_completion
 
 .PHONY: all build test test-deps run bench lint fuzz clean deb
 
@@ -25,6 +27,7 @@ build:
 test-deps:
 	@missing=""; for b in $(PEER_BINS); do \
 	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	for f in $(PEER_FILES); do [ -e $$f ] || missing="$$missing $$f"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing test peers (missing:$$missing)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "make test: need root to apt-get install $(PEER_PKGS)" >&2; exit 1; fi; \

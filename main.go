@@ -3,6 +3,7 @@
 package main
 
 import (
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -18,10 +19,16 @@ var (
 	date    = ""
 )
 
+// installGuide is docs/install.md, the guide the unit's Documentation= names: `mxedge install`
+// places it where the .deb does (install.GuidePath).
+//
+//go:embed docs/install.md
+var installGuide []byte
+
 // Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage, 10–18 registration
 // failures (see mxedge register --help).
 func main() {
-	cmd := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date})
+	cmd := cli.New(cli.BuildInfo{Version: version, Commit: commit, Date: date, InstallGuide: installGuide})
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "mxedge:", err)
 		// Registration failures carry their own exit codes (docs/management.md); checked first

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,8 +25,57 @@ const (
 	durationEnv    = "MXEDGE_BENCH_DURATION"    // measured window per proxy and concurrency, default 8s
 	concurrencyEnv = "MXEDGE_BENCH_CONCURRENCY" // comma-separated, default 16,64,256
 	logLevelEnv    = "MXEDGE_BENCH_LOG_LEVEL"   // mxedge's log level, default warn (debug to diagnose)
-	upstreamEnv    = "MXEDGE_BENCH_UPSTREAM"    // BenchmarkEdgeInProcess: responder (default) | freeradius
+	upstreamEnv    = "MXEDGE_BENCH_UPSTREAM"    // BenchmarkEdgeInProcess: responder (default) | freeradius | none
+	methodsEnv     = "MXEDGE_BENCH_METHODS"     // comma-separated pap, mab; default both
+	socketsEnv     = "MXEDGE_BENCH_SOCKETS"     // mxedge's listen.sockets; default: its default
 )
+
+// mabClients is how many MACs the generator cycles through in MAB mode; FreeRADIUS knows them
+// all (its users file), each with a VLAN, so mxedge learns a VLAN for each.
+const mabClients = 1000
+
+// benchMethods returns the request kinds to measure: "pap" (User-Password re-encrypted) and "mab"
+// (the proxy also classifies, learns into its cache and publishes a decision event).
+func benchMethods(tb testing.TB) []string {
+	tb.Helper()
+	s := os.Getenv(methodsEnv)
+	if s == "" {
+		return []string{"pap", "mab"}
+	}
+	var out []string
+	for _, m := range strings.Split(s, ",") {
+		m = strings.TrimSpace(m)
+		if m != "pap" && m != "mab" {
+			tb.Fatalf("%s=%q: want a comma-separated list of pap, mab", methodsEnv, s)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// benchSockets is mxedge's listen.sockets from MXEDGE_BENCH_SOCKETS; 0 keeps its default.
+func benchSockets(tb testing.TB) int {
+	tb.Helper()
+	s := os.Getenv(socketsEnv)
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 64 {
+		tb.Fatalf("%s=%q: want 1..64", socketsEnv, s)
+	}
+	return n
+}
+
+// loadFor sets o up for method (see benchMethods).
+func loadFor(o LoadOptions, method string) LoadOptions {
+	if method == "mab" {
+		o.MABClients = mabClients
+	}
+	return o
+}
+
+const ()
 
 // nasSecret is the NAS secret of the load generator at both proxies.
 const nasSecret = "bench-nas-secret"
@@ -124,10 +174,21 @@ func startFreeRADIUS(tb testing.TB, lab *pkitest.Lab) upstream {
 	fr := peertest.StartFreeRADIUS(tb, peertest.FreeRADIUSOptions{
 		RadSecAddr: addr,
 		ServerCert: lab.ServerCert, ServerKey: lab.ServerKey, CA: lab.CAFile,
-		Users:       []peertest.User{{Name: "alice", Password: "secret"}},
+		Users:       freeRADIUSUsers(),
 		MaxRequests: 1 << 20,
 	})
 	return upstream{name: "freeradius", addr: addr, cpu: fr.CPUTime, logs: func() string { return fr.LogTail(20) }}
+}
+
+// freeRADIUSUsers are the load generator's PAP user and its MAB clients, each MAC with a VLAN
+// (RFC 3580 §3.31).
+func freeRADIUSUsers() []peertest.User {
+	users := []peertest.User{{Name: "alice", Password: "secret"}}
+	for i := range mabClients {
+		users = append(users, peertest.User{Name: MABMAC(i), MAB: true,
+			Reply: []string{"Tunnel-Type = VLAN", "Tunnel-Medium-Type = IEEE-802", `Tunnel-Private-Group-Id = "300"`}})
+	}
+	return users
 }
 
 // proxies starts radsecproxy and mxedge in front of up, both with the same client certificate.
@@ -146,7 +207,7 @@ func proxies(tb testing.TB, bin string, lab *pkitest.Lab, up upstream) (rp, mx T
 		Auth: mxAddr, Acct: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(tb)),
 		Secret:   nasSecret,
 		Upstream: up.addr, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,
-		LogLevel: os.Getenv(logLevelEnv),
+		LogLevel: os.Getenv(logLevelEnv), Sockets: benchSockets(tb),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -198,41 +259,49 @@ func BenchmarkProxy(b *testing.B) {
 		b.Run(u.name, func(b *testing.B) {
 			up := u.start(b, lab)
 			rp, mx, logs := proxies(b, bin, lab, up)
-			for i, c := range levels {
-				b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-					order := []Target{rp, mx}
-					if i%2 == 1 {
-						order = []Target{mx, rp}
-					}
-					o := LoadOptions{Secret: nasSecret, Concurrency: c, Requests: 5_000_000, Duration: window}
-					for _, t := range order {
-						warm := o
-						warm.Target, warm.Duration, warm.Requests = t.Addr, time.Second, 20_000
-						res, err := Load(b.Context(), warm)
-						if err != nil {
-							b.Fatal(err)
-						}
-						if res.Answered == 0 {
-							// Measure anyway: the table must show a proxy that fails, not hide it.
-							b.Errorf("%s answered nothing during warm-up (%d timeouts, errors %v)\n%s",
-								t.Name, res.Timeouts, res.Errors, logs())
-						}
-					}
-					var got []Measurement
-					for b.Loop() {
-						for _, t := range order {
-							m, err := Measure(b.Context(), up.name, t, up.cpu, o)
-							if err != nil {
-								b.Fatal(err)
+			for _, method := range benchMethods(b) {
+				name := up.name
+				if method != "pap" {
+					name += "/" + method
+				}
+				b.Run(method, func(b *testing.B) {
+					for i, c := range levels {
+						b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+							order := []Target{rp, mx}
+							if i%2 == 1 {
+								order = []Target{mx, rp}
 							}
-							b.Log(m.Summary())
-							got = append(got, m)
-						}
+							o := loadFor(LoadOptions{Secret: nasSecret, Concurrency: c, Requests: 5_000_000, Duration: window}, method)
+							for _, t := range order {
+								warm := o
+								warm.Target, warm.Duration, warm.Requests = t.Addr, time.Second, 20_000
+								res, err := Load(b.Context(), warm)
+								if err != nil {
+									b.Fatal(err)
+								}
+								if res.Answered == 0 {
+									// Measure anyway: the table must show a proxy that fails, not hide it.
+									b.Errorf("%s answered nothing during warm-up (%d timeouts, errors %v)\n%s",
+										t.Name, res.Timeouts, res.Errors, logs())
+								}
+							}
+							var got []Measurement
+							for b.Loop() {
+								for _, t := range order {
+									m, err := Measure(b.Context(), name, t, up.cpu, o)
+									if err != nil {
+										b.Fatal(err)
+									}
+									b.Log(m.Summary())
+									got = append(got, m)
+								}
+							}
+							mu.Lock()
+							all = append(all, got...)
+							mu.Unlock()
+							reportRatios(b, Pair(got))
+						})
 					}
-					mu.Lock()
-					all = append(all, got...)
-					mu.Unlock()
-					reportRatios(b, Pair(got))
 				})
 			}
 		})
@@ -295,14 +364,28 @@ func BenchmarkEdgeInProcess(b *testing.B) {
 		up = startResponder(b, lab)
 	case "freeradius":
 		up = startFreeRADIUS(b, lab)
+	case "none":
+		// A refused upstream: every request is answered locally (survivability), PAP rejected by
+		// the default password policy, so profile MAB (MXEDGE_BENCH_METHODS=mab).
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		up = upstream{name: "none", addr: l.Addr().String(), cpu: func() (time.Duration, error) { return 0, nil },
+			logs: func() string { return "" }}
+		l.Close()
 	default:
-		b.Fatalf("%s=%q: want responder or freeradius", upstreamEnv, u)
+		b.Fatalf("%s=%q: want responder, freeradius or none", upstreamEnv, u)
 	}
 	auth := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(b))
 	o := MxedgeOptions{
 		Dir:  b.TempDir(),
 		Auth: auth, Acct: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(b)), Secret: nasSecret,
 		Upstream: up.addr, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile, LogLevel: "warn",
+		Sockets: benchSockets(b),
+	}
+	if up.name == "none" {
+		o.Extra = "survivability:\n  default_mab_vlan: \"41\"\n"
 	}
 	path := filepath.Join(b.TempDir(), "mxedge.yaml")
 	cfg, err := config.Parse(path, []byte(o.config()))
@@ -325,7 +408,7 @@ func BenchmarkEdgeInProcess(b *testing.B) {
 	case <-time.After(10 * time.Second):
 		b.Fatal("mxedge not ready")
 	}
-	lo := LoadOptions{Target: auth, Secret: nasSecret, Concurrency: benchConcurrency(b)[0], Requests: 5_000_000}
+	lo := loadFor(LoadOptions{Target: auth, Secret: nasSecret, Concurrency: benchConcurrency(b)[0], Requests: 5_000_000}, benchMethods(b)[0])
 	warm := lo
 	warm.Duration = time.Second
 	if res, err := Load(b.Context(), warm); err != nil || res.Answered == 0 {

@@ -34,6 +34,22 @@ type LoadOptions struct {
 	// Timeout is how long a worker waits for a reply before counting a timeout and moving on.
 	// Default 2s.
 	Timeout time.Duration
+	// MABClients > 0 sends MAB instead of PAP: Aruba/HP style, User-Name = User-Password =
+	// Calling-Station-Id = a MAC (MABMAC(i)), Service-Type = Call-Check (RFC 2865 §5.6), the MACs
+	// taken in turn from this many. The proxy then classifies, learns and publishes each decision.
+	MABClients int
+	// MAC names the i-th MAB client; default MABMAC.
+	MAC func(i int) string
+	// Rate > 0 paces the requests: the i-th request of the run leaves no earlier than i/Rate
+	// seconds after the start, whichever worker sends it (a soak at a fixed rate). 0: as fast as
+	// the workers get answers.
+	Rate float64
+}
+
+// MABMAC is the i-th MAC the load generator sends in MAB mode, 02:00:5e:xx:xx:xx in the
+// hyphenated form switches use.
+func MABMAC(i int) string {
+	return fmt.Sprintf("02-00-5E-%02X-%02X-%02X", byte(i>>16), byte(i>>8), byte(i))
 }
 
 // Validate checks the options before any socket is opened.
@@ -49,6 +65,10 @@ func (o *LoadOptions) Validate() error {
 		return errors.New("bench: load: Duration must be positive (every load loop is bounded)")
 	case o.Concurrency < 0 || o.Timeout < 0:
 		return errors.New("bench: load: negative Concurrency or Timeout")
+	case o.Rate < 0:
+		return errors.New("bench: load: negative Rate")
+	case o.MABClients < 0 || o.MABClients > 1<<24:
+		return errors.New("bench: load: MABClients outside 0..2^24")
 	case len(o.Password) > 128:
 		return errors.New("bench: load: Password longer than 128 octets (RFC 2865 §5.2)")
 	}
@@ -140,6 +160,17 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 			errs: map[string]int{}, id: uint8(seed[0]),
 		}
 	}
+	var macs []string
+	mac := o.MAC
+	if mac == nil {
+		mac = MABMAC
+	}
+	for i := range o.MABClients {
+		macs = append(macs, mac(i))
+	}
+	for i, w := range workers {
+		w.macs, w.next = macs, i*max(1, len(macs)/len(workers))
+	}
 	var tickets atomic.Int64
 	tickets.Store(int64(o.Requests))
 	start := time.Now()
@@ -150,7 +181,21 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		go func() {
 			defer wg.Done()
 			defer w.conn.Close()
-			for ctx.Err() == nil && time.Now().Before(stopAt) && tickets.Add(-1) >= 0 {
+			for ctx.Err() == nil && time.Now().Before(stopAt) {
+				t := tickets.Add(-1)
+				if t < 0 {
+					break
+				}
+				if o.Rate > 0 {
+					// The ticket's place in the run: the first ticket taken leaves at once.
+					due := start.Add(time.Duration(float64(int64(o.Requests)-1-t) / o.Rate * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						if d > time.Until(stopAt) {
+							break
+						}
+						time.Sleep(d)
+					}
+				}
 				w.exchange()
 			}
 		}()
@@ -195,6 +240,8 @@ type worker struct {
 	opts *LoadOptions
 	rng  *rand.ChaCha8
 	id   uint8
+	macs []string // MAB mode: the MACs to send, from next on
+	next int
 
 	req, buf []byte
 	sent     int
@@ -213,13 +260,22 @@ func (w *worker) request() (packet.Packet, [packet.AuthLen]byte, error) {
 	secret := []byte(w.opts.Secret)
 	b := packet.New(w.req, packet.CodeAccessRequest, w.id, auth[:])
 	b.AddMA()
-	b.AddString(packet.AttrUserName, w.opts.User)
+	user, password, station := w.opts.User, w.opts.Password, "02-00-00-00-00-01"
+	if len(w.macs) > 0 {
+		mac := w.macs[w.next%len(w.macs)]
+		w.next++
+		user, password, station = mac, mac, mac
+	}
+	b.AddString(packet.AttrUserName, user)
 	var pw [128]byte
-	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(pw[:0], []byte(w.opts.Password), secret, auth[:]))
-	b.Add(4, []byte{127, 0, 0, 1})       // NAS-IP-Address
-	b.AddUint32(5, uint32(w.id))         // NAS-Port
-	b.AddUint32(61, 15)                  // NAS-Port-Type = Ethernet
-	b.AddString(31, "02-00-00-00-00-01") // Calling-Station-Id
+	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(pw[:0], []byte(password), secret, auth[:]))
+	b.Add(4, []byte{127, 0, 0, 1}) // NAS-IP-Address
+	b.AddUint32(5, uint32(w.id))   // NAS-Port
+	b.AddUint32(61, 15)            // NAS-Port-Type = Ethernet
+	if len(w.macs) > 0 {
+		b.AddUint32(6, 10) // Service-Type = Call-Check
+	}
+	b.AddString(31, station) // Calling-Station-Id
 	p, err := b.Finish(secret, nil)
 	if err != nil {
 		return nil, auth, fmt.Errorf("bench: load: build request: %w", err)

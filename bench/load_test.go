@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -271,4 +272,86 @@ func TestSelfCPUTimeAdvances(t *testing.T) {
 		}
 	}
 	t.Error("CPU time did not advance while spinning")
+}
+
+// TestLoadMAB: in MAB mode every request is MAB as a switch sends it (User-Name = User-Password =
+// Calling-Station-Id, Service-Type Call-Check) and the MACs cycle through MABClients.
+func TestLoadMAB(t *testing.T) {
+	const secret, clients = "s3cret", 10
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, packet.MaxLen)
+		for {
+			n, src, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			req, err := packet.Parse(buf[:n])
+			if err != nil {
+				t.Errorf("bad request: %v", err)
+				continue
+			}
+			user, _ := req.Attr(packet.AttrUserName)
+			station, _ := req.Attr(packet.AttrCallingStationID)
+			st, _ := req.Attr(6)
+			enc, _ := req.Attr(packet.AttrUserPassword)
+			pw, _ := packet.DecryptUserPassword(nil, enc, []byte(secret), req.Authenticator())
+			if string(user) != string(station) || string(bytes.TrimRight(pw, "\x00")) != string(user) || !bytes.Equal(st, []byte{0, 0, 0, 10}) {
+				t.Errorf("not MAB: User-Name %q Calling-Station-Id %q password %q Service-Type % x", user, station, pw, st)
+			}
+			seen[string(user)]++
+			b := packet.NewResponse(nil, req, packet.CodeAccessAccept)
+			resp, _ := b.Finish([]byte(secret), req.Authenticator())
+			conn.WriteToUDPAddrPort(resp, src)
+		}
+	}()
+	res, err := Load(t.Context(), LoadOptions{Target: conn.LocalAddr().String(), Secret: secret, Concurrency: 2,
+		Requests: 100, Duration: 10 * time.Second, MABClients: clients})
+	conn.Close()
+	<-done
+	if err != nil || res.Answered != 100 {
+		t.Fatalf("answered %d, %v", res.Answered, err)
+	}
+	if len(seen) != clients {
+		t.Fatalf("%d distinct MACs, want %d: %v", len(seen), clients, seen)
+	}
+	for i := range clients {
+		if seen[MABMAC(i)] == 0 {
+			t.Fatalf("%s never sent", MABMAC(i))
+		}
+	}
+}
+
+func TestParseRSS(t *testing.T) {
+	got, err := parseRSS("Name:\tmxedge\nVmPeak:\t  999 kB\nVmRSS:\t  183320 kB\nRssAnon:\t 1 kB\n")
+	if err != nil || got != 183320<<10 {
+		t.Fatalf("parseRSS = %d, %v", got, err)
+	}
+	if _, err := parseRSS("Name:\tx\n"); err == nil {
+		t.Fatal("no VmRSS: no error")
+	}
+	if n, err := ProcRSS(os.Getpid()); err != nil || n == 0 {
+		t.Fatalf("ProcRSS(self) = %d, %v", n, err)
+	}
+}
+
+// TestLoadRate: a paced run sends about Rate requests per second, not as many as it can.
+func TestLoadRate(t *testing.T) {
+	const secret = "s3cret"
+	addr := startFakeServer(t, secret, "secret", answerAccept)
+	res, err := Load(t.Context(), LoadOptions{Target: addr, Secret: secret, Concurrency: 4, Requests: 1_000_000,
+		Duration: time.Second, Rate: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200/s for 1 s: about 200, never thousands (the fake answers in microseconds).
+	if res.Sent < 150 || res.Sent > 210 || res.Answered != res.Sent {
+		t.Fatalf("sent %d, answered %d in %v at 200/s", res.Sent, res.Answered, res.Elapsed)
+	}
 }

@@ -52,6 +52,12 @@ type MxedgeOptions struct {
 	Upstream, Cert, Key, CA string
 	// LogLevel defaults to warn, so that logging is not what is measured.
 	LogLevel string
+	// Metrics is metrics.listen ("127.0.0.1:PORT"); empty: no metrics endpoint.
+	Metrics string
+	// Sockets is listen.sockets (SO_REUSEPORT sockets per address); 0 leaves the default.
+	Sockets int
+	// SplitBatch is listen.split_batch; 0 leaves the default (never).
+	SplitBatch int
 	// Extra is YAML appended to the configuration (e.g. a survivability section).
 	Extra string
 	// Env is added to the process environment (e.g. a GODEBUG setting for a diagnostic run).
@@ -59,6 +65,19 @@ type MxedgeOptions struct {
 	// Ready reports whether the edge serves, given its authentication address. Default: it
 	// answers Status-Server (StatusProbe), which it does once its upstream pool has settled.
 	Ready func(auth string) error
+}
+
+// listenExtra renders the listen keys set in o (none by default, so a binary that predates them
+// still reads the file).
+func (o MxedgeOptions) listenExtra() string {
+	var s string
+	if o.Sockets != 0 {
+		s += fmt.Sprintf("  sockets: %d\n", o.Sockets)
+	}
+	if o.SplitBatch != 0 {
+		s += fmt.Sprintf("  split_batch: %d\n", o.SplitBatch)
+	}
+	return s
 }
 
 // config renders the YAML file (install/mxedge.yaml documents every key).
@@ -69,7 +88,7 @@ log:
 listen:
   auth: [%q]
   acct: [%q]
-clients:
+%sclients:
   - name: bench
     address: 127.0.0.1
     secret: %q
@@ -79,7 +98,7 @@ cache:
 control:
   socket: %q
 metrics:
-  listen: ""
+  listen: %q
 upstreams:
   tls:
     certificate: %q
@@ -88,7 +107,7 @@ upstreams:
   servers:
     - name: upstream
       address: %q
-`, o.LogLevel, o.Auth, o.Acct, o.Secret, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Cert, o.Key, o.CA, o.Upstream) + o.Extra
+`, o.LogLevel, o.Auth, o.Acct, o.listenExtra(), o.Secret, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Metrics, o.Cert, o.Key, o.CA, o.Upstream) + o.Extra
 }
 
 // StartMxedge writes a configuration, checks it with `mxedge check`, starts `mxedge run` and waits

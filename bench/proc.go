@@ -26,6 +26,32 @@ func ProcCPUTime(pid int) (time.Duration, error) {
 	return parseProcStat(string(b))
 }
 
+// ProcRSS returns the resident set size of pid (VmRSS in /proc/PID/status, proc(5)).
+func ProcRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrProcStat, err)
+	}
+	return parseRSS(string(b))
+}
+
+// parseRSS extracts VmRSS, in bytes, from /proc/PID/status.
+func parseRSS(s string) (uint64, error) {
+	for line := range strings.Lines(s) {
+		v, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		kb, ok := strings.CutSuffix(strings.TrimSpace(v), " kB")
+		n, err := strconv.ParseUint(strings.TrimSpace(kb), 10, 64)
+		if !ok || err != nil {
+			return 0, fmt.Errorf("%w: VmRSS %q", ErrProcStat, v)
+		}
+		return n << 10, nil
+	}
+	return 0, fmt.Errorf("%w: no VmRSS", ErrProcStat)
+}
+
 // SelfCPUTime is ProcCPUTime of this process (the load generator).
 func SelfCPUTime() (time.Duration, error) { return ProcCPUTime(os.Getpid()) }
 

@@ -216,10 +216,10 @@ func WriteTable(w io.Writer, ms []Measurement) {
 		}
 		return a.Proxy > b.Proxy // radsecproxy before mxedge
 	})
-	fmt.Fprintf(w, "\n%-10s %4s %-11s %8s %8s %8s %8s %6s %6s %9s %9s %9s %6s\n",
+	fmt.Fprintf(w, "\n%-15s %4s %-11s %8s %8s %8s %8s %6s %6s %9s %9s %9s %6s\n",
 		"upstream", "C", "proxy", "answered", "req/s", "p50", "p99", "tmout", "errors",
 		"proxy", "upstream", "loadgen", "other")
-	fmt.Fprintf(w, "%-10s %4s %-11s %8s %8s %8s %8s %6s %6s %9s %9s %9s %6s\n",
+	fmt.Fprintf(w, "%-15s %4s %-11s %8s %8s %8s %8s %6s %6s %9s %9s %9s %6s\n",
 		"", "", "", "", "", "", "", "", "", "µs/req", "µs/req", "µs/req", "cores")
 	for _, m := range sorted {
 		cpu := []string{"FAILED", "-", "-"} // per answered request means nothing then
@@ -227,7 +227,7 @@ func WriteTable(w io.Writer, ms []Measurement) {
 			cpu = []string{fmt.Sprintf("%.1f", m.ProxyCPUPerReq()), fmt.Sprintf("%.1f", m.UpstreamCPUPerReq()),
 				fmt.Sprintf("%.1f", m.GenCPUPerReq())}
 		}
-		fmt.Fprintf(w, "%-10s %4d %-11s %8d %8.0f %8s %8s %6d %6d %9s %9s %9s %6.2f\n",
+		fmt.Fprintf(w, "%-15s %4d %-11s %8d %8.0f %8s %8s %6d %6d %9s %9s %9s %6.2f\n",
 			m.Upstream, m.Concurrency, m.Proxy, m.Load.Answered, m.Load.Rate(),
 			fmtDur(m.Load.P50), fmtDur(m.Load.P99), m.Load.Timeouts, m.Load.ErrorCount(),
 			cpu[0], cpu[1], cpu[2], m.OtherCores())
@@ -242,12 +242,12 @@ func WriteTable(w io.Writer, ms []Measurement) {
 		}
 		return cs[i].Concurrency < cs[j].Concurrency
 	})
-	fmt.Fprintf(w, "\nmxedge/radsecproxy   %-18s %-18s %-18s\n",
+	fmt.Fprintf(w, "\nmxedge/radsecproxy        %-18s %-18s %-18s\n",
 		fmt.Sprintf("cpu/req (≤%.2f)", TargetCPURatio),
 		fmt.Sprintf("req/s (≥%.2f)", TargetRateRatio),
 		fmt.Sprintf("p99 (≤%.2f)", TargetP99Ratio))
 	for _, c := range cs {
-		fmt.Fprintf(w, "%-10s %4d       %-18s %-18s %-18s\n", c.Upstream, c.Concurrency,
+		fmt.Fprintf(w, "%-15s %4d       %-18s %-18s %-18s\n", c.Upstream, c.Concurrency,
 			verdict(c.CPURatio(), c.CPURatio() <= TargetCPURatio),
 			verdict(c.RateRatio(), c.RateRatio() >= TargetRateRatio),
 			verdict(c.P99Ratio(), c.P99Ratio() <= TargetP99Ratio))

@@ -114,3 +114,29 @@ func TestMean(t *testing.T) {
 		t.Errorf("geometric mean = %v, want 4", got)
 	}
 }
+
+func TestSoakFlat(t *testing.T) {
+	mk := func(rss []uint64, gor []float64) []soakSample {
+		var s []soakSample
+		for i := range rss {
+			s = append(s, soakSample{rss: rss[i] << 20, goroutines: gor[i]})
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		s    []soakSample
+		ok   bool
+	}{
+		{"flat after warm-up", mk([]uint64{20, 80, 82, 81, 83, 80, 82}, []float64{20, 40, 41, 40, 42, 41, 40}), true},
+		{"rss grows", mk([]uint64{80, 80, 90, 100, 110, 120, 130}, []float64{40, 40, 40, 40, 40, 40, 40}), false},
+		{"goroutines leak", mk([]uint64{80, 80, 80, 80, 80, 80, 80}, []float64{40, 40, 41, 50, 60, 70, 80}), false},
+		{"too short", mk([]uint64{80, 80}, []float64{40, 40}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := soakFlat(tc.s); (err == nil) != tc.ok {
+				t.Fatalf("soakFlat: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

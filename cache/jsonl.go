@@ -133,6 +133,7 @@ func (s *Store) Import(r io.Reader, mergeNewer bool) (ImportReport, error) {
 	if s.opts.ReadOnly {
 		return rep, ErrReadOnly
 	}
+	defer s.memo.reset()
 	br := bufio.NewReaderSize(r, 64<<10)
 	var batch []Record
 	flush := func() error {

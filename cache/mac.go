@@ -15,27 +15,34 @@ func NormalizeMAC(s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return formatMAC(b), nil
+	var canon [17]byte
+	if appendMAC(canon[:0], b); string(canon[:]) == s {
+		return s, nil // already canonical: no copy
+	}
+	return string(canon[:]), nil
 }
 
-// parseMAC returns the six octets of s in one of the NormalizeMAC notations.
-func parseMAC(s string) ([macLen]byte, error) {
+// ParseMAC returns the six octets of s in one of the NormalizeMAC notations, and false for
+// anything else. It never allocates, so the request path can classify with it.
+func ParseMAC[T string | []byte](s T) ([macLen]byte, bool) {
 	var out [macLen]byte
 	var digits [2 * macLen]byte
 	n := 0
 	switch len(s) {
 	case 12: // aabbccddeeff
-		copy(digits[:], s)
+		for i := range 12 {
+			digits[i] = s[i]
+		}
 		n = 12
 	case 17: // aa:bb:cc:dd:ee:ff or aa-bb-cc-dd-ee-ff
 		sep := s[2]
 		if sep != ':' && sep != '-' {
-			return out, fmt.Errorf("%w: %q", ErrBadMAC, s)
+			return out, false
 		}
 		for i := 0; i < 17; i++ {
 			if i%3 == 2 {
 				if s[i] != sep {
-					return out, fmt.Errorf("%w: %q", ErrBadMAC, s)
+					return out, false
 				}
 				continue
 			}
@@ -46,7 +53,7 @@ func parseMAC(s string) ([macLen]byte, error) {
 		for i := 0; i < 14; i++ {
 			if i == 4 || i == 9 {
 				if s[i] != '.' {
-					return out, fmt.Errorf("%w: %q", ErrBadMAC, s)
+					return out, false
 				}
 				continue
 			}
@@ -54,17 +61,29 @@ func parseMAC(s string) ([macLen]byte, error) {
 			n++
 		}
 	default:
-		return out, fmt.Errorf("%w: %q", ErrBadMAC, s)
+		return out, false
 	}
 	for i := 0; i < macLen; i++ {
 		hi, ok1 := unhex(digits[2*i])
 		lo, ok2 := unhex(digits[2*i+1])
 		if !ok1 || !ok2 {
-			return out, fmt.Errorf("%w: %q", ErrBadMAC, s)
+			return out, false
 		}
 		out[i] = hi<<4 | lo
 	}
-	return out, nil
+	return out, true
+}
+
+// FormatMAC returns the canonical "aa:bb:cc:dd:ee:ff" form of b.
+func FormatMAC(b [macLen]byte) string { return formatMAC(b) }
+
+// parseMAC is ParseMAC with ErrBadMAC naming s.
+func parseMAC(s string) ([macLen]byte, error) {
+	b, ok := ParseMAC(s)
+	if !ok {
+		return b, fmt.Errorf("%w: %q", ErrBadMAC, s)
+	}
+	return b, nil
 }
 
 func unhex(c byte) (byte, bool) {
@@ -80,14 +99,18 @@ func unhex(c byte) (byte, bool) {
 }
 
 func formatMAC(b [macLen]byte) string {
-	const hexdigits = "0123456789abcdef"
 	var out [17]byte
+	return string(appendMAC(out[:0], b))
+}
+
+// appendMAC appends the canonical form of b to dst.
+func appendMAC(dst []byte, b [macLen]byte) []byte {
+	const hexdigits = "0123456789abcdef"
 	for i, v := range b {
-		out[3*i] = hexdigits[v>>4]
-		out[3*i+1] = hexdigits[v&0x0f]
-		if i < macLen-1 {
-			out[3*i+2] = ':'
+		if i > 0 {
+			dst = append(dst, ':')
 		}
+		dst = append(dst, hexdigits[v>>4], hexdigits[v&0x0f])
 	}
-	return string(out[:])
+	return dst
 }

@@ -55,6 +55,9 @@ func FuzzNormalizeMAC(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := NormalizeMAC(s)
+		if b, ok := ParseMAC([]byte(s)); ok != (err == nil) || ok && FormatMAC(b) != got {
+			t.Fatalf("ParseMAC(%q) = %v, %v; NormalizeMAC %q, %v", s, b, ok, got, err)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrBadMAC) {
 				t.Fatalf("error %v does not wrap ErrBadMAC", err)
@@ -79,4 +82,24 @@ func FuzzNormalizeMAC(f *testing.F) {
 			t.Fatalf("format/parse mismatch for %q", got)
 		}
 	})
+}
+
+// TestMACParsingAllocates nothing on the request path: ParseMAC of bytes, and NormalizeMAC of a
+// MAC already canonical (what the Learner hands the cache).
+func TestMACParsingAllocates(t *testing.T) {
+	user := []byte("02-00-5E-00-00-01")
+	canon := "02:00:5e:00:00:01"
+	if n := testing.AllocsPerRun(100, func() {
+		if _, ok := ParseMAC(user); !ok {
+			t.Fatal("not parsed")
+		}
+		if _, ok := ParseMAC([]byte("alice")); ok {
+			t.Fatal("alice parsed")
+		}
+		if m, err := NormalizeMAC(canon); err != nil || m != canon {
+			t.Fatal(m, err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per run, want 0", n)
+	}
 }

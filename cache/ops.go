@@ -33,7 +33,14 @@ func (s *Store) Learn(r Record) {
 		s.log.Warn("cache learn rejected", "mac", r.MAC, "user", r.Identity, "err", err)
 		return
 	}
-	s.enqueue(op{rec: nr, key: recordKey(nr), at: s.now()})
+	key, now := recordKey(nr), s.now()
+	if s.memo.fresh(key, &nr, now) {
+		s.coalesced.Add(1)
+		return
+	}
+	if !s.enqueue(op{rec: nr, key: key, at: now}) {
+		s.memo.drop(key)
+	}
 }
 
 // ForgetMAB queues the removal of the MAB record of mac after an upstream
@@ -44,6 +51,7 @@ func (s *Store) ForgetMAB(mac string) {
 	if _, err := parseMAC(mac); err != nil {
 		return
 	}
+	s.memo.reset()
 	s.enqueue(op{forget: true, method: MethodMAB, mac: mac, at: s.now()})
 }
 
@@ -54,15 +62,17 @@ func (s *Store) ForgetIdentity(identity string) {
 	if identity == "" {
 		return
 	}
+	s.memo.reset()
 	s.enqueue(op{forget: true, method: MethodEAPTLS, identity: identity, at: s.now()})
 }
 
-func (s *Store) enqueue(o op) {
+// enqueue queues o for the writer; false means it was dropped (and counted).
+func (s *Store) enqueue(o op) bool {
 	s.pmu.Lock()
 	if s.closed || s.opts.ReadOnly || len(s.pending) >= s.opts.QueueSize {
 		s.pmu.Unlock()
 		s.dropped()
-		return
+		return false
 	}
 	s.pending = append(s.pending, o)
 	n := len(s.pending)
@@ -76,6 +86,7 @@ func (s *Store) enqueue(o op) {
 		default:
 		}
 	}
+	return true
 }
 
 func (s *Store) dropped() {
@@ -117,6 +128,7 @@ func (s *Store) Flush() error {
 	})
 	if err != nil {
 		s.writeErrs.Add(1)
+		s.memo.reset() // the learns of the batch are lost: write them again when they come
 		return fmt.Errorf("cache: commit %d operations: %w", len(batch), err)
 	}
 	s.commits.Add(1)
@@ -301,6 +313,7 @@ func (s *Store) Upsert(r Record) error {
 	if err != nil {
 		return err
 	}
+	defer s.memo.reset()
 	return s.update(func(t *txn) error {
 		rk := recordKey(nr)
 		old, ok, _ := t.get(rk)
@@ -340,6 +353,7 @@ func (s *Store) prepare(r Record) (Record, error) {
 // removed.
 func (s *Store) Delete(key string) (bool, error) {
 	var removed bool
+	defer s.memo.reset()
 	err := s.update(func(t *txn) error {
 		var err error
 		if _, merr := parseMAC(key); merr == nil {

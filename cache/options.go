@@ -73,6 +73,10 @@ type Options struct {
 	// ReadOnly opens the file with a shared lock and refuses writes. It
 	// still conflicts with a writer holding the exclusive lock.
 	ReadOnly bool
+	// Relearn is how long a learn identical to one queued for the same client (same MAC,
+	// identity, method, NAS, site and attributes) is not written again: its TTL refresh waits
+	// until then. Default DefaultRelearn (1m), at most 1h; negative writes every learn.
+	Relearn time.Duration
 	// Now is the clock; nil means time.Now. Tests inject it.
 	Now func() time.Time
 	// Logger receives lifecycle and degraded-mode messages; nil discards.
@@ -110,6 +114,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.Relearn == 0 {
+		o.Relearn = DefaultRelearn
 	}
 	if o.Protect == 0 {
 		o.Protect = min(DefaultProtect, o.TTL)
@@ -150,6 +157,9 @@ func (o Options) Validate() error {
 	}
 	if o.Protect < MinProtect || o.Protect > o.TTL {
 		return fmt.Errorf("%w: protect must be between 1m and the ttl %v, got %v", ErrBadOptions, o.TTL, o.Protect)
+	}
+	if o.Relearn > time.Hour {
+		return fmt.Errorf("%w: relearn must be at most 1h, got %v", ErrBadOptions, o.Relearn)
 	}
 	if o.OpenTimeout < time.Millisecond || o.OpenTimeout > time.Minute {
 		return fmt.Errorf("%w: open timeout must be between 1ms and 1m, got %v", ErrBadOptions, o.OpenTimeout)

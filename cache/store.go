@@ -65,6 +65,9 @@ type Store struct {
 	kick     chan struct{}
 
 	running atomic.Bool
+	memo    *relearnMemo
+
+	coalesced atomic.Uint64
 
 	drops       atomic.Uint64
 	lastDropLog atomic.Int64
@@ -86,6 +89,7 @@ type Stats struct {
 	DBSize         int64     // bytes of the database file in use
 	QueueDepth     int       // operations waiting for the batched writer
 	Drops          uint64    // Learn/Forget operations dropped: queue full, store closed or read-only
+	Coalesced      uint64    // learns not written again: identical to one queued within Relearn
 	Committed      uint64    // queued operations made durable
 	Commits        uint64    // writer transactions committed
 	WriteErrors    uint64    // writer transactions that failed (their operations are lost)
@@ -123,7 +127,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", o.Path, err)
 	}
-	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, kick: make(chan struct{}, 1)}
+	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, kick: make(chan struct{}, 1), memo: newRelearnMemo(o.Relearn)}
 	if err := s.initSchema(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -352,6 +356,7 @@ func (s *Store) Stats() Stats {
 	st := Stats{
 		QueueDepth:     s.queueLen(),
 		Drops:          s.drops.Load(),
+		Coalesced:      s.coalesced.Load(),
 		Committed:      s.committed.Load(),
 		Commits:        s.commits.Load(),
 		WriteErrors:    s.writeErrs.Load(),
@@ -627,6 +632,7 @@ func (s *Store) admit(t *txn, confirmed time.Time) error {
 			}
 		}
 		s.evicted.Add(1)
+		s.memo.reset() // the evicted record may be memoized as queued
 		s.log.Debug("cache entry evicted", "id", keyString(rk))
 	}
 	if t.entries() < int64(s.opts.MaxEntries) {
@@ -642,6 +648,7 @@ func (s *Store) refused(err error, r Record) error {
 		return err
 	}
 	s.refusedN.Add(1)
+	s.memo.reset() // the refused record may be memoized as queued
 	now := s.now().UnixNano()
 	last := s.lastFullLog.Load()
 	if now-last >= int64(dropLogEvery) && s.lastFullLog.CompareAndSwap(last, now) {

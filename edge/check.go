@@ -8,6 +8,7 @@ import (
 	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/metrics"
 	"mxedge/pki"
 	"mxedge/proxy"
@@ -40,6 +41,7 @@ type plan struct {
 	engine   survivability.EngineOptions
 	control  control.Options
 	metrics  *metrics.Options // nil when metrics are not served
+	dlog     decisionlog.Options
 	// discovery is RFC 7585 realm discovery (edge/discovery.go); nil when off.
 	discovery *proxy.DiscoveryOptions
 }
@@ -51,26 +53,31 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	}
 	b := cfg.Built()
 	p := &plan{b: b}
+	p.dlog = b.DecisionLog
+	p.dlog.Logger = logger
+	if err := p.dlog.Validate(); err != nil {
+		return nil, invalid(cfg, "log", err)
+	}
 	p.cache = b.Cache
 	p.cache.Logger = logger
 	if err := p.cache.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "cache", err)
 	}
 	p.spool = b.Survival.Spool
 	p.spool.Logger = logger
 	if err := p.spool.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "survivability.spool", err)
 	}
 	p.resolve = resolve.Options{Servers: b.DNS.Servers, Timeout: b.DNS.Timeout, Logger: logger}
 	if err := p.resolve.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "upstreams.dns", err)
 	}
 	if t := b.Survival.EAPTLS; t != nil {
 		if len(t.CRLFiles) > 0 || t.OCSP {
 			co := pki.CheckerOptions{CRLFiles: t.CRLFiles, Issuers: t.Issuers, OCSP: t.OCSP, Policy: t.Policy, Logger: logger}
 			// The cache directory is created by New; validate everything else.
 			if err := co.Validate(); err != nil {
-				return nil, fmt.Errorf("edge: revocation: %w", err)
+				return nil, invalid(cfg, "survivability.eap_tls", fmt.Errorf("revocation: %w", err))
 			}
 			co.CacheDir = revocationDir(b)
 			p.checker = &co
@@ -84,7 +91,7 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 			Logger:        logger,
 		}
 		if err := lo.Validate(); err != nil {
-			return nil, fmt.Errorf("edge: local EAP-TLS: %w", err)
+			return nil, invalid(cfg, "survivability.eap_tls", fmt.Errorf("local EAP-TLS: %w", err))
 		}
 		p.localEAP = &lo
 	}
@@ -95,15 +102,15 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 		Logger:           logger,
 	}
 	if err := p.authz.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "survivability", err)
 	}
 	if err := b.Survival.Sites.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "survivability.sites", err)
 	}
 	p.engine = survivability.EngineOptions{Logger: logger}
 	po := b.Pool
 	if err := po.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "upstreams", err)
 	}
 	d, err := discoveryPlan(b, logger)
 	if err != nil {
@@ -120,35 +127,49 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 	}
 	ro := b.Router
 	if err := ro.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "no_upstream", err)
 	}
 	ho := survivability.HealthOptions{FailbackProbes: b.Survival.FailbackProbes}
 	if err := ho.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "survivability.failback_probes", err)
 	}
 	so := b.Server
 	if err := so.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "listen", err)
 	}
 	if _, err := proxy.NewClientTable(b.Clients, nil); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "clients", err)
 	}
 	if b.Listener != nil {
 		lo := *b.Listener
 		if err := lo.Validate(); err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
+			return nil, invalid(cfg, "radsec", err)
 		}
+	}
+	da := b.DynAuth
+	if err := da.Validate(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
 	}
 	p.control = control.Options{Path: b.Control, Logger: logger}
 	if err := p.control.Validate(); err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, invalid(cfg, "control.socket", err)
+	}
+	if err := checkPaths(cfg, p); err != nil {
+		return nil, err
 	}
 	if metricsAddr != "" {
 		mo := metrics.Options{Addr: metricsAddr, Logger: logger}
 		if err := mo.Validate(); err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
+			return nil, invalid(cfg, "metrics.listen", err)
 		}
 		p.metrics = &mo
 	}
 	return p, nil
+}
+
+// invalid is a component's refusal of the options built from field, reported as a configuration
+// error at that field's line, so that check and run (which both get it from newPlan) name the
+// same file, line and field and exit alike (2).
+func invalid(cfg *config.Config, field string, err error) error {
+	return cfg.FieldError(field, err)
 }

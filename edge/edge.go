@@ -21,14 +21,17 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 	"mxedge/edge/config"
 	"mxedge/edge/control"
+	"mxedge/edge/decisionlog"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/edge/mgmt"
 	"mxedge/edge/notify"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/resolve"
 	"mxedge/proxy/sockio"
 	"mxedge/survivability"
@@ -73,6 +76,9 @@ type Options struct {
 	WatchInterval time.Duration
 	// Notifier talks to systemd. nil: notify.New(Logger), a no-op outside systemd.
 	Notifier *notify.Notifier
+	// LogLevel, when set, is the level Logger's handler reads: a reload sets it from log.level.
+	// nil: the level stays as Logger was built.
+	LogLevel *slog.LevelVar
 }
 
 // Validate checks the options.
@@ -109,8 +115,10 @@ type Edge struct {
 	log  *slog.Logger
 
 	// Storage.
-	cache *cache.Store
-	spool *spool.Spool
+	cache    *cache.Store
+	spool    *spool.Spool
+	sessions *session.Store  // nil when the session table is off
+	tracker  *sessionTracker // feeds sessions (edge/sessions.go); nil with it
 	// Survivability.
 	health   *survivability.Health
 	checker  *pki.Checker // nil without CRL or OCSP sources
@@ -128,6 +136,10 @@ type Edge struct {
 	listener *proxy.Listener // nil without a RadSec listener
 	// discovery finds realms' RadSec servers (edge/discovery.go); nil when off.
 	discovery *proxy.Discovery
+	dynauth   *dynauth.Relay // CoA/Disconnect relay (edge/dynauth.go)
+	// reconciler re-authorizes locally admitted sessions after failback; nil without a session
+	// table.
+	reconciler *dynauth.Reconciler
 	// The operator's view.
 	events  *events.Bus
 	control *control.Server
@@ -137,6 +149,8 @@ type Edge struct {
 	certs   atomic.Pointer[[]pki.NamedCert]
 	// decisions counts every decision where it is made (publish), for the metrics.
 	decisions *survivability.DecisionStats
+	// dlog is the access decision log, fed by publish (edge/decisions.go).
+	dlog *decisionlog.Log
 
 	reloads chan reloadRequest // the reload queue: Run's reload loop is its only consumer
 	ready   chan struct{}      // closed once Run serves
@@ -181,6 +195,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}()
 	certs := loadCerts(p.b.Files)
 	e.certs.Store(&certs)
+	if e.dlog, err = decisionlog.New(p.dlog); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 
 	// Storage.
 	if e.cache, err = cache.Open(p.cache); err != nil {
@@ -189,12 +206,16 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := e.openSessions(p.b.Sessions); err != nil {
+		return nil, err
+	}
 
 	// Survivability.
 	e.health = survivability.NewHealth(survivability.HealthOptions{FailbackProbes: p.b.Survival.FailbackProbes, Logger: e.log,
 		OnChange: func(_, to survivability.Mode, _ string) {
 			if to == survivability.ModeUp {
-				e.acct.Kick() // deliver what was spooled while the cloud was away
+				e.acct.Kick()     // deliver what was spooled while the cloud was away
+				e.kickReconcile() // re-authorize through the cloud who was admitted locally
 			}
 		}})
 	if p.checker != nil {
@@ -243,6 +264,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		fallback = e.engine
+		if e.tracker != nil {
+			fallback = trackedFallback{e.engine, e.tracker}
+		}
 	}
 
 	// The proxy.
@@ -251,6 +275,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	e.cork = new(sockio.Cork)
 	e.psPrefix = newProxyStatePrefix()
+	if err := e.newDynAuth(p.b); err != nil {
+		return nil, err
+	}
 	pool, err := e.newPool(p.b)
 	if err != nil {
 		return nil, err
@@ -279,7 +306,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	}
 	if p.b.Listener != nil {
 		lo := *p.b.Listener
-		lo.Logger = e.log
+		lo.Logger, lo.DynAuth = e.log, e.dynauth
 		if e.listener, err = proxy.NewListener(lo, e.server); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
@@ -288,6 +315,11 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	// The operator's view, then every socket: bind errors surface before the service is ready.
 	co := p.control
 	co.Cache, co.Status, co.Events, co.Clients = e.cache, func() any { return e.Status() }, e.events, e.nasClients
+	co.CoA = e.operatorCoA
+	if e.sessions != nil {
+		co.Sessions = e.findSessions
+	}
+	co.Snapshots = backupSnapshots(e)
 	if e.control, err = control.NewServer(co); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -316,6 +348,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 	}
+	if err := e.dynauth.Listen(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if o.Sync != nil {
 		if e.syncer, err = e.newSyncer(*o.Sync); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
@@ -327,6 +362,9 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 // closeAll releases what New opened, in reverse order, when start-up fails. Run's shutdown does the
 // same for a running edge.
 func (e *Edge) closeAll() {
+	if e.dynauth != nil {
+		e.dynauth.Close()
+	}
 	if e.listener != nil {
 		e.listener.Close()
 	}
@@ -342,6 +380,7 @@ func (e *Edge) closeAll() {
 	if e.spool != nil {
 		e.spool.Close()
 	}
+	e.closeSessions()
 	if e.cache != nil {
 		e.cache.Close()
 	}
@@ -353,6 +392,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po.Resolver = resolverAdapter{e.resolver}
 	po.Health = e.health
 	po.ProxyStatePrefix = e.psPrefix
+	po.DynAuth = e.dynauth // CoA from the cloud on the upstream connections
 	p, err := proxy.NewPool(po)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
@@ -392,21 +432,23 @@ func (e *Edge) Ready() <-chan struct{} { return e.ready }
 
 // Status is the daemon's state for `mxedge status` and the control socket.
 type Status struct {
-	Mode       string                 `json:"mode"`
-	Since      time.Time              `json:"since"`
-	Started    time.Time              `json:"started"`
-	Upstreams  []proxy.UpstreamStatus `json:"upstreams"`
-	Cache      cache.Stats            `json:"cache"`
-	Received   uint64                 `json:"received"`
-	Forwarded  uint64                 `json:"forwarded"`
-	Answered   uint64                 `json:"upstream_answered"`
-	Local      uint64                 `json:"local_decisions"`
-	Dropped    map[string]uint64      `json:"dropped"`
-	Certs      []CertExpiry           `json:"certificates"`
-	Spool      int                    `json:"spool_depth"`
-	Quarantine int                    `json:"spool_quarantined,omitempty"`
-	Listeners  []string               `json:"listeners"`
-	Revocation []pki.SourceStatus     `json:"revocation,omitempty"`
+	Mode       string                     `json:"mode"`
+	Since      time.Time                  `json:"since"`
+	Started    time.Time                  `json:"started"`
+	Upstreams  []proxy.UpstreamStatus     `json:"upstreams"`
+	Cache      cache.Stats                `json:"cache"`
+	Received   uint64                     `json:"received"`
+	Forwarded  uint64                     `json:"forwarded"`
+	Answered   uint64                     `json:"upstream_answered"`
+	Local      uint64                     `json:"local_decisions"`
+	Dropped    map[string]uint64          `json:"dropped"`
+	Certs      []CertExpiry               `json:"certificates"`
+	Spool      int                        `json:"spool_depth"`
+	Quarantine int                        `json:"spool_quarantined,omitempty"`
+	Listeners  []string                   `json:"listeners"`
+	Revocation []pki.SourceStatus         `json:"revocation,omitempty"`
+	Sessions   *SessionStatus             `json:"sessions,omitempty"`
+	Reconcile  *dynauth.ReconcileProgress `json:"reconcile,omitempty"`
 	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
 	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
 	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
@@ -428,6 +470,8 @@ func (e *Edge) Status() Status {
 		Received: st.Received.Load(), Forwarded: st.Forwarded.Load(), Answered: st.UpstreamAnswered.Load(),
 		Local: st.Fallback.Load(), Dropped: map[string]uint64{},
 		Cache: e.cache.Stats(), Spool: e.spool.Len(), Quarantine: e.spool.Stats().QuarantineDepth,
+		Sessions:  e.sessionStatus(),
+		Reconcile: e.reconcileStatus(),
 	}
 	for _, u := range e.router.Pool().Upstreams() {
 		s.Upstreams = append(s.Upstreams, u.Status())
@@ -452,6 +496,9 @@ func (e *Edge) Status() Status {
 		s.Realms = e.discovery.Realms()
 	}
 	e.routeStatus(&s)
+	for _, a := range e.dynauth.Addrs() {
+		s.Listeners = append(s.Listeners, "dynauth udp "+a.String())
+	}
 	for _, r := range proxy.DropReasons() {
 		if n := st.Dropped[r].Load(); n > 0 {
 			s.Dropped[r.String()] = n

@@ -163,6 +163,12 @@ func fullScrape(t *testing.T) []byte {
 	if r := exchangeUDP(t, "127.0.0.1:0", m.acct, accountingStart(t, "s", 2), 2*time.Second); r == nil {
 		t.Fatal("local accounting not answered")
 	}
+	// The session table commits every 100 ms (edge/sessions.go): wait for the sessions above.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if st := m.e.Status().Sessions; st != nil && st.Live >= 3 {
+			break
+		}
+	}
 	return m.scrape(t)
 }
 

@@ -3,12 +3,15 @@ package edge
 // Operability: the NAC event bus, the Prometheus exporter and the control socket's NAS table.
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"mxedge/edge/control"
 	"mxedge/edge/events"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
+	"mxedge/proxy/packet"
 	"mxedge/survivability"
 )
 
@@ -31,7 +34,12 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 	if o.e.metrics != nil {
 		o.e.metrics.ObserveUpstreamRoundTrip(res.Upstream, res.RTT)
 	}
+	if o.e.log.Enabled(context.Background(), slog.LevelDebug) {
+		o.e.log.Debug("upstream reply", "nas", req.Client.Name, "upstream", res.Upstream, "code", res.Response.Code(),
+			"id", req.Packet.ID(), "attrs", packet.Redacted{Packet: res.Response})
+	}
 	o.e.learner.Observe(req, res)
+	o.e.tracker.observe(req, res.Response, true)
 }
 
 // publish receives every decision — the cloud's (Learner), local (Engine) or local EAP-TLS
@@ -40,7 +48,9 @@ func (o answerObserver) Observe(req *proxy.Request, res proxy.Result) {
 // two event types have the same fields, so this is a conversion, not a copy that could drift.
 func (e *Edge) publish(ev survivability.Event) {
 	e.decisions.Count(ev)
+	e.tracker.decided(ev)
 	e.events.Publish(events.Event(ev))
+	e.recordDecision(ev)
 }
 
 // nasClients lists the NAS clients (UDP, then RadSec peers) with their counters.
@@ -86,7 +96,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 	ps := e.server.Stats()
 	s := metrics.Snapshot{Mode: st.Mode, Dropped: map[string]uint64{}, Transitions: map[string]uint64{},
 		Requests: metrics.Requests{Received: st.Received, Forwarded: st.Forwarded, UpstreamAnswered: st.Answered,
-			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load()},
+			Local: st.Local, NoUpstream: ps.NoUpstream.Load(), Retried: ps.Retried.Load(), StatusServer: ps.StatusServer.Load(),
+			DuplicateEvicted: ps.DuplicateEvicted.Load()},
 		AnswerTime: map[string]metrics.Histogram{
 			"access":     histogram(&ps.AccessAnswerTime),
 			"accounting": histogram(&ps.AccountingAnswerTime),
@@ -95,6 +106,9 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Cache:           metrics.Cache{Entries: st.Cache.Entries, Drops: st.Cache.Drops},
 		Spool:           metrics.Spool{Depth: st.Spool, Quarantined: st.Quarantine},
 		EventsDropped:   e.events.Dropped(),
+		DecisionLog:     metrics.DecisionLog(e.dlog.Stats()),
+		CoA:             e.coaMetrics(),
+		Sessions:        e.sessionMetrics(),
 		RadSec:          radsecConns(st),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop

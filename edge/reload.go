@@ -111,8 +111,9 @@ func (e *Edge) reload(ctx, drainCtx context.Context, drains *sync.WaitGroup, r r
 
 // apply installs a checked configuration without dropping requests in flight: NAS clients and
 // secrets are swapped atomically, a new upstream pool (new certificates, new upstream list) is
-// connected and swapped in, and the old pool finishes its requests before it closes. Listen
-// addresses and log settings need a restart; a change to them is reported.
+// connected and swapped in, and the old pool finishes its requests before it closes. log.level
+// and the decision log's settings apply at once (applyLogging); listen addresses and log.format
+// need a restart, and a change to them is reported.
 func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg *config.Config) error {
 	b := cfg.Built()
 	e.mu.Lock()
@@ -132,6 +133,12 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	if err := e.server.SetClients(b.Clients); err != nil {
 		return fmt.Errorf("edge: reload clients: %w", err)
 	}
+	if !slices.Equal(b.DynAuth.Listen, old.DynAuth.Listen) {
+		e.log.Warn("dynamic authorization listen addresses changed: restart mxedge to apply them")
+	}
+	if err := e.dynauth.SetTables(b.DynAuth.Clients, b.DynAuth.NASes); err != nil {
+		return fmt.Errorf("edge: reload dynamic authorization: %w", err)
+	}
 	if e.listener != nil && b.Listener != nil {
 		if err := e.listener.SetPeers(b.Listener.Peers); err != nil {
 			return fmt.Errorf("edge: reload radsec peers: %w", err)
@@ -139,6 +146,7 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 		e.listener.SetTLS(b.Listener.TLS)
 	}
 	e.setTrust(b.Survival.EAPTLS)
+	e.applyLogging(old, b)
 	e.reloadDiscovery(b)
 	if err := e.sites.Set(b.Survival.Sites); err != nil {
 		e.log.Error("site policy not reloaded", "err", err)

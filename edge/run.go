@@ -66,6 +66,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.mu.Unlock()
 
 	store, acct, ctl, bg, front, life := newGroup(), newGroup(), newGroup(), newGroup(), newGroup(), newGroup()
+	sess := newGroup() // the session table's writer and sweeper: stopped after the control socket, before the stores close
 	// The sources of reloads and shutdown listen from the start: a SIGTERM during start-up stops
 	// it, and a file replaced meanwhile is noticed. Their reloads wait for the reload loop, which
 	// starts once the edge serves.
@@ -85,6 +86,8 @@ func (e *Edge) Run(ctx context.Context) error {
 	})
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
+	store.Go(func(ctx context.Context) { e.dlog.Run(ctx) }) // stops last: decisions of the drain are written
+	sess.Go(e.runSessions)
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
 	ctl.Go(func(ctx context.Context) {
 		if err := e.control.Run(ctx); err != nil {
@@ -108,6 +111,8 @@ func (e *Edge) Run(ctx context.Context) error {
 	if e.discovery != nil {
 		bg.Go(func(ctx context.Context) { e.discovery.Run(ctx) })
 	}
+	bg.Go(func(ctx context.Context) { e.dynauth.Run(ctx) })
+	bg.Go(e.runReconciler)
 	e.mu.Lock()
 	e.pool = startPool(e.pool.pool, e.pool.routes)
 	e.mu.Unlock()
@@ -171,10 +176,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	// The control socket stops before the cache it serves; the cache stops last so that answers
 	// learned during the drain are written.
 	ctl.Stop()
+	sess.Stop()
 	store.Stop()
 	if err := e.spool.Close(); err != nil {
 		e.log.Error("spool close failed", "err", err)
 	}
+	e.closeSessions()
 	if err := e.cache.Close(); err != nil {
 		e.log.Error("cache close failed", "err", err)
 	}

@@ -54,6 +54,9 @@ const (
 	ConfigPath   = "/etc/mxedge/mxedge.yaml"
 	StateDir     = "/var/lib/mxedge"
 	RuntimeDir   = "/run/mxedge"
+	// GuidePath is the install guide the unit's Documentation= names (docs/install.md; the .deb
+	// ships the same file).
+	GuidePath = "/usr/share/doc/mxedge/install.md"
 	// UnitName is the name systemctl knows the service by.
 	UnitName = "mxedge.service"
 	// User and Group the service runs as (created by Sysusers).
@@ -79,6 +82,9 @@ type Options struct {
 	NoEnable bool
 	// Purge also removes /etc/mxedge, /var/lib/mxedge and the mxedge user (Uninstall only).
 	Purge bool
+	// Guide is the install guide placed at GuidePath (Install only): docs/install.md, which the
+	// binary embeds (main.go). Nil places none.
+	Guide []byte
 	// Out receives one line per action ("installed /usr/bin/mxedge"); nil discards.
 	Out io.Writer
 	// Host runs the commands that act on the live system (create the user, apply tmpfiles, drive
@@ -217,6 +223,11 @@ func Install(ctx context.Context, opts Options) error {
 			}
 		}
 		if err := in.place(f); err != nil {
+			return err
+		}
+	}
+	if opts.Guide != nil {
+		if err := in.place(file{path: GuidePath, mode: 0o644, content: opts.Guide}); err != nil {
 			return err
 		}
 	}
@@ -381,10 +392,14 @@ func Uninstall(ctx context.Context, opts Options) error {
 			in.say("stopped and disabled %s", UnitName)
 		}
 	}
-	for _, p := range []string{UnitPath, SysusersPath, TmpfilesPath, BinaryPath} {
+	for _, p := range []string{UnitPath, SysusersPath, TmpfilesPath, BinaryPath, GuidePath} {
 		if err := in.remove(p); err != nil {
 			return err
 		}
+	}
+	// The guide's directory, if the install made it and nothing else is in it.
+	if err := os.Remove(in.abs(filepath.Dir(GuidePath))); err == nil {
+		in.say("removed %s", filepath.Dir(GuidePath))
 	}
 	if h != nil && h.Systemd {
 		if err := h.run(ctx, "systemctl", "daemon-reload"); err != nil {

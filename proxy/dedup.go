@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mxedge/proxy/packet"
@@ -17,9 +18,19 @@ type dupKey struct {
 	auth [packet.AuthLen]byte
 }
 
+// dupState is where an entry of the duplicate cache is in its life.
+type dupState uint8
+
+const (
+	dupFree    dupState = iota // the slot holds nothing
+	dupPending                 // the request is being processed
+	dupDone                    // answered (resp != nil) or deliberately left unanswered (resp == nil)
+)
+
 type dupEntry struct {
 	key     dupKey
-	done    bool
+	seq     uint64 // which request holds the slot; a handle with another seq is stale
+	state   dupState
 	resp    []byte
 	expires int64
 	// retransmit, if set, is how the request's upstream sends it again when the NAS retransmits
@@ -27,26 +38,59 @@ type dupEntry struct {
 	retransmit func()
 }
 
+// dupHandle is a request's claim on its duplicate-cache slot. The slot may be given to another
+// request when the cache is full; seq tells complete that it was.
+type dupHandle struct {
+	shard *dupShard
+	idx   uint32
+	seq   uint64
+}
+
 const dupShards = 64
 
+// DefaultDuplicateCacheSize is how many requests the duplicate cache remembers (ServerOptions).
+// At the default 10 s window it holds every answer of the window up to 10,000 requests/s; above
+// that the oldest answers go first, when their NAS has long stopped retransmitting (RFC 5080
+// §2.2.2 needs an answer only for the NAS's retransmit window, typically 2–5 s).
+const DefaultDuplicateCacheSize = 100_000
+
+// The bounds of ServerOptions.DuplicateCacheSize: every shard's ring useful, and no more memory
+// than a few gigabytes.
+const (
+	minDuplicateCacheSize = dupShards * 16
+	maxDuplicateCacheSize = 10_000_000
+)
+
 // dupCache absorbs retransmissions of requests in flight and answers retransmissions of answered
-// requests from the cached response for a window.
+// requests from the cached response for a window. Its memory is fixed by its size, not by the
+// request rate times the window: each shard is a ring of slots allocated once, reused oldest first,
+// with a map from key to slot. An answer pushed out before its window has passed is counted in
+// evicted.
 type dupCache struct {
-	window time.Duration
-	now    func() time.Time
-	shards [dupShards]dupShard
+	window  time.Duration
+	now     func() time.Time
+	evicted *atomic.Uint64
+	shards  [dupShards]dupShard
 }
 
 type dupShard struct {
-	mu   sync.Mutex
-	m    map[dupKey]*dupEntry
-	fifo []*dupEntry // answered entries in expiry order
+	mu     sync.Mutex
+	m      map[dupKey]uint32
+	ring   []dupEntry
+	oldest uint32 // the oldest occupied slot; slots oldest..oldest+used-1 (mod len) are occupied
+	used   uint32
+	seq    uint64
 }
 
-func newDupCache(window time.Duration, now func() time.Time) *dupCache {
-	c := &dupCache{window: window, now: now}
+// newDupCache makes a cache of size entries (at least minDuplicateCacheSize); evicted counts
+// answers pushed out before their window ended.
+func newDupCache(size int, window time.Duration, now func() time.Time, evicted *atomic.Uint64) *dupCache {
+	size = max(size, minDuplicateCacheSize)
+	c := &dupCache{window: window, now: now, evicted: evicted}
+	per := (size + dupShards - 1) / dupShards
 	for i := range c.shards {
-		c.shards[i].m = make(map[dupKey]*dupEntry)
+		c.shards[i].m = make(map[dupKey]uint32, per)
+		c.shards[i].ring = make([]dupEntry, per)
 	}
 	return c
 }
@@ -64,68 +108,111 @@ const (
 	dupAnswered                   // resend the cached response
 )
 
-// begin registers a request, or reports it as a retransmission. For one in flight, the returned
-// function (nil when there is none) passes the retransmission on to the upstream.
-func (c *dupCache) begin(k dupKey) (*dupEntry, dupVerdict, []byte, func()) {
+// begin registers a request arriving at now, or reports it as a retransmission. For one in
+// flight, the returned function (nil when there is none) passes the retransmission on upstream.
+func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte, func()) {
+	t := now.UnixNano()
 	s := c.shard(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[k]; ok {
+	s.seq++
+	if i, ok := s.m[k]; ok {
+		e := &s.ring[i]
 		switch {
-		case !e.done:
-			return nil, dupInFlight, nil, e.retransmit
-		case e.resp != nil:
-			return nil, dupAnswered, e.resp, nil
+		case e.state == dupPending:
+			return dupHandle{}, dupInFlight, nil, e.retransmit
+		case e.resp != nil && e.expires > t:
+			return dupHandle{}, dupAnswered, e.resp, nil
 		}
-		// Deliberately unanswered (e.g. accounting that could not be stored): process again.
+		// Deliberately unanswered (e.g. accounting that could not be stored), or answered longer
+		// ago than the window and not swept yet: process again, in the same slot.
+		e.seq, e.state, e.expires, e.retransmit = s.seq, dupPending, 0, nil
+		return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil, nil
 	}
-	e := &dupEntry{key: k}
-	s.m[k] = e
-	return e, dupNew, nil, nil
+	n := uint32(len(s.ring))
+	if s.used == n {
+		// Full: the oldest slot goes, answered or not. A request still pending loses only its
+		// protection against retransmissions; its answer still goes out (complete sees the stale
+		// handle).
+		c.free(s, s.oldest, t)
+	}
+	i := (s.oldest + s.used) % n
+	s.used++
+	s.ring[i] = dupEntry{key: k, seq: s.seq, state: dupPending}
+	s.m[k] = i
+	return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil, nil
 }
 
-// setRetransmit records how e's request is sent again upstream.
-func (c *dupCache) setRetransmit(e *dupEntry, f func()) {
-	s := c.shard(&e.key)
+// setRetransmit records how h's request is sent again upstream while it is pending.
+func (c *dupCache) setRetransmit(h dupHandle, f func()) {
+	s := h.shard
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
-	if !e.done {
+	if e := &s.ring[h.idx]; e.seq == h.seq && e.state == dupPending {
 		e.retransmit = f
 	}
 	s.mu.Unlock()
 }
 
-// complete records the response (nil: none was sent) and starts the entry's window.
-func (c *dupCache) complete(e *dupEntry, resp []byte) {
-	if e == nil {
+// free empties the oldest slot i at time t; one pushed out while pending or in its window is
+// counted as evicted.
+func (c *dupCache) free(s *dupShard, i uint32, t int64) {
+	e := &s.ring[i]
+	if c.evicted != nil && (e.state == dupPending || e.expires > t) {
+		c.evicted.Add(1)
+	}
+	if j, ok := s.m[e.key]; ok && j == i {
+		delete(s.m, e.key)
+	}
+	*e = dupEntry{}
+	s.oldest = (s.oldest + 1) % uint32(len(s.ring))
+	s.used--
+}
+
+// complete records the response (nil: none was sent) and starts the entry's window. A handle whose
+// slot was reused meanwhile changes nothing.
+func (c *dupCache) complete(h dupHandle, resp []byte) {
+	s := h.shard
+	if s == nil {
 		return
 	}
-	s := c.shard(&e.key)
+	exp := c.now().Add(c.window).UnixNano()
 	s.mu.Lock()
-	e.done, e.resp, e.retransmit = true, resp, nil
-	e.expires = c.now().Add(c.window).UnixNano()
-	s.fifo = append(s.fifo, e)
+	if e := &s.ring[h.idx]; e.seq == h.seq && e.state == dupPending {
+		e.state, e.resp, e.expires, e.retransmit = dupDone, resp, exp, nil
+	}
 	s.mu.Unlock()
 }
 
-// sweep forgets answered entries whose window has passed.
+// sweep forgets the oldest entries whose window has passed. Slots are taken in arrival order, so
+// the walk stops at the first one still pending or in its window; a slot behind it waits for the
+// next sweep, or for a new request to need it.
 func (c *dupCache) sweep(now time.Time) {
 	t := now.UnixNano()
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n := 0
-		for _, e := range s.fifo {
-			if e.expires > t {
+		for s.used > 0 {
+			e := &s.ring[s.oldest]
+			if e.state == dupPending || e.expires > t {
 				break
 			}
-			if s.m[e.key] == e {
-				delete(s.m, e.key)
-			}
-			n++
-		}
-		if n > 0 {
-			s.fifo = append(s.fifo[:0], s.fifo[n:]...)
+			c.free(s, s.oldest, t)
 		}
 		s.mu.Unlock()
 	}
+}
+
+// len reports how many requests the cache remembers.
+func (c *dupCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += int(s.used)
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -31,6 +31,17 @@ type RadSecPeer struct {
 	// otherwise pose as a NAS from an allowed address. AnyCertName alone accepts every
 	// certificate the CA verifies, and is logged as a warning.
 	CertNames []string
+	// DynamicAuthorization lets the peer send CoA-Request and Disconnect-Request on its
+	// connections, relayed to the NAS by ListenerOptions.DynAuth (RFC 5176 over RFC 6614). Other
+	// peers' get wrong-code, as before.
+	DynamicAuthorization bool
+}
+
+// PeerDynAuth relays Dynamic Authorization requests a RadSec peer sends to the listener. The
+// listener declares it because it calls it, from the connection's read loop: it must not block.
+// conn tells the peer's connections apart; reply queues the answer on the same connection.
+type PeerDynAuth interface {
+	ServePeer(peer string, conn uint64, secret []byte, p packet.Packet, reply func(resp []byte) error)
 }
 
 // AnyCertName, as the only entry of RadSecPeer.CertNames, accepts any certificate the listener's CA
@@ -67,7 +78,10 @@ type ListenerOptions struct {
 	// connections; a request beyond it is dropped (DropPeerInFlight), so that one busy or hostile
 	// peer cannot take the capacity every other peer shares. Default DefaultMaxInFlightPerPeer.
 	MaxInFlightPerPeer int
-	Logger             *slog.Logger
+	// DynAuth, if set, receives CoA-Request and Disconnect-Request from peers with
+	// DynamicAuthorization.
+	DynAuth PeerDynAuth
+	Logger  *slog.Logger
 }
 
 // Validate checks the options before any socket is bound.
@@ -147,8 +161,9 @@ type Listener struct {
 }
 
 type peerTable struct {
-	table *ClientTable
-	names map[*Client][]string
+	table   *ClientTable
+	names   map[*Client][]string
+	dynAuth map[string]bool // peers that may send CoA and Disconnect, by name
 }
 
 // peerState is what one peer address holds. conns is guarded by Listener.mu; the rest by mu.
@@ -253,9 +268,10 @@ func (l *Listener) SetPeers(peers []RadSecPeer) error {
 	if err != nil {
 		return err
 	}
-	pt := &peerTable{table: t, names: map[*Client][]string{}}
+	pt := &peerTable{table: t, names: map[*Client][]string{}, dynAuth: map[string]bool{}}
 	for i, c := range t.All() {
 		pt.names[c] = peers[i].CertNames
+		pt.dynAuth[c.Name] = peers[i].DynamicAuthorization
 		if peers[i].CertNames[0] == AnyCertName {
 			l.opts.Logger.Warn("radsec peer accepts any certificate the ca verifies", "nas", c.Name)
 		}
@@ -565,6 +581,12 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 			return out(resp)
 		})
 	}
+	if code := p.Code(); (code == packet.CodeCoARequest || code == packet.CodeDisconnectRequest) &&
+		l.opts.DynAuth != nil && l.dynAuthPeer(pc.client.Name) {
+		// Not a NAS request: no in-flight slot, no front door; the relay answers on the stream.
+		l.opts.DynAuth.ServePeer(pc.client.Name, pc.id, pc.client.Secret, p, reply)
+		return
+	}
 	if !l.admit(pc, p.ID(), p.Authenticator()) {
 		l.server.stats.Received.Add(1)
 		l.server.stats.Dropped[DropPeerInFlight].Add(1)
@@ -575,6 +597,9 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 	}
 	l.server.Accept(pc.w, p)
 }
+
+// dynAuthPeer reports whether the peer may send dynamic authorization requests.
+func (l *Listener) dynAuthPeer(name string) bool { return l.peers.Load().dynAuth[name] }
 
 func (l *Listener) now() int64 { return int64(time.Since(l.epoch)) } // monotonic
 

@@ -38,6 +38,14 @@ type HealthObserver interface {
 	Upstreams(up map[string]bool)
 }
 
+// DynAuth relays Dynamic Authorization requests (RFC 5176) an upstream sends on a connection the
+// pool opened (draft-ietf-radext-reverse-coa). The pool declares it because it calls it, from the
+// connection's read loop: it must not block. conn tells an upstream's connections apart; reply
+// queues the answer on the same connection; secret is the connection's RadSec secret.
+type DynAuth interface {
+	ServeUpstream(upstream string, conn uint64, secret []byte, p packet.Packet, reply func(resp []byte) error)
+}
+
 // Mode is how requests are spread over upstreams.
 type Mode string
 
@@ -64,9 +72,12 @@ type PoolOptions struct {
 	// (route.go). Zero: random.
 	ProxyStatePrefix [4]byte
 	// Cork: see ServerOptions.Cork; give both the same.
-	Cork   *sockio.Cork
-	Logger *slog.Logger
-	Now    func() time.Time
+	Cork *sockio.Cork
+	// DynAuth, if set, receives the CoA-Request and Disconnect-Request upstreams send on the
+	// connections the pool opened (reverse CoA); unset, they are discarded.
+	DynAuth DynAuth
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Validate checks the options before anything is dialed.
@@ -105,6 +116,7 @@ type Pool struct {
 	inflight  atomic.Int64
 	stats     atomic.Pointer[Stats] // the counters of the router using the pool (discarded replies, retries)
 	retired   atomic.Bool           // replaced by a reload: its events no longer describe the edge
+	connSeq   atomic.Uint64         // numbers connections for DynAuth (identifiers are per connection)
 
 	affMu    sync.Mutex
 	affinity map[string]affinityEntry
@@ -338,6 +350,10 @@ func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
 		ToSecret:   a.up.opts.Secret,
 		Salt:       binary.BigEndian.Uint16(a.auth[:]),
 	}
+	if dst == nil {
+		// Sized once: appending to nil grew the copy three times per request.
+		dst = make([]byte, 0, forwardLen(a.req.Packet)+len(a.extra))
+	}
 	return packet.ForwardRequestAdding(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:], a.extra)
 }
 
@@ -364,7 +380,8 @@ func (a *attempt) handle(resp packet.Packet, err error) {
 		ToSecret:   a.req.Client.Secret,
 		Salt:       binary.BigEndian.Uint16(a.auth[2:]),
 	}
-	out, err := packet.ForwardResponse(nil, resp, &k, a.req.Packet, a.ps[:])
+	// Sized once: the reply without our Proxy-State, with a Message-Authenticator at most added.
+	out, err := packet.ForwardResponse(make([]byte, 0, min(len(resp)+18, packet.MaxLen)), resp, &k, a.req.Packet, a.ps[:])
 	if err != nil && !errors.Is(err, packet.ErrProxyState) {
 		a.finish(Result{Upstream: a.up.opts.Name, Err: fmt.Errorf("%w: %w", ErrBadReply, err)})
 		return

@@ -97,7 +97,7 @@ type Request struct {
 	w       ResponseWriter // nil for requests made without a transport (spool replay)
 	uw      udpWriter      // w for a datagram: kept in the request, so a datagram costs no writer of its own
 	front   *Server        // nil for requests made without a transport
-	dup     *dupEntry
+	dup     dupHandle
 	claimed atomic.Bool
 }
 
@@ -164,7 +164,7 @@ func (r *Request) claim(what string) bool {
 // onRetransmit records f as what a retransmission of this request from the NAS triggers while
 // it is in flight (RFC 5080 §2.2.1: a RADIUS/UDP upstream gets the same packet again).
 func (r *Request) onRetransmit(f func()) {
-	if r.front != nil && r.dup != nil {
+	if r.front != nil {
 		r.front.dups.setRetransmit(r.dup, f)
 	}
 }

@@ -72,10 +72,13 @@ type Stats struct {
 	Forwarded         atomic.Uint64
 	UpstreamAnswered  atomic.Uint64
 	DuplicateAnswered atomic.Uint64
-	StatusServer      atomic.Uint64
-	Fallback          atomic.Uint64 // requests handed to the Fallback
-	NoUpstream        atomic.Uint64 // requests no upstream answered (before the Fallback)
-	Retried           atomic.Uint64 // requests re-sent to another upstream after a connection died
+	// DuplicateEvicted counts duplicate-cache entries pushed out by newer requests before their
+	// window was over (ServerOptions.DuplicateCacheSize too small for the rate).
+	DuplicateEvicted atomic.Uint64
+	StatusServer     atomic.Uint64
+	Fallback         atomic.Uint64 // requests handed to the Fallback
+	NoUpstream       atomic.Uint64 // requests no upstream answered (before the Fallback)
+	Retried          atomic.Uint64 // requests re-sent to another upstream after a connection died
 	// ExtraAnswers counts Reply or Drop calls on a request already answered or dropped: each is a
 	// bug in a Handler, and was discarded.
 	ExtraAnswers atomic.Uint64

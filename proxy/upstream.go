@@ -587,7 +587,13 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 	u.mu.Lock()
 	u.addr = t.Addr
 	u.mu.Unlock()
+	var requests func(packet.Packet, radsec.ReplyFunc)
+	if da := u.pool.opts.DynAuth; da != nil {
+		conn, name, secret := u.pool.connSeq.Add(1), u.opts.Name, []byte(u.opts.Secret)
+		requests = func(p packet.Packet, reply radsec.ReplyFunc) { da.ServeUpstream(name, conn, secret, p, reply) }
+	}
 	return radsec.NewConn(nc, radsec.ConnOptions{
+		Requests:       requests,
 		Secret:         u.opts.Secret,
 		DeadAfter:      u.opts.DeadAfter,
 		StatusInterval: u.opts.StatusInterval,

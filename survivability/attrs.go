@@ -110,6 +110,18 @@ func ReplyAttrs(p packet.Packet) []cache.Attr {
 	}
 }
 
+// ResponseLen is the length of a response carrying Message-Authenticator and attrs, as
+// AppendAttrs writes them (at most: a vendor attribute takes 6 octets of header), for sizing the
+// buffer once (RFC 2865 §3: a 20-octet header; RFC 3579 §3.2: 18 octets of
+// Message-Authenticator).
+func ResponseLen(attrs []cache.Attr) int {
+	n := 20 + 18
+	for _, a := range attrs {
+		n += 2 + 6 + 1 + len(a.Value)
+	}
+	return min(n, packet.MaxLen)
+}
+
 // AppendAttrs adds cached attributes to a reply under construction, byte for byte as they were
 // learned, skipping any that are not Replayable (a record imported from elsewhere may carry them).
 func AppendAttrs(b *packet.Builder, attrs []cache.Attr) {
@@ -120,13 +132,14 @@ func AppendAttrs(b *packet.Builder, attrs []cache.Attr) {
 		_, integer := tagged(a.Type)
 		switch {
 		case a.Type == packet.AttrVendorSpecific && a.VendorType == 0:
-			v := binary.BigEndian.AppendUint32(nil, a.Vendor)
+			var buf [253]byte // Add copies the value; a longer one fails there
+			v := binary.BigEndian.AppendUint32(buf[:0], a.Vendor)
 			b.Add(a.Type, append(v, a.Value...))
 		case a.Type == packet.AttrVendorSpecific:
 			b.AddVSA(a.Vendor, a.VendorType, a.Value)
 		case integer && len(a.Value) == 3:
 			// The 3 value octets after the tag (ReplyAttrs split a 4-octet value).
-			b.Add(a.Type, append([]byte{a.Tag}, a.Value...))
+			b.Add(a.Type, []byte{a.Tag, a.Value[0], a.Value[1], a.Value[2]})
 		default:
 			b.AddTagged(a.Type, a.Tag, a.Value)
 		}

@@ -3,7 +3,10 @@ package survivability
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"mxedge/cache"
@@ -68,6 +71,30 @@ type AuthorizerOptions struct {
 // for MAB and the local EAP-TLS server once a certificate is verified.
 type Authorizer struct {
 	o AuthorizerOptions
+	// defaults memoizes DefaultVLANAttrs per vendor and VLAN: every default-VLAN answer would
+	// otherwise build the same attributes again. Read-only once stored; bounded (defaultsMax).
+	defaults sync.Map // defaultKey -> []cache.Attr
+	nDefault atomic.Int32
+}
+
+type defaultKey struct{ vendor, vlan string }
+
+// defaultsMax bounds the memo: vendors × default VLANs of every site, across reloads.
+const defaultsMax = 1024
+
+// defaultAttrs is DefaultVLANAttrs, memoized. The slice is shared: callers only read it.
+func (a *Authorizer) defaultAttrs(vendor, vlan string) []cache.Attr {
+	k := defaultKey{vendor, vlan}
+	if v, ok := a.defaults.Load(k); ok {
+		return v.([]cache.Attr)
+	}
+	attrs := DefaultVLANAttrs(vendor, vlan)
+	if a.nDefault.Add(1) > defaultsMax {
+		a.defaults.Clear()
+		a.nDefault.Store(1)
+	}
+	a.defaults.Store(k, attrs)
+	return attrs
 }
 
 // NewAuthorizer returns an Authorizer; Cache is required.
@@ -133,18 +160,26 @@ func (a *Authorizer) Authorize(p Proof, vendor, site string) Verdict {
 	case policy.FailClosed:
 		return Verdict{Reason: ReasonFailClosed}
 	default:
-		v = Verdict{Allowed: true, Attrs: DefaultVLANAttrs(vendor, vlan), Reason: ReasonDefaultVLAN}
+		v = Verdict{Allowed: true, Attrs: a.defaultAttrs(vendor, vlan), Reason: ReasonDefaultVLAN}
 	}
 	v.VLAN = VLAN(v.Attrs)
 	return v
 }
 
+func notReplayed(a cache.Attr) bool {
+	return a.Vendor == 0 && a.Type == packet.AttrUserName || !Replayable(a)
+}
+
 // authorization keeps the attributes of a record that may be replayed: Replayable (which already
-// excludes User-Name), checked again because records also arrive by import.
+// excludes User-Name), checked again because records also arrive by import. When all may, which
+// is what learning stores, it returns attrs itself (only read from then on), else a filtered copy.
 func authorization(attrs []cache.Attr) []cache.Attr {
+	if !slices.ContainsFunc(attrs, notReplayed) {
+		return attrs
+	}
 	out := make([]cache.Attr, 0, len(attrs))
 	for _, a := range attrs {
-		if a.Vendor == 0 && a.Type == packet.AttrUserName || !Replayable(a) {
+		if notReplayed(a) {
 			continue
 		}
 		out = append(out, a)

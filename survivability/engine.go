@@ -120,9 +120,13 @@ func (e *Engine) event(req *proxy.Request, ev Event) {
 	ev.NAS, ev.Site = req.Client.Name, req.Client.Site
 	if ev.Method != "accounting" {
 		ev.Type = AccessType(ev.Allowed)
+		ev.SetStation(req.Packet)
 	}
-	e.opts.Logger.Info("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
-		"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
+	// At info level the decision log (edge/decisionlog) writes it, rate-limited, off this path.
+	if e.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		e.opts.Logger.Debug("local decision", "allowed", ev.Allowed, "method", ev.Method, "mac", ev.MAC, "user", ev.Identity,
+			"nas", ev.NAS, "vlan", ev.VLAN, "reason", ev.Reason)
+	}
 	if e.opts.Events != nil {
 		e.opts.Events(ev)
 	}
@@ -178,7 +182,8 @@ func (e *Engine) mab(req *proxy.Request, c Classification) (packet.Packet, error
 	if !v.Allowed {
 		return e.reject(req, "")
 	}
-	b := packet.NewResponse(nil, req.Packet, packet.CodeAccessAccept)
+	// Sized once: appending to a nil buffer grew it three times per answer.
+	b := packet.NewResponse(make([]byte, 0, ResponseLen(v.Attrs)), req.Packet, packet.CodeAccessAccept)
 	AppendAttrs(&b, v.Attrs)
 	return b.Finish(req.Client.Secret, req.Packet.Authenticator())
 }

@@ -1,9 +1,14 @@
 package survivability
 
 import (
+	"bytes"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
+	"strconv"
 	"time"
+
+	"mxedge/proxy/packet"
 )
 
 // Event types (Event.Type): the names the Mist Access Assurance guide gives NAC events, so that an
@@ -44,6 +49,11 @@ type Event struct {
 	MAC      string
 	Identity string
 	NAS      string
+	// Port is the NAS port the client is on: NAS-Port-Id (RFC 2869 §5.17), else NAS-Port (RFC
+	// 2865 §5.5) in decimal. SSID is the network name after the ':' of Called-Station-Id (RFC 3580
+	// §3.20, "MAC:SSID"). Empty when the request does not say (SetStation).
+	Port     string
+	SSID     string
 	Site     string
 	VLAN     string
 	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, cert-expired, …
@@ -131,4 +141,19 @@ func serialHex(c *x509.Certificate) string {
 		return "-" + hex.EncodeToString(n.Bytes())
 	}
 	return hex.EncodeToString(n.Bytes())
+}
+
+// SetStation fills ev's Port and SSID from the request (Port, SSID). An attribute that is absent
+// leaves its field empty.
+func (ev *Event) SetStation(req packet.Packet) {
+	if v, ok := req.Attr(attrNASPortID); ok && len(v) > 0 {
+		ev.Port = string(v)
+	} else if v, ok := req.Attr(packet.AttrNASPort); ok && len(v) == 4 {
+		ev.Port = strconv.FormatUint(uint64(binary.BigEndian.Uint32(v)), 10)
+	}
+	if v, ok := req.Attr(packet.AttrCalledStationID); ok {
+		if i := bytes.IndexByte(v, ':'); i >= 0 && i+1 < len(v) {
+			ev.SSID = string(v[i+1:])
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package survivability
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -104,6 +105,7 @@ func (l *Learner) Observe(req *proxy.Request, res proxy.Result) {
 	if ev.Allowed {
 		ev.VLAN = ReplyVLAN(res.Response)
 	}
+	ev.SetStation(req.Packet)
 	ev.Type = AccessType(ev.Allowed)
 	l.o.Events(ev)
 }
@@ -181,7 +183,10 @@ func (l *Learner) record(req *proxy.Request, res proxy.Result, c Classification)
 		Site:     req.Client.Site,
 		Attrs:    ReplyAttrs(res.Response),
 	})
-	l.o.Logger.Debug("cache learn", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+	if l.o.Logger.Enabled(context.Background(), slog.LevelDebug) {
+		// Guarded: the arguments alone cost allocations on every decision.
+		l.o.Logger.Debug("cache learn", "method", method.String(), "mac", c.MAC, "user", identity, "nas", req.Client.Name)
+	}
 }
 
 // forgetDue reports whether a removal for a request from port c.NASPort of NAS nas may happen now,

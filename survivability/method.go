@@ -84,8 +84,11 @@ func Classify(p packet.Packet, secret []byte) Classification {
 	case len(portID) > 0:
 		c.NASPort = string(portID)
 	}
-	if mac, err := cache.NormalizeMAC(string(calling)); err == nil {
-		c.MAC = mac
+	// MACs are compared as octets (cache.ParseMAC allocates nothing); only the canonical form
+	// the Classification carries is a string.
+	mac, isMAC := cache.ParseMAC(calling)
+	if isMAC {
+		c.MAC = cache.FormatMAC(mac)
 	}
 	if eap != nil {
 		c.Method = MethodEAPOther
@@ -101,16 +104,17 @@ func Classify(p packet.Packet, secret []byte) Classification {
 	if c.MAC == "" {
 		return c
 	}
-	if userMAC, err := cache.NormalizeMAC(string(user)); err != nil || userMAC != c.MAC {
+	if userMAC, ok := cache.ParseMAC(user); !ok || userMAC != mac {
 		return c
 	}
 	switch {
 	case password != nil && chap == nil:
-		pw, err := packet.DecryptUserPassword(nil, password, secret, p.Authenticator())
+		var buf [128]byte // RFC 2865 §5.2: at most 128 octets
+		pw, err := packet.DecryptUserPassword(buf[:0], password, secret, p.Authenticator())
 		if err != nil {
 			return c
 		}
-		if m, err := cache.NormalizeMAC(string(bytes.TrimRight(pw, "\x00"))); err == nil && m == c.MAC {
+		if m, ok := cache.ParseMAC(bytes.TrimRight(pw, "\x00")); ok && m == mac {
 			c.Method = MethodMAB
 		}
 	case chap != nil && password == nil:

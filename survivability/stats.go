@@ -82,23 +82,28 @@ func (s *DecisionStats) Count(ev Event) {
 	if ev.Allowed {
 		allowed = 1
 	}
-	d := DeciderCloud
-	if ev.Source == SourceLocal {
-		switch ev.Reason {
-		case "cache-hit":
-			d = DeciderCache
-		case "default-vlan", "failmode-closed":
-			d = DeciderDefault
-		default:
-			d = DeciderPolicy
-		}
-	}
+	d := DeciderOf(ev)
 	if !Unanswered(ev.Reason) { // nothing was sent: not an Accept or a Reject
 		s.access[methodIndex(ev.Method)][allowed][d].Add(1)
 	}
 	if ev.Source == SourceLocal {
 		counter(s, s.local, localKey{method: ev.Method, reason: ev.Reason, allowed: ev.Allowed}).Add(1)
 	}
+}
+
+// DeciderOf says who made the access decision ev: the cloud for the Learner's events, else by
+// the local reason.
+func DeciderOf(ev Event) Decider {
+	if ev.Source != SourceLocal {
+		return DeciderCloud
+	}
+	switch ev.Reason {
+	case "cache-hit":
+		return DeciderCache
+	case "default-vlan", "failmode-closed":
+		return DeciderDefault
+	}
+	return DeciderPolicy
 }
 
 // counter finds or adds the counter for k.

@@ -36,6 +36,10 @@ type EdgeOptions struct {
 	LogLevel string
 	// Env is added to the process environment (e.g. a GODEBUG setting for a diagnostic run).
 	Env []string
+	// Metrics is metrics.listen; empty: none.
+	Metrics string
+	// Sockets and SplitBatch are listen.sockets and listen.split_batch; 0 leaves the defaults.
+	Sockets, SplitBatch int
 }
 
 // CachePath is where the edge's cache file lives; fill it before StartEdge.
@@ -52,7 +56,7 @@ func StartEdge(ctx context.Context, o EdgeOptions, ready func(addr string) error
 	return bench.StartMxedge(ctx, bench.MxedgeOptions{
 		Bin: o.Bin, Dir: o.Dir, Auth: o.Auth, Acct: o.Acct, Secret: o.Secret,
 		Upstream: o.Upstream, Cert: o.Cert, Key: o.Key, CA: o.CA, LogLevel: o.LogLevel,
-		Extra: extra, Env: o.Env, Ready: ready,
+		Sockets: o.Sockets, SplitBatch: o.SplitBatch, Metrics: o.Metrics, Extra: extra, Env: o.Env, Ready: ready,
 	})
 }
 

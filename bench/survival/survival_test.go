@@ -1,6 +1,7 @@
 package survival
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -102,6 +103,14 @@ func mxedgeBin(tb testing.TB) string {
 // startEdge starts mxedge in survivability mode and waits until it answers MAB locally.
 func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...string) (*bench.Process, string) {
 	tb.Helper()
+	p, addr, _ := startEdgeWith(tb, lab, cached, eap, 0, 0, "", "", env...)
+	return p, addr
+}
+
+// startEdgeWith is startEdge with listen.sockets and listen.split_batch (0: their defaults), a
+// binary and a log level ("": the defaults) and a metrics endpoint, whose address it returns third.
+func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, sockets, split int, bin, level string, env ...string) (*bench.Process, string, string) {
+	tb.Helper()
 	dir := tb.TempDir()
 	auth, err1 := FreeUDP()
 	acct, err2 := FreeUDP()
@@ -112,10 +121,11 @@ func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...str
 		}
 	}
 	o := EdgeOptions{
-		Bin: mxedgeBin(tb), Dir: dir, Auth: auth, Acct: acct, Secret: nasSecret,
+		Bin: cmp.Or(bin, mxedgeBin(tb)), Dir: dir, Auth: auth, Acct: acct, Secret: nasSecret,
 		Upstream: up, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,
 		DefaultMABVLAN: mabDefaultVLAN, DefaultDot1XVLAN: dot1xDefaultVLAN,
-		LogLevel: os.Getenv(logLevelEnv), Env: env,
+		LogLevel: cmp.Or(level, os.Getenv(logLevelEnv)), Env: env, Sockets: sockets, SplitBatch: split,
+		Metrics: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(tb)),
 	}
 	if eap {
 		o.EAPCert, o.EAPKey, o.EAPCA = lab.ServerCert, lab.ServerKey, lab.CAFile
@@ -143,7 +153,7 @@ func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...str
 			tb.Error(err)
 		}
 	})
-	return p, auth
+	return p, auth, o.Metrics
 }
 
 // BenchmarkLocalMAB: paced open-loop MAB at each offered rate against mxedge with no

@@ -88,11 +88,18 @@ that says so.`,
 
 func newCacheStatsCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 	var asJSON bool
+	var o outputFlag
 	cmd := &cobra.Command{
 		Use:   "stats",
 		Short: "Print the number of entries, database size and writer counters",
-		Args:  cacheArgs(cobra.NoArgs),
+		Long: `stats prints the number of entries, the database size and the writer's counters. -o json and
+-o yaml print mxedge.cache.stats.v1 (docs/output.md); --json the control socket's older form.`,
+		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
 			b, err := f.open(cmd.Context(), env, openRead)
 			if err != nil {
 				return err
@@ -105,6 +112,13 @@ func newCacheStatsCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 			out := cmd.OutOrStdout()
 			if asJSON {
 				return writeJSONLine(out, control.StatsJSON(st))
+			}
+			if format != formatText {
+				source := "file"
+				if _, ok := b.(remoteCache); ok {
+					source = "daemon"
+				}
+				return writeDoc(out, format, cacheStatsToDoc(st, source))
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			last := "never"
@@ -128,23 +142,37 @@ func newCacheStatsCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the control socket's JSON (see -o json)")
+	addOutputFlag(cmd, &o, false)
 	return cmd
 }
 
 func newCacheListCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 	var asJSON bool
 	var limit int
+	var o outputFlag
+	var filter cacheFilter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List unexpired entries in key order",
 		Long: `list prints one line per unexpired entry: MAC, identity, method, VLAN (Tunnel-Private-Group-Id),
-NAS, site, last authorization (UTC) and time to expiry. With --json it prints JSON Lines in the export
-format.`,
+NAS, site, last authorization (UTC) and time to expiry.
+
+--mac, --user, --site, --nas, --method and --expiring-within select entries (all must match);
+--limit then counts the matching entries. -o json prints JSON Lines of mxedge.cache.entry.v1, -o
+yaml a YAML stream (docs/output.md); --json prints JSON Lines in the export format (cache export),
+which cache import reads.`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
 			if limit < 0 {
 				return fmt.Errorf("%w: --limit must not be negative", ErrUsage)
+			}
+			if err := filter.compile(); err != nil {
+				return err
 			}
 			b, err := f.open(cmd.Context(), env, openRead)
 			if err != nil {
@@ -152,23 +180,51 @@ format.`,
 			}
 			defer b.close()
 			out := cmd.OutOrStdout()
-			if asJSON {
+			now := env.now()
+			var emit func(cache.Record) bool
+			var done func() error
+			switch {
+			case asJSON:
 				enc := json.NewEncoder(out)
 				enc.SetEscapeHTML(false)
 				var werr error
-				err := b.list(cmd.Context(), limit, func(r cache.Record) bool {
+				emit = func(r cache.Record) bool {
 					werr = enc.Encode(control.RecordToWire(r))
 					return werr == nil
-				})
-				return errors.Join(err, werr)
+				}
+				done = func() error { return werr }
+			case format != formatText:
+				sw := &streamWriter{w: out, format: format}
+				var werr error
+				emit = func(r cache.Record) bool {
+					werr = sw.write(cacheEntryToDoc(r, now))
+					return werr == nil
+				}
+				done = func() error { return werr }
+			default:
+				t := newListTable(out, now)
+				emit, done = t.row, t.flush
 			}
-			t := newListTable(out, env.now())
-			err = b.list(cmd.Context(), limit, t.row)
-			return errors.Join(err, t.flush())
+			// The limit counts matches, so the backend is walked without one and stopped here.
+			n := 0
+			err = b.list(cmd.Context(), 0, func(r cache.Record) bool {
+				if !filter.match(r, now) {
+					return true
+				}
+				n++
+				return emit(r) && (limit == 0 || n < limit)
+			})
+			return errors.Join(err, done())
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON Lines (the export format)")
-	cmd.Flags().IntVar(&limit, "limit", 0, "print at most N entries (0: all)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON Lines in the export format (cache import reads it)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "print at most N (matching) entries (0: all)")
+	filter.register(cmd.Flags())
+	addOutputFlag(cmd, &o, false)
+	_ = cmd.RegisterFlagCompletionFunc("mac", completeCacheMACs(&f.socket, opsEnv{now: env.now, timeout: env.timeout}))
+	_ = cmd.RegisterFlagCompletionFunc("site", completeSites(&f.socket, opsEnv{now: env.now, timeout: env.timeout}))
+	_ = cmd.RegisterFlagCompletionFunc("nas", completeNAS(&f.socket, opsEnv{now: env.now, timeout: env.timeout}))
+	_ = cmd.RegisterFlagCompletionFunc("method", fixedCompletions("mab", "eap-tls"))
 	return cmd
 }
 
@@ -211,6 +267,7 @@ func (t *listTable) flush() error {
 
 func newCacheShowCmd(f *cacheFlags, env cacheEnv) *cobra.Command {
 	var asJSON bool
+	var o outputFlag
 	cmd := &cobra.Command{
 		Use:   "show <mac|identity>",
 		Short: "Print one entry with its reply attributes by RADIUS name",
@@ -219,6 +276,10 @@ aabb.ccdd.eeff) and then as an identity (case-insensitive), exactly as survivabi
 every field and each reply attribute by name.`,
 		Args: cacheArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
 			b, err := f.open(cmd.Context(), env, openRead)
 			if err != nil {
 				return err
@@ -234,10 +295,15 @@ every field and each reply attribute by name.`,
 			if asJSON {
 				return writeJSONLine(cmd.OutOrStdout(), control.RecordToWire(r))
 			}
+			if format != formatText {
+				return writeDoc(cmd.OutOrStdout(), format, cacheEntryToDoc(r, env.now()))
+			}
 			return writeRecord(cmd.OutOrStdout(), r, env.now())
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the export format)")
+	addOutputFlag(cmd, &o, false)
+	cmd.ValidArgsFunction = completeCacheMACs(&f.socket, opsEnv{now: env.now, timeout: env.timeout})
 	return cmd
 }
 

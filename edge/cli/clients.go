@@ -16,6 +16,7 @@ func newClientsCmd() *cobra.Command { return newClientsCmdEnv(defaultOpsEnv()) }
 func newClientsCmdEnv(env opsEnv) *cobra.Command {
 	var socket string
 	var asJSON bool
+	var o outputFlag
 	cmd := &cobra.Command{
 		Use:   "clients",
 		Short: "List the NAS clients with their request and error counters",
@@ -23,9 +24,14 @@ func newClientsCmdEnv(env opsEnv) *cobra.Command {
 peers as radsec:NAME) with the requests it sent, the responses it got, and what was dropped:
 BAD-AUTH counts requests whose Message-Authenticator or accounting authenticator did not verify,
 which almost always means the NAS and mxedge disagree on the shared secret; NO-MA counts
-Access-Requests without Message-Authenticator (BlastRADIUS protection: enable it on the NAS).`,
+Access-Requests without Message-Authenticator (BlastRADIUS protection: enable it on the NAS).
+-o json and -o yaml print mxedge.clients.v1 (docs/output.md); --json the control socket's array.`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
 			cs, err := dialDaemon(socket, env).Clients(cmd.Context())
 			if err != nil {
 				return notRunning(socket, err)
@@ -34,12 +40,52 @@ Access-Requests without Message-Authenticator (BlastRADIUS protection: enable it
 			if asJSON {
 				return writeJSONLine(out, cs)
 			}
+			if format != formatText {
+				return writeDoc(out, format, clientsToDoc(cs, env.now()))
+			}
 			return writeClients(out, cs, env.now())
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the control socket's JSON (see -o json)")
+	addOutputFlag(cmd, &o, false)
 	return cmd
+}
+
+// clientsDoc is the schema mxedge.clients.v1 (docs/output.md).
+type clientsDoc struct {
+	Schema  string      `json:"schema"`
+	Clients []clientDoc `json:"clients"`
+}
+
+type clientDoc struct {
+	Name                        string  `json:"name"`
+	Address                     string  `json:"address"`
+	Vendor                      string  `json:"vendor"`
+	Site                        string  `json:"site"`
+	Requests                    uint64  `json:"requests"`
+	Responses                   uint64  `json:"responses"`
+	Duplicates                  uint64  `json:"duplicates"`
+	BadAuthenticator            uint64  `json:"bad_authenticator"`
+	MissingMessageAuthenticator uint64  `json:"missing_message_authenticator"`
+	Malformed                   uint64  `json:"malformed"`
+	LastSeenAt                  *string `json:"last_seen_at"`
+	LastSeenAgoSeconds          *int64  `json:"last_seen_ago_seconds"`
+}
+
+func clientsToDoc(cs []control.NASClient, now time.Time) clientsDoc {
+	d := clientsDoc{Schema: "mxedge.clients.v1", Clients: []clientDoc{}}
+	for _, c := range cs {
+		cd := clientDoc{Name: c.Name, Address: c.Address, Vendor: c.Vendor, Site: c.Site, Requests: c.Requests,
+			Responses: c.Responses, Duplicates: c.Duplicates, BadAuthenticator: c.BadAuthenticator,
+			MissingMessageAuthenticator: c.MissingMA, Malformed: c.Malformed, LastSeenAt: atTime(c.LastSeen)}
+		if !c.LastSeen.IsZero() {
+			ago := int64(now.Sub(c.LastSeen) / time.Second)
+			cd.LastSeenAgoSeconds = &ago
+		}
+		d.Clients = append(d.Clients, cd)
+	}
+	return d
 }
 
 func writeClients(w io.Writer, cs []control.NASClient, now time.Time) error {

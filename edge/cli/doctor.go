@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,9 +21,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"mxedge/edge/config"
+	"mxedge/edge/mgmt"
 	"mxedge/pki"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
+	"mxedge/proxy/resolve"
 )
 
 // ErrDoctor: at least one doctor check failed (exit non-zero).
@@ -33,10 +37,14 @@ type doctorEnv struct {
 	// clockSynced reports whether the kernel considers the clock synchronized (NTP).
 	clockSynced func() (bool, error)
 	timeout     time.Duration
+	// stateDir is where a registered edge keeps its regfile (mgmt.DefaultStateDir).
+	stateDir string
+	// resolvConf and hostsFile are the resolver's files (resolve.DefaultResolvConf, DefaultHostsFile).
+	resolvConf, hostsFile string
 }
 
 func defaultDoctorEnv() doctorEnv {
-	return doctorEnv{now: time.Now, clockSynced: kernelClockSynced, timeout: 3 * time.Second}
+	return doctorEnv{now: time.Now, clockSynced: kernelClockSynced, timeout: 3 * time.Second, stateDir: mgmt.DefaultStateDir}
 }
 
 // kernelClockSynced asks adjtimex(2): TIME_ERROR (5) means the clock is not synchronized (no NTP
@@ -57,65 +65,202 @@ const alertWait = 300 * time.Millisecond
 // minCertDays is how close to expiry a certificate fails the check.
 const minCertDays = 14
 
+// doctorKinds are the names --skip takes: the first word of the checks' names ("upstream" is
+// dns, tcp, tls and radsec together).
+var doctorKinds = []string{"config", "clock", "registration", "permissions", "certificate", "port", "dns", "tcp", "tls", "radsec", "upstream"}
+
 func newDoctorCmd() *cobra.Command { return newDoctorCmdEnv(defaultDoctorEnv()) }
 
 func newDoctorCmdEnv(env doctorEnv) *cobra.Command {
-	var path string
+	var path, format string
+	var skip []string
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "Check the configuration, certificates, files and the path to each upstream; one line per check",
-		Long: `doctor checks what usually breaks a new installation, one PASS or FAIL line each with a hint:
-the configuration (exactly what mxedge check and the daemon load), private key file permissions (0600),
-each certificate (key matches, not expired, not expiring within 14 days), the system clock (NTP
-synchronized), and for each upstream: name resolution, TCP reachability of its RadSec port (2083),
-the TLS handshake with mxedge's client certificate and chain verification, and a Status-Server
-exchange (which also checks the shared secret). It exits non-zero when any check fails.`,
+		Short: "Check the configuration, certificates, files, ports and the path to each upstream; one line per check",
+		Long: `doctor checks what usually breaks a new installation, one PASS, WARN, FAIL or SKIP line each with a
+hint. It reads the configuration the daemon runs (on a registered edge the cloud configuration its
+regfile names, unless --config says otherwise) and checks: the configuration (exactly what mxedge
+check and the daemon load; warnings are WARN), the registration files' permissions (0600), private
+key and secret file permissions (0600), each certificate (key matches, not expired, not expiring
+within 14 days), the system clock (NTP synchronized), whether each RADIUS, RadSec and metrics
+listen port is free (or held by mxedge itself), and for each upstream, through the daemon's own
+resolver (upstreams.dns.servers, else /etc/resolv.conf, and /etc/hosts): name resolution, TCP
+reachability of its RadSec port, the TLS handshake with mxedge's client certificate and chain
+verification, and a Status-Server exchange (which also checks the shared secret).
+
+--skip KIND[,KIND] leaves out checks that do not apply (e.g. clock in a container whose clock the
+host disciplines): ` + strings.Join(doctorKinds, ", ") + `.
+-o json or -o yaml prints the mxedge.doctor.v1 document (docs/operations.md).
+
+Exit status: 0 when no check failed (warnings allowed), 1 when any check failed, 2 on a usage error.`,
+		Example: `  mxedge doctor
+  mxedge doctor --skip clock -o json`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d := &doctor{out: cmd.OutOrStdout(), env: env}
-			d.run(cmd.Context(), path)
-			if d.failed > 0 {
-				fmt.Fprintf(d.out, "\n%d of %d checks failed\n", d.failed, d.checks)
-				return fmt.Errorf("%w: %d of %d", ErrDoctor, d.failed, d.checks)
+			enc, err := reportEncoder(format)
+			if err != nil {
+				return err
 			}
-			_, err := fmt.Fprintf(d.out, "\nall %d checks passed\n", d.checks)
-			return err
+			skipped := map[string]bool{}
+			for _, k := range skip {
+				if !slices.Contains(doctorKinds, k) {
+					return fmt.Errorf("%w: --skip %q is not one of %s", ErrUsage, k, strings.Join(doctorKinds, ", "))
+				}
+				skipped[k] = true
+			}
+			path, reg, err := mgmt.ConfigPath(env.stateDir, path, cmd.Flags().Changed("config"))
+			if err != nil {
+				return err
+			}
+			d := &doctor{env: env, skip: skipped}
+			d.run(cmd.Context(), path, reg)
+			r := doctorReport{Schema: doctorSchema, Config: path, Checks: d.checks}
+			for _, c := range d.checks {
+				switch c.Status {
+				case statusOK:
+					r.Summary.OK++
+				case statusWarn:
+					r.Summary.Warn++
+				case statusFail:
+					r.Summary.Fail++
+				case statusSkipped:
+					r.Summary.Skipped++
+				}
+			}
+			out := cmd.OutOrStdout()
+			if enc != nil {
+				if err := enc(out, r); err != nil {
+					return err
+				}
+			} else {
+				r.text(out)
+			}
+			if r.Summary.Fail > 0 {
+				return fmt.Errorf("%w: %d of %d", ErrDoctor, r.Summary.Fail, len(r.Checks)-r.Summary.Skipped)
+			}
+			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file")
+	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file (default: the cloud configuration of a registered edge, else "+DefaultConfigPath+")")
+	cmd.Flags().StringSliceVar(&skip, "skip", nil, "leave out these kinds of checks: "+strings.Join(doctorKinds, ", "))
+	cmd.Flags().StringVarP(&format, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
 }
 
-type doctor struct {
-	out            io.Writer
-	env            doctorEnv
-	checks, failed int
+// Check statuses of mxedge.doctor.v1.
+const (
+	statusOK      = "ok"
+	statusWarn    = "warn"
+	statusFail    = "fail"
+	statusSkipped = "skipped"
+)
+
+// doctorCheck is one check's result.
+type doctorCheck struct {
+	Name   string `json:"name" yaml:"name"`
+	Status string `json:"status" yaml:"status"` // ok, warn, fail, skipped
+	Detail string `json:"detail" yaml:"detail"`
+	Hint   string `json:"hint" yaml:"hint"` // what to do; "" when ok
 }
 
-func (d *doctor) pass(name, format string, a ...any) {
-	d.checks++
-	fmt.Fprintf(d.out, "PASS  %s: %s\n", name, fmt.Sprintf(format, a...))
+// doctorReport is `mxedge doctor -o json`.
+type doctorReport struct {
+	Schema  string        `json:"schema" yaml:"schema"`
+	Config  string        `json:"config" yaml:"config"` // the file checked
+	Checks  []doctorCheck `json:"checks" yaml:"checks"`
+	Summary struct {
+		OK      int `json:"ok" yaml:"ok"`
+		Warn    int `json:"warn" yaml:"warn"`
+		Fail    int `json:"fail" yaml:"fail"`
+		Skipped int `json:"skipped" yaml:"skipped"`
+	} `json:"summary" yaml:"summary"`
 }
 
-func (d *doctor) fail(name, hint, format string, a ...any) {
-	d.checks++
-	d.failed++
-	fmt.Fprintf(d.out, "FAIL  %s: %s\n", name, fmt.Sprintf(format, a...))
-	if hint != "" {
-		fmt.Fprintf(d.out, "      hint: %s\n", hint)
+var statusWords = map[string]string{statusOK: "PASS", statusWarn: "WARN", statusFail: "FAIL", statusSkipped: "SKIP"}
+
+func (r doctorReport) text(w io.Writer) {
+	for _, c := range r.Checks {
+		fmt.Fprintf(w, "%s  %s: %s\n", statusWords[c.Status], c.Name, c.Detail)
+		if c.Hint != "" && c.Status != statusOK && c.Status != statusSkipped {
+			fmt.Fprintf(w, "      hint: %s\n", c.Hint)
+		}
+	}
+	ran := len(r.Checks) - r.Summary.Skipped
+	switch {
+	case r.Summary.Fail > 0:
+		fmt.Fprintf(w, "\n%d of %d checks failed\n", r.Summary.Fail, ran)
+	default:
+		fmt.Fprintf(w, "\nall %d checks passed", ran)
+		if r.Summary.Warn > 0 {
+			fmt.Fprintf(w, ", %d with warnings", r.Summary.Warn)
+		}
+		if r.Summary.Skipped > 0 {
+			fmt.Fprintf(w, ", %d skipped", r.Summary.Skipped)
+		}
+		fmt.Fprintln(w)
 	}
 }
 
-func (d *doctor) run(ctx context.Context, path string) {
+type doctor struct {
+	env    doctorEnv
+	skip   map[string]bool
+	checks []doctorCheck
+}
+
+// skipped records name as skipped when its kind is in --skip.
+func (d *doctor) skipped(name string) bool {
+	kind, _, _ := strings.Cut(name, " ")
+	upstream := kind == "dns" || kind == "tcp" || kind == "tls" || kind == "radsec"
+	if d.skip[kind] || upstream && d.skip["upstream"] {
+		d.checks = append(d.checks, doctorCheck{Name: name, Status: statusSkipped, Detail: "--skip " + kind})
+		return true
+	}
+	return false
+}
+
+func (d *doctor) add(status, name, hint, format string, a ...any) {
+	if d.skipped(name) {
+		return
+	}
+	d.checks = append(d.checks, doctorCheck{Name: name, Status: status, Detail: fmt.Sprintf(format, a...), Hint: hint})
+}
+
+func (d *doctor) pass(name, format string, a ...any) { d.add(statusOK, name, "", format, a...) }
+
+func (d *doctor) warn(name, hint, format string, a ...any) {
+	d.add(statusWarn, name, hint, format, a...)
+}
+
+func (d *doctor) fail(name, hint, format string, a ...any) {
+	d.add(statusFail, name, hint, format, a...)
+}
+
+// doctorUpstream is one upstream as the daemon would dial it.
+type doctorUpstream struct {
+	name, host, serverName, secret string
+	port                           uint16
+	srv                            bool
+	tls                            *tls.Config // nil: no usable client certificate, key and CA
+}
+
+func (d *doctor) run(ctx context.Context, path string, reg *mgmt.Registration) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		d.fail("config", "pass the file with --config", "%v", err)
 		return
 	}
-	if _, err := config.Load(path); err != nil {
+	cfg, err := config.Load(path)
+	switch {
+	case err != nil:
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 		d.fail("config", "fix the lines above; mxedge check --config "+path+" prints the same", "%s", msg)
-	} else {
+	case len(cfg.Warnings()) > 0:
+		ws := make([]string, len(cfg.Warnings()))
+		for i, w := range cfg.Warnings() {
+			ws[i] = w.Error()
+		}
+		d.warn("config", "mxedge check --strict --config "+path+" fails on these", "%s is valid, with warnings: %s", path, strings.Join(ws, "; "))
+	default:
 		d.pass("config", "%s is valid", path)
 	}
 	// The remaining checks read the file leniently, so that one bad line does not hide the rest.
@@ -131,6 +276,12 @@ func (d *doctor) run(ctx context.Context, path string) {
 		return filepath.Join(dir, p)
 	}
 	d.clock()
+	if reg != nil {
+		d.keyMode("registration regfile", mgmt.RegfilePath(d.env.stateDir))
+		if reg.Key != "" {
+			d.keyMode("registration key", reg.Key)
+		}
+	}
 	type pair struct{ name, cert, key string }
 	pairs := []pair{{"upstreams.tls", f.Upstreams.TLS.Certificate, f.Upstreams.TLS.Key}}
 	if len(f.RadSec.Listen) > 0 {
@@ -152,13 +303,43 @@ func (d *doctor) run(ctx context.Context, path string) {
 			d.keyMode(fmt.Sprintf("permissions clients[%d].secret_file", i), abs(c.SecretFile))
 		}
 	}
-	var tcfg *tls.Config
-	if t := f.Upstreams.TLS; t.Certificate != "" && t.Key != "" && t.CA != "" {
-		tcfg = upstreamTLS(abs(t.CA), abs(t.Certificate), abs(t.Key))
+	d.ports(f)
+	// The upstreams as the daemon dials them: from the validated configuration when it loads (the
+	// same tls.Config, name and port), else read leniently from the file.
+	var ups []doctorUpstream
+	dns := resolve.Options{Servers: f.Upstreams.DNS.Servers, Timeout: time.Duration(f.Upstreams.DNS.Timeout)}
+	if cfg != nil {
+		b := cfg.Built()
+		dns = resolve.Options{Servers: b.DNS.Servers, Timeout: b.DNS.Timeout}
+		for _, u := range b.Pool.Upstreams {
+			ups = append(ups, doctorUpstream{name: u.Name, host: u.Host, port: u.Port, srv: u.SRV, serverName: u.ServerName,
+				secret: string(u.Secret), tls: u.TLS})
+		}
+	} else {
+		var tcfg *tls.Config
+		if t := f.Upstreams.TLS; t.Certificate != "" && t.Key != "" && t.CA != "" {
+			tcfg = upstreamTLS(abs(t.CA), abs(t.Certificate), abs(t.Key))
+		}
+		for _, u := range f.Upstreams.Servers {
+			host, ps, err := net.SplitHostPort(u.Address)
+			if err != nil {
+				host, ps = u.Address, "2083"
+			}
+			port, _ := strconv.ParseUint(ps, 10, 16)
+			ups = append(ups, doctorUpstream{name: u.Name, host: host, port: uint16(port), srv: u.SRV, serverName: u.ServerName,
+				secret: u.Secret, tls: tcfg})
+		}
 	}
-	res := d.resolver(f.Upstreams.DNS.Servers)
-	for _, u := range f.Upstreams.Servers {
-		d.upstream(ctx, u, tcfg, res)
+	dns.ResolvConf, dns.HostsFile = d.env.resolvConf, d.env.hostsFile
+	res, err := resolve.New(dns)
+	if err != nil {
+		for _, u := range ups {
+			d.fail("dns "+u.name, "check upstreams.dns.servers, or /etc/resolv.conf", "the daemon's resolver: %v", err)
+		}
+		return
+	}
+	for _, u := range ups {
+		d.upstream(ctx, u, res)
 	}
 }
 
@@ -232,78 +413,57 @@ func upstreamTLS(ca, cert, key string) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
-// resolver uses the configured DNS servers, like the daemon, or the system's.
-func (d *doctor) resolver(servers []string) *net.Resolver {
-	if len(servers) == 0 {
-		return net.DefaultResolver
-	}
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var dl net.Dialer
-		s := servers[0]
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			s = net.JoinHostPort(s, "53")
-		}
-		return dl.DialContext(ctx, network, s)
-	}}
-}
-
-func (d *doctor) upstream(ctx context.Context, u config.UpstreamFile, tcfg *tls.Config, res *net.Resolver) {
-	host, portStr, err := net.SplitHostPort(u.Address)
-	if err != nil {
-		host, portStr = u.Address, "2083"
-	}
-	port, _ := strconv.Atoi(portStr)
-	// DNS.
-	var addrs []string
-	check := "dns " + u.Name
+func (d *doctor) upstream(ctx context.Context, u doctorUpstream, res *resolve.Resolver) {
+	// DNS, through the daemon's resolver (proxy/resolve): configured servers or resolv.conf, the
+	// hosts file, SRV with its A/AAAA fallback, exactly as the pool resolves.
+	check := "dns " + u.name
 	rctx, cancel := context.WithTimeout(ctx, d.env.timeout)
-	defer cancel()
-	switch {
-	case net.ParseIP(host) != nil:
-		addrs = []string{host}
-		d.pass(check, "%s is an address, nothing to resolve", host)
-	case u.SRV:
-		_, srvs, err := res.LookupSRV(rctx, "radsec", "tcp", host)
-		if err != nil || len(srvs) == 0 {
-			d.fail(check, "check the name and upstreams.dns.servers; SRV needs _radsec._tcp."+host, "SRV _radsec._tcp.%s: %v", host, err)
-			return
+	targets, err := res.Resolve(rctx, u.host, u.port, u.srv)
+	cancel()
+	if err != nil || len(targets) == 0 {
+		hint := "check the name and the DNS servers (upstreams.dns.servers or /etc/resolv.conf)"
+		if u.srv {
+			hint += "; SRV needs _radsec._tcp." + u.host
 		}
-		host, port = strings.TrimSuffix(srvs[0].Target, "."), int(srvs[0].Port)
-		addrs, err = res.LookupHost(rctx, host)
-		if err != nil {
-			d.fail(check, "check the SRV target's A/AAAA records", "%s: %v", host, err)
-			return
-		}
-		d.pass(check, "_radsec._tcp.%s -> %s:%d -> %s", strings.TrimSuffix(u.Address, ":"+portStr), host, port, strings.Join(addrs, ", "))
-	default:
-		addrs, err = res.LookupHost(rctx, host)
-		if err != nil {
-			d.fail(check, "check the name and the DNS servers (upstreams.dns.servers or /etc/resolv.conf)", "%s: %v", host, err)
-			return
-		}
-		d.pass(check, "%s -> %s", host, strings.Join(addrs, ", "))
+		d.fail(check, hint, "%s (servers %s): %v", u.host, strings.Join(res.Servers(), ", "), err)
+		return
+	}
+	addrs := make([]string, len(targets))
+	for i, t := range targets {
+		addrs[i] = t.Addr.String()
+	}
+	if _, err := netip.ParseAddr(strings.Trim(u.host, "[]")); err == nil {
+		d.pass(check, "%s is an address, nothing to resolve", u.host)
+	} else {
+		d.pass(check, "%s -> %s", u.host, strings.Join(addrs, ", "))
 	}
 	// TCP.
-	target := net.JoinHostPort(addrs[0], strconv.Itoa(port))
-	check = "tcp " + u.Name
+	target := addrs[0]
+	check = "tcp " + u.name
 	dl := net.Dialer{Timeout: d.env.timeout}
+	if d.skipped(check) {
+		for _, name := range []string{"tls " + u.name, "radsec " + u.name} {
+			d.checks = append(d.checks, doctorCheck{Name: name, Status: statusSkipped, Detail: "needs tcp (--skip tcp)"})
+		}
+		return
+	}
 	nc, err := dl.DialContext(ctx, "tcp", target)
 	if err != nil {
-		d.fail(check, fmt.Sprintf("allow outbound TCP %d to %s in the firewall; is the upstream up?", port, addrs[0]), "%s: %v", target, err)
+		d.fail(check, fmt.Sprintf("allow outbound TCP %d to %s in the firewall; is the upstream up?", targets[0].Addr.Port(), targets[0].Addr.Addr()), "%s: %v", target, err)
 		return
 	}
 	d.pass(check, "connected to %s", target)
 	// TLS.
-	check = "tls " + u.Name
-	if tcfg == nil {
+	check = "tls " + u.name
+	if u.tls == nil {
 		nc.Close()
 		d.fail(check, "fix upstreams.tls first", "no usable client certificate, key and CA")
 		return
 	}
-	cfg := tcfg.Clone()
-	cfg.ServerName = host
-	if u.ServerName != "" {
-		cfg.ServerName = u.ServerName
+	cfg := u.tls.Clone()
+	cfg.ServerName = targets[0].Host
+	if u.serverName != "" {
+		cfg.ServerName = u.serverName
 	}
 	tc := tls.Client(nc, cfg)
 	hctx, hcancel := context.WithTimeout(ctx, d.env.timeout)
@@ -334,8 +494,12 @@ func (d *doctor) upstream(ctx context.Context, u config.UpstreamFile, tcfg *tls.
 	d.pass(check, "%s, server %q verified by %q, server certificate expires %s", tls.VersionName(st.Version),
 		leaf.Subject.CommonName, root.Subject.CommonName, leaf.NotAfter.UTC().Format(time.DateOnly))
 	// RadSec Status-Server: proves the upstream speaks RADIUS to us and that the secret matches.
-	check = "radsec " + u.Name
-	secret := u.Secret
+	check = "radsec " + u.name
+	if d.skipped(check) {
+		tc.Close()
+		return
+	}
+	secret := u.secret
 	if secret == "" {
 		secret = radsec.DefaultSecret
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,7 +19,19 @@ import (
 )
 
 func testDoctorEnv(synced bool) doctorEnv {
-	return doctorEnv{now: time.Now, clockSynced: func() (bool, error) { return synced, nil }, timeout: 2 * time.Second}
+	return doctorEnv{now: time.Now, clockSynced: func() (bool, error) { return synced, nil }, timeout: 2 * time.Second,
+		stateDir: "/nonexistent/mxedge-state"}
+}
+
+// freeUDP is a loopback UDP address nothing listens on (bound, then released).
+func freeUDP(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 // doctorLab is a --dev lab (a real RadSec upstream and its PKI) whose configuration a test breaks.
@@ -35,7 +48,8 @@ func newDoctorLab(t *testing.T) *doctorLab {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := lab.Start(ctx, lab.Options{Dir: dir})
+	// Ports of its own: the port checks must not meet a RADIUS server another test runs on 1812.
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Auth: freeUDP(t), Acct: freeUDP(t)})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -74,6 +88,7 @@ func (d *doctorLab) run(t *testing.T, env doctorEnv, text string) (string, error
 	}
 	out, err := runOps(t, newDoctorCmdEnv(env), "--config", path)
 	out = strings.ReplaceAll(out, d.lab.Dir, "LAB")
+	out = strings.NewReplacer(d.lab.Auth.String(), "AUTH", d.lab.Acct.String(), "ACCT").Replace(out)
 	return strings.ReplaceAll(out, d.lab.Upstream.String(), "UPSTREAM"), err
 }
 

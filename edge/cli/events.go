@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"mxedge/edge/control"
 	"mxedge/edge/events"
@@ -17,8 +18,10 @@ func newEventsCmd() *cobra.Command { return newEventsCmdEnv(defaultOpsEnv()) }
 
 func newEventsCmdEnv(env opsEnv) *cobra.Command {
 	var socket string
-	var asJSON, follow bool
+	var o outputFlag
+	var follow bool
 	var n int
+	var filter eventFilter
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Print NAC events: who was allowed or denied, how, by the cloud or locally, and why",
@@ -27,12 +30,23 @@ ACCEPT or REJECT, method (mab, eap-tls, pap, eap), MAC, identity, NAS, site, VLA
 upstream that answered, or "local" while the cloud is unreachable), the reason of a local
 decision, the event type as the Mist Access Assurance guide names it ("NAC Client Access
 Allowed", "NAC Client Certificate Expired", ...) and, for local EAP-TLS, the client certificate's
-serial, CN, issuer and expiry. With --follow it keeps printing new events until interrupted; with
---json it prints JSON Lines.`,
+serial, CN, issuer and expiry. With --follow it keeps printing new events until interrupted.
+
+--type, --nas, --mac, --user, --site, --method, --verdict and --since select events (all must
+match); -n (--limit) then counts the matching events, searched among the last 10000 the daemon
+keeps (its ring holds 1000 by default). -o json prints JSON Lines of mxedge.event.v1, -o yaml a
+YAML stream (docs/output.md).`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
 			if n < 0 {
 				return fmt.Errorf("%w: -n must not be negative", ErrUsage)
+			}
+			if err := filter.compile(env.now()); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			if follow {
@@ -43,17 +57,52 @@ serial, CN, issuer and expiry. With --follow it keeps printing new events until 
 			out := cmd.OutOrStdout()
 			c := dialDaemon(socket, env)
 			print := func(ev events.Event) error { return writeEvent(out, ev) }
-			if asJSON {
-				print = func(ev events.Event) error { return writeJSONLine(out, ev) }
+			if format != formatText {
+				sw := &streamWriter{w: out, format: format}
+				print = func(ev events.Event) error { return sw.write(eventToDoc(ev)) }
 			}
-			err := c.Events(ctx, n, follow, print)
+			if !filter.anything {
+				return notRunning(socket, ctxErr(ctx, c.Events(ctx, n, follow, print)))
+			}
+			// Filtered: keep the last n matches among the ring's events, print them at the
+			// backlog's end, then every live match.
+			recent := &lastN[events.Event]{n: n}
+			err = c.EventsSplit(ctx, control.MaxRecentEvents, follow, func(ev events.Event, live bool) error {
+				switch {
+				case !filter.match(ev):
+				case live:
+					return print(ev)
+				case n > 0:
+					recent.add(ev)
+				}
+				return nil
+			}, func() error {
+				for _, ev := range recent.items() {
+					if err := print(ev); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 			return notRunning(socket, ctxErr(ctx, err))
 		},
 	}
-	cmd.Flags().StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON Lines")
-	cmd.Flags().IntVarP(&n, "lines", "n", 20, "how many recent events to print first (the daemon keeps 1000)")
+	fl := cmd.Flags()
+	fl.StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events")
+	fl.IntVarP(&n, "lines", "n", 20, "how many recent (matching) events to print first; also --limit")
+	filter.register(fl)
+	addOutputFlag(cmd, &o, true)
+	fl.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "limit" {
+			name = "lines"
+		}
+		return pflag.NormalizedName(name)
+	})
+	_ = cmd.RegisterFlagCompletionFunc("nas", completeNAS(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("mac", completeCacheMACs(&socket, env))
+	_ = cmd.RegisterFlagCompletionFunc("method", fixedCompletions("mab", "eap-tls", "pap", "eap", "accounting"))
+	_ = cmd.RegisterFlagCompletionFunc("verdict", fixedCompletions("accept", "reject"))
 	return cmd
 }
 

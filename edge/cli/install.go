@@ -10,13 +10,14 @@ import (
 	"mxedge/install"
 )
 
-func newInstallCmd() *cobra.Command {
-	var opts install.Options
+func newInstallCmd(info BuildInfo) *cobra.Command {
+	opts := install.Options{Guide: info.InstallGuide}
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install mxedge as a systemd service (binary, unit, user, default config)",
 		Long: `install copies this binary to /usr/bin/mxedge and installs the systemd unit
-(/usr/lib/systemd/system/mxedge.service), the sysusers.d and tmpfiles.d snippets and a default
+(/usr/lib/systemd/system/mxedge.service), the sysusers.d and tmpfiles.d snippets, the install
+guide its Documentation= names (/usr/share/doc/mxedge/install.md) and a default
 /etc/mxedge/mxedge.yaml (never overwriting an existing one). On the running system (--root /) it
 then creates the mxedge user, applies the tmpfiles snippet and, where systemd runs, enables and
 starts the service. With --root DIR it only places files under DIR (for images and tests).

@@ -15,7 +15,7 @@ import (
 func runInstallCmd(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	root := New(BuildInfo{})
-	for name, c := range map[string]func() *cobra.Command{"install": newInstallCmd, "uninstall": newUninstallCmd} {
+	for name, c := range map[string]func() *cobra.Command{"install": func() *cobra.Command { return newInstallCmd(BuildInfo{}) }, "uninstall": newUninstallCmd} {
 		if found, _, err := root.Find([]string{name}); err != nil || found.Name() != name {
 			root.AddCommand(c())
 		}

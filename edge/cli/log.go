@@ -13,7 +13,8 @@ import (
 // NewLogger returns the process logger. Format "auto" writes journald-friendly lines when stderr is
 // the journal (JOURNAL_STREAM set by systemd): no timestamp (journald adds one) and a <N> syslog
 // priority prefix so `journalctl -p warning` works. Otherwise text with timestamps, or JSON.
-func NewLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+// level may be a *slog.LevelVar, which a reload sets (edge.Options.LogLevel).
+func NewLogger(w io.Writer, level slog.Leveler, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "json":

@@ -40,8 +40,9 @@ func fakeStatus() edge.Status {
 		},
 		Cache:    cache.Stats{Entries: 4211},
 		Received: 5000, Forwarded: 4800, Answered: 4700, Local: 120,
-		Dropped: map[string]uint64{"bad-authenticator": 7, "unknown-client": 2},
-		Spool:   17,
+		Dropped:  map[string]uint64{"bad-authenticator": 7, "unknown-client": 2},
+		Spool:    17,
+		Sessions: &edge.SessionStatus{Entries: 130, Live: 120, NeedReconcile: 4, Starts: 300, Stops: 180, Dropped: 2},
 		Certs: []edge.CertExpiry{
 			{File: "/etc/mxedge/edge.pem", Subject: "CN=edge-01.example.com", NotAfter: opsT0.Add(200 * 24 * time.Hour), Days: 200},
 			{File: "/etc/mxedge/eap.pem", Subject: "CN=radius.example.com", NotAfter: opsT0.Add(9 * 24 * time.Hour), Days: 9},

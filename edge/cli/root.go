@@ -5,7 +5,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 )
@@ -15,6 +14,9 @@ type BuildInfo struct {
 	Version string
 	Commit  string
 	Date    string
+	// InstallGuide is docs/install.md, embedded by main, which `mxedge install` places where the
+	// unit's Documentation= points.
+	InstallGuide []byte
 }
 
 // ErrUsage marks errors in how mxedge was called (exit code 2).
@@ -33,7 +35,9 @@ forwards every request over RadSec (RADIUS over TLS, RFC 6614) to a cloud NAC, c
 clients, and authorizes locally when the WAN is down.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionText(info),
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	})
@@ -43,43 +47,20 @@ clients, and authorizes locally when the WAN is down.`,
 		newVersionCmd(info),
 		newPKICmd(),
 		newCacheCmd(),
-		newInstallCmd(),
+		newInstallCmd(info),
 		newUninstallCmd(),
 		newRegisterCmdWith(info),
 		newStatusCmd(),
 		newEventsCmd(),
 		newClientsCmd(),
+		newCoACmd(),
+		newSessionsCmd(),
 		newTestCmd(),
 		newDoctorCmd(),
 		newGenManCmd(),
 		newPasswdCmd(),
+		newBackupCmd(info),
+		newRestoreCmd(),
 	)
 	return root
-}
-
-func newVersionCmd(info BuildInfo) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, commit, Go version and platform",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, c := info.Version, info.Commit
-			if v == "" {
-				v = "dev"
-			}
-			if c == "" {
-				c = "unknown"
-			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "mxedge %s\ncommit %s\nbuilt %s\n%s %s/%s\n",
-				v, c, orUnknown(info.Date), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return err
-		},
-	}
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }

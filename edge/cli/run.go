@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -98,11 +99,13 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 				return err
 			}
 			b := cfg.Built()
-			logger := NewLogger(cmd.ErrOrStderr(), b.LogLevel, b.LogFormat)
+			level := new(slog.LevelVar) // log.level, set again by each reload
+			level.Set(b.LogLevel)
+			logger := NewLogger(cmd.ErrOrStderr(), level, b.LogFormat)
 			if !cmd.Flags().Changed("metrics-listen") {
 				metricsAddr = b.Metrics
 			}
-			o := edge.Options{Logger: logger, Sockets: activation.Files(true), MetricsAddr: metricsAddr, Signals: sig,
+			o := edge.Options{Logger: logger, LogLevel: level, Sockets: activation.Files(true), MetricsAddr: metricsAddr, Signals: sig,
 				Version: info.Version, Commit: info.Commit}
 			if reg != nil {
 				// The management plane: configuration and cache snapshots from the cloud every 30
@@ -110,6 +113,9 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 				o.Sync = &mgmt.SyncOptions{Registration: reg}
 			}
 			logger.Info("mxedge starting", "version", orUnknown(info.Version), "config", path)
+			for _, w := range cfg.Warnings() { // what mxedge check prints as warnings
+				logger.Warn("configuration warning", "reason", w.Error())
+			}
 			e, err := edge.New(cfg, o)
 			if err != nil {
 				if l != nil {
@@ -119,7 +125,7 @@ addresses with --auth-listen, --acct-listen and --cloud-listen, or free ones wit
 			}
 			if l != nil {
 				// Printed once every socket is bound, with the ports the edge really has.
-				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.AuthAddrs()), first(e.AcctAddrs())))
+				fmt.Fprint(cmd.OutOrStdout(), l.Instructions(selfCommand(), first(e.AuthAddrs()), first(e.AcctAddrs()), first(e.DynAuth().Addrs())))
 			}
 			if err := e.Run(ctx); err != nil {
 				return fmt.Errorf("run: %w", err)

@@ -58,6 +58,7 @@ func (f *labFlags) options() lab.Options {
 		o.Auth = netip.AddrPortFrom(o.Auth.Addr(), 0)
 		o.Acct = netip.AddrPortFrom(o.Acct.Addr(), 0)
 		o.Cloud = netip.AddrPortFrom(o.Cloud.Addr(), 0)
+		o.CoA = netip.AddrPortFrom(lab.DefaultCoA.Addr(), 0)
 	}
 	return o
 }

@@ -81,16 +81,18 @@ func TestQuickStart(t *testing.T) {
 	}
 	// What each command must print, by its comment; every printed command is listed here.
 	want := map[string]string{
-		"PAP: Access-Accept, VLAN 300": "Received Access-Accept",
-		"Access-Reject":                "Received Access-Reject",
-		"MAB: Access-Accept, VLAN 41":  `Tunnel-Private-Group-Id:0 = "41"`,
-		"Status-Server":                "Received Access-Accept",
-		"Accounting-Response":          "Received Accounting-Response",
-		"eduroam visitor: Access-Accept from the lab national server, Operator-Name added": `Reply-Message = "lab national server: Operator-Name 1lab.example"`,
-		"MAB clients learned from the lab cloud":                                           "02:00:00:00:00:01",
-		"EAP-TLS: VLAN 300, MPPE keys":                                                     `"300"`,
-		"mode, upstream, cache, counters":                                                  "lab-cloud",
-		"the NAC event stream (Ctrl-C ends it)":                                            "ACCEPT",
+		"PAP: Access-Accept, VLAN 300":           "Received Access-Accept",
+		"Access-Reject":                          "Received Access-Reject",
+		"MAB: Access-Accept, VLAN 41":            `Tunnel-Private-Group-Id:0 = "41"`,
+		"Status-Server":                          "Received Access-Accept",
+		"Accounting-Response":                    "Received Accounting-Response",
+		"MAB clients learned from the lab cloud": "02:00:00:00:00:01",
+		"EAP-TLS: VLAN 300, MPPE keys":           `"300"`,
+		"eduroam visitor: Access-Accept from the lab national server, Operator-Name added":                                        `Reply-Message = "lab national server: Operator-Name 1lab.example"`,
+		"mode, upstream, cache, counters":                                                                                         "lab-cloud",
+		"Disconnect-ACK from the lab's simulated NAS, through mxedge":                                                             "Received Disconnect-ACK",
+		"CoA-NAK, Error-Cause 503 (the NAS has no such session)":                                                                  "Error-Cause = Session-Context-Not-Found",
+		"the NAC event stream (Ctrl-C ends it)":                                                                                   "ACCEPT",
 		"cut: MAB 02-00-00-00-00-01 keeps VLAN 41 from the cache, PAP gets no answer (a switch falls back to its local accounts)": "",
 		"restore: failback after 3 healthy Status-Server probes":                                                                  "",
 	}
@@ -122,6 +124,8 @@ func TestQuickStart(t *testing.T) {
 			err = nil // --follow runs until interrupted
 		case c.comment == "Access-Reject" && errors.As(err, &ee) && ee.ExitCode() == 1:
 			err = nil // radtest exits 1 when it did not get an Access-Accept
+		case strings.HasPrefix(c.comment, "CoA-NAK") && errors.As(err, &ee) && ee.ExitCode() == 1:
+			err = nil // radclient exits 1 when the answer is a NAK
 		}
 		if err != nil || !strings.Contains(string(got), w) {
 			t.Errorf("%s\n  (%s): err %v, want %q in:\n%s", c.cmd, c.comment, err, w, got)

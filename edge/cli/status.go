@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,9 @@ import (
 type opsEnv struct {
 	now     func() time.Time
 	timeout time.Duration // control socket no-progress timeout
+	// configPath is the configuration shell completion reads NAS names from when no daemon
+	// answers; "" means the one run would use (mgmt.ConfigPath).
+	configPath string
 }
 
 func defaultOpsEnv() opsEnv { return opsEnv{now: time.Now, timeout: control.DefaultTimeout} }
@@ -55,9 +57,12 @@ type statusView struct {
 	Local      uint64              `json:"local_decisions"`
 	Dropped    map[string]uint64   `json:"dropped"`
 	SpoolDepth *int                `json:"spool_depth"`
+	Quarantine int                 `json:"spool_quarantined"`
 	Listeners  []string            `json:"listeners"`
 	Certs      []certView          `json:"certificates"`
 	Revocation []revocationView    `json:"revocation"`
+	Sessions   *sessionsView       `json:"sessions"`
+	Reconcile  *reconcileView      `json:"reconcile"`
 	NAS        []control.NASClient `json:"-"`
 	// RadSec connections and discovered realms (edge/cli/status_tls.go).
 	RadSec []peerConnView `json:"radsec"`
@@ -67,6 +72,29 @@ type statusView struct {
 	RouteDefault uint64          `json:"route_default"`
 	RouteLoops   uint64          `json:"route_loops"`
 	RoutePools   []routePoolView `json:"route_pools"`
+}
+
+// reconcileView is reconciliation after an outage (dynauth.ReconcileProgress).
+type reconcileView struct {
+	Running  bool      `json:"running"`
+	Finished time.Time `json:"finished"`
+	Sent     uint64    `json:"sent"`
+	ACK      uint64    `json:"ack"`
+	NAK      uint64    `json:"nak"`
+	Timeouts uint64    `json:"timeouts"`
+	Skipped  uint64    `json:"skipped"`
+	Pending  int       `json:"pending"`
+	Rate     float64   `json:"rate"`
+}
+
+// sessionsView is the session table's counts (edge.SessionStatus); absent when the table is off.
+type sessionsView struct {
+	Live          int    `json:"live"`
+	Entries       int    `json:"entries"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Starts        uint64 `json:"starts"`
+	Stops         uint64 `json:"stops"`
+	Dropped       uint64 `json:"dropped"`
 }
 
 // revocationView is one CRL or OCSP source (pki.SourceStatus).
@@ -87,6 +115,7 @@ type upstreamView struct {
 	Addr        string        `json:"Addr"`
 	RTT         time.Duration `json:"RTT"`
 	Connections int           `json:"Connections"`
+	Inflight    int           `json:"Inflight"`
 	Answered    uint64        `json:"Answered"`
 	Failures    uint64        `json:"Failures"`
 	LastError   string        `json:"LastError"`
@@ -142,39 +171,75 @@ func newStatusCmd() *cobra.Command { return newStatusCmdEnv(defaultOpsEnv()) }
 
 func newStatusCmdEnv(env opsEnv) *cobra.Command {
 	var socket string
-	var asJSON bool
+	var o outputFlag
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show whether mxedge is working: mode, upstreams, NAS clients, cache, spool, counters",
 		Long: `status asks the running mxedge (through its control socket) for its state: the survivability
 mode and since when, each RadSec upstream's state, round-trip time and last error, the NAS clients
 seen, the cache size, the accounting spool depth, certificate expiry and the key counters.
-With --json it prints the daemon's status document unchanged.`,
+-o json and -o yaml print the document mxedge.status.v1 (docs/output.md).
+
+--check is for monitoring systems: it prints one line ("MXEDGE OK - mode up, 2 of 2 upstreams up")
+and exits with the plugin convention:
+  0  ok        forwarding to the cloud NAC, every upstream up, no certificate near expiry
+  1  degraded  still answering, but: the cloud is unreachable and mxedge answers locally (mode down
+               or recovering), upstream requests time out (suspect), an upstream is down, a
+               certificate expires within 14 days, a revocation source cannot be reached, or
+               accounting records are quarantined
+  2  critical  mxedge is not running or its control socket does not answer, or a certificate expired
+  3  unknown   the daemon's answer could not be read
+With -o json or -o yaml, --check prints the document instead of the line and exits the same way.`,
 		Args: cacheArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := o.get()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
 			c := dialDaemon(socket, env)
 			raw, err := c.Status(cmd.Context())
 			if err != nil {
-				return notRunning(socket, err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				_, err := out.Write(append(bytes.TrimSpace(raw), '\n'))
+				err = notRunning(socket, err)
+				if check {
+					fmt.Fprintf(out, "MXEDGE CRITICAL - %v\n", err)
+					return &ExitError{Code: exitCritical, Err: err}
+				}
 				return err
 			}
 			var st statusView
 			if err := json.Unmarshal(raw, &st); err != nil {
-				return fmt.Errorf("status: decode the daemon's answer: %w", err)
+				err = fmt.Errorf("status: decode the daemon's answer: %w", err)
+				if check {
+					fmt.Fprintf(out, "MXEDGE UNKNOWN - %v\n", err)
+					return &ExitError{Code: exitUnknown, Err: err}
+				}
+				return err
 			}
 			// The NAS table is a separate endpoint; an older daemon without it still gets a status.
 			if nas, err := c.Clients(cmd.Context()); err == nil {
 				st.NAS = nas
 			}
-			return writeStatus(out, st, env.now())
+			now := env.now()
+			doc := buildStatusDoc(st, now)
+			switch {
+			case format != formatText:
+				err = writeDoc(out, format, doc)
+			case check:
+				_, err = fmt.Fprintln(out, checkLine(doc))
+			default:
+				err = writeStatus(out, st, now)
+			}
+			if err != nil || !check {
+				return err
+			}
+			return checkExit(doc.Health)
 		},
 	}
 	cmd.Flags().StringVar(&socket, "socket", control.DefaultPath, "control socket of the running mxedge")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status document as JSON")
+	cmd.Flags().BoolVar(&check, "check", false, "print one line and exit 0 ok, 1 degraded, 2 critical, 3 unknown (for monitoring)")
+	addOutputFlag(cmd, &o, true)
 	return cmd
 }
 
@@ -232,6 +297,25 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 		p("\n")
 	}
 	p("cache\t%d entries\n", st.Cache.Entries)
+	if ss := st.Sessions; ss != nil {
+		p("sessions\t%d live, %d kept after their stop, %d admitted locally awaiting reconciliation; %d starts, %d stops",
+			ss.Live, ss.Entries-ss.Live, ss.NeedReconcile, ss.Starts, ss.Stops)
+		if ss.Dropped > 0 {
+			p(", %d updates dropped (writer behind)", ss.Dropped)
+		}
+		p("\n")
+	}
+	if rc := st.Reconcile; rc != nil {
+		state := "idle"
+		switch {
+		case rc.Running:
+			state = fmt.Sprintf("running at %g/s", rc.Rate)
+		case !rc.Finished.IsZero():
+			state = "last round finished " + ago(now, rc.Finished)
+		}
+		p("reconcile\t%s: %d pending, %d sent (%d ack, %d nak, %d no answer), %d skipped\n",
+			state, rc.Pending, rc.Sent, rc.ACK, rc.NAK, rc.Timeouts, rc.Skipped)
+	}
 	if st.SpoolDepth != nil {
 		p("spool\t%d accounting records waiting for replay\n", *st.SpoolDepth)
 	}

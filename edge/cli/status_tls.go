@@ -53,3 +53,51 @@ func writeRadSec(p func(string, ...any), st statusView) {
 		writeConnTLS(p, u.TLS)
 	}
 }
+
+// tlsDoc is one connection's TLS parameters in mxedge.status.v1 (docs/output.md).
+type tlsDoc struct {
+	Version string `json:"version"` // "TLS 1.3"
+	Cipher  string `json:"cipher"`
+	Group   string `json:"group"` // key exchange, e.g. "X25519MLKEM768"
+	Hybrid  bool   `json:"post_quantum_hybrid"`
+}
+
+type radsecConnDoc struct {
+	NAS  string `json:"nas"`
+	Peer string `json:"peer"`
+	TLS  tlsDoc `json:"tls"`
+}
+
+type realmDoc struct {
+	Realm       string   `json:"realm"`
+	State       string   `json:"state"`
+	Address     string   `json:"address"`
+	Answered    uint64   `json:"answered"`
+	IdleSeconds float64  `json:"idle_seconds"`
+	TLS         []tlsDoc `json:"tls"`
+}
+
+func toTLSDoc(t tlsView) tlsDoc {
+	return tlsDoc(t)
+}
+
+func tlsDocs(ts []tlsView) []tlsDoc {
+	out := make([]tlsDoc, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, toTLSDoc(t))
+	}
+	return out
+}
+
+// radsecDocs maps the listener's connections and the discovered realms (empty arrays, never null).
+func radsecDocs(st statusView) ([]radsecConnDoc, []realmDoc) {
+	conns, realms := make([]radsecConnDoc, 0, len(st.RadSec)), make([]realmDoc, 0, len(st.Realms))
+	for _, c := range st.RadSec {
+		conns = append(conns, radsecConnDoc{NAS: c.NAS, Peer: c.Peer, TLS: toTLSDoc(c.TLS)})
+	}
+	for _, r := range st.Realms {
+		realms = append(realms, realmDoc{Realm: r.Realm, State: string(r.Upstream.State), Address: r.Upstream.Addr,
+			Answered: r.Upstream.Answered, IdleSeconds: seconds(r.Idle), TLS: tlsDocs(r.Upstream.TLS)})
+	}
+	return conns, realms
+}

@@ -33,4 +33,9 @@ func TestStatusTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	opsGolden(t, "status_tls.golden", out)
+	out, err = runOps(t, newStatusCmdEnv(testOpsEnv()), "--socket", sock, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsGolden(t, "status_tls_v1.json.golden", out)
 }

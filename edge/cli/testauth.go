@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +39,10 @@ type testAuthFlags struct {
 	timeout                time.Duration
 	retries                int
 	verbose                bool
-	attrs                  []string    // --attr, radclient syntax
-	extra                  []extraAttr // parsed from attrs by mode
+	acct, sessionID        string        // --acct start|interim|stop, --session-id
+	sessionTime            time.Duration // --session-time (Interim, Stop)
+	attrs                  []string      // --attr, radclient syntax
+	extra                  []extraAttr   // parsed from attrs by mode
 }
 
 // extraAttr is one --attr: a standard attribute (vendor 0) or a vendor sub-attribute, and its wire
@@ -65,7 +68,7 @@ func newTestCmd() *cobra.Command {
 		Args:  cacheArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newTestAuthCmd())
+	cmd.AddCommand(newTestAuthCmd(), newTestCoACmd())
 	return cmd
 }
 
@@ -85,14 +88,30 @@ Message-Authenticator, and replies are checked (Response Authenticator, Message-
   EAP-TLS      --eap-tls --identity NAME [--anonymous] with a client certificate: --eap-cert/--eap-key
                (default --cert/--key) and the server's CA in --eap-ca (default --ca)
 
-PAP, MAB and EAP-TLS requests carry any further attribute given with --attr, by its dictionary name
-and in radclient's syntax: -a 'Called-Station-Id = "aa-bb-cc-dd-ee-ff:corp"' -a 'Cisco-AVPair =
-"audit-session-id=1"' -a 'Tunnel-Private-Group-Id:1 = 41'.
+PAP, MAB, EAP-TLS and accounting requests carry any further attribute given with --attr, by its
+dictionary name and in radclient's syntax: -a 'Called-Station-Id = "aa-bb-cc-dd-ee-ff:corp"'
+-a 'Cisco-AVPair = "audit-session-id=1"' -a 'Tunnel-Private-Group-Id:1 = 41'. One the tool sets by
+default (NAS-Port-Type, NAS-Identifier, ...) replaces the default.
 
-The exit status is 0 for Access-Accept (or any answer to --status), non-zero for Access-Reject or
-no answer.`,
+Accounting: --acct start|interim|stop sends an Accounting-Request (RFC 2866) for --user or --mac
+(User-Name, and Calling-Station-Id from the MAC) to 127.0.0.1:1813 unless --server says otherwise,
+with Acct-Session-Id (--session-id, random by default), Acct-Session-Time (--session-time, interim
+and stop) and Acct-Terminate-Cause = User-Request on stop unless -a sets it.
+
+Exit status:
+  0  Access-Accept, Accounting-Response, or any answer to --status
+  1  Access-Reject
+  2  usage: bad flags or attribute
+  3  timeout: no valid answer within --timeout (a wrong secret looks like this over UDP)
+  4  any other error: ICMP port unreachable, unreadable certificate or key, TLS handshake failure,
+     a reply that does not verify`,
 		Args: cacheArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runTestAuth(cmd.Context(), cmd.OutOrStdout(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.acct != "" && !cmd.Flags().Changed("server") {
+				f.server = "127.0.0.1:1813"
+			}
+			return testAuthExit(runTestAuth(cmd.Context(), cmd.OutOrStdout(), f))
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", "127.0.0.1:1812", "server host:port (RadSec: port 2083)")
@@ -118,6 +137,10 @@ no answer.`,
 	fl.DurationVar(&f.timeout, "timeout", 3*time.Second, "wait for each answer (UDP: split across retries)")
 	fl.IntVar(&f.retries, "retries", 2, "UDP retransmissions")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the round-trip time and the requests sent")
+	fl.StringVar(&f.acct, "acct", "", "send an Accounting-Request: start, interim or stop (default server port 1813)")
+	fl.StringVar(&f.sessionID, "session-id", "", "Acct-Session-Id (default: random)")
+	fl.DurationVar(&f.sessionTime, "session-time", 0, "Acct-Session-Time of interim and stop")
+	_ = cmd.RegisterFlagCompletionFunc("acct", fixedCompletions("start", "interim", "stop"))
 	fl.StringArrayVarP(&f.attrs, "attr", "a", nil,
 		`add an attribute to the request by dictionary name, as radclient reads it ("Name = value", "Name:tag = value"); repeatable`)
 	return cmd
@@ -138,15 +161,24 @@ func (f *testAuthFlags) mode() (string, error) {
 	if f.eapTLS {
 		modes = append(modes, "eap-tls")
 	}
+	if f.acct != "" {
+		// --user or --mac name the session's user: accounting is its own mode.
+		modes = slices.DeleteFunc(modes, func(m string) bool { return m == "pap" || m == "mab" })
+		modes = append(modes, "acct")
+	}
 	switch {
 	case len(modes) == 0:
-		return "", fmt.Errorf("%w: choose one of --user/--password (PAP), --mac (MAB), --status, --eap-tls", ErrUsage)
+		return "", fmt.Errorf("%w: choose one of --user/--password (PAP), --mac (MAB), --status, --eap-tls, --acct", ErrUsage)
 	case len(modes) > 1:
-		return "", fmt.Errorf("%w: choose only one of PAP, MAB, Status-Server, EAP-TLS (got %s)", ErrUsage, strings.Join(modes, ", "))
+		return "", fmt.Errorf("%w: choose only one of PAP, MAB, Status-Server, EAP-TLS, accounting (got %s)", ErrUsage, strings.Join(modes, ", "))
 	case modes[0] == "pap" && f.user == "":
 		return "", fmt.Errorf("%w: PAP needs --user", ErrUsage)
 	case modes[0] == "eap-tls" && f.identity == "":
 		return "", fmt.Errorf("%w: EAP-TLS needs --identity", ErrUsage)
+	case modes[0] == "acct":
+		if err := f.checkAcct(); err != nil {
+			return "", err
+		}
 	}
 	if f.radsec && (f.cert == "" || f.key == "" || f.ca == "") {
 		return "", fmt.Errorf("%w: --radsec needs --ca, --cert and --key", ErrUsage)
@@ -215,6 +247,10 @@ func runTestAuth(ctx context.Context, out io.Writer, f *testAuthFlags) error {
 		})
 	case "eap-tls":
 		req, resp, extra, err = runEAPTLS(ctx, ex, f)
+	case "acct":
+		req, resp, err = ex.exchange(ctx, func(dst []byte, id uint8) (packet.Packet, error) {
+			return f.buildAccounting(dst, id, ex.secret())
+		})
 	}
 	if err != nil {
 		return err
@@ -267,18 +303,24 @@ func (f *testAuthFlags) buildPassword(dst []byte, id uint8, mode string, secret 
 	return b.Finish(secret, nil)
 }
 
+// addNASAttrs adds what a NAS sends with every request; an --attr of the same attribute replaces
+// the default.
 func (f *testAuthFlags) addNASAttrs(b *packet.Builder, calling string) {
-	if f.nasID != "" {
+	if f.nasID != "" && !f.hasExtra(0, packet.AttrNASIdentifier) {
 		b.AddString(packet.AttrNASIdentifier, f.nasID)
 	}
-	b.Add(packet.AttrNASIPAddress, []byte{127, 0, 0, 1})
-	if calling != "" {
+	if !f.hasExtra(0, packet.AttrNASIPAddress) {
+		b.Add(packet.AttrNASIPAddress, []byte{127, 0, 0, 1})
+	}
+	if calling != "" && !f.hasExtra(0, packet.AttrCallingStationID) {
 		b.AddString(packet.AttrCallingStationID, calling)
 	}
-	if f.called != "" {
+	if f.called != "" && !f.hasExtra(0, packet.AttrCalledStationID) {
 		b.AddString(packet.AttrCalledStationID, f.called)
 	}
-	b.AddUint32(packet.AttrNASPortType, 15) // Ethernet
+	if !f.hasExtra(0, packet.AttrNASPortType) {
+		b.AddUint32(packet.AttrNASPortType, 15) // Ethernet
+	}
 	f.addExtra(b)
 }
 

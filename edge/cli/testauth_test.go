@@ -307,15 +307,15 @@ func TestLabOperability(t *testing.T) {
 	}
 	sock := filepath.Join(l.Dir, "control.sock")
 	env := opsEnv{now: time.Now, timeout: 2 * time.Second}
-	out, err := runOps(t, newEventsCmdEnv(env), "--socket", sock, "--json")
+	out, err := runOps(t, newEventsCmdEnv(env), "--socket", sock, "-o", "json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Events arrive in order of the answers; the observer runs before the reply is sent.
 	for _, want := range []string{
-		`"allowed":true,"method":"pap","identity":"alice","nas":"lab-nas","site":"lab","vlan":"300","source":"upstream","upstream":"lab-cloud"`,
-		`"allowed":true,"method":"mab","mac":"02:00:00:00:00:01","identity":"020000000001","nas":"lab-nas","site":"lab","vlan":"41","source":"upstream","upstream":"lab-cloud"`,
-		`"allowed":false,"method":"pap","identity":"alice","nas":"lab-nas","site":"lab","source":"upstream","upstream":"lab-cloud"`,
+		`"decision":"accept","method":"pap","mac":"","identity":"alice","nas":"lab-nas","site":"lab","vlan":"300","source":"upstream","upstream":"lab-cloud"`,
+		`"decision":"accept","method":"mab","mac":"02:00:00:00:00:01","identity":"020000000001","nas":"lab-nas","site":"lab","vlan":"41","source":"upstream","upstream":"lab-cloud"`,
+		`"decision":"reject","method":"pap","mac":"","identity":"alice","nas":"lab-nas","site":"lab","vlan":"","source":"upstream","upstream":"lab-cloud"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("events lack %s\n%s", want, out)

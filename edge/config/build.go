@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
+	"mxedge/edge/decisionlog"
 	"mxedge/pki"
 	"mxedge/proxy"
+	"mxedge/proxy/dynauth"
 	"mxedge/proxy/packet"
 	"mxedge/proxy/resolve"
 	"mxedge/survivability"
@@ -44,7 +47,10 @@ type Built struct {
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
 	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
+	DynAuth   dynauth.Options         // CoA/Disconnect relay (edge/config/dynauth.go)
+	Reconcile Reconcile               // reconciliation after an outage (edge/config/dynauth.go)
 	Cache     cache.Options
+	Sessions  *session.Options // nil when the session table is off (sessions.enabled: false)
 	Survival  Survival
 	Control   string // control socket path
 	Metrics   string // Prometheus listen address, "" for none
@@ -53,6 +59,8 @@ type Built struct {
 	Dictionary *packet.Dictionary
 	// Files are the certificate, key and CA files in use, for expiry warnings and reload on change.
 	Files []string
+	// DecisionLog is the access decision log's mode and rates (its Logger is the daemon's).
+	DecisionLog decisionlog.Options
 }
 
 // Survival is the survivability configuration.
@@ -119,6 +127,7 @@ func (c *Config) validate(v *validator) {
 	default:
 		v.errorf("log.format", "%q is not one of auto, text, json", f.Log.Format)
 	}
+	c.buildDecisionLog(v, b)
 
 	b.Dictionary = packet.Builtin()
 	for i, p := range f.Dictionaries {
@@ -136,17 +145,27 @@ func (c *Config) validate(v *validator) {
 		RequestTimeout:  f.RequestTimeout.D(proxy.DefaultRequestTimeout),
 		DuplicateWindow: f.DuplicateWindow.D(proxy.DefaultDuplicateWindow),
 	}
+	b.Server.DuplicateCacheSize, b.Server.Sockets, b.Server.SplitBatch = f.DuplicateCacheSize, f.Listen.Sockets, f.Listen.SplitBatch
 	for i, a := range f.Listen.Auth {
-		checkListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
+		checkNASListen(v, fmt.Sprintf("listen.auth[%d]", i), a)
 	}
 	for i, a := range f.Listen.Acct {
-		checkListen(v, fmt.Sprintf("listen.acct[%d]", i), a)
+		checkNASListen(v, fmt.Sprintf("listen.acct[%d]", i), a)
 	}
 	if t := b.Server.RequestTimeout; t < 500*time.Millisecond || t > 60*time.Second {
 		v.errorf("request_timeout", "%v is outside 500ms..60s", t)
 	}
 	if w := b.Server.DuplicateWindow; w < time.Second || w > 5*time.Minute {
 		v.errorf("duplicate_window", "%v is outside 1s..5m", w)
+	}
+	if n := f.Listen.Sockets; n < 0 || n > proxy.MaxSockets {
+		v.errorf("listen.sockets", "%d is outside 1..%d", n, proxy.MaxSockets)
+	}
+	if n := f.Listen.SplitBatch; n != 0 && (n < 2 || n > 32) {
+		v.errorf("listen.split_batch", "%d is outside 2..32 (0: never split)", n)
+	}
+	if n := f.DuplicateCacheSize; n != 0 && (n < 1024 || n > 10_000_000) {
+		v.errorf("duplicate_cache_size", "%d is outside 1024..10000000", n)
 	}
 	switch proxy.NoUpstreamPolicy(f.NoUpstream) {
 	case "", proxy.NoUpstreamReject, proxy.NoUpstreamDrop:
@@ -157,6 +176,8 @@ func (c *Config) validate(v *validator) {
 
 	names := map[string]bool{}
 	seen := map[netip.Prefix]string{}
+	var clientPaths []string
+	var clientPrefixes []netip.Prefix
 	for i, cf := range f.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
 		cl := proxy.Client{Name: cf.Name, Vendor: strings.ToLower(cf.Vendor), Site: cf.Site,
@@ -178,6 +199,12 @@ func (c *Config) validate(v *validator) {
 		}
 		cl.Prefix = pfx
 		cl.Secret = c.secret(v, path, cf.Secret, cf.SecretFile, "")
+		if cf.SecretFile != "" {
+			v.weakSecret(path+".secret_file", cl.Secret)
+		} else {
+			v.weakSecret(path+".secret", cl.Secret)
+		}
+		clientPaths, clientPrefixes = append(clientPaths, path+".address"), append(clientPrefixes, pfx)
 		if cl.Vendor == "" {
 			cl.Vendor = "generic"
 		} else if !contains(Vendors, cl.Vendor) {
@@ -185,12 +212,15 @@ func (c *Config) validate(v *validator) {
 		}
 		b.Clients = append(b.Clients, cl)
 	}
+	v.overlappingPrefixes(clientPaths, clientPrefixes)
 
 	c.buildPool(v, b)
 	c.buildDiscovery(v, b)
 	c.buildRoutes(v, b)
 	c.buildListener(v, b)
+	c.buildDynAuth(v, b)
 	c.buildCache(v, b)
+	c.buildSessions(v, b)
 	c.buildSurvival(v, b)
 	b.Metrics = "127.0.0.1:9812"
 	if m := c.File.Metrics.Listen; m != nil {
@@ -455,7 +485,7 @@ func (c *Config) buildListener(v *validator, b *Built) {
 		return
 	}
 	for i, a := range r.Listen {
-		checkListen(v, fmt.Sprintf("radsec.listen[%d]", i), a)
+		checkNASListen(v, fmt.Sprintf("radsec.listen[%d]", i), a)
 	}
 	cfg := c.serverTLS(v, "radsec.tls", r.TLS)
 	lo := &proxy.ListenerOptions{Addrs: r.Listen, TLS: cfg, IdleTimeout: r.IdleTimeout.D(proxy.DefaultIdleTimeout),
@@ -494,7 +524,8 @@ func (c *Config) buildListener(v *validator, b *Built) {
 			Client: proxy.Client{Name: p.Name, Prefix: pfx, Secret: proxy.Secret(secret), Vendor: vendor, Site: p.Site,
 				// Over TLS BlastRADIUS has no purchase; Message-Authenticator stays optional.
 				RequireMessageAuthenticator: false},
-			CertNames: p.CertNames,
+			CertNames:            p.CertNames,
+			DynamicAuthorization: p.DynamicAuthorization,
 		})
 	}
 	b.Listener = lo

@@ -21,6 +21,9 @@ type File struct {
 	Survivability   SurvivalFile `yaml:"survivability"`
 	Control         ControlFile  `yaml:"control"`
 	Metrics         MetricsFile  `yaml:"metrics"`
+	// DynamicAuthorization configures CoA and Disconnect relaying (edge/config/dynauth.go).
+	DynamicAuthorization DynAuthFile  `yaml:"dynamic_authorization"`
+	Sessions             SessionsFile `yaml:"sessions"`
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
@@ -29,6 +32,8 @@ type File struct {
 	Routes  []RouteFile  `yaml:"routes"`
 	Eduroam *EduroamFile `yaml:"eduroam"`
 
+	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
+	DuplicateCacheSize int `yaml:"duplicate_cache_size"`
 	// Discovery finds RadSec servers by realm (RFC 7585, edge/config/discovery.go).
 	Discovery DiscoveryFile `yaml:"discovery"`
 }
@@ -109,14 +114,24 @@ type CacheFile struct {
 
 // Log selects logging.
 type Log struct {
-	Level  string `yaml:"level"`  // debug | info (default) | warn | error
+	Level  string `yaml:"level"`  // debug | info (default) | warn | error; applied on reload
 	Format string `yaml:"format"` // auto (default: journald-friendly under systemd) | text | json
+	// Decisions is the access decision log (edge/decisionlog), one info line per decision:
+	// on (default) | off | rejects. DecisionRate and RejectRate are its lines per second for
+	// accepts and for rejects (default 100 each, 1..100000); the rest is counted and summarized.
+	Decisions    string `yaml:"decisions"`
+	DecisionRate int    `yaml:"decision_rate"`
+	RejectRate   int    `yaml:"reject_rate"`
 }
 
 // Listen lists the UDP addresses of the RADIUS front door.
 type Listen struct {
 	Auth []string `yaml:"auth"` // default ["0.0.0.0:1812", "[::]:1812"]
 	Acct []string `yaml:"acct"` // default ["0.0.0.0:1813", "[::]:1813"]
+	// Sockets per address (SO_REUSEPORT), each with its own reader; default 1.
+	Sockets int `yaml:"sockets"`
+	// SplitBatch: a batch of this many datagrams is shared with a second core; default 0, never.
+	SplitBatch int `yaml:"split_batch"`
 }
 
 // ClientFile is one NAS client.
@@ -129,6 +144,7 @@ type ClientFile struct {
 	Site                        string `yaml:"site"`
 	RequireMessageAuthenticator *bool  `yaml:"require_message_authenticator"` // default true
 	LimitProxyState             *bool  `yaml:"limit_proxy_state"`             // default true
+	CoAPort                     int    `yaml:"coa_port"`                      // where the NAS takes CoA/Disconnect; default 3799
 }
 
 // TLSFile names certificate material.
@@ -199,7 +215,9 @@ type RadSecPeer struct {
 	CertNames []string `yaml:"cert_names"`
 	Secret    string   `yaml:"secret"` // default "radsec"
 	Vendor    string   `yaml:"vendor"`
-	Site      string   `yaml:"site"`
+	// DynamicAuthorization lets the peer send CoA and Disconnect to relay (docs/coa.md).
+	DynamicAuthorization bool   `yaml:"dynamic_authorization"`
+	Site                 string `yaml:"site"`
 }
 
 // Duration is a time.Duration written as "4s", "500ms", "7d" (days are accepted too).

@@ -22,10 +22,13 @@ var ErrInvalid = errors.New("config: invalid")
 
 // Error is one problem in the file, located by line and field path.
 type Error struct {
-	File  string
-	Line  int
-	Field string // e.g. clients[2].secret
-	Msg   string
+	File   string
+	Line   int
+	Column int    // 0 when not known; in check -o json, not in the text form (FILE:LINE: field: reason)
+	Field  string // e.g. clients[2].secret
+	Msg    string
+	Hint   string // what to write instead, when there is more to say than Msg
+	Err    error  // the component's error behind Msg (FieldError), else nil
 }
 
 func (e *Error) Error() string {
@@ -40,12 +43,22 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Msg)
+	if e.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Hint)
+		b.WriteString(")")
+	}
 	return b.String()
 }
 
-func (e *Error) Unwrap() error { return ErrInvalid }
+func (e *Error) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalid, e.Err}
+	}
+	return []error{ErrInvalid}
+}
 
-// Errors is every problem found, in file order.
+// Errors is every problem found, sorted by line and column (SortByPosition).
 type Errors []*Error
 
 func (es Errors) Error() string {
@@ -70,29 +83,38 @@ type Config struct {
 	File  File
 	dir   string
 	built *Built
+	pos   map[string]pos // where each key path is written
+	warns Errors
 }
 
 // Load reads, decodes and validates path. Every error names the file, line and field.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options. A file that cannot be read is an invalid configuration too
+// (exit 2 from check and run alike), named with the reason.
+func LoadWith(path string, o Options) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, Errors{{File: path, Msg: readError(err)}}
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, o)
 }
 
 var yamlLine = regexp.MustCompile(`^\s*(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse decodes and validates data as if read from path.
-func Parse(path string, data []byte) (*Config, error) {
+func Parse(path string, data []byte) (*Config, error) { return ParseWith(path, data, Options{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(path string, data []byte, o Options) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, Errors{{File: path, Msg: fmt.Sprintf("file larger than %d bytes", MaxFileSize)}}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErrors(path, err)
+		return nil, syntaxErrors(path, data, err)
 	}
-	lines := map[string]int{}
+	lines := map[string]pos{}
 	if len(root.Content) > 0 {
 		if root.Content[0].Kind != yaml.MappingNode {
 			return nil, Errors{{File: path, Line: root.Content[0].Line, Msg: "the document must be a mapping of keys"}}
@@ -103,18 +125,28 @@ func Parse(path string, data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlErrors(path, err)
+		es := yamlErrors(path, err)
+		es.locate(lines)
+		es.SortByPosition()
+		return nil, es
 	}
-	c := &Config{Path: path, File: f, dir: dirOf(path)}
+	dir, err := baseDir(path, o.BaseDir)
+	if err != nil {
+		return nil, Errors{{File: path, Msg: err.Error()}}
+	}
+	c := &Config{Path: path, File: f, dir: dir, pos: lines}
 	v := &validator{file: path, lines: lines}
 	c.validate(v)
+	v.errs.SortByPosition()
+	v.warns.SortByPosition()
+	c.warns = v.warns
 	if len(v.errs) > 0 {
 		return nil, v.errs
 	}
 	return c, nil
 }
 
-func yamlErrors(path string, err error) error {
+func yamlErrors(path string, err error) Errors {
 	var msgs []string
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
@@ -138,8 +170,8 @@ func yamlErrors(path string, err error) error {
 	return es
 }
 
-// walk records the line of every key path (a.b[0].c) in the document.
-func walk(n *yaml.Node, path string, lines map[string]int) {
+// walk records the position of every key path (a.b[0].c) in the document.
+func walk(n *yaml.Node, path string, lines map[string]pos) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -148,13 +180,13 @@ func walk(n *yaml.Node, path string, lines map[string]int) {
 			if path != "" {
 				p = path + "." + k.Value
 			}
-			lines[p] = k.Line
+			lines[p] = pos{k.Line, k.Column, v.Value}
 			walk(v, p, lines)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			lines[p] = c.Line
+			lines[p] = pos{c.Line, c.Column, c.Value}
 			walk(c, p, lines)
 		}
 	}
@@ -162,25 +194,20 @@ func walk(n *yaml.Node, path string, lines map[string]int) {
 
 type validator struct {
 	file  string
-	lines map[string]int
+	lines map[string]pos
 	errs  Errors
+	warns Errors
 }
 
-// errorf records a problem at field path; the line is that of the field or its nearest parent.
+// errorf records a problem at field path; the position is that of the field or its nearest parent.
 func (v *validator) errorf(path, format string, args ...any) {
-	line := 0
-	for p := path; p != ""; {
-		if l, ok := v.lines[p]; ok {
-			line = l
-			break
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	v.errs = append(v.errs, &Error{File: v.file, Line: line, Field: path, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, at(v.file, v.lines, path, fmt.Sprintf(format, args...)))
+}
+
+// warnf records something that does not stop mxedge from starting but should be fixed (check
+// prints it; check --strict fails on it; run logs it).
+func (v *validator) warnf(path, format string, args ...any) {
+	v.warns = append(v.warns, at(v.file, v.lines, path, fmt.Sprintf(format, args...)))
 }
 
 // UnmarshalYAML accepts Go durations plus a "d" (day) unit.
@@ -206,11 +233,4 @@ func (d Duration) D(def time.Duration) time.Duration {
 		return def
 	}
 	return time.Duration(d)
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i]
-	}
-	return "."
 }

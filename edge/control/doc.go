@@ -15,6 +15,8 @@
 //	GET  /v1/events?n=N&follow=1    the last N NAC events (default 100), JSON Lines; with follow, then
 //	                                every new one, with a heartbeat newline each second
 //	GET  /v1/clients                NAS clients with their counters (NASClient)
+//	POST /v1/coa?action=A&mac=M&session=S&user=U&ip=I&nas=N
+//	                                an operator's CoA or Disconnect (CoAResult), with heartbeats
 //	GET  /v1/cache/stats            cache.Stats
 //	GET  /v1/cache/list?limit=N     unexpired records, JSON Lines, key order
 //	GET  /v1/cache/show?key=K       one record by MAC (any notation) or identity; 404 if none

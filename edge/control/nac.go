@@ -59,6 +59,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return statusError(http.StatusBadRequest, "control: follow %q: want 1 or 0", v)
 	}
+	// mark=1 asks for a backlog_end line between the ring's events and the live ones, so a
+	// client that filters can tell "the last n matches" from what follows.
+	mark := q.Get("mark") == "1"
 	// Subscribe before reading the ring so nothing published in between is lost (an event may
 	// then appear twice: the CLI prints what it gets).
 	var live <-chan events.Event
@@ -76,6 +79,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			if err := enc.Encode(ev); err != nil {
 				return nil // the client went away
 			}
+		}
+	}
+	if mark {
+		if _, err := io.WriteString(w, backlogEndLine+"\n"); err != nil {
+			return nil
 		}
 	}
 	rc := http.NewResponseController(w)
@@ -112,6 +120,59 @@ func (s *Server) clients(w http.ResponseWriter, _ *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, cs)
 	return nil
+}
+
+// backlogEndLine ends the ring's events on a /v1/events stream asked with mark=1.
+const backlogEndLine = `{"backlog_end":true}`
+
+// EventsSplit is Events with the boundary: fn gets live=false for the ring's events and live=true
+// for those published after, and backlogEnd (if not nil) runs between them, also when the stream
+// is not followed. A daemon older than the boundary marker is an error.
+func (c *Client) EventsSplit(ctx context.Context, n int, follow bool, fn func(ev events.Event, live bool) error, backlogEnd func() error) error {
+	q := url.Values{"n": {strconv.Itoa(n)}, "mark": {"1"}}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 16<<10)
+	live := false
+	for {
+		line, err := readLine(br, maxRecordLine)
+		switch {
+		case len(bytes.TrimSpace(line)) == 0:
+		case !live && string(line) == backlogEndLine:
+			live = true
+			if backlogEnd != nil {
+				if ferr := backlogEnd(); ferr != nil {
+					return ferr
+				}
+			}
+		default:
+			var ev events.Event
+			if derr := json.Unmarshal(line, &ev); derr != nil {
+				return fmt.Errorf("control: decode event: %w", derr)
+			}
+			if ferr := fn(ev, live); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if !live {
+				return fmt.Errorf("control: /v1/events: the daemon sent no backlog_end (an older mxedge?)")
+			}
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return c.wrap("/v1/events", err)
+		}
+	}
 }
 
 // Events prints the last n recorded NAC events (oldest first) to fn and, with follow, every new

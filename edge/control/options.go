@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,13 @@ type Options struct {
 	Events EventSource
 	// Clients returns the NAS clients for /v1/clients; nil answers it with 503.
 	Clients func() []NASClient
+	// CoA sends an operator's CoA or Disconnect for /v1/coa (edge/control/coa.go); nil answers
+	// it with 503.
+	CoA CoABackend
+	// Sessions answers /v1/sessions (edge/control/sessions.go); nil answers it with 503.
+	Sessions func(context.Context, SessionQuery) ([]Session, error)
+	// Snapshots serve /v1/snapshot by file name ("cache.db", "spool.db"); nil answers 503.
+	Snapshots map[string]SnapshotFunc
 }
 
 func (o Options) withDefaults() Options {

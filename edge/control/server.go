@@ -242,6 +242,27 @@ func (s *Server) route(path string) (route, bool) {
 			rt.absent = "the NAS client table"
 		}
 		return rt, true
+	case "/v1/coa":
+		rt := route{http.MethodPost, false, s.coa, ""}
+		if s.opts.CoA == nil {
+			rt.absent = "dynamic authorization"
+		}
+		return rt, true
+	case "/v1/sessions":
+		rt := route{http.MethodGet, false, s.sessions, ""}
+		if s.opts.Sessions == nil {
+			rt.absent = "the session table"
+		}
+		return rt, true
+	case "/v1/snapshots", "/v1/snapshot":
+		rt := route{http.MethodGet, false, s.snapshots, ""}
+		if path == "/v1/snapshot" {
+			rt.h = s.snapshot
+		}
+		if s.opts.Snapshots == nil {
+			rt.absent = "database snapshots"
+		}
+		return rt, true
 	case "/v1/cache/stats":
 		return route{http.MethodGet, true, s.cacheStats, ""}, true
 	case "/v1/cache/list":

@@ -34,6 +34,8 @@ type Event struct {
 	MAC      string    `json:"mac,omitempty"`
 	Identity string    `json:"identity,omitempty"`
 	NAS      string    `json:"nas,omitempty"`
+	Port     string    `json:"nas_port,omitempty"` // NAS-Port-Id, else NAS-Port
+	SSID     string    `json:"ssid,omitempty"`     // from Called-Station-Id "MAC:SSID"
 	Site     string    `json:"site,omitempty"`
 	VLAN     string    `json:"vlan,omitempty"`
 	Reason   string    `json:"reason,omitempty"`

@@ -54,6 +54,10 @@ type Lab struct {
 	LaptopCert, LaptopKey string
 	// National is the lab's eduroam national server (RADIUS/UDP, national.go).
 	National netip.AddrPort
+	// NAS is the simulated NAS's CoA address (edge/lab/nas.go); CoA is where the configuration
+	// asks mxedge to take CoA from on-prem clients (port 0: a free one).
+	NAS, CoA netip.AddrPort
+	nas      *simNAS
 	ln       net.Listener
 	eap      *localeap.Handler
 	wg       sync.WaitGroup
@@ -65,6 +69,7 @@ var (
 	DefaultAuth  = netip.MustParseAddrPort("127.0.0.1:1812")
 	DefaultAcct  = netip.MustParseAddrPort("127.0.0.1:1813")
 	DefaultCloud = netip.MustParseAddrPort("127.0.0.1:0")
+	DefaultCoA   = netip.MustParseAddrPort("127.0.0.1:3799")
 )
 
 // Options choose the addresses of the lab. A zero address means its default; port 0 means a free
@@ -74,6 +79,7 @@ type Options struct {
 	Auth  netip.AddrPort // where mxedge answers RADIUS authentication; default DefaultAuth
 	Acct  netip.AddrPort // RADIUS accounting; default DefaultAcct
 	Cloud netip.AddrPort // the lab cloud's RadSec listener; default DefaultCloud
+	CoA   netip.AddrPort // mxedge's Dynamic Authorization listener; default DefaultCoA
 }
 
 // Start writes the lab PKI and configuration and starts the lab upstream until ctx ends.
@@ -94,11 +100,14 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 	if !o.Cloud.IsValid() {
 		o.Cloud = DefaultCloud
 	}
+	if !o.CoA.IsValid() {
+		o.CoA = DefaultCoA
+	}
 	p, err := pkilab.New(o.Dir, pki.KeyECDSAP256)
 	if err != nil {
 		return nil, fmt.Errorf("lab: pki: %w", err)
 	}
-	l := &Lab{Dir: o.Dir, PKI: p, Auth: o.Auth, Acct: o.Acct}
+	l := &Lab{Dir: o.Dir, PKI: p, Auth: o.Auth, Acct: o.Acct, CoA: o.CoA}
 	ln, err := net.Listen("tcp", o.Cloud.String())
 	if err != nil {
 		if pe := portInUse(RoleCloud, "tcp", o.Cloud, err); pe != nil {
@@ -114,6 +123,17 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		ln.Close()
 		return nil, err
 	}
+	if l.nas, err = startNAS(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	l.NAS = l.nas.addr()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.nas.serve()
+	}()
+	context.AfterFunc(ctx, l.nas.close)
 	l.ln = ln
 	l.Upstream = ln.Addr().(*net.TCPAddr).AddrPort()
 	l.wg.Add(1)
@@ -144,6 +164,15 @@ clients:
     secret: %s
     vendor: cisco
     site: lab
+    coa_port: %d
+# CoA and Disconnect from on-prem clients (radclient here) are relayed to the NAS (the lab's
+# simulated one, on coa_port above).
+dynamic_authorization:
+  listen: ["%s"]
+  clients:
+    - name: lab-coa-client
+      address: 127.0.0.1
+      secret: %s
 upstreams:
   tls:
     certificate: %s
@@ -152,7 +181,8 @@ upstreams:
   servers:
     - name: lab-cloud
       address: %s
-`, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Auth, o.Acct, Secret, p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
+`, filepath.Join(o.Dir, "cache.db"), filepath.Join(o.Dir, "control.sock"), o.Auth, o.Acct, Secret, l.NAS.Port(), o.CoA, Secret,
+		p.ClientCert, p.ClientKey, p.CAFile, l.Upstream)
 	// While the lab cloud is cut off, mxedge answers locally, EAP-TLS included.
 	cfg += fmt.Sprintf(`survivability:
   default_mab_vlan: "99"
@@ -238,7 +268,7 @@ func (l *Lab) Wait() { l.wg.Wait() }
 // Instructions tells a newcomer what to try, with commands that run as printed: bin is how this
 // shell reaches the mxedge binary (a path, or "mxedge" when that is the one on PATH), auth and acct
 // are the addresses the edge actually listens on.
-func (l *Lab) Instructions(bin string, auth, acct netip.AddrPort) string {
+func (l *Lab) Instructions(bin string, auth, acct, coa netip.AddrPort) string {
 	sock := filepath.Join(l.Dir, "control.sock")
 	var b strings.Builder
 	line := func(cmd, comment string) {
@@ -263,6 +293,10 @@ func (l *Lab) Instructions(bin string, auth, acct netip.AddrPort) string {
 	line(fmt.Sprintf("%s cache list --socket %s", bin, ShellQuote(sock)), "MAB clients learned from the lab cloud")
 	fmt.Fprintf(&b, "  %s test auth --server %s --secret %s --eap-tls --identity laptop.lab.test --anonymous \\\n", bin, auth, Secret)
 	line(fmt.Sprintf("  --cert %s --key %s --ca %s", ShellQuote(l.LaptopCert), ShellQuote(l.LaptopKey), ShellQuote(l.PKI.CAFile)), "EAP-TLS: VLAN 300, MPPE keys")
+	fmt.Fprintf(&b, "  echo 'NAS-IP-Address=127.0.0.1,Calling-Station-Id=02-00-00-00-00-01,Message-Authenticator=0x00' \\\n")
+	line(fmt.Sprintf("  | radclient -x %s disconnect %s", coa, Secret), "Disconnect-ACK from the lab's simulated NAS, through mxedge")
+	fmt.Fprintf(&b, "  echo 'NAS-IP-Address=127.0.0.1,User-Name=%s,Cisco-AVPair=\"subscriber:command=reauthenticate\",Message-Authenticator=0x00' \\\n", NASSessionNotFound)
+	line(fmt.Sprintf("  | radclient -x %s coa %s", coa, Secret), "CoA-NAK, Error-Cause 503 (the NAS has no such session)")
 	line(fmt.Sprintf("%s status --socket %s", bin, ShellQuote(sock)), "mode, upstream, cache, counters")
 	line(fmt.Sprintf("%s events --follow --socket %s", bin, ShellQuote(sock)), "the NAC event stream (Ctrl-C ends it)")
 	b.WriteString("Simulate a WAN cut (the lab cloud stops answering; mxedge answers locally within 3 s), then restore it:\n")

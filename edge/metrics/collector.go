@@ -29,6 +29,7 @@ var (
 	descNoUpstream   = desc("requests_no_upstream_total", "Forwarded requests no upstream could answer (no connection, or it died); survivability, or without it the no-upstream policy, answered them.")
 	descRetried      = desc("requests_retried_total", "Requests re-sent to another upstream after the connection carrying them died.")
 	descStatusServer = desc("status_server_requests_total", "Status-Server requests (RFC 5997) from NAS devices, answered by mxedge itself.")
+	descDupEvicted   = desc("duplicate_cache_evictions_total", "Duplicate-cache entries pushed out by newer requests before duplicate_window was over (duplicate_cache_size too small for the rate).")
 	descDropped      = desc("dropped_packets_total", "Datagrams and requests dropped without an answer, by reason.", "reason")
 	descAnswerTime   = desc("answer_duration_seconds", "Time from receiving a request from a NAS to handing its answer to the socket, by request kind (access, accounting).", "request")
 
@@ -68,20 +69,24 @@ var (
 
 	descCertExpiry  = desc("certificate_expiry_timestamp_seconds", "Unix time at which the certificate expires (its notAfter).", "cert")
 	descEvDropped   = desc("events_dropped_total", "NAC events a slow subscriber (events --follow) missed; the counters here never depend on events.")
+	descDecisionLog = desc("decision_log_lines_total", "Access decision log lines by outcome: written, suppressed (over log.decision_rate or log.reject_rate), dropped (queue full).", "outcome")
 	snapshotMetrics = []*prometheus.Desc{descMode, descTransitions, descReceived, descForwarded, descAnswered,
-		descFallback, descNoUpstream, descRetried, descStatusServer, descDropped, descAnswerTime, descDecisions, descLocal, descLocalAcct,
+		descFallback, descNoUpstream, descRetried, descStatusServer, descDupEvicted, descDropped, descAnswerTime, descDecisions, descLocal, descLocalAcct,
 		descNASReq, descNASResp, descNASRetrans, descNASErr, descNASLastSeen,
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
 		descEAPConv, descEAPStarted, descEAPChallenges, descEAPEnded, descEAPDiscarded, descEAPRefused,
-		descCertExpiry, descEvDropped, descRadSecConns}
+		descCertExpiry, descEvDropped, descDecisionLog, descRadSecConns}
 )
 
 // snapshotCollector turns a Snapshot taken at scrape time into constant metrics.
 type snapshotCollector struct{ s *Server }
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range snapshotMetrics {
+	for _, d := range append(snapshotMetrics, coaMetrics...) {
+		ch <- d
+	}
+	for _, d := range sessionMetrics {
 		ch <- d
 	}
 }
@@ -125,6 +130,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descNoUpstream, s.Requests.NoUpstream)
 	counter(descRetried, s.Requests.Retried)
 	counter(descStatusServer, s.Requests.StatusServer)
+	counter(descDupEvicted, s.Requests.DuplicateEvicted)
 	for _, r := range sortedKeys(s.Dropped) {
 		counter(descDropped, s.Dropped[r], r)
 	}
@@ -193,6 +199,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEAPDiscarded, s.EAPTLS.Discarded)
 	counter(descEAPRefused, s.EAPTLS.Refused)
 	counter(descEvDropped, s.EventsDropped)
+	counter(descDecisionLog, s.DecisionLog.Written, "written")
+	counter(descDecisionLog, s.DecisionLog.Suppressed, "suppressed")
+	counter(descDecisionLog, s.DecisionLog.Dropped, "dropped")
+	collectCoA(s.CoA, counter, gauge)
+	collectSessions(s.Sessions, gauge, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -59,9 +59,18 @@ type Snapshot struct {
 	Revocation      []Revocation
 	// EventsDropped counts NAC events a slow subscriber (events --follow) missed.
 	EventsDropped uint64
+	// DecisionLog counts the access decision log's lines (edge/decisionlog.Stats).
+	DecisionLog DecisionLog
+	// CoA is dynamic authorization and reconciliation (edge/metrics/coa.go).
+	CoA CoA
+	// Sessions is the session table (edge/metrics/sessions.go); nil when it is off.
+	Sessions *Sessions
 	// RadSec is every live RadSec connection's TLS parameters (edge/metrics/radsec.go).
 	RadSec []RadSecConn
 }
+
+// DecisionLog are the decision log's counters.
+type DecisionLog struct{ Written, Suppressed, Dropped uint64 }
 
 // Requests are the front door's and router's request counters (proxy.Stats).
 type Requests struct {
@@ -72,6 +81,7 @@ type Requests struct {
 	NoUpstream       uint64 // forwarded requests no upstream could answer (before the fallback)
 	Retried          uint64 // requests re-sent to another upstream after a connection died
 	StatusServer     uint64 // Status-Server requests from NAS devices answered by mxedge itself
+	DuplicateEvicted uint64 // duplicate-cache entries pushed out before their window was over
 }
 
 // Histogram is a fixed-bucket histogram read from the request path's atomics.

@@ -21,7 +21,7 @@ func snapshot() Snapshot {
 	return Snapshot{
 		Mode:        "down",
 		Transitions: map[string]uint64{"down": 2, "recovering": 1, "up": 1},
-		Requests:    Requests{Received: 100, Forwarded: 90, UpstreamAnswered: 80, Local: 10, NoUpstream: 6, Retried: 3, StatusServer: 4},
+		Requests:    Requests{Received: 100, Forwarded: 90, UpstreamAnswered: 80, Local: 10, NoUpstream: 6, Retried: 3, StatusServer: 4, DuplicateEvicted: 5},
 		Dropped:     map[string]uint64{"bad-authenticator": 3, "malformed": 1},
 		AnswerTime: map[string]Histogram{
 			"access": {Bounds: []float64{0.001, 0.01}, Counts: []uint64{5, 3, 2}, Sum: 2.5},
@@ -165,6 +165,7 @@ func TestScrapeSnapshot(t *testing.T) {
 		{"mxedge_requests_no_upstream_total", "", 6},
 		{"mxedge_requests_retried_total", "", 3},
 		{"mxedge_status_server_requests_total", "", 4},
+		{"mxedge_duplicate_cache_evictions_total", "", 5},
 		{"mxedge_dropped_packets_total", "reason=bad-authenticator", 3},
 		{"mxedge_dropped_packets_total", "reason=malformed", 1},
 		{"mxedge_answer_duration_seconds", "request=access", 10},

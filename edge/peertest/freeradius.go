@@ -147,7 +147,19 @@ type FreeRADIUSOptions struct {
 	// ReplyMessageAuthenticator puts Message-Authenticator in every Access-Accept and -Reject,
 	// which FreeRADIUS 3.2.1 does on its own only for EAP (BlastRADIUS-hardened servers do it always).
 	ReplyMessageAuthenticator bool
+	// CoAAddr, when set, makes the server a NAS stand-in for RFC 5176: a
+	// `listen { type = coa }` on that address for the UDPClients, whose
+	// policy (CoAPolicy) ACKs or NAKs each CoA-Request and Disconnect-Request;
+	// every request received is written to Dir/coa/detail, which CoA() parses.
+	CoAAddr string
 }
+
+// CoAPolicy is the NAS stand-in's answer to a CoA-Request or
+// Disconnect-Request, chosen by its User-Name:
+//   - "nosession": NAK with Error-Cause Session-Context-Not-Found (503);
+//   - "silent": no answer at all (a NAS that ignores us);
+//   - anything else, or none: ACK.
+const CoAPolicy = "nosession: NAK 503; silent: no answer; otherwise ACK"
 
 // FreeRADIUS is a running FreeRADIUS.
 type FreeRADIUS struct {
@@ -246,10 +258,10 @@ func (o *FreeRADIUSOptions) setDefaults() error {
 	if o.Dir == "" {
 		return errors.New("peertest: freeradius: Dir is required")
 	}
-	if o.RadSecAddr == "" && o.UDPAuthAddr == "" && o.UDPAcctAddr == "" {
+	if o.RadSecAddr == "" && o.UDPAuthAddr == "" && o.UDPAcctAddr == "" && o.CoAAddr == "" {
 		return errors.New("peertest: freeradius: no listener (RadSecAddr, UDPAuthAddr, UDPAcctAddr)")
 	}
-	for what, a := range map[string]string{"RadSecAddr": o.RadSecAddr, "UDPAuthAddr": o.UDPAuthAddr, "UDPAcctAddr": o.UDPAcctAddr} {
+	for what, a := range map[string]string{"RadSecAddr": o.RadSecAddr, "UDPAuthAddr": o.UDPAuthAddr, "UDPAcctAddr": o.UDPAcctAddr, "CoAAddr": o.CoAAddr} {
 		if a == "" {
 			continue
 		}
@@ -433,7 +445,7 @@ func parseDetail(r io.Reader) ([]AcctRecord, error) {
 // writeConfig generates Dir/raddb from the stock configuration.
 func (f *FreeRADIUS) writeConfig() error {
 	o := f.opts
-	for _, d := range []string{"log", "run", "db", "acct"} {
+	for _, d := range []string{"log", "run", "db", "acct", "coa"} {
 		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("peertest: freeradius: %w", err)
 		}
@@ -457,6 +469,7 @@ func (f *FreeRADIUS) writeConfig() error {
 		"mods-enabled/files":          "files {\n\tmoddir = ${modconfdir}/${.:instance}\n\tfilename = ${moddir}/authorize\n}\n",
 		"mods-enabled/eap":            f.eapConf(),
 		"mods-enabled/detail":         f.detailConf(),
+		"mods-enabled/coa_detail":     f.coaDetailConf(),
 		"mods-enabled/attr_filter":    attrFilterConf,
 		"mods-config/files/authorize": usersFile(o.Users),
 		"sites-enabled/peertest":      f.siteConf(),
@@ -671,6 +684,26 @@ func (f *FreeRADIUS) detailConf() string {
 	return fmt.Sprintf("detail {\n\tfilename = %s\n\tescape_filenames = no\n\tpermissions = 0600\n\theader = \"%%t\"\n\tlocking = yes\n}\n", quote(path))
 }
 
+// coaDetailConf writes every CoA-Request and Disconnect-Request received.
+func (f *FreeRADIUS) coaDetailConf() string {
+	return fmt.Sprintf("detail coa_detail {\n\tfilename = %s\n\tescape_filenames = no\n\tpermissions = 0600\n\theader = \"%%t\"\n\tlocking = yes\n}\n",
+		quote(filepath.Join(f.opts.Dir, "coa", "detail")))
+}
+
+// CoA returns the CoA-Requests and Disconnect-Requests received so far, as
+// the NAS stand-in logged them (see CoAAddr).
+func (f *FreeRADIUS) CoA() ([]AcctRecord, error) {
+	fh, err := os.Open(filepath.Join(f.opts.Dir, "coa", "detail"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peertest: coa detail: %w", err)
+	}
+	defer fh.Close()
+	return parseDetail(fh)
+}
+
 func (f *FreeRADIUS) siteConf() string {
 	o := f.opts
 	var b strings.Builder
@@ -721,6 +754,36 @@ func (f *FreeRADIUS) siteConf() string {
 	ma := ""
 	if o.ReplyMessageAuthenticator {
 		ma = "\t\tupdate reply {\n\t\t\t&Message-Authenticator := 0x00\n\t\t}\n"
+	}
+	if o.CoAAddr != "" {
+		host, port, _ := splitHostPort(o.CoAAddr)
+		fmt.Fprintf(&b, `listen {
+	type = coa
+	%s = %s
+	port = %d
+	virtual_server = peertest-coa
+}
+server peertest-coa {
+	# recv-coa runs for CoA-Request and Disconnect-Request alike; "reject"
+	# answers with the NAK of the request's kind.
+	recv-coa {
+		coa_detail
+		if (&User-Name == "silent") {
+			do_not_respond
+		}
+		if (&User-Name == "nosession") {
+			update reply {
+				&Error-Cause := Session-Context-Not-Found
+			}
+			reject
+		}
+		ok
+	}
+	send-coa {
+		ok
+	}
+}
+`, ipKey(host), host, port)
 	}
 	acct := "\t\tok\n"
 	if o.AccountingLog {

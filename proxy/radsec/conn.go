@@ -85,6 +85,11 @@ type ConnOptions struct {
 	// Cork, if set, holds requests written during a burst until its end, and makes each run of
 	// replies read in one go a burst (see sockio).
 	Cork *sockio.Cork
+	// Requests, if set, receives the CoA-Request and Disconnect-Request the server sends on this
+	// connection (draft-ietf-radext-reverse-coa: dynamic authorization over the connection the
+	// client opened), with a ReplyFunc that queues the answer on the same connection. It runs on
+	// the read loop and must not block. Unset, such packets are discarded like stray replies.
+	Requests func(p packet.Packet, reply ReplyFunc)
 }
 
 func (o *ConnOptions) setDefaults() {
@@ -417,6 +422,16 @@ func (c *Conn) readLoop() {
 // dispatch completes the request a reply answers. The reply is verified and the slot claimed under
 // the one lock acquisition that finds it, so the watchdog and fail() cannot complete it too.
 func (c *Conn) dispatch(p packet.Packet, now time.Time) {
+	if code := p.Code(); code == packet.CodeCoARequest || code == packet.CodeDisconnectRequest {
+		// A request from the server, not a reply: it claims no slot, so the identifiers of our
+		// own requests are untouched (the server's identifier space is its own).
+		if c.opts.Requests == nil {
+			c.opts.Observer.Discarded(fmt.Errorf("%w: %v from the server and no dynamic authorization handler", ErrBadReply, code))
+			return
+		}
+		c.opts.Requests(p, c.replyFunc)
+		return
+	}
 	id := p.ID()
 	c.mu.Lock()
 	s := &c.slots[id]
@@ -449,6 +464,19 @@ func (c *Conn) dispatch(p packet.Packet, now time.Time) {
 	}
 	c.opts.Observer.RTT(now.Sub(sent))
 	h(p, nil)
+}
+
+// replyFunc queues an answer to a server's request on this connection without blocking.
+func (c *Conn) replyFunc(resp []byte) error {
+	n, err := packet.FrameLen(resp)
+	if err != nil || n > len(resp) {
+		return fmt.Errorf("radsec: response is not a RADIUS packet: %d bytes", len(resp))
+	}
+	if err := c.w.write(resp[:n]); err != nil {
+		c.fail(err)
+		return err
+	}
+	return nil
 }
 
 // watchdog times out requests, quarantines their identifiers, probes an idle connection with

@@ -2,12 +2,15 @@
 // net/http/httptest: it accepts mutually authenticated TLS, answers Access-Request with
 // Access-Accept (or Access-Reject for the user "reject"), Accounting-Request with
 // Accounting-Response and Status-Server with Access-Accept, echoing Proxy-State as RFC 2865 requires.
-// It can be told to blackhole (read but never answer) to simulate a WAN cut without RST.
+// It can be told to blackhole (read but never answer) to simulate a WAN cut without RST. As the
+// cloud NAC does, it can send CoA-Request and Disconnect-Request on a connection its client opened
+// (SendRequest), reading the answer from the same connection.
 package radsectest
 
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -29,12 +32,17 @@ type Responder struct {
 	Probes    atomic.Uint64 // Status-Server received
 	Answered  atomic.Uint64 // Access- and Accounting-Requests answered
 
-	mu     sync.Mutex
-	name   string
-	reply  func(b *packet.Builder, req packet.Packet)
-	conns  map[net.Conn]bool
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
+	mu    sync.Mutex
+	name  string
+	reply func(b *packet.Builder, req packet.Packet)
+	conns map[net.Conn]bool
+	// replies are the connections' ReplyFuncs (known once the client sent anything), which
+	// SendRequest writes requests with; waiting are its requests by identifier.
+	replies map[net.Conn]radsec.ReplyFunc
+	waiting map[uint8]chan packet.Packet
+	nextID  uint8
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
 }
 
 // Start listens on 127.0.0.1:0 with cfg (server certificate, ClientCAs, RequireAndVerifyClientCert).
@@ -45,7 +53,8 @@ func Start(cfg *tls.Config, secret string) (*Responder, error) {
 	}
 	ln := &tlsListener{Listener: tcp, cfg: cfg}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Responder{ln: ln, secret: []byte(secret), conns: map[net.Conn]bool{}, cancel: cancel}
+	r := &Responder{ln: ln, secret: []byte(secret), conns: map[net.Conn]bool{}, cancel: cancel,
+		replies: map[net.Conn]radsec.ReplyFunc{}, waiting: map[uint8]chan packet.Packet{}}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -60,9 +69,15 @@ func Start(cfg *tls.Config, secret string) (*Responder, error) {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				radsec.ServeConn(ctx, nc, radsec.ServeOptions{}, r.handle)
+				radsec.ServeConn(ctx, nc, radsec.ServeOptions{}, func(p packet.Packet, reply radsec.ReplyFunc) {
+					r.mu.Lock()
+					r.replies[nc] = reply
+					r.mu.Unlock()
+					r.handle(p, reply)
+				})
 				r.mu.Lock()
 				delete(r.conns, nc)
+				delete(r.replies, nc)
 				r.mu.Unlock()
 			}()
 		}
@@ -113,7 +128,60 @@ func (r *Responder) Close() {
 	r.wg.Wait()
 }
 
+// ErrNoConn is returned by SendRequest when no client connection has sent anything yet.
+var ErrNoConn = errors.New("radsectest: no client connection to send on")
+
+// SendRequest sends the request build makes with identifier id (signed with the RadSec secret)
+// on a client connection and returns the answer that comes back on it.
+func (r *Responder) SendRequest(ctx context.Context, build func(id uint8, secret []byte) (packet.Packet, error)) (packet.Packet, error) {
+	r.mu.Lock()
+	var reply radsec.ReplyFunc
+	for _, f := range r.replies {
+		reply = f
+		break
+	}
+	id := r.nextID
+	r.nextID++
+	ch := make(chan packet.Packet, 1)
+	r.waiting[id] = ch
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.waiting, id)
+		r.mu.Unlock()
+	}()
+	if reply == nil {
+		return nil, ErrNoConn
+	}
+	p, err := build(id, r.secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := reply(p); err != nil {
+		return nil, err
+	}
+	select {
+	case resp := <-ch:
+		return resp, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func (r *Responder) handle(p packet.Packet, reply radsec.ReplyFunc) {
+	switch p.Code() {
+	case packet.CodeCoAACK, packet.CodeCoANAK, packet.CodeDisconnectACK, packet.CodeDisconnectNAK:
+		r.mu.Lock()
+		ch := r.waiting[p.ID()]
+		r.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- append(packet.Packet(nil), p...):
+			default:
+			}
+		}
+		return
+	}
 	if p.Code() == packet.CodeStatusServer {
 		r.Probes.Add(1)
 	} else {

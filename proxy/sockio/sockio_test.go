@@ -265,3 +265,66 @@ func TestStream(t *testing.T) {
 		t.Fatalf("read after close: %v", err)
 	}
 }
+
+// TestListenUDPGroup: the sockets of a group share one port, a port 0 chosen by the first, and
+// each receives datagrams.
+func TestListenUDPGroup(t *testing.T) {
+	conns, err := ListenUDPGroup("udp4", "127.0.0.1:0", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if runtime.GOOS != "linux" {
+		if len(conns) != 1 {
+			t.Fatalf("%d sockets outside Linux", len(conns))
+		}
+		return
+	}
+	if len(conns) != 3 {
+		t.Fatalf("%d sockets, want 3", len(conns))
+	}
+	addr := conns[0].LocalAddr().String()
+	for _, c := range conns[1:] {
+		if c.LocalAddr().String() != addr {
+			t.Fatalf("sockets on %v and %v", addr, c.LocalAddr())
+		}
+	}
+	// From many source ports every datagram arrives on some socket of the group.
+	got := make(chan int, 64)
+	for i, c := range conns {
+		go func() {
+			buf := make([]byte, 16)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				got <- i
+			}
+		}()
+	}
+	const n = 32
+	for range n {
+		s, err := net.Dial("udp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte("x"))
+		s.Close()
+	}
+	seen := map[int]int{}
+	for range n {
+		select {
+		case i := <-got:
+			seen[i]++
+		case <-time.After(5 * time.Second):
+			t.Fatalf("datagrams lost: got %v", seen)
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("32 sources all went to one socket: %v", seen)
+	}
+}

@@ -119,6 +119,7 @@ func New(o Options) (*Handler, error) {
 type trust struct {
 	base   eaptls.ServerConfig
 	verify pki.VerifyOptions
+	chains verifiedChains // verified under this trust only
 }
 
 // SetTrust installs a new server certificate chain and organization CA bundle (a reload).
@@ -233,11 +234,9 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 	}
 	tr := h.trust.Load()
 	cfg := tr.base
-	verify := tr.verify
 	cfg.VerifyPeer = func(chain []*x509.Certificate) error {
 		c.peer, c.leaf = certIdentity(chain[0], h.o.IdentityOrder), chain[0]
-		_, err := pki.Verify(chain, verify)
-		return err
+		return tr.chains.verify(chain, tr.verify)
 	}
 	c.srv = eaptls.NewServer(&cfg)
 	out, err := c.srv.Start(ra.eap)
@@ -504,6 +503,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 	ev.Allowed = true
 	h.stats.accepted.Add(1)
 	h.o.Logger.Debug("eap-tls accepted", "nas", ev.NAS, "mac", ev.MAC, "user", ev.Identity, "reason", ev.Reason)
+	ev.SetStation(req.Packet)
 	h.emit(ev)
 	return resp
 }
@@ -512,6 +512,7 @@ func (h *Handler) accept(req *proxy.Request, c *conversation, success []byte, ev
 // and a Reply-Message, and emits the event.
 func (h *Handler) reject(req *proxy.Request, failure []byte, ev Event, msg string) packet.Packet {
 	h.stats.rejected.Add(1)
+	ev.SetStation(req.Packet)
 	h.emit(ev)
 	if msg == "" {
 		msg = "eap-tls: " + ev.Reason

@@ -1,0 +1,634 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// recorder is an Observer that keeps every change.
+type recorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *recorder) SessionChanged(c Change, prev, cur *Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := c.String()
+	if prev != nil {
+		s += fmt.Sprintf(" prev=%d/%s", prev.ID, prev.State)
+	}
+	if cur != nil {
+		s += fmt.Sprintf(" cur=%d/%s", cur.ID, cur.State)
+	}
+	r.got = append(r.got, s)
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	g := r.got
+	r.got = nil
+	return g
+}
+
+func openTest(t testing.TB, path string, c *clock, mod func(*Options)) *Store {
+	t.Helper()
+	o := Options{Path: path, Now: c.now, NoSync: true, StopGrace: 5 * time.Minute, MissedInterims: 3,
+		DefaultInterim: 10 * time.Minute}
+	if mod != nil {
+		mod(&o)
+	}
+	s, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func apply(t testing.TB, s *Store, us ...Update) {
+	t.Helper()
+	if err := s.Apply(us); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func accept(nas, mac, user string, d Decider, at time.Time) Update {
+	return Update{Kind: KindAccept, At: at, Rec: Record{NAS: nas, NASAddr: "10.0.0.1", Vendor: "cisco", Site: "hq",
+		NASPort: 50101, HasNASPort: true, NASPortID: "Gi1/0/1", CalledStationID: "00-11-22-33-44-55:corp", SSID: "corp",
+		CallingStationID: mac, MAC: mac, UserName: user, Method: "mab", VLAN: "41", Class: []byte("cls"), Decider: d}}
+}
+
+func acct(k Kind, nas, mac, asid string, at time.Time) Update {
+	return Update{Kind: k, At: at, Rec: Record{NAS: nas, NASAddr: "10.0.0.1", Site: "hq", MAC: mac, CallingStationID: mac,
+		AcctSessionID: asid, NASPort: 50101, HasNASPort: true, FramedIP: netip.MustParseAddr("10.9.0.7"),
+		FramedIPv6: netip.MustParseAddr("2001:db8::7"), FramedIPv6Prefix: netip.MustParsePrefix("2001:db8:1::/64"),
+		InputOctets: 1000, OutputOctets: 2000, SessionTime: 60}}
+}
+
+func one(t testing.TB, s *Store, q Query) Record {
+	t.Helper()
+	rs, err := s.Find(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 {
+		t.Fatalf("Find(%+v): %d sessions, want 1: %+v", q, len(rs), rs)
+	}
+	return rs[0]
+}
+
+func TestLifecycle(t *testing.T) {
+	c := &clock{t: t0}
+	rec := &recorder{}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.Observer = rec })
+	const mac = "02:00:00:00:00:01"
+	apply(t, s, accept("sw1", mac, "alice", DecidedCloud, t0))
+	r := one(t, s, Query{MAC: mac})
+	if r.State != StateAuthorized || r.Decider != DecidedCloud || r.Reconcile != ReconcileNone || r.VLAN != "41" ||
+		r.SSID != "corp" || string(r.Class) != "cls" || !r.Expires.Equal(t0.Add(30*time.Minute)) {
+		t.Fatalf("after accept: %+v", r)
+	}
+	c.add(time.Second)
+	start := acct(KindStart, "sw1", mac, "ASID-1", c.now())
+	start.Rec.Interim = 5 * time.Minute
+	apply(t, s, start)
+	r = one(t, s, Query{AcctSessionID: "ASID-1", NAS: "sw1"})
+	if r.State != StateActive || r.AcctSessionID != "ASID-1" || r.UserName != "alice" || r.FramedIP.String() != "10.9.0.7" ||
+		!r.Expires.Equal(c.now().Add(15*time.Minute)) {
+		t.Fatalf("after start (joined to the accept by MAC): %+v", r)
+	}
+	// Every index finds it.
+	for _, q := range []Query{{AcctSessionID: "ASID-1"}, {UserName: "ALICE"}, {IP: netip.MustParseAddr("10.9.0.7")},
+		{IP: netip.MustParseAddr("2001:db8::7")}, {IP: netip.MustParseAddr("2001:db8:1::")}, {NAS: "sw1"},
+		{NAS: "sw1", NASPortID: "Gi1/0/1"}, {NAS: "sw1", NASPort: 50101, HasNASPort: true}, {Site: "hq"}, {State: StateActive}} {
+		if got := one(t, s, q); got.ID != r.ID {
+			t.Fatalf("%+v found %d", q, got.ID)
+		}
+	}
+	c.add(5 * time.Minute)
+	in := acct(KindInterim, "sw1", mac, "ASID-1", c.now())
+	in.Rec.InputOctets, in.Rec.SessionTime = 5000, 300
+	apply(t, s, in)
+	c.add(time.Minute)
+	stop := acct(KindStop, "sw1", mac, "ASID-1", c.now())
+	stop.Rec.TerminateCause, stop.Rec.InputOctets = 1, 9000
+	apply(t, s, stop)
+	r = one(t, s, Query{MAC: mac})
+	if r.State != StateStopped || r.TerminateCause != 1 || r.InputOctets != 9000 || !r.Stopped.Equal(c.now()) ||
+		!r.Expires.Equal(c.now().Add(5*time.Minute)) {
+		t.Fatalf("after stop: %+v", r)
+	}
+	st := s.Stats()
+	if st.Entries != 1 || st.Live != 0 || st.Starts != 1 || st.Stops != 1 || st.Created != 1 || len(st.Active) != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	// Grace: kept until Stop+grace, then swept.
+	c.add(5*time.Minute - time.Second)
+	if n, err := s.Sweep(); err != nil || n != 0 {
+		t.Fatalf("sweep before grace: %d %v", n, err)
+	}
+	c.add(time.Second)
+	if n, err := s.Sweep(); err != nil || n != 1 {
+		t.Fatalf("sweep at grace: %d %v", n, err)
+	}
+	if rs, _ := s.Find(Query{}); len(rs) != 0 || s.Stats().Entries != 0 {
+		t.Fatalf("left after expiry: %+v", rs)
+	}
+	want := []string{"created cur=1/authorized", "updated prev=1/authorized cur=1/active", "updated prev=1/active cur=1/active",
+		"ended prev=1/active cur=1/stopped", "expired prev=1/stopped"}
+	if got := rec.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("observer:\n got %q\nwant %q", got, want)
+	}
+	checkIndexes(t, s)
+}
+
+func TestMissedInterims(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, nil)
+	a := acct(KindStart, "sw1", "02:00:00:00:00:02", "A", t0)
+	a.Rec.Interim = 2 * time.Minute
+	b := acct(KindStart, "sw1", "02:00:00:00:00:03", "B", t0) // no interval: DefaultInterim 10m
+	tiny := acct(KindStart, "sw1", "02:00:00:00:00:04", "C", t0)
+	tiny.Rec.Interim = 5 * time.Second // below RFC 2869 §5.16's 60 s: raised to MinInterim
+	apply(t, s, a, b, tiny)
+	c.add(3*time.Minute - time.Nanosecond)
+	if n, _ := s.Sweep(); n != 0 {
+		t.Fatalf("swept %d before 3 missed minute intervals", n)
+	}
+	c.add(time.Nanosecond)
+	if n, _ := s.Sweep(); n != 1 {
+		t.Fatalf("swept %d at 3 missed 1m intervals, want C", n)
+	}
+	c.add(3 * time.Minute) // 6m: A (3×2m) goes
+	if n, _ := s.Sweep(); n != 1 {
+		t.Fatalf("swept %d at 6m, want A", n)
+	}
+	one(t, s, Query{AcctSessionID: "B"})
+	// An interim moves B's deadline.
+	c.add(20 * time.Minute)
+	apply(t, s, acct(KindInterim, "sw1", "02:00:00:00:00:03", "B", c.now()))
+	c.add(29 * time.Minute)
+	if n, _ := s.Sweep(); n != 0 {
+		t.Fatalf("B swept %d, 29m after its interim", n)
+	}
+	c.add(time.Minute)
+	if n, _ := s.Sweep(); n != 1 {
+		t.Fatalf("B not swept 30m after its interim: %d", n)
+	}
+	if st := s.Stats(); st.Expired != 3 || st.Live != 0 || st.Entries != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkIndexes(t, s)
+}
+
+func TestRestartPersists(t *testing.T) {
+	c := &clock{t: t0}
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := openTest(t, path, c, nil)
+	apply(t, s, accept("sw1", "02:00:00:00:00:05", "bob", DecidedCache, t0),
+		acct(KindStart, "sw1", "02:00:00:00:00:05", "X", t0.Add(time.Second)),
+		acct(KindStart, "ap1", "02:00:00:00:00:06", "Y", t0.Add(time.Second)))
+	before, _ := s.Find(Query{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, path, c, nil)
+	after, _ := s2.Find(Query{})
+	if fmt.Sprintf("%+v", before) != fmt.Sprintf("%+v", after) || len(after) != 2 {
+		t.Fatalf("after restart:\n%+v\nwant\n%+v", after, before)
+	}
+	st := s2.Stats()
+	if st.Entries != 2 || st.Live != 2 || st.NeedReconcile != 1 || len(st.Active) != 2 || st.Active[0].NAS != "ap1" {
+		t.Fatalf("counts after restart: %+v", st)
+	}
+	// IDs continue, never reused.
+	apply(t, s2, acct(KindStart, "ap1", "02:00:00:00:00:07", "Z", t0.Add(2*time.Second)))
+	if r := one(t, s2, Query{AcctSessionID: "Z"}); r.ID != 3 {
+		t.Fatalf("new id %d, want 3", r.ID)
+	}
+	// The daemon holds the lock.
+	if _, err := Open(Options{Path: path, OpenTimeout: 10 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+}
+
+func TestCapEvictsEndedThenIdle(t *testing.T) {
+	c := &clock{t: t0}
+	rec := &recorder{}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.MaxEntries = 3; o.Observer = rec })
+	mac := func(i int) string { return fmt.Sprintf("02:00:00:00:01:%02x", i) }
+	apply(t, s, acct(KindStart, "sw1", mac(1), "1", t0), acct(KindStart, "sw1", mac(2), "2", t0.Add(time.Second)),
+		acct(KindStart, "sw1", mac(3), "3", t0.Add(2*time.Second)))
+	apply(t, s, acct(KindStop, "sw1", mac(3), "3", t0.Add(3*time.Second)))
+	rec.take()
+	// Full: the ended session (3) goes first, though it is the newest.
+	apply(t, s, acct(KindStart, "sw1", mac(4), "4", t0.Add(4*time.Second)))
+	if got := rec.take(); fmt.Sprint(got) != "[evicted prev=3/stopped created cur=4/active]" {
+		t.Fatalf("first eviction: %q", got)
+	}
+	// Then the live session silent longest (1).
+	apply(t, s, acct(KindStart, "sw1", mac(5), "5", t0.Add(5*time.Second)))
+	if got := rec.take(); fmt.Sprint(got) != "[evicted prev=1/active created cur=5/active]" {
+		t.Fatalf("second eviction: %q", got)
+	}
+	if st := s.Stats(); st.Entries != 3 || st.Evicted != 2 || st.Live != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkIndexes(t, s)
+}
+
+func TestReconcile(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, nil)
+	mac := func(i int) string { return fmt.Sprintf("02:00:00:00:02:%02x", i) }
+	apply(t, s, accept("sw1", mac(1), "", DecidedDefault, t0.Add(3*time.Second)),
+		accept("sw1", mac(2), "", DecidedCache, t0.Add(1*time.Second)),
+		accept("sw1", mac(3), "", DecidedCache, t0.Add(2*time.Second)),
+		accept("sw1", mac(4), "", DecidedCloud, t0),
+		accept("sw1", mac(5), "", DecidedPolicy, t0.Add(4*time.Second)))
+	ids := func(rs []Record) (out []string) {
+		for _, r := range rs {
+			out = append(out, r.MAC[len(r.MAC)-2:])
+		}
+		return out
+	}
+	rs, err := s.NeedingReconcile(0)
+	if err != nil || fmt.Sprint(ids(rs)) != "[02 03 01 05]" {
+		t.Fatalf("needing, oldest accept first: %v %v", ids(rs), err)
+	}
+	if rs, _ := s.NeedingReconcile(2); fmt.Sprint(ids(rs)) != "[02 03]" {
+		t.Fatalf("limit 2: %v", ids(rs))
+	}
+	// 02 re-authenticates through the cloud on its own; 03 ends; 01 is reconciled; 05 fails.
+	apply(t, s, accept("sw1", mac(2), "", DecidedCloud, t0.Add(10*time.Second)),
+		acct(KindStop, "sw1", mac(3), "s3", t0.Add(11*time.Second)))
+	r1 := one(t, s, Query{MAC: mac(1)})
+	if err := s.MarkReconciled(r1.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	r5 := one(t, s, Query{MAC: mac(5)})
+	if err := s.MarkReconciled(r5.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkReconciled(999, true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown id: %v", err)
+	}
+	if rs, _ := s.NeedingReconcile(0); len(rs) != 0 || s.Stats().NeedReconcile != 0 {
+		t.Fatalf("still needing: %v", ids(rs))
+	}
+	for m, want := range map[string]Reconcile{mac(1): ReconcileDone, mac(2): ReconcileSuperseded, mac(3): ReconcileSuperseded,
+		mac(4): ReconcileNone, mac(5): ReconcileFailed} {
+		if r := one(t, s, Query{MAC: m}); r.Reconcile != want {
+			t.Errorf("%s: %v, want %v", m, r.Reconcile, want)
+		}
+	}
+	if r := one(t, s, Query{MAC: mac(5)}); r.ReconcileAttempts != 1 || !r.ReconcileAt.Equal(t0) {
+		t.Fatalf("attempts: %+v", r)
+	}
+	// A failed one the cloud later admits is superseded too.
+	apply(t, s, accept("sw1", mac(5), "", DecidedCloud, t0.Add(time.Minute)))
+	if r := one(t, s, Query{MAC: mac(5)}); r.Reconcile != ReconcileSuperseded {
+		t.Fatalf("failed then cloud: %v", r.Reconcile)
+	}
+	checkIndexes(t, s)
+}
+
+func TestJoinRules(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, nil)
+	const mac = "02:00:00:00:03:01"
+	apply(t, s, accept("sw1", mac, "u", DecidedCloud, t0), acct(KindStart, "sw1", mac, "S1", t0))
+	// A re-authentication updates the same live session.
+	apply(t, s, accept("sw1", mac, "u", DecidedCloud, t0.Add(time.Hour)))
+	if rs, _ := s.Find(Query{MAC: mac}); len(rs) != 1 || !rs[0].Authorized.Equal(t0.Add(time.Hour)) || rs[0].State != StateActive {
+		t.Fatalf("re-auth: %+v", rs)
+	}
+	// A different Acct-Session-Id for the same MAC is another session; the same MAC at another
+	// NAS too.
+	apply(t, s, acct(KindStart, "sw1", mac, "S2", t0.Add(time.Hour)), acct(KindStart, "sw2", mac, "S1", t0.Add(time.Hour)))
+	if rs, _ := s.Find(Query{MAC: mac}); len(rs) != 3 {
+		t.Fatalf("want 3 sessions of the MAC, got %+v", rs)
+	}
+	if r := one(t, s, Query{AcctSessionID: "S1", NAS: "sw2"}); r.NAS != "sw2" {
+		t.Fatalf("scoped by NAS: %+v", r)
+	}
+	if rs, _ := s.Find(Query{AcctSessionID: "S1"}); len(rs) != 2 {
+		t.Fatalf("S1 at any NAS: %d", len(rs))
+	}
+	// A Start after a Stop with the same Acct-Session-Id begins a new session; a late Interim
+	// after the Stop updates the ended one.
+	apply(t, s, acct(KindStop, "sw1", mac, "S2", t0.Add(2*time.Hour)), acct(KindInterim, "sw1", mac, "S2", t0.Add(2*time.Hour)))
+	if r := one(t, s, Query{AcctSessionID: "S2"}); r.State != StateStopped {
+		t.Fatalf("late interim revived: %+v", r)
+	}
+	apply(t, s, acct(KindStart, "sw1", mac, "S2", t0.Add(3*time.Hour)))
+	if rs, _ := s.Find(Query{AcctSessionID: "S2"}); len(rs) != 2 || rs[1].State != StateActive {
+		t.Fatalf("restart of S2: %+v", rs)
+	}
+	// Accounting-On from sw1 ends every live session there, and none elsewhere.
+	apply(t, s, Update{Kind: KindNASReboot, At: t0.Add(4 * time.Hour), Rec: Record{NAS: "sw1"}})
+	if rs, _ := s.Find(Query{NAS: "sw1", State: StateActive}); len(rs) != 0 {
+		t.Fatalf("live after reboot: %+v", rs)
+	}
+	if rs, _ := s.Find(Query{NAS: "sw1", State: StateStopped}); len(rs) != 3 || rs[0].TerminateCause != terminateNASReboot {
+		t.Fatalf("ended by reboot: %+v", rs)
+	}
+	one(t, s, Query{NAS: "sw2", State: StateActive})
+	// A port session without a MAC (a wired login) joins by NAS port.
+	apply(t, s, Update{Kind: KindAccept, At: t0, Rec: Record{NAS: "sw3", NASPortID: "Gi1/0/9", UserName: "admin", Decider: DecidedCloud}},
+		Update{Kind: KindStart, At: t0, Rec: Record{NAS: "sw3", NASPortID: "Gi1/0/9", AcctSessionID: "P1"}})
+	if r := one(t, s, Query{NAS: "sw3"}); r.UserName != "admin" || r.AcctSessionID != "P1" {
+		t.Fatalf("port join: %+v", r)
+	}
+	// Bad updates are refused with a reason, the rest of the batch is stored.
+	err := s.Apply([]Update{{Kind: KindStart, Rec: Record{}}, acct(KindStart, "sw4", mac, "Q", t0),
+		{Kind: KindStart, Rec: Record{NAS: "sw4", UserName: string(make([]byte, 300))}}})
+	if !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("bad updates: %v", err)
+	}
+	one(t, s, Query{NAS: "sw4"})
+	if _, err := s.Find(Query{MAC: "02-00-00-00-00-01"}); !errors.Is(err, ErrBadQuery) {
+		t.Fatalf("non-canonical MAC query: %v", err)
+	}
+	checkIndexes(t, s)
+}
+
+// TestIndexConsistencyRandom applies random updates, sweeps and evictions and checks after each
+// batch that every index entry names a record that has it, and every record has all its entries.
+func TestIndexConsistencyRandom(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.MaxEntries = 40 })
+	rng := rand.New(rand.NewPCG(1, 2))
+	for batch := range 60 {
+		var us []Update
+		for range 20 {
+			mac := fmt.Sprintf("02:00:00:00:04:%02x", rng.IntN(30))
+			nas := fmt.Sprintf("sw%d", rng.IntN(3))
+			asid := fmt.Sprintf("%d", rng.IntN(50))
+			var u Update
+			switch rng.IntN(6) {
+			case 0:
+				u = accept(nas, mac, fmt.Sprintf("user%d", rng.IntN(10)), Decider(rng.IntN(5)), c.now())
+			case 1:
+				u = acct(KindStart, nas, mac, asid, c.now())
+			case 2:
+				u = acct(KindInterim, nas, mac, asid, c.now())
+				u.Rec.FramedIP = netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(20))})
+			case 3:
+				u = acct(KindStop, nas, mac, asid, c.now())
+			case 4:
+				u = Update{Kind: KindStart, At: c.now(), Rec: Record{NAS: nas, NASPortID: fmt.Sprint(rng.IntN(5)), AcctSessionID: asid}}
+			default:
+				if rng.IntN(10) == 0 {
+					u = Update{Kind: KindNASReboot, At: c.now(), Rec: Record{NAS: nas}}
+				} else {
+					u = acct(KindInterim, nas, mac, asid, c.now())
+				}
+			}
+			us = append(us, u)
+		}
+		apply(t, s, us...)
+		c.add(time.Duration(rng.IntN(300)) * time.Second)
+		if batch%5 == 0 {
+			if _, err := s.Sweep(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rs, _ := s.NeedingReconcile(0); len(rs) > 0 && rng.IntN(2) == 0 {
+			if err := s.MarkReconciled(rs[0].ID, rng.IntN(2) == 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkIndexes(t, s)
+	}
+}
+
+// checkIndexes verifies the indexes against the records and the in-memory counts against both.
+func checkIndexes(t testing.TB, s *Store) {
+	t.Helper()
+	live, recon := 0, 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		want := map[string]bool{}
+		n := 0
+		err := tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			n++
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			if r.State.Live() {
+				live++
+			}
+			if r.Reconcile == ReconcileNeeded {
+				recon++
+			}
+			for _, ik := range indexKeys(&r) {
+				want[string(ik.bucket)+"/"+string(ik.key)] = true
+				if tx.Bucket(ik.bucket).Get(ik.key) == nil {
+					return fmt.Errorf("record %d misses its %s entry", r.ID, ik.bucket)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if n != int(s.entries.Load()) {
+			return fmt.Errorf("%d records, entries count %d", n, s.entries.Load())
+		}
+		for _, b := range indexBuckets {
+			err := tx.Bucket(b).ForEach(func(k, _ []byte) error {
+				if !want[string(b)+"/"+string(k)] {
+					return fmt.Errorf("stale %s entry %x", b, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	sum := 0
+	for _, a := range st.Active {
+		sum += a.Live
+	}
+	if st.Live != live || sum != live || st.NeedReconcile != recon {
+		t.Fatalf("counts: live %d (per NAS %d) recon %d, records say live %d recon %d", st.Live, sum, st.NeedReconcile, live, recon)
+	}
+}
+
+// TestConcurrentUse: one writer, readers and the sweeper at once (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.MaxEntries = 500 })
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		defer close(stop)
+		for i := range 200 {
+			us := make([]Update, 0, 10)
+			for j := range 10 {
+				n := i*10 + j
+				us = append(us, acct(Kind(KindStart+Kind(n%3)), "sw1", fmt.Sprintf("02:00:00:%02x:%02x:%02x", n>>16&0xff, n>>8&0xff, n&0xff), fmt.Sprint(n%700), c.now()))
+			}
+			if err := s.Apply(us); err != nil {
+				t.Error(err)
+				return
+			}
+			c.add(time.Second)
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.Find(Query{NAS: "sw1", Limit: 50}); err != nil {
+					t.Error(err)
+					return
+				}
+				_ = s.Stats()
+				if _, err := s.Sweep(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkIndexes(t, s)
+	if st := s.Stats(); st.Entries > 500 || st.Applied != 2000 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		o    Options
+		ok   bool
+	}{
+		{"defaults", Options{}, true},
+		{"cap", Options{MaxEntries: -1}, false},
+		{"grace", Options{StopGrace: 25 * time.Hour}, false},
+		{"grace small", Options{StopGrace: time.Millisecond}, false},
+		{"missed", Options{MissedInterims: 101}, false},
+		{"interim", Options{DefaultInterim: time.Second}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrBadOptions)) {
+				t.Fatalf("Validate: %v", err)
+			}
+		})
+	}
+}
+
+// orderObserver checks that changes arrive in commit order from every writer.
+type orderObserver struct {
+	s      *Store
+	mu     sync.Mutex
+	last   map[uint64]time.Time
+	misses int
+}
+
+func (o *orderObserver) SessionChanged(c Change, prev, cur *Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cur == nil {
+		delete(o.last, prev.ID)
+		return
+	}
+	if t, ok := o.last[cur.ID]; ok && cur.Updated.Before(t) {
+		o.misses++
+	}
+	o.last[cur.ID] = cur.Updated
+	if _, err := o.s.Find(Query{ID: cur.ID}); err != nil { // reading from the observer is allowed
+		o.misses++
+	}
+}
+
+// TestObserverOrder: with the writer, the sweeper and reconciliation running at once, each
+// session's changes reach the observer in the order they were committed.
+func TestObserverOrder(t *testing.T) {
+	c := &clock{t: t0}
+	obs := &orderObserver{last: map[uint64]time.Time{}}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.Observer = obs; o.MaxEntries = 50 })
+	obs.s = s
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 300 {
+			at := t0.Add(time.Duration(i) * time.Second)
+			apply(t, s, accept("sw1", fmt.Sprintf("02:00:00:00:05:%02x", i%60), "", DecidedCache, at),
+				acct(KindInterim, "sw1", fmt.Sprintf("02:00:00:00:05:%02x", i%60), fmt.Sprint(i%60), at))
+		}
+	})
+	wg.Go(func() {
+		for range 100 {
+			if rs, _ := s.NeedingReconcile(1); len(rs) == 1 {
+				_ = s.MarkReconciled(rs[0].ID, true)
+			}
+			if _, err := s.Sweep(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if obs.misses != 0 {
+		t.Fatalf("%d changes out of order or unreadable from the observer", obs.misses)
+	}
+	checkIndexes(t, s)
+}
+
+// TestWriteSnapshot: the copy opens as a table with the same sessions.
+func TestWriteSnapshot(t *testing.T) {
+	c := &clock{t: t0}
+	dir := t.TempDir()
+	s := openTest(t, filepath.Join(dir, "s.db"), c, nil)
+	apply(t, s, accept("sw1", "02:00:00:00:06:01", "u", DecidedCloud, t0), acct(KindStart, "sw1", "02:00:00:00:06:01", "A", t0))
+	f, err := os.Create(filepath.Join(dir, "copy.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	n, err := s.WriteSnapshot(func(sz int64) (io.Writer, error) { size = sz; return f, nil })
+	f.Close()
+	if err != nil || n != size {
+		t.Fatalf("snapshot: %d of %d, %v", n, size, err)
+	}
+	cp := openTest(t, filepath.Join(dir, "copy.db"), c, func(o *Options) { o.ReadOnly = true })
+	if r := one(t, cp, Query{AcctSessionID: "A"}); r.MAC != "02:00:00:00:06:01" || cp.Stats().Live != 1 {
+		t.Fatalf("copy: %+v", r)
+	}
+}

@@ -1,0 +1,641 @@
+package edge
+
+// The session table's feed: the tracker sees every Access-Accept the front door sends (the cloud's
+// through answerObserver, local ones through trackedFallback) and every Accounting-Request it
+// acknowledges (forwarded or spooled), copies the packets into a pooled buffer on the goroutine
+// that answers, and hands them to one writer goroutine through a bounded queue. The writer parses
+// them and commits a batch per transaction to cache/session (docs/sessions.md). A full queue drops
+// and counts; nothing on the request path waits for bbolt.
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mxedge/cache"
+	"mxedge/cache/session"
+	"mxedge/edge/control"
+	"mxedge/edge/metrics"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+	"mxedge/survivability"
+)
+
+const (
+	// sessionQueueSize bounds the packets waiting for the writer: at 2,000 accounting updates/s a
+	// stalled disk fills it in about 8 s, after which updates are dropped and counted. Each waiting
+	// packet holds a pooled buffer (about 1 KiB).
+	sessionQueueSize = 16384
+	// sessionBatchMax and sessionBatchDelay: a batch is committed when it holds sessionBatchMax
+	// updates or sessionBatchDelay after its first, whichever comes first. Most of an update's cost
+	// is its transaction's (pwrite and fdatasync): at 2,000 updates/s, 100 ms batches cost about
+	// half the CPU of 10 ms ones (bench/sessions). A crash loses at most that much of the table's
+	// news, never accounting itself (the spool and the cloud have that).
+	sessionBatchMax   = 512
+	sessionBatchDelay = 100 * time.Millisecond
+	// sessionBufCap is the pooled copy's initial capacity: a request and its Accept usually fit.
+	sessionBufCap = 1024
+	// maxPendingDecisions bounds the local decisions waiting for their Access-Accept.
+	maxPendingDecisions = 4096
+	// sessionLogEvery rate-limits the writer's warnings.
+	sessionLogEvery = 10 * time.Second
+)
+
+// Attribute types the tracker reads beyond proxy/packet's (RFC 2866 §5, RFC 2869 §5, RFC 3162,
+// RFC 6911).
+const (
+	attrFramedIPAddress    = 8
+	attrAcctInputOctets    = 42
+	attrAcctOutputOctets   = 43
+	attrAcctSessionTime    = 46
+	attrAcctTerminateCause = 49
+	attrAcctMultiSessionID = 50
+	attrAcctInputGiga      = 52
+	attrAcctOutputGiga     = 53
+	attrAcctInterim        = 85
+	attrNASPortID          = 87
+	attrFramedIPv6Prefix   = 97
+	attrFramedIPv6Address  = 168
+	attrCHAPPassword       = 3
+
+	acctStart   = 1
+	acctStop    = 2
+	acctInterim = 3
+	acctOn      = 7
+	acctOff     = 8
+
+	eapTypePEAP = 25
+	eapTypeTTLS = 21
+	eapTypeFAST = 43
+)
+
+// sessionItem is one packet (or one local decision) on its way to the writer.
+type sessionItem struct {
+	client *proxy.Client
+	src    netip.Addr
+	at     time.Time
+	buf    *[]byte // the request, then the Access-Accept (nil for a decision)
+	reqLen int
+	cloud  bool // the Accept came from the cloud
+	// A local decision (buf nil), published just before its Access-Accept is sent.
+	nas, mac, user, reason string
+}
+
+// TrackerStats are the tracker's own counters.
+type TrackerStats struct {
+	Dropped  uint64 // packets not recorded: the writer's queue was full
+	Failed   uint64 // updates lost to a failed write transaction
+	Ignored  uint64 // accounting the table does not use (Acct-Status-Type other than 1, 2, 3, 7, 8)
+	Queue    int    // waiting for the writer
+	Batches  uint64 // write transactions
+	Received uint64 // packets handed to the writer
+}
+
+// sessionTracker feeds the session table. Its methods are nil-safe: a nil tracker (sessions off)
+// records nothing.
+type sessionTracker struct {
+	store *session.Store
+	log   *slog.Logger
+	q     chan sessionItem
+	bufs  sync.Pool
+
+	// pending is the writer's: local decisions by NAS and MAC (or User-Name) awaiting their Accept.
+	pending map[string]session.Decider
+
+	dropped, failed, ignored, batches, received atomic.Uint64
+	lastLog                                     atomic.Int64
+}
+
+func newSessionTracker(s *session.Store, log *slog.Logger) *sessionTracker {
+	t := &sessionTracker{store: s, log: log, q: make(chan sessionItem, sessionQueueSize),
+		pending: map[string]session.Decider{}}
+	t.bufs.New = func() any { b := make([]byte, 0, sessionBufCap); return &b }
+	return t
+}
+
+// observe records an answer the front door sends: an Access-Accept (cloud says whose) or an
+// Accounting-Response. It runs on the request path: one copy into a pooled buffer and a
+// non-blocking send.
+func (t *sessionTracker) observe(req *proxy.Request, resp packet.Packet, cloud bool) {
+	if t == nil || len(resp) < packet.HeaderLen {
+		return
+	}
+	switch resp.Code() {
+	case packet.CodeAccessAccept:
+	case packet.CodeAccountingResponse:
+		resp = nil // nothing in it the table needs
+	default:
+		return
+	}
+	bp := t.bufs.Get().(*[]byte)
+	b := append(append((*bp)[:0], req.Packet...), resp...)
+	*bp = b
+	it := sessionItem{client: req.Client, src: req.Src.Addr().Unmap(), at: req.Received, buf: bp, reqLen: len(req.Packet), cloud: cloud}
+	select {
+	case t.q <- it:
+	default:
+		t.dropped.Add(1)
+		t.bufs.Put(bp)
+	}
+}
+
+// decided records who made a local Allow: the Engine and local EAP-TLS publish it on the goroutine
+// that then sends the Accept, so it reaches the queue first.
+func (t *sessionTracker) decided(ev survivability.Event) {
+	if t == nil || !ev.Allowed || ev.Source != survivability.SourceLocal || ev.Method == "accounting" {
+		return
+	}
+	select {
+	case t.q <- sessionItem{nas: ev.NAS, mac: ev.MAC, user: ev.Identity, reason: ev.Reason}:
+	default:
+		t.dropped.Add(1)
+	}
+}
+
+// Stats returns the tracker's counters.
+func (t *sessionTracker) Stats() TrackerStats {
+	if t == nil {
+		return TrackerStats{}
+	}
+	return TrackerStats{Dropped: t.dropped.Load(), Failed: t.failed.Load(),
+		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load()}
+}
+
+// Run is the table's one writer: it batches the queue into transactions until ctx is done, then
+// commits what is queued and returns nil.
+func (t *sessionTracker) Run(ctx context.Context) error {
+	batch := make([]session.Update, 0, sessionBatchMax)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case it := <-t.q:
+					batch = t.add(batch, it)
+					if len(batch) >= sessionBatchMax {
+						batch = t.flush(batch)
+					}
+				default:
+					t.flush(batch)
+					return nil
+				}
+			}
+		case it := <-t.q:
+			batch = t.add(batch, it)
+		}
+		timer.Reset(sessionBatchDelay)
+	collect:
+		for len(batch) < sessionBatchMax {
+			select {
+			case it := <-t.q:
+				batch = t.add(batch, it)
+			case <-timer.C:
+				break collect
+			case <-ctx.Done():
+				break collect
+			}
+		}
+		timer.Stop()
+		batch = t.flush(batch)
+	}
+}
+
+func (t *sessionTracker) flush(batch []session.Update) []session.Update {
+	if len(batch) == 0 {
+		return batch
+	}
+	err := t.store.Apply(batch)
+	t.batches.Add(1)
+	switch {
+	case err == nil:
+	case errors.Is(err, session.ErrBadRecord): // counted by the store
+		t.warn("session update refused", err)
+	default:
+		t.failed.Add(uint64(len(batch)))
+		t.warn("session write failed", err)
+	}
+	clear(batch) // drop references to the strings for the collector
+	return batch[:0]
+}
+
+func (t *sessionTracker) warn(msg string, err error) {
+	now := time.Now().UnixNano()
+	if last := t.lastLog.Load(); now-last >= int64(sessionLogEvery) && t.lastLog.CompareAndSwap(last, now) {
+		t.log.Warn(msg, "err", err)
+	}
+}
+
+// add parses one item into the batch and returns its buffer to the pool.
+func (t *sessionTracker) add(batch []session.Update, it sessionItem) []session.Update {
+	if it.buf == nil {
+		key := it.mac
+		if key == "" {
+			key = it.user
+		}
+		if len(t.pending) >= maxPendingDecisions {
+			clear(t.pending) // Accepts that never came (a failed send): forget them
+		}
+		t.pending[it.nas+"\x00"+key] = localDecider(it.reason)
+		return batch
+	}
+	t.received.Add(1)
+	defer t.bufs.Put(it.buf)
+	b := *it.buf
+	req, resp := packet.Packet(b[:it.reqLen]), packet.Packet(b[it.reqLen:])
+	u := session.Update{At: it.at, Rec: session.Record{NAS: it.client.Name, Vendor: it.client.Vendor, Site: it.client.Site}}
+	if it.src.IsValid() {
+		u.Rec.NASAddr = it.src.String()
+	}
+	requestFields(&u.Rec, req)
+	switch req.Code() {
+	case packet.CodeAccessRequest:
+		u.Kind = session.KindAccept
+		c := survivability.Classify(req, it.client.Secret)
+		u.Rec.Method = methodName(c, req)
+		if c.MAC != "" {
+			u.Rec.MAC = c.MAC
+		}
+		acceptFields(&u.Rec, resp)
+		u.Rec.Decider = session.DecidedCloud
+		if !it.cloud {
+			u.Rec.Decider = session.DecidedPolicy // a local Accept whose decision was not seen
+			for _, k := range []string{u.Rec.MAC, u.Rec.UserName, c.UserName} {
+				if d, ok := t.pending[u.Rec.NAS+"\x00"+k]; ok && k != "" {
+					u.Rec.Decider = d
+					delete(t.pending, u.Rec.NAS+"\x00"+k)
+					break
+				}
+			}
+		}
+	case packet.CodeAccountingRequest:
+		st, _ := attrUint32(req, packet.AttrAcctStatusType)
+		switch st {
+		case acctStart:
+			u.Kind = session.KindStart
+		case acctStop:
+			u.Kind = session.KindStop
+		case acctInterim:
+			u.Kind = session.KindInterim
+		case acctOn, acctOff:
+			u.Kind = session.KindNASReboot
+		default:
+			t.ignored.Add(1)
+			return batch
+		}
+		accountingFields(&u.Rec, req)
+	default:
+		return batch
+	}
+	return append(batch, u)
+}
+
+// localDecider maps a local decision's reason to who decided (as survivability.DecisionStats).
+func localDecider(reason string) session.Decider {
+	switch reason {
+	case survivability.ReasonCacheHit:
+		return session.DecidedCache
+	case survivability.ReasonDefaultVLAN:
+		return session.DecidedDefault
+	}
+	return session.DecidedPolicy
+}
+
+// methodName names how the request authenticated.
+func methodName(c survivability.Classification, req packet.Packet) string {
+	switch c.Method {
+	case survivability.MethodMAB:
+		return "mab"
+	case survivability.MethodEAPTLS:
+		return "eap-tls"
+	case survivability.MethodEAPOther:
+		switch c.EAPType {
+		case eapTypePEAP:
+			return "eap-peap"
+		case eapTypeTTLS:
+			return "eap-ttls"
+		case eapTypeFAST:
+			return "eap-fast"
+		}
+		return "eap"
+	}
+	if req.Has(attrCHAPPassword) {
+		return "chap"
+	}
+	return "pap"
+}
+
+// requestFields reads what Access-Requests and Accounting-Requests share: where the client is and
+// who it says it is.
+func requestFields(r *session.Record, p packet.Packet) {
+	for it := p.Attrs(); ; {
+		typ, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		switch typ {
+		case packet.AttrUserName:
+			r.UserName = string(v)
+		case packet.AttrNASPort:
+			if len(v) == 4 {
+				r.NASPort, r.HasNASPort = binary.BigEndian.Uint32(v), true
+			}
+		case attrNASPortID:
+			r.NASPortID = string(v)
+		case packet.AttrCalledStationID:
+			r.CalledStationID = string(v)
+			r.SSID = ssid(r.CalledStationID)
+		case packet.AttrCallingStationID:
+			r.CallingStationID = string(v)
+			if m, err := cache.NormalizeMAC(r.CallingStationID); err == nil {
+				r.MAC = m
+			}
+		case packet.AttrAcctSessionID:
+			r.AcctSessionID = string(v)
+		case packet.AttrClass:
+			if len(r.Class) == 0 {
+				r.Class = append([]byte(nil), v...)
+			}
+		}
+	}
+}
+
+// acceptFields reads the authorization an Access-Accept gave.
+func acceptFields(r *session.Record, p packet.Packet) {
+	r.VLAN = survivability.ReplyVLAN(p)
+	for it := p.Attrs(); ; {
+		typ, v, ok := it.Next()
+		if !ok {
+			return
+		}
+		switch typ {
+		case packet.AttrUserName: // the cloud's name for the client (the inner identity of EAP)
+			r.UserName = string(v)
+		case packet.AttrClass:
+			r.Class = append(r.Class[:0], v...)
+		case attrAcctInterim:
+			if len(v) == 4 {
+				r.Interim = time.Duration(binary.BigEndian.Uint32(v)) * time.Second
+			}
+		case attrFramedIPAddress:
+			if len(v) == 4 {
+				r.FramedIP = netip.AddrFrom4([4]byte(v))
+			}
+		}
+	}
+}
+
+// accountingFields reads an Accounting-Request's session attributes.
+func accountingFields(r *session.Record, p packet.Packet) {
+	var inGiga, outGiga uint64
+	for it := p.Attrs(); ; {
+		typ, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		n := uint64(0)
+		if len(v) == 4 {
+			n = uint64(binary.BigEndian.Uint32(v))
+		}
+		switch typ {
+		case attrAcctMultiSessionID:
+			r.AcctMultiSessionID = string(v)
+		case attrFramedIPAddress:
+			if len(v) == 4 {
+				r.FramedIP = netip.AddrFrom4([4]byte(v))
+			}
+		case attrFramedIPv6Address:
+			if len(v) == 16 {
+				r.FramedIPv6 = netip.AddrFrom16([16]byte(v))
+			}
+		case attrFramedIPv6Prefix: // RFC 3162 §2.3: reserved, prefix length, prefix
+			if len(v) >= 2 && len(v) <= 18 && v[1] <= 128 {
+				var a [16]byte
+				copy(a[:], v[2:])
+				if pf, err := netip.AddrFrom16(a).Prefix(int(v[1])); err == nil {
+					r.FramedIPv6Prefix = pf
+				}
+			}
+		case attrAcctInputOctets:
+			r.InputOctets |= n
+		case attrAcctOutputOctets:
+			r.OutputOctets |= n
+		case attrAcctInputGiga:
+			inGiga = n
+		case attrAcctOutputGiga:
+			outGiga = n
+		case attrAcctSessionTime:
+			r.SessionTime = uint32(n)
+		case attrAcctTerminateCause:
+			r.TerminateCause = uint32(n)
+		case attrAcctInterim:
+			r.Interim = time.Duration(n) * time.Second
+		}
+	}
+	r.InputOctets |= inGiga << 32 // RFC 2869 §5.1
+	r.OutputOctets |= outGiga << 32
+}
+
+func attrUint32(p packet.Packet, t uint8) (uint32, bool) {
+	v, ok := p.Attr(t)
+	if !ok || len(v) != 4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(v), true
+}
+
+// ssid is the SSID in a Called-Station-Id of the form "MAC:SSID" (RFC 3580 §3.20), else "".
+func ssid(called string) string {
+	for _, n := range []int{17, 12, 14} { // aa-bb-cc-dd-ee-ff, aabbccddeeff, aabb.ccdd.eeff
+		if len(called) > n && called[n] == ':' {
+			if _, err := cache.NormalizeMAC(called[:n]); err == nil {
+				return called[n+1:]
+			}
+		}
+	}
+	return ""
+}
+
+// trackedFallback is the local decision engine with the tracker watching what it answers: local
+// Access-Accepts and every Accounting-Request it acknowledges (forwarded or spooled).
+type trackedFallback struct {
+	*survivability.Engine
+	t *sessionTracker
+}
+
+func (f trackedFallback) Serve(ctx context.Context, req *proxy.Request, cause error) (packet.Packet, error) {
+	resp, err := f.Engine.Serve(ctx, req, cause)
+	if resp != nil {
+		// The Engine's accounting path returns the cloud's own Accounting-Response when it
+		// delivered the record: who answered does not matter to the table. An Access-Accept here
+		// is always local.
+		f.t.observe(req, resp, false)
+	}
+	return resp, err
+}
+
+// openSessions opens the session table and its tracker (nothing when o is nil: sessions off).
+func (e *Edge) openSessions(o *session.Options) error {
+	if o == nil {
+		return nil
+	}
+	so := *o
+	so.Logger = e.log
+	s, err := session.Open(so)
+	if err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	e.sessions, e.tracker = s, newSessionTracker(s, e.log)
+	return nil
+}
+
+// Sessions returns the session table, or nil when it is off.
+func (e *Edge) Sessions() *session.Store { return e.sessions }
+
+// SessionStatus is the session table's part of `mxedge status`.
+type SessionStatus struct {
+	Entries       int    `json:"entries"`
+	Live          int    `json:"live"`
+	NeedReconcile int    `json:"need_reconcile"`
+	Starts        uint64 `json:"starts"` // sessions begun (first Accept or accounting)
+	Stops         uint64 `json:"stops"`  // sessions ended (Stop, NAS reboot)
+	Expired       uint64 `json:"expired"`
+	Evicted       uint64 `json:"evicted"`
+	Dropped       uint64 `json:"dropped"`
+	Refused       uint64 `json:"refused"`
+	WriteErrors   uint64 `json:"write_errors"`
+	MaxEntries    int    `json:"max_entries"`
+}
+
+func (e *Edge) sessionStatus() *SessionStatus {
+	if e.sessions == nil {
+		return nil
+	}
+	st, ts := e.sessions.Stats(), e.tracker.Stats()
+	return &SessionStatus{Entries: st.Entries, Live: st.Live, NeedReconcile: st.NeedReconcile, Starts: st.Created,
+		Stops: st.Stops, Expired: st.Expired, Evicted: st.Evicted, Dropped: ts.Dropped, Refused: st.Refused,
+		WriteErrors: st.WriteErrors, MaxEntries: st.MaxEntries}
+}
+
+// runSessions runs the tracker's writer and the table's sweeper until ctx is done.
+func (e *Edge) runSessions(ctx context.Context) {
+	if e.sessions == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = e.tracker.Run(ctx) })
+	wg.Go(func() {
+		if err := e.sessions.Run(ctx); err != nil {
+			e.log.Error("session table stopped", "err", err)
+		}
+	})
+	wg.Wait()
+}
+
+// closeSessions closes the table (after runSessions returned).
+func (e *Edge) closeSessions() {
+	if e.sessions == nil {
+		return
+	}
+	if err := e.sessions.Close(); err != nil {
+		e.log.Error("session table close failed", "err", err)
+	}
+}
+
+// findSessions answers the control socket's /v1/sessions.
+func (e *Edge) findSessions(_ context.Context, cq control.SessionQuery) ([]control.Session, error) {
+	q, err := SessionQuery(cq)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := e.sessions.Find(q)
+	if err != nil {
+		return nil, fmt.Errorf("edge: sessions: %w", err)
+	}
+	out := make([]control.Session, len(rs))
+	for i := range rs {
+		out[i] = SessionWire(&rs[i])
+	}
+	return out, nil
+}
+
+// SessionQuery turns the CLI's filters into a table query: a MAC in any notation
+// (cache.NormalizeMAC), an IPv4 or IPv6 address, a state name. Errors wrap
+// control.ErrBadSessionQuery and name the filter.
+func SessionQuery(cq control.SessionQuery) (session.Query, error) {
+	q := session.Query{NAS: cq.NAS, Site: cq.Site, UserName: cq.User, Limit: cq.Limit}
+	if cq.MAC != "" {
+		m, err := cache.NormalizeMAC(cq.MAC)
+		if err != nil {
+			return q, fmt.Errorf("%w: mac %q: not a MAC address", control.ErrBadSessionQuery, cq.MAC)
+		}
+		q.MAC = m
+	}
+	if cq.IP != "" {
+		a, err := netip.ParseAddr(cq.IP)
+		if err != nil {
+			return q, fmt.Errorf("%w: ip %q: not an IPv4 or IPv6 address", control.ErrBadSessionQuery, cq.IP)
+		}
+		q.IP = a.Unmap()
+	}
+	if cq.State != "" {
+		st, err := session.ParseState(cq.State)
+		if err != nil {
+			return q, fmt.Errorf("%w: state %q: want authorized, active or stopped", control.ErrBadSessionQuery, cq.State)
+		}
+		q.State = st
+	}
+	return q, nil
+}
+
+// SessionWire is a record as the control socket and `mxedge sessions -o json` show it.
+func SessionWire(r *session.Record) control.Session {
+	s := control.Session{ID: r.ID, State: r.State.String(), NAS: r.NAS, NASAddress: r.NASAddr, Vendor: r.Vendor,
+		Site: r.Site, NASPortID: r.NASPortID, CalledStationID: r.CalledStationID, SSID: r.SSID,
+		CallingStationID: r.CallingStationID, MAC: r.MAC, UserName: r.UserName, Method: r.Method, VLAN: r.VLAN,
+		DecidedBy: r.Decider.String(), Reconcile: r.Reconcile.String(), ReconcileAttempts: r.ReconcileAttempts,
+		AcctSessionID: r.AcctSessionID, AcctMultiSessionID: r.AcctMultiSessionID, InputOctets: r.InputOctets,
+		OutputOctets: r.OutputOctets, SessionTimeSeconds: r.SessionTime, InterimSeconds: uint32(r.Interim / time.Second),
+		TerminateCause: r.TerminateCause, AuthorizedAt: r.Authorized, StartedAt: r.Started, UpdatedAt: r.Updated,
+		StoppedAt: r.Stopped, ReconciledAt: r.ReconcileAt, ExpiresAt: r.Expires}
+	if r.HasNASPort {
+		p := r.NASPort
+		s.NASPort = &p
+	}
+	if len(r.Class) > 0 {
+		s.ClassHex = hex.EncodeToString(r.Class)
+	}
+	if r.FramedIP.IsValid() {
+		s.FramedIP = r.FramedIP.String()
+	}
+	if r.FramedIPv6.IsValid() {
+		s.FramedIPv6 = r.FramedIPv6.String()
+	}
+	if r.FramedIPv6Prefix.IsValid() {
+		s.FramedIPv6Prefix = r.FramedIPv6Prefix.String()
+	}
+	return s
+}
+
+// sessionMetrics reads the table's counters at scrape time.
+func (e *Edge) sessionMetrics() *metrics.Sessions {
+	if e.sessions == nil {
+		return nil
+	}
+	st, ts := e.sessions.Stats(), e.tracker.Stats()
+	m := &metrics.Sessions{Stored: st.Entries, NeedReconcile: st.NeedReconcile, Started: st.Created, Stopped: st.Stops,
+		Expired: st.Expired, Evicted: st.Evicted,
+		Lost: map[string]uint64{"queue-full": ts.Dropped, "refused": st.Refused, "write-error": ts.Failed}}
+	for _, a := range st.Active {
+		m.Active = append(m.Active, metrics.SessionCount{NAS: a.NAS, Site: a.Site, Live: a.Live})
+	}
+	return m
+}

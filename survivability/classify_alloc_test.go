@@ -1,0 +1,90 @@
+package survivability
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"mxedge/cache"
+	"mxedge/proxy"
+	"mxedge/proxy/packet"
+)
+
+// arubaRequest is an Aruba-style MAB Access-Request: User-Name = User-Password = Calling-Station-Id.
+func arubaRequest(tb testing.TB, secret []byte, user, station string) packet.Packet {
+	tb.Helper()
+	auth := []byte("0123456789abcdef")
+	b := packet.New(nil, packet.CodeAccessRequest, 1, auth)
+	b.AddMA()
+	b.AddString(packet.AttrUserName, user)
+	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(nil, []byte(user), secret, auth))
+	b.AddUint32(packet.AttrNASPort, 7)
+	b.AddString(packet.AttrCallingStationID, station)
+	p, err := b.Finish(secret, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// TestClassifyAllocations: classifying runs for every cloud decision, on the upstream
+// connection's reader: a MAB request costs the two strings its Classification carries (MAC,
+// User-Name), a password login with a MAC as Calling-Station-Id the same; NAS-Port 7 none.
+func TestClassifyAllocations(t *testing.T) {
+	secret := []byte("s3cret")
+	for _, tc := range []struct {
+		name, user string
+		method     Method
+	}{
+		{"mab", "02-00-5E-00-00-01", MethodMAB},
+		{"pap", "alice", MethodOther},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := arubaRequest(t, secret, tc.user, "02-00-5E-00-00-01")
+			if c := Classify(p, secret); c.Method != tc.method || c.MAC != "02:00:5e:00:00:01" {
+				t.Fatalf("classified %+v", c)
+			}
+			if n := testing.AllocsPerRun(100, func() { Classify(p, secret) }); n > 2 {
+				t.Fatalf("%v allocations per Classify, want at most 2", n)
+			}
+		})
+	}
+}
+
+func BenchmarkClassifyMAB(b *testing.B) {
+	secret := []byte("s3cret")
+	p := arubaRequest(b, secret, "02-00-5E-00-00-01", "02-00-5E-00-00-01")
+	b.ReportAllocs()
+	for b.Loop() {
+		Classify(p, secret)
+	}
+}
+
+// BenchmarkEngineMAB: one local MAB answer (Classify, Authorize, the decision event, the signed
+// Access-Accept), for a cached client and for one given the default VLAN. The cache is memCache,
+// so bbolt's share (cache.BenchmarkLookupMAC1M) is not in it.
+func BenchmarkEngineMAB(b *testing.B) {
+	secret := []byte("s3cret")
+	known := cache.Record{MAC: "02:00:5e:00:00:01", Identity: "02-00-5E-00-00-01", Method: cache.MethodMAB,
+		Attrs: DefaultVLANAttrs("aruba", "300")}
+	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, DefaultMABVLAN: "41"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Events: func(Event) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &proxy.Client{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	for _, tc := range []struct{ name, mac string }{{"cache-hit", "02-00-5E-00-00-01"}, {"default-vlan", "02-00-5E-00-00-02"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			req := &proxy.Request{Client: client, Packet: arubaRequest(b, secret, tc.mac, tc.mac)}
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp, err := e.Serve(context.Background(), req, proxy.ErrNoUpstream); err != nil || resp.Code() != packet.CodeAccessAccept {
+					b.Fatal(resp, err)
+				}
+			}
+		})
+	}
+}
