@@ -117,6 +117,14 @@ func newPlan(cfg *config.Config, logger *slog.Logger, metricsAddr string) (*plan
 		return nil, err
 	}
 	p.discovery = d
+	if rto := b.Routes; len(rto.Routes) > 0 {
+		if d != nil {
+			rto.Discoverer = checkDiscoverer{}
+		}
+		if err := rto.Validate(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
 	ro := b.Router
 	if err := ro.Validate(); err != nil {
 		return nil, invalid(cfg, "no_upstream", err)

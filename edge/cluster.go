@@ -145,7 +145,7 @@ func (p *peerPool) update() {
 			p.e.log.Error("cluster peer pool not built", "err", err)
 			return
 		}
-		next = startPool(pool)
+		next = startPool(pool, nil)
 		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		pool.WaitReady(wctx)
 		cancel()

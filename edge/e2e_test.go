@@ -59,6 +59,7 @@ var users = []peertest.User{
 	// User-Name, as Mist does with "Include User-Name": mxedge learns EAP-TLS clients only so.
 	{Name: "edge.example.test", Reply: append([]string{`User-Name := "edge.example.test"`}, vlanReply...)},
 	{Name: "mpsk-user", Password: "pw", Reply: mpskReply},
+	{Name: "homer@myuniversity.edu", Password: "pw", Reply: vlanReply}, // an eduroam home user
 }
 
 type e2e struct {
@@ -156,7 +157,7 @@ func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 }
 
 // startE2EWith is startE2E with given certificate files.
-func startE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab) string) *e2e {
+func startE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab) string, authListen ...string) *e2e {
 	t.Helper()
 	peertest.Require(t, "freeradius", "radclient")
 	x := &e2e{lab: lab, logs: &syncBuffer{}}
@@ -172,6 +173,10 @@ func startE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab
 		x.frAddr = append(x.frAddr, fmt.Sprintf("127.0.0.1:%d", port))
 		fmt.Fprintf(&servers, "    - name: fr%d\n      address: 127.0.0.1:%d\n      priority: %d\n", i, port, i)
 	}
+	auth := "127.0.0.1:0"
+	if len(authListen) > 0 {
+		auth = authListen[0]
+	}
 	cfg := fmt.Sprintf(`
 cache:
   path: %s
@@ -182,7 +187,7 @@ metrics:
 log:
   level: debug
 listen:
-  auth: ["127.0.0.1:0"]
+  auth: [%q]
   acct: ["127.0.0.1:0"]
 request_timeout: 4s
 clients:
@@ -197,7 +202,7 @@ upstreams:
     key: %s
     ca: %s
   servers:
-%s`, filepath.Join(lab.Dir, "cache.db"), filepath.Join(lab.Dir, "control.sock"), nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
+%s`, filepath.Join(lab.Dir, "cache.db"), filepath.Join(lab.Dir, "control.sock"), auth, nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, servers.String())
 	if extra != nil {
 		cfg += extra(lab)
 	}

@@ -131,6 +131,7 @@ type Edge struct {
 	// The proxy.
 	resolver *resolve.Resolver
 	cork     *sockio.Cork // shared by the front door and every pool, so bursts span both
+	psPrefix [4]byte      // every pool's Proxy-State prefix (loop prevention, edge/routes.go)
 	router   *proxy.Router
 	server   *proxy.Server
 	listener *proxy.Listener // nil without a RadSec listener
@@ -171,9 +172,10 @@ type Edge struct {
 
 // poolRun is a running upstream pool and how to stop it.
 type poolRun struct {
-	pool *proxy.Pool
-	stop func()
-	done chan struct{}
+	pool   *proxy.Pool
+	routes *proxy.RouteTable // the routes' own pools; nil without routes
+	stop   func()
+	done   chan struct{}
 }
 
 // New builds the components from a validated configuration in dependency order — storage (the
@@ -301,6 +303,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	e.cork = new(sockio.Cork)
+	e.psPrefix = newProxyStatePrefix()
 	if err := e.newDynAuth(p.b); err != nil {
 		return nil, err
 	}
@@ -312,10 +315,16 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if err := e.newDiscovery(p.discovery); err != nil {
 		return nil, err
 	}
+	routes, err := e.newRoutes(p.b)
+	if err != nil {
+		return nil, err
+	}
+	e.pool.routes = routes
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
 	e.router = proxy.NewRouter(ro, pool, stats)
+	e.router.SetRoutes(routes)
 	so := p.b.Server
 	so.Logger, so.Cork, so.Stats = e.log, e.cork, stats
 	if e.server, err = proxy.NewServer(so, e.router); err != nil {
@@ -419,6 +428,7 @@ func (e *Edge) newPool(b *config.Built) (*proxy.Pool, error) {
 	po.Logger, po.Cork = e.log, e.cork
 	po.Resolver = resolverAdapter{e.resolver}
 	po.Health = e.health
+	po.ProxyStatePrefix = e.psPrefix
 	po.DynAuth = e.dynauth // CoA from the cloud on the upstream connections
 	p, err := proxy.NewPool(po)
 	if err != nil {
@@ -479,6 +489,11 @@ type Status struct {
 	// RadSec is each live connection of the RadSec listener; Realms the realms discovery opened.
 	RadSec []proxy.PeerConnStatus `json:"radsec,omitempty"`
 	Realms []proxy.RealmStatus    `json:"realms,omitempty"`
+	// Routes, their pools and counters (edge/routes.go); empty without routes.
+	Routes       []RouteStatus     `json:"routes,omitempty"`
+	RouteDefault uint64            `json:"route_default,omitempty"`
+	RouteLoops   uint64            `json:"route_loops,omitempty"`
+	RoutePools   []RoutePoolStatus `json:"route_pools,omitempty"`
 }
 
 // Status returns a snapshot of the running edge.
@@ -517,6 +532,7 @@ func (e *Edge) Status() Status {
 	if e.discovery != nil {
 		s.Realms = e.discovery.Realms()
 	}
+	e.routeStatus(&s)
 	for _, a := range e.dynauth.Addrs() {
 		s.Listeners = append(s.Listeners, "dynauth udp "+a.String())
 	}

@@ -128,6 +128,10 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	if err != nil {
 		return err
 	}
+	routes, err := e.newRoutes(b)
+	if err != nil {
+		return err
+	}
 	if err := e.server.SetClients(b.Clients); err != nil {
 		return fmt.Errorf("edge: reload clients: %w", err)
 	}
@@ -152,11 +156,13 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	if b.Survival.Enabled && e.engine == nil {
 		e.log.Warn("survivability enabled: restart mxedge to apply it")
 	}
-	next := startPool(pool)
+	next := startPool(pool, routes)
 	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	pool.WaitReady(wctx)
+	routes.WaitReady(wctx)
 	cancel()
 	e.router.SetPool(pool)
+	e.router.SetRoutes(routes)
 	e.mu.Lock()
 	prev := e.pool
 	e.pool, e.cfg = next, cfg
@@ -172,12 +178,18 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	return nil
 }
 
-// startPool runs p until the returned poolRun is stopped.
-func startPool(p *proxy.Pool) poolRun {
+// startPool runs p and the routes' pools until the returned poolRun is stopped.
+func startPool(p *proxy.Pool, routes *proxy.RouteTable) poolRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	return poolRun{pool: p, stop: cancel, done: done}
+	go func() {
+		defer close(done)
+		rdone := make(chan struct{})
+		go func() { defer close(rdone); routes.Run(ctx) }()
+		p.Run(ctx)
+		<-rdone
+	}()
+	return poolRun{pool: p, routes: routes, stop: cancel, done: done}
 }
 
 // drain lets a replaced pool finish its requests in flight, for at most ShutdownGrace or until ctx
@@ -188,7 +200,7 @@ func (e *Edge) drain(ctx context.Context, r poolRun) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 wait:
-	for r.pool.Inflight() > 0 {
+	for r.pool.Inflight()+r.routes.Inflight() > 0 {
 		select {
 		case <-ctx.Done():
 			break wait

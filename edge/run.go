@@ -127,10 +127,11 @@ func (e *Edge) Run(ctx context.Context) error {
 	bg.Go(func(ctx context.Context) { e.dynauth.Run(ctx) })
 	bg.Go(e.runReconciler)
 	e.mu.Lock()
-	e.pool = startPool(e.pool.pool)
+	e.pool = startPool(e.pool.pool, e.pool.routes)
 	e.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, readyWait)
 	e.router.Pool().WaitReady(wctx)
+	e.pool.routes.WaitReady(wctx)
 	cancel()
 
 	front.Go(func(ctx context.Context) { e.server.Run(ctx) })

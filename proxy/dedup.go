@@ -33,6 +33,9 @@ type dupEntry struct {
 	state   dupState
 	resp    []byte
 	expires int64
+	// retransmit, if set, is how the request's upstream sends it again when the NAS retransmits
+	// it while it is in flight (a RADIUS/UDP upstream, RFC 5080 §2.2.1).
+	retransmit func()
 }
 
 // dupHandle is a request's claim on its duplicate-cache slot. The slot may be given to another
@@ -105,8 +108,9 @@ const (
 	dupAnswered                   // resend the cached response
 )
 
-// begin registers a request arriving at now, or reports it as a retransmission.
-func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte) {
+// begin registers a request arriving at now, or reports it as a retransmission. For one in
+// flight, the returned function (nil when there is none) passes the retransmission on upstream.
+func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte, func()) {
 	t := now.UnixNano()
 	s := c.shard(&k)
 	s.mu.Lock()
@@ -116,14 +120,14 @@ func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte
 		e := &s.ring[i]
 		switch {
 		case e.state == dupPending:
-			return dupHandle{}, dupInFlight, nil
+			return dupHandle{}, dupInFlight, nil, e.retransmit
 		case e.resp != nil && e.expires > t:
-			return dupHandle{}, dupAnswered, e.resp
+			return dupHandle{}, dupAnswered, e.resp, nil
 		}
 		// Deliberately unanswered (e.g. accounting that could not be stored), or answered longer
 		// ago than the window and not swept yet: process again, in the same slot.
-		e.seq, e.state, e.expires = s.seq, dupPending, 0
-		return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil
+		e.seq, e.state, e.expires, e.retransmit = s.seq, dupPending, 0, nil
+		return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil, nil
 	}
 	n := uint32(len(s.ring))
 	if s.used == n {
@@ -136,7 +140,20 @@ func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte
 	s.used++
 	s.ring[i] = dupEntry{key: k, seq: s.seq, state: dupPending}
 	s.m[k] = i
-	return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil
+	return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil, nil
+}
+
+// setRetransmit records how h's request is sent again upstream while it is pending.
+func (c *dupCache) setRetransmit(h dupHandle, f func()) {
+	s := h.shard
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if e := &s.ring[h.idx]; e.seq == h.seq && e.state == dupPending {
+		e.retransmit = f
+	}
+	s.mu.Unlock()
 }
 
 // free empties the oldest slot i at time t; one pushed out while pending or in its window is
@@ -164,7 +181,7 @@ func (c *dupCache) complete(h dupHandle, resp []byte) {
 	exp := c.now().Add(c.window).UnixNano()
 	s.mu.Lock()
 	if e := &s.ring[h.idx]; e.seq == h.seq && e.state == dupPending {
-		e.state, e.resp, e.expires = dupDone, resp, exp
+		e.state, e.resp, e.expires, e.retransmit = dupDone, resp, exp, nil
 	}
 	s.mu.Unlock()
 }

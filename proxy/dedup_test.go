@@ -42,7 +42,7 @@ func TestDupCacheVerdicts(t *testing.T) {
 		{name: "still answered just before the window ends", do: func() { clk.advance(10*time.Second - time.Nanosecond) }, verdict: dupAnswered, resp: resp},
 		{name: "processed again once the window is over, even unswept", do: func() { clk.advance(time.Nanosecond) }, verdict: dupNew},
 	}
-	h, v, _ := c.begin(k, clk.now())
+	h, v, _, _ := c.begin(k, clk.now())
 	if v != dupNew {
 		t.Fatalf("first begin: verdict %v, want new", v)
 	}
@@ -54,7 +54,7 @@ func TestDupCacheVerdicts(t *testing.T) {
 			if st.do != nil {
 				st.do()
 			}
-			_, v, got := c.begin(k, clk.now())
+			_, v, got, _ := c.begin(k, clk.now())
 			if v != st.verdict || string(got) != string(st.resp) {
 				t.Fatalf("verdict %v resp %q, want %v %q", v, got, st.verdict, st.resp)
 			}
@@ -63,9 +63,9 @@ func TestDupCacheVerdicts(t *testing.T) {
 
 	t.Run("unanswered is processed again", func(t *testing.T) {
 		k := dupKeyN(2)
-		h, _, _ := c.begin(k, clk.now())
+		h, _, _, _ := c.begin(k, clk.now())
 		c.complete(h, nil)
-		if _, v, _ := c.begin(k, clk.now()); v != dupNew {
+		if _, v, _, _ := c.begin(k, clk.now()); v != dupNew {
 			t.Fatalf("verdict %v, want new", v)
 		}
 	})
@@ -83,7 +83,7 @@ func TestDupCacheBounded(t *testing.T) {
 	c := newDupCache(size, 10*time.Second, clk.now, &evicted)
 	const n = 50_000
 	for i := range uint64(n) {
-		h, v, _ := c.begin(dupKeyN(i), clk.now())
+		h, v, _, _ := c.begin(dupKeyN(i), clk.now())
 		if v != dupNew {
 			t.Fatalf("request %d: verdict %v, want new", i, v)
 		}
@@ -97,10 +97,10 @@ func TestDupCacheBounded(t *testing.T) {
 	}
 	// Every shard keeps its newest entries: the last request is answered from the cache, the
 	// first was evicted (and is processed again).
-	if _, v, _ := c.begin(dupKeyN(n-1), clk.now()); v != dupAnswered {
+	if _, v, _, _ := c.begin(dupKeyN(n-1), clk.now()); v != dupAnswered {
 		t.Errorf("newest: verdict %v, want answered", v)
 	}
-	h, v, _ := c.begin(dupKeyN(0), clk.now())
+	h, v, _, _ := c.begin(dupKeyN(0), clk.now())
 	if v != dupNew {
 		t.Errorf("oldest: verdict %v, want new", v)
 	}
@@ -125,7 +125,7 @@ func TestDupCacheBounded(t *testing.T) {
 		if i == cap {
 			clk.advance(11 * time.Second)
 		}
-		h, _, _ := c.begin(k, clk.now())
+		h, _, _, _ := c.begin(k, clk.now())
 		c.complete(h, []byte{1})
 		want := uint64(0)
 		if i == 2*cap {
@@ -155,7 +155,7 @@ func TestDupCacheStaleHandle(t *testing.T) {
 	var evicted atomic.Uint64
 	c := newDupCache(minDuplicateCacheSize, time.Second, clk.now, &evicted)
 	old := dupKeyN(7)
-	hOld, _, _ := c.begin(old, clk.now())
+	hOld, _, _, _ := c.begin(old, clk.now())
 	// Fill old's shard until its pending slot is taken.
 	s := c.shard(&old)
 	var newest dupKey
@@ -166,21 +166,21 @@ func TestDupCacheStaleHandle(t *testing.T) {
 			continue
 		}
 		newest = k
-		hNew, _, _ = c.begin(k, clk.now())
+		hNew, _, _, _ = c.begin(k, clk.now())
 	}
 	if evicted.Load() == 0 {
 		t.Fatal("a pending entry pushed out was not counted")
 	}
 	c.complete(hOld, []byte("old answer"))
-	if _, v, _ := c.begin(newest, clk.now()); v != dupInFlight {
+	if _, v, _, _ := c.begin(newest, clk.now()); v != dupInFlight {
 		t.Fatalf("newest after a stale complete: verdict %v, want in flight", v)
 	}
 	c.complete(hNew, []byte("new answer"))
-	if _, v, got := c.begin(newest, clk.now()); v != dupAnswered || string(got) != "new answer" {
+	if _, v, got, _ := c.begin(newest, clk.now()); v != dupAnswered || string(got) != "new answer" {
 		t.Fatalf("newest: verdict %v resp %q", v, got)
 	}
 	// old is no longer known: its retransmission is processed again.
-	if _, v, _ := c.begin(old, clk.now()); v != dupNew {
+	if _, v, _, _ := c.begin(old, clk.now()); v != dupNew {
 		t.Fatalf("old: verdict %v, want new", v)
 	}
 }
@@ -197,7 +197,7 @@ func BenchmarkDupCache(b *testing.B) {
 	c := newDupCache(DefaultDuplicateCacheSize, 10*time.Second, clk.now, &evicted)
 	var i uint64
 	for range 2 * DefaultDuplicateCacheSize {
-		h, _, _ := c.begin(dupKeyN(i), clk.now())
+		h, _, _, _ := c.begin(dupKeyN(i), clk.now())
 		c.complete(h, append([]byte(nil), resp...))
 		i++
 	}
@@ -207,7 +207,7 @@ func BenchmarkDupCache(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h, _, _ := c.begin(dupKeyN(i), clk.now())
+		h, _, _, _ := c.begin(dupKeyN(i), clk.now())
 		c.complete(h, resp)
 		i++
 	}

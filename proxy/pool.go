@@ -67,6 +67,10 @@ type PoolOptions struct {
 	// Health, if set, is told of upstream state changes and probe answers while this pool is the
 	// router's (survivability health).
 	Health HealthObserver
+	// ProxyStatePrefix begins the Proxy-State this pool adds (RFC 2865 §5.33); the edge gives every
+	// pool the same one so a request that comes back through another pool is seen as a loop
+	// (route.go). Zero: random.
+	ProxyStatePrefix [4]byte
 	// Cork: see ServerOptions.Cork; give both the same.
 	Cork *sockio.Cork
 	// DynAuth, if set, receives the CoA-Request and Disconnect-Request upstreams send on the
@@ -144,7 +148,10 @@ func NewPool(o PoolOptions) (*Pool, error) {
 	}
 	p := &Pool{opts: o, affinity: map[string]affinityEntry{}, ready: make(chan struct{})}
 	p.stats.Store(new(Stats))
-	rand.Read(p.psPrefix[:])
+	p.psPrefix = o.ProxyStatePrefix
+	if p.psPrefix == [4]byte{} {
+		rand.Read(p.psPrefix[:])
+	}
 	order := make([]int, len(o.Upstreams))
 	for i := range order {
 		order[i] = i
@@ -154,6 +161,11 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		uo := o.Upstreams[i]
 		uo.setDefaults()
 		u := &Upstream{opts: uo, idx: len(p.ups), pool: p, logger: o.Logger, grow: make(chan struct{}, 1)}
+		if uo.UDP != nil {
+			if err := u.newUDP(); err != nil {
+				return nil, err
+			}
+		}
 		p.ups = append(p.ups, u)
 	}
 	return p, nil
@@ -278,8 +290,15 @@ type Result struct {
 // reason there is none. If the connection carrying the request dies before an answer, the request is
 // sent to the next upstream while its budget lasts.
 func (p *Pool) Forward(req *Request, done func(Result)) {
+	p.ForwardAdding(req, nil, done)
+}
+
+// ForwardAdding is Forward that appends extra (whole encoded attributes, see
+// packet.ForwardRequestAdding) to the copy each upstream gets.
+func (p *Pool) ForwardAdding(req *Request, extra []byte, done func(Result)) {
 	p.inflight.Add(1)
-	a := &attempt{pool: p, req: req, done: done}
+	a := &attempt{pool: p, req: req, done: done, extra: extra}
+	req.onRetransmit(a.retransmit)
 	a.next()
 }
 
@@ -292,6 +311,9 @@ type attempt struct {
 	auth  [packet.AuthLen]byte
 	ps    [ProxyStateLen]byte
 	sent  time.Time
+	extra []byte
+	// ticket is the UDP transmission in flight, for the NAS's retransmissions (upstream_udp.go).
+	ticket atomic.Pointer[udpTicket]
 }
 
 func (a *attempt) finish(r Result) {
@@ -313,7 +335,7 @@ func (a *attempt) next() {
 		binary.BigEndian.PutUint32(a.ps[4:], p.psCounter.Add(1))
 		copy(a.ps[:4], p.psPrefix[:])
 		a.sent = p.opts.Now()
-		err := u.exchange(a.build, a.req.Deadline, a.handle)
+		err := a.send(u)
 		if err == nil {
 			return
 		}
@@ -330,9 +352,9 @@ func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
 	}
 	if dst == nil {
 		// Sized once: appending to nil grew the copy three times per request.
-		dst = make([]byte, 0, forwardLen(a.req.Packet))
+		dst = make([]byte, 0, forwardLen(a.req.Packet)+len(a.extra))
 	}
-	return packet.ForwardRequest(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:])
+	return packet.ForwardRequestAdding(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:], a.extra)
 }
 
 // handle runs on the connection's reader goroutine (or the caller's, for a build failure).

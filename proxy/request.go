@@ -160,3 +160,11 @@ func (r *Request) claim(what string) bool {
 	}
 	return false
 }
+
+// onRetransmit records f as what a retransmission of this request from the NAS triggers while
+// it is in flight (RFC 5080 §2.2.1: a RADIUS/UDP upstream gets the same packet again).
+func (r *Request) onRetransmit(f func()) {
+	if r.front != nil {
+		r.front.dups.setRetransmit(r.dup, f)
+	}
+}

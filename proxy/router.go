@@ -95,6 +95,7 @@ type Router struct {
 	inflight sync.WaitGroup
 	limiter  *logLimiter
 	ctx      context.Context
+	routes   atomic.Pointer[RouteTable] // nil: everything goes to pool (route.go)
 }
 
 // NewRouter creates a router over pool; stats are the front door's counters.
@@ -150,6 +151,9 @@ func (r *Router) Wait(ctx context.Context) error {
 // ServeRADIUS implements Handler.
 func (r *Router) ServeRADIUS(req *Request) {
 	r.inflight.Add(1)
+	if t := r.routes.Load(); t != nil && r.route(t, req) {
+		return
+	}
 	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
 		// Local MAB and PAP decisions are answered on the reader goroutine, which saves a goroutine
@@ -164,19 +168,34 @@ func (r *Router) ServeRADIUS(req *Request) {
 		go r.local(req, nil)
 		return
 	}
+	r.forward(req, r.pool.Load(), nil, true, nil)
+}
+
+// forward sends req to pool with extra attributes added. When no upstream answers, local says
+// whether the Fallback may answer (only the router's own pool: survivability grants no more than
+// the cloud would, and the cloud decides nothing for another pool's requests); otherwise the
+// no-upstream outcome applies. answered, if set, sees each answer before the NAS does.
+func (r *Router) forward(req *Request, pool *Pool, extra []byte, local bool, answered func(packet.Packet)) {
 	r.stats.Forwarded.Add(1)
-	r.pool.Load().Forward(req, func(res Result) {
+	pool.ForwardAdding(req, extra, func(res Result) {
 		if res.Err != nil {
 			if reason, ok := perRequestFailure(res.Err); ok {
 				r.drop(req, reason, res.Err)
 				return
 			}
 			r.stats.NoUpstream.Add(1)
-			go r.local(req, res.Err)
+			if local {
+				go r.local(req, res.Err)
+				return
+			}
+			defer r.inflight.Done()
+			r.outcome(req, res.Err)
 			return
 		}
 		r.stats.UpstreamAnswered.Add(1)
-		if o := r.opts.Observer; o != nil {
+		if answered != nil {
+			answered(res.Response)
+		} else if o := r.opts.Observer; o != nil {
 			o.Observe(req, res)
 		}
 		req.Reply(res.Response)
@@ -226,6 +245,13 @@ func (r *Router) local(req *Request, cause error) {
 		req.Reply(resp)
 		return
 	}
+	r.outcome(req, cause)
+}
+
+// outcome answers a request no upstream answered and no Fallback may: accounting stays
+// unacknowledged, an Access-Request gets the NoUpstream policy's answer.
+func (r *Router) outcome(req *Request, cause error) {
+	code := req.Packet.Code()
 	now := r.opts.Now()
 	if code == packet.CodeAccountingRequest {
 		// Acknowledging accounting we could not deliver would lose it: stay silent so the NAS

@@ -534,12 +534,15 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 
 	key := dupKey{src: src, conn: o.Stream, id: p.ID()}
 	copy(key.auth[:], p.Authenticator())
-	e, verdict, cached := s.dups.begin(key, now)
+	e, verdict, cached, again := s.dups.begin(key, now)
 	switch verdict {
 	case dupInFlight:
 		st.Duplicates.Add(1)
 		s.stats.Dropped[DropDuplicate].Add(1)
 		s.opts.Logger.Debug("retransmission absorbed", "nas", client.Name, "peer", src, "id", p.ID())
+		if again != nil {
+			again()
+		}
 		return
 	case dupAnswered:
 		st.Duplicates.Add(1)

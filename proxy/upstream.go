@@ -18,6 +18,7 @@ import (
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
 	"mxedge/proxy/sockio"
+	"mxedge/proxy/udpup"
 )
 
 // Target is one address an upstream name resolved to, with the name its certificate must carry.
@@ -68,6 +69,8 @@ type UpstreamOptions struct {
 	// serve (TLS or Status-Server fails). After a connection that served, the delay starts over.
 	// Default 10s.
 	BackoffMax time.Duration
+	// UDP, when set, makes this a RADIUS/UDP upstream (upstream_udp.go) instead of RadSec.
+	UDP *UDPOptions
 	// Source is the local address connections leave from (radsecproxy's Source, FreeRADIUS's
 	// src_ipaddr); invalid (the zero Addr): the kernel's choice. Only targets of its family are
 	// dialled.
@@ -83,6 +86,9 @@ func (o *UpstreamOptions) Validate() error {
 	}
 	if o.Host == "" {
 		return fmt.Errorf("proxy: upstream %q: no host", o.Name)
+	}
+	if o.UDP != nil {
+		return o.validateUDP()
 	}
 	if o.TLS == nil {
 		return fmt.Errorf("proxy: upstream %q: no TLS configuration", o.Name)
@@ -100,6 +106,9 @@ func (o *UpstreamOptions) Validate() error {
 }
 
 func (o *UpstreamOptions) setDefaults() {
+	if o.Port == 0 && o.UDP != nil {
+		o.Port = DefaultUDPPort
+	}
 	if o.Port == 0 {
 		o.Port = 2083
 	}
@@ -180,6 +189,8 @@ type Upstream struct {
 	grow    chan struct{}
 	growing bool
 	connWG  sync.WaitGroup
+	udp     *udpup.Client // a RADIUS/UDP upstream; nil for RadSec
+	udpAcct *udpup.Client // its accounting port; nil for none
 }
 
 // UpstreamStatus is a snapshot for status output and metrics.
@@ -212,6 +223,9 @@ func (u *Upstream) Status() UpstreamStatus {
 		if cs, ok := c.ConnectionState(); ok {
 			st.TLS = append(st.TLS, NewTLSInfo(cs))
 		}
+	}
+	if u.udp != nil {
+		st.Inflight, st.Connections = u.udp.Inflight(), u.opts.UDP.SourcePorts
 	}
 	if u.lastErr != nil {
 		st.LastError = u.lastErr.Error()
@@ -330,6 +344,10 @@ func (u *Upstream) exchange(build radsec.BuildFunc, deadline time.Time, h radsec
 // attempt); failures after TCP connected back off exponentially up to BackoffMax. A connection that
 // served resets the backoff, so the tenth outage reconnects as fast as the first.
 func (u *Upstream) run(ctx context.Context) {
+	if u.udp != nil {
+		u.runUDP(ctx)
+		return
+	}
 	defer u.connWG.Wait()
 	attempt := 0
 	for ctx.Err() == nil {

@@ -19,7 +19,7 @@ import (
 var ErrWarnings = errors.New("check: warnings with --strict")
 
 func newCheckCmd() *cobra.Command {
-	var path, baseDir, format string
+	var path, baseDir, format, route string
 	var strict bool
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -39,6 +39,11 @@ against the file's directory, or against --base-dir: Ansible's validate: runs ch
 copy, so write  validate: mxedge check --base-dir /etc/mxedge -c %s
 
 -o json or -o yaml prints the result as the mxedge.check.v1 document (docs/operations.md).
+
+--route also prints the route a sample request takes (docs/routing.md), e.g.
+  mxedge check --route User-Name=alice@example.edu,Called-Station-Id=AA-BB-CC-DD-EE-FF:eduroam
+(keys: User-Name, Called-Station-Id, Calling-Station-Id, Operator-Name, client, src, site,
+type=auth|accounting, method=eap|pap|chap|mab).
 
 Exit status:
   0   the configuration is valid: mxedge would start
@@ -65,9 +70,13 @@ Exit status:
 			} else if err := r.text(cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			return r.err
+			if r.err != nil || !cmd.Flags().Changed("route") {
+				return r.err
+			}
+			return printRoute(cmd, r.cfg, route)
 		},
 	}
+	cmd.Flags().StringVar(&route, "route", "", "print the route a sample request takes: KEY=VALUE,... (see above)")
 	cmd.Flags().StringVarP(&path, "config", "c", DefaultConfigPath, "configuration file (default: the cloud configuration of a registered edge, else "+DefaultConfigPath+")")
 	cmd.Flags().StringVar(&baseDir, "base-dir", "", "resolve relative paths in the file against DIR instead of the file's directory")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 2) on warnings too")

@@ -89,7 +89,8 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
-	if !strings.Contains(out, "OK (1 NAS clients, 1 upstreams, radsec listener off, cluster off)") {
+	// The lab NAS and the eduroam preset's national server.
+	if !strings.Contains(out, "OK (2 NAS clients, 1 upstreams, radsec listener off, cluster off)") {
 		t.Fatalf("check output %q", out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

@@ -67,6 +67,11 @@ type statusView struct {
 	// RadSec connections and discovered realms (edge/cli/status_tls.go).
 	RadSec []peerConnView `json:"radsec"`
 	Realms []realmView    `json:"realms"`
+	// Routes and their pools (edge/cli/status_routes.go).
+	Routes       []routeView     `json:"routes"`
+	RouteDefault uint64          `json:"route_default"`
+	RouteLoops   uint64          `json:"route_loops"`
+	RoutePools   []routePoolView `json:"route_pools"`
 }
 
 // reconcileView is reconciliation after an outage (dynauth.ReconcileProgress).
@@ -276,6 +281,7 @@ func writeStatus(w io.Writer, st statusView, now time.Time) error {
 		writeConnTLS(p, u.TLS)
 	}
 	writeRadSec(p, st)
+	writeRoutes(p, st)
 	recent, badAuth := 0, uint64(0)
 	for _, n := range st.NAS {
 		if !n.LastSeen.IsZero() && now.Sub(n.LastSeen) < recentNAS {

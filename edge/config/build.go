@@ -43,6 +43,7 @@ type Built struct {
 	Server    proxy.ServerOptions
 	Clients   []proxy.Client
 	Pool      proxy.PoolOptions
+	Routes    proxy.RoutesOptions // no Routes: everything goes to Pool
 	Router    proxy.RouterOptions
 	Listener  *proxy.ListenerOptions  // nil when no RadSec listener is configured
 	Discovery *proxy.DiscoveryOptions // nil unless discovery.enabled; Resolver set by the edge
@@ -218,6 +219,7 @@ func (c *Config) validate(v *validator) {
 
 	c.buildPool(v, b)
 	c.buildDiscovery(v, b)
+	c.buildRoutes(v, b)
 	c.buildListener(v, b)
 	c.buildDynAuth(v, b)
 	c.buildCache(v, b)

@@ -178,7 +178,10 @@ func (c *Config) buildDynAuth(v *validator, b *Built) {
 		o.Clients = append(o.Clients, cl)
 	}
 	for i, cl := range b.Clients {
-		port := c.File.Clients[i].CoAPort
+		port := 0
+		if i < len(c.File.Clients) { // the eduroam preset's national servers come after the file's clients
+			port = c.File.Clients[i].CoAPort
+		}
 		if port < 0 || port > 65535 {
 			v.errorf(fmt.Sprintf("clients[%d].coa_port", i), "%d is not a port", port)
 			port = 0

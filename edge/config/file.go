@@ -29,6 +29,10 @@ type File struct {
 	// Dictionaries are extra FreeRADIUS-format dictionary files loaded, in order, on top of the
 	// built-in one (proxy/packet/dictionaries): vendor attributes mxedge should name.
 	Dictionaries []string `yaml:"dictionaries"`
+	// Pools, Routes and Eduroam route requests to upstreams other than `upstreams` (routes.go).
+	Pools   []PoolFile   `yaml:"pools"`
+	Routes  []RouteFile  `yaml:"routes"`
+	Eduroam *EduroamFile `yaml:"eduroam"`
 
 	// DuplicateCacheSize bounds the requests the duplicate cache remembers; default 100000.
 	DuplicateCacheSize int `yaml:"duplicate_cache_size"`

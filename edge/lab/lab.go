@@ -52,6 +52,8 @@ type Lab struct {
 	Auth, Acct netip.AddrPort
 	// LaptopCert and LaptopKey are a supplicant certificate the lab cloud authorizes over EAP-TLS.
 	LaptopCert, LaptopKey string
+	// National is the lab's eduroam national server (RADIUS/UDP, national.go).
+	National netip.AddrPort
 	// NAS is the simulated NAS's CoA address (edge/lab/nas.go); CoA is where the configuration
 	// asks mxedge to take CoA from on-prem clients (port 0: a free one).
 	NAS, CoA netip.AddrPort
@@ -114,6 +116,10 @@ func Start(ctx context.Context, o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: upstream: %w", err)
 	}
 	if err := l.startEAP(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := l.startNational(ctx); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -186,6 +192,17 @@ upstreams:
     key: %s
     ca: %s
 `, p.ServerCert, p.ServerKey, p.CAFile)
+	// Visitors on the SSID eduroam go to the lab national server (docs/routing.md).
+	cfg += fmt.Sprintf(`# eduroam (lab)
+eduroam:
+  realms: [%s]
+  operator_name: %s
+  national_servers:
+    - name: lab-national
+      address: %s
+      accounting_port: %d
+      secret: %s
+`, EduroamRealm, EduroamOperator, l.National, l.National.Port(), NationalSecret)
 	l.ConfigPath = filepath.Join(o.Dir, "mxedge.yaml")
 	if err := os.WriteFile(l.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
@@ -271,6 +288,8 @@ func (l *Lab) Instructions(bin string, auth, acct, coa netip.AddrPort) string {
 	line(fmt.Sprintf("  | radclient -x %s auth %s", auth, Secret), "MAB: Access-Accept, VLAN 41")
 	line(fmt.Sprintf("echo 'Message-Authenticator=0x00' | radclient -x %s status %s", auth, Secret), "Status-Server")
 	line(fmt.Sprintf("echo 'Acct-Status-Type=Start,Acct-Session-Id=lab-1,User-Name=alice,Message-Authenticator=0x00' | radclient -x %s acct %s", acct, Secret), "Accounting-Response")
+	fmt.Fprintf(&b, "  echo 'User-Name=%s,User-Password=%s,Called-Station-Id=02-00-00-00-00-AA:eduroam,Message-Authenticator=0x00' \\\n", VisitorName, VisitorPassword)
+	line(fmt.Sprintf("  | radclient -x %s auth %s", auth, Secret), "eduroam visitor: Access-Accept from the lab national server, Operator-Name added")
 	line(fmt.Sprintf("%s cache list --socket %s", bin, ShellQuote(sock)), "MAB clients learned from the lab cloud")
 	fmt.Fprintf(&b, "  %s test auth --server %s --secret %s --eap-tls --identity laptop.lab.test --anonymous \\\n", bin, auth, Secret)
 	line(fmt.Sprintf("  --cert %s --key %s --ca %s", ShellQuote(l.LaptopCert), ShellQuote(l.LaptopKey), ShellQuote(l.PKI.CAFile)), "EAP-TLS: VLAN 300, MPPE keys")

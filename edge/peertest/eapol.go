@@ -58,6 +58,8 @@ type EapolOptions struct {
 	// CallingStationID is the supplicant's MAC ("-M"). Default eapol_test's
 	// 02:00:00:00:00:01.
 	CallingStationID string
+	// CalledStationID, when set, is sent as Called-Station-Id ("MAC:SSID", RFC 3580 §3.20).
+	CalledStationID string
 	// Timeout bounds one authentication. Default 10 s.
 	Timeout time.Duration
 	// Repeat is the number of additional authentications (-r).
@@ -151,6 +153,9 @@ func EapolTest(ctx context.Context, o EapolOptions) (EapolResult, error) {
 	}
 	if o.CallingStationID != "" {
 		args = append(args, "-M", o.CallingStationID)
+	}
+	if o.CalledStationID != "" {
+		args = append(args, "-N30:s:"+o.CalledStationID)
 	}
 	cctx, cancel := context.WithTimeout(ctx, total+5*time.Second)
 	defer cancel()

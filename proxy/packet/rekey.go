@@ -160,6 +160,13 @@ func (k *Rekey) appendVSA(dst []byte, d *Dictionary, v []byte) ([]byte, error) {
 // Proxy-State) byte for byte, CHAP-Challenge added when CHAP needs it (see needsCHAPChallenge), and
 // proxyState appended as our own Proxy-State (RFC 2865 §5.33). Its length is ForwardLen.
 func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, proxyState []byte) (Packet, error) {
+	return ForwardRequestAdding(dst, req, k, id, auth, proxyState, nil)
+}
+
+// ForwardRequestAdding is ForwardRequest that also appends extra, whole encoded attributes that
+// depend on no secret (a route's Operator-Name, RFC 5580 §4.1, or Chargeable-User-Identity,
+// RFC 4372 §2.1), before our Proxy-State.
+func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, proxyState, extra []byte) (Packet, error) {
 	code := req.Code()
 	if requestAuthZeroed(code) {
 		auth = nil
@@ -191,6 +198,7 @@ func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, pro
 		out = append(out, AttrCHAPChallenge, chapChallengeLen)
 		out = append(out, req.Authenticator()...)
 	}
+	out = append(out, extra...)
 	if proxyState != nil {
 		out = append(out, AttrProxyState, byte(2+len(proxyState)))
 		out = append(out, proxyState...)
