@@ -218,7 +218,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.spool, err = spool.Open(p.spool); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	if e.identity, err = newIdentity(p.b.Identity, p.b.Sessions != nil, e.log, e.nasSecret); err != nil {
+	if e.identity, err = newIdentity(p.b.Identity, p.b.Sessions != nil, e.log, e.nasSecret, e.events); err != nil {
 		return nil, err
 	}
 	if err := e.openSessions(e.identity.sessionOptions(p.b.Sessions)); err != nil {

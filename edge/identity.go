@@ -16,10 +16,12 @@ import (
 
 	"mxedge/cache/session"
 	"mxedge/edge/config"
+	"mxedge/edge/events"
 	"mxedge/edge/identity"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
 // identityPush is the running identity push: nil in Edge when no sink is configured.
@@ -31,12 +33,24 @@ type identityPush struct {
 // newIdentity opens the sinks' queues. secret finds a NAS client's secret for the accounting copy.
 // With the session table on (table), the events come from its changes (sessionOptions) and the
 // identity tracker only feeds the accounting copy; without it, the tracker makes the events too.
-func newIdentity(c *config.Identity, table bool, log *slog.Logger, secret func(string) []byte) (*identityPush, error) {
+func newIdentity(c *config.Identity, table bool, log *slog.Logger, secret func(string) []byte, bus *events.Bus) (*identityPush, error) {
 	if c == nil {
 		return nil, nil
 	}
 	o := c.Options
 	o.Logger, o.NASSecret = log, secret
+	// A sink going down or coming back is a NAC event too (`mxedge events --type ...`), beside
+	// its journal line.
+	o.OnSinkState = func(name, typ string, up bool, reason string) {
+		ev := events.Event{Time: time.Now(), Allowed: up, Method: "identity", Reason: typ + " sink " + name,
+			Source: events.SourceLocal, Type: survivability.TypeIdentitySinkDown}
+		if up {
+			ev.Type = survivability.TypeIdentitySinkUp
+		} else if reason != "" {
+			ev.Reason += ": " + reason
+		}
+		bus.Publish(ev)
+	}
 	p, err := identity.New(o)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

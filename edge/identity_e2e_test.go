@@ -19,6 +19,7 @@ import (
 
 	"mxedge/edge"
 	"mxedge/edge/control"
+	"mxedge/edge/events"
 	"mxedge/edge/identity"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
@@ -325,5 +326,19 @@ identity:
 		if strings.Join(types, ",") != "connect,disconnect" {
 			t.Fatalf("session %d: %v", s, types)
 		}
+	}
+	// The restarted edge found the sink down, then back: both are NAC events.
+	var seen []string
+	ectx, ecancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ecancel()
+	err := control.Dial(filepath.Join(x.lab.Dir, "control.sock")).Events(ectx, 100, false, func(ev events.Event) error {
+		if ev.Method == "identity" {
+			seen = append(seen, ev.Type+" ("+ev.Reason+")")
+		}
+		return nil
+	})
+	if err != nil || len(seen) < 2 || !strings.HasPrefix(seen[0], "Identity Sink Down (https sink jims: ") ||
+		seen[len(seen)-1] != "Identity Sink Up (https sink jims)" {
+		t.Fatalf("identity sink events %q (%v)", seen, err)
 	}
 }

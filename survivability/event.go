@@ -36,6 +36,10 @@ const (
 	// Change of Authorization sent to a NAS (RFC 5176 §3): Disconnect-Request and CoA-Request.
 	TypeCoADisconnect     = "NAC CoA Disconnect"
 	TypeCoAReauthenticate = "NAC CoA Reauthenticate"
+
+	// An identity push sink (edge/identity) stopped taking events, or took them again.
+	TypeIdentitySinkDown = "Identity Sink Down"
+	TypeIdentitySinkUp   = "Identity Sink Up"
 )
 
 // Event is one NAC decision: a local one (Engine, localeap) or the cloud's (Learner). The

@@ -221,6 +221,13 @@ func TestHTTPSDownAndBack(t *testing.T) {
 	dir := t.TempDir()
 	o := httpsOptions(dir, rcv.url(), clientTLS(t, certs))
 	o.Domains = Domains{Missing: "none"}
+	var smu sync.Mutex
+	var states []string
+	o.OnSinkState = func(name, typ string, up bool, err string) {
+		smu.Lock()
+		defer smu.Unlock()
+		states = append(states, fmt.Sprintf("%s %s up=%t %t", name, typ, up, err != ""))
+	}
 	p, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +261,13 @@ func TestHTTPSDownAndBack(t *testing.T) {
 	}
 	if rcv.clients["client.example"] == 0 || len(rcv.clients) != 1 {
 		t.Fatalf("client certificates seen: %v", rcv.clients)
+	}
+	smu.Lock()
+	got := strings.Join(states, "; ")
+	smu.Unlock()
+	name := o.Sinks[0].Name
+	if want := name + " https up=false true; " + name + " https up=true false"; got != want {
+		t.Fatalf("sink state callbacks %q, want %q", got, want)
 	}
 	ev := rcv.got()[0]
 	if ev.Domain != "example.com" || ev.User != "u0" || ev.IPAddresses[0] != "10.1.0.0" || ev.NAS != "sw1" {

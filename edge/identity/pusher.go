@@ -60,7 +60,11 @@ type Options struct {
 	// NASSecret returns a NAS client's secret, which the accounting copy needs to re-hide
 	// encrypted attributes; nil: none are re-hidden correctly.
 	NASSecret func(nas string) []byte
-	Logger    *slog.Logger
+	// OnSinkState is told when a sink goes down (its first failed delivery after working or
+	// starting) and when it is back (the first delivery after that), with the error of the
+	// failure. It runs on the sink's goroutine and must not block. nil: the journal only.
+	OnSinkState func(name, typ string, up bool, err string)
+	Logger      *slog.Logger
 	Now       func() time.Time
 }
 
@@ -174,7 +178,7 @@ func New(o Options) (_ *Pusher, err error) {
 		if err != nil {
 			return nil, err
 		}
-		w := &worker{name: s.Name, typ: s.Type, filter: s.Filter, batch: s.Batch, q: q, log: o.Logger, now: o.Now,
+		w := &worker{name: s.Name, typ: s.Type, filter: s.Filter, batch: s.Batch, q: q, log: o.Logger, now: o.Now, onState: o.OnSinkState,
 			backoff: [2]time.Duration{o.BackoffMin, o.BackoffMax}, timeout: s.Timeout,
 			in: make(chan item, inboxSize), wake: make(chan struct{}, 1)}
 		switch s.Type {

@@ -44,6 +44,7 @@ type worker struct {
 	now       func() time.Time
 	backoff   [2]time.Duration // min, max
 	timeout   time.Duration
+	onState   func(name, typ string, up bool, err string) // nil: none
 
 	in   chan item
 	wake chan struct{}
@@ -234,23 +235,33 @@ func (w *worker) nextDelay(d time.Duration) time.Duration {
 func (w *worker) failedAttempt(err error) {
 	w.failed.Add(1)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.lastErr, w.lastErrAt = err.Error(), w.now()
-	if w.up != -1 {
+	down := w.up != -1
+	if down {
 		w.up = -1
 		w.downs++
+	}
+	w.mu.Unlock()
+	if down {
 		w.log.Warn("identity sink down: events kept queued", "sink", w.name, "type", w.typ, "err", err)
+		if w.onState != nil {
+			w.onState(w.name, w.typ, false, err.Error())
+		}
 	}
 }
 
 func (w *worker) succeeded() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.lastOK = w.now()
-	if w.up == -1 {
-		w.log.Info("identity sink back", "sink", w.name, "type", w.typ, "queued", w.q.len())
-	}
+	back := w.up == -1
 	w.up = 1
+	w.mu.Unlock()
+	if back {
+		w.log.Info("identity sink back", "sink", w.name, "type", w.typ, "queued", w.q.len())
+		if w.onState != nil {
+			w.onState(w.name, w.typ, true, "")
+		}
+	}
 }
 
 // SinkStatus is one sink's state for `mxedge identity status` and the metrics.
