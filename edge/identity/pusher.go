@@ -65,7 +65,7 @@ type Options struct {
 	// failure. It runs on the sink's goroutine and must not block. nil: the journal only.
 	OnSinkState func(name, typ string, up bool, err string)
 	Logger      *slog.Logger
-	Now       func() time.Time
+	Now         func() time.Time
 }
 
 var sinkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
