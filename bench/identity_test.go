@@ -66,6 +66,8 @@ func BenchmarkIdentityPush(b *testing.B) {
 			fmt.Sprintf("    - {name: siem, type: syslog, transport: udp, address: %q}\n", udp) +
 			fmt.Sprintf("    - {name: rsso, type: radius-accounting, address: %q, secret: copy-secret}\n", acct)},
 		{"dead sink", "identity:\n  backoff_min: 100ms\n  backoff_max: 1s\n  sinks:\n" + https("gone", dead)},
+		// The same sink alive: what a sink costs whether or not its receiver answers.
+		{"live sink", "identity:\n  backoff_min: 100ms\n  backoff_max: 1s\n  sinks:\n" + https("jims", rcv.addr)},
 	}
 	var out []identityRun
 	for b.Loop() {
@@ -75,7 +77,7 @@ func BenchmarkIdentityPush(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	none, three, deadRun := out[0], out[1], out[2]
+	none, three, deadRun, live := out[0], out[1], out[2], out[3]
 	fmt.Printf("\nload average %s\n%-12s %9s %9s %9s %9s %11s %9s %12s\n", LoadAvg(), "mxedge", "answered", "req/s", "p50", "p99",
 		"cpu µs/req", "sent", "other cores")
 	for _, r := range out {
@@ -87,9 +89,13 @@ func BenchmarkIdentityPush(b *testing.B) {
 	p99Ratio := float64(deadRun.res.P99) / float64(none.res.P99)
 	fmt.Printf("three sinks / none: cpu/req %.2f   dead sink / none: p50 %.2f  p99 %.2f  req/s %.2f\n",
 		cpuRatio, p50Ratio, p99Ratio, deadRun.res.Rate()/none.res.Rate())
+	deadLive := float64(deadRun.res.P50) / float64(live.res.P50)
+	fmt.Printf("dead sink / the same sink alive: p50 %.2f  p99 %.2f  req/s %.2f  cpu/req %.2f\n", deadLive,
+		float64(deadRun.res.P99)/float64(live.res.P99), deadRun.res.Rate()/live.res.Rate(), deadRun.cpuPerReq/live.cpuPerReq)
 	b.ReportMetric(cpuRatio, "cpu-ratio-3sinks")
 	b.ReportMetric(p50Ratio, "p50-ratio-dead")
 	b.ReportMetric(p99Ratio, "p99-ratio-dead")
+	b.ReportMetric(deadLive, "p50-ratio-dead-live")
 }
 
 // measureIdentity starts mxedge with extra configuration, warms it up, runs the accounting load
