@@ -9,7 +9,7 @@ import (
 	"mxedge/proxy"
 )
 
-// The eduroam preset (seed facts §10; docs/routing.md) expands into a pool of the national
+// The eduroam preset (docs/routing.md) expands into a pool of the national
 // servers, a NAS client per national server, and these routes, after the operator's own:
 //
 //  1. eduroam-home-roaming: from a national server, a home realm -> the cloud (the IdP flow);
