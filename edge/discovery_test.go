@@ -6,13 +6,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"mxedge/edge"
 	"mxedge/pki"
@@ -41,41 +38,19 @@ func TestEdgeDiscovery(t *testing.T) {
 	}
 	t.Cleanup(realmSrv.Close)
 
-	mux := dns.NewServeMux()
 	records := map[string]string{
 		"campus.example.":              `campus.example. 60 IN NAPTR 10 10 "s" "x-eduroam:radius.tls" "" _radsec._tcp.campus.example.`,
 		"_radsec._tcp.campus.example.": fmt.Sprintf(`_radsec._tcp.campus.example. 60 IN SRV 0 0 %d rs.campus.example.`, realmSrv.Addr().Port()),
 		"rs.campus.example.":           `rs.campus.example. 60 IN A 127.0.0.1`,
 	}
-	mux.HandleFunc(".", func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		if s, ok := records[r.Question[0].Name]; ok {
-			rr, _ := dns.NewRR(s)
-			if rr.Header().Rrtype == r.Question[0].Qtype {
-				m.Answer = append(m.Answer, rr)
-			}
-		} else {
-			m.Rcode = dns.RcodeNameError
-		}
-		_ = w.WriteMsg(m)
-	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
+	dnsAddr := startRealmDNS(t, records)
 
 	dir := t.TempDir()
 	doc := lifecycleDoc(dir, lab, up, "s", "") + fmt.Sprintf(`  dns: {servers: ["%s"]}
 discovery:
   enabled: true
   services: [x-eduroam:radius.tls]
-`, pc.LocalAddr())
+`, dnsAddr)
 	c := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	if err := edge.Check(c); err != nil {
 		t.Fatal(err)
