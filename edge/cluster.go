@@ -89,6 +89,8 @@ type peerPool struct {
 	key string
 	run poolRun // zero: no cloud peer
 
+	members atomic.Pointer[[]netip.Addr] // every member's address, refreshed by update
+
 	forwarded, answered, failed atomic.Uint64
 }
 
@@ -115,6 +117,14 @@ func (p *peerPool) Run(ctx context.Context) {
 }
 
 func (p *peerPool) update() {
+	// The members' addresses, for viaPeer's loop check: computed here every tick, not per request.
+	var addrs []netip.Addr
+	for _, m := range p.e.clusterParts.c.Members() {
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+			addrs = append(addrs, ap.Addr().Unmap())
+		}
+	}
+	p.members.Store(&addrs)
 	peers := p.e.clusterParts.c.CloudPeers()
 	var keys []string
 	for _, m := range peers {
@@ -207,11 +217,8 @@ func (f *peerFallback) viaPeer(req *proxy.Request) *proxy.Pool {
 	if st, ok := req.Packet.Attr(packet.AttrState); ok && f.e.localEAP != nil && f.e.localEAP.Owns(st) {
 		return nil
 	}
-	src := req.Src.Addr().Unmap()
-	for _, m := range f.e.clusterParts.c.Members() {
-		if ap, err := netip.ParseAddrPort(m.Addr); err == nil && ap.Addr().Unmap() == src {
-			return nil // from a peer edge: answered here, never sent on
-		}
+	if ms := pp.members.Load(); ms != nil && slices.Contains(*ms, req.Src.Addr().Unmap()) {
+		return nil // from a peer edge: answered here, never sent on
 	}
 	return pp.pool()
 }
