@@ -34,6 +34,15 @@ type Rekey struct {
 	scratch            []byte
 }
 
+// vector is an authenticator to hide or reveal with: nil stands for the zero vector, made only when
+// a hidden value needs it, so forwarding an Accounting-Request without one allocates nothing.
+func vector(auth []byte) []byte {
+	if auth == nil {
+		return make([]byte, AuthLen)
+	}
+	return auth
+}
+
 func (k *Rekey) dict() *Dictionary {
 	if k.Dict == nil {
 		return Builtin()
@@ -53,7 +62,7 @@ func (k *Rekey) password(dst, v []byte) ([]byte, error) {
 	plain := v
 	if !k.FromClear {
 		var err error
-		if plain, err = DecryptUserPassword(k.scratch[:0], v, k.FromSecret, k.FromAuth); err != nil {
+		if plain, err = DecryptUserPassword(k.scratch[:0], v, k.FromSecret, vector(k.FromAuth)); err != nil {
 			return nil, err
 		}
 		k.scratch = plain
@@ -66,7 +75,7 @@ func (k *Rekey) password(dst, v []byte) ([]byte, error) {
 		}
 		return append(dst, plain...), nil
 	}
-	return EncryptUserPassword(dst, plain, k.ToSecret, k.ToAuth), nil
+	return EncryptUserPassword(dst, plain, k.ToSecret, vector(k.ToAuth)), nil
 }
 
 // salted re-encrypts a Salt||ciphertext value (RFC 2868 §3.5) under a fresh salt. On a RADIUS/1.1
@@ -76,7 +85,7 @@ func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
 	plain := v
 	if !k.FromClear {
 		var err error
-		if plain, err = DecryptSalted(k.scratch[:0], v, k.FromSecret, k.FromAuth); err != nil {
+		if plain, err = DecryptSalted(k.scratch[:0], v, k.FromSecret, vector(k.FromAuth)); err != nil {
 			return nil, err
 		}
 		k.scratch = plain
@@ -87,7 +96,7 @@ func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
 	if k.ToClear {
 		return append(dst, plain...), nil
 	}
-	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, k.ToAuth), nil
+	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, vector(k.ToAuth)), nil
 }
 
 // value appends the re-keyed value v of attribute def. A tagged attribute keeps its tag octet in
@@ -216,17 +225,14 @@ func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byt
 		b.AddMA()
 	}
 	out := b.b
+	// Accounting-style requests carry no encrypted attributes that use the authenticator; RFC
+	// 2868 Tunnel-Password in them uses the zero vector (nil here, see vector), both ways: their
+	// authenticator is a digest over the hidden values, so it cannot have hidden them.
 	k.FromAuth = req.Authenticator()
-	k.ToAuth = auth
-	if k.ToAuth == nil {
-		// Accounting-style requests carry no encrypted attributes that use the authenticator;
-		// RFC 2868 Tunnel-Password in them uses the zero vector, both ways: their authenticator
-		// is a digest over the hidden values, so it cannot have hidden them.
-		k.ToAuth = make([]byte, AuthLen)
-		if requestAuthZeroed(code) {
-			k.FromAuth = k.ToAuth
-		}
+	if requestAuthZeroed(code) {
+		k.FromAuth = nil
 	}
+	k.ToAuth = auth
 	var err error
 	for it := req.Attrs(); ; {
 		typ, v, ok := it.Next()
