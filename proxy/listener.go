@@ -618,10 +618,16 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 	if pc.v11 != nil {
 		classic, err := pc.v11.Request(p)
 		if err != nil {
+			// 256 outstanding on the connection is an in-flight cap like MaxInFlightPerPeer;
+			// anything else is a value the classic form cannot carry.
+			reason := DropMalformed
+			if errors.Is(err, radsec.ErrTranslatorFull) {
+				reason = DropPeerInFlight
+			}
 			l.server.stats.Received.Add(1)
-			l.server.stats.Dropped[DropMalformed].Add(1)
+			l.server.stats.Dropped[reason].Add(1)
 			l.stats.Untranslatable.Add(1)
-			l.logLimited("v11", slog.LevelWarn, "request dropped", "reason", "radius/1.1 request not translatable", "peer", pc.src,
+			l.logLimited("v11", slog.LevelWarn, "request dropped", "reason", reason.String(), "peer", pc.src,
 				"nas", pc.client.Name, "err", err)
 			return
 		}
