@@ -49,7 +49,7 @@ radsec:
 func startEdgeA(t *testing.T, lab *pkitest.Lab, upstream, version string) *e2e {
 	t.Helper()
 	dir := t.TempDir()
-	x := &e2e{lab: lab, logs: &syncBuffer{}}
+	x := &e2e{lab: lab, logs: &syncBuffer{}, metrics: true}
 	cfg := fmt.Sprintf(`
 cache:
   path: %s
@@ -433,6 +433,10 @@ func TestRADIUS11Fallback(t *testing.T) {
 			}
 			if !strings.Contains(a.logs.String(), "upstream connection refused: radius version") {
 				t.Fatal("refusal not logged")
+			}
+			m := &metricsEdge{e: a.edge, url: fmt.Sprintf("http://%s/metrics", a.edge.Metrics().Addr())}
+			if n := sum(families(t, m.scrape(t)), "mxedge_radsec_version_refused_total", map[string]string{"direction": "upstream"}); n < 1 {
+				t.Fatalf("mxedge_radsec_version_refused_total{direction=upstream} = %v", n)
 			}
 			// The product's rules for an unreachable cloud apply: accounting is spooled and
 			// acknowledged; PAP gets the configured local decision (by default a deliberate,
