@@ -319,3 +319,58 @@ func built(tb testing.TB, b packet.Builder) packet.Packet {
 	}
 	return append(packet.Packet(nil), p...)
 }
+
+// FuzzTranslator feeds arbitrary RADIUS/1.1 requests to a listener connection's Translator and
+// answers each with a classic Access-Accept echoing its attributes, hidden ones hidden: it never
+// panics, the classic form verifies under the connection's secret, and the response goes back as a
+// well-formed RADIUS/1.1 packet carrying the request's Token.
+func FuzzTranslator(f *testing.F) {
+	b := packet.New(nil, packet.CodeAccessRequest, 0, nil)
+	b.Add(packet.AttrUserPassword, []byte("hunter2"))
+	b.AddTagged(packet.AttrTunnelPassword, 1, []byte("pw"))
+	b.AddVSA(packet.VendorMicrosoft, 17, []byte("0123456789abcdef0123456789abcdef"))
+	seed, _ := b.Finish(nil, nil)
+	f.Add([]byte(seed))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		p, err := packet.Parse(in)
+		if err != nil {
+			return
+		}
+		secret := []byte("peer-secret")
+		tr := NewTranslator(secret, time.Minute)
+		classic, err := tr.Request(p)
+		if err != nil {
+			return
+		}
+		if _, err := packet.Parse(classic); err != nil {
+			t.Fatalf("classic form malformed: %v", err)
+		}
+		if packet.CheckRequestMA(classic, secret) == packet.MAInvalid {
+			t.Fatal("classic form's Message-Authenticator does not verify")
+		}
+		rb := packet.NewResponse(nil, classic, packet.CodeAccessAccept)
+		for it := classic.Attrs(); ; {
+			typ, v, ok := it.Next()
+			if !ok {
+				break
+			}
+			if typ != packet.AttrMessageAuthenticator && rb.Len()+2+len(v) < packet.MaxLen {
+				rb.Add(typ, v)
+			}
+		}
+		resp, err := rb.Finish(secret, classic.Authenticator())
+		if err != nil {
+			return
+		}
+		r11, err := tr.Response(resp)
+		if err != nil {
+			return
+		}
+		if _, err := packet.Parse(r11); err != nil {
+			t.Fatalf("1.1 response malformed: %v", err)
+		}
+		if packet.Packet(r11).Token() != p.Token() || r11[1] != 0 || packet.Packet(r11).Has(packet.AttrMessageAuthenticator) {
+			t.Fatalf("1.1 response header %x", r11[:packet.HeaderLen])
+		}
+	})
+}
