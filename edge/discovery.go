@@ -65,7 +65,7 @@ func (a realmAdapter) InvalidateRealm(realm string) { a.r.InvalidateRealm(realm)
 func radsecConns(st Status) []metrics.RadSecConn {
 	var out []metrics.RadSecConn
 	add := func(dir, peer string, t proxy.TLSInfo) {
-		out = append(out, metrics.RadSecConn{Direction: dir, Peer: peer, Version: t.Version, Cipher: t.Cipher, Group: t.Group})
+		out = append(out, metrics.RadSecConn{Direction: dir, Peer: peer, Version: t.Version, Cipher: t.Cipher, Group: t.Group, RADIUS: t.RADIUS})
 	}
 	for _, u := range st.Upstreams {
 		for _, t := range u.TLS {

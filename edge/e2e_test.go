@@ -72,6 +72,7 @@ type e2e struct {
 	acct    string
 	radsec  string
 	logs    *syncBuffer
+	metrics bool // serve /metrics on an ephemeral loopback port
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -84,7 +85,11 @@ func (x *e2e) start(t *testing.T) {
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := edge.New(c, edge.Options{Logger: logger})
+	opts := edge.Options{Logger: logger}
+	if x.metrics {
+		opts.MetricsAddr = "127.0.0.1:0"
+	}
+	e, err := edge.New(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

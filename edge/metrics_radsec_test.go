@@ -10,13 +10,15 @@ import (
 
 // TestMetricsRadSecConnections: each RadSec connection's negotiated TLS version, cipher and key
 // exchange group are a gauge's labels, for the upstream and for a peer of the listener (Go's
-// default negotiates the X25519MLKEM768 hybrid on both), and the scrape passes promtool.
+// default negotiates the X25519MLKEM768 hybrid on both), and so is the RADIUS version (1.0 with
+// the Go responder, which offers no ALPN); the scrape passes promtool.
 func TestMetricsRadSecConnections(t *testing.T) {
 	pt := promtool(t)
 	m := startMetricsEdge(t)
 	scrape := m.scrape(t)
 	mfs := families(t, scrape)
-	want := map[string]string{"direction": "upstream", "peer": "up", "tls_version": "TLS 1.3", "cipher": "TLS_AES_128_GCM_SHA256", "group": "X25519MLKEM768"}
+	want := map[string]string{"direction": "upstream", "peer": "up", "tls_version": "TLS 1.3", "cipher": "TLS_AES_128_GCM_SHA256", "group": "X25519MLKEM768",
+		"radius_version": "1.0"}
 	if n := sum(mfs, "mxedge_radsec_connections", want); n < 1 {
 		t.Fatalf("no mxedge_radsec_connections%v in\n%s", want, grep(scrape, "radsec_connections"))
 	}

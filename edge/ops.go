@@ -134,6 +134,15 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		s.LocalDecisions = append(s.LocalDecisions, metrics.LocalDecision{Method: d.Method, Reason: d.Reason, Code: code, Count: d.Count})
 	}
 	for _, u := range st.Upstreams {
+		s.RadSecRefused.Upstream += u.VersionRefused
+	}
+	for _, r := range st.Realms {
+		s.RadSecRefused.Upstream += r.Upstream.VersionRefused
+	}
+	if e.listener != nil {
+		s.RadSecRefused.Listener = e.listener.Stats().VersionRefused.Load()
+	}
+	for _, u := range st.Upstreams {
 		s.Upstreams = append(s.Upstreams, metrics.Upstream{Name: u.Name, State: u.State.String(), RTT: u.RTT,
 			Replies: u.Answered, Downs: u.Failures, Connections: u.Connections, Inflight: u.Inflight})
 	}

@@ -138,6 +138,13 @@ type ListenerStats struct {
 	Idle            atomic.Uint64 // connections closed by the idle timeout
 	Reloaded        atomic.Uint64 // connections closed because a reload removed or changed their peer
 	Stalled         atomic.Uint64 // connections closed because the peer stopped reading its responses
+	// VersionRefused counts connections closed after the handshake because the peer did not
+	// negotiate RADIUS/1.1 and the listener requires it (radius_version: require), or negotiated
+	// it over TLS 1.2.
+	VersionRefused atomic.Uint64
+	// Untranslatable counts RADIUS/1.1 requests dropped because they could not be carried in
+	// classic form (radsec.Translator: 256 outstanding on one connection, or a malformed value).
+	Untranslatable atomic.Uint64
 }
 
 // Listener accepts RadSec connections and feeds their requests into the same path as UDP.
@@ -186,6 +193,8 @@ type peerConn struct {
 	chain  []*x509.Certificate // as the peer sent it, to verify again when the CA changes
 	tls    *tls.Config         // the configuration its handshake used
 	state  TLSInfo             // what the handshake negotiated
+	v11    *radsec.Translator  // non-nil: the connection speaks RADIUS/1.1 (RFC 9765)
+	out    radsec.ReplyFunc    // writes a classic response on the stream (translated on RADIUS/1.1)
 	w      ResponseWriter      // made by the reading goroutine before its first request
 	// slots holds, per RADIUS ID, the requests with that ID in flight. Guarded by peer.mu.
 	slots [256]idSlot
@@ -504,8 +513,21 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 			"want", strings.Join(pt.names[client], ","))
 		return
 	}
+	if err := radsec.CheckNegotiated(radsec.VersionOf(tlsCfg), state); err != nil {
+		// RFC 9765: a server that requires RADIUS/1.1 closes a connection whose client did not
+		// offer "radius/1.1" (one that offered other names only failed the handshake already,
+		// with the no_application_protocol alert crypto/tls sends).
+		nc.Close()
+		l.stats.VersionRefused.Add(1)
+		l.logLimited("version", slog.LevelWarn, "radsec peer refused: radius version", "peer", src, "nas", client.Name, "err", err,
+			"hint", "the peer does not offer RADIUS/1.1 (ALPN radius/1.1); set the listener's radius_version: allow")
+		return
+	}
 	pc := &peerConn{id: l.connID.Add(1), src: src, raw: nc, peer: ps, client: client, names: pt.names[client],
 		cert: state.PeerCertificates[0], chain: state.PeerCertificates, tls: tlsCfg, state: NewTLSInfo(state)}
+	if radsec.Is11(state) {
+		pc.v11 = radsec.NewTranslator(client.Secret, l.ttl)
+	}
 	if !l.register(pc) {
 		nc.Close()
 		l.stats.Reloaded.Add(1)
@@ -514,7 +536,7 @@ func (l *Listener) serve(ctx context.Context, nc net.Conn) {
 	}
 	l.stats.Accepted.Add(1)
 	l.opts.Logger.Info("radsec peer connected", "peer", src, "nas", client.Name, "tls", tls.VersionName(state.Version),
-		"group", pc.state.Group)
+		"group", pc.state.Group, "radius", pc.state.RADIUS)
 	err = radsec.ServeConn(ctx, tc, radsec.ServeOptions{Cork: l.server.opts.Cork, IdleTimeout: l.opts.IdleTimeout},
 		func(p packet.Packet, reply radsec.ReplyFunc) { l.handle(pc, p, reply) })
 	l.unregister(pc)
@@ -574,6 +596,18 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 		// ServeConn hands every request the same ReplyFunc: wrap it, and build the stream's
 		// ResponseWriter, once.
 		out := reply
+		if tr := pc.v11; tr != nil {
+			// RADIUS/1.1: requests go down the classic path in classic form, and their responses
+			// go back in RADIUS/1.1 form with their request's Token.
+			out = func(resp []byte) error {
+				r11, err := tr.Response(resp)
+				if err != nil {
+					return err
+				}
+				return reply(r11)
+			}
+		}
+		pc.out = out
 		pc.w = newStreamWriter(pc.client, pc.src, pc.id, func(resp []byte) error {
 			if len(resp) > 1 {
 				l.answered(pc, resp[1])
@@ -581,10 +615,28 @@ func (l *Listener) handle(pc *peerConn, p packet.Packet, reply radsec.ReplyFunc)
 			return out(resp)
 		})
 	}
+	if pc.v11 != nil {
+		classic, err := pc.v11.Request(p)
+		if err != nil {
+			// 256 outstanding on the connection is an in-flight cap like MaxInFlightPerPeer;
+			// anything else is a value the classic form cannot carry.
+			reason := DropMalformed
+			if errors.Is(err, radsec.ErrTranslatorFull) {
+				reason = DropPeerInFlight
+			}
+			l.server.stats.Received.Add(1)
+			l.server.stats.Dropped[reason].Add(1)
+			l.stats.Untranslatable.Add(1)
+			l.logLimited("v11", slog.LevelWarn, "request dropped", "reason", reason.String(), "peer", pc.src,
+				"nas", pc.client.Name, "err", err)
+			return
+		}
+		p = classic
+	}
 	if code := p.Code(); (code == packet.CodeCoARequest || code == packet.CodeDisconnectRequest) &&
 		l.opts.DynAuth != nil && l.dynAuthPeer(pc.client.Name) {
 		// Not a NAS request: no in-flight slot, no front door; the relay answers on the stream.
-		l.opts.DynAuth.ServePeer(pc.client.Name, pc.id, pc.client.Secret, p, reply)
+		l.opts.DynAuth.ServePeer(pc.client.Name, pc.id, pc.client.Secret, p, pc.out)
 		return
 	}
 	if !l.admit(pc, p.ID(), p.Authenticator()) {

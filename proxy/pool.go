@@ -312,6 +312,9 @@ type attempt struct {
 	ps    [ProxyStateLen]byte
 	sent  time.Time
 	extra []byte
+	// v11: the last build was for a RADIUS/1.1 connection (build11), so the reply comes in that
+	// form. Written by the build, read by the handler the same connection calls after it.
+	v11 bool
 	// ticket is the UDP transmission in flight, for the NAS's retransmissions (upstream_udp.go).
 	ticket atomic.Pointer[udpTicket]
 }
@@ -344,6 +347,7 @@ func (a *attempt) next() {
 }
 
 func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
+	a.v11 = false
 	rand.Read(a.auth[:])
 	k := packet.Rekey{
 		FromSecret: a.req.Client.Secret,
@@ -355,6 +359,19 @@ func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
 		dst = make([]byte, 0, forwardLen(a.req.Packet)+len(a.extra))
 	}
 	return packet.ForwardRequestAdding(dst, a.req.Packet, &k, id, a.auth[:], a.ps[:], a.extra)
+}
+
+// build11 is build for a RADIUS/1.1 connection (RFC 9765): the NAS's hidden attributes are
+// decrypted and sent in the clear in the same pass that would re-key them, with no
+// Message-Authenticator; the connection writes the Token.
+func (a *attempt) build11(dst []byte, id uint8) (packet.Packet, error) {
+	a.v11 = true
+	rand.Read(a.auth[:]) // the salts of the response's re-encryption come from it
+	k := packet.Rekey{FromSecret: a.req.Client.Secret, ToClear: true}
+	if dst == nil {
+		dst = make([]byte, 0, forwardLen(a.req.Packet)+len(a.extra))
+	}
+	return packet.ForwardRequestAdding(dst, a.req.Packet, &k, id, nil, a.ps[:], a.extra)
 }
 
 // handle runs on the connection's reader goroutine (or the caller's, for a build failure).
@@ -379,6 +396,9 @@ func (a *attempt) handle(resp packet.Packet, err error) {
 		FromAuth:   a.auth[:],
 		ToSecret:   a.req.Client.Secret,
 		Salt:       binary.BigEndian.Uint16(a.auth[2:]),
+		// A RADIUS/1.1 reply carries hidden attributes in the clear: they are hidden with the
+		// NAS's secret here, and the reply signed for it, in the same pass.
+		FromClear: a.v11,
 	}
 	// Sized once: the reply without our Proxy-State, with a Message-Authenticator at most added.
 	out, err := packet.ForwardResponse(make([]byte, 0, min(len(resp)+18, packet.MaxLen)), resp, &k, a.req.Packet, a.ps[:])

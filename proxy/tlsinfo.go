@@ -3,6 +3,8 @@ package proxy
 import (
 	"crypto/tls"
 	"slices"
+
+	"mxedge/proxy/radsec"
 )
 
 // TLSInfo is what one RadSec connection negotiated, for `mxedge status` and metrics.
@@ -12,13 +14,16 @@ type TLSInfo struct {
 	Group   string      `json:"group"`   // key exchange, "X25519MLKEM768"
 	Hybrid  bool        `json:"hybrid"`  // Group is a post-quantum hybrid (HybridGroups)
 	CurveID tls.CurveID `json:"curve_id"`
+	// RADIUS is the RADIUS version the connection carries: "1.1" when ALPN negotiated
+	// radius/1.1 (RFC 9765), else "1.0" (historic RADIUS/TLS, RFC 6614).
+	RADIUS string `json:"radius"`
 }
 
 // NewTLSInfo summarises a completed handshake (tls.ConnectionState.CurveID is the key exchange
 // group, RFC 8446 §4.2.7).
 func NewTLSInfo(cs tls.ConnectionState) TLSInfo {
 	info := TLSInfo{Version: tls.VersionName(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite), CurveID: cs.CurveID,
-		Hybrid: IsHybrid(cs.CurveID)}
+		Hybrid: IsHybrid(cs.CurveID), RADIUS: radsec.VersionName(cs)}
 	if cs.CurveID != 0 {
 		info.Group = cs.CurveID.String()
 	}
@@ -41,4 +46,19 @@ func IsHybrid(id tls.CurveID) bool { return slices.Contains(HybridGroups(), id) 
 func RequireHybrid(cfg *tls.Config) {
 	cfg.CurvePreferences = HybridGroups()
 	cfg.MinVersion = tls.VersionTLS13
+}
+
+// SetRADIUSVersion applies a radius_version setting, "allow" (also ""), "off" or "require", to a
+// RadSec TLS configuration as its ALPN list (radsec.Version, RFC 9765): the upstream connections
+// and the listener read the setting back from the list (radsec.VersionOf).
+func SetRADIUSVersion(cfg *tls.Config, version string) error {
+	v := radsec.VersionAllow
+	if version != "" {
+		var err error
+		if v, err = radsec.ParseVersion(version); err != nil {
+			return err
+		}
+	}
+	v.Apply(cfg)
+	return nil
 }

@@ -179,6 +179,9 @@ type Upstream struct {
 	rttEWMA  atomic.Int64 // nanoseconds
 	answered atomic.Uint64
 	failures atomic.Uint64
+	// versionRefused counts connections closed after the handshake because they did not
+	// negotiate the RADIUS version the configuration requires (radsec.CheckNegotiated).
+	versionRefused atomic.Uint64
 
 	mu      sync.Mutex
 	conns   []*radsec.Conn
@@ -204,7 +207,10 @@ type UpstreamStatus struct {
 	Inflight    int
 	Answered    uint64
 	Failures    uint64
-	LastError   string
+	// VersionRefused counts connections closed because they did not negotiate RADIUS/1.1 while
+	// the configuration requires it (radius_version: require), or negotiated it over TLS 1.2.
+	VersionRefused uint64
+	LastError      string
 	// TLS is what each live connection negotiated (version, cipher, key exchange group).
 	TLS []TLSInfo `json:"TLS,omitempty"`
 }
@@ -216,7 +222,7 @@ func (u *Upstream) Status() UpstreamStatus {
 	st := UpstreamStatus{
 		Name: u.opts.Name, State: UpstreamState(u.state.Load()), Since: u.since, Addr: u.addr,
 		RTT: time.Duration(u.rttEWMA.Load()), Connections: len(u.conns),
-		Answered: u.answered.Load(), Failures: u.failures.Load(),
+		Answered: u.answered.Load(), Failures: u.failures.Load(), VersionRefused: u.versionRefused.Load(),
 	}
 	for _, c := range u.conns {
 		st.Inflight += c.Inflight()
@@ -309,8 +315,9 @@ func (u *Upstream) observeRTT(d time.Duration) {
 }
 
 // exchange sends one request on the least loaded live connection, asking for another connection
-// when every identifier is in use.
-func (u *Upstream) exchange(build radsec.BuildFunc, deadline time.Time, h radsec.Handler) error {
+// when every identifier is in use. build11 encodes it for a RADIUS/1.1 connection
+// (radsec.Conn.ExchangeNative).
+func (u *Upstream) exchange(build, build11 radsec.BuildFunc, deadline time.Time, h radsec.Handler) error {
 	u.mu.Lock()
 	var best *radsec.Conn
 	bestLoad := 1 << 30
@@ -335,7 +342,7 @@ func (u *Upstream) exchange(build radsec.BuildFunc, deadline time.Time, h radsec
 	if best == nil {
 		return radsec.ErrClosed
 	}
-	return best.Exchange(build, deadline, h)
+	return best.ExchangeNative(build, build11, deadline, h)
 }
 
 // run keeps the upstream connected until ctx ends: resolve, dial, prove the connection answers a
@@ -583,6 +590,15 @@ func (u *Upstream) dialTarget(ctx context.Context, t Target) (*radsec.Conn, bool
 		var ne net.Error
 		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 		return nil, !timedOut, err
+	}
+	if err := radsec.CheckNegotiated(radsec.VersionOf(cfg), nc.ConnectionState()); err != nil {
+		// RFC 9765: a client that requires RADIUS/1.1 closes a connection whose server answered
+		// no "radius/1.1". Requests meanwhile go to the next upstream or the local fallback.
+		raw.Close()
+		u.versionRefused.Add(1)
+		u.logger.Warn("upstream connection refused: radius version", "upstream", u.opts.Name, "peer", t.Addr, "err", err,
+			"hint", "the upstream does not offer RADIUS/1.1 (ALPN radius/1.1); set radius_version: allow, or enable it there")
+		return nil, true, fmt.Errorf("proxy: upstream %q: %w", u.opts.Name, err)
 	}
 	u.mu.Lock()
 	u.addr = t.Addr

@@ -149,7 +149,7 @@ type udpTicket struct {
 // send hands the attempt to u: its RadSec connections, or its UDP client.
 func (a *attempt) send(u *Upstream) error {
 	if u.udp == nil {
-		return u.exchange(a.build, a.req.Deadline, a.handle)
+		return u.exchange(a.build, a.build11, a.req.Deadline, a.handle)
 	}
 	c := u.udp
 	if a.req.Packet.Code() == packet.CodeAccountingRequest {

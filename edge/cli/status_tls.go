@@ -11,12 +11,16 @@ type tlsView struct {
 	Cipher  string `json:"cipher"`
 	Group   string `json:"group"`
 	Hybrid  bool   `json:"hybrid"`
+	RADIUS  string `json:"radius"` // "1.1" (RFC 9765) or "1.0"; empty from a daemon that predates it
 }
 
 func (t tlsView) String() string {
 	s := fmt.Sprintf("%s, %s, %s", orDash(t.Version), orDash(t.Cipher), orDash(t.Group))
 	if t.Hybrid {
 		s += " (post-quantum hybrid)"
+	}
+	if t.RADIUS != "" {
+		s += ", RADIUS/" + t.RADIUS
 	}
 	return s
 }
@@ -60,6 +64,7 @@ type tlsDoc struct {
 	Cipher  string `json:"cipher"`
 	Group   string `json:"group"` // key exchange, e.g. "X25519MLKEM768"
 	Hybrid  bool   `json:"post_quantum_hybrid"`
+	RADIUS  string `json:"radius_version"` // "1.1" when ALPN negotiated radius/1.1 (RFC 9765), else "1.0"
 }
 
 type radsecConnDoc struct {

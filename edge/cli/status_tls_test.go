@@ -12,9 +12,11 @@ import (
 )
 
 // TestStatusTLS: status shows per RadSec connection (upstream, listener peer, discovered realm)
-// the TLS version, cipher and key exchange group, marking post-quantum hybrids.
+// the TLS version, cipher and key exchange group, marking post-quantum hybrids, and the RADIUS
+// version it carries (1.1 when ALPN negotiated radius/1.1, RFC 9765).
 func TestStatusTLS(t *testing.T) {
-	hybrid := proxy.NewTLSInfo(tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, CurveID: tls.X25519MLKEM768})
+	hybrid := proxy.NewTLSInfo(tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256, CurveID: tls.X25519MLKEM768,
+		NegotiatedProtocol: "radius/1.1"})
 	classic := proxy.NewTLSInfo(tls.ConnectionState{Version: tls.VersionTLS12, CipherSuite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, CurveID: tls.X25519})
 	st := edge.Status{
 		Mode: "up", Since: opsT0.Add(-time.Hour), Started: opsT0.Add(-time.Hour),

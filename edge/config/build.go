@@ -672,6 +672,7 @@ func (c *Config) keyPassphrase(v *validator, path, file string) (pki.Password, b
 }
 
 func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
+	checkRADIUSVersion(v, path, t)
 	pair, pool, minVer, ok := c.loadTLS(v, path, t)
 	if !ok {
 		return nil
@@ -685,6 +686,7 @@ func (c *Config) clientTLS(v *validator, path string, t TLSFile) *tls.Config {
 }
 
 func (c *Config) serverTLS(v *validator, path string, t TLSFile) *tls.Config {
+	checkRADIUSVersion(v, path, t)
 	pair, pool, minVer, ok := c.loadTLS(v, path, t)
 	if !ok {
 		return nil

@@ -157,6 +157,7 @@ type TLSFile struct {
 	CA                string `yaml:"ca"`                  // PEM bundle that verifies the peer
 	MinVersion        string `yaml:"min_version"`         // "1.2" (default) | "1.3"
 	RequireHybridKEX  bool   `yaml:"require_hybrid_kex"`  // only post-quantum hybrid key exchange (TLS 1.3)
+	RADIUSVersion     string `yaml:"radius_version"`      // allow (default) | off | require: RADIUS/1.1 by ALPN (RFC 9765)
 }
 
 // Upstreams configure the RadSec upstreams.

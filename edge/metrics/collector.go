@@ -76,7 +76,7 @@ var (
 		descUpState, descUpStateName, descUpRTT, descUpReplies, descUpDowns, descUpConnections, descUpInflight,
 		descCacheSize, descCacheDrops, descSpool, descSpoolFull, descSpoolQuar, descRevFail, descRevOK,
 		descEAPConv, descEAPStarted, descEAPChallenges, descEAPEnded, descEAPDiscarded, descEAPRefused,
-		descCertExpiry, descEvDropped, descDecisionLog, descRadSecConns}
+		descCertExpiry, descEvDropped, descDecisionLog, descRadSecConns, descRadSecRefused}
 )
 
 // snapshotCollector turns a Snapshot taken at scrape time into constant metrics.
@@ -176,6 +176,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	collectRadSec(gauge, s.RadSec)
+	collectRadSecRefused(counter, s.RadSecRefused)
 	for _, u := range s.Upstreams {
 		gauge(descUpState, bool01(u.State == "up"), u.Name)
 		for _, st := range UpstreamStates {

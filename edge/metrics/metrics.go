@@ -68,6 +68,8 @@ type Snapshot struct {
 	Sessions *Sessions
 	// RadSec is every live RadSec connection's TLS parameters (edge/metrics/radsec.go).
 	RadSec []RadSecConn
+	// RadSecRefused counts connections refused for their RADIUS version (edge/metrics/radsec.go).
+	RadSecRefused RadSecRefused
 	// Identity is the identity push sinks (edge/metrics/identity.go); empty without any.
 	Identity []IdentitySink
 }

@@ -27,7 +27,20 @@ type Rekey struct {
 	ToSecret, ToAuth     []byte      // secret and request authenticator to encrypt it with
 	Salt                 uint16      // per-packet salt seed; each salted attribute gets the next value
 	Dict                 *Dictionary // the encrypt= table; nil means Builtin()
-	scratch              []byte
+	// FromClear: the packet comes from a RADIUS/1.1 connection, where every hidden attribute is
+	// carried as its plain value (RFC 9765, "Obfuscated Attributes"); FromSecret/FromAuth are unused.
+	// ToClear: it goes to one, so hidden values are written plain; ToSecret/ToAuth are unused.
+	FromClear, ToClear bool
+	scratch            []byte
+}
+
+// vector is an authenticator to hide or reveal with: nil stands for the zero vector, made only when
+// a hidden value needs it, so forwarding an Accounting-Request without one allocates nothing.
+func vector(auth []byte) []byte {
+	if auth == nil {
+		return make([]byte, AuthLen)
+	}
+	return auth
 }
 
 func (k *Rekey) dict() *Dictionary {
@@ -42,34 +55,64 @@ func (k *Rekey) nextSalt() [2]byte {
 	return [2]byte{byte(k.Salt>>8) | 0x80, byte(k.Salt)}
 }
 
-// password re-hides a User-Password style value (RFC 2865 §5.2).
+// password re-hides a User-Password style value (RFC 2865 §5.2). On a RADIUS/1.1 hop the value is
+// the password itself, 1 to 128 octets (RFC 9765, "User-Password"): the NUL padding of the hidden
+// form is not part of it.
 func (k *Rekey) password(dst, v []byte) ([]byte, error) {
-	plain, err := DecryptUserPassword(k.scratch[:0], v, k.FromSecret, k.FromAuth)
-	if err != nil {
-		return nil, err
+	plain := v
+	if !k.FromClear {
+		var err error
+		if plain, err = DecryptUserPassword(k.scratch[:0], v, k.FromSecret, vector(k.FromAuth)); err != nil {
+			return nil, err
+		}
+		k.scratch = plain
+	} else if len(v) < 1 || len(v) > 128 {
+		return nil, ErrClearPasswordLength
 	}
-	k.scratch = plain
-	return EncryptUserPassword(dst, plain, k.ToSecret, k.ToAuth), nil
+	if k.ToClear {
+		for len(plain) > 1 && plain[len(plain)-1] == 0 {
+			plain = plain[:len(plain)-1]
+		}
+		return append(dst, plain...), nil
+	}
+	return EncryptUserPassword(dst, plain, k.ToSecret, vector(k.ToAuth)), nil
 }
 
-// salted re-encrypts a Salt||ciphertext value (RFC 2868 §3.5) under a fresh salt.
+// salted re-encrypts a Salt||ciphertext value (RFC 2868 §3.5) under a fresh salt. On a RADIUS/1.1
+// hop the value is the data alone, without Salt and Data-Length (RFC 9765, "Tunnel-Password" and
+// "Vendor-Specific Attributes" for the MS-MPPE keys).
 func (k *Rekey) salted(dst, v []byte) ([]byte, error) {
-	plain, err := DecryptSalted(k.scratch[:0], v, k.FromSecret, k.FromAuth)
-	if err != nil {
-		return nil, err
+	plain := v
+	if !k.FromClear {
+		var err error
+		if plain, err = DecryptSalted(k.scratch[:0], v, k.FromSecret, vector(k.FromAuth)); err != nil {
+			return nil, err
+		}
+		k.scratch = plain
+	} else if len(v) > 239 {
+		// Salt, Data-Length and padding must still fit the classic attribute.
+		return nil, ErrSaltedLength
 	}
-	k.scratch = plain
-	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, k.ToAuth), nil
+	if k.ToClear {
+		return append(dst, plain...), nil
+	}
+	return EncryptSalted(dst, plain, k.nextSalt(), k.ToSecret, vector(k.ToAuth)), nil
 }
 
 // value appends the re-keyed value v of attribute def. A tagged attribute keeps its tag octet in
 // the clear ahead of the salt (RFC 2868 §3.5: Tunnel-Password always carries one).
 func (k *Rekey) value(dst []byte, def *AttrDef, v []byte) ([]byte, error) {
 	if def.Tagged {
-		if len(v) < 1 {
+		switch {
+		case k.FromClear && (len(v) == 0 || v[0] > 0x1F):
+			// A plain tagged string may leave the tag out (RFC 2868 §3.3); the hidden form
+			// always has one (RFC 2868 §3.5): tag 0.
+			dst = append(dst, 0)
+		case len(v) < 1:
 			return nil, ErrSaltedLength
+		default:
+			dst, v = append(dst, v[0]), v[1:]
 		}
-		dst, v = append(dst, v[0]), v[1:]
 	}
 	switch def.Encrypt {
 	case SchemeUserPassword:
@@ -168,19 +211,28 @@ func ForwardRequest(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, pro
 // RFC 4372 §2.1), before our Proxy-State.
 func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byte, proxyState, extra []byte) (Packet, error) {
 	code := req.Code()
-	if requestAuthZeroed(code) {
+	if requestAuthZeroed(code) || k.ToClear {
 		auth = nil
 	}
-	b := New(dst, code, id, auth)
-	b.AddMA()
-	out := b.b
-	k.FromAuth = req.Authenticator()
-	k.ToAuth = auth
-	if k.ToAuth == nil {
-		// Accounting-style requests carry no encrypted attributes that use the authenticator;
-		// RFC 2868 Tunnel-Password in them uses the zero vector.
-		k.ToAuth = make([]byte, AuthLen)
+	if k.ToClear {
+		// RFC 9765, "RADIUS/1.1 Packet Format": Reserved-1 where the Identifier was; the Token
+		// (written by the connection that sends it) and Reserved-2 where the authenticator was.
+		id = 0
 	}
+	b := New(dst, code, id, auth)
+	if !k.ToClear {
+		// RFC 9765, "Message-Authenticator": never sent on a RADIUS/1.1 hop.
+		b.AddMA()
+	}
+	out := b.b
+	// Accounting-style requests carry no encrypted attributes that use the authenticator; RFC
+	// 2868 Tunnel-Password in them uses the zero vector (nil here, see vector), both ways: their
+	// authenticator is a digest over the hidden values, so it cannot have hidden them.
+	k.FromAuth = req.Authenticator()
+	if requestAuthZeroed(code) {
+		k.FromAuth = nil
+	}
+	k.ToAuth = auth
 	var err error
 	for it := req.Attrs(); ; {
 		typ, v, ok := it.Next()
@@ -188,13 +240,16 @@ func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byt
 			break
 		}
 		if typ == AttrMessageAuthenticator {
+			// Hop by hop (RFC 3579 §3.2); received on a RADIUS/1.1 hop it is ignored (RFC 9765).
 			continue
 		}
 		if out, err = k.appendAttr(out, typ, v); err != nil {
 			return nil, err
 		}
 	}
-	if needsCHAPChallenge(req) {
+	// A request from a RADIUS/1.1 hop has no Request Authenticator to use as the challenge: its
+	// client must have sent CHAP-Challenge (RFC 9765, "CHAP-Challenge").
+	if !k.FromClear && needsCHAPChallenge(req) {
 		out = append(out, AttrCHAPChallenge, chapChallengeLen)
 		out = append(out, req.Authenticator()...)
 	}
@@ -206,7 +261,11 @@ func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byt
 	if len(out) > MaxLen {
 		return nil, ErrAttrTooLong
 	}
-	Sign(out, k.ToSecret, nil)
+	if k.ToClear {
+		binary.BigEndian.PutUint16(out[offLength:], uint16(len(out)))
+	} else {
+		Sign(out, k.ToSecret, nil)
+	}
 	return Packet(out), nil
 }
 
@@ -216,10 +275,26 @@ func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byt
 // NAS's, and the Response Authenticator computed over the NAS request's authenticator.
 // The caller has already checked the reply's authenticator.
 func ForwardResponse(dst []byte, resp Packet, k *Rekey, nasReq Packet, proxyState []byte) (Packet, error) {
-	b := New(dst, resp.Code(), nasReq.ID(), nil)
-	b.AddMA()
+	return forwardResponse(dst, resp, k, nasReq.ID(), nasReq.Authenticator(), false, proxyState)
+}
+
+// ForwardResponseTo is ForwardResponse for a request known by its identifier and Request
+// Authenticator only (the classic form of a RADIUS/1.1 request, see radsec). With k.ToClear the
+// response is in RADIUS/1.1 form, its Token left zero for the caller (SetToken).
+func ForwardResponseTo(dst []byte, resp Packet, k *Rekey, id uint8, reqAuth []byte, statusReply bool) (Packet, error) {
+	return forwardResponse(dst, resp, k, id, reqAuth, statusReply, nil)
+}
+
+func forwardResponse(dst []byte, resp Packet, k *Rekey, id uint8, reqAuth []byte, statusReply bool, proxyState []byte) (Packet, error) {
+	if k.ToClear {
+		id = 0
+	}
+	b := New(dst, resp.Code(), id, nil)
+	if !k.ToClear {
+		b.AddMA()
+	}
 	out := b.b
-	k.ToAuth = nasReq.Authenticator()
+	k.ToAuth = reqAuth
 	// Remove the last Proxy-State equal to ours: a proxy appends, so ours is the last one added.
 	ourOff := -1
 	if proxyState != nil {
@@ -251,7 +326,14 @@ func ForwardResponse(dst []byte, resp Packet, k *Rekey, nasReq Packet, proxyStat
 	if len(out) > MaxLen {
 		return nil, ErrAttrTooLong
 	}
-	Sign(out, k.ToSecret, k.ToAuth)
+	switch {
+	case k.ToClear:
+		binary.BigEndian.PutUint16(out[offLength:], uint16(len(out)))
+	case statusReply:
+		SignStatusReply(out, k.ToSecret, k.ToAuth)
+	default:
+		Sign(out, k.ToSecret, k.ToAuth)
+	}
 	if proxyState != nil && ourOff < 0 {
 		return Packet(out), ErrProxyState
 	}

@@ -90,6 +90,10 @@ type ConnOptions struct {
 	// client opened), with a ReplyFunc that queues the answer on the same connection. It runs on
 	// the read loop and must not block. Unset, such packets are discarded like stray replies.
 	Requests func(p packet.Packet, reply ReplyFunc)
+	// RADIUS11 makes the connection speak RADIUS/1.1 (RFC 9765) when it is not a TLS connection
+	// (tests over net.Pipe); a TLS connection speaks it when its handshake negotiated ALPN
+	// "radius/1.1".
+	RADIUS11 bool
 }
 
 func (o *ConnOptions) setDefaults() {
@@ -128,11 +132,13 @@ func (o *ConnOptions) setDefaults() {
 type slot struct {
 	state    uint8
 	probe    bool
-	bad      bool      // a reply failed verification; the request still waits for a genuine one
-	sent     time.Time // when it was written (monotonic)
-	deadline time.Time // zero: none
-	until    time.Time // quarantine end
-	auth     [packet.AuthLen]byte
+	bad      bool                 // a reply failed verification; the request still waits for a genuine one
+	sent     time.Time            // when it was written (monotonic)
+	deadline time.Time            // zero: none
+	until    time.Time            // quarantine end
+	auth     [packet.AuthLen]byte // the classic request's authenticator, to verify or convert its reply
+	token    uint32               // RADIUS/1.1: the request's Token
+	native   bool                 // RADIUS/1.1: built by a native BuildFunc; its handler gets the 1.1 reply
 	h        Handler
 }
 
@@ -144,10 +150,18 @@ const (
 )
 
 type waiter struct {
-	build    BuildFunc
+	build    builds
 	deadline time.Time
 	h        Handler
 }
+
+// builds are the encoders of one request: classic, and optionally native RADIUS/1.1.
+type builds struct {
+	classic BuildFunc
+	native  BuildFunc // nil: a RADIUS/1.1 connection converts what classic builds
+}
+
+func (b builds) none() bool { return b.classic == nil && b.native == nil }
 
 // idRing hands out free identifiers least recently used first, so a late duplicate reply is
 // unlikely to find its identifier already carrying the next request.
@@ -192,6 +206,9 @@ type Conn struct {
 	probing  bool
 	builders sync.WaitGroup // goroutines building a packet on a reserved identifier
 
+	v11      bool   // RADIUS/1.1 (RFC 9765): Token matching, nothing signed, attributes in the clear
+	tokenSeq uint32 // RADIUS/1.1: the high 24 bits of the next Token; guarded by mu
+
 	lastRead  atomic.Int64 // time.Duration since epoch
 	inflight  atomic.Int32 // slots building or busy
 	done      chan struct{}
@@ -203,6 +220,16 @@ func NewConn(nc net.Conn, o ConnOptions) *Conn {
 	o.setDefaults()
 	c := &Conn{nc: nc, opts: o, done: make(chan struct{}), epoch: o.Now()}
 	c.w = newFrameWriter(nc, o.StallAfter, o.Cork)
+	c.v11 = o.RADIUS11
+	if tc, ok := nc.(*tls.Conn); ok {
+		c.v11 = Is11(tc.ConnectionState())
+	}
+	if c.v11 {
+		// RFC 9765, "Sending Packets": a per-connection counter started at a random value.
+		var b [4]byte
+		rand.Read(b[:])
+		c.tokenSeq = uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2])
+	}
 	for i := range 256 {
 		c.free.push(uint8(i))
 	}
@@ -218,6 +245,9 @@ func (c *Conn) ConnectionState() (tls.ConnectionState, bool) {
 	}
 	return tc.ConnectionState(), true
 }
+
+// RADIUS11 reports whether the connection speaks RADIUS/1.1 (RFC 9765).
+func (c *Conn) RADIUS11() bool { return c.v11 }
 
 // Inflight is the number of requests sent (or being built) and not yet answered.
 func (c *Conn) Inflight() int { return int(c.inflight.Load()) }
@@ -237,6 +267,21 @@ func (c *Conn) Err() error {
 // closed, queue full); h is not called then. Otherwise h is called exactly once, possibly before
 // Exchange returns (a request that cannot be built fails with ErrBuild).
 func (c *Conn) Exchange(build BuildFunc, deadline time.Time, h Handler) error {
+	return c.exchange(builds{classic: build}, deadline, h)
+}
+
+// ExchangeNative is Exchange with a second encoder for a RADIUS/1.1 connection: build11 writes
+// the request in RADIUS/1.1 form (no Message-Authenticator, hidden attributes in the clear; the
+// connection writes the Token over the header, so the identifier it gets is only its slot), and h
+// then receives the reply in RADIUS/1.1 form, unverified by any secret (TLS protects it). On a
+// historic connection build is used and h gets the verified classic reply, as with Exchange.
+// Without build11, a RADIUS/1.1 connection converts what build writes and hands h a classic reply
+// signed with ConnOptions.Secret, so callers that know only classic RADIUS work unchanged.
+func (c *Conn) ExchangeNative(build, build11 BuildFunc, deadline time.Time, h Handler) error {
+	return c.exchange(builds{classic: build, native: build11}, deadline, h)
+}
+
+func (c *Conn) exchange(build builds, deadline time.Time, h Handler) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -271,14 +316,14 @@ func (c *Conn) reserveLocked(id uint8, deadline time.Time, h Handler, probe bool
 // releaseLocked frees identifier id, whose owner was just claimed, or hands it straight to the
 // oldest waiter; then it returns that waiter's build, which the caller must pass to send once
 // unlocked.
-func (c *Conn) releaseLocked(id uint8) BuildFunc {
+func (c *Conn) releaseLocked(id uint8) builds {
 	if c.slots[id].probe {
 		c.probing = false
 	}
 	c.slots[id] = slot{}
 	if c.closed || len(c.queue) == 0 {
 		c.free.push(id)
-		return nil
+		return builds{}
 	}
 	w := c.queue[0]
 	c.queue[0] = waiter{}
@@ -288,7 +333,7 @@ func (c *Conn) releaseLocked(id uint8) BuildFunc {
 }
 
 // claimLocked takes the handler of a building or busy slot and frees the slot.
-func (c *Conn) claimLocked(id uint8) (h Handler, probe bool, sent time.Time, next BuildFunc) {
+func (c *Conn) claimLocked(id uint8) (h Handler, probe bool, sent time.Time, next builds) {
 	s := &c.slots[id]
 	h, probe, sent = s.h, s.probe, s.sent
 	c.inflight.Add(-1)
@@ -298,9 +343,30 @@ func (c *Conn) claimLocked(id uint8) (h Handler, probe bool, sent time.Time, nex
 // send builds the request reserved on identifier id and queues it for the socket. When the build
 // fails, the request's handler gets ErrBuild and the identifier goes to the next waiter, whose
 // request is then sent the same way.
-func (c *Conn) send(id uint8, build BuildFunc) {
-	for build != nil {
-		p, err := build(nil, id)
+func (c *Conn) send(id uint8, build builds) {
+	for !build.none() {
+		native := c.v11 && build.native != nil
+		var p packet.Packet
+		var err error
+		switch {
+		case native:
+			p, err = build.native(nil, id)
+		case build.classic != nil:
+			p, err = build.classic(nil, id)
+		default:
+			err = errors.New("radsec: no classic encoder for a historic RADIUS/TLS connection")
+		}
+		var classicAuth [packet.AuthLen]byte
+		if err == nil && c.v11 {
+			if !native {
+				// A caller that knows only classic RADIUS: its packet is converted, and the
+				// reply converted back over this authenticator (dispatch).
+				copy(classicAuth[:], p.Authenticator())
+				p, err = packet.ForwardRequestAdding(nil, p, &packet.Rekey{FromSecret: c.opts.Secret, ToClear: true}, 0, nil, nil, nil)
+			} else if len(p) < packet.HeaderLen {
+				err = fmt.Errorf("radsec: RADIUS/1.1 request of %d bytes", len(p))
+			}
+		}
 		c.mu.Lock()
 		s := &c.slots[id]
 		if c.closed || err != nil {
@@ -322,7 +388,17 @@ func (c *Conn) send(id uint8, build BuildFunc) {
 		}
 		s.state = slotBusy
 		s.sent = c.opts.Now()
-		copy(s.auth[:], p.Authenticator())
+		if c.v11 {
+			// RFC 9765, "The Token Field": a new Token for every packet; its low octet names the
+			// slot, the rest counts, so a late reply to a slot's previous request matches nothing.
+			s.token = c.tokenSeq<<8 | uint32(id)
+			c.tokenSeq++
+			s.native = native
+			s.auth = classicAuth
+			packet.SetToken(p, s.token)
+		} else {
+			copy(s.auth[:], p.Authenticator())
+		}
 		c.mu.Unlock()
 		c.builders.Done()
 		if err := c.w.write(p); err != nil {
@@ -429,7 +505,15 @@ func (c *Conn) dispatch(p packet.Packet, now time.Time) {
 			c.opts.Observer.Discarded(fmt.Errorf("%w: %v from the server and no dynamic authorization handler", ErrBadReply, code))
 			return
 		}
+		if c.v11 {
+			c.serverRequest11(p)
+			return
+		}
 		c.opts.Requests(p, c.replyFunc)
+		return
+	}
+	if c.v11 {
+		c.dispatch11(p, now)
 		return
 	}
 	id := p.ID()
@@ -464,6 +548,67 @@ func (c *Conn) dispatch(p packet.Packet, now time.Time) {
 	}
 	c.opts.Observer.RTT(now.Sub(sent))
 	h(p, nil)
+}
+
+// dispatch11 completes the request a RADIUS/1.1 reply answers, found by its Token alone (RFC
+// 9765, "Receiving Packets": Reserved-1 is not looked at). TLS authenticates the reply; there is no
+// authenticator to check.
+func (c *Conn) dispatch11(p packet.Packet, now time.Time) {
+	token := p.Token()
+	id := uint8(token)
+	c.mu.Lock()
+	s := &c.slots[id]
+	if s.state != slotBusy || s.token != token {
+		c.mu.Unlock()
+		c.opts.Observer.Discarded(fmt.Errorf("%w: no request outstanding with token %#08x", ErrBadReply, token))
+		return
+	}
+	native, auth := s.native, s.auth
+	h, probe, sent, next := c.claimLocked(id)
+	c.mu.Unlock()
+	c.send(id, next)
+	if probe {
+		c.opts.Observer.Probe(true)
+		return
+	}
+	c.opts.Observer.RTT(now.Sub(sent))
+	if native {
+		h(p, nil)
+		return
+	}
+	// The caller built a classic request: give it the classic reply it can verify.
+	resp, err := packet.ForwardResponseTo(nil, p, &packet.Rekey{FromClear: true, ToSecret: c.opts.Secret}, id, auth[:], false)
+	if err != nil {
+		h(nil, fmt.Errorf("%w: %w", ErrBadReply, err))
+		return
+	}
+	h(resp, nil)
+}
+
+// serverRequest11 hands a CoA-Request or Disconnect-Request that came on a RADIUS/1.1 connection
+// to ConnOptions.Requests in classic form (signed with ConnOptions.Secret), and turns the classic
+// answer back into RADIUS/1.1 with the request's Token (RFC 9765, "Sending Packets": a response
+// carries its request's Token).
+func (c *Conn) serverRequest11(p packet.Packet) {
+	token := p.Token()
+	classic, err := packet.ForwardRequestAdding(nil, p, &packet.Rekey{FromClear: true, ToSecret: c.opts.Secret}, uint8(token), nil, nil, nil)
+	if err != nil {
+		c.opts.Observer.Discarded(fmt.Errorf("%w: RADIUS/1.1 %v: %w", ErrBadReply, p.Code(), err))
+		return
+	}
+	reqAuth := classic.Authenticator()
+	c.opts.Requests(classic, func(resp []byte) error {
+		n, err := packet.FrameLen(resp)
+		if err != nil || n > len(resp) {
+			return fmt.Errorf("radsec: response is not a RADIUS packet: %d bytes", len(resp))
+		}
+		out, err := packet.ForwardResponseTo(nil, packet.Packet(resp[:n]), &packet.Rekey{FromSecret: c.opts.Secret, FromAuth: reqAuth, ToClear: true}, 0, nil, false)
+		if err != nil {
+			return fmt.Errorf("radsec: RADIUS/1.1 response: %w", err)
+		}
+		packet.SetToken(out, token)
+		return c.replyFunc(out)
+	})
 }
 
 // replyFunc queues an answer to a server's request on this connection without blocking.
@@ -507,7 +652,7 @@ type expiredReq struct {
 
 type handoff struct {
 	id    uint8
-	build BuildFunc
+	build builds
 }
 
 // check is one watchdog pass at time now (separate for tests).
@@ -546,7 +691,7 @@ func (c *Conn) check(now time.Time) {
 				newestOld = s.sent
 			}
 			if !now.Before(s.until) {
-				if b := c.releaseLocked(uint8(i)); b != nil {
+				if b := c.releaseLocked(uint8(i)); !b.none() {
 					next = append(next, handoff{uint8(i), b})
 				}
 			}
@@ -583,9 +728,9 @@ func (c *Conn) check(now time.Time) {
 		// The probe reserved above still belongs to this goroutine: send completes it (closed).
 	}
 	if probe {
-		c.send(probeID, func(dst []byte, id uint8) (packet.Packet, error) {
+		c.send(probeID, builds{classic: func(dst []byte, id uint8) (packet.Packet, error) {
 			return StatusServer(dst, id, c.opts.Secret)
-		})
+		}})
 	}
 }
 

@@ -1,6 +1,9 @@
 // Package radsec owns RADIUS over TLS (RFC 6614): delimiting packets on the TLS stream, the client
 // connection that multiplexes many outstanding requests over one stream with a Status-Server
-// watchdog (RFC 5997), and the server-side loop for peers that speak RadSec to mxedge.
+// watchdog (RFC 5997), and the server-side loop for peers that speak RadSec to mxedge; and
+// RADIUS/1.1 (RFC 9765) on those connections: the ALPN versions (version.go), Token matching on
+// the client connection (conn.go) and the translation of a server-side connection's requests into
+// classic form (translate.go).
 //
 // It does not dial, choose upstreams or know about NAS clients; the proxy package does that.
 package radsec

@@ -22,6 +22,7 @@ import (
 type modelUpstream struct {
 	nc  net.Conn
 	rng *rand.Rand
+	v11 bool       // RADIUS/1.1: replies carry the request's Token; a "wrong" one another Token
 	mu  sync.Mutex // writes, and rng
 	wg  sync.WaitGroup
 }
@@ -35,6 +36,13 @@ func (m *modelUpstream) reply(p packet.Packet, secret string, delay time.Duratio
 		resp, err := b.Finish([]byte(secret), p.Authenticator())
 		if err != nil {
 			panic(err)
+		}
+		if m.v11 {
+			token := p.Token()
+			if secret != DefaultSecret {
+				token += 1 << 8 // the same slot, a Token nobody waits for
+			}
+			packet.SetToken(resp, token)
 		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -109,7 +117,8 @@ func runConnModel(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	client, server := net.Pipe()
 	defer server.Close()
-	up := &modelUpstream{nc: server, rng: rand.New(rand.NewPCG(seed, 2))}
+	v11 := seed%2 == 1
+	up := &modelUpstream{nc: server, rng: rand.New(rand.NewPCG(seed, 2)), v11: v11}
 	up.wg.Add(1)
 	go up.serve()
 
@@ -123,6 +132,7 @@ func runConnModel(t *testing.T, seed uint64) {
 		StatusInterval: statusInterval,
 		StallAfter:     time.Duration(100+rng.IntN(500)) * time.Millisecond,
 		Quarantine:     time.Duration(100+rng.IntN(2000)) * time.Millisecond,
+		RADIUS11:       v11,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
@@ -144,7 +154,18 @@ func runConnModel(t *testing.T, seed uint64) {
 				}
 				failBuild := grng.IntN(50) == 0
 				deadline := time.Now().Add(time.Duration(100+grng.IntN(2000)) * time.Millisecond)
-				err := c.Exchange(func(dst []byte, id uint8) (packet.Packet, error) {
+				var native BuildFunc
+				if v11 && grng.IntN(2) == 0 {
+					native = func(dst []byte, id uint8) (packet.Packet, error) {
+						if failBuild {
+							return nil, errors.New("model: build fails")
+						}
+						b := packet.New(dst, packet.CodeAccessRequest, 0, nil)
+						b.AddString(packet.AttrUserName, fmt.Sprint("u", i))
+						return b.Finish(nil, nil)
+					}
+				}
+				err := c.ExchangeNative(func(dst []byte, id uint8) (packet.Packet, error) {
 					if failBuild {
 						return nil, errors.New("model: build fails")
 					}
@@ -152,7 +173,7 @@ func runConnModel(t *testing.T, seed uint64) {
 					b.AddMA()
 					b.AddString(packet.AttrUserName, fmt.Sprint("u", i))
 					return b.Finish([]byte(DefaultSecret), nil)
-				}, deadline, func(resp packet.Packet, err error) {
+				}, native, deadline, func(resp packet.Packet, err error) {
 					if calls[i].Add(1) != 1 {
 						t.Errorf("request %d: handler called again (%v)", i, err)
 					}
