@@ -322,7 +322,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	e.pool.routes = routes
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
-	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
+	ro.Logger, ro.Fallback, ro.Observer, ro.Routed, ro.Timeouts = e.log, fallback, answerObserver{e}, routeObserver{e}, e.health
 	e.router = proxy.NewRouter(ro, pool, stats)
 	e.router.SetRoutes(routes)
 	so := p.b.Server

@@ -113,6 +113,7 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Sessions:        e.sessionMetrics(),
 		RadSec:          radsecConns(st),
 		Identity:        e.identityMetrics(),
+		Routes:          e.routeMetrics(),
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -70,6 +70,8 @@ type Snapshot struct {
 	RadSec []RadSecConn
 	// Identity is the identity push sinks (edge/metrics/identity.go); empty without any.
 	Identity []IdentitySink
+	// Routes is the request routes' counters (edge/metrics/routes.go); nil without routes.
+	Routes *Routes
 }
 
 // DecisionLog are the decision log's counters.
