@@ -152,6 +152,8 @@ type Edge struct {
 	decisions *survivability.DecisionStats
 	// dlog is the access decision log, fed by publish (edge/decisions.go).
 	dlog *decisionlog.Log
+	// fticks sends F-Ticks lines to a syslog receiver (edge/fticks.go).
+	fticks *fticksSyslog
 
 	// The cluster (edge/cluster.go); zero when this edge is alone.
 	clusterParts  clusterParts
@@ -205,6 +207,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.dlog, err = decisionlog.New(p.dlog); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	e.fticks = newFTicksSyslog(e.log)
 
 	// Storage. A cluster member's cache runs on the cluster's hybrid clock, so stamps from peers
 	// are never in its future.

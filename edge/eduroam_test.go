@@ -32,7 +32,9 @@ type eduroamLab struct {
 	natAddr  []string // authentication addresses
 }
 
-func startEduroam(t *testing.T) *eduroamLab {
+// startEduroam starts the lab; eduroamExtra are more lines of the eduroam block (two spaces
+// indented).
+func startEduroam(t *testing.T, eduroamExtra ...string) *eduroamLab {
 	t.Helper()
 	peertest.Require(t, "freeradius", "radclient")
 	lab := pkitest.Must(t)
@@ -104,7 +106,7 @@ routes:
   ssids: [eduroam, eduroam-test]
   visited_country: NL
   national_servers:
-%s`, servers.String())
+%s%s`, servers.String(), strings.Join(eduroamExtra, ""))
 	}, fmt.Sprintf("127.0.0.1:%d", edgeAuth))
 	el.metricsAddr = "127.0.0.1:0"
 	el.start(t)

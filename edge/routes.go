@@ -17,11 +17,12 @@ import (
 // Proxy-State prefix in what they forward, as the default pool does, so a request that comes back
 // through any of them is refused as a loop.
 func (e *Edge) newRoutes(b *config.Built) (*proxy.RouteTable, error) {
+	sink := e.fticks.sink(b)
 	if len(b.Routes.Routes) == 0 {
 		return nil, nil
 	}
 	ro := b.Routes
-	ro.Logger, ro.ProxyStatePrefix = e.log, e.psPrefix
+	ro.Logger, ro.ProxyStatePrefix, ro.FTicks.Sink = e.log, e.psPrefix, sink
 	if e.discovery != nil {
 		ro.Discoverer = e.discovery
 	}

@@ -133,6 +133,9 @@ type FTicksOptions struct {
 	// hex; without it CSI is left out. The MAC itself never appears.
 	Key    []byte
 	Logger *slog.Logger // where the lines go; nil: the routes' logger
+	// Sink, when set, also gets each line (the edge's syslog sender). It runs on the request
+	// path and must not block.
+	Sink func(line string)
 }
 
 // RoutesOptions configure a RouteTable.
@@ -752,7 +755,11 @@ func (t *RouteTable) fticks(r *Route, in *RouteInput, code packet.Code) {
 		fmt.Fprintf(&b, "CSI=%s#", hex.EncodeToString(m.Sum(nil)))
 	}
 	fmt.Fprintf(&b, "RESULT=%s#", result)
-	t.ftLog.Info("f-ticks", "line", b.String())
+	line := b.String()
+	t.ftLog.Info("f-ticks", "line", line)
+	if ft.Sink != nil {
+		ft.Sink(line)
+	}
 }
 
 // fticksValue keeps only the characters an F-Ticks label may hold (ALPHA DIGIT _ - : . , ;), so

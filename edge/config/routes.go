@@ -80,7 +80,12 @@ type EduroamFile struct {
 	// FTicksKeyFile holds a key under which F-Ticks carries a hash of Calling-Station-Id (CSI);
 	// without it CSI is left out.
 	FTicksKeyFile string `yaml:"f_ticks_key_file"`
-	Site          string `yaml:"site"` // site of the national servers as NAS clients
+	// FTicksSyslog ("IP:port") receives each F-Ticks line as a syslog message (RFC 5424 over
+	// UDP), typically the local rsyslog on 127.0.0.1:514, which forwards them to the
+	// federation's collector; FTicksFacility is its facility (default local1).
+	FTicksSyslog   string `yaml:"f_ticks_syslog"`
+	FTicksFacility string `yaml:"f_ticks_facility"`
+	Site           string `yaml:"site"` // site of the national servers as NAS clients
 }
 
 // presetNames lists the eduroam preset's route names, for error messages.

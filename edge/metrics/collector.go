@@ -216,6 +216,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	collectSessions(s.Sessions, gauge, counter)
 	collectIdentity(s.Identity, gauge, counter)
 	collectRoutes(s.Routes, counter)
+	collectFTicks(s.FTicks, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

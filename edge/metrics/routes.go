@@ -30,9 +30,20 @@ var (
 	descRouteUnmatched = desc("route_unmatched_requests_total", "Requests no route matched, sent to the cloud as without routes.")
 	descRouteLoops     = desc("route_loops_refused_total", "Requests refused with Access-Reject because they had already crossed this edge (its Proxy-State, or its Operator-Name from a server of its pools).")
 
+	descFTicks = desc("fticks_syslog_lines_total", "F-Ticks lines for eduroam.f_ticks_syslog by outcome: sent, dropped (the sender's queue full), failed (the send failed).", "outcome")
+
 	routeMetrics = []*prometheus.Desc{descRouteRequests, descRouteAnswers, descRouteNoUp, descRouteRejects,
-		descRouteDiscovery, descRouteUnmatched, descRouteLoops}
+		descRouteDiscovery, descRouteUnmatched, descRouteLoops, descFTicks}
 )
+
+// FTicks are the F-Ticks syslog sender's counters (edge/fticks.go).
+type FTicks struct{ Sent, Dropped, Failed uint64 }
+
+func collectFTicks(f FTicks, counter func(*prometheus.Desc, uint64, ...string)) {
+	counter(descFTicks, f.Sent, "sent")
+	counter(descFTicks, f.Dropped, "dropped")
+	counter(descFTicks, f.Failed, "failed")
+}
 
 // collectRoutes exports r (nothing without routes). Answers should hold every code, zeros
 // included, so that each series exists from the first scrape.
