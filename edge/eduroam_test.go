@@ -20,7 +20,10 @@ import (
 	"mxedge/pki/pkitest"
 )
 
-const nationalSecret = "national secret"
+const (
+	nationalSecret = "national secret"
+	idpSecret      = "idp secret"
+)
 
 // eduroamLab is mxedge with the eduroam preset: FreeRADIUS as the cloud (RadSec) and two
 // FreeRADIUS instances as the national roaming servers (RADIUS/UDP, on 127.0.0.2 and 127.0.0.3),
@@ -41,6 +44,16 @@ func startEduroam(t *testing.T, eduroamExtra ...string) *eduroamLab {
 	// The edge's port is known only once it runs: bind it first, hand it to mxedge by address.
 	edgeAuth := peertest.FreePort(t)
 	el := &eduroamLab{}
+	// A second-level IdP: an institution's FreeRADIUS behind the national servers (RADIUS/UDP),
+	// which accepts its student only with the visited institution's Operator-Name.
+	idpAddr := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t))
+	peertest.StartFreeRADIUS(t, peertest.FreeRADIUSOptions{
+		UDPAuthAddr: idpAddr, ServerCert: lab.ServerCert, ServerKey: lab.ServerKey, CA: lab.CAFile,
+		UDPClients:                []peertest.Client{{Addr: "127.0.0.2", Secret: idpSecret}, {Addr: "127.0.0.3", Secret: idpSecret}},
+		ReplyMessageAuthenticator: true,
+		Users: []peertest.User{{Name: "student@idp.example", Password: "pw", Check: []string{`Operator-Name == "1myuniversity.edu"`},
+			Reply: []string{`Reply-Message = "idp.example IdP via %{Operator-Name}"`}}},
+	})
 	var servers strings.Builder
 	for i, ip := range []string{"127.0.0.2", "127.0.0.3"} {
 		auth, acct := peertest.FreePort(t), peertest.FreePort(t)
@@ -65,6 +78,7 @@ func startEduroam(t *testing.T, eduroamExtra ...string) *eduroamLab {
 				{Realm: "myuniversity.edu", Server: back, Secret: nationalSecret, Source: ip},
 				{Realm: "elsewhere.example", Server: back, Secret: nationalSecret, Source: ip},
 				{Realm: "loop.example", Server: back, Secret: nationalSecret, Source: ip},
+				{Realm: "idp.example", Server: idpAddr, Secret: idpSecret, Source: ip},
 			},
 		})
 		el.national = append(el.national, fr)
@@ -134,6 +148,14 @@ func TestE2EEduroam(t *testing.T) {
 		if !strings.Contains(el.logs.String(), "F-TICKS/eduroam/1.0#REALM=visited.example#VISCOUNTRY=NL#VISINST=1myuniversity.edu#RESULT=OK#") {
 			t.Error("no F-Ticks line for the visitor")
 		}
+	})
+	t.Run("visitor of a second-level IdP behind the national server", func(t *testing.T) {
+		r := radclient(t, el.auth, "auth", nasSecret, visitor("student@idp.example"))[0]
+		if r.Code != "Access-Accept" {
+			t.Fatalf("got %q %+v\nnational log:\n%s", r.Code, r.Attrs, el.national[0].LogTail(30))
+		}
+		// The IdP's answer, relayed by the national server; the password was re-keyed on each hop.
+		wantAttr(t, r, "Reply-Message", "idp.example IdP via 1myuniversity.edu")
 	})
 	t.Run("visitor realm is case-insensitive", func(t *testing.T) {
 		r := radclient(t, el.auth, "auth", nasSecret, visitor("visitor@VISITED.example"))[0]
