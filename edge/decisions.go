@@ -24,7 +24,7 @@ func (e *Edge) recordDecision(ev survivability.Event) {
 	}
 	e.dlog.Record(decisionlog.Entry{Time: ev.Time, Code: code, NAS: ev.NAS, Port: ev.Port, SSID: ev.SSID, MAC: ev.MAC,
 		User: ev.Identity, Method: ev.Method, VLAN: ev.VLAN, Decider: survivability.DeciderOf(ev).String(),
-		Reason: ev.Reason, Upstream: ev.Upstream, Site: ev.Site})
+		Reason: ev.Reason, Upstream: ev.Upstream, Site: ev.Site, Route: ev.Route, Pool: ev.Pool, Realm: ev.Realm})
 }
 
 // applyLogging applies a reloaded log.level (through Options.LogLevel) and decision log settings.

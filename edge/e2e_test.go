@@ -72,9 +72,10 @@ type e2e struct {
 	acct    string
 	radsec  string
 	logs    *syncBuffer
-	metrics bool // serve /metrics on an ephemeral loopback port
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// metricsAddr, when set before start, serves /metrics there (edge.Options.MetricsAddr).
+	metricsAddr string
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 // start runs mxedge from the configuration file until stop.
@@ -85,11 +86,7 @@ func (x *e2e) start(t *testing.T) {
 		t.Fatalf("config: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := edge.Options{Logger: logger}
-	if x.metrics {
-		opts.MetricsAddr = "127.0.0.1:0"
-	}
-	e, err := edge.New(c, opts)
+	e, err := edge.New(c, edge.Options{Logger: logger, MetricsAddr: x.metricsAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +161,15 @@ func startE2E(t *testing.T, n int, extra func(*pkitest.Lab) string) *e2e {
 // startE2EWith is startE2E with given certificate files.
 func startE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab) string, authListen ...string) *e2e {
 	t.Helper()
+	x := newE2EWith(t, n, lab, extra, authListen...)
+	x.start(t)
+	return x
+}
+
+// newE2EWith is startE2EWith without starting mxedge: the caller sets what start reads, then
+// calls start.
+func newE2EWith(t *testing.T, n int, lab *pkitest.Lab, extra func(*pkitest.Lab) string, authListen ...string) *e2e {
+	t.Helper()
 	peertest.Require(t, "freeradius", "radclient")
 	x := &e2e{lab: lab, logs: &syncBuffer{}}
 	var servers strings.Builder
@@ -216,7 +222,6 @@ upstreams:
 		t.Fatal(err)
 	}
 	x.cfgPath = path
-	x.start(t)
 	t.Cleanup(func() {
 		x.stop()
 		if t.Failed() {

@@ -152,6 +152,8 @@ type Edge struct {
 	decisions *survivability.DecisionStats
 	// dlog is the access decision log, fed by publish (edge/decisions.go).
 	dlog *decisionlog.Log
+	// fticks sends F-Ticks lines to a syslog receiver (edge/fticks.go).
+	fticks *fticksSyslog
 
 	// The cluster (edge/cluster.go); zero when this edge is alone.
 	clusterParts  clusterParts
@@ -205,6 +207,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.dlog, err = decisionlog.New(p.dlog); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	e.fticks = newFTicksSyslog(e.log)
 
 	// Storage. A cluster member's cache runs on the cluster's hybrid clock, so stamps from peers
 	// are never in its future.
@@ -322,7 +325,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	e.pool.routes = routes
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
 	ro := p.b.Router
-	ro.Logger, ro.Fallback, ro.Observer, ro.Timeouts = e.log, fallback, answerObserver{e}, e.health
+	ro.Logger, ro.Fallback, ro.Observer, ro.Routed, ro.Timeouts = e.log, fallback, answerObserver{e}, routeObserver{e}, e.health
 	e.router = proxy.NewRouter(ro, pool, stats)
 	e.router.SetRoutes(routes)
 	so := p.b.Server

@@ -66,6 +66,7 @@ func startMetricsEdge(t *testing.T) *metricsEdge {
 	if err := os.WriteFile(crl, pki.EncodeCRL(der), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A reject route, so that the route series exist.
 	// A RadSec listener with a connected peer, so that the per-connection series exist also
 	// after the upstream is gone; an identity sink, so that its series exist (a syslog receiver
 	// nobody runs: it goes down).
@@ -77,6 +78,8 @@ radsec:
   peers: [{name: ap, address: 127.0.0.1, cert_names: ["*"]}]
 identity:
   sinks: [{name: siem, type: syslog, transport: udp, address: "127.0.0.1:9"}]
+routes:
+  - {name: blocked, realms: [blocked.example], reject: true}
 `, lab.ServerCert, lab.ServerKey, lab.CAFile, crl, lab.ServerCert, lab.ServerKey, lab.CAFile)
 	cfg := loadDoc(t, filepath.Join(dir, "mxedge.yaml"), doc)
 	e, err := edge.New(cfg, edge.Options{MetricsAddr: "127.0.0.1:0", Version: "1.2.3-test", Commit: "abc1234"})

@@ -113,6 +113,8 @@ func (e *Edge) metricsSnapshot() metrics.Snapshot {
 		Sessions:        e.sessionMetrics(),
 		RadSec:          radsecConns(st),
 		Identity:        e.identityMetrics(),
+		Routes:          e.routeMetrics(),
+		FTicks:          metrics.FTicks{Sent: e.fticks.sent.Load(), Dropped: e.fticks.dropped.Load(), Failed: e.fticks.failed.Load()},
 	}
 	for _, r := range proxy.DropReasons() { // every reason, zeros included, so rate() sees the first drop
 		s.Dropped[r.String()] = ps.Dropped[r].Load()

@@ -49,7 +49,7 @@ radsec:
 func startEdgeA(t *testing.T, lab *pkitest.Lab, upstream, version string) *e2e {
 	t.Helper()
 	dir := t.TempDir()
-	x := &e2e{lab: lab, logs: &syncBuffer{}, metrics: true}
+	x := &e2e{lab: lab, logs: &syncBuffer{}, metricsAddr: "127.0.0.1:0"}
 	cfg := fmt.Sprintf(`
 cache:
   path: %s

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mxedge/edge"
+	"mxedge/edge/events"
 	"mxedge/edge/peertest"
 	"mxedge/pki"
 	"mxedge/pki/pkitest"
@@ -73,6 +74,21 @@ routes:
 	}
 	if got := cloud.Requests.Load(); got != before {
 		t.Fatalf("the cloud saw %d requests of discovered realms", got-before)
+	}
+	// The route's counters: two requests, the discovered server's Accept, one discovery failure;
+	// the two decisions are one event each, the discovered server's as external.
+	rc := &e.Router().Routes().Stats().Routes[0]
+	if m, a, f := rc.Matched.Load(), rc.Answers[0].Load(), rc.DiscoveryFailed.Load(); m != 2 || a != 1 || f != 1 {
+		t.Fatalf("route counters: matched %d, accepts %d, discovery failures %d; want 2, 1, 1", m, a, f)
+	}
+	var external int
+	for _, ev := range e.Events().Recent(100) {
+		if ev.Source == events.SourceExternal && ev.Route == "federation" && ev.Pool == "discover" && ev.Realm == "campus.example" && ev.Allowed {
+			external++
+		}
+	}
+	if external != 1 {
+		t.Fatalf("%d external events for the discovered realm, want 1", external)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"mxedge/edge/config"
+	"mxedge/edge/metrics"
 	"mxedge/proxy"
 )
 
@@ -16,11 +17,12 @@ import (
 // Proxy-State prefix in what they forward, as the default pool does, so a request that comes back
 // through any of them is refused as a loop.
 func (e *Edge) newRoutes(b *config.Built) (*proxy.RouteTable, error) {
+	sink := e.fticks.sink(b)
 	if len(b.Routes.Routes) == 0 {
 		return nil, nil
 	}
 	ro := b.Routes
-	ro.Logger, ro.ProxyStatePrefix = e.log, e.psPrefix
+	ro.Logger, ro.ProxyStatePrefix, ro.FTicks.Sink = e.log, e.psPrefix, sink
 	if e.discovery != nil {
 		ro.Discoverer = e.discovery
 	}
@@ -173,7 +175,7 @@ func (e *Edge) routeStatus(s *Status) {
 	}
 	st := t.Stats()
 	for i, r := range t.Routes() {
-		s.Routes = append(s.Routes, RouteStatus{Name: r.Name, Matched: st.Matched[i].Load()})
+		s.Routes = append(s.Routes, RouteStatus{Name: r.Name, Matched: st.Routes[i].Matched.Load()})
 	}
 	s.RouteDefault, s.RouteLoops = st.Default.Load(), st.Loops.Load()
 	for name, p := range t.Pools() {
@@ -184,4 +186,24 @@ func (e *Edge) routeStatus(s *Status) {
 		s.RoutePools = append(s.RoutePools, ps)
 	}
 	slices.SortFunc(s.RoutePools, func(a, b RoutePoolStatus) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// routeMetrics reads the route table's counters for a scrape (nil without routes).
+func (e *Edge) routeMetrics() *metrics.Routes {
+	t := e.router.Routes()
+	if t == nil {
+		return nil
+	}
+	st := t.Stats()
+	out := &metrics.Routes{Unmatched: st.Default.Load(), Loops: st.Loops.Load()}
+	for i, r := range t.Routes() {
+		c := &st.Routes[i]
+		m := metrics.Route{Name: r.Label(i), Target: r.TargetLabel(), Matched: c.Matched.Load(), NoUpstream: c.NoUpstream.Load(),
+			Rejected: c.Rejected.Load(), DiscoveryFailed: c.DiscoveryFailed.Load(), Answers: make(map[string]uint64, len(proxy.AnswerCodes))}
+		for k, code := range proxy.AnswerCodes {
+			m.Answers[code] = c.Answers[k].Load()
+		}
+		out.Routes = append(out.Routes, m)
+	}
+	return out
 }

@@ -87,6 +87,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	life.Go(e.watchFiles)
 	store.Go(func(ctx context.Context) { e.cache.Run(ctx) })
 	store.Go(func(ctx context.Context) { e.dlog.Run(ctx) }) // stops last: decisions of the drain are written
+	store.Go(e.fticks.Run)                                  // with the decision log: F-Ticks lines of the drain are sent
 	sess.Go(e.runSessions)
 	acct.Go(func(ctx context.Context) { e.acct.Run(ctx) })
 	if e.identity != nil {

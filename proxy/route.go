@@ -133,6 +133,9 @@ type FTicksOptions struct {
 	// hex; without it CSI is left out. The MAC itself never appears.
 	Key    []byte
 	Logger *slog.Logger // where the lines go; nil: the routes' logger
+	// Sink, when set, also gets each line (the edge's syslog sender). It runs on the request
+	// path and must not block.
+	Sink func(line string)
 }
 
 // RoutesOptions configure a RouteTable.
@@ -164,12 +167,19 @@ func (o *RoutesOptions) Validate() error {
 			return fmt.Errorf("proxy: pool %q: %w", p.Name, err)
 		}
 	}
+	names := map[string]bool{}
 	for i := range o.Routes {
 		r := &o.Routes[i]
 		name := r.Name
 		if name == "" {
 			name = fmt.Sprint(i)
 		}
+		// The label names the route's metrics: two routes of one label would be one series.
+		l := r.Label(i)
+		if names[l] {
+			return fmt.Errorf("proxy: route %s: two routes named %q", name, l)
+		}
+		names[l] = true
 		for j := range r.Match.Realms {
 			if err := r.Match.Realms[j].compile(); err != nil {
 				return fmt.Errorf("proxy: route %s: %w", name, err)
@@ -454,12 +464,77 @@ func anyOf[T any](xs []T, f func(T) bool) bool {
 	return false
 }
 
-// RouteStats count what the routes did; the router's Stats still count every request.
+// RouteStats count what the routes did, on the request path (plain atomics, read at scrape time);
+// the router's Stats still count every request.
 type RouteStats struct {
-	Matched  []atomic.Uint64 // per route, in order
-	Default  atomic.Uint64   // no route matched: the router's pool
-	Rejected atomic.Uint64   // a reject route answered
-	Loops    atomic.Uint64   // refused: the request had crossed this edge already
+	Routes  []RouteCounters // per route, in order
+	Default atomic.Uint64   // no route matched: the router's pool
+	Loops   atomic.Uint64   // refused: the request had crossed this edge already
+}
+
+// RouteCounters are one route's counters.
+type RouteCounters struct {
+	Matched atomic.Uint64 // requests the route took (loops refused excluded)
+	// Answers are the answers the route's target (its pool's servers, or the discovered realm's)
+	// gave, by AnswerCodes; local decisions for the default pool are not among them.
+	Answers [answerCodes]atomic.Uint64
+	// NoUpstream: requests none of the target's servers answered (no connection, all down); they
+	// got the no-upstream outcome, or for the default pool survivability's answer.
+	NoUpstream atomic.Uint64
+	// Rejected: Access-Rejects the route made itself (a reject route).
+	Rejected atomic.Uint64
+	// DiscoveryFailed: requests of a discover route whose realm discovery could not resolve.
+	DiscoveryFailed atomic.Uint64
+}
+
+// Answer codes of RouteCounters.Answers.
+const (
+	answerAccept = iota
+	answerReject
+	answerChallenge
+	answerAccounting
+	answerCodes
+)
+
+// AnswerCodes names RouteCounters.Answers, in order (metric label values).
+var AnswerCodes = [answerCodes]string{"accept", "reject", "challenge", "accounting"}
+
+func answerIndex(c packet.Code) (int, bool) {
+	switch c {
+	case packet.CodeAccessAccept:
+		return answerAccept, true
+	case packet.CodeAccessReject:
+		return answerReject, true
+	case packet.CodeAccessChallenge:
+		return answerChallenge, true
+	case packet.CodeAccountingResponse:
+		return answerAccounting, true
+	}
+	return 0, false
+}
+
+// Label names route i for metrics, events and the decision log: its name, else its position
+// counted from 1 as "#N" (the number mxedge check --route prints).
+func (r *Route) Label(i int) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprintf("#%d", i+1)
+}
+
+// TargetLabel says where the route sends requests: the pool's name (DefaultPoolName for the
+// cloud), "discover" or "reject".
+func (r *Route) TargetLabel() string {
+	switch r.Target {
+	case TargetDiscover:
+		return "discover"
+	case TargetReject:
+		return "reject"
+	}
+	if r.Pool == "" {
+		return DefaultPoolName
+	}
+	return r.Pool
 }
 
 // RouteTable holds the routes and owns the pools they name (not the router's own pool).
@@ -487,7 +562,7 @@ func NewRouteTable(o RoutesOptions) (*RouteTable, error) {
 		o.FTicks.Federation = "eduroam"
 	}
 	t := &RouteTable{opts: o, routes: o.Routes, pools: map[string]*Pool{}, prefix: o.ProxyStatePrefix, log: o.Logger,
-		stats: &RouteStats{Matched: make([]atomic.Uint64, len(o.Routes))}}
+		stats: &RouteStats{Routes: make([]RouteCounters, len(o.Routes))}}
 	if t.prefix == [4]byte{} {
 		rand.Read(t.prefix[:])
 	}
@@ -680,7 +755,11 @@ func (t *RouteTable) fticks(r *Route, in *RouteInput, code packet.Code) {
 		fmt.Fprintf(&b, "CSI=%s#", hex.EncodeToString(m.Sum(nil)))
 	}
 	fmt.Fprintf(&b, "RESULT=%s#", result)
-	t.ftLog.Info("f-ticks", "line", b.String())
+	line := b.String()
+	t.ftLog.Info("f-ticks", "line", line)
+	if ft.Sink != nil {
+		ft.Sink(line)
+	}
 }
 
 // fticksValue keeps only the characters an F-Ticks label may hold (ALPHA DIGIT _ - : . , ;), so

@@ -111,7 +111,10 @@ func TestRoutesValidate(t *testing.T) {
 		{"udp host name", RoutesOptions{Pools: []NamedPool{{Name: "p", Options: PoolOptions{Upstreams: []UpstreamOptions{{Name: "n", Host: "nro.example", Secret: Secret("s"), UDP: &UDPOptions{}}}}}}}, "needs an IP address"},
 		{"udp no secret", RoutesOptions{Pools: []NamedPool{{Name: "p", Options: PoolOptions{Upstreams: []UpstreamOptions{{Name: "n", Host: "192.0.2.1", UDP: &UDPOptions{}}}}}}}, "needs a shared secret"},
 		{"reserved pool name", RoutesOptions{Pools: []NamedPool{{Name: DefaultPoolName, Options: udpPool}}}, "reserved"},
-		{"ok", RoutesOptions{Pools: []NamedPool{{Name: "p", Options: udpPool}}, Routes: []Route{{Target: TargetPool, Pool: "p"}}}, ""},
+		// A route's label names its metrics series: two routes of one label would be one series.
+		{"two routes of one name", RoutesOptions{Routes: []Route{{Name: "r", Target: TargetReject}, {Name: "r", Target: TargetReject}}}, `two routes named "r"`},
+		{"a name like an unnamed route's label", RoutesOptions{Routes: []Route{{Target: TargetReject}, {Name: "#1", Target: TargetReject}}}, `two routes named "#1"`},
+		{"ok", RoutesOptions{Pools: []NamedPool{{Name: "p", Options: udpPool}}, Routes: []Route{{Target: TargetPool, Pool: "p"}, {Target: TargetReject}}}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -68,8 +68,11 @@ const (
 
 // RouterOptions configure where requests go.
 type RouterOptions struct {
-	Fallback   Fallback        // nil: the NoUpstream policy decides
-	Observer   Observer        // nil: none
+	Fallback Fallback // nil: the NoUpstream policy decides
+	Observer Observer // nil: none; sees the cloud's answers only
+	// Routed sees what routes decided that is not the cloud's: the answers of other pools and
+	// the routes' own Access-Rejects (router_route.go). nil: none.
+	Routed     RouteObserver
 	Timeouts   TimeoutObserver // nil: none
 	NoUpstream NoUpstreamPolicy
 	Logger     *slog.Logger
@@ -174,10 +177,14 @@ func (r *Router) ServeRADIUS(req *Request) {
 // forward sends req to pool with extra attributes added. When no upstream answers, local says
 // whether the Fallback may answer (only the router's own pool: survivability grants no more than
 // the cloud would, and the cloud decides nothing for another pool's requests); otherwise the
-// no-upstream outcome applies. answered, if set, sees each answer before the NAS does.
-func (r *Router) forward(req *Request, pool *Pool, extra []byte, local bool, answered func(packet.Packet)) {
+// no-upstream outcome applies. answered, if set, sees each result (errors included) before the
+// NAS gets an answer, in place of the Observer (a route's counters and observers, router_route.go).
+func (r *Router) forward(req *Request, pool *Pool, extra []byte, local bool, answered func(Result)) {
 	r.stats.Forwarded.Add(1)
 	pool.ForwardAdding(req, extra, func(res Result) {
+		if answered != nil {
+			answered(res)
+		}
 		if res.Err != nil {
 			if reason, ok := perRequestFailure(res.Err); ok {
 				r.drop(req, reason, res.Err)
@@ -193,9 +200,7 @@ func (r *Router) forward(req *Request, pool *Pool, extra []byte, local bool, ans
 			return
 		}
 		r.stats.UpstreamAnswered.Add(1)
-		if answered != nil {
-			answered(res.Response)
-		} else if o := r.opts.Observer; o != nil {
+		if o := r.opts.Observer; o != nil && answered == nil {
 			o.Observe(req, res)
 		}
 		req.Reply(res.Response)

@@ -61,8 +61,13 @@ type Event struct {
 	Site     string
 	VLAN     string
 	Reason   string // ReasonCacheHit, ReasonDefaultVLAN, ReasonFailClosed, unsupported-method, unknown-state, spooled, spool-full, cert-expired, …
-	Source   string // SourceLocal, or SourceUpstream for the cloud's decisions (Learner)
-	Upstream string // the upstream that answered (SourceUpstream)
+	Source   string // SourceLocal; SourceUpstream for the cloud's decisions (Learner); SourceExternal, SourceRoute (RouteEvent)
+	Upstream string // the upstream that answered (SourceUpstream, SourceExternal)
+	// Route, Pool and Realm are set on RouteEvent's events only: the route, the pool whose server
+	// answered (Route.TargetLabel), the realm of User-Name.
+	Route string
+	Pool  string
+	Realm string
 	// Type is the guide's name of the event (Type* constants); "" for accounting, which is no
 	// access decision.
 	Type string

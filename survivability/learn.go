@@ -16,6 +16,11 @@ import (
 const (
 	SourceLocal    = "local"    // survivability answered while the cloud was unreachable
 	SourceUpstream = "upstream" // the cloud NAC answered through a RadSec upstream
+	// SourceExternal: a server of a route's pool that is not the cloud answered (an eduroam
+	// national server, a partner's IdP); RouteEvent.
+	SourceExternal = "external"
+	// SourceRoute: a route answered Access-Reject itself (a reject route, a loop); RouteEvent.
+	SourceRoute = "route"
 )
 
 // CacheWriter is what the Learner needs from the cache: non-blocking writes, forgets by method.

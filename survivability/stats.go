@@ -11,14 +11,16 @@ import (
 type Decider uint8
 
 const (
-	DeciderCloud   Decider = iota // the cloud NAC, through a RadSec upstream (the Learner's events)
-	DeciderCache                  // locally, with the client's cached authorization (cache-hit)
-	DeciderDefault                // locally, for a client not in the cache: default VLAN or failmode closed
-	DeciderPolicy                 // locally, by the edge's rules: a method not served locally, a failed EAP-TLS authentication
+	DeciderCloud    Decider = iota // the cloud NAC, through a RadSec upstream (the Learner's events)
+	DeciderCache                   // locally, with the client's cached authorization (cache-hit)
+	DeciderDefault                 // locally, for a client not in the cache: default VLAN or failmode closed
+	DeciderPolicy                  // locally, by the edge's rules: a method not served locally, a failed EAP-TLS authentication
+	DeciderExternal                // a server of a route's pool other than the cloud (SourceExternal)
+	DeciderRoute                   // a route's own Access-Reject: a reject route, a loop (SourceRoute)
 	deciders
 )
 
-var deciderNames = [deciders]string{"cloud", "cache", "default", "policy"}
+var deciderNames = [deciders]string{"cloud", "cache", "default", "policy", "external", "route"}
 
 func (d Decider) String() string {
 	if d < deciders {
@@ -91,10 +93,16 @@ func (s *DecisionStats) Count(ev Event) {
 	}
 }
 
-// DeciderOf says who made the access decision ev: the cloud for the Learner's events, else by
-// the local reason.
+// DeciderOf says who made the access decision ev: the cloud for the Learner's events, a route's
+// pool or the route itself for RouteEvent's, else by the local reason.
 func DeciderOf(ev Event) Decider {
-	if ev.Source != SourceLocal {
+	switch ev.Source {
+	case SourceLocal:
+	case SourceExternal:
+		return DeciderExternal
+	case SourceRoute:
+		return DeciderRoute
+	default:
 		return DeciderCloud
 	}
 	switch ev.Reason {

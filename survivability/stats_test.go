@@ -18,6 +18,8 @@ func TestDecisionStats(t *testing.T) {
 		{Allowed: false, Method: "pap", Source: SourceLocal, Reason: ReasonPasswordNoAnswer}, // nothing sent
 		{Allowed: true, Method: "accounting", Source: SourceLocal, Reason: "spooled"},
 		{Method: "accounting", Source: SourceLocal, Reason: "spool-full"},
+		{Allowed: true, Method: "eap-tls", Source: SourceExternal, Route: "eduroam-visitor", Pool: "eduroam-national"},
+		{Allowed: false, Method: "pap", Source: SourceRoute, Reason: "route-reject", Route: "eduroam-unknown-realm"},
 	} {
 		s.Count(ev)
 	}
@@ -32,6 +34,7 @@ func TestDecisionStats(t *testing.T) {
 		{"accept", "mab", "cloud"}: 1, {"reject", "pap", "cloud"}: 1, {"accept", "mab", "cache"}: 1,
 		{"accept", "mab", "default"}: 1, {"reject", "mab", "default"}: 1, {"reject", "eap-tls", "policy"}: 1,
 		{"reject", "chap", "policy"}: 1, {"accept", "other", "cloud"}: 0,
+		{"accept", "eap-tls", "external"}: 1, {"reject", "pap", "route"}: 1, {"accept", "eap-tls", "cloud"}: 0,
 	} {
 		if got[k] != want {
 			t.Errorf("%v = %d, want %d", k, got[k], want)
@@ -41,8 +44,8 @@ func TestDecisionStats(t *testing.T) {
 	for _, v := range got {
 		sum += v
 	}
-	if sum != 7 {
-		t.Errorf("%d access decisions, want 7: accounting and unanswered requests are not access decisions", sum)
+	if sum != 9 {
+		t.Errorf("%d access decisions, want 9: accounting and unanswered requests are not access decisions", sum)
 	}
 	local := s.Local()
 	if len(local) != 6 || local[0] != (LocalCount{Method: "chap", Reason: "unsupported-method", Count: 1}) ||

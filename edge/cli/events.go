@@ -27,8 +27,9 @@ func newEventsCmdEnv(env opsEnv) *cobra.Command {
 		Short: "Print NAC events: who was allowed or denied, how, by the cloud or locally, and why",
 		Long: `events prints the most recent NAC decisions the running mxedge made or relayed, oldest first: time,
 ACCEPT or REJECT, method (mab, eap-tls, pap, eap), MAC, identity, NAS, site, VLAN, source (the
-upstream that answered, or "local" while the cloud is unreachable), the reason of a local
-decision, the event type as the Mist Access Assurance guide names it ("NAC Client Access
+upstream that answered, "local" while the cloud is unreachable, "external" for a server of a
+route's pool such as an eduroam national server, "route" for a route's own reject), the route,
+pool and realm of those, the reason of a local decision, the event type as the Mist Access Assurance guide names it ("NAC Client Access
 Allowed", "NAC Client Certificate Expired", ...) and, for local EAP-TLS, the client certificate's
 serial, CN, issuer and expiry. With --follow it keeps printing new events until interrupted.
 
@@ -122,7 +123,7 @@ func writeEvent(w io.Writer, ev events.Event) error {
 	if !ev.CertNotAfter.IsZero() {
 		notAfter = formatTime(ev.CertNotAfter)
 	}
-	for _, kv := range [][2]string{{"nas", ev.NAS}, {"site", ev.Site}, {"vlan", ev.VLAN}, {"via", src}, {"reason", ev.Reason}, {"type", ev.Type},
+	for _, kv := range [][2]string{{"nas", ev.NAS}, {"site", ev.Site}, {"vlan", ev.VLAN}, {"via", src}, {"route", ev.Route}, {"pool", ev.Pool}, {"realm", ev.Realm}, {"reason", ev.Reason}, {"type", ev.Type},
 		{"cert_serial", ev.CertSerial}, {"cert_cn", ev.CertCN}, {"cert_issuer", ev.CertIssuer}, {"cert_not_after", notAfter}} {
 		if kv[1] != "" {
 			fmt.Fprintf(&b, " %s=%s", kv[0], cell(kv[1]))

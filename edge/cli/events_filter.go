@@ -132,8 +132,11 @@ type eventDoc struct {
 	NAS         string   `json:"nas"`
 	Site        string   `json:"site"`
 	VLAN        string   `json:"vlan"`
-	Source      string   `json:"source"` // upstream, local
+	Source      string   `json:"source"` // upstream, local, external, route
 	Upstream    string   `json:"upstream"`
+	Route       string   `json:"route"` // source external or route: the route, its pool, the realm
+	Pool        string   `json:"pool"`
+	Realm       string   `json:"realm"`
 	Reason      string   `json:"reason"`
 	Type        string   `json:"type"`
 	Certificate *certEvt `json:"certificate"`
@@ -149,7 +152,7 @@ type certEvt struct {
 func eventToDoc(ev events.Event) eventDoc {
 	d := eventDoc{Schema: "mxedge.event.v1", At: ev.Time.UTC().Format(time.RFC3339Nano), Decision: "reject", Method: ev.Method,
 		MAC: ev.MAC, Identity: ev.Identity, NAS: ev.NAS, Site: ev.Site, VLAN: ev.VLAN, Source: ev.Source, Upstream: ev.Upstream,
-		Reason: ev.Reason, Type: ev.Type}
+		Route: ev.Route, Pool: ev.Pool, Realm: ev.Realm, Reason: ev.Reason, Type: ev.Type}
 	if ev.Allowed {
 		d.Decision = "accept"
 	}

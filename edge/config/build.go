@@ -64,6 +64,9 @@ type Built struct {
 	Files []string
 	// DecisionLog is the access decision log's mode and rates (its Logger is the daemon's).
 	DecisionLog decisionlog.Options
+	// FTicksSyslog is where F-Ticks lines go as syslog messages (eduroam.f_ticks_syslog); nil:
+	// only the log.
+	FTicksSyslog *FTicksSyslog
 }
 
 // Survival is the survivability configuration.

@@ -84,6 +84,41 @@ func (c *Config) buildEduroam(v *validator, b *Built, e *EduroamFile) {
 	}
 	b.Routes.FTicks.VisCountry = e.VisitedCountry
 	b.Routes.FTicks.VisInst = e.OperatorName
+	if e.FTicksSyslog != "" || e.FTicksFacility != "" {
+		b.FTicksSyslog = buildFTicksSyslog(v, path, e)
+	}
+}
+
+// FTicksSyslog is where F-Ticks lines are sent as syslog messages: radsecproxy's
+// FTicksSyslogFacility, over UDP to a syslog daemon that forwards them to the federation.
+type FTicksSyslog struct {
+	Addr     netip.AddrPort
+	Facility int // RFC 5424 §6.2.1 facility code: local0..local7 are 16..23
+}
+
+// syslogFacilities are the facilities f_ticks_facility takes (RFC 5424 §6.2.1).
+var syslogFacilities = map[string]int{"user": 1, "daemon": 3, "auth": 4, "local0": 16, "local1": 17, "local2": 18,
+	"local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23}
+
+func buildFTicksSyslog(v *validator, path string, e *EduroamFile) *FTicksSyslog {
+	out := &FTicksSyslog{Facility: syslogFacilities["local1"]}
+	if e.FTicksFacility != "" {
+		f, ok := syslogFacilities[strings.ToLower(e.FTicksFacility)]
+		if !ok {
+			v.errorf(path+".f_ticks_facility", "%q is not one of user, daemon, auth, local0 … local7", e.FTicksFacility)
+		}
+		out.Facility = f
+	}
+	if e.FTicksSyslog == "" {
+		v.errorf(path+".f_ticks_syslog", "required with f_ticks_facility: the syslog receiver, e.g. 127.0.0.1:514")
+		return out
+	}
+	ap, err := netip.ParseAddrPort(e.FTicksSyslog)
+	if err != nil || ap.Port() == 0 {
+		v.errorf(path+".f_ticks_syslog", "%q is not IP:port (the syslog receiver, e.g. 127.0.0.1:514)", e.FTicksSyslog)
+	}
+	out.Addr = ap
+	return out
 }
 
 func (c *Config) eduroamRoutes(b *Built, e *EduroamFile) []proxy.Route {

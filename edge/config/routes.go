@@ -80,8 +80,16 @@ type EduroamFile struct {
 	// FTicksKeyFile holds a key under which F-Ticks carries a hash of Calling-Station-Id (CSI);
 	// without it CSI is left out.
 	FTicksKeyFile string `yaml:"f_ticks_key_file"`
-	Site          string `yaml:"site"` // site of the national servers as NAS clients
+	// FTicksSyslog ("IP:port") receives each F-Ticks line as a syslog message (RFC 5424 over
+	// UDP), typically the local rsyslog on 127.0.0.1:514, which forwards them to the
+	// federation's collector; FTicksFacility is its facility (default local1).
+	FTicksSyslog   string `yaml:"f_ticks_syslog"`
+	FTicksFacility string `yaml:"f_ticks_facility"`
+	Site           string `yaml:"site"` // site of the national servers as NAS clients
 }
+
+// presetNames lists the eduroam preset's route names, for error messages.
+const presetNames = "eduroam-home-roaming, eduroam-unknown-realm, eduroam-home, eduroam-no-realm, eduroam-visitor"
 
 // EduroamPool is the name of the pool the preset makes of the national servers.
 const EduroamPool = "eduroam-national"
@@ -107,17 +115,30 @@ func (c *Config) buildRoutes(v *validator, b *Built) {
 		c.buildEduroam(v, b, e)
 		pools[EduroamPool] = true
 	}
+	// A route's name labels its metrics, events and decision log lines: two of one name would be
+	// one series counted twice.
+	names := map[string]bool{}
+	var preset []proxy.Route
+	if f.Eduroam != nil {
+		preset = c.eduroamRoutes(b, f.Eduroam)
+		for _, r := range preset {
+			names[r.Name] = true
+		}
+	}
 	for i := range f.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
 		r, ok := c.buildRoute(v, path, &f.Routes[i], pools)
+		if ok && names[r.Name] {
+			v.errorf(path+".name", "%q is the name of another route (the eduroam preset's are %s)", r.Name, presetNames)
+			continue
+		}
 		if ok {
+			names[r.Name] = true
 			b.Routes.Routes = append(b.Routes.Routes, r)
 		}
 	}
-	if f.Eduroam != nil {
-		// The preset's rules come after the operator's own, which may override them.
-		b.Routes.Routes = append(b.Routes.Routes, c.eduroamRoutes(b, f.Eduroam)...)
-	}
+	// The preset's rules come after the operator's own, which may override them.
+	b.Routes.Routes = append(b.Routes.Routes, preset...)
 }
 
 func (c *Config) buildNamedPool(v *validator, b *Built, path, serversPath string, pf *PoolFile) proxy.PoolOptions {

@@ -82,6 +82,15 @@ func TestRouteErrors(t *testing.T) {
 		{"udp without secret", "pools:\n  - name: p\n    servers:\n      - {name: a, address: 192.0.2.1}\n", []string{"pools[0].servers[0].secret: required (or secret_file)"}},
 		{"eduroam without realms", "eduroam:\n  operator_name: 1x.edu\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n", []string{"eduroam.realms: list the institution's realms"}},
 		{"eduroam operator name", "eduroam:\n  realms: [x.edu]\n  operator_name: x.edu\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n", []string{line(3) + "eduroam.operator_name: operator name \"x.edu\""}},
+		{"two routes of one name", "routes:\n  - {name: r, reject: true}\n  - name: r\n    reject: true\n", []string{line(3) + `routes[1].name: "r" is the name of another route`}},
+		{"a route named like the preset's", "routes:\n  - name: eduroam-home\n    reject: true\neduroam:\n  realms: [x.edu]\n  operator_name: 1x.edu\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n",
+			[]string{line(2) + `routes[0].name: "eduroam-home" is the name of another route (the eduroam preset's are eduroam-home-roaming`}},
+		{"f-ticks syslog not IP:port", "eduroam:\n  realms: [x.edu]\n  operator_name: 1x.edu\n  f_ticks_syslog: fticks.example.org\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n",
+			[]string{line(4) + `eduroam.f_ticks_syslog: "fticks.example.org" is not IP:port`}},
+		{"f-ticks facility", "eduroam:\n  realms: [x.edu]\n  operator_name: 1x.edu\n  f_ticks_syslog: 127.0.0.1:514\n  f_ticks_facility: local9\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n",
+			[]string{line(5) + `eduroam.f_ticks_facility: "local9" is not one of user, daemon, auth, local0`}},
+		{"f-ticks facility without a receiver", "eduroam:\n  realms: [x.edu]\n  operator_name: 1x.edu\n  f_ticks_facility: local2\n  national_servers:\n    - {name: a, address: 192.0.2.1, secret: s}\n",
+			[]string{"eduroam.f_ticks_syslog: required with f_ticks_facility"}},
 		{"eduroam server is a client", "eduroam:\n  realms: [x.edu]\n  operator_name: 1x.edu\n  national_servers:\n    - {name: a, address: 10.7.50.0, secret: s}\n", nil},
 	}
 	for _, tt := range tests {

@@ -76,10 +76,13 @@ type Entry struct {
 	User     string // User-Name, or the verified certificate identity
 	Method   string // mab, eap-tls, eap, pap, chap
 	VLAN     string // Tunnel-Private-Group-Id of an Access-Accept
-	Decider  string // cloud, cache, default, policy
+	Decider  string // cloud, cache, default, policy, external, route
 	Reason   string // cache-hit, default-vlan, cert-expired, …; empty for the cloud's decisions
-	Upstream string // the upstream that answered (decider cloud)
+	Upstream string // the upstream that answered (deciders cloud and external)
 	Site     string
+	// Route, Pool and Realm: for deciders external and route, the route the request took, the
+	// pool whose server decided, the realm of User-Name.
+	Route, Pool, Realm string
 }
 
 // Defaults.
@@ -283,7 +286,7 @@ func (l *Log) write(w *writer, e Entry) {
 		l.suppressed.Add(1)
 		return
 	}
-	attrs := make([]slog.Attr, 0, 13)
+	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs, slog.String("code", e.Code), slog.String("nas", e.NAS))
 	for _, a := range [...]struct{ k, v string }{{"port", e.Port}, {"ssid", e.SSID}, {"mac", e.MAC}, {"user", e.User},
 		{"method", e.Method}, {"vlan", e.VLAN}} {
@@ -292,7 +295,8 @@ func (l *Log) write(w *writer, e Entry) {
 		}
 	}
 	attrs = append(attrs, slog.String("decider", e.Decider))
-	for _, a := range [...]struct{ k, v string }{{"reason", e.Reason}, {"upstream", e.Upstream}, {"site", e.Site}} {
+	for _, a := range [...]struct{ k, v string }{{"reason", e.Reason}, {"upstream", e.Upstream}, {"site", e.Site},
+		{"route", e.Route}, {"pool", e.Pool}, {"realm", e.Realm}} {
 		if a.v != "" {
 			attrs = append(attrs, slog.String(a.k, a.v))
 		}

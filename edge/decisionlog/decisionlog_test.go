@@ -79,6 +79,11 @@ var entries = []Entry{
 	{CoA: true, Code: CodeDisconnectACK, NAS: "core-sw1", MAC: "02-00-00-00-00-06", User: "alice", Method: "disconnect",
 		Decider: "cloud", Reason: "ack by session", Upstream: "mist"},
 	{CoA: true, Code: CodeCoANAK, NAS: "wlc1", Method: "coa", Decider: "reconcile", Reason: "timeout by nas-ip-address error-cause 506"},
+	// An eduroam visitor accepted by a national server, and a realm the route itself rejects.
+	{Code: CodeAccept, NAS: "wlc1", SSID: "eduroam", MAC: "02-00-00-00-00-07", User: "anonymous@visited.example", Method: "eap-tls",
+		Decider: "external", Upstream: "nro1", Route: "eduroam-visitor", Pool: "eduroam-national", Realm: "visited.example"},
+	{Code: CodeReject, NAS: "eduroam-nro1", User: "x@elsewhere.example", Method: "pap", Decider: "route", Reason: "route-reject",
+		Route: "eduroam-unknown-realm", Pool: "reject", Realm: "elsewhere.example"},
 }
 
 // TestDecisionLines pins the decision log's lines (docs/operations.md, "Decision log").
@@ -168,7 +173,7 @@ func TestModes(t *testing.T) {
 		l.Record(e)
 	}
 	drain(t, l)
-	if n, s := strings.Count(out.String(), "access decision"), out.String(); n != 3 || strings.Contains(s, "Access-Accept") {
+	if n, s := strings.Count(out.String(), "access decision"), out.String(); n != 4 || strings.Contains(s, "Access-Accept") {
 		t.Fatalf("rejects mode wrote %d lines:\n%s", n, s)
 	}
 	if err := l.Reconfigure(ModeOff, 0, 0); err != nil {
@@ -180,8 +185,8 @@ func TestModes(t *testing.T) {
 	}
 	l.Record(entries[0])
 	drain(t, l)
-	if n := strings.Count(out.String(), "access decision"); n != 4 {
-		t.Fatalf("%d lines after off and on, want 4:\n%s", n, out.String())
+	if n := strings.Count(out.String(), "access decision"); n != 5 {
+		t.Fatalf("%d lines after off and on, want 5:\n%s", n, out.String())
 	}
 	if err := l.Reconfigure(ModeOn, -1, 0); err == nil {
 		t.Fatal("negative rate accepted")

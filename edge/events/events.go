@@ -16,6 +16,8 @@ import (
 const (
 	SourceUpstream = "upstream" // the cloud NAC answered through a RadSec upstream
 	SourceLocal    = "local"    // survivability answered while the cloud was unreachable
+	SourceExternal = "external" // a server of a route's pool other than the cloud (eduroam national servers)
+	SourceRoute    = "route"    // a route's own Access-Reject (reject route, loop)
 )
 
 // Defaults.
@@ -39,8 +41,14 @@ type Event struct {
 	Site     string    `json:"site,omitempty"`
 	VLAN     string    `json:"vlan,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
-	Source   string    `json:"source"`             // SourceUpstream or SourceLocal
+	Source   string    `json:"source"`             // SourceUpstream, SourceLocal, SourceExternal or SourceRoute
 	Upstream string    `json:"upstream,omitempty"` // the upstream that answered
+	// Route, Pool and Realm: a decision a route brought about that is not the cloud's (source
+	// external or route): the route, its pool (the one the answering server belongs to), the
+	// realm of User-Name.
+	Route string `json:"route,omitempty"`
+	Pool  string `json:"pool,omitempty"`
+	Realm string `json:"realm,omitempty"`
 	// Type is the Mist guide's name of the event ("NAC Client Access Allowed", "NAC Client
 	// Certificate Expired", …: survivability.Type*); absent for accounting.
 	Type string `json:"type,omitempty"`

@@ -95,6 +95,9 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range identityMetrics {
 		ch <- d
 	}
+	for _, d := range routeMetrics {
+		ch <- d
+	}
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -213,6 +216,8 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	collectCoA(s.CoA, counter, gauge)
 	collectSessions(s.Sessions, gauge, counter)
 	collectIdentity(s.Identity, gauge, counter)
+	collectRoutes(s.Routes, counter)
+	collectFTicks(s.FTicks, counter)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -72,6 +72,10 @@ type Snapshot struct {
 	RadSecRefused RadSecRefused
 	// Identity is the identity push sinks (edge/metrics/identity.go); empty without any.
 	Identity []IdentitySink
+	// Routes is the request routes' counters (edge/metrics/routes.go); nil without routes.
+	Routes *Routes
+	// FTicks is the F-Ticks syslog sender's counters (edge/metrics/routes.go).
+	FTicks FTicks
 }
 
 // DecisionLog are the decision log's counters.

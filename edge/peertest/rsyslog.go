@@ -40,6 +40,10 @@ type RsyslogOptions struct {
 	// authentication: the client verifies the server, not the other way).
 	CA, Cert, Key string
 	StartTimeout  time.Duration // default 10 s
+	// Config, when set, is the whole configuration file instead of the generated one (a relay
+	// configured as documented, say); the addresses above then only say what to wait for, and
+	// Records reads nothing unless Config writes messages.json into Dir.
+	Config string
 }
 
 // Rsyslog is a running rsyslogd.
@@ -92,7 +96,11 @@ func StartRsyslogContext(ctx context.Context, o RsyslogOptions) (*Rsyslog, error
 	}
 	r := &Rsyslog{opts: o, out: filepath.Join(o.Dir, "messages.json")}
 	conf := filepath.Join(o.Dir, "rsyslog.conf")
-	if err := os.WriteFile(conf, []byte(r.config()), 0o644); err != nil {
+	text := o.Config
+	if text == "" {
+		text = r.config()
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("peertest: rsyslog: %w", err)
 	}
 	p, err := startProcess("rsyslogd", filepath.Join(o.Dir, "rsyslogd.log"), nil, "rsyslogd",
