@@ -78,6 +78,7 @@ func UnmarshalReplica(b []byte) (Record, error) {
 	if r.Origin == "" {
 		return Record{}, fmt.Errorf("%w: replica without origin", ErrBadRecord)
 	}
+	r.ID = r.OriginID // the sender's ID means nothing here
 	return r, nil
 }
 
