@@ -161,3 +161,6 @@ func (c *Cluster) Status() Status {
 	}
 	return Status{Name: c.opts.Name, Members: c.Members(), Stats: st}
 }
+
+// Name is this member's name in the cluster.
+func (c *Cluster) Name() string { return c.opts.Name }
