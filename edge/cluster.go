@@ -442,16 +442,19 @@ type reconcileOwners struct {
 
 // ownsReconcile reports whether this edge reconciles r now.
 func (e *Edge) ownsReconcile(r *session.Record, members []cluster.Member, now time.Time) bool {
-	self := e.clusterParts.c.Name()
-	up := e.health.Mode() == survivability.ModeUp
+	return e.clusterParts.owners.owns(e.clusterParts.c.Name(), e.health.Mode() == survivability.ModeUp, r, members, now)
+}
+
+// owns is the owner rule for edge self (up: it reaches the cloud now) over members, sorted by
+// name as cluster.Members returns them.
+func (ro *reconcileOwners) owns(self string, up bool, r *session.Record, members []cluster.Member, now time.Time) bool {
 	admitter := r.AdmittedBy
 	if admitter == "" {
-		admitter = r.Origin
+		admitter = r.Origin // admitted before the admitter recorded it
 	}
 	if admitter == self || admitter == "" {
 		return up
 	}
-	ro := &e.clusterParts.owners
 	available := false
 	for _, m := range members {
 		if m.Name == admitter {
@@ -473,12 +476,12 @@ func (e *Edge) ownsReconcile(r *session.Record, members []cluster.Member, now ti
 	if !up || now.Sub(since) < reconcileTakeover {
 		return false
 	}
-	for _, m := range members { // sorted by name
-		if m.Self || m.State == "alive" && m.ReachesCloud {
-			if m.Self {
-				return true
-			}
-			return false
+	for _, m := range members {
+		switch {
+		case m.Self:
+			return true // the first alive member reaching the cloud: this edge (up, checked above)
+		case m.State == "alive" && m.ReachesCloud:
+			return false // a member with a lower name takes it
 		}
 	}
 	return false
