@@ -80,7 +80,11 @@ func TestReplicaMergeOnPeer(t *testing.T) {
 	crec.take()
 	const mac = "02:00:00:00:00:01"
 	apply(t, a, accept("sw1", mac, "alice", DecidedCloud, t0), acct(KindStart, "sw1", mac, "S1", t0))
-	if err := cs.MergeReplica(ash.take()); err != nil {
+	shared := ash.take()
+	if len(shared) != 1 || shared[0].State != StateActive {
+		t.Fatalf("an Accept and its Start in one batch shared as %d records, want the last state once: %+v", len(shared), shared)
+	}
+	if err := cs.MergeReplica(shared); err != nil {
 		t.Fatal(err)
 	}
 	r := one(t, cs, Query{AcctSessionID: "S1", NAS: "sw1"})
@@ -94,7 +98,7 @@ func TestReplicaMergeOnPeer(t *testing.T) {
 	if g := csh.take(); len(g) != 0 {
 		t.Fatalf("edge-c shared a merged record back: %+v", g)
 	}
-	if st := cs.Stats(); st.MergeWon != 2 || st.Live != 2 {
+	if st := cs.Stats(); st.MergeWon != 1 || st.Live != 2 {
 		t.Fatalf("edge-c stats %+v", st)
 	}
 	c.add(time.Minute)

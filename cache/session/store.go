@@ -369,8 +369,16 @@ func (s *Store) update(fn func(*txn) error) error {
 		}
 	}
 	if share := s.opts.Share; share != nil {
-		for _, c := range t.changes {
-			if !c.merged && c.cur != nil && (c.c == ChangeCreated || c.c == ChangeUpdated || c.c == ChangeEnded) {
+		// A record written twice in one transaction (an Accept and its Start in one batch) is
+		// shared once, as committed: peers need its last state only.
+		last := make(map[uint64]int, len(t.changes))
+		for i, c := range t.changes {
+			if c.cur != nil {
+				last[c.cur.ID] = i
+			}
+		}
+		for i, c := range t.changes {
+			if !c.merged && c.cur != nil && last[c.cur.ID] == i && (c.c == ChangeCreated || c.c == ChangeUpdated || c.c == ChangeEnded) {
 				r := *c.cur
 				r.Class = slices.Clone(r.Class)
 				share(r)

@@ -637,7 +637,7 @@ func TestClusterReplicatesSessions(t *testing.T) {
 		})
 	}
 	st := a.c.Status().Stats.Sessions
-	if st.Sent != 2 || st.Received < 2 || st.Merged < 2 {
+	if st.Sent != 1 || st.Received < 3 || st.Merged < 3 { // the Accept and Start of one batch are one record
 		t.Fatalf("edge-a's session counters %+v", st)
 	}
 }
