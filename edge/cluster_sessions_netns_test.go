@@ -302,6 +302,12 @@ func TestE2ENetnsClusterSessions(t *testing.T) {
 	if st.Replication.Sessions == nil || st.Replication.Sessions.Merged == 0 || st.Replication.Sessions.NeedReconcile != 0 {
 		t.Errorf("edge-c's session replication %+v", st.Replication.Sessions)
 	}
+	text, err := exec.Command(cs.bin, "cluster", "status", "--socket", c.socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(text), "\nSessions: ") ||
+		!strings.Contains(string(text), "reconciliation: 0 sessions admitted locally waiting, 0 of them this edge's to reconcile") {
+		t.Errorf("mxedge cluster status on edge-c (%v):\n%s", err, text)
+	}
+	t.Logf("edge-c: %s", grepLines(string(text), "Sessions:"))
 }
 
 func hexs(b []byte) string {

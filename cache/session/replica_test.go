@@ -27,6 +27,19 @@ func (s *sharer) take() []Record {
 	return g
 }
 
+// keeper is a recorder that also keeps the last record told.
+type keeper struct {
+	recorder
+	last *Record
+}
+
+func (k *keeper) SessionChanged(c Change, prev, cur *Record) {
+	k.recorder.SessionChanged(c, prev, cur)
+	k.mu.Lock()
+	k.last = cur
+	k.mu.Unlock()
+}
+
 // edgeStore is one edge's table in a cluster named node.
 func edgeStore(t *testing.T, node string, c *clock, rec Observer) (*Store, *sharer) {
 	sh := &sharer{}
@@ -73,7 +86,7 @@ func TestReplicaFieldsAndShare(t *testing.T) {
 func TestReplicaMergeOnPeer(t *testing.T) {
 	c := &clock{t: t0}
 	a, ash := edgeStore(t, "edge-a", c, nil)
-	crec := &recorder{}
+	crec := &keeper{}
 	cs, csh := edgeStore(t, "edge-c", c, crec)
 	apply(t, cs, accept("sw9", "02:00:00:00:00:09", "other", DecidedCloud, t0)) // edge-c's ID 1 is taken
 	csh.take()
@@ -108,6 +121,11 @@ func TestReplicaMergeOnPeer(t *testing.T) {
 	g := crec.take()
 	if len(g) != 1 || !strings.HasPrefix(g[0], "ended") {
 		t.Fatalf("edge-c's observer on the Stop: %v", g)
+	}
+	// What identity push gets from edge-c's Stop is edge-a's session: the user, VLAN and method
+	// edge-a's Accept brought (the Stop carries neither).
+	if e := crec.last; e == nil || e.UserName != "alice" || e.VLAN != "41" || e.Method != "mab" || e.Origin != "edge-a" {
+		t.Fatalf("the ended session told to edge-c's observer: %+v", e)
 	}
 	r = one(t, cs, Query{AcctSessionID: "S1", NAS: "sw1"})
 	if r.State != StateStopped || r.UserName != "alice" || r.Origin != "edge-a" || r.Edge != "edge-c" || r.AdmittedBy != "edge-a" {
