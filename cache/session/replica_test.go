@@ -123,7 +123,7 @@ func TestReplicaMergeOnPeer(t *testing.T) {
 		t.Fatalf("edge-c's observer on the Stop: %v", g)
 	}
 	// What identity push gets from edge-c's Stop is edge-a's session: the user, VLAN and method
-	// edge-a's Accept brought (the Stop carries neither).
+	// edge-a's Accept brought (the Stop carries none of them).
 	if e := crec.last; e == nil || e.UserName != "alice" || e.VLAN != "41" || e.Method != "mab" || e.Origin != "edge-a" {
 		t.Fatalf("the ended session told to edge-c's observer: %+v", e)
 	}
