@@ -308,6 +308,81 @@ func TestE2ENetnsClusterSessions(t *testing.T) {
 		t.Errorf("mxedge cluster status on edge-c (%v):\n%s", err, text)
 	}
 	t.Logf("edge-c: %s", grepLines(string(text), "Sessions:"))
+
+	// 4. The admitter dies: another outage, edge-b admits a client locally and is killed; when the
+	// WAN is back, edge-a (the lowest-named edge reaching the cloud) takes the session over after
+	// the takeover wait and re-authorizes it once.
+	for i := range 3 {
+		if err := cs.site.CutWAN(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clusterWait(t, 15*time.Second, "every edge sees no edge reach the cloud", func() bool {
+		for _, e := range cs.edges {
+			for _, m := range cs.status(t, e).Members {
+				if m.ReachesCloud {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // the peer pools follow
+	rand.Read(rnd[:])
+	orphan := knownMAC{mac: "02dd00" + hexs(rnd[:])}
+	if cloud, local, _ := authorize(t, authB, orphan); cloud || !local {
+		t.Fatalf("%s through edge-b in the second outage: cloud=%v local=%v", orphan.mac, cloud, local)
+	}
+	clusterWait(t, 10*time.Second, "edge-b's admission on edge-a and edge-c", func() bool {
+		for _, e := range []*clusterEdge{cs.edges[0], c} {
+			ss := cs.sessionsOn(t, e, orphan.mac)
+			if len(ss) != 1 || ss[0].Reconcile != "needed" || ss[0].AdmittedBy != "edge-b" {
+				return false
+			}
+		}
+		return true
+	})
+	if err := b.mx.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := cs.site.RestoreWAN(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored = time.Now()
+	took = clusterWait(t, 90*time.Second, "edge-b's orphaned session re-authorized", func() bool {
+		recs, _ := nas.CoA()
+		r, _ := coaFor(recs, dashed(orphan.mac))
+		return r > 0
+	})
+	time.Sleep(3 * time.Second)
+	recs, _ = nas.CoA()
+	if r, _ := coaFor(recs, dashed(orphan.mac)); r != 1 {
+		t.Errorf("the NAS received %d reauthenticate CoA-Requests for edge-b's orphaned session, want exactly 1", r)
+	}
+	for _, e := range []*clusterEdge{cs.edges[0], c} {
+		if ss := cs.sessionsOn(t, e, orphan.mac); len(ss) != 1 || ss[0].Reconcile != "reconciled" {
+			t.Errorf("edge-b's orphaned session on %s: %+v", e.name, ss)
+		}
+	}
+	for _, e := range []*clusterEdge{cs.edges[0], c} {
+		var st struct {
+			Reconcile *struct {
+				Sent uint64 `json:"sent"`
+			} `json:"reconcile"`
+		}
+		out, err := exec.Command(cs.bin, "status", "-o", "json", "--socket", e.socket).Output()
+		if err != nil || json.Unmarshal(out, &st) != nil || st.Reconcile == nil {
+			t.Fatalf("mxedge status on %s: %v\n%s", e.name, err, out)
+		}
+		sent[e.name] = st.Reconcile.Sent
+	}
+	t.Logf("takeover: edge-b killed; its session re-authorized once, %s after the WAN was restored (takeover wait 30 s); requests sent in all by edge-a %d, edge-c %d",
+		ms(took), sent["edge-a"], sent["edge-c"])
+	if sent["edge-a"] != 2 || sent["edge-c"] != 0 {
+		t.Errorf("after the takeover edge-a sent %d, edge-c %d reconciliation requests in all, want 2 and 0", sent["edge-a"], sent["edge-c"])
+	}
 }
 
 func hexs(b []byte) string {
