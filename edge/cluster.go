@@ -331,6 +331,7 @@ type ClusterSessionReplication struct {
 	Merged         uint64  `json:"merged"`
 	Conflicts      uint64  `json:"conflicts"`
 	Refused        uint64  `json:"refused"`
+	Dropped        uint64  `json:"dropped"` // not merged: the session writer's queue was full
 	SyncSent       uint64  `json:"sync_records_sent"`
 	LastMergeAt    string  `json:"last_merge_at,omitempty"`
 	LastLagSeconds float64 `json:"last_lag_seconds"`
@@ -367,7 +368,7 @@ func (e *Edge) ClusterStatus() *ClusterStatus {
 		ss := s.Sessions
 		sr := &ClusterSessionReplication{Sent: ss.Sent, Received: ss.Received, Merged: ss.Merged, Conflicts: ss.Conflicts,
 			Refused: ss.Refused, SyncSent: ss.SyncSent, LastLagSeconds: ss.LastLag.Seconds(), MeanLagSeconds: ss.MeanLag.Seconds(),
-			NeedReconcile: e.sessions.Stats().NeedReconcile}
+			NeedReconcile: e.sessions.Stats().NeedReconcile, Dropped: e.tracker.Stats().ReplicaDropped}
 		if !ss.LastMerge.IsZero() {
 			sr.LastMergeAt = ss.LastMerge.UTC().Format(time.RFC3339)
 		}
@@ -414,7 +415,7 @@ func (e *Edge) clusterMetrics() *metrics.Cluster {
 	}
 	if s := r.Sessions; s != nil {
 		m.Sessions = &metrics.ClusterSessions{Sent: s.Sent, Merged: s.Merged, Conflicts: s.Conflicts, Refused: s.Refused,
-			LagSeconds: s.LastLagSeconds}
+			Dropped: s.Dropped, LagSeconds: s.LastLagSeconds}
 	}
 	return m
 }
@@ -487,6 +488,19 @@ func (ro *reconcileOwners) owns(self string, up bool, r *session.Record, members
 	return false
 }
 
+// refresh forgets when an admitter became unavailable once the view shows it alive and reaching
+// the cloud again, even if no session of its was looked at meanwhile: the wait is for an
+// unbroken absence.
+func (ro *reconcileOwners) refresh(members []cluster.Member) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	for _, m := range members {
+		if m.State == "alive" && m.ReachesCloud {
+			delete(ro.unavail, m.Name)
+		}
+	}
+}
+
 // ownedReconcile is the sessions needing reconciliation that are this edge's (limit 0: all).
 func (e *Edge) ownedReconcile(limit int) ([]session.Record, error) {
 	rs, err := e.sessions.NeedingReconcile(0)
@@ -525,6 +539,7 @@ func (e *Edge) watchReconcile(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		ro.refresh(e.clusterParts.c.Members())
 		if e.health.Mode() != survivability.ModeUp || e.reconciler.Progress().Running {
 			continue
 		}

@@ -83,6 +83,15 @@ func TestReconcileOwner(t *testing.T) {
 	if got := owners(noB, t0.Add(40*time.Second), ros, "edge-a", "edge-b", "edge-c"); len(got) != 0 {
 		t.Fatalf("10 s after the admitter lost the cloud again: owners %v, want none", got)
 	}
+	// The admitter seen back only in the member view (no session of its looked at meanwhile):
+	// the wait starts over when it is gone again.
+	ros = fresh()
+	owners(noB, t0, ros, "edge-a", "edge-b", "edge-c")
+	ros["edge-a"].refresh(view("edge-a", all, "edge-a", "edge-b", "edge-c"))
+	owners(noB, t0.Add(25*time.Second), ros, "edge-a", "edge-b", "edge-c")
+	if got := owners(noB, t0.Add(35*time.Second), ros, "edge-a", "edge-b", "edge-c"); len(got) != 0 {
+		t.Fatalf("10 s after the admitter was seen without the cloud again: owners %v, want none", got)
+	}
 	// A session admitted before the admitter was recorded belongs to the edge that created it.
 	old := &session.Record{Origin: "edge-c", OriginID: 4}
 	if !fresh()["edge-c"].owns("edge-c", true, old, view("edge-c", all, "edge-a", "edge-b", "edge-c"), t0) {

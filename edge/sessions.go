@@ -100,6 +100,9 @@ type TrackerStats struct {
 	Queue    int    // waiting for the writer
 	Batches  uint64 // write transactions
 	Received uint64 // packets handed to the writer
+	// ReplicaDropped are peers' session records not merged because the queue was full; the
+	// cluster's anti-entropy brings them again.
+	ReplicaDropped uint64
 }
 
 // sessionTracker feeds the session table. Its methods are nil-safe: a nil tracker (sessions off)
@@ -117,6 +120,7 @@ type sessionTracker struct {
 	fromPeer func(netip.Addr) bool
 
 	dropped, failed, ignored, batches, received atomic.Uint64
+	replicaDropped                              atomic.Uint64 // peers' records the full queue refused
 	lastLog                                     atomic.Int64
 }
 
@@ -179,7 +183,7 @@ func (t *sessionTracker) MergeQueued(r session.Record) {
 	select {
 	case t.q <- sessionItem{replica: &r}:
 	default:
-		t.dropped.Add(1)
+		t.replicaDropped.Add(1) // not a packet of this edge's: counted apart from them
 	}
 }
 
@@ -189,7 +193,8 @@ func (t *sessionTracker) Stats() TrackerStats {
 		return TrackerStats{}
 	}
 	return TrackerStats{Dropped: t.dropped.Load(), Failed: t.failed.Load(),
-		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load()}
+		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load(),
+		ReplicaDropped: t.replicaDropped.Load()}
 }
 
 // Run is the table's one writer: it batches the queue into transactions until ctx is done, then

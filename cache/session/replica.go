@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -171,11 +172,14 @@ func (t *txn) mergeReplica(in *Record) error {
 	r := *in
 	r.Class = slices.Clone(in.Class)
 	if in.Origin != t.s.opts.Node || t.recs.Get(idKey(in.OriginID)) != nil {
-		// Another edge's record gets an ID of this table's; one of ours that was swept here but
-		// lives on a peer comes back under its own.
+		// Another edge's record gets an ID of this table's.
 		if r.ID, err = t.nextID(); err != nil {
 			return err
 		}
+	} else if err := t.reserveID(in.OriginID); err != nil {
+		// One of ours that is gone here (swept, or the file was lost) but lives on a peer comes
+		// back under its own ID, which the next new session must not take.
+		return err
 	}
 	if err := t.admit(); err != nil {
 		return err
@@ -187,6 +191,19 @@ func (t *txn) mergeReplica(in *Record) error {
 	t.changes = append(t.changes, change{c: ChangeCreated, cur: &r, merged: true})
 	t.s.mergeWon.Add(1)
 	return nil
+}
+
+// reserveID makes sure nextID never returns id or less.
+func (t *txn) reserveID(id uint64) error {
+	m := t.tx.Bucket(bucketMeta)
+	var next uint64 = 1
+	if v := m.Get(metaNextID); len(v) == 8 {
+		next = binary.BigEndian.Uint64(v)
+	}
+	if id < next {
+		return nil
+	}
+	return m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
 }
 
 // byOrigin finds the local record named origin/id in the cluster: through the origin index, or,

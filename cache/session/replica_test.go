@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -344,5 +345,28 @@ func TestRecordV2Golden(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("v2 golden:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestReplicaOwnRecordBack: an edge that lost its table (a new file) gets its records back from a
+// peer under their own IDs, and the sessions it creates afterwards take new IDs, never theirs.
+func TestReplicaOwnRecordBack(t *testing.T) {
+	c := &clock{t: t0}
+	a, ash := edgeStore(t, "edge-a", c, nil)
+	for i := range 5 {
+		apply(t, a, accept("sw1", fmt.Sprintf("02:00:00:00:00:%02x", i), "u", DecidedCloud, t0))
+	}
+	shared := ash.take()
+	a2, _ := edgeStore(t, "edge-a", c, nil) // the same edge with a new, empty file
+	if err := a2.MergeReplica(shared[3:]); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, a2, accept("sw1", "02:00:00:00:00:99", "new", DecidedCloud, t0))
+	r := one(t, a2, Query{MAC: "02:00:00:00:00:99"})
+	if r.ID <= 5 || r.OriginID != r.ID {
+		t.Fatalf("a new session after its records came back took ID %d (origin id %d), want above 5", r.ID, r.OriginID)
+	}
+	if back := one(t, a2, Query{MAC: "02:00:00:00:00:04"}); back.ID != 5 || back.Origin != "edge-a" {
+		t.Fatalf("its own record came back as %+v", back)
 	}
 }

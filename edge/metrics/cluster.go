@@ -25,8 +25,8 @@ type Cluster struct {
 
 // ClusterSessions counts session records replicated (docs/cluster.md).
 type ClusterSessions struct {
-	Sent, Merged, Conflicts, Refused uint64
-	LagSeconds                       float64 // the last session change's, from its write on a peer to its arrival here
+	Sent, Merged, Conflicts, Refused, Dropped uint64
+	LagSeconds                                float64 // the last session change's, from its write on a peer to its arrival here
 }
 
 var (
@@ -43,7 +43,7 @@ var (
 	descClEvents    = desc("cluster_membership_events_total", "Membership changes seen, by type (join, leave, update, suspect, alive).", "type")
 	descClLag       = desc("cluster_replication_lag_seconds", "From the last replicated decision on a peer to its merge here.")
 	descClViaPeer   = desc("cluster_wan_via_peer_requests_total", "Access-Requests sent through a peer edge while this edge could not reach the cloud, by result (forwarded, answered, failed).", "result")
-	descClSessions  = desc("cluster_session_records_total", "Session records replicated: sent to the peers (written here), and from peers merged, lost to this edge's copy (conflict) or refused (expired, invalid).", "result")
+	descClSessions  = desc("cluster_session_records_total", "Session records replicated: sent to the peers (written here), and from peers merged, lost to this edge's copy (conflict), refused (expired, invalid) or dropped (the session writer's queue full; anti-entropy repairs).", "result")
 	descClSessLag   = desc("cluster_session_replication_lag_seconds", "From the last session change written on a peer to its arrival here.")
 	clusterMetrics  = []*prometheus.Desc{descClMembers, descClCloud, descClMsgs, descClBytes, descClMerged, descClConflicts,
 		descClRefused, descClKey, descClSync, descClBuckets, descClEvents, descClLag, descClViaPeer, descClSessions, descClSessLag}
@@ -87,6 +87,7 @@ func collectCluster(ch chan<- prometheus.Metric, c *Cluster) {
 		counter(descClSessions, s.Merged, "merged")
 		counter(descClSessions, s.Conflicts, "conflict")
 		counter(descClSessions, s.Refused, "refused")
+		counter(descClSessions, s.Dropped, "dropped")
 		gauge(descClSessLag, s.LagSeconds)
 	}
 }
