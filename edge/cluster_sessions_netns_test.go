@@ -350,7 +350,6 @@ func TestE2ENetnsClusterSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	restored = time.Now()
 	took = clusterWait(t, 90*time.Second, "edge-b's orphaned session re-authorized", func() bool {
 		recs, _ := nas.CoA()
 		r, _ := coaFor(recs, dashed(orphan.mac))
