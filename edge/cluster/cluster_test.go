@@ -532,8 +532,7 @@ type sessNode struct {
 // before the member exists (so those records are never gossiped, only found by anti-entropy).
 func startSessionNode(t *testing.T, name string, key []byte, join []string, seed func(*session.Store), opts ...nodeOpt) (*sessNode, string) {
 	t.Helper()
-	var self *Cluster
-	var share func(session.Record)
+	var share func(session.Record) // the member's ShareSession, once it exists
 	sn := &sessNode{}
 	opts = append(opts, func(o *Options) {
 		table, err := session.Open(session.Options{Path: filepath.Join(t.TempDir(), "sessions.db"), NoSync: true, Node: name,
@@ -557,8 +556,7 @@ func startSessionNode(t *testing.T, name string, key []byte, join []string, seed
 		o.Sessions, sn.table = w, table
 	})
 	n, addr := startNode(t, name, key, join, opts...)
-	self = n.c
-	share = self.ShareSession
+	share = n.c.ShareSession
 	sn.node = n
 	return sn, addr
 }
