@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,11 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mxedge/cache/session"
 	"mxedge/edge/cluster"
 	"mxedge/edge/config"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
 	"mxedge/proxy/packet"
+	"mxedge/survivability"
 )
 
 // The cluster (docs/cluster.md): membership, replication of the cache, and WAN via a peer. It is
@@ -25,16 +29,42 @@ import (
 
 // clusterParts is what a cluster member adds to an edge.
 type clusterParts struct {
-	c     *cluster.Cluster
-	clock *cluster.Clock
-	peers *peerPool // nil when wan_via_peer is off
+	c      *cluster.Cluster
+	clock  *cluster.Clock
+	peers  *peerPool // nil when wan_via_peer is off
+	owners reconcileOwners
 }
 
-// newCluster creates the member over the opened cache; the cache was opened on the clock.
-func (e *Edge) newCluster(b *config.Built) error {
+// clusterName is the member's name as cluster.New settles it (the host name by default).
+func clusterName(o cluster.Options) string {
+	if o.Name != "" {
+		return o.Name
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// clusterSessions is the session table as the cluster replicates it: read from the store, merged
+// through the tracker's writer (never on the cluster's receive path).
+type clusterSessions struct {
+	s *session.Store
+	t *sessionTracker
+}
+
+func (c clusterSessions) ListReplica(fn func(session.Record) bool) error { return c.s.ListReplica(fn) }
+func (c clusterSessions) MergeQueued(r session.Record)                   { c.t.MergeQueued(r) }
+func (c clusterSessions) Stats() session.Stats                           { return c.s.Stats() }
+
+// newCluster creates the member over the opened cache (opened on the clock) and session table;
+// its tombstones are kept beside the cache (cluster.db).
+func (e *Edge) newCluster(b *config.Built, cachePath string) error {
 	cb := b.Cluster
 	o := cb.Options
 	o.Store, o.Clock, o.Logger = e.cache, e.clusterParts.clock, e.log
+	o.StatePath = filepath.Join(filepath.Dir(cachePath), "cluster.db")
+	if e.sessions != nil {
+		o.Sessions = clusterSessions{e.sessions, e.tracker}
+	}
 	o.ReachesCloud = func() bool { return !e.health.Local() }
 	if b.Listener != nil && len(b.Listener.Addrs) > 0 {
 		o.RadSec = advertisedRadSec(b.Listener.Addrs[0], o)
@@ -45,6 +75,7 @@ func (e *Edge) newCluster(b *config.Built) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.clusterParts.c = c
+	e.clusterParts.owners = reconcileOwners{unavail: map[string]time.Time{}, kicked: map[uint64]bool{}}
 	if cb.WANViaPeer {
 		e.clusterParts.peers = &peerPool{e: e, tls: cb.PeerTLS}
 	}
@@ -288,6 +319,25 @@ type ClusterReplication struct {
 	LastMergeAt      string  `json:"last_merge_at,omitempty"`
 	LastLagSeconds   float64 `json:"last_lag_seconds"`
 	MeanLagSeconds   float64 `json:"mean_lag_seconds"`
+	// Sessions is the session table's replication; absent when the table is off.
+	Sessions *ClusterSessionReplication `json:"sessions,omitempty"`
+}
+
+// ClusterSessionReplication counts session records replicated, and reconciliation's share of
+// this edge (docs/cluster.md).
+type ClusterSessionReplication struct {
+	Sent           uint64  `json:"sent"`
+	Received       uint64  `json:"received"`
+	Merged         uint64  `json:"merged"`
+	Conflicts      uint64  `json:"conflicts"`
+	Refused        uint64  `json:"refused"`
+	Dropped        uint64  `json:"dropped"` // not merged: the session writer's queue was full
+	SyncSent       uint64  `json:"sync_records_sent"`
+	LastMergeAt    string  `json:"last_merge_at,omitempty"`
+	LastLagSeconds float64 `json:"last_lag_seconds"`
+	MeanLagSeconds float64 `json:"mean_lag_seconds"`
+	NeedReconcile  int     `json:"need_reconcile"` // admitted locally by any edge, not yet reconciled
+	Owned          int     `json:"reconcile_owned"`
 }
 
 // ClusterWANViaPeer counts requests answered through a peer.
@@ -313,6 +363,19 @@ func (e *Edge) ClusterStatus() *ClusterStatus {
 			SyncRecordsSent: s.SyncRecordsSent, Tombstones: s.Tombstones, LastLagSeconds: s.LastLag.Seconds(), MeanLagSeconds: s.MeanLag.Seconds()}}
 	if !s.LastMerge.IsZero() {
 		out.Replication.LastMergeAt = s.LastMerge.UTC().Format(time.RFC3339)
+	}
+	if e.sessions != nil {
+		ss := s.Sessions
+		sr := &ClusterSessionReplication{Sent: ss.Sent, Received: ss.Received, Merged: ss.Merged, Conflicts: ss.Conflicts,
+			Refused: ss.Refused, SyncSent: ss.SyncSent, LastLagSeconds: ss.LastLag.Seconds(), MeanLagSeconds: ss.MeanLag.Seconds(),
+			NeedReconcile: e.sessions.Stats().NeedReconcile, Dropped: e.tracker.Stats().ReplicaDropped}
+		if !ss.LastMerge.IsZero() {
+			sr.LastMergeAt = ss.LastMerge.UTC().Format(time.RFC3339)
+		}
+		if items, err := e.ownedReconcile(0); err == nil {
+			sr.Owned = len(items)
+		}
+		out.Replication.Sessions = sr
 	}
 	for _, m := range st.Members {
 		out.Members = append(out.Members, ClusterMember{Name: m.Name, Address: m.Addr, State: m.State, Self: m.Self, Site: m.Site,
@@ -350,5 +413,153 @@ func (e *Edge) clusterMetrics() *metrics.Cluster {
 	if w := st.WANViaPeer; w != nil {
 		m.ViaPeer = map[string]uint64{"forwarded": w.Forwarded, "answered": w.Answered, "failed": w.Failed}
 	}
+	if s := r.Sessions; s != nil {
+		m.Sessions = &metrics.ClusterSessions{Sent: s.Sent, Merged: s.Merged, Conflicts: s.Conflicts, Refused: s.Refused,
+			Dropped: s.Dropped, LagSeconds: s.LastLagSeconds}
+	}
 	return m
+}
+
+// Reconciliation in a cluster (docs/cluster.md, "Reconciliation after failback"). Every edge
+// holds every session admitted locally anywhere, and exactly one edge re-authorizes each: the
+// edge that admitted it (Record.AdmittedBy) while it reaches the cloud, or waits for it to while
+// it is briefly without (failing back); once this edge has seen the admitter gone or without the
+// cloud for reconcileTakeover, the alive member reaching the cloud with the lowest name takes it
+// over. Its "reconciled" mark is a write like any other and replicates, so no other edge repeats
+// it.
+const (
+	reconcileTakeover = 30 * time.Second
+	reconcileWatch    = time.Second
+	// reconcileKickedMax bounds the sessions remembered as offered to the reconciler.
+	reconcileKickedMax = 100_000
+)
+
+// reconcileOwners is this edge's view for the owner rule.
+type reconcileOwners struct {
+	mu      sync.Mutex
+	unavail map[string]time.Time // admitter -> when this edge first saw it gone or without the cloud
+	kicked  map[uint64]bool      // sessions a round was already started for
+}
+
+// ownsReconcile reports whether this edge reconciles r now.
+func (e *Edge) ownsReconcile(r *session.Record, members []cluster.Member, now time.Time) bool {
+	return e.clusterParts.owners.owns(e.clusterParts.c.Name(), e.health.Mode() == survivability.ModeUp, r, members, now)
+}
+
+// owns is the owner rule for edge self (up: it reaches the cloud now) over members, sorted by
+// name as cluster.Members returns them.
+func (ro *reconcileOwners) owns(self string, up bool, r *session.Record, members []cluster.Member, now time.Time) bool {
+	admitter := r.AdmittedBy
+	if admitter == "" {
+		admitter = r.Origin // admitted before the admitter recorded it
+	}
+	if admitter == self || admitter == "" {
+		return up
+	}
+	available := false
+	for _, m := range members {
+		if m.Name == admitter {
+			available = m.State == "alive" && m.ReachesCloud
+		}
+	}
+	ro.mu.Lock()
+	if available {
+		delete(ro.unavail, admitter)
+		ro.mu.Unlock()
+		return false
+	}
+	since, ok := ro.unavail[admitter]
+	if !ok {
+		ro.unavail[admitter] = now
+		since = now
+	}
+	ro.mu.Unlock()
+	if !up || now.Sub(since) < reconcileTakeover {
+		return false
+	}
+	for _, m := range members {
+		switch {
+		case m.Self:
+			return true // the first alive member reaching the cloud: this edge (up, checked above)
+		case m.State == "alive" && m.ReachesCloud:
+			return false // a member with a lower name takes it
+		}
+	}
+	return false
+}
+
+// refresh forgets when an admitter became unavailable once the view shows it alive and reaching
+// the cloud again, even if no session of its was looked at meanwhile: the wait is for an
+// unbroken absence.
+func (ro *reconcileOwners) refresh(members []cluster.Member) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	for _, m := range members {
+		if m.State == "alive" && m.ReachesCloud {
+			delete(ro.unavail, m.Name)
+		}
+	}
+}
+
+// ownedReconcile is the sessions needing reconciliation that are this edge's (limit 0: all).
+func (e *Edge) ownedReconcile(limit int) ([]session.Record, error) {
+	rs, err := e.sessions.NeedingReconcile(0)
+	if err != nil || e.clusterParts.c == nil {
+		if limit > 0 && len(rs) > limit {
+			rs = rs[:limit]
+		}
+		return rs, err
+	}
+	members, now := e.clusterParts.c.Members(), time.Now()
+	out := rs[:0]
+	for i := range rs {
+		if e.ownsReconcile(&rs[i], members, now) {
+			out = append(out, rs[i])
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// watchReconcile starts a reconciliation round when sessions become this edge's to reconcile
+// outside a failback: replicated from an edge that is gone, or taken over after
+// reconcileTakeover. The failback kick (New's health OnChange) covers this edge's own.
+func (e *Edge) watchReconcile(ctx context.Context) {
+	if e.reconciler == nil || e.sessions == nil {
+		return
+	}
+	tick := time.NewTicker(reconcileWatch)
+	defer tick.Stop()
+	ro := &e.clusterParts.owners
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ro.refresh(e.clusterParts.c.Members())
+		if e.health.Mode() != survivability.ModeUp || e.reconciler.Progress().Running {
+			continue
+		}
+		rs, err := e.ownedReconcile(0)
+		if err != nil {
+			continue
+		}
+		fresh := false
+		ro.mu.Lock()
+		if len(ro.kicked) > reconcileKickedMax {
+			clear(ro.kicked)
+		}
+		for _, r := range rs {
+			if !ro.kicked[r.ID] {
+				ro.kicked[r.ID], fresh = true, true
+			}
+		}
+		ro.mu.Unlock()
+		if fresh {
+			e.reconciler.Kick()
+		}
+	}
 }

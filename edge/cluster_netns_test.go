@@ -34,6 +34,7 @@ type clusterSite struct {
 	bin   string
 	known []knownMAC
 	edges []*clusterEdge
+	lab   *pkitest.Lab
 }
 
 type clusterEdge struct {
@@ -48,12 +49,20 @@ type clusterEdge struct {
 
 var clusterNames = []string{"edge-a", "edge-b", "edge-c", "edge-d"}
 
+// clusterSiteOptions add to every edge's configuration.
+type clusterSiteOptions struct {
+	// coa: the NAS takes CoA on SiteNASAddr:3799 (coa_port), and each edge has a Dynamic
+	// Authorization listener on its LAN address for the on-prem client "ops" on the NAS's host.
+	coa bool
+}
+
 // startClusterSite starts n edges; the last `wrongKey` of them get a key of their own.
-func startClusterSite(t *testing.T, n, wrongKey int) *clusterSite {
+func startClusterSite(t *testing.T, n, wrongKey int, so ...clusterSiteOptions) *clusterSite {
 	t.Helper()
 	peertest.Require(t, "freeradius", "ip")
 	cs := &clusterSite{site: peertest.StartSite(t, n), bin: mxedgeBinary(t)}
 	lab := pkitest.Must(t)
+	cs.lab = lab
 	var us []peertest.User
 	for i := range 60 {
 		k := knownMAC{mac: fmt.Sprintf("02bb0000%04x", i), vlan: fmt.Sprint(2000 + i)}
@@ -99,6 +108,12 @@ func startClusterSite(t *testing.T, n, wrongKey int) *clusterSite {
 			keyFile = keys[1]
 		}
 		lan := peertest.SiteLANAddr(i).String()
+		coaPort, dynauth := "", ""
+		if len(so) > 0 && so[0].coa {
+			coaPort = "\n    coa_port: 3799"
+			dynauth = fmt.Sprintf("dynamic_authorization:\n  listen: [\"%s:3799\"]\n  clients:\n    - {name: ops, address: %s/32, secret: %q}\n",
+				lan, peertest.SiteNASAddr, coaSecret)
+		}
 		cfg := fmt.Sprintf(`
 cache:
   path: %[1]s/cache.db
@@ -116,7 +131,7 @@ clients:
   - name: nas
     address: %[3]s
     secret: %[4]q
-    vendor: cisco
+    vendor: cisco%[15]s
 upstreams:
   tls: {certificate: %[5]s, key: %[6]s, ca: %[7]s}
   servers:
@@ -142,8 +157,8 @@ cluster:
   key_files: [%[14]s]
   sync_interval: 1s
   tls: {certificate: %[9]s, key: %[10]s, ca: %[7]s}
-`, dir, lan, peertest.SiteNASAddr, nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, cloud, cert, key,
-			netnsDefaultVLAN, name, strings.Join(join, ", "), keyFile)
+%[16]s`, dir, lan, peertest.SiteNASAddr, nasSecret, lab.ClientCert, lab.ClientKey, lab.CAFile, cloud, cert, key,
+			netnsDefaultVLAN, name, strings.Join(join, ", "), keyFile, coaPort, dynauth)
 		e := &clusterEdge{name: name, dir: dir, socket: filepath.Join(dir, "control.sock"), logPath: filepath.Join(dir, "mxedge.log"),
 			ns: cs.site.Edges[i], cfgPath: filepath.Join(dir, "mxedge.yaml")}
 		if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {

@@ -32,7 +32,7 @@ func TestReconcileThroughSessionTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	table := sessionTable{st}
+	table := sessionTable{s: st}
 	relay, err := dynauth.New(dynauth.Options{
 		Source: "127.0.0.1:0", Timeout: 200 * time.Millisecond, Retries: 1, Sessions: table,
 		NASes: []dynauth.NAS{

@@ -11,7 +11,12 @@ import (
 // sessionTable gives the CoA relay and the reconciler what they ask of the session table: the
 // NAS holding a session a request names (dynauth.Sessions), and the sessions admitted locally that
 // still need the cloud's re-authorization (dynauth.ReconcileSessions).
-type sessionTable struct{ s *session.Store }
+type sessionTable struct {
+	s *session.Store
+	// owned, in a cluster, narrows NeedingReconcile to the sessions this edge reconciles
+	// (Edge.ownedReconcile); nil: every session.
+	owned func(limit int) ([]session.Record, error)
+}
 
 // FindSession looks the session up by Acct-Session-Id, then MAC (Calling-Station-Id), Framed-IP,
 // User-Name, in the order of how precisely each names one session, and takes the latest live one.
@@ -51,7 +56,11 @@ func (t sessionTable) FindSession(q dynauth.SessionQuery) (dynauth.SessionRef, b
 // NeedingReconcile lists the sessions to re-authorize, oldest first, as targets the NAS finds
 // them by (RFC 5176 §3: Acct-Session-Id, User-Name, Calling-Station-Id, Framed-IP-Address).
 func (t sessionTable) NeedingReconcile(limit int) ([]dynauth.ReconcileItem, error) {
-	rs, err := t.s.NeedingReconcile(limit)
+	read := t.s.NeedingReconcile
+	if t.owned != nil {
+		read = t.owned
+	}
+	rs, err := read(limit)
 	if err != nil {
 		return nil, err
 	}
@@ -73,5 +82,5 @@ func (e *Edge) sessionLookup() dynauth.Sessions {
 	if e.sessions == nil {
 		return nil
 	}
-	return sessionTable{e.sessions}
+	return sessionTable{s: e.sessions}
 }

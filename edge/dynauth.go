@@ -37,7 +37,7 @@ func (e *Edge) newDynAuth(b *config.Built) error {
 		return nil // nothing records which sessions were admitted locally
 	}
 	e.reconciler, err = dynauth.NewReconciler(dynauth.ReconcileOptions{
-		Sessions: sessionTable{e.sessions},
+		Sessions: e.reconcileTable(),
 		Rate:     b.Reconcile.Rate,
 		Site: func(site string) dynauth.SitePolicy {
 			e.mu.Lock()
@@ -51,6 +51,16 @@ func (e *Edge) newDynAuth(b *config.Built) error {
 		return fmt.Errorf("edge: %w", err)
 	}
 	return nil
+}
+
+// reconcileTable is the table as the reconciler reads it: in a cluster, only the sessions this
+// edge owns (Edge.ownedReconcile).
+func (e *Edge) reconcileTable() sessionTable {
+	t := sessionTable{s: e.sessions}
+	if e.clusterParts.c != nil {
+		t.owned = e.ownedReconcile
+	}
+	return t
 }
 
 // runReconciler serves reconciliation rounds; each failback kicks one (New's health OnChange).

@@ -224,7 +224,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	if e.identity, err = newIdentity(p.b.Identity, p.b.Sessions != nil, e.log, e.nasSecret, e.events); err != nil {
 		return nil, err
 	}
-	if err := e.openSessions(e.identity.sessionOptions(p.b.Sessions)); err != nil {
+	if err := e.openSessions(e.identity.sessionOptions(p.b.Sessions), p.b.Cluster); err != nil {
 		return nil, err
 	}
 
@@ -252,7 +252,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	})
 	var learned survivability.CacheWriter = e.cache
 	if p.b.Cluster != nil {
-		if err := e.newCluster(p.b); err != nil {
+		if err := e.newCluster(p.b, p.cache.Path); err != nil {
 			return nil, err
 		}
 		learned = e.clusterParts.c // written here and sent to the peers

@@ -121,6 +121,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		if pp := e.clusterParts.peers; pp != nil {
 			bg.Go(pp.Run)
 		}
+		bg.Go(e.watchReconcile)
 	}
 	if e.discovery != nil {
 		bg.Go(func(ctx context.Context) { e.discovery.Run(ctx) })

@@ -15,12 +15,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"mxedge/cache"
 	"mxedge/cache/session"
+	"mxedge/edge/config"
 	"mxedge/edge/control"
 	"mxedge/edge/metrics"
 	"mxedge/proxy"
@@ -86,6 +88,8 @@ type sessionItem struct {
 	cloud  bool // the Accept came from the cloud
 	// A local decision (buf nil), published just before its Access-Accept is sent.
 	nas, mac, user, reason string
+	// A record another edge of the cluster wrote (buf nil), to merge (docs/cluster.md).
+	replica *session.Record
 }
 
 // TrackerStats are the tracker's own counters.
@@ -96,6 +100,9 @@ type TrackerStats struct {
 	Queue    int    // waiting for the writer
 	Batches  uint64 // write transactions
 	Received uint64 // packets handed to the writer
+	// ReplicaDropped are peers' session records not merged because the queue was full; the
+	// cluster's anti-entropy brings them again.
+	ReplicaDropped uint64
 }
 
 // sessionTracker feeds the session table. Its methods are nil-safe: a nil tracker (sessions off)
@@ -108,8 +115,12 @@ type sessionTracker struct {
 
 	// pending is the writer's: local decisions by NAS and MAC (or User-Name) awaiting their Accept.
 	pending map[string]session.Decider
+	// fromPeer, in a cluster, reports whether a request came from another edge (WAN via peer):
+	// that session is the other edge's, which records it against its own NAS. nil: none do.
+	fromPeer func(netip.Addr) bool
 
 	dropped, failed, ignored, batches, received atomic.Uint64
+	replicaDropped                              atomic.Uint64 // peers' records the full queue refused
 	lastLog                                     atomic.Int64
 }
 
@@ -132,6 +143,9 @@ func (t *sessionTracker) observe(req *proxy.Request, resp packet.Packet, cloud b
 	case packet.CodeAccountingResponse:
 		resp = nil // nothing in it the table needs
 	default:
+		return
+	}
+	if t.fromPeer != nil && t.fromPeer(req.Src.Addr().Unmap()) {
 		return
 	}
 	bp := t.bufs.Get().(*[]byte)
@@ -159,13 +173,28 @@ func (t *sessionTracker) decided(ev survivability.Event) {
 	}
 }
 
+// MergeQueued queues a peer's session record for the writer, which merges it in its next batch
+// (cache/session KindReplica). It never blocks: a full queue drops it (counted), and the
+// cluster's anti-entropy brings it again.
+func (t *sessionTracker) MergeQueued(r session.Record) {
+	if t == nil {
+		return
+	}
+	select {
+	case t.q <- sessionItem{replica: &r}:
+	default:
+		t.replicaDropped.Add(1) // not a packet of this edge's: counted apart from them
+	}
+}
+
 // Stats returns the tracker's counters.
 func (t *sessionTracker) Stats() TrackerStats {
 	if t == nil {
 		return TrackerStats{}
 	}
 	return TrackerStats{Dropped: t.dropped.Load(), Failed: t.failed.Load(),
-		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load()}
+		Ignored: t.ignored.Load(), Queue: len(t.q), Batches: t.batches.Load(), Received: t.received.Load(),
+		ReplicaDropped: t.replicaDropped.Load()}
 }
 
 // Run is the table's one writer: it batches the queue into transactions until ctx is done, then
@@ -236,6 +265,9 @@ func (t *sessionTracker) warn(msg string, err error) {
 
 // add parses one item into the batch and returns its buffer to the pool.
 func (t *sessionTracker) add(batch []session.Update, it sessionItem) []session.Update {
+	if it.replica != nil {
+		return append(batch, session.Update{Kind: session.KindReplica, Rec: *it.replica})
+	}
 	if it.buf == nil {
 		key := it.mac
 		if key == "" {
@@ -489,17 +521,38 @@ func (f trackedFallback) Serve(ctx context.Context, req *proxy.Request, cause er
 }
 
 // openSessions opens the session table and its tracker (nothing when o is nil: sessions off).
-func (e *Edge) openSessions(o *session.Options) error {
+func (e *Edge) openSessions(o *session.Options, cl *config.Cluster) error {
 	if o == nil {
 		return nil
 	}
 	so := *o
 	so.Logger = e.log
+	if cl != nil {
+		// A cluster member's table names its records in the cluster, stamps them on the cluster's
+		// hybrid clock and shares each write (docs/cluster.md). The cluster is built after the
+		// table (it merges into it through the tracker); nothing is written before Run.
+		so.Node, so.Now = clusterName(cl.Options), e.clusterParts.clock.Now
+		so.Share = func(r session.Record) {
+			if c := e.clusterParts.c; c != nil {
+				c.ShareSession(r)
+			}
+		}
+	}
 	s, err := session.Open(so)
 	if err != nil {
 		return fmt.Errorf("edge: %w", err)
 	}
 	e.sessions, e.tracker = s, newSessionTracker(s, e.log)
+	if cl != nil {
+		e.tracker.fromPeer = func(a netip.Addr) bool {
+			pp := e.clusterParts.peers // built after the table; read only once requests flow
+			if pp == nil {
+				return false
+			}
+			ms := pp.members.Load()
+			return ms != nil && slices.Contains(*ms, a)
+		}
+	}
 	return nil
 }
 
@@ -611,7 +664,8 @@ func SessionWire(r *session.Record) control.Session {
 		AcctSessionID: r.AcctSessionID, AcctMultiSessionID: r.AcctMultiSessionID, InputOctets: r.InputOctets,
 		OutputOctets: r.OutputOctets, SessionTimeSeconds: r.SessionTime, InterimSeconds: uint32(r.Interim / time.Second),
 		TerminateCause: r.TerminateCause, AuthorizedAt: r.Authorized, StartedAt: r.Started, UpdatedAt: r.Updated,
-		StoppedAt: r.Stopped, ReconciledAt: r.ReconcileAt, ExpiresAt: r.Expires}
+		StoppedAt: r.Stopped, ReconciledAt: r.ReconcileAt, ExpiresAt: r.Expires, Origin: r.Origin, Edge: r.Edge,
+		AdmittedBy: r.AdmittedBy}
 	if r.HasNASPort {
 		p := r.NASPort
 		s.NASPort = &p

@@ -29,8 +29,21 @@ import (
 //	           expires, reconcile-at
 //	uvarint × 6: interim seconds, input octets, output octets, session time, terminate cause,
 //	           reconcile attempts
+//
+// Version 2 (testdata/record-v2.hex) is version 1's layout with the version octet 2, followed by
+// the replication fields of a cluster member (docs/cluster.md):
+//
+//	origin       str
+//	origin id    8 octets
+//	edge         str
+//	admitted by  str
+//	stamp        8 octets, Unix nanoseconds, 0 = unset
+//
+// A record without replication fields is still written as version 1, so an edge outside a
+// cluster writes what an older mxedge reads.
 const (
 	codecV1 = 1
+	codecV2 = 2
 
 	flagMAC    = 1 << 0
 	flagPort   = 1 << 1
@@ -75,7 +88,11 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 	if r.FramedIPv6Prefix.IsValid() {
 		flags |= flagPrefix
 	}
-	b = append(b, codecV1, flags, byte(r.State), byte(r.Decider), byte(r.Reconcile))
+	version := byte(codecV1)
+	if r.replicated() {
+		version = codecV2
+	}
+	b = append(b, version, flags, byte(r.State), byte(r.Decider), byte(r.Reconcile))
 	b = binary.BigEndian.AppendUint64(b, r.ID)
 	for _, s := range r.strings() {
 		b = binary.AppendUvarint(b, uint64(len(*s)))
@@ -109,7 +126,19 @@ func appendRecord(b []byte, r *Record) ([]byte, error) {
 		uint64(r.SessionTime), uint64(r.TerminateCause), uint64(r.ReconcileAttempts)} {
 		b = binary.AppendUvarint(b, v)
 	}
+	if version == codecV2 {
+		b = appendStr(b, r.Origin)
+		b = binary.BigEndian.AppendUint64(b, r.OriginID)
+		b = appendStr(b, r.Edge)
+		b = appendStr(b, r.AdmittedBy)
+		b = binary.BigEndian.AppendUint64(b, uint64(timeToNanos(r.Stamp)))
+	}
 	return b, nil
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // decodeRecord decodes any known codec version and validates the result, so a decoded record
@@ -121,13 +150,15 @@ func decodeRecord(b []byte) (Record, error) {
 	if len(b) > maxEncodedLen {
 		return Record{}, fmt.Errorf("%w: %d octets", ErrBadRecord, len(b))
 	}
-	if b[0] != codecV1 {
-		return Record{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
+	switch b[0] {
+	case codecV1, codecV2:
+		return decodeV1(b[1:], b[0] == codecV2)
 	}
-	return decodeV1(b[1:])
+	return Record{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 }
 
-func decodeV1(b []byte) (Record, error) {
+// decodeV1 decodes version 1's layout, and with v2 the replication fields that follow it.
+func decodeV1(b []byte, v2 bool) (Record, error) {
 	d := decoder{b: b}
 	var r Record
 	flags := d.byte()
@@ -180,6 +211,13 @@ func decodeV1(b []byte) (Record, error) {
 	r.SessionTime = uint32(d.uvarint(1<<32 - 1))
 	r.TerminateCause = uint32(d.uvarint(1<<32 - 1))
 	r.ReconcileAttempts = uint32(d.uvarint(1<<32 - 1))
+	if v2 {
+		r.Origin = string(d.bytes(int(d.uvarint(maxStringLen))))
+		r.OriginID = d.uint64()
+		r.Edge = string(d.bytes(int(d.uvarint(maxStringLen))))
+		r.AdmittedBy = string(d.bytes(int(d.uvarint(maxStringLen))))
+		r.Stamp = nanosToTime(int64(d.uint64()))
+	}
 	if d.err != nil {
 		return Record{}, d.err
 	}

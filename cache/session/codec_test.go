@@ -140,6 +140,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(minimal)
 	f.Add([]byte{codecV1})
 	f.Add([]byte{2, 0, 0})
+	v2, _ := MarshalReplica(replicaSample())
+	f.Add(v2)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := decodeRecord(b)
 		if err != nil {

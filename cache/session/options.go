@@ -50,8 +50,17 @@ type Options struct {
 	OpenTimeout time.Duration
 	// ReadOnly opens with a shared lock and refuses writes (the CLI beside a stopped daemon).
 	ReadOnly bool
-	// Observer is told of every change after it is committed; nil: none.
+	// Observer is told of every change after it is committed, except records merged from peers
+	// (MergeReplica); nil: none.
 	Observer Observer
+	// Node is this edge's name in a cluster (docs/cluster.md); "" outside one. With it, every
+	// record written here carries the replication fields (Origin, OriginID, Edge, AdmittedBy,
+	// Stamp) and Share is told of it.
+	Node string
+	// Share is told, after commit and on the committing goroutine, of every record this edge
+	// created or changed (not of merged, expired or evicted ones), in its replicated form, to be
+	// sent to the peers. It must not block. nil: none.
+	Share func(Record)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives lifecycle and degraded-mode messages; nil discards.
@@ -108,6 +117,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: sweep interval must be between 1s and 1h, got %v", ErrBadOptions, o.SweepInterval)
 	case o.OpenTimeout < time.Millisecond || o.OpenTimeout > time.Minute:
 		return fmt.Errorf("%w: open timeout must be between 1ms and 1m, got %v", ErrBadOptions, o.OpenTimeout)
+	case len(o.Node) > maxStringLen:
+		return fmt.Errorf("%w: node name longer than %d octets", ErrBadOptions, maxStringLen)
 	}
 	return nil
 }

@@ -140,6 +140,20 @@ type Record struct {
 	// Authorized is the last Access-Accept, Started the Start (or first accounting), Updated the
 	// last accounting or Accept, Stopped the Stop; Expires is when the sweeper removes it.
 	Authorized, Started, Updated, Stopped, Expires time.Time
+	// Replication in a cluster of edges (docs/cluster.md). Origin is the edge that created the
+	// record and OriginID its ID there: the record's name on every edge (ID is each edge's own
+	// key). Edge is the edge that wrote the record last, AdmittedBy the edge whose Access-Accept
+	// admitted it (the owner of its reconciliation), and Stamp the hybrid-clock time of the last
+	// write, which decides a conflict (the later write wins, MergeReplica). All empty on an edge
+	// outside a cluster.
+	Origin, Edge, AdmittedBy string
+	OriginID                 uint64
+	Stamp                    time.Time
+}
+
+// replicated reports whether r carries any replication field (it is then encoded as version 2).
+func (r *Record) replicated() bool {
+	return r.Origin != "" || r.Edge != "" || r.AdmittedBy != "" || r.OriginID != 0 || !r.Stamp.IsZero()
 }
 
 // validate checks what the codec relies on.
@@ -155,6 +169,7 @@ func (r *Record) validate() error {
 		{"nas-port-id", r.NASPortID}, {"called-station-id", r.CalledStationID}, {"ssid", r.SSID},
 		{"calling-station-id", r.CallingStationID}, {"user-name", r.UserName}, {"method", r.Method},
 		{"vlan", r.VLAN}, {"acct-session-id", r.AcctSessionID}, {"acct-multi-session-id", r.AcctMultiSessionID},
+		{"origin", r.Origin}, {"edge", r.Edge}, {"admitted-by", r.AdmittedBy},
 	} {
 		if len(f.v) > maxStringLen {
 			return fmt.Errorf("%w: %s: %d octets (at most %d)", ErrBadRecord, f.name, len(f.v), maxStringLen)
@@ -185,6 +200,9 @@ func (r *Record) validate() error {
 	}
 	if int(r.Reconcile) >= len(reconcileNames) {
 		return fmt.Errorf("%w: reconcile %d", ErrBadRecord, r.Reconcile)
+	}
+	if (r.Origin == "") != (r.OriginID == 0) {
+		return fmt.Errorf("%w: origin %q with origin id %d", ErrBadRecord, r.Origin, r.OriginID)
 	}
 	if r.Interim < 0 || r.Interim%time.Second != 0 || r.Interim > maxInterim {
 		return fmt.Errorf("%w: interim %v", ErrBadRecord, r.Interim)

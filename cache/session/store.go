@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,10 +35,14 @@ var (
 	bucketEnded   = []byte("ended")   // 8-octet expiry of a stopped session
 	bucketLive    = []byte("live")    // 8-octet missed-interim deadline of a live session
 	bucketRecon   = []byte("recon")   // 8-octet Authorized of a session needing reconciliation
+	bucketOrigin  = []byte("origin")  // Origin, 8-octet OriginID: a replicated record's name in the cluster
 
 	allBuckets = [][]byte{bucketRecords, bucketMeta, bucketASID, bucketMAC, bucketUser, bucketIP, bucketNAS,
-		bucketPort, bucketEnded, bucketLive, bucketRecon}
+		bucketPort, bucketEnded, bucketLive, bucketRecon, bucketOrigin}
 	indexBuckets = allBuckets[2:]
+	// optionalBuckets were added after schema 1's first release: a file opened read-only may
+	// lack them (they are created on the next writable open).
+	optionalBuckets = [][]byte{bucketOrigin}
 
 	metaSchema = []byte("schema")
 	metaNextID = []byte("next-id")
@@ -89,6 +94,9 @@ type Store struct {
 	applied   atomic.Uint64
 	refused   atomic.Uint64
 	writeErrs atomic.Uint64
+	// Replicas from peers (MergeReplica, KindReplica): written, lost to what was stored (the merge
+	// rule kept the stored record), refused (expired or invalid).
+	mergeWon, mergeLost, mergeRefused atomic.Uint64
 }
 
 type nasSite struct{ nas, site string }
@@ -108,6 +116,9 @@ type Stats struct {
 	Refused        uint64     // updates refused (no NAS, a field too long), the rest of their batch committed
 	Commits        uint64     // write transactions committed
 	WriteErrors    uint64     // write transactions that failed (their updates are lost)
+	MergeWon       uint64     // records from peers written (new here, or winning the merge rule)
+	MergeLost      uint64     // records from peers not written: what this edge held won
+	MergeRefused   uint64     // records from peers not written: expired or invalid
 	DBSize         int64      // bytes of the file in use
 	MaxEntries     int
 	StopGrace      time.Duration
@@ -166,7 +177,7 @@ func (s *Store) initSchema() error {
 	if s.opts.ReadOnly {
 		return s.db.View(func(tx *bolt.Tx) error {
 			for _, b := range allBuckets {
-				if tx.Bucket(b) == nil {
+				if tx.Bucket(b) == nil && !slices.ContainsFunc(optionalBuckets, func(o []byte) bool { return bytes.Equal(o, b) }) {
 					return fmt.Errorf("session: open %s: %w: missing bucket %s", s.opts.Path, ErrBadRecord, b)
 				}
 			}
@@ -282,6 +293,9 @@ func (s *Store) Run(ctx context.Context) error {
 type change struct {
 	c         Change
 	prev, cur *Record
+	// merged: a peer's record (KindReplica), told neither to the Observer (the edge that saw the
+	// packet tells its own) nor to Share (it came from the cluster).
+	merged bool
 }
 
 // txn bundles one write transaction's buckets and the changes it made.
@@ -312,6 +326,9 @@ func (s *Store) update(fn func(*txn) error) error {
 		t.recs.FillPercent = appendFill
 		for _, b := range indexBuckets {
 			bk := tx.Bucket(b)
+			if bk == nil {
+				return fmt.Errorf("session: missing bucket %s", b)
+			}
 			bk.FillPercent = randomFill
 			t.idx[string(b)] = bk
 		}
@@ -346,7 +363,26 @@ func (s *Store) update(fn func(*txn) error) error {
 	}
 	if o := s.opts.Observer; o != nil {
 		for _, c := range t.changes {
-			o.SessionChanged(c.c, c.prev, c.cur)
+			if !c.merged {
+				o.SessionChanged(c.c, c.prev, c.cur)
+			}
+		}
+	}
+	if share := s.opts.Share; share != nil {
+		// A record written twice in one transaction (an Accept and its Start in one batch) is
+		// shared once, as committed: peers need its last state only.
+		last := make(map[uint64]int, len(t.changes))
+		for i, c := range t.changes {
+			if c.cur != nil {
+				last[c.cur.ID] = i
+			}
+		}
+		for i, c := range t.changes {
+			if !c.merged && c.cur != nil && last[c.cur.ID] == i && (c.c == ChangeCreated || c.c == ChangeUpdated || c.c == ChangeEnded) {
+				r := *c.cur
+				r.Class = slices.Clone(r.Class)
+				share(r)
+			}
 		}
 	}
 	return nil
@@ -400,6 +436,9 @@ func (t *txn) apply(u *Update) error {
 	if u.Kind == KindNASReboot {
 		return t.nasReboot(u.Rec.NAS, at)
 	}
+	if u.Kind == KindReplica {
+		return t.mergeReplica(&u.Rec)
+	}
 	if u.Kind < KindAccept || u.Kind > KindStop {
 		return fmt.Errorf("%w: update kind %d", ErrBadRecord, u.Kind)
 	}
@@ -426,6 +465,10 @@ func (t *txn) apply(u *Update) error {
 	}
 	merge(&r, u, at)
 	t.s.expiry(&r)
+	t.s.stampLocal(&r, &old, found && !fresh)
+	if u.Kind == KindAccept && t.s.opts.Node != "" {
+		r.AdmittedBy = t.s.opts.Node
+	}
 	if err := r.validate(); err != nil {
 		return err
 	}
@@ -618,6 +661,7 @@ func (t *txn) nasReboot(nas string, at time.Time) error {
 		end(&r, at, terminateNASReboot)
 		r.Updated = at
 		t.s.expiry(&r)
+		t.s.stampLocal(&r, &old, true)
 		if err := t.put(&r, &old); err != nil {
 			return err
 		}
@@ -804,6 +848,7 @@ func (s *Store) MarkReconciled(id uint64, ok bool) error {
 				r.Reconcile = ReconcileDone
 			}
 		}
+		s.stampLocal(&r, &old, true)
 		if err := t.put(&r, &old); err != nil {
 			return err
 		}
@@ -822,6 +867,7 @@ func (s *Store) Stats() Stats {
 		Entries: int(s.entries.Load()), Live: int(s.live.Load()), NeedReconcile: int(s.recon.Load()),
 		Created: s.created.Load(), Starts: s.starts.Load(), Stops: s.stops.Load(), Expired: s.expired.Load(),
 		Evicted: s.evicted.Load(), Applied: s.applied.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(), WriteErrors: s.writeErrs.Load(),
+		MergeWon: s.mergeWon.Load(), MergeLost: s.mergeLost.Load(), MergeRefused: s.mergeRefused.Load(),
 		MaxEntries: s.opts.MaxEntries, StopGrace: s.opts.StopGrace, MissedInterims: s.opts.MissedInterims,
 	}
 	s.mu.Lock()
@@ -923,6 +969,9 @@ func indexKeys(r *Record) []indexKey {
 	}
 	if r.Reconcile == ReconcileNeeded {
 		add(bucketRecon, dueKey(r.Authorized, r.ID))
+	}
+	if r.Origin != "" {
+		add(bucketOrigin, (&keyBuilder{b: originPrefix(r.Origin, r.OriginID)}).id(r.ID))
 	}
 	return ks
 }

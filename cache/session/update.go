@@ -16,9 +16,12 @@ const (
 	// KindNASReboot: Accounting-On or Accounting-Off (Acct-Status-Type 7, 8): the NAS restarted
 	// or stopped, so every session it had is over (RFC 2866 §5.1).
 	KindNASReboot
+	// KindReplica: Rec is a whole record another edge of the cluster wrote (its replicated form,
+	// UnmarshalReplica), merged under the rule of MergeReplica; At is ignored.
+	KindReplica
 )
 
-var kindNames = [...]string{"", "accept", "start", "interim", "stop", "nas-reboot"}
+var kindNames = [...]string{"", "accept", "start", "interim", "stop", "nas-reboot", "replica"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && k != 0 {

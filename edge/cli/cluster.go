@@ -136,6 +136,11 @@ func writeClusterStatus(w io.Writer, st edge.ClusterStatus) error {
 	fmt.Fprintf(w, "  sent %d messages (%d bytes), received %d (%d bytes), %d malformed, %d dropped\n",
 		r.MessagesSent, r.BytesSent, r.MessagesReceived, r.BytesReceived, r.Malformed, r.Dropped)
 	fmt.Fprintf(w, "  anti-entropy: %d rounds, %d buckets pulled, %d records sent to peers\n", r.SyncRounds, r.BucketsPulled, r.SyncRecordsSent)
+	if s := r.Sessions; s != nil {
+		fmt.Fprintf(w, "Sessions: %d sent, %d received, %d merged, %d conflicts, %d refused, %d dropped, %d sent by anti-entropy; lag last %.3fs mean %.3fs\n",
+			s.Sent, s.Received, s.Merged, s.Conflicts, s.Refused, s.Dropped, s.SyncSent, s.LastLagSeconds, s.MeanLagSeconds)
+		fmt.Fprintf(w, "  reconciliation: %d sessions admitted locally waiting, %d of them this edge's to reconcile\n", s.NeedReconcile, s.Owned)
+	}
 	if p := st.WANViaPeer; p != nil {
 		peers := "none"
 		if len(p.Peers) > 0 {

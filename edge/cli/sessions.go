@@ -144,6 +144,9 @@ type sessionDoc struct {
 	StoppedAt          *string `json:"stopped_at"`
 	ReconciledAt       *string `json:"reconciled_at"`
 	ExpiresAt          *string `json:"expires_at"`
+	Origin             string  `json:"origin"`
+	Edge               string  `json:"edge"`
+	AdmittedBy         string  `json:"admitted_by"`
 }
 
 func sessionsToDoc(ss []control.Session) sessionsDoc {
@@ -158,7 +161,8 @@ func sessionsToDoc(ss []control.Session) sessionsDoc {
 			InputOctets: s.InputOctets, OutputOctets: s.OutputOctets, SessionTimeSeconds: s.SessionTimeSeconds,
 			InterimSeconds: s.InterimSeconds, TerminateCause: s.TerminateCause, AuthorizedAt: atTime(s.AuthorizedAt),
 			StartedAt: atTime(s.StartedAt), UpdatedAt: atTime(s.UpdatedAt), StoppedAt: atTime(s.StoppedAt),
-			ReconciledAt: atTime(s.ReconciledAt), ExpiresAt: atTime(s.ExpiresAt)})
+			ReconciledAt: atTime(s.ReconciledAt), ExpiresAt: atTime(s.ExpiresAt), Origin: s.Origin, Edge: s.Edge,
+			AdmittedBy: s.AdmittedBy})
 	}
 	return d
 }

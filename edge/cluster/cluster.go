@@ -1,7 +1,9 @@
 // Package cluster joins the edges of a site into a cluster: membership and failure detection
 // (hashicorp/memberlist, the SWIM implementation under Consul, Serf and Nomad), which edges reach
 // the cloud, and replication of the client cache, so that an edge serves during an outage every
-// client any edge of the site learned from the cloud. Traffic is authenticated and encrypted with
+// client any edge of the site learned from the cloud, and of the session table, so that a CoA or
+// an accounting Stop finds the session whichever edge saw it begin and a locally admitted session
+// is reconciled once. Traffic is authenticated and encrypted with
 // memberlist's keyring (AES-GCM); an edge without a key cannot join or read. There is no leader
 // and no quorum: two edges are a cluster. The merge rule is last-writer-wins on the decision's
 // hybrid-clock stamp (Clock, cache.Store.Merge); docs/cluster.md describes it.
@@ -28,6 +30,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 )
 
 // Defaults of Options.
@@ -65,6 +68,15 @@ type Store interface {
 	Stats() cache.Stats
 }
 
+// SessionStore is the replicated session table: read for anti-entropy (cache/session.Store's
+// ListReplica and Stats) and written through the table's one writer (MergeQueued must not block:
+// a record it cannot queue is dropped, and anti-entropy brings it again).
+type SessionStore interface {
+	ListReplica(fn func(session.Record) bool) error
+	MergeQueued(r session.Record)
+	Stats() session.Stats
+}
+
 // Options configure a cluster member.
 type Options struct {
 	// Name is this edge's unique name in the cluster. Default: the host name.
@@ -86,6 +98,13 @@ type Options struct {
 	RadSec string
 	// Store is the cache to replicate. Required.
 	Store Store
+	// Sessions is the session table to replicate; nil: sessions stay on the edge that saw them.
+	// The table must be opened with this member's Name as its Node and Clock.Now as its clock,
+	// and its Share must call ShareSession.
+	Sessions SessionStore
+	// StatePath is the file tombstones are kept in across restarts (tombstones.go); "": in
+	// memory only.
+	StatePath string
 	// Clock stamps decisions; the cache must be opened with Clock.Now as its clock. Required.
 	Clock *Clock
 	// ReachesCloud reports whether this edge reaches the cloud now (published to peers). nil:
@@ -187,6 +206,10 @@ type Cluster struct {
 
 	tmu   sync.Mutex
 	tombs map[string]tombstone
+	// tdb keeps the tombstones across restarts (nil: StatePath unset); tdirty are the changes
+	// since the last flush (a nil value: deleted), written every tick, off the request path.
+	tdb    *tombDB
+	tdirty map[string]*tombstone
 
 	// peers is this edge's copy of the member list, kept from memberlist's event callbacks,
 	// which run under memberlist's lock: the *memberlist.Node values Members() returns are
@@ -218,7 +241,18 @@ func New(o Options) (*Cluster, error) {
 	}
 	o.setDefaults()
 	c := &Cluster{opts: o, inbox: make(chan []byte, inboxSize), answering: make(chan struct{}, 2), tombs: map[string]tombstone{},
-		peers: map[string]peer{}, started: time.Now()}
+		tdirty: map[string]*tombstone{}, peers: map[string]peer{}, started: time.Now()}
+	if o.StatePath != "" {
+		db, ts, err := openTombDB(o.StatePath, time.Now().Add(-o.TombstoneTTL))
+		if err != nil {
+			return nil, err
+		}
+		c.tdb = db
+		for _, t := range ts {
+			c.keepTombstone(t)
+		}
+		clear(c.tdirty) // they are on disk already
+	}
 	c.cloud.Store(o.ReachesCloud())
 	conf := memberlist.DefaultLANConfig()
 	conf.Name = o.Name
@@ -249,6 +283,7 @@ func New(o Options) (*Cluster, error) {
 	conf.Logger = log.New(&logWriter{l: o.Logger, c: c}, "", 0)
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		c.closeTombs()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.ml = ml
@@ -282,6 +317,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 			}
 			err := c.ml.Shutdown()
 			wg.Wait()
+			c.pruneTombstones()
+			c.closeTombs()
 			return err
 		case <-tick.C:
 			if now := c.opts.ReachesCloud(); now != c.cloud.Load() {
@@ -291,6 +328,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 				}
 			}
 			c.pruneTombstones()
+			c.flushTombs()
 		case <-joinTick.C:
 			if c.ml.NumMembers() < 2 {
 				c.join(ctx)
@@ -356,6 +394,19 @@ func (c *Cluster) ForgetIdentity(identity string) {
 	}
 	c.opts.Store.ForgetIdentity(identity)
 	c.forget(tombstone{Method: cache.MethodEAPTLS, Identity: identity, At: c.opts.Clock.Now()})
+}
+
+// ShareSession sends a session record this edge wrote (the table's Share) to every member.
+func (c *Cluster) ShareSession(r session.Record) {
+	body, err := appendEntry(nil, entry{sess: &r})
+	if err != nil {
+		c.opts.Logger.Warn("cluster session not shared", "nas", r.NAS, "mac", r.MAC, "err", err)
+		return
+	}
+	c.smu.Lock()
+	c.stats.sessionsSent++
+	c.smu.Unlock()
+	c.send(body)
 }
 
 func (c *Cluster) forget(t tombstone) {
@@ -441,6 +492,7 @@ func (c *Cluster) keepTombstone(t tombstone) {
 		return
 	}
 	c.tombs[k] = t
+	c.tdirty[k] = &t
 	for len(c.tombs) > c.opts.MaxTombstones {
 		var oldest string
 		var at time.Time
@@ -450,6 +502,7 @@ func (c *Cluster) keepTombstone(t tombstone) {
 			}
 		}
 		delete(c.tombs, oldest)
+		c.tdirty[oldest] = nil
 		c.smu.Lock()
 		c.stats.tombstonesDropped++
 		c.smu.Unlock()
@@ -462,6 +515,7 @@ func (c *Cluster) pruneTombstones() {
 	for k, t := range c.tombs {
 		if t.At.Before(limit) {
 			delete(c.tombs, k)
+			c.tdirty[k] = nil
 		}
 	}
 	c.tmu.Unlock()
@@ -507,7 +561,7 @@ func (c *Cluster) worker(ctx context.Context) {
 }
 
 func (c *Cluster) apply(msgs [][]byte) {
-	var learned, live []entry
+	var learned, live, sessions []entry
 	for _, b := range msgs {
 		m, err := decode(b)
 		if err != nil {
@@ -518,9 +572,14 @@ func (c *Cluster) apply(msgs [][]byte) {
 			continue
 		}
 		switch m.typ {
-		case msgLearn, msgForget, msgBatch, msgChanges:
+		case msgLearn, msgForget, msgSession, msgBatch, msgChanges:
 			for _, e := range m.entries {
 				switch {
+				case e.sess != nil:
+					if m.typ == msgChanges {
+						c.noteSessionLag(e.sess.Stamp)
+					}
+					sessions = append(sessions, e)
 				case e.forget:
 					c.applyForget(e.tomb)
 				case m.typ == msgChanges:
@@ -531,7 +590,7 @@ func (c *Cluster) apply(msgs [][]byte) {
 			}
 			if m.typ == msgChanges {
 				for _, e := range m.entries {
-					if !e.forget {
+					if !e.forget && e.sess == nil {
 						c.noteLag(e.rec.LastAuthorized) // a change as it happened, not an anti-entropy answer
 					}
 				}
@@ -551,6 +610,41 @@ func (c *Cluster) apply(msgs [][]byte) {
 	}
 	c.merge(learned)
 	c.mergeLive(live)
+	c.mergeSessions(sessions)
+}
+
+// mergeSessions hands peers' session records to the session table's writer, which merges them
+// under the table's rule (cache/session/replica.go) in its next batch.
+func (c *Cluster) mergeSessions(es []entry) {
+	if len(es) == 0 {
+		return
+	}
+	var skew, got uint64
+	for _, e := range es {
+		switch {
+		case !c.opts.Clock.Observe(e.sess.Stamp):
+			skew++
+		case c.opts.Sessions == nil:
+			// sessions are off here: nothing to merge into
+		default:
+			c.opts.Sessions.MergeQueued(*e.sess)
+			got++
+		}
+	}
+	c.smu.Lock()
+	c.stats.skewRefused += skew
+	c.stats.sessionsReceived += got
+	c.stats.lastSessionMerge = time.Now()
+	c.smu.Unlock()
+}
+
+func (c *Cluster) noteSessionLag(at time.Time) {
+	lag := max(time.Since(at), 0)
+	c.smu.Lock()
+	c.stats.sessionLastLag = lag
+	c.stats.sessionLagSum += lag
+	c.stats.sessionLagCount++
+	c.smu.Unlock()
 }
 
 // mergeLive hands the changes peers are streaming to the cache's batched writer: one commit per
@@ -682,6 +776,7 @@ func (c *Cluster) answerWant(node string, buckets []uint16) {
 		c.smu.Unlock()
 	}
 	var body []byte
+	var sessions uint64
 	for _, e := range es {
 		nb, err := appendEntry(body, e)
 		if err != nil {
@@ -689,12 +784,18 @@ func (c *Cluster) answerWant(node string, buckets []uint16) {
 		}
 		body = nb
 		n++
+		if e.sess != nil {
+			sessions++
+		}
 		if len(body) >= batchBytes {
 			flush(body, n)
 			body, n = body[:0], 0
 		}
 	}
 	flush(body, n)
+	c.smu.Lock()
+	c.stats.sessionsSyncSent += sessions
+	c.smu.Unlock()
 }
 
 func uvarint(n int) []byte { return binary.AppendUvarint(nil, uint64(n)) }
@@ -771,7 +872,11 @@ func (c *Cluster) memberSoon(name string) *memberlist.Node {
 }
 
 // Close shuts the member down without leaving (Run's cancel leaves first).
-func (c *Cluster) Close() error { return c.ml.Shutdown() }
+func (c *Cluster) Close() error {
+	err := c.ml.Shutdown()
+	c.closeTombs()
+	return err
+}
 
 // meta is what a member publishes about itself (memberlist node metadata, at most 512 octets).
 type meta struct {

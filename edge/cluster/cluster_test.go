@@ -8,12 +8,14 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 )
 
 // node is one cluster member over its own cache, on loopback.
@@ -405,6 +407,15 @@ func TestWireRoundTrip(t *testing.T) {
 	if err != nil || m.node != "edge-b" || len(m.buckets) != 3 || m.buckets[2] != 255 {
 		t.Fatalf("want: %v %+v", err, m)
 	}
+	sr := session.Record{ID: 3, NAS: "nas", State: session.StateActive, MAC: "02:00:00:00:00:09", Origin: "edge-a", OriginID: 3,
+		Edge: "edge-b", AdmittedBy: "edge-a", Stamp: time.Unix(1_800_000_003, 7).UTC(), Reconcile: session.ReconcileDone}
+	b, err := encodeEntry(entry{sess: &sr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := decode(b); err != nil || len(m.entries) != 1 || m.entries[0].sess == nil || !reflect.DeepEqual(*m.entries[0].sess, sr) {
+		t.Fatalf("session round trip: %v %+v", err, m)
+	}
 	for _, bad := range [][]byte{nil, {1}, {2, msgLearn}, {1, 99}, {1, msgWant, 0, 1, 1, 0}, append(encodeWant("x", nil), 0)} {
 		if _, err := decode(bad); err == nil {
 			t.Errorf("decode(%x) accepted", bad)
@@ -417,8 +428,12 @@ func FuzzDecode(f *testing.F) {
 	r.LastAuthorized = time.Unix(1_800_000_000, 0)
 	learn, _ := encodeEntry(entry{rec: r})
 	forget, _ := encodeEntry(entry{forget: true, tomb: tombstone{Method: cache.MethodMAB, MAC: "02:00:00:00:00:01", At: time.Unix(1, 0)}})
+	sess, _ := encodeEntry(entry{sess: &session.Record{ID: 3, NAS: "nas", State: session.StateActive, Origin: "edge-a", OriginID: 3,
+		Stamp: time.Unix(1_800_000_003, 0)}})
 	f.Add(learn)
 	f.Add(forget)
+	f.Add(sess)
+	f.Add(append(append([]byte{wireVersion, msgChanges, 2}, sess[1:]...), learn[1:]...))
 	f.Add(encodeState(&digest{node: "n"}))
 	f.Add(encodeWant("n", []uint16{1, 2}))
 	batch := append([]byte{wireVersion, msgBatch, 2}, learn[1:]...)
@@ -440,6 +455,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("re-decode: %v", err)
 			}
 			e2 := m2.entries[0]
+			if e.sess != nil {
+				if e2.sess == nil || !reflect.DeepEqual(*e.sess, *e2.sess) {
+					t.Fatalf("session changed on re-encode: %+v %+v", e.sess, e2.sess)
+				}
+				continue
+			}
 			if e.forget {
 				if e2.tomb != e.tomb {
 					t.Fatalf("tombstone changed: %+v %+v", e.tomb, e2.tomb)
@@ -468,4 +489,223 @@ func TestCluster16(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// tableWriter is the session table's one writer as edge's tracker is: peers' records are queued
+// (never blocking the cluster's worker) and merged in batches.
+type tableWriter struct {
+	s *session.Store
+	q chan session.Record
+}
+
+func (w *tableWriter) ListReplica(fn func(session.Record) bool) error { return w.s.ListReplica(fn) }
+func (w *tableWriter) Stats() session.Stats                           { return w.s.Stats() }
+func (w *tableWriter) MergeQueued(r session.Record) {
+	select {
+	case w.q <- r:
+	default:
+	}
+}
+
+func (w *tableWriter) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-w.q:
+			batch := []session.Record{r}
+			for len(batch) < 256 && len(w.q) > 0 {
+				batch = append(batch, <-w.q)
+			}
+			_ = w.s.MergeReplica(batch)
+		}
+	}
+}
+
+// sessNode is a member over a cache and a session table.
+type sessNode struct {
+	*node
+	table *session.Store
+}
+
+// startSessionNode starts a member whose session table is shared; seed writes to the table
+// before the member exists (so those records are never gossiped, only found by anti-entropy).
+func startSessionNode(t *testing.T, name string, key []byte, join []string, seed func(*session.Store), opts ...nodeOpt) (*sessNode, string) {
+	t.Helper()
+	var share func(session.Record) // the member's ShareSession, once it exists
+	sn := &sessNode{}
+	opts = append(opts, func(o *Options) {
+		table, err := session.Open(session.Options{Path: filepath.Join(t.TempDir(), "sessions.db"), NoSync: true, Node: name,
+			Now: o.Clock.Now, Share: func(r session.Record) {
+				if share != nil {
+					share(r)
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { table.Close() })
+		if seed != nil {
+			seed(table)
+		}
+		w := &tableWriter{s: table, q: make(chan session.Record, 4096)}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		o.Sessions, sn.table = w, table
+	})
+	n, addr := startNode(t, name, key, join, opts...)
+	share = n.c.ShareSession
+	sn.node = n
+	return sn, addr
+}
+
+func sessAccept(mac string, d session.Decider) session.Update {
+	return session.Update{Kind: session.KindAccept, Rec: session.Record{NAS: "nas", NASAddr: "198.18.10.100", Site: "hq",
+		CallingStationID: mac, MAC: mac, UserName: "alice", Method: "mab", VLAN: "41", Decider: d}}
+}
+
+func sessAcct(k session.Kind, mac, asid string) session.Update {
+	return session.Update{Kind: k, Rec: session.Record{NAS: "nas", NASAddr: "198.18.10.100", MAC: mac, CallingStationID: mac,
+		AcctSessionID: asid, FramedIP: netip.MustParseAddr("10.9.0.7")}}
+}
+
+func findMAC(t *testing.T, s *session.Store, mac string) (session.Record, bool) {
+	t.Helper()
+	rs, err := s.Find(session.Query{MAC: mac})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) == 0 {
+		return session.Record{}, false
+	}
+	if len(rs) > 1 {
+		t.Fatalf("%d sessions of %s, want one record per session: %+v", len(rs), mac, rs)
+	}
+	return rs[0], true
+}
+
+// A session written on one edge is on every edge within gossip time; a Stop another edge saw
+// for it ends it everywhere, and so does the reconciled mark.
+func TestClusterReplicatesSessions(t *testing.T) {
+	key := testKey(t)
+	a, addr := startSessionNode(t, "edge-a", key, nil, nil)
+	b, _ := startSessionNode(t, "edge-b", key, []string{addr}, nil)
+	c, _ := startSessionNode(t, "edge-c", key, []string{addr}, nil)
+	waitFor(t, 10*time.Second, "three members", func() bool { return len(alive(c.c.Members())) == 3 && len(alive(a.c.Members())) == 3 })
+	const mac = "02:00:00:00:00:01"
+	if err := a.table.Apply([]session.Update{sessAccept(mac, session.DecidedCache), sessAcct(session.KindStart, mac, "S1")}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	waitFor(t, 5*time.Second, "edge-a's session on edge-c", func() bool {
+		r, ok := findMAC(t, c.table, mac)
+		return ok && r.State == session.StateActive && r.AcctSessionID == "S1"
+	})
+	t.Logf("a session written on edge-a was on edge-c %v later", time.Since(t0).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "on edge-b", func() bool { _, ok := findMAC(t, b.table, mac); return ok })
+	if err := b.table.Apply([]session.Update{sessAcct(session.KindStop, mac, "S1")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range []*sessNode{a, c} {
+		waitFor(t, 5*time.Second, "edge-b's Stop everywhere", func() bool {
+			r, ok := findMAC(t, nd.table, mac)
+			return ok && r.State == session.StateStopped && r.Edge == "edge-b" && r.UserName == "alice"
+		})
+	}
+	// Reconciliation's mark, on a live session admitted locally by edge-b.
+	const mac2 = "02:00:00:00:00:02"
+	if err := b.table.Apply([]session.Update{sessAccept(mac2, session.DecidedDefault)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "edge-b's admission on edge-a", func() bool {
+		r, ok := findMAC(t, a.table, mac2)
+		return ok && r.Reconcile == session.ReconcileNeeded && r.AdmittedBy == "edge-b"
+	})
+	r, _ := findMAC(t, b.table, mac2)
+	if err := b.table.MarkReconciled(r.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range []*sessNode{a, c} {
+		waitFor(t, 5*time.Second, "the reconciled mark everywhere", func() bool {
+			n, _ := nd.table.NeedingReconcile(0)
+			r, _ := findMAC(t, nd.table, mac2)
+			return len(n) == 0 && r.Reconcile == session.ReconcileDone
+		})
+	}
+	st := a.c.Status().Stats.Sessions
+	if st.Sent != 1 || st.Received < 3 || st.Merged < 3 { // the Accept and Start of one batch are one record
+		t.Fatalf("edge-a's session counters %+v", st)
+	}
+}
+
+// Session records never gossiped (written before the member started) reach a new edge by
+// anti-entropy, and a stale copy a rejoining edge holds (the session live) loses to the newer Stop.
+func TestClusterSessionAntiEntropy(t *testing.T) {
+	key := testKey(t)
+	var stale session.Record
+	a, addr := startSessionNode(t, "edge-a", key, nil, func(s *session.Store) {
+		var us []session.Update
+		for i := range 300 {
+			mac := fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff)
+			us = append(us, sessAccept(mac, session.DecidedCloud), sessAcct(session.KindStart, mac, fmt.Sprintf("S%d", i)))
+		}
+		if err := s.Apply(us); err != nil {
+			t.Fatal(err)
+		}
+		stale, _ = findMAC(t, s, "02:00:00:00:00:07")
+		if err := s.Apply([]session.Update{sessAcct(session.KindStop, "02:00:00:00:00:07", "S7")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	b, _ := startSessionNode(t, "edge-b", key, []string{addr}, func(s *session.Store) {
+		if err := s.MergeReplica([]session.Record{stale}); err != nil { // the copy it held before
+			t.Fatal(err)
+		}
+	})
+	waitFor(t, 15*time.Second, "edge-b holds edge-a's 300 sessions, 7 stopped", func() bool {
+		r, _ := findMAC(t, b.table, "02:00:00:00:00:07")
+		return b.table.Stats().Entries == 300 && r.State == session.StateStopped
+	})
+	if r, _ := findMAC(t, a.table, "02:00:00:00:00:07"); r.State != session.StateStopped {
+		t.Fatalf("the stale copy brought edge-a's stopped session back: %+v", r)
+	}
+	if st := b.c.Status().Stats; st.BucketsPulled == 0 || st.Sessions.Merged == 0 {
+		t.Fatalf("edge-b's counters %+v", st)
+	}
+	if st := a.c.Status().Stats.Sessions; st.SyncSent == 0 {
+		t.Fatalf("edge-a sent no session in a sync answer: %+v", st)
+	}
+}
+
+// A tombstone outlives a restart of the edge that holds it (so a partitioned peer's stale copy
+// cannot come back after it), and is dropped once older than the tombstone TTL.
+func TestClusterTombstoneSurvivesRestart(t *testing.T) {
+	key := testKey(t)
+	path := filepath.Join(t.TempDir(), "cluster.db")
+	withState := func(o *Options) { o.StatePath = path }
+	a, _ := startNode(t, "edge-a", key, nil, withState)
+	r := mab(9, "60")
+	r.LastAuthorized = time.Now().Add(-time.Minute)
+	a.c.ForgetMAB(r.MAC)
+	a.stop() // Run returns after the tombstones are written
+	a2, _ := startNode(t, "edge-a", key, nil, withState)
+	if got := a2.c.Status().Stats.Tombstones; got != 1 {
+		t.Fatalf("after a restart %d tombstones, want 1", got)
+	}
+	if !a2.c.buried(r) {
+		t.Fatal("the record forgotten before the restart is no longer refused")
+	}
+	// A peer that still holds the stale copy offers it: refused.
+	a2.c.merge([]entry{{rec: r}})
+	if _, _, ok := lookupVLAN(t, a2.store, r.MAC); ok {
+		t.Fatal("the stale copy came back after the restart")
+	}
+	a2.stop()
+	time.Sleep(20 * time.Millisecond)
+	a3, _ := startNode(t, "edge-a", key, nil, withState, func(o *Options) { o.TombstoneTTL = 10 * time.Millisecond })
+	if got := a3.c.Status().Stats.Tombstones; got != 0 {
+		t.Fatalf("a tombstone older than its TTL was loaded (%d)", got)
+	}
 }

@@ -3,10 +3,12 @@ package cluster
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"strconv"
 	"strings"
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 )
 
 // Anti-entropy. memberlist's push/pull exchanges each node's LocalState with one random peer every
@@ -34,6 +36,21 @@ func entryHash(key string, at time.Time) uint64 {
 	binary.BigEndian.PutUint64(b[:], uint64(at.UnixNano()))
 	h.Write(b[:])
 	return h.Sum64()
+}
+
+// sessionKey is the digest key of a session record: its name in the cluster ("s:" cannot collide
+// with the cache's keys or the tombstones').
+func sessionKey(r *session.Record) string {
+	return "s:" + r.Origin + "/" + strconv.FormatUint(r.OriginID, 10)
+}
+
+// addSession adds a session record; its hash covers the reconciliation mark as well as the stamp,
+// since the merge rule can give a record another's mark without changing its stamp.
+func (d *digest) addSession(r *session.Record) {
+	k := sessionKey(r)
+	s := &d.buckets[bucketOf(k)]
+	s.count++
+	s.hash ^= entryHash(k, r.Stamp) ^ entryHash(k+"|r", r.ReconcileAt.Add(time.Duration(r.Reconcile)))
 }
 
 func (d *digest) add(key string, at time.Time) {
@@ -97,7 +114,25 @@ func (c *Cluster) localDigest() (*digest, error) {
 		d.add(k, t.At)
 	}
 	c.tmu.Unlock()
+	if c.opts.Sessions != nil {
+		now := time.Now()
+		err := c.opts.Sessions.ListReplica(func(r session.Record) bool {
+			if unexpired(&r, now) {
+				d.addSession(&r)
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
+}
+
+// unexpired reports whether a session record is still to be replicated: one expired but not yet swept
+// is left out, as its peers refuse it.
+func unexpired(r *session.Record, now time.Time) bool {
+	return r.Expires.IsZero() || r.Expires.After(now)
 }
 
 // bucketEntries returns every entry of the wanted buckets.
@@ -123,5 +158,17 @@ func (c *Cluster) bucketEntries(want []uint16) ([]entry, error) {
 		}
 	}
 	c.tmu.Unlock()
+	if c.opts.Sessions != nil {
+		now := time.Now()
+		err := c.opts.Sessions.ListReplica(func(r session.Record) bool {
+			if unexpired(&r, now) && set[bucketOf(sessionKey(&r))] {
+				out = append(out, entry{sess: &r})
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }

@@ -18,6 +18,12 @@ type counters struct {
 	lastMerge                                time.Time
 	lastLag, lagSum                          time.Duration
 	lagCount                                 uint64
+	// Session records: shared from here, received and handed to the table's writer, and when.
+	sessionsSent, sessionsReceived uint64
+	sessionsSyncSent               uint64
+	lastSessionMerge               time.Time
+	sessionLastLag, sessionLagSum  time.Duration
+	sessionLagCount                uint64
 }
 
 // Member is one edge of the cluster as this edge sees it.
@@ -74,6 +80,20 @@ type Stats struct {
 	LastMerge                       time.Time
 	LastLag, MeanLag                time.Duration // from a decision's stamp to its merge here
 	Tombstones                      int
+	Sessions                        SessionStats
+}
+
+// SessionStats count the replication of session records (zero without Options.Sessions).
+type SessionStats struct {
+	Sent      uint64 // records this edge wrote, sent to every member
+	Received  uint64 // records from peers handed to the table's writer
+	Merged    uint64 // written into the table: new here, or newer than its copy
+	Conflicts uint64 // not written: the copy here won the merge rule
+	Refused   uint64 // not written: expired or invalid
+	SyncSent  uint64 // records sent in anti-entropy answers
+	LastMerge time.Time
+	// LastLag and MeanLag: from a write on a peer (its stamp) to its arrival here.
+	LastLag, MeanLag time.Duration
 }
 
 // Status is the cluster as this edge sees it.
@@ -130,5 +150,17 @@ func (c *Cluster) Status() Status {
 	if s.lagCount > 0 {
 		st.MeanLag = s.lagSum / time.Duration(s.lagCount)
 	}
+	st.Sessions = SessionStats{Sent: s.sessionsSent, Received: s.sessionsReceived, SyncSent: s.sessionsSyncSent,
+		LastMerge: s.lastSessionMerge, LastLag: s.sessionLastLag}
+	if s.sessionLagCount > 0 {
+		st.Sessions.MeanLag = s.sessionLagSum / time.Duration(s.sessionLagCount)
+	}
+	if c.opts.Sessions != nil {
+		ss := c.opts.Sessions.Stats()
+		st.Sessions.Merged, st.Sessions.Conflicts, st.Sessions.Refused = ss.MergeWon, ss.MergeLost, ss.MergeRefused
+	}
 	return Status{Name: c.opts.Name, Members: c.Members(), Stats: st}
 }
+
+// Name is this member's name in the cluster.
+func (c *Cluster) Name() string { return c.opts.Name }

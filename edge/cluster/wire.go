@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mxedge/cache"
+	"mxedge/cache/session"
 )
 
 // Wire format of the cluster's own messages, carried inside memberlist's (already authenticated
@@ -17,9 +18,11 @@ import (
 //	forget  v=1 t=2  method 1, at 8 (Unix ns), mac (uvarint length + text), identity (same)
 //	state   v=1 t=3  node (uvarint length + name), then digestBuckets × (count 4, hash 8)
 //	want    v=1 t=4  node (requester), n uvarint, n × bucket 2
-//	batch   v=1 t=5  n uvarint, n × (t 1 = learn|forget, then that message's body): an
+//	batch   v=1 t=5  n uvarint, n × (t 1 = learn|forget|session, then that message's body): an
 //	                 anti-entropy answer
 //	changes v=1 t=6  as batch: the changes of the last few milliseconds, sent to every member
+//	session v=1 t=7  a session record (uvarint length + cache/session.MarshalReplica; its Stamp
+//	                 is the stamp), alone or as an entry of batch and changes
 //
 // A decoder that meets another version refuses the message (ErrVersion), so a later format
 // needs a new version number and a rolling upgrade sends both for a while.
@@ -32,6 +35,7 @@ const (
 	msgWant    = 4
 	msgBatch   = 5
 	msgChanges = 6
+	msgSession = 7
 
 	// maxMessage bounds what a decoder accepts (a batch is cut at batchBytes when sent).
 	maxMessage = 8 << 20
@@ -44,11 +48,12 @@ var (
 	ErrMalformed = errors.New("cluster: malformed message")
 )
 
-// entry is one replicated change: a learned record, or a forget (a tombstone).
+// entry is one replicated change: a learned record, a forget (a tombstone), or a session record.
 type entry struct {
 	forget bool
-	rec    cache.Record // learn
-	tomb   tombstone    // forget
+	rec    cache.Record    // learn
+	tomb   tombstone       // forget
+	sess   *session.Record // session
 }
 
 // tombstone says: the cloud rejected this client at At, so records of it last authorized before
@@ -76,6 +81,15 @@ func (w *writer) str(s string) {
 
 func appendEntry(b []byte, e entry) ([]byte, error) {
 	w := writer{b}
+	if e.sess != nil {
+		enc, err := session.MarshalReplica(*e.sess)
+		if err != nil {
+			return b, err
+		}
+		w.b = append(w.b, msgSession)
+		w.str(string(enc))
+		return w.b, nil
+	}
 	if e.forget {
 		w.b = append(w.b, msgForget, byte(e.tomb.Method))
 		w.b = binary.BigEndian.AppendUint64(w.b, uint64(e.tomb.At.UnixNano()))
@@ -200,6 +214,17 @@ func (r *reader) entry(typ byte) entry {
 			return entry{}
 		}
 		return entry{rec: rec}
+	case msgSession:
+		enc := r.n(int(r.uvarint(maxMessage)))
+		if r.err != nil {
+			return entry{}
+		}
+		rec, err := session.UnmarshalReplica(enc)
+		if err != nil {
+			r.err = fmt.Errorf("%w: %w", ErrMalformed, err)
+			return entry{}
+		}
+		return entry{sess: &rec}
 	case msgForget:
 		var t tombstone
 		t.Method = cache.Method(r.byte())
@@ -243,7 +268,7 @@ func decode(b []byte) (message, error) {
 	r := &reader{b: b[2:]}
 	m := message{typ: b[1]}
 	switch m.typ {
-	case msgLearn, msgForget:
+	case msgLearn, msgForget, msgSession:
 		m.entries = []entry{r.entry(m.typ)}
 	case msgBatch, msgChanges:
 		n := r.uvarint(maxMessage)

@@ -65,6 +65,11 @@ type Session struct {
 	StoppedAt          time.Time `json:"stopped_at,omitzero"`
 	ReconciledAt       time.Time `json:"reconciled_at,omitzero"`
 	ExpiresAt          time.Time `json:"expires_at,omitzero"`
+	// In a cluster (docs/cluster.md): the edge that created the record, the edge that wrote it
+	// last and the edge whose Access-Accept admitted the client.
+	Origin     string `json:"origin,omitempty"`
+	Edge       string `json:"edge,omitempty"`
+	AdmittedBy string `json:"admitted_by,omitempty"`
 }
 
 func (s *Server) sessions(w http.ResponseWriter, r *http.Request) error {

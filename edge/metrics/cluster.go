@@ -19,6 +19,14 @@ type Cluster struct {
 	Events       map[string]uint64 // membership events by type
 	LagSeconds   float64           // the last replicated decision's lag
 	ViaPeer      map[string]uint64 // WAN via peer: forwarded, answered, failed
+	// Sessions is the replication of the session table; nil when sessions are off.
+	Sessions *ClusterSessions
+}
+
+// ClusterSessions counts session records replicated (docs/cluster.md).
+type ClusterSessions struct {
+	Sent, Merged, Conflicts, Refused, Dropped uint64
+	LagSeconds                                float64 // the last session change's, from its write on a peer to its arrival here
 }
 
 var (
@@ -35,8 +43,10 @@ var (
 	descClEvents    = desc("cluster_membership_events_total", "Membership changes seen, by type (join, leave, update, suspect, alive).", "type")
 	descClLag       = desc("cluster_replication_lag_seconds", "From the last replicated decision on a peer to its merge here.")
 	descClViaPeer   = desc("cluster_wan_via_peer_requests_total", "Access-Requests sent through a peer edge while this edge could not reach the cloud, by result (forwarded, answered, failed).", "result")
+	descClSessions  = desc("cluster_session_records_total", "Session records replicated: sent to the peers (written here), and from peers merged, lost to this edge's copy (conflict), refused (expired, invalid) or dropped (the session writer's queue full; anti-entropy repairs).", "result")
+	descClSessLag   = desc("cluster_session_replication_lag_seconds", "From the last session change written on a peer to its arrival here.")
 	clusterMetrics  = []*prometheus.Desc{descClMembers, descClCloud, descClMsgs, descClBytes, descClMerged, descClConflicts,
-		descClRefused, descClKey, descClSync, descClBuckets, descClEvents, descClLag, descClViaPeer}
+		descClRefused, descClKey, descClSync, descClBuckets, descClEvents, descClLag, descClViaPeer, descClSessions, descClSessLag}
 )
 
 func collectCluster(ch chan<- prometheus.Metric, c *Cluster) {
@@ -71,5 +81,13 @@ func collectCluster(ch chan<- prometheus.Metric, c *Cluster) {
 		for _, r := range []string{"forwarded", "answered", "failed"} {
 			counter(descClViaPeer, c.ViaPeer[r], r)
 		}
+	}
+	if s := c.Sessions; s != nil {
+		counter(descClSessions, s.Sent, "sent")
+		counter(descClSessions, s.Merged, "merged")
+		counter(descClSessions, s.Conflicts, "conflict")
+		counter(descClSessions, s.Refused, "refused")
+		counter(descClSessions, s.Dropped, "dropped")
+		gauge(descClSessLag, s.LagSeconds)
 	}
 }
