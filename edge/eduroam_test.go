@@ -462,6 +462,7 @@ func TestE2EEduroam(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := routeSeries(t, el.scrape(t))
 		if err := el.edge.Reload(t.Context(), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -472,6 +473,19 @@ func TestE2EEduroam(t *testing.T) {
 		wantAttr(t, r, "Reply-Message", "blocked by reload")
 		if el.edge.Router().Routes() == routes {
 			t.Fatal("the route table was not replaced")
+		}
+		// The reload is no counter reset: the routes it kept count on; the new one starts at 1.
+		after := routeSeries(t, el.scrape(t))
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("%s: %v before the reload, %v after", k, v, after[k])
+			}
+		}
+		if k := `mxedge_route_rejects_total{route="block-visited",target="reject"}`; after[k] != 1 {
+			t.Errorf("%s = %v, want 1", k, after[k])
+		}
+		if before[`mxedge_route_requests_total{route="eduroam-visitor",target="eduroam-national"}`] == 0 {
+			t.Error("the visitor route had counted nothing before the reload")
 		}
 	})
 }
