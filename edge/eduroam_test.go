@@ -288,6 +288,20 @@ func TestE2EEduroam(t *testing.T) {
 		waitLog(t, el.logs, "access decision", "code=Access-Reject", "nas=eduroam-nro1", "decider=route", "reason=route-reject",
 			"route=eduroam-unknown-realm", "realm=elsewhere.example")
 	})
+	t.Run("a subdomain of an excluded realm stays with the cloud", func(t *testing.T) {
+		// The guide's Exclude Realms include their subdomains: the cloud decides (it knows no such
+		// user and rejects), never a national server.
+		before := len(nacEvents(t, sock))
+		r := radclient(t, el.auth, "auth", nasSecret, []string{`User-Name = "homer@staff.myuniversity.edu"`, `User-Password = "pw"`,
+			`Message-Authenticator = 0x00`, `Called-Station-Id = "AA-BB-CC-DD-EE-FF:eduroam"`})[0]
+		if r.Code != "Access-Reject" {
+			t.Fatalf("got %q", r.Code)
+		}
+		evs := nacEvents(t, sock)[before:]
+		if len(evs) != 1 || evs[0].Source != "upstream" || evs[0].Route != "" || evs[0].Identity != "homer@staff.myuniversity.edu" {
+			t.Fatalf("events %+v, want one of the cloud's", evs)
+		}
+	})
 	t.Run("route counters exact after a known sequence", func(t *testing.T) {
 		before := routeSeries(t, el.scrape(t))
 		for _, q := range []struct {
