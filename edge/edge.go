@@ -327,6 +327,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	ro := p.b.Router
 	ro.Logger, ro.Fallback, ro.Observer, ro.Routed, ro.Timeouts = e.log, fallback, answerObserver{e}, routeObserver{e}, e.health
 	e.router = proxy.NewRouter(ro, pool, stats)
+	e.fticks.use(p.b)
 	e.router.SetRoutes(routes)
 	so := p.b.Server
 	so.Logger, so.Cork, so.Stats = e.log, e.cork, stats

@@ -288,6 +288,20 @@ func TestE2EEduroam(t *testing.T) {
 		waitLog(t, el.logs, "access decision", "code=Access-Reject", "nas=eduroam-nro1", "decider=route", "reason=route-reject",
 			"route=eduroam-unknown-realm", "realm=elsewhere.example")
 	})
+	t.Run("a subdomain of an excluded realm stays with the cloud", func(t *testing.T) {
+		// The guide's Exclude Realms include their subdomains: the cloud decides (it knows no such
+		// user and rejects), never a national server.
+		before := len(nacEvents(t, sock))
+		r := radclient(t, el.auth, "auth", nasSecret, []string{`User-Name = "homer@staff.myuniversity.edu"`, `User-Password = "pw"`,
+			`Message-Authenticator = 0x00`, `Called-Station-Id = "AA-BB-CC-DD-EE-FF:eduroam"`})[0]
+		if r.Code != "Access-Reject" {
+			t.Fatalf("got %q", r.Code)
+		}
+		evs := nacEvents(t, sock)[before:]
+		if len(evs) != 1 || evs[0].Source != "upstream" || evs[0].Route != "" || evs[0].Identity != "homer@staff.myuniversity.edu" {
+			t.Fatalf("events %+v, want one of the cloud's", evs)
+		}
+	})
 	t.Run("route counters exact after a known sequence", func(t *testing.T) {
 		before := routeSeries(t, el.scrape(t))
 		for _, q := range []struct {
@@ -462,6 +476,7 @@ func TestE2EEduroam(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := routeSeries(t, el.scrape(t))
 		if err := el.edge.Reload(t.Context(), cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -472,6 +487,19 @@ func TestE2EEduroam(t *testing.T) {
 		wantAttr(t, r, "Reply-Message", "blocked by reload")
 		if el.edge.Router().Routes() == routes {
 			t.Fatal("the route table was not replaced")
+		}
+		// The reload is no counter reset: the routes it kept count on; the new one starts at 1.
+		after := routeSeries(t, el.scrape(t))
+		for k, v := range before {
+			if after[k] != v {
+				t.Errorf("%s: %v before the reload, %v after", k, v, after[k])
+			}
+		}
+		if k := `mxedge_route_rejects_total{route="block-visited",target="reject"}`; after[k] != 1 {
+			t.Errorf("%s = %v, want 1", k, after[k])
+		}
+		if before[`mxedge_route_requests_total{route="eduroam-visitor",target="eduroam-national"}`] == 0 {
+			t.Error("the visitor route had counted nothing before the reload")
 		}
 	})
 }

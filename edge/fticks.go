@@ -38,15 +38,16 @@ func newFTicksSyslog(log *slog.Logger) *fticksSyslog {
 	return &fticksSyslog{ch: make(chan string, fticksQueue), hostname: h, log: log}
 }
 
-// sink returns the routes' F-Ticks Sink for the configuration b (nil without f_ticks_syslog) and
-// points the sender at its target.
+// sink returns the routes' F-Ticks Sink for the configuration b: nil without f_ticks_syslog.
 func (f *fticksSyslog) sink(b *config.Built) func(string) {
-	f.target.Store(b.FTicksSyslog)
 	if b.FTicksSyslog == nil {
 		return nil
 	}
 	return f.send
 }
+
+// use points the sender at b's target; start-up and a reload call it as they install b's routes.
+func (f *fticksSyslog) use(b *config.Built) { f.target.Store(b.FTicksSyslog) }
 
 // send queues line; with the queue full it is dropped and counted.
 func (f *fticksSyslog) send(line string) {

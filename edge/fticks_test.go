@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"mxedge/edge/config"
 	"mxedge/edge/peertest"
 )
 
@@ -115,6 +116,34 @@ func TestFTicksThroughRsyslog(t *testing.T) {
 	}
 	if n := fticksSent(t, el.scrape(t)); n != 2 {
 		t.Fatalf("mxedge_fticks_syslog_lines_total{outcome=\"sent\"} = %v, want 2", n)
+	}
+
+	// A reload that points f_ticks_syslog at the collector itself: the next line goes there
+	// directly, as an RFC 5424 message from mxedge.
+	doc, err := os.ReadFile(el.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc = []byte(strings.Replace(string(doc), fmt.Sprintf("f_ticks_syslog: 127.0.0.1:%d", relayPort), "f_ticks_syslog: "+collectorAddr, 1))
+	if err := os.WriteFile(el.cfgPath, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(el.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := el.edge.Reload(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if r := radclient(t, el.auth, "auth", nasSecret, visitor("pw"))[0]; r.Code != "Access-Accept" {
+		t.Fatalf("after reload: %q", r.Code)
+	}
+	recs, err = collector.WaitRecords(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[2]; r.Msg != want[0] || r.AppName != "mxedge" || r.MsgID != "F-TICKS" || r.Facility != "local1" {
+		t.Fatalf("after reload the collector got %+v, want %q from mxedge, msgid F-TICKS, local1", r, want[0])
 	}
 }
 

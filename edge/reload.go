@@ -162,6 +162,7 @@ func (e *Edge) apply(ctx, drainCtx context.Context, drains *sync.WaitGroup, cfg 
 	routes.WaitReady(wctx)
 	cancel()
 	e.router.SetPool(pool)
+	e.fticks.use(b)
 	e.router.SetRoutes(routes)
 	e.mu.Lock()
 	prev := e.pool

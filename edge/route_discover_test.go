@@ -77,7 +77,7 @@ routes:
 	}
 	// The route's counters: two requests, the discovered server's Accept, one discovery failure;
 	// the two decisions are one event each, the discovered server's as external.
-	rc := &e.Router().Routes().Stats().Routes[0]
+	rc := e.Router().Routes().Stats().Routes[0]
 	if m, a, f := rc.Matched.Load(), rc.Answers[0].Load(), rc.DiscoveryFailed.Load(); m != 2 || a != 1 || f != 1 {
 		t.Fatalf("route counters: matched %d, accepts %d, discovery failures %d; want 2, 1, 1", m, a, f)
 	}

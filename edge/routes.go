@@ -197,7 +197,7 @@ func (e *Edge) routeMetrics() *metrics.Routes {
 	st := t.Stats()
 	out := &metrics.Routes{Unmatched: st.Default.Load(), Loops: st.Loops.Load()}
 	for i, r := range t.Routes() {
-		c := &st.Routes[i]
+		c := st.Routes[i]
 		m := metrics.Route{Name: r.Label(i), Target: r.TargetLabel(), Matched: c.Matched.Load(), NoUpstream: c.NoUpstream.Load(),
 			Rejected: c.Rejected.Load(), DiscoveryFailed: c.DiscoveryFailed.Load(), Answers: make(map[string]uint64, len(proxy.AnswerCodes))}
 		for k, code := range proxy.AnswerCodes {

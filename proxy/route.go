@@ -465,11 +465,12 @@ func anyOf[T any](xs []T, f func(T) bool) bool {
 }
 
 // RouteStats count what the routes did, on the request path (plain atomics, read at scrape time);
-// the router's Stats still count every request.
+// the router's Stats still count every request. A table installed by a reload carries on the
+// counters of the one it replaces (adopt), so a reload is no counter reset.
 type RouteStats struct {
-	Routes  []RouteCounters // per route, in order
-	Default atomic.Uint64   // no route matched: the router's pool
-	Loops   atomic.Uint64   // refused: the request had crossed this edge already
+	Routes  []*RouteCounters // per route, in order
+	Default *atomic.Uint64   // no route matched: the router's pool
+	Loops   *atomic.Uint64   // refused: the request had crossed this edge already
 }
 
 // RouteCounters are one route's counters.
@@ -562,7 +563,10 @@ func NewRouteTable(o RoutesOptions) (*RouteTable, error) {
 		o.FTicks.Federation = "eduroam"
 	}
 	t := &RouteTable{opts: o, routes: o.Routes, pools: map[string]*Pool{}, prefix: o.ProxyStatePrefix, log: o.Logger,
-		stats: &RouteStats{Routes: make([]RouteCounters, len(o.Routes))}}
+		stats: &RouteStats{Routes: make([]*RouteCounters, len(o.Routes)), Default: new(atomic.Uint64), Loops: new(atomic.Uint64)}}
+	for i := range t.stats.Routes {
+		t.stats.Routes[i] = new(RouteCounters)
+	}
 	if t.prefix == [4]byte{} {
 		rand.Read(t.prefix[:])
 	}
@@ -589,6 +593,24 @@ func NewRouteTable(o RoutesOptions) (*RouteTable, error) {
 		t.pools[np.Name] = p
 	}
 	return t, nil
+}
+
+// adopt makes t count on in old's counters: the table-wide ones, and each route's whose label and
+// target are those of a route of old. Call it before t serves.
+func (t *RouteTable) adopt(old *RouteTable) {
+	if t == nil || old == nil {
+		return
+	}
+	t.stats.Default, t.stats.Loops = old.stats.Default, old.stats.Loops
+	prev := make(map[[2]string]*RouteCounters, len(old.routes))
+	for i := range old.routes {
+		prev[[2]string{old.routes[i].Label(i), old.routes[i].TargetLabel()}] = old.stats.Routes[i]
+	}
+	for i := range t.routes {
+		if c, ok := prev[[2]string{t.routes[i].Label(i), t.routes[i].TargetLabel()}]; ok {
+			t.stats.Routes[i] = c
+		}
+	}
 }
 
 // ProxyStatePrefix is the prefix the table's pools (and the edge's default pool) put in

@@ -13,6 +13,7 @@ func (r *Router) SetRoutes(t *RouteTable) *RouteTable {
 		for _, p := range t.pools {
 			p.stats.Store(r.stats)
 		}
+		t.adopt(r.routes.Load()) // SetRoutes is called by one owner (start-up, the reload queue)
 	}
 	return r.routes.Swap(t)
 }
@@ -59,7 +60,7 @@ func (r *Router) route(t *RouteTable, req *Request) bool {
 		t.stats.Default.Add(1)
 		return false
 	}
-	rc := &t.stats.Routes[d.Index]
+	rc := t.stats.Routes[d.Index]
 	rc.Matched.Add(1)
 	rt := d.Route
 	switch rt.Target {
@@ -89,7 +90,7 @@ func (r *Router) route(t *RouteTable, req *Request) bool {
 // by code, logs its F-Ticks line, and hands it to the Observer when the cloud (the router's pool)
 // answered, else to the RouteObserver.
 func (r *Router) answered(t *RouteTable, i int, in RouteInput, req *Request, cloud bool) func(Result) {
-	rt, rc := &t.routes[i], &t.stats.Routes[i]
+	rt, rc := &t.routes[i], t.stats.Routes[i]
 	return func(res Result) {
 		if res.Err != nil {
 			if _, perRequest := perRequestFailure(res.Err); !perRequest {
