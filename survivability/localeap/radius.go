@@ -34,7 +34,8 @@ type requestAttrs struct {
 	mtu     int // Framed-MTU, 0 when absent or not 4 octets
 }
 
-// readRequest walks p once. EAP-Message values are concatenated in order: RFC 3579 §3.1 says
+// readRequest walks p once. eap may alias p (callers copy what they keep). EAP-Message values are
+// concatenated in order: RFC 3579 §3.1 says
 // they MUST be consecutive, which is not enforced since joining in order is all that matters.
 func readRequest(p packet.Packet) requestAttrs {
 	var r requestAttrs
@@ -46,7 +47,11 @@ func readRequest(p packet.Packet) requestAttrs {
 		switch typ {
 		case packet.AttrEAPMessage:
 			if r.eap == nil {
-				r.eap = make([]byte, 0, 2*maxAttrValue)
+				// Most EAP packets (Identity, ACKs, a ClientHello) fit in one attribute: alias it
+				// instead of copying. The capacity is cut at the value so that a second attribute
+				// appends to a new array and never writes into the packet.
+				r.eap = v[:len(v):len(v)]
+				continue
 			}
 			r.eap = append(r.eap, v...)
 		case packet.AttrState:
