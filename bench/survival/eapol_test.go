@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,8 +123,8 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 				got := map[string]eapolRow{}
 				for b.Loop() {
 					for _, s := range order {
-						r := eapolRun(b, lab, s, tv, procs, runs)
-						r.key, r.idle = string(kt), idle[s.name]
+						r := eapolRun(b, lab, s, string(kt), tv, procs, runs)
+						r.idle = idle[s.name]
 						if r.ok > 0 && r.rounds > 0 {
 							rate := float64(r.rounds) / r.wall.Seconds()
 							r.floor = floorRun(b, s, rate, floorWindow)
@@ -293,7 +296,7 @@ func taskRunTime(pid int) (time.Duration, error) {
 
 // eapolRun measures one server and TLS version: procs eapol_test processes of runs
 // authentications each.
-func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, tv string, procs, runs int) eapolRow {
+func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs, runs int) eapolRow {
 	b.Helper()
 	host, portStr, _ := cutHostPort(s.addr)
 	port, _ := strconv.Atoi(portStr)
@@ -305,12 +308,13 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, tv string, procs, run
 	} else {
 		o.TLS12Only = true
 	}
+	stopPerf := perfUntilStopped(b, s.name+"-"+key+"-tls"+tv, s.pid())
 	w, err := StartWindow(s.cpu)
 	if err != nil {
 		b.Fatal(err)
 	}
 	t0 := time.Now()
-	row := eapolRow{server: s.name, tls: tv}
+	row := eapolRow{server: s.name, key: key, tls: tv}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for p := range procs {
@@ -339,10 +343,33 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, tv string, procs, run
 	if row.cpu, err = w.Stop(); err != nil {
 		b.Fatal(err)
 	}
+	stopPerf()
 	if row.ok == 0 {
 		b.Errorf("%s TLS %s: no authentication succeeded\n%s", s.name, tv, s.logs())
 	}
 	return row
+}
+
+// perfUntilStopped records pid with `perf record -g` into $MXEDGE_SURVIVAL_PERF/NAME.data from now
+// until the returned function is called (nothing when PerfEnv is unset). A row's length is not known
+// in advance, so unlike StartPerf it runs until interrupted; at most 10 minutes.
+func perfUntilStopped(tb testing.TB, name string, pid int) func() {
+	tb.Helper()
+	dir := os.Getenv(PerfEnv)
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, name+".data")
+	cmd := exec.Command("perf", "record", "-q", "-F", "1999", "-g", "-p", strconv.Itoa(pid), "-o", out, "--", "sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("survival: perf: %v", err)
+	}
+	return func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait() // interrupted: a non-zero status is expected
+		tb.Logf("perf profile of %s: %s", name, out)
+	}
 }
 
 func cutHostPort(addr string) (host, port string, ok bool) {
