@@ -120,7 +120,7 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 				if i%2 == 1 { // alternate, so drift on the shared machine does not favour one server
 					slices.Reverse(order)
 				}
-				got := map[string]eapolRow{}
+				got := map[string]eapolRow{} // per server, every repetition summed
 				for b.Loop() {
 					for _, s := range order {
 						r := eapolRun(b, lab, s, string(kt), tv, procs, runs)
@@ -130,7 +130,10 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 							r.floor = floorRun(b, s, rate, floorWindow)
 						}
 						rows = append(rows, r)
-						got[s.name] = r
+						g := got[s.name]
+						g.ok += r.ok
+						g.cpu.Server += r.cpu.Server
+						got[s.name] = g
 					}
 				}
 				mx, fr := got["mxedge"].perAuth(), got["freeradius"].perAuth()
@@ -393,8 +396,8 @@ func tail(s string, n int) string {
 	return s
 }
 
-// writeEapolTable prints the rows and, per key type and TLS version, FreeRADIUS's CPU per
-// authentication over mxedge's (and mxedge-base's over mxedge's when measured). "rtt" is RADIUS
+// writeEapolTable prints the rows and, per key type and TLS version over all repetitions,
+// FreeRADIUS's CPU per authentication over mxedge's (and mxedge-base's over mxedge's when measured). "rtt" is RADIUS
 // round trips per authentication (of the eapol_test processes that authenticated every time),
 // "idle" the share of the row's CPU per authentication the server spends when idle, "floor" the
 // server's CPU per EAP-TLS Start answered at the row's packet rate (floorRun) and
@@ -412,17 +415,21 @@ func writeEapolTable(w *os.File, rows []eapolRow) {
 	}
 	type cell struct{ key, tls string }
 	var cells []cell
-	per := map[cell]map[string]float64{}
+	sums := map[cell]map[string]eapolRow{} // repetitions summed: CPU and authentications
 	for _, r := range rows {
 		c := cell{r.key, r.tls}
-		if per[c] == nil {
-			per[c] = map[string]float64{}
+		if sums[c] == nil {
+			sums[c] = map[string]eapolRow{}
 			cells = append(cells, c)
 		}
-		per[c][r.server] = r.perAuth()
+		g := sums[c][r.server]
+		g.ok += r.ok
+		g.cpu.Server += r.cpu.Server
+		sums[c][r.server] = g
 	}
 	for _, c := range cells {
-		mx, fr := per[c]["mxedge"], per[c]["freeradius"]
+		per := func(server string) float64 { return sums[c][server].perAuth() }
+		mx, fr := per("mxedge"), per("freeradius")
 		if mx <= 0 || fr <= 0 {
 			continue
 		}
@@ -435,7 +442,7 @@ func writeEapolTable(w *os.File, rows []eapolRow) {
 		if t.minRatio > 0 {
 			line += fmt.Sprintf(" (≥%.1f %s)", t.minRatio, verdict(fr/mx >= t.minRatio))
 		}
-		if base := per[c]["mxedge-base"]; base > 0 {
+		if base := per("mxedge-base"); base > 0 {
 			line += fmt.Sprintf(", mxedge-base %.0f µs/auth, base/mxedge %.2f", base, base/mx)
 		}
 		fmt.Fprintln(w, line)
