@@ -92,7 +92,7 @@ type EAPTLSFile struct {
 	KeyPassphraseFile string   `yaml:"key_passphrase_file"` // file holding the key's passphrase (first line)
 	CA                string   `yaml:"ca"`                  // organization CA bundle that signs client certificates
 	MinVersion        string   `yaml:"min_version"`         // "1.2" (default) | "1.3"
-	FragmentSize      int      `yaml:"fragment_size"`       // default 1000
+	FragmentSize      int      `yaml:"fragment_size"`       // default: from Framed-MTU up to 1390, else 1000
 	IdentityOrder     []string `yaml:"identity_order"`      // default [cn, upn, email, dns]
 	CRLFiles          []string `yaml:"crl_files"`           // local CRLs (PEM or DER)
 	OCSP              bool     `yaml:"ocsp"`                // query the certificates' OCSP responders

@@ -1,28 +1,35 @@
 package eaptls
 
 import (
+	"iter"
 	"net"
 	"sync"
 	"time"
 )
 
 // crypto/tls wants a net.Conn and drives the handshake by blocking reads and
-// writes; EAP gives us one packet at a time. tlsPipe runs the TLS side in its
-// own goroutine over memConn and moves in lockstep with the EAP side:
+// writes; EAP gives us one packet at a time. tlsPipe runs the TLS side as a
+// coroutine (iter.Pull) over memConn and moves in lockstep with the EAP side:
 //
-//	driver (Step)                         handshake goroutine
-//	feed(peer flight) --inCh-->           Read returns the flight
+//	driver (Step)                         handshake coroutine
+//	feed(peer flight): p.in = flight,
+//	next() ------------------------->     Read returns the flight
 //	                                      ...TLS processes, Write buffers...
-//	wait()            <--evCh-- event{out} Read on empty input: our flight is
-//	                                      complete, hand it over and block
+//	next returns event{out} <--------     Read on empty input: our flight is
+//	                                      complete, yield it and suspend
 //
 // A Read on empty input is the only point where the TLS stack waits for the
 // peer, so it is exactly the point where its outgoing flight is complete.
-// The goroutine exits when the TLS function returns, when close() is called,
-// or when the conversation deadline passes while it waits for input, so an
-// abandoned conversation never leaks it.
+// next and yield switch directly between the two goroutines on the same
+// thread, without the scheduler: a channel hand-off instead woke another
+// thread and parked the driver on every flight, which cost more CPU than the
+// TLS record work (docs/performance.md, local EAP-TLS).
+//
+// The coroutine ends when the TLS function returns, when close is called,
+// or at the conversation deadline (a timer closes the pipe), so an abandoned
+// conversation never leaks it.
 
-// event is what the handshake goroutine reports to the driver.
+// event is what the handshake coroutine reports to the driver.
 type event struct {
 	out  []byte  // TLS bytes to send to the peer (may be empty)
 	done bool    // the TLS function returned; no more events follow
@@ -31,90 +38,127 @@ type event struct {
 }
 
 type tlsPipe struct {
-	inCh     chan []byte
-	evCh     chan event // capacity 1: the final event never blocks the goroutine
-	quit     chan struct{}
+	// mu serialises next and stop: the driver's Step and the deadline timer.
+	mu       sync.Mutex
+	next     func() (event, bool)
+	stop     func()
+	in       []byte // the peer's flight for the coroutine's next Read
+	closed   bool   // close was called; Write fails from then on
 	exited   chan struct{}
-	once     sync.Once
+	timer    *time.Timer
 	deadline time.Time
 	started  bool
 }
 
 func newPipe(deadline time.Time) *tlsPipe {
-	return &tlsPipe{
-		inCh:     make(chan []byte),
-		evCh:     make(chan event, 1),
-		quit:     make(chan struct{}),
-		exited:   make(chan struct{}),
-		deadline: deadline,
-	}
+	return &tlsPipe{exited: make(chan struct{}), deadline: deadline}
 }
 
-// start runs fn in the handshake goroutine and returns its first event: the
+// start runs fn in the handshake coroutine and returns its first event: the
 // first flight (client) or an empty "waiting for input" (server). in, when
-// not nil, is already queued as the first input, which saves a round trip
-// through the channels for the server's ClientHello.
+// not nil, is already queued as the first input, which saves a switch for
+// the server's ClientHello.
 func (p *tlsPipe) start(isServer bool, in []byte, fn func(c *memConn) event) event {
 	p.started = true
 	c := &memConn{p: p, in: in, sniffIn: in != nil, isServer: isServer}
 	if c.sniffIn {
 		c.sniff(in, false)
 	}
-	go func() {
+	p.next, p.stop = iter.Pull(func(yield func(event) bool) {
 		defer close(p.exited)
+		c.yield = yield
+		growStack(stackReserve - 1)
 		ev := fn(c)
 		ev.out = c.takeOut()
 		ev.done = true
-		select {
-		case p.evCh <- ev:
-		case <-p.quit:
-		}
-	}()
+		yield(ev)
+	})
+	p.timer = time.AfterFunc(time.Until(p.deadline), p.close)
 	return p.wait()
 }
 
-// feed hands the peer's reassembled TLS message to the goroutine and waits
-// for its answer.
+// stackReserve is the stack the handshake coroutine is given up front. A
+// full crypto/tls handshake with certificate verification runs about 20 KiB
+// deep; a goroutine starts with a few KiB and doubles its stack on demand,
+// each time copying and adjusting every frame, which deep in the handshake
+// cost a tenth of the server's CPU per authentication. Growing it once, at
+// the bottom of the coroutine where there is one frame to move, is cheap.
+const stackReserve = 24 << 10
+
+// growStack makes the runtime grow the calling goroutine's stack to hold
+// stackReserve bytes while the stack is still shallow. i (stackReserve-1)
+// is an argument so that the compiler cannot drop the array.
+//
+//go:noinline
+func growStack(i int) byte {
+	var b [stackReserve]byte
+	b[i] = byte(i)
+	return b[i/2] + b[i]
+}
+
+// feed hands the peer's reassembled TLS message to the coroutine and returns
+// its answer.
 func (p *tlsPipe) feed(in []byte) event {
-	select {
-	case p.inCh <- in:
-	case <-p.exited:
-	}
+	p.in = in
 	return p.wait()
 }
 
 func (p *tlsPipe) wait() event {
-	t := time.NewTimer(time.Until(p.deadline))
-	defer t.Stop()
-	select {
-	case ev := <-p.evCh:
-		return ev
-	case <-p.exited:
-		select {
-		case ev := <-p.evCh:
-			return ev
-		default:
-			return event{done: true, err: ErrClosed}
-		}
-	case <-t.C:
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return p.closedEvent()
+	}
+	if !time.Now().Before(p.deadline) {
+		p.closeLocked()
 		return event{done: true, err: ErrTimeout}
 	}
+	ev, ok := p.next()
+	if !ok {
+		return p.closedEvent()
+	}
+	if ev.done {
+		// Let the coroutine return now rather than at close.
+		p.closeLocked()
+	}
+	return ev
 }
 
-// close stops the goroutine and waits until it has exited. Idempotent.
+func (p *tlsPipe) closedEvent() event {
+	if !time.Now().Before(p.deadline) {
+		return event{done: true, err: ErrTimeout}
+	}
+	return event{done: true, err: ErrClosed}
+}
+
+// close ends the coroutine; when it returns the coroutine has exited.
+// Idempotent, and safe from the deadline timer while the driver steps.
 func (p *tlsPipe) close() {
-	p.once.Do(func() { close(p.quit) })
-	if p.started {
-		<-p.exited
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeLocked()
+}
+
+func (p *tlsPipe) closeLocked() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.stop != nil {
+		p.stop() // resumes a suspended Read with net.ErrClosed and runs fn to its end
 	}
 }
 
-// memConn is the handshake goroutine's end of the pipe. Only that goroutine
+// memConn is the handshake coroutine's end of the pipe. Only the coroutine
 // touches its buffers.
 type memConn struct {
-	p   *tlsPipe
-	in  []byte
-	out []byte
+	p     *tlsPipe
+	yield func(event) bool
+	in    []byte
+	out   []byte
 
 	// Hello randoms, sniffed from the first plaintext handshake records for
 	// the RFC 5216 TLS 1.2 Session-Id, which crypto/tls does not expose.
@@ -166,28 +210,17 @@ func (c *memConn) takeOut() []byte {
 	return out
 }
 
-// Read blocks only when the peer's last flight is consumed: it then hands
-// over everything written so far and waits for the next flight.
+// Read suspends only when the peer's last flight is consumed: it then yields
+// everything written so far and waits for the next flight.
 func (c *memConn) Read(b []byte) (int, error) {
 	if len(c.in) == 0 {
-		select {
-		case c.p.evCh <- event{out: c.takeOut()}:
-		case <-c.p.quit:
+		if !c.yield(event{out: c.takeOut()}) {
 			return 0, net.ErrClosed
 		}
-		t := time.NewTimer(time.Until(c.p.deadline))
-		defer t.Stop()
-		select {
-		case in := <-c.p.inCh:
-			c.in = in
-			if !c.sniffIn {
-				c.sniffIn = true
-				c.sniff(in, false)
-			}
-		case <-c.p.quit:
-			return 0, net.ErrClosed
-		case <-t.C:
-			return 0, ErrTimeout
+		c.in, c.p.in = c.p.in, nil
+		if !c.sniffIn {
+			c.sniffIn = true
+			c.sniff(c.in, false)
 		}
 	}
 	n := copy(b, c.in)
@@ -196,10 +229,8 @@ func (c *memConn) Read(b []byte) (int, error) {
 }
 
 func (c *memConn) Write(b []byte) (int, error) {
-	select {
-	case <-c.p.quit:
+	if c.p.closed {
 		return 0, net.ErrClosed
-	default:
 	}
 	if !c.sniffOut {
 		c.sniffOut = true

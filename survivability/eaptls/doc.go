@@ -9,8 +9,8 @@
 // attributes (MPPEKeys gives their plaintext). Client certificate policy is
 // the caller's too, through ServerConfig.VerifyPeer.
 //
-// Each conversation runs its TLS handshake in one goroutine over an
-// in-memory net.Conn; the goroutine exits when the conversation ends, times
-// out or is closed. Design notes, fragment and ACK rules and the TLS 1.2
+// Each conversation runs its TLS handshake in one coroutine (iter.Pull) over
+// an in-memory net.Conn, switched to and from by Step; the coroutine exits
+// when the conversation ends, times out or is closed. Design notes, fragment and ACK rules and the TLS 1.2
 // Extended Master Secret decision are in docs/eap-tls.md.
 package eaptls

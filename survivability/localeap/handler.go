@@ -243,6 +243,7 @@ func (h *Handler) start(req *proxy.Request, ra requestAttrs, ev Event) packet.Pa
 	}
 	tr := h.trust.Load()
 	cfg := tr.base
+	cfg.FragmentSize = fragmentSize(h.o.FragmentSize, ra.mtu)
 	cfg.VerifyPeer = func(chain []*x509.Certificate) error {
 		c.peer, c.leaf = certIdentity(chain[0], h.o.IdentityOrder), chain[0]
 		return tr.chains.verify(chain, tr.verify)

@@ -56,7 +56,10 @@ type Options struct {
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// MinVersion and MaxVersion: TLS 1.2 and 1.3 only. Defaults 1.2 and 1.3.
 	MinVersion, MaxVersion uint16
-	// FragmentSize is the TLS data per EAP-TLS packet. Default DefaultFragmentSize (1000).
+	// FragmentSize is the most TLS data per EAP-TLS packet, lowered for a NAS whose Framed-MTU
+	// cannot carry it. Default: as much as the NAS's Framed-MTU allows, up to 1390 octets (the
+	// Access-Challenge then fits a 1500-byte IP packet), or DefaultFragmentSize (1000) from a NAS
+	// that sends no Framed-MTU.
 	FragmentSize int
 	// Verify is the client certificate policy: Roots is the organisation CA bundle (required),
 	// Usage is forced to pki.UsageClient and RequireSHA256 to true, ClockSkew defaults to
@@ -134,9 +137,6 @@ func (o Options) Validate() error {
 }
 
 func (o Options) withDefaults() Options {
-	if o.FragmentSize == 0 {
-		o.FragmentSize = DefaultFragmentSize
-	}
 	if len(o.IdentityOrder) == 0 {
 		o.IdentityOrder = defaultIdentityOrder()
 	}

@@ -32,8 +32,12 @@ func TestEAPSplitJoin(t *testing.T) {
 		if want := (n + 252) / 253; attrs != want {
 			t.Errorf("%d octets in %d attributes, want %d", n, attrs, want)
 		}
+		orig := bytes.Clone(p)
 		if got := readRequest(p).eap; !bytes.Equal(got, eap) {
 			t.Errorf("%d: joined EAP differs", n)
+		}
+		if !bytes.Equal(p, orig) {
+			t.Errorf("%d: joining the EAP-Message attributes changed the packet", n)
 		}
 	}
 }
