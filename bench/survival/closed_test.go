@@ -39,19 +39,24 @@ type edgeVariant struct {
 	split, sockets int
 	bin, log       string // another mxedge binary (an older build, for a before/after); a log level
 	noSessions     bool   // sessions.enabled: false (docs/sessions.md)
+	dupSize        int    // duplicate_cache_size; 0 leaves the default
 }
 
 // edgeVariants parses MXEDGE_SURVIVAL_MAB_EDGES: space-separated edges, each a comma-separated
 // list of split=N (listen.split_batch, 0 never), sockets=N (listen.sockets), bin=PATH (another
 // mxedge binary, e.g. a build of an older commit: a before/after in one run), log=LEVEL and
-// sessions=off (the session table off; a binary that predates the key refuses it). The default
+// sessions=off (the session table off; a binary that predates the key refuses it) and dup=N
+// (duplicate_cache_size). The default
 // compares one socket with the default (one SO_REUSEPORT socket per CPU).
 func edgeVariants(tb testing.TB) []edgeVariant {
 	tb.Helper()
-	s := os.Getenv(mabEdgesEnv)
-	if s == "" {
-		s = "sockets=1 split=0"
-	}
+	return parseEdgeVariants(tb, mabEdgesEnv, "sockets=1 split=0")
+}
+
+// parseEdgeVariants parses the edges of environment variable env (def when unset).
+func parseEdgeVariants(tb testing.TB, env, def string) []edgeVariant {
+	tb.Helper()
+	s := cmp.Or(os.Getenv(env), def)
 	var out []edgeVariant
 	for _, f := range strings.Fields(s) {
 		v := edgeVariant{name: f}
@@ -66,12 +71,14 @@ func edgeVariants(tb testing.TB) []edgeVariant {
 				v.log = val
 			case k == "sessions" && val == "off":
 				v.noSessions = true
+			case err == nil && k == "dup" && n >= 1024 && n <= 10_000_000:
+				v.dupSize = n
 			case err == nil && k == "split" && (n == 0 || n >= 2 && n <= 32):
 				v.split = n
 			case err == nil && k == "sockets" && n >= 1 && n <= 64:
 				v.sockets = n
 			default:
-				tb.Fatalf("%s=%q: %q is not split=0|2..32, sockets=1..64, bin=PATH, log=LEVEL or sessions=off", mabEdgesEnv, s, kv)
+				tb.Fatalf("%s=%q: %q is not split=0|2..32, sockets=1..64, bin=PATH, log=LEVEL, sessions=off or dup=1024..10000000", env, s, kv)
 			}
 		}
 		out = append(out, v)

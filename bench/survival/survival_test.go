@@ -129,7 +129,10 @@ func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, v edge
 		Metrics: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(tb)),
 	}
 	if v.noSessions {
-		o.Extra = "sessions:\n  enabled: false\n"
+		o.Extra += "sessions:\n  enabled: false\n"
+	}
+	if v.dupSize > 0 {
+		o.Extra += fmt.Sprintf("duplicate_cache_size: %d\n", v.dupSize)
 	}
 	if eap {
 		o.EAPCert, o.EAPKey, o.EAPCA = lab.ServerCert, lab.ServerKey, lab.CAFile
