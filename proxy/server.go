@@ -74,7 +74,7 @@ type ServerOptions struct {
 	// DuplicateWindow is how long an answer is kept for retransmissions (RFC 5080 §2.2.2). Default 10s.
 	DuplicateWindow time.Duration
 	// DuplicateCacheSize bounds how many requests the duplicate cache remembers, so its memory is
-	// fixed whatever the request rate (about 370 bytes each with a 40-byte answer, BenchmarkDupCache in
+	// fixed whatever the request rate (about 230 bytes each with a 40-byte answer, BenchmarkDupCache in
 	// proxy/dedup_test.go). When it is full the oldest entry goes first, counted in
 	// Stats.DuplicateEvicted if its window had not passed. Default DefaultDuplicateCacheSize.
 	DuplicateCacheSize int
