@@ -331,6 +331,7 @@ func New(cfg *config.Config, o Options) (_ *Edge, err error) {
 	e.router.SetRoutes(routes)
 	so := p.b.Server
 	so.Logger, so.Cork, so.Stats = e.log, e.cork, stats
+	so.Spread = e.health.Local // every CPU reads while answers are local (proxy.ServerOptions)
 	if e.server, err = proxy.NewServer(so, e.router); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

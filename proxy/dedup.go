@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ const (
 
 type dupEntry struct {
 	key     dupKey
+	hash    uint64 // key's hash, the shard map's key
 	seq     uint64 // which request holds the slot; a handle with another seq is stale
 	state   dupState
 	resp    []byte
@@ -67,6 +69,7 @@ const (
 // with a map from key to slot. An answer pushed out before its window has passed is counted in
 // evicted.
 type dupCache struct {
+	seed    maphash.Seed
 	window  time.Duration
 	now     func() time.Time
 	evicted *atomic.Uint64
@@ -74,8 +77,11 @@ type dupCache struct {
 }
 
 type dupShard struct {
-	mu     sync.Mutex
-	m      map[dupKey]uint32
+	mu sync.Mutex
+	// m maps a key's hash to its slot: 8-octet keys without pointers, so the map costs a small
+	// part of what one keyed by dupKey did (BenchmarkDupCache) and the collector never scans it.
+	// The slot's own key is compared, so a collision of hashes is never taken for a duplicate.
+	m      map[uint64]uint32
 	ring   []dupEntry
 	oldest uint32 // the oldest occupied slot; slots oldest..oldest+used-1 (mod len) are occupied
 	used   uint32
@@ -86,10 +92,10 @@ type dupShard struct {
 // answers pushed out before their window ended.
 func newDupCache(size int, window time.Duration, now func() time.Time, evicted *atomic.Uint64) *dupCache {
 	size = max(size, minDuplicateCacheSize)
-	c := &dupCache{window: window, now: now, evicted: evicted}
+	c := &dupCache{seed: maphash.MakeSeed(), window: window, now: now, evicted: evicted}
 	per := (size + dupShards - 1) / dupShards
 	for i := range c.shards {
-		c.shards[i].m = make(map[dupKey]uint32, per)
+		c.shards[i].m = make(map[uint64]uint32, per)
 		c.shards[i].ring = make([]dupEntry, per)
 	}
 	return c
@@ -116,7 +122,8 @@ func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
-	if i, ok := s.m[k]; ok {
+	hk := maphash.Comparable(c.seed, k)
+	if i, ok := s.m[hk]; ok && s.ring[i].key == k {
 		e := &s.ring[i]
 		switch {
 		case e.state == dupPending:
@@ -138,8 +145,10 @@ func (c *dupCache) begin(k dupKey, now time.Time) (dupHandle, dupVerdict, []byte
 	}
 	i := (s.oldest + s.used) % n
 	s.used++
-	s.ring[i] = dupEntry{key: k, seq: s.seq, state: dupPending}
-	s.m[k] = i
+	// A different key with the same hash (about 2^-64 a pair) takes the map's entry over: the
+	// older request only loses its protection against retransmissions.
+	s.ring[i] = dupEntry{key: k, hash: hk, seq: s.seq, state: dupPending}
+	s.m[hk] = i
 	return dupHandle{shard: s, idx: i, seq: s.seq}, dupNew, nil, nil
 }
 
@@ -163,8 +172,8 @@ func (c *dupCache) free(s *dupShard, i uint32, t int64) {
 	if c.evicted != nil && (e.state == dupPending || e.expires > t) {
 		c.evicted.Add(1)
 	}
-	if j, ok := s.m[e.key]; ok && j == i {
-		delete(s.m, e.key)
+	if j, ok := s.m[e.hash]; ok && j == i {
+		delete(s.m, e.hash)
 	}
 	*e = dupEntry{}
 	s.oldest = (s.oldest + 1) % uint32(len(s.ring))

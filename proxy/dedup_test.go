@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
 	"runtime"
 	"sync/atomic"
@@ -213,4 +214,45 @@ func BenchmarkDupCache(b *testing.B) {
 	}
 	b.ReportMetric(perEntry, "bytes/entry")
 	runtime.KeepAlive(c)
+}
+
+// TestDupCacheHashCollision: the shard map is keyed by a hash of the key, so two keys may share
+// one. A request whose hash names another request's slot is new, never that request's duplicate,
+// and freeing the older slot leaves the newer request's entry in place.
+func TestDupCacheHashCollision(t *testing.T) {
+	clk := newFakeClock()
+	c := newDupCache(minDuplicateCacheSize, 10*time.Second, clk.now, nil)
+	a, b := dupKeyN(1), dupKeyN(2)
+	for c.shard(&b) != c.shard(&a) { // the same shard, as a real collision would be
+		b.auth[0]++
+	}
+	ha, v, _, _ := c.begin(a, clk.now())
+	if v != dupNew {
+		t.Fatalf("first request: verdict %v", v)
+	}
+	c.complete(ha, []byte("answer-a"))
+	s := c.shard(&a)
+	// Make a's hash b's, as a collision of the two would.
+	s.mu.Lock()
+	hb := maphash.Comparable(c.seed, b)
+	delete(s.m, s.ring[ha.idx].hash)
+	s.m[hb] = ha.idx
+	s.ring[ha.idx].hash = hb
+	s.mu.Unlock()
+	// Within a's window: a cache trusting the hash alone would answer b with a's answer.
+	h, v, resp, _ := c.begin(b, clk.now())
+	if v != dupNew || resp != nil {
+		t.Fatalf("colliding request: verdict %v, cached %q; want a new request", v, resp)
+	}
+	c.complete(h, []byte("answer-b"))
+	// Freeing a's slot, the shard's oldest (pushed out early), must not remove b's entry.
+	s.mu.Lock()
+	c.free(s, ha.idx, clk.now().UnixNano())
+	s.mu.Unlock()
+	if _, v, resp, _ := c.begin(b, clk.now()); v != dupAnswered || string(resp) != "answer-b" {
+		t.Fatalf("retransmission of the colliding request: verdict %v, %q; want answer-b from the cache", v, resp)
+	}
+	if _, v, _, _ := c.begin(a, clk.now()); v != dupNew {
+		t.Fatalf("a after its slot was freed: verdict %v, want new", v)
+	}
 }

@@ -54,8 +54,16 @@ type ServerOptions struct {
 	Readers int
 	// Sockets is how many UDP sockets each listen address gets, bound with SO_REUSEPORT so the
 	// kernel spreads the NASes over them, each with its own reader(s): the work a reader does
-	// inline (local MAB and PAP answers, see Router) then uses more than one core. Default 1.
+	// inline (local MAB and PAP answers, see Router) then uses more than one core. Default 0:
+	// one per CPU (GOMAXPROCS) for each authentication address, steered by Spread, and one for
+	// each accounting address. A value set applies to both, spread by the kernel's hash.
 	Sockets int
+	// Spread, if set, says whether the authentication sockets of the default Sockets should all
+	// be read (true: survivability answers on the readers, so each CPU takes a share) or whether
+	// the kernel should deliver every datagram to the first socket of each group (false: the
+	// proxied path is cheapest with one reader, whose batches are largest; docs/performance.md).
+	// It is asked when Listen binds and every second while Run runs. nil: always spread.
+	Spread func() bool
 	// SplitBatch, when at least 2: a batch of at least this many datagrams read from an
 	// authentication socket is shared with a helper goroutine (see splitter), so the requests
 	// answered on the reader use a second core once the reader falls behind. Helpers: one per CPU
@@ -66,7 +74,7 @@ type ServerOptions struct {
 	// DuplicateWindow is how long an answer is kept for retransmissions (RFC 5080 §2.2.2). Default 10s.
 	DuplicateWindow time.Duration
 	// DuplicateCacheSize bounds how many requests the duplicate cache remembers, so its memory is
-	// fixed whatever the request rate (about 370 bytes each with a 40-byte answer, BenchmarkDupCache in
+	// fixed whatever the request rate (about 230 bytes each with a 40-byte answer, BenchmarkDupCache in
 	// proxy/dedup_test.go). When it is full the oldest entry goes first, counted in
 	// Stats.DuplicateEvicted if its window had not passed. Default DefaultDuplicateCacheSize.
 	DuplicateCacheSize int
@@ -130,9 +138,6 @@ func (o *ServerOptions) setDefaults() {
 	if o.Readers <= 0 {
 		o.Readers = 1
 	}
-	if o.Sockets <= 0 {
-		o.Sockets = 1
-	}
 	if o.DuplicateWindow == 0 {
 		o.DuplicateWindow = DefaultDuplicateWindow
 	}
@@ -166,7 +171,12 @@ type Server struct {
 	statsMu  sync.Mutex
 	nasStats map[string]*NASStats
 
-	socks     []udpSock
+	socks []udpSock
+	// groups holds one member of each authentication SO_REUSEPORT group of the default Sockets
+	// (ServerOptions.Spread steers them); spread is whether they are spread now. Listen sets
+	// both and steers first; then they belong to Run's housekeeping goroutine.
+	groups    []*net.UDPConn
+	spread    bool
 	stopping  atomic.Bool
 	heartbeat atomic.Int64
 }
@@ -245,11 +255,18 @@ func (s *Server) Listen() error {
 		addrs []string
 		port  Port
 	}{{s.opts.AuthAddrs, PortAuth}, {s.opts.AcctAddrs, PortAcct}} {
+		n := s.opts.Sockets
+		if n == 0 && l.port == PortAuth {
+			n = min(runtime.GOMAXPROCS(0), MaxSockets)
+		}
 		for _, a := range l.addrs {
-			conns, err := listenUDP(a, s.opts.Sockets)
+			conns, err := listenUDP(a, max(n, 1))
 			if err != nil {
 				s.closeSockets()
 				return err
+			}
+			if s.opts.Sockets == 0 && len(conns) > 1 {
+				s.groups = append(s.groups, conns[0])
 			}
 			for i, conn := range conns {
 				if err := s.addSock(conn, l.port); err != nil {
@@ -263,6 +280,8 @@ func (s *Server) Listen() error {
 			}
 		}
 	}
+	s.spread = true // a group without a program is spread by the kernel's hash
+	s.steer()
 	return nil
 }
 
@@ -350,6 +369,7 @@ func (s *Server) Run(ctx context.Context) error {
 				return
 			case now := <-t.C:
 				s.dups.sweep(now)
+				s.steer()
 				s.heartbeat.Store(now.UnixNano())
 			}
 		}
@@ -366,6 +386,38 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// steer spreads the authentication groups over their sockets, or steers each to its first
+// socket, as ServerOptions.Spread says. A datagram that changes socket on the switch (a
+// retransmission among them) meets the same duplicate cache, which every socket shares. Where
+// the kernel refuses the program (too old for SO_ATTACH_REUSEPORT_CBPF) the groups stay spread
+// by its hash, as an explicit listen.sockets is.
+func (s *Server) steer() {
+	if len(s.groups) == 0 || s.opts.Spread == nil {
+		return
+	}
+	want := s.opts.Spread()
+	if want == s.spread {
+		return
+	}
+	to := 0
+	if want {
+		to = -1
+	}
+	for _, c := range s.groups {
+		if err := sockio.SteerGroup(c, to); err != nil {
+			s.opts.Logger.Warn("udp sockets stay spread", "err", err)
+			s.groups = nil
+			return
+		}
+	}
+	s.spread = want
+	if want {
+		s.opts.Logger.Debug("udp authentication sockets spread over every reader")
+	} else {
+		s.opts.Logger.Debug("udp authentication sockets steered to one reader")
+	}
 }
 
 // helpers is how many splitter helpers Run starts: one per CPU beyond the first, at most one per

@@ -34,8 +34,9 @@ func (h *slowHandler) ServeRADIUS(req *proxy.Request) {
 	req.Reply(resp)
 }
 
-// TestFrontDoorSharesLargeBatches: with SplitBatch, and with a group of SO_REUSEPORT sockets, the
-// requests answered on the reader run on more than one goroutine at once; every request is
+// TestFrontDoorSharesLargeBatches: with SplitBatch, and with a group of SO_REUSEPORT sockets (the
+// default's spread, not the default's steered to one socket), the requests answered on the reader
+// run on more than one goroutine at once; every request is
 // answered exactly once either way, and Run leaves no goroutine behind.
 func TestFrontDoorSharesLargeBatches(t *testing.T) {
 	// The front door only shares with a helper when it can run beside the reader: give the test two
@@ -46,18 +47,22 @@ func TestFrontDoorSharesLargeBatches(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
 		split, sockets  int
+		spread          func() bool // ServerOptions.Spread
 		wantConcurrency bool
 	}{
-		{name: "one reader", wantConcurrency: false},
-		{name: "split", split: 4, wantConcurrency: true},
+		{name: "one reader", sockets: 1, wantConcurrency: false},
+		{name: "split", sockets: 1, split: 4, wantConcurrency: true},
 		{name: "two sockets", sockets: 2, wantConcurrency: true},
+		// The default: a socket per CPU, read by all while answers are local, by one otherwise.
+		{name: "default spread", spread: func() bool { return true }, wantConcurrency: true},
+		{name: "default steered", spread: func() bool { return false }, wantConcurrency: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
 			h := new(slowHandler)
 			cork := new(sockio.Cork)
 			srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{"127.0.0.1:0"}, AcctAddrs: []string{},
-				SplitBatch: tc.split, Sockets: tc.sockets, Cork: cork}, h)
+				SplitBatch: tc.split, Sockets: tc.sockets, Spread: tc.spread, Cork: cork}, h)
 			if err != nil {
 				t.Fatal(err)
 			}

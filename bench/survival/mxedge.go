@@ -40,6 +40,8 @@ type EdgeOptions struct {
 	Metrics string
 	// Sockets and SplitBatch are listen.sockets and listen.split_batch; 0 leaves the defaults.
 	Sockets, SplitBatch int
+	// Extra is YAML appended to the configuration (e.g. "sessions:\n  enabled: false\n").
+	Extra string
 }
 
 // CachePath is where the edge's cache file lives; fill it before StartEdge.
@@ -56,7 +58,7 @@ func StartEdge(ctx context.Context, o EdgeOptions, ready func(addr string) error
 	return bench.StartMxedge(ctx, bench.MxedgeOptions{
 		Bin: o.Bin, Dir: o.Dir, Auth: o.Auth, Acct: o.Acct, Secret: o.Secret,
 		Upstream: o.Upstream, Cert: o.Cert, Key: o.Key, CA: o.CA, LogLevel: o.LogLevel,
-		Sockets: o.Sockets, SplitBatch: o.SplitBatch, Metrics: o.Metrics, Extra: extra, Env: o.Env, Ready: ready,
+		Sockets: o.Sockets, SplitBatch: o.SplitBatch, Metrics: o.Metrics, Extra: extra + o.Extra, Env: o.Env, Ready: ready,
 	})
 }
 

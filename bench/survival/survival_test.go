@@ -103,13 +103,14 @@ func mxedgeBin(tb testing.TB) string {
 // startEdge starts mxedge in survivability mode and waits until it answers MAB locally.
 func startEdge(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, env ...string) (*bench.Process, string) {
 	tb.Helper()
-	p, addr, _ := startEdgeWith(tb, lab, cached, eap, 0, 0, "", "", env...)
+	p, addr, _ := startEdgeWith(tb, lab, cached, eap, edgeVariant{}, env...)
 	return p, addr
 }
 
-// startEdgeWith is startEdge with listen.sockets and listen.split_batch (0: their defaults), a
-// binary and a log level ("": the defaults) and a metrics endpoint, whose address it returns third.
-func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, sockets, split int, bin, level string, env ...string) (*bench.Process, string, string) {
+// startEdgeWith is startEdge with an edgeVariant (listen.sockets and listen.split_batch, 0: their
+// defaults; a binary and a log level, "": the defaults; the session table off) and a metrics
+// endpoint, whose address it returns third.
+func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, v edgeVariant, env ...string) (*bench.Process, string, string) {
 	tb.Helper()
 	dir := tb.TempDir()
 	auth, err1 := FreeUDP()
@@ -121,11 +122,17 @@ func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, socket
 		}
 	}
 	o := EdgeOptions{
-		Bin: cmp.Or(bin, mxedgeBin(tb)), Dir: dir, Auth: auth, Acct: acct, Secret: nasSecret,
+		Bin: cmp.Or(v.bin, mxedgeBin(tb)), Dir: dir, Auth: auth, Acct: acct, Secret: nasSecret,
 		Upstream: up, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,
 		DefaultMABVLAN: mabDefaultVLAN, DefaultDot1XVLAN: dot1xDefaultVLAN,
-		LogLevel: cmp.Or(level, os.Getenv(logLevelEnv)), Env: env, Sockets: sockets, SplitBatch: split,
+		LogLevel: cmp.Or(v.log, os.Getenv(logLevelEnv)), Env: env, Sockets: v.sockets, SplitBatch: v.split,
 		Metrics: fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(tb)),
+	}
+	if v.noSessions {
+		o.Extra += "sessions:\n  enabled: false\n"
+	}
+	if v.dupSize > 0 {
+		o.Extra += fmt.Sprintf("duplicate_cache_size: %d\n", v.dupSize)
 	}
 	if eap {
 		o.EAPCert, o.EAPKey, o.EAPCA = lab.ServerCert, lab.ServerKey, lab.CAFile

@@ -130,7 +130,8 @@ type Log struct {
 type Listen struct {
 	Auth []string `yaml:"auth"` // default ["0.0.0.0:1812", "[::]:1812"]
 	Acct []string `yaml:"acct"` // default ["0.0.0.0:1813", "[::]:1813"]
-	// Sockets per address (SO_REUSEPORT), each with its own reader; default 1.
+	// Sockets per address (SO_REUSEPORT), each with its own reader; default one per CPU for
+	// authentication (all read only while answering locally), 1 for accounting.
 	Sockets int `yaml:"sockets"`
 	// SplitBatch: a batch of this many datagrams is shared with a second core; default 0, never.
 	SplitBatch int `yaml:"split_batch"`

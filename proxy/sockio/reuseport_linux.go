@@ -58,3 +58,36 @@ func listenGroupMember(lc net.ListenConfig, network, addr string) (*net.UDPConn,
 	}
 	return pc.(*net.UDPConn), nil
 }
+
+// SteerGroup chooses which socket of conn's SO_REUSEPORT group the kernel delivers datagrams to:
+// with i >= 0 every datagram goes to the i-th socket that joined the group (ListenUDPGroup's
+// order), through a one-instruction classic BPF program returning i (SO_ATTACH_REUSEPORT_CBPF,
+// socket(7)); with i < 0 the program is removed and the kernel spreads the datagrams again by
+// its hash of the addresses (SO_DETACH_REUSEPORT_BPF). Either applies to the whole group,
+// whichever member conn is. Datagrams already queued on a socket stay there.
+func SteerGroup(conn *net.UDPConn, i int) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("sockio: steer: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if i < 0 {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_REUSEPORT_BPF, 0)
+			if serr == unix.ENOENT {
+				serr = nil // no program attached: already spread
+			}
+			return
+		}
+		// BPF_RET|BPF_K: the program's result is the index of the socket that gets the datagram.
+		prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(i)}}
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	}); err != nil {
+		return fmt.Errorf("sockio: steer: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("sockio: steer to socket %d: %w", i, serr)
+	}
+	return nil
+}

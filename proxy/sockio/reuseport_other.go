@@ -16,3 +16,7 @@ func ListenUDPGroup(network, addr string, n int) ([]*net.UDPConn, error) {
 	}
 	return []*net.UDPConn{c}, nil
 }
+
+// SteerGroup has nothing to steer where ListenUDPGroup binds a single socket: every datagram
+// already goes to it.
+func SteerGroup(conn *net.UDPConn, i int) error { return nil }

@@ -328,3 +328,75 @@ func TestListenUDPGroup(t *testing.T) {
 		t.Errorf("32 sources all went to one socket: %v", seen)
 	}
 }
+
+// TestSteerGroup: steering sends every datagram of a group to the socket named, whatever its
+// source; removing the program spreads them again, and removing it twice is no error.
+func TestSteerGroup(t *testing.T) {
+	conns, err := ListenUDPGroup("udp4", "127.0.0.1:0", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	if runtime.GOOS != "linux" {
+		// One socket per group: nothing to steer, and steering says so without an error.
+		if err := SteerGroup(conns[0], 0); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got := make(chan int, 64)
+	for i, c := range conns {
+		go func() {
+			buf := make([]byte, 16)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				got <- i
+			}
+		}()
+	}
+	addr := conns[0].LocalAddr().String()
+	// send sends one datagram from each of n fresh source ports and returns where they arrived.
+	send := func(n int) map[int]int {
+		t.Helper()
+		for range n {
+			s, err := net.Dial("udp4", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Write([]byte("x"))
+			s.Close()
+		}
+		seen := map[int]int{}
+		for range n {
+			select {
+			case i := <-got:
+				seen[i]++
+			case <-time.After(5 * time.Second):
+				t.Fatalf("datagrams lost: got %v", seen)
+			}
+		}
+		return seen
+	}
+	for _, to := range []int{len(conns) - 1, 0} {
+		if err := SteerGroup(conns[1], to); err != nil { // any member steers the whole group
+			t.Fatal(err)
+		}
+		if seen := send(32); seen[to] != 32 {
+			t.Fatalf("steered to socket %d: arrivals %v", to, seen)
+		}
+	}
+	for range 2 {
+		if err := SteerGroup(conns[0], -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen := send(32); len(seen) < 2 {
+		t.Errorf("spread again: 32 sources all went to one socket: %v", seen)
+	}
+}
