@@ -252,6 +252,15 @@ func TestRADIUS11BetweenEdges(t *testing.T) {
 		}
 	}
 
+	// What the operator sees: mxedge status, text and mxedge.status.v1, on both edges.
+	sock := func(x *e2e) string { return filepath.Join(filepath.Dir(x.cfgPath), "control.sock") }
+	if out := mxedgeCLI(t, "status", "--socket", sock(a)); !strings.Contains(out, "RADIUS/1.1") {
+		t.Errorf("A's mxedge status does not show RADIUS/1.1:\n%s", out)
+	}
+	if out := mxedgeCLI(t, "status", "--socket", filepath.Join(b.lab.Dir, "control.sock"), "-o", "json"); !strings.Contains(out, `"radius_version": "1.1"`) {
+		t.Errorf("B's mxedge status -o json does not show radius_version 1.1:\n%s", out)
+	}
+
 	// PAP.
 	r := radclient(t, a.auth, "auth", nasSecret, []string{
 		`User-Name = "alice"`, `User-Password = "s3cret pass\"word"`, `Message-Authenticator = 0x00`,

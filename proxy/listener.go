@@ -246,13 +246,18 @@ func NewListener(o ListenerOptions, s *Server) (*Listener, error) {
 	return l, nil
 }
 
-// hardenTLS returns cfg limited to RadSecCipherSuites when it lists none of its own.
+// hardenTLS returns a copy of cfg limited to RadSecCipherSuites when it lists none of its own,
+// whose session tickets keep a RADIUS/1.1 session from resuming as historic RADIUS/TLS
+// (radsec.BindResumption).
 func hardenTLS(cfg *tls.Config) *tls.Config {
-	if cfg == nil || cfg.CipherSuites != nil {
-		return cfg
+	if cfg == nil {
+		return nil
 	}
 	cfg = cfg.Clone()
-	cfg.CipherSuites = RadSecCipherSuites()
+	if cfg.CipherSuites == nil {
+		cfg.CipherSuites = RadSecCipherSuites()
+	}
+	radsec.BindResumption(cfg)
 	return cfg
 }
 

@@ -374,3 +374,72 @@ func FuzzTranslator(f *testing.F) {
 		}
 	})
 }
+
+// TestResumptionKeepsRADIUS11: a session that negotiated RADIUS/1.1 resumes only with radius/1.1
+// offered again (RFC 9765, "Session Resumption"); resuming it without ALPN fails the handshake
+// instead of bidding the connection down to historic RADIUS/TLS.
+func TestResumptionKeepsRADIUS11(t *testing.T) {
+	lab := pkitest.Must(t)
+	scfg := lab.ServerTLS()
+	VersionAllow.Apply(scfg)
+	BindResumption(scfg)
+	cache := tls.NewLRUClientSessionCache(4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Over TCP, not net.Pipe: a TLS 1.3 server writes its session ticket while the client still
+	// writes its Finished, which an unbuffered pipe would deadlock.
+	dial := func(alpn []string) (tls.ConnectionState, error, error) {
+		a, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		defer b.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		a.SetDeadline(deadline)
+		b.SetDeadline(deadline)
+		ccfg := lab.ClientTLS()
+		ccfg.ServerName = "localhost"
+		ccfg.NextProtos = alpn
+		ccfg.ClientSessionCache = cache
+		ccfg.MinVersion = tls.VersionTLS13
+		tc, ts := tls.Client(a, ccfg), tls.Server(b, scfg)
+		serr := make(chan error, 1)
+		go func() {
+			err := ts.Handshake()
+			if err == nil {
+				_, err = ts.Write([]byte{1}) // the client reads the session ticket before this
+			} else {
+				b.Close()
+			}
+			serr <- err
+		}()
+		cerr := tc.Handshake()
+		if cerr == nil {
+			var one [1]byte
+			_, cerr = tc.Read(one[:])
+		} else {
+			a.Close()
+		}
+		return tc.ConnectionState(), cerr, <-serr
+	}
+	cs, cerr, serr := dial(VersionAllow.NextProtos())
+	if cerr != nil || serr != nil || !Is11(cs) || cs.DidResume {
+		t.Fatalf("first connection: %v / %v, 1.1 %v, resumed %v", cerr, serr, Is11(cs), cs.DidResume)
+	}
+	cs, cerr, serr = dial(VersionAllow.NextProtos())
+	if cerr != nil || serr != nil || !Is11(cs) || !cs.DidResume {
+		t.Fatalf("resumed with radius/1.1: %v / %v, 1.1 %v, resumed %v", cerr, serr, Is11(cs), cs.DidResume)
+	}
+	_, _, serr = dial(nil)
+	if !errors.Is(serr, ErrResumeDowngrade) {
+		t.Fatalf("resuming without ALPN: server %v, want ErrResumeDowngrade", serr)
+	}
+}

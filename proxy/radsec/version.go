@@ -131,3 +131,40 @@ func CheckNegotiated(v Version, cs tls.ConnectionState) error {
 	}
 	return nil
 }
+
+// ErrResumeDowngrade: a client tried to resume a session that negotiated RADIUS/1.1 without
+// offering radius/1.1 again.
+var ErrResumeDowngrade = errors.New("radsec: resuming a RADIUS/1.1 session without radius/1.1")
+
+// resumed11 marks, in a session ticket's Extra, a session that negotiated RADIUS/1.1.
+var resumed11 = []byte("mxedge:radius/1.1")
+
+// BindResumption makes a server configuration remember in its session tickets which sessions
+// negotiated RADIUS/1.1, and terminate the handshake of a client that resumes one without
+// radius/1.1 (RFC 9765, "Session Resumption": otherwise resumption could bid a connection down to
+// historic RADIUS/TLS). It leaves a configuration with its own WrapSession or UnwrapSession, or on
+// VersionOff, alone. cfg must be the configuration the handshakes use (its ticket keys seal the
+// tickets).
+func BindResumption(cfg *tls.Config) {
+	if cfg == nil || cfg.WrapSession != nil || cfg.UnwrapSession != nil || VersionOf(cfg) == VersionOff {
+		return
+	}
+	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if Is11(cs) {
+			ss.Extra = append(ss.Extra, resumed11)
+		}
+		return cfg.EncryptTicket(cs, ss)
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := cfg.DecryptTicket(identity, cs)
+		if err != nil || ss == nil {
+			return ss, err
+		}
+		for _, e := range ss.Extra {
+			if string(e) == string(resumed11) && !Is11(cs) {
+				return nil, ErrResumeDowngrade
+			}
+		}
+		return ss, nil
+	}
+}
