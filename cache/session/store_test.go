@@ -632,3 +632,94 @@ func TestWriteSnapshot(t *testing.T) {
 		t.Fatalf("copy: %+v", r)
 	}
 }
+
+// TestReauthUnchanged: an Access-Accept that changes nothing but the times of a live session with
+// no address, within a minute of its last write, is not written; anything else is.
+func TestReauthUnchanged(t *testing.T) {
+	c := &clock{t: t0}
+	rec := &recorder{}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.Observer = rec })
+	const mac = "02:00:00:00:00:31"
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, t0))
+	first := one(t, s, Query{MAC: mac})
+	rec.take()
+	reauths := func(want uint64) {
+		t.Helper()
+		if got := s.Stats().Reauths; got != want {
+			t.Fatalf("Reauths = %d, want %d", got, want)
+		}
+	}
+
+	c.add(59 * time.Second)
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	reauths(1)
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(first.Authorized) || !r.Expires.Equal(first.Expires) {
+		t.Fatalf("unchanged re-authentication rewrote the session: %+v", r)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("observer told of an unwritten re-authentication: %q", got)
+	}
+
+	c.add(time.Second) // a minute after the last write: written, the times move
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	reauths(1)
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(c.now()) || !r.Expires.Equal(c.now().Add(30*time.Minute)) {
+		t.Fatalf("re-authentication a minute later not written: %+v", r)
+	}
+
+	c.add(time.Second) // a new VLAN is news
+	vlan := accept("sw1", mac, "", DecidedCloud, c.now())
+	vlan.Rec.VLAN = "42"
+	apply(t, s, vlan)
+	reauths(1)
+	if r := one(t, s, Query{MAC: mac}); r.VLAN != "42" || !r.Authorized.Equal(c.now()) {
+		t.Fatalf("changed VLAN not written: %+v", r)
+	}
+
+	c.add(time.Second) // so is a local decider
+	apply(t, s, accept("sw1", mac, "", DecidedCache, c.now()))
+	if r := one(t, s, Query{MAC: mac}); r.Decider != DecidedCache || r.Reconcile != ReconcileNeeded {
+		t.Fatalf("local re-authorization not written: %+v", r)
+	}
+
+	// A session with an address is always written: identity sinks report its re-authentication.
+	c.add(time.Second)
+	const ipMAC = "02:00:00:00:00:32"
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()), acct(KindStart, "sw1", ipMAC, "ASID-32", c.now()))
+	c.add(time.Second)
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: ipMAC}); !r.Authorized.Equal(c.now()) {
+		t.Fatalf("re-authentication of a session with an address not written: %+v", r)
+	}
+
+	// After a Stop the next Accept is a new session, whatever it says.
+	c.add(time.Second)
+	apply(t, s, acct(KindStop, "sw1", ipMAC, "ASID-32", c.now()))
+	c.add(time.Second)
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()))
+	if rs, err := s.Find(Query{MAC: ipMAC}); err != nil || len(rs) != 2 {
+		t.Fatalf("accept after stop: %d sessions, %v", len(rs), err)
+	}
+	reauths(1)
+	checkIndexes(t, s)
+}
+
+// TestReauthWindowWithinHorizon: with the shortest missed-interim horizon (one missed 1-minute
+// interval) an unchanged re-authentication is written after half of it, so a client that keeps
+// re-authenticating never expires.
+func TestReauthWindowWithinHorizon(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.MissedInterims = 1; o.DefaultInterim = time.Minute })
+	const mac = "02:00:00:00:00:33"
+	for i := range 20 {
+		apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+		if n, err := s.Sweep(); err != nil || n != 0 {
+			t.Fatalf("re-authentication %d: swept %d, %v", i, n, err)
+		}
+		c.add(20 * time.Second)
+	}
+	// 20 Accepts 20 s apart over 400 s: a write at least every 30 s (every other Accept).
+	if st := s.Stats(); st.Reauths == 0 || st.Reauths > 10 || st.Live != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
