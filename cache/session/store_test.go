@@ -723,3 +723,77 @@ func TestReauthWindowWithinHorizon(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestReauthMarkForgotten: the remembered Accept that lets an identical one skip the table is
+// forgotten by anything that writes or removes the session, so what follows is judged afresh.
+func TestReauthMarkForgotten(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, nil)
+	const mac = "02:00:00:00:00:41"
+	step := func() { c.add(time.Second) }
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now())) // absorbed by the mark
+	if st := s.Stats(); st.Reauths != 1 {
+		t.Fatalf("Reauths = %d, want 1", st.Reauths)
+	}
+	// Accounting gives the session an address: the next Accept must be written.
+	step()
+	apply(t, s, acct(KindInterim, "sw1", mac, "ASID-41", c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(c.now()) {
+		t.Fatalf("Accept after the session got an address not written: %+v", r)
+	}
+	// A Stop, then the same Accept: a new session, not the ended one's mark.
+	step()
+	apply(t, s, acct(KindStop, "sw1", mac, "ASID-41", c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	if rs, err := s.Find(Query{MAC: mac}); err != nil || len(rs) != 2 {
+		t.Fatalf("after stop: %d sessions, %v", len(rs), err)
+	}
+	if st := s.Stats(); st.Reauths != 2 || st.Live != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Swept: the next Accept creates the session again.
+	const gone = "02:00:00:00:00:42"
+	apply(t, s, accept("sw1", gone, "", DecidedCloud, c.now()))
+	c.add(31 * time.Minute) // past DefaultInterim 10m × 3
+	if n, err := s.Sweep(); err != nil || n != 3 { // gone, the stopped session and its successor
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	apply(t, s, accept("sw1", gone, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: gone}); r.State != StateAuthorized || !r.Authorized.Equal(c.now()) {
+		t.Fatalf("accept after expiry: %+v", r)
+	}
+	// Another NAS's session for the same MAC is its own.
+	apply(t, s, accept("sw2", gone, "", DecidedCloud, c.now()))
+	if rs, _ := s.Find(Query{MAC: gone}); len(rs) != 2 {
+		t.Fatalf("a second NAS: %d sessions, want 2", len(rs))
+	}
+	checkIndexes(t, s)
+}
+
+// BenchmarkApplyReauth is the session table's cost of a client re-authenticating with the same
+// answer: after the first Accept, every other one is absorbed.
+func BenchmarkApplyReauth(b *testing.B) {
+	c := &clock{t: t0}
+	s := openTest(b, filepath.Join(b.TempDir(), "s.db"), c, nil)
+	const clients = 1000
+	batch := make([]Update, 512)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for j := range batch {
+			k := i % clients
+			batch[j] = accept("sw1", fmt.Sprintf("02:00:00:00:%02x:%02x", byte(k>>8), byte(k)), "", DecidedCloud, c.now())
+			i++
+		}
+		apply(b, s, batch...)
+		c.add(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
+}
