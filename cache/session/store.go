@@ -322,7 +322,12 @@ type txn struct {
 	marks     map[string]reauthMark
 	forgot    map[string]bool
 	forgotAll bool
+	dirty     bool // something was written: the transaction must commit
 }
+
+// errUnchanged rolls back a write transaction that wrote nothing: bbolt would still write a
+// freelist page and the meta page and sync the file twice to commit it.
+var errUnchanged = errors.New("session: nothing to commit")
 
 // update runs fn in one write transaction, then counts its changes and tells the observer.
 func (s *Store) update(fn func(*txn) error) error {
@@ -347,16 +352,25 @@ func (s *Store) update(fn func(*txn) error) error {
 		for _, b := range [][]byte{bucketEnded, bucketLive, bucketRecon, bucketNAS} {
 			t.idx[string(b)].FillPercent = appendFill
 		}
-		return fn(t)
+		if err := fn(t); err != nil {
+			return err
+		}
+		if !t.dirty {
+			return errUnchanged
+		}
+		return nil
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errUnchanged): // every update absorbed (reauthUnchanged): nothing to sync
+	case err != nil:
 		s.writeErrs.Add(1)
 		return err
+	default:
+		s.commits.Add(1)
 	}
-	s.commits.Add(1)
 	s.entries.Add(t.entries)
 	s.starts.Add(t.starts)
 	s.reauths.Add(t.reauths)
@@ -813,6 +827,7 @@ func (t *txn) nextID() (uint64, error) {
 	if v := m.Get(metaNextID); len(v) == 8 {
 		id = binary.BigEndian.Uint64(v)
 	}
+	t.dirty = true
 	return id, m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
 }
 
@@ -840,6 +855,7 @@ func (t *txn) get(id uint64) (Record, bool, error) {
 
 // put writes r and swaps its index entries from old's (nil: a new record).
 func (t *txn) put(r, old *Record) error {
+	t.dirty = true
 	t.forget(r)
 	if old != nil {
 		t.forget(old)
@@ -879,6 +895,7 @@ func (t *txn) reindex(old, cur []indexKey) error {
 // remove deletes the record with id (old is its decoded value, nil when it did not decode, in
 // which case its due entry in the ended or live index is what the caller deletes).
 func (t *txn) remove(id uint64, old *Record, why Change) error {
+	t.dirty = true
 	t.forget(old)
 	if old != nil {
 		if err := t.reindex(indexKeys(old), nil); err != nil {
@@ -931,6 +948,7 @@ func (t *txn) evict(bucket, k []byte, why Change) error {
 	case found && bytes.Equal(k, dueKey(old.Expires, id)):
 		return t.remove(id, &old, why)
 	}
+	t.dirty = true
 	return t.idx[string(bucket)].Delete(k)
 }
 

@@ -651,8 +651,12 @@ func TestReauthUnchanged(t *testing.T) {
 	}
 
 	c.add(59 * time.Second)
+	commits := s.Stats().Commits
 	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
 	reauths(1)
+	if got := s.Stats().Commits; got != commits {
+		t.Fatalf("a batch that wrote nothing committed (%d → %d commits)", commits, got)
+	}
 	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(first.Authorized) || !r.Expires.Equal(first.Expires) {
 		t.Fatalf("unchanged re-authentication rewrote the session: %+v", r)
 	}
@@ -761,7 +765,7 @@ func TestReauthMarkForgotten(t *testing.T) {
 	// Swept: the next Accept creates the session again.
 	const gone = "02:00:00:00:00:42"
 	apply(t, s, accept("sw1", gone, "", DecidedCloud, c.now()))
-	c.add(31 * time.Minute) // past DefaultInterim 10m × 3
+	c.add(31 * time.Minute)                        // past DefaultInterim 10m × 3
 	if n, err := s.Sweep(); err != nil || n != 3 { // gone, the stopped session and its successor
 		t.Fatalf("sweep: %d, %v", n, err)
 	}
