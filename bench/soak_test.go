@@ -37,6 +37,7 @@ type soakSample struct {
 	wall       time.Duration // the window
 	ctxsw      uint64        // mxedge's context switches (all threads, voluntary+involuntary), same window
 	gcs        float64       // garbage collections, same window
+	mallocs    float64       // heap objects allocated (go_memstats_mallocs_total), same window
 	entries    float64       // mxedge_cache_entries at the end
 	dbSize     int64         // the cache file's size at the end
 }
@@ -46,7 +47,10 @@ type soakSample struct {
 // front of the minimal responder for MXEDGE_SOAK, sampling mxedge's RSS, heap and goroutine count
 // every 1/30 of the run (at least 10 s). It fails when requests go unanswered or when, after a
 // warm-up of one sample, the last third's RSS or goroutines rise above the first third's: RSS by
-// more than 10 % + 8 MiB, goroutines by more than 5.
+// more than 10 % + 8 MiB, goroutines by more than 5. It also reports mxedge's CPU per answer
+// against the responder's in the same windows, and that ratio's drift from the first to the last
+// third (cpu-ratio-drift; soakCPUDrift says why the absolute figure alone misleads).
+// MXEDGE_SOAK_RATE sets the rate, MXEDGE_SOAK_ENV adds to mxedge's environment.
 //
 //	make build && MXEDGE_SOAK=1h MXEDGE_BIN=$PWD/bin/mxedge go test -run '^$' -bench Soak -benchtime 1x -timeout 2h ./bench/
 func BenchmarkSoak(b *testing.B) {
@@ -96,9 +100,13 @@ func BenchmarkSoak(b *testing.B) {
 				rate, total, every, LoadAvg())
 			fmt.Printf("µs/req, gen, up: CPU (utime+stime from /proc) of mxedge, this process (the load generator) and the\n" +
 				"responder over the sample's load window ÷ the answers in it; ÷up: mxedge's over the responder's; other: cores\n" +
-				"busy with anything else; ctxsw/req: mxedge's context switches ÷ answers; GCs: collections in the window;\n" +
+				"busy with anything else; ctxsw/req: mxedge's context switches ÷ answers; allocs/req: mxedge's heap allocations\n" +
+				"(go_memstats_mallocs_total) ÷ answers, its own scrapes included; GCs: collections in the window;\n" +
 				"anon, file: RssAnon and RssFile (the bbolt files' resident pages) in MiB\n")
 			writeSoakTable(os.Stdout, samples)
+			cpu := soakCPU(samples)
+			fmt.Printf("mxedge CPU per answer, median of the first third (after the first sample) → the last third: %.1f → %.1f µs;\n"+
+				"÷ the responder's in the same windows: %.2f → %.2f (drift %.2f×)\n", cpu.first, cpu.last, cpu.firstRatio, cpu.lastRatio, cpu.drift())
 		}
 	}()
 	for b.Loop() {
@@ -134,6 +142,7 @@ func BenchmarkSoak(b *testing.B) {
 			s := soakSample{at: time.Since(start), rss: rss, anon: mem.Anon, file: mem.File, goroutines: m["go_goroutines"],
 				heap: m["go_memstats_heap_inuse_bytes"], res: res, cpu: w1.mx - w.mx, gen: w1.gen - w.gen, up: w1.up - w.up,
 				wall: w1.at.Sub(w.at), ctxsw: w1.ctxsw - w.ctxsw, gcs: m["go_gc_duration_seconds"] - m0["go_gc_duration_seconds"],
+				mallocs: m["go_memstats_mallocs_total"] - m0["go_memstats_mallocs_total"],
 				entries: m["mxedge_cache_entries"]}
 			s.other = max(0, (w1.host.Busy-w.host.Busy-s.cpu-s.gen-s.up).Seconds()/s.wall.Seconds())
 			if fi, err := os.Stat(filepath.Join(dir, "cache.db")); err == nil {
@@ -148,13 +157,12 @@ func BenchmarkSoak(b *testing.B) {
 			}
 		}
 	}
+	cpu := soakCPU(samples)
+	// b.Error, not Fatal: a run that fails flatness still reports everything it measured.
 	rssGrowth, gorGrowth, err := soakFlat(samples)
 	if err != nil {
-		b.Fatal(err)
+		b.Error(err)
 	}
-	cpu := soakCPU(samples)
-	fmt.Printf("mxedge CPU per answer, median of the first third (after the first sample) → the last third: %.1f → %.1f µs;\n"+
-		"÷ the responder's in the same windows: %.2f → %.2f (drift %.2f×)\n", cpu.first, cpu.last, cpu.firstRatio, cpu.lastRatio, cpu.drift())
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(rssGrowth, "rss-growth-MiB")
 	b.ReportMetric(gorGrowth, "goroutine-growth")
@@ -272,8 +280,8 @@ func readSoakWindow(p *Process, up upstream) (soakWindow, error) {
 
 // writeSoakTable prints one line per sample.
 func writeSoakTable(w *os.File, s []soakSample) {
-	fmt.Fprintf(w, "%8s %8s %8s %6s %6s %8s %7s %5s %7s %6s %6s %9s %5s %8s %8s %8s %6s %6s %8s %4s\n", "at", "answered", "req/s", "tmout",
-		"errors", "p99", "µs/req", "÷up", "gen", "up", "other", "ctxsw/req", "GCs", "entries", "db MiB", "RSS MiB", "anon", "file", "heap MiB", "gor")
+	fmt.Fprintf(w, "%8s %8s %8s %6s %6s %8s %7s %5s %7s %6s %6s %9s %10s %5s %8s %8s %8s %6s %6s %8s %4s\n", "at", "answered", "req/s", "tmout",
+		"errors", "p99", "µs/req", "÷up", "gen", "up", "other", "ctxsw/req", "allocs/req", "GCs", "entries", "db MiB", "RSS MiB", "anon", "file", "heap MiB", "gor")
 	for _, x := range s {
 		n := float64(max(1, x.res.Answered))
 		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
@@ -281,9 +289,9 @@ func writeSoakTable(w *os.File, s []soakSample) {
 		if x.up > 0 {
 			ratio = float64(x.cpu) / float64(x.up)
 		}
-		fmt.Fprintf(w, "%8s %8d %8.0f %6d %6d %8s %7.1f %5.2f %7.1f %6.1f %6.2f %9.2f %5.0f %8.0f %8.1f %8.1f %6.1f %6.1f %8.1f %4v\n",
+		fmt.Fprintf(w, "%8s %8d %8.0f %6d %6d %8s %7.1f %5.2f %7.1f %6.1f %6.2f %9.2f %10.1f %5.0f %8.0f %8.1f %8.1f %6.1f %6.1f %8.1f %4v\n",
 			x.at.Round(time.Second), x.res.Answered, x.res.Rate(), x.res.Timeouts, x.res.ErrorCount(), fmtDur(x.res.P99),
-			per(x.cpu), ratio, per(x.gen), per(x.up), x.other, float64(x.ctxsw)/n, x.gcs, x.entries, float64(x.dbSize)/(1<<20),
+			per(x.cpu), ratio, per(x.gen), per(x.up), x.other, float64(x.ctxsw)/n, x.mallocs/n, x.gcs, x.entries, float64(x.dbSize)/(1<<20),
 			float64(x.rss)/(1<<20), float64(x.anon)/(1<<20), float64(x.file)/(1<<20), x.heap/(1<<20), x.goroutines)
 	}
 }
