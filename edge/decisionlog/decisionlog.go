@@ -261,8 +261,8 @@ func (l *Log) Run(ctx context.Context) error {
 			l.write(&w, e)
 			// Let decisions gather for batchDelay, then write what queued: a receive per decision
 			// would wake this goroutine once per decision, and the goroutine that records it (the
-			// request path) pays for each wake-up. The queue holds DefaultQueue decisions, far
-			// more than batchDelay brings at any rate this edge answers.
+			// request path) pays for each wake-up. The queue (Options.Queue, DefaultQueue by
+			// default) holds far more than batchDelay brings at any rate this edge answers.
 			pause.Reset(batchDelay)
 			select {
 			case <-pause.C:
