@@ -161,7 +161,8 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		_, _ = crand.Read(seed[:])
 		workers[i] = &worker{
 			conn: conn, opts: &o, rng: rand.NewChaCha8(seed),
-			errs: map[string]int{}, id: uint8(seed[0]),
+			errs: map[string]int{}, id: uint8(seed[0]), port: uint32(i) + 1,
+			station: fmt.Sprintf("02-00-00-00-%02X-%02X", byte((i+1)>>8), byte(i+1)),
 		}
 	}
 	var macs []string
@@ -254,6 +255,8 @@ type worker struct {
 	stale    int
 	errs     map[string]int
 	lat      []time.Duration
+	port     uint32 // NAS-Port of its PAP requests
+	station  string // Calling-Station-Id of its PAP requests
 }
 
 // request builds an Access-Request with Message-Authenticator first (BlastRADIUS hardening,
@@ -268,17 +271,22 @@ func (w *worker) request() (packet.Packet, [packet.AuthLen]byte, error) {
 	secret := []byte(w.opts.Secret)
 	b := packet.New(w.req, packet.CodeAccessRequest, w.id, auth[:])
 	b.AddMA()
-	user, password, station := w.opts.User, w.opts.Password, "02-00-00-00-00-01"
+	// A station stays behind its NAS port (RFC 2865 §5.5), as on a real switch: a MAB client's
+	// port follows from its MAC; each worker's PAP logins come from a station and port of its own.
+	// A port that changed with every request, or one station on every port, would make each
+	// Access-Accept a client that moved, which the session table (cache/session) must rewrite.
+	user, password, station, port := w.opts.User, w.opts.Password, w.station, w.port
 	if len(w.macs) > 0 {
-		mac := w.macs[w.next%len(w.macs)]
+		i := w.next % len(w.macs)
+		mac := w.macs[i]
 		w.next++
-		user, password, station = mac, mac, mac
+		user, password, station, port = mac, mac, mac, uint32(i)+1
 	}
 	b.AddString(packet.AttrUserName, user)
 	var pw [128]byte
 	b.Add(packet.AttrUserPassword, packet.EncryptUserPassword(pw[:0], []byte(password), secret, auth[:]))
 	b.Add(4, []byte{127, 0, 0, 1}) // NAS-IP-Address
-	b.AddUint32(5, uint32(w.id))   // NAS-Port
+	b.AddUint32(5, port)           // NAS-Port
 	b.AddUint32(61, 15)            // NAS-Port-Type = Ethernet
 	if len(w.macs) > 0 {
 		b.AddUint32(6, 10) // Service-Type = Call-Check

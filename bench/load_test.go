@@ -282,7 +282,7 @@ func TestLoadMAB(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]int{}
+	seen, ports := map[string]int{}, map[string]string{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -306,6 +306,13 @@ func TestLoadMAB(t *testing.T) {
 				t.Errorf("not MAB: User-Name %q Calling-Station-Id %q password %q Service-Type % x", user, station, pw, st)
 			}
 			seen[string(user)]++
+			if port, ok := req.Attr(5); !ok || len(port) != 4 {
+				t.Errorf("%s: no NAS-Port", user)
+			} else if p, ok := ports[string(user)]; ok && p != string(port) {
+				t.Errorf("%s moved from NAS-Port % x to % x: a station stays behind its port", user, p, port)
+			} else {
+				ports[string(user)] = string(port)
+			}
 			b := packet.NewResponse(nil, req, packet.CodeAccessAccept)
 			resp, _ := b.Finish([]byte(secret), req.Authenticator())
 			conn.WriteToUDPAddrPort(resp, src)
@@ -338,6 +345,28 @@ func TestParseRSS(t *testing.T) {
 	}
 	if n, err := ProcRSS(os.Getpid()); err != nil || n == 0 {
 		t.Fatalf("ProcRSS(self) = %d, %v", n, err)
+	}
+	if m, err := ProcMemory(os.Getpid()); err != nil || m.Anon == 0 || m.Anon+m.File > m.RSS {
+		t.Fatalf("ProcMemory(self) = %+v, %v", m, err)
+	}
+	if _, err := statusKB("RssAnon:\t12 MB\n", "RssAnon:"); err == nil {
+		t.Fatal("RssAnon not in kB: no error")
+	}
+}
+
+func TestParseCtxSwitches(t *testing.T) {
+	v, n, err := parseCtxSwitches("Name:\tmxedge\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n")
+	if err != nil || v != 1234 || n != 56 {
+		t.Fatalf("parseCtxSwitches = %d, %d, %v", v, n, err)
+	}
+	if _, _, err := parseCtxSwitches("Name:\tx\nvoluntary_ctxt_switches:\t1\n"); err == nil {
+		t.Fatal("no nonvoluntary_ctxt_switches: no error")
+	}
+	if _, _, err := parseCtxSwitches("voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n"); err == nil {
+		t.Fatal("not a number: no error")
+	}
+	if v, _, err := ProcCtxSwitches(os.Getpid()); err != nil || v == 0 {
+		t.Fatalf("ProcCtxSwitches(self) = %d, %v", v, err)
 	}
 }
 

@@ -28,28 +28,51 @@ func ProcCPUTime(pid int) (time.Duration, error) {
 
 // ProcRSS returns the resident set size of pid (VmRSS in /proc/PID/status, proc(5)).
 func ProcRSS(pid int) (uint64, error) {
+	m, err := ProcMemory(pid)
+	return m.RSS, err
+}
+
+// Memory is a process's resident memory from /proc/PID/status (proc(5)): RSS = Anon + File + Shmem.
+// File counts the pages of mapped files that are resident, such as a bbolt database's mmap, which
+// the kernel may drop again at any time; Anon is the heap, stacks and the Go runtime's own.
+type Memory struct {
+	RSS, Anon, File uint64 // bytes
+}
+
+// ProcMemory reads VmRSS, RssAnon and RssFile of pid.
+func ProcMemory(pid int) (Memory, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrProcStat, err)
+		return Memory{}, fmt.Errorf("%w: %w", ErrProcStat, err)
 	}
-	return parseRSS(string(b))
+	var m Memory
+	if m.RSS, err = parseRSS(string(b)); err != nil {
+		return Memory{}, err
+	}
+	// RssAnon and RssFile exist since Linux 4.5; without them only RSS is known.
+	m.Anon, _ = statusKB(string(b), "RssAnon:")
+	m.File, _ = statusKB(string(b), "RssFile:")
+	return m, nil
 }
 
 // parseRSS extracts VmRSS, in bytes, from /proc/PID/status.
-func parseRSS(s string) (uint64, error) {
+func parseRSS(s string) (uint64, error) { return statusKB(s, "VmRSS:") }
+
+// statusKB extracts the field named key ("VmRSS:") of /proc/PID/status, given in kB, in bytes.
+func statusKB(s, key string) (uint64, error) {
 	for line := range strings.Lines(s) {
-		v, ok := strings.CutPrefix(line, "VmRSS:")
+		v, ok := strings.CutPrefix(line, key)
 		if !ok {
 			continue
 		}
 		kb, ok := strings.CutSuffix(strings.TrimSpace(v), " kB")
 		n, err := strconv.ParseUint(strings.TrimSpace(kb), 10, 64)
 		if !ok || err != nil {
-			return 0, fmt.Errorf("%w: VmRSS %q", ErrProcStat, v)
+			return 0, fmt.Errorf("%w: %s %q", ErrProcStat, strings.TrimSuffix(key, ":"), v)
 		}
 		return n << 10, nil
 	}
-	return 0, fmt.Errorf("%w: no VmRSS", ErrProcStat)
+	return 0, fmt.Errorf("%w: no %s", ErrProcStat, strings.TrimSuffix(key, ":"))
 }
 
 // SelfCPUTime is ProcCPUTime of this process (the load generator).
@@ -126,4 +149,53 @@ func LoadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// ProcCtxSwitches returns the voluntary and involuntary context switches of every thread of pid,
+// summed over /proc/PID/task/*/status (proc(5)); /proc/PID/status alone counts the main thread.
+// Threads that exited since the last call are no longer counted, so compare it over windows in
+// which the thread count is steady.
+func ProcCtxSwitches(pid int) (voluntary, involuntary uint64, err error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", ErrProcStat, err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue // the thread exited between ReadDir and ReadFile
+		}
+		v, n, err := parseCtxSwitches(string(b))
+		if err != nil {
+			return 0, 0, err
+		}
+		voluntary, involuntary = voluntary+v, involuntary+n
+	}
+	return voluntary, involuntary, nil
+}
+
+// parseCtxSwitches extracts voluntary_ctxt_switches and nonvoluntary_ctxt_switches from a status file.
+func parseCtxSwitches(s string) (voluntary, involuntary uint64, err error) {
+	found := 0
+	for line := range strings.Lines(s) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		n, perr := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if perr != nil {
+			return 0, 0, fmt.Errorf("%w: %s %q", ErrProcStat, k, v)
+		}
+		if k == "voluntary_ctxt_switches" {
+			voluntary = n
+		} else {
+			involuntary = n
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("%w: no context switch counts", ErrProcStat)
+	}
+	return voluntary, involuntary, nil
 }

@@ -140,3 +140,27 @@ func TestSoakFlat(t *testing.T) {
 		})
 	}
 }
+
+// TestSoakCPU: a machine growing quiet makes every process's CPU per answer rise; the ratio to the
+// responder's does not, so the drift stays 1. mxedge getting dearer on its own moves the ratio.
+func TestSoakCPU(t *testing.T) {
+	mk := func(mx, up []float64) []soakSample {
+		var s []soakSample
+		for i := range mx {
+			s = append(s, soakSample{res: LoadResult{Answered: 1000}, cpu: time.Duration(mx[i] * 1000 * float64(time.Microsecond)),
+				up: time.Duration(up[i] * 1000 * float64(time.Microsecond))})
+		}
+		return s
+	}
+	quieter := soakCPU(mk([]float64{99, 40, 42, 41, 80, 82, 81}, []float64{99, 10, 10.5, 10.25, 20, 20.5, 20.25}))
+	if quieter.first != 42 || quieter.last != 82 || math.Abs(quieter.drift()-1) > 1e-9 {
+		t.Fatalf("machine grows quiet: %+v, drift %v; want 42 → 82 µs (upper medians), drift 1", quieter, quieter.drift())
+	}
+	dearer := soakCPU(mk([]float64{99, 40, 40, 40, 60, 60, 60}, []float64{99, 10, 10, 10, 10, 10, 10}))
+	if math.Abs(dearer.drift()-1.5) > 1e-9 {
+		t.Fatalf("mxedge grows dearer: drift %v, want 1.5", dearer.drift())
+	}
+	if d := soakCPU(mk([]float64{1, 2}, []float64{1, 1})); d.drift() != 0 {
+		t.Fatalf("too few samples: drift %v, want 0", d.drift())
+	}
+}

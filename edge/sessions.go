@@ -111,7 +111,11 @@ type sessionTracker struct {
 	store *session.Store
 	log   *slog.Logger
 	q     chan sessionItem
-	bufs  sync.Pool
+	// full wakes the writer before its batch delay when the queue holds a full batch. The writer
+	// does not wait on q itself while a batch collects: a receive per packet would wake it once per
+	// Access-Accept, which cost more scheduler work than the packet's share of the commit.
+	full chan struct{}
+	bufs sync.Pool
 
 	// pending is the writer's: local decisions by NAS and MAC (or User-Name) awaiting their Accept.
 	pending map[string]session.Decider
@@ -125,7 +129,7 @@ type sessionTracker struct {
 }
 
 func newSessionTracker(s *session.Store, log *slog.Logger) *sessionTracker {
-	t := &sessionTracker{store: s, log: log, q: make(chan sessionItem, sessionQueueSize),
+	t := &sessionTracker{store: s, log: log, q: make(chan sessionItem, sessionQueueSize), full: make(chan struct{}, 1),
 		pending: map[string]session.Decider{}}
 	t.bufs.New = func() any { b := make([]byte, 0, sessionBufCap); return &b }
 	return t
@@ -154,9 +158,21 @@ func (t *sessionTracker) observe(req *proxy.Request, resp packet.Packet, cloud b
 	it := sessionItem{client: req.Client, src: req.Src.Addr().Unmap(), at: req.Received, buf: bp, reqLen: len(req.Packet), cloud: cloud}
 	select {
 	case t.q <- it:
+		t.kickIfFull()
 	default:
 		t.dropped.Add(1)
 		t.bufs.Put(bp)
+	}
+}
+
+// kickIfFull wakes the writer when a full batch is waiting; the token is never lost and never
+// blocks.
+func (t *sessionTracker) kickIfFull() {
+	if len(t.q) >= sessionBatchMax {
+		select {
+		case t.full <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -168,6 +184,7 @@ func (t *sessionTracker) decided(ev survivability.Event) {
 	}
 	select {
 	case t.q <- sessionItem{nas: ev.NAS, mac: ev.MAC, user: ev.Identity, reason: ev.Reason}:
+		t.kickIfFull()
 	default:
 		t.dropped.Add(1)
 	}
@@ -221,19 +238,26 @@ func (t *sessionTracker) Run(ctx context.Context) error {
 		case it := <-t.q:
 			batch = t.add(batch, it)
 		}
+		// A batch has begun: sleep until its delay is over or a full batch waits, then take what
+		// queued meanwhile, committing every sessionBatchMax updates.
 		timer.Reset(sessionBatchDelay)
-	collect:
-		for len(batch) < sessionBatchMax {
-			select {
-			case it := <-t.q:
-				batch = t.add(batch, it)
-			case <-timer.C:
-				break collect
-			case <-ctx.Done():
-				break collect
-			}
+		select {
+		case <-timer.C:
+		case <-t.full:
+		case <-ctx.Done():
 		}
 		timer.Stop()
+	drain:
+		for range cap(t.q) { // bounded: what arrives while it drains waits for the next batch
+			select {
+			case it := <-t.q:
+				if batch = t.add(batch, it); len(batch) >= sessionBatchMax {
+					batch = t.flush(batch)
+				}
+			default:
+				break drain
+			}
+		}
 		batch = t.flush(batch)
 	}
 }

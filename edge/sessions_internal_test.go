@@ -225,3 +225,32 @@ func BenchmarkSessionObserve(b *testing.B) {
 		tr.bufs.Put((<-tr.q).buf)
 	}
 }
+
+// TestTrackerBatchesWithoutWaking: the writer, which no longer wakes for each packet, commits a
+// lone packet after its batch delay, and a burst in transactions of at most sessionBatchMax.
+func TestTrackerBatchesWithoutWaking(t *testing.T) {
+	tr, s := testTracker(t)
+	runTracker(t, tr)
+	acct := func(i int) *proxy.Request {
+		return request(acctPacket(t, uint8(i), acctStart, func(b *packet.Builder) {
+			b.AddString(packet.AttrAcctSessionID, "B"+string(rune('A'+i%26))+string(rune('A'+i/26%26))+string(rune('A'+i/676)))
+		}))
+	}
+	p := acct(0)
+	began := time.Now()
+	tr.observe(p, acctResponse(t, p.Packet), true)
+	waitFind(t, s, session.Query{AcctSessionID: "BAAA"}, func(rs []session.Record) bool { return len(rs) == 1 })
+	if d := time.Since(began); d < sessionBatchDelay/2 {
+		t.Fatalf("a lone packet committed after %v, before its batch delay %v", d, sessionBatchDelay)
+	}
+	// A full batch commits without waiting for the delay: send more than one and time the last.
+	batches := tr.Stats().Batches
+	for i := 1; i <= 3*sessionBatchMax; i++ {
+		p := acct(i)
+		tr.observe(p, acctResponse(t, p.Packet), true)
+	}
+	waitFind(t, s, session.Query{NAS: "sw1"}, func(rs []session.Record) bool { return len(rs) == 3*sessionBatchMax+1 })
+	if st := tr.Stats(); st.Dropped != 0 || st.Received != 3*sessionBatchMax+1 || st.Batches-batches < 3 {
+		t.Fatalf("stats %+v (batches before %d)", st, batches)
+	}
+}

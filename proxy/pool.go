@@ -117,6 +117,7 @@ type Pool struct {
 	stats     atomic.Pointer[Stats] // the counters of the router using the pool (discarded replies, retries)
 	retired   atomic.Bool           // replaced by a reload: its events no longer describe the edge
 	connSeq   atomic.Uint64         // numbers connections for DynAuth (identifiers are per connection)
+	udp       bool                  // an upstream speaks RADIUS/UDP, so a NAS's retransmission is relayed
 
 	affMu    sync.Mutex
 	affinity map[string]affinityEntry
@@ -165,6 +166,7 @@ func NewPool(o PoolOptions) (*Pool, error) {
 			if err := u.newUDP(); err != nil {
 				return nil, err
 			}
+			p.udp = true
 		}
 		p.ups = append(p.ups, u)
 	}
@@ -298,7 +300,11 @@ func (p *Pool) Forward(req *Request, done func(Result)) {
 func (p *Pool) ForwardAdding(req *Request, extra []byte, done func(Result)) {
 	p.inflight.Add(1)
 	a := &attempt{pool: p, req: req, done: done, extra: extra}
-	req.onRetransmit(a.retransmit)
+	if p.udp {
+		// Only a RADIUS/UDP upstream needs the NAS's retransmissions (RFC 5080 §2.2.1); over
+		// RadSec the transport retransmits. Registering costs a closure and a lock per request.
+		req.onRetransmit(a.retransmit)
+	}
 	a.next()
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -97,7 +98,26 @@ type Store struct {
 	// Replicas from peers (MergeReplica, KindReplica): written, lost to what was stored (the merge
 	// rule kept the stored record), refused (expired or invalid).
 	mergeWon, mergeLost, mergeRefused atomic.Uint64
+	reauths                           atomic.Uint64
+
+	// marks remembers, per NAS and MAC, the last Access-Accept applied to a live session without an
+	// address, so that the same Accept again is absorbed without reading the table (reauthMark).
+	// Guarded by wmu; changed only after a commit.
+	marks map[string]reauthMark
+	seed  maphash.Seed
 }
+
+// reauthMark is what an Access-Accept left behind: the digest of its fields, the session's
+// Updated then and the window within which the same Accept again changes nothing worth writing
+// (reauthUnchanged). Any write or removal of a session with that NAS and MAC forgets the mark.
+type reauthMark struct {
+	sum     uint64
+	updated time.Time
+	window  time.Duration
+}
+
+// maxReauthMarks bounds the marks; when full they are forgotten, which costs one table read each.
+const maxReauthMarks = 1 << 16
 
 type nasSite struct{ nas, site string }
 
@@ -119,6 +139,7 @@ type Stats struct {
 	MergeWon       uint64     // records from peers written (new here, or winning the merge rule)
 	MergeLost      uint64     // records from peers not written: what this edge held won
 	MergeRefused   uint64     // records from peers not written: expired or invalid
+	Reauths        uint64     // re-authentications not rewritten: the session unchanged but for its times (reauthUnchanged)
 	DBSize         int64      // bytes of the file in use
 	MaxEntries     int
 	StopGrace      time.Duration
@@ -151,7 +172,8 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: open %s: %w", o.Path, err)
 	}
-	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, active: map[nasSite]int{}}
+	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, active: map[nasSite]int{}, marks: map[string]reauthMark{},
+		seed: maphash.MakeSeed()}
 	if err := s.initSchema(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -307,7 +329,19 @@ type txn struct {
 	changes []change
 	entries int64  // delta
 	starts  uint64 // Accounting Starts applied
+	reauths uint64 // Accepts absorbed by reauthUnchanged
+	// scratch buffers for reauthUnchanged's encodings
+	enc, encOld []byte
+	// The marks this transaction set and forgot, applied to Store.marks when it commits.
+	marks     map[string]reauthMark
+	forgot    map[string]bool
+	forgotAll bool
+	dirty     bool // something was written: the transaction must commit
 }
+
+// errUnchanged rolls back a write transaction that wrote nothing: bbolt would still write a
+// freelist page and the meta page and sync the file twice to commit it.
+var errUnchanged = errors.New("session: nothing to commit")
 
 // update runs fn in one write transaction, then counts its changes and tells the observer.
 func (s *Store) update(fn func(*txn) error) error {
@@ -335,18 +369,29 @@ func (s *Store) update(fn func(*txn) error) error {
 		for _, b := range [][]byte{bucketEnded, bucketLive, bucketRecon, bucketNAS} {
 			t.idx[string(b)].FillPercent = appendFill
 		}
-		return fn(t)
+		if err := fn(t); err != nil {
+			return err
+		}
+		if !t.dirty {
+			return errUnchanged
+		}
+		return nil
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errUnchanged): // every update absorbed (reauthUnchanged): nothing to sync
+	case err != nil:
 		s.writeErrs.Add(1)
 		return err
+	default:
+		s.commits.Add(1)
 	}
-	s.commits.Add(1)
 	s.entries.Add(t.entries)
 	s.starts.Add(t.starts)
+	s.reauths.Add(t.reauths)
+	t.commitMarks()
 	for _, c := range t.changes {
 		s.count(c.prev, c.cur)
 		switch c.c {
@@ -442,6 +487,18 @@ func (t *txn) apply(u *Update) error {
 	if u.Kind < KindAccept || u.Kind > KindStop {
 		return fmt.Errorf("%w: update kind %d", ErrBadRecord, u.Kind)
 	}
+	markKey, sum := "", uint64(0)
+	if u.Kind == KindAccept && u.Rec.AcctSessionID == "" && !hasAddress(&u.Rec) {
+		if k, ok := macKey(u.Rec.NAS, u.Rec.MAC); ok {
+			markKey, sum = k, t.s.digest(&u.Rec)
+			if m, ok := t.mark(markKey); ok && m.sum == sum {
+				if d := at.Sub(m.updated); d >= 0 && d < m.window {
+					t.reauths++ // the same Accept as the last one, on a session unchanged since
+					return nil
+				}
+			}
+		}
+	}
 	old, found, err := t.match(u)
 	if err != nil {
 		return err
@@ -471,6 +528,21 @@ func (t *txn) apply(u *Update) error {
 	}
 	if err := r.validate(); err != nil {
 		return err
+	}
+	if !fresh && u.Kind == KindAccept && t.reauthUnchanged(&r, &old, at) {
+		t.reauths++
+		if markKey != "" {
+			t.setMark(markKey, reauthMark{sum: sum, updated: old.Updated, window: t.reauthWindow(&old)})
+		}
+		return nil
+	}
+	if markKey != "" {
+		// After the write below (which forgets the key): the same Accept again changes nothing.
+		defer func() {
+			if r.State.Live() && !hasAddress(&r) {
+				t.setMark(markKey, reauthMark{sum: sum, updated: r.Updated, window: t.reauthWindow(&r)})
+			}
+		}()
 	}
 	if fresh {
 		if err := t.admit(); err != nil {
@@ -600,6 +672,129 @@ func (s *Store) expiry(r *Record) {
 	r.Expires = r.Updated.Add(time.Duration(s.opts.MissedInterims) * iv)
 }
 
+// reauthWindow bounds how long an unchanged re-authentication may go unwritten (reauthUnchanged).
+const reauthWindow = time.Minute
+
+// reauthUnchanged reports whether r, the live session old after an Access-Accept at at, differs
+// from old only in the times that Accept refreshes (Authorized, Updated, Expires), old was updated
+// less than reauthWindow ago, and the session has no address. Such an Accept is not written: a
+// client re-authenticating over and over (MAB every few seconds, a load test) would otherwise cost
+// a record write and a due-index move per Access-Accept. What is lost is only how fresh those
+// three times are, by less than reauthWindow and less than half the session's missed-interim
+// horizon, so the session cannot expire for want of the skipped write; a session with an address
+// is always written, because the identity sinks report its re-authentication (edge/identity).
+func (t *txn) reauthUnchanged(r, old *Record, at time.Time) bool {
+	if !old.State.Live() || old.FramedIP.IsValid() || old.FramedIPv6.IsValid() || old.FramedIPv6Prefix.IsValid() ||
+		r.FramedIP.IsValid() || r.FramedIPv6.IsValid() || r.FramedIPv6Prefix.IsValid() {
+		return false
+	}
+	if d := at.Sub(old.Updated); d < 0 || d >= t.reauthWindow(old) {
+		return false
+	}
+	same := *r
+	same.Authorized, same.Updated, same.Expires = old.Authorized, old.Updated, old.Expires
+	var err1, err2 error
+	t.enc, err1 = appendRecord(t.enc[:0], &same)
+	t.encOld, err2 = appendRecord(t.encOld[:0], old)
+	return err1 == nil && err2 == nil && bytes.Equal(t.enc, t.encOld)
+}
+
+// reauthWindow is how long after r's last write an unchanged Accept is not written: reauthWindow,
+// at most half of r's missed-interim horizon.
+func (t *txn) reauthWindow(r *Record) time.Duration {
+	iv := r.Interim
+	if iv == 0 {
+		iv = t.s.opts.DefaultInterim
+	}
+	return min(reauthWindow, time.Duration(t.s.opts.MissedInterims)*max(iv, MinInterim)/2)
+}
+
+func hasAddress(r *Record) bool {
+	return r.FramedIP.IsValid() || r.FramedIPv6.IsValid() || r.FramedIPv6Prefix.IsValid()
+}
+
+// macKey is the marks' key for a NAS and a MAC in any form parseMAC reads.
+func macKey(nas, mac string) (string, bool) {
+	m, ok := parseMAC(mac)
+	if !ok {
+		return "", false
+	}
+	return nas + "\x00" + string(m[:]), true
+}
+
+// digest sums the fields of an update that merge copies into the record (all but the times).
+func (s *Store) digest(r *Record) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, p := range r.strings() {
+		h.WriteString(*p)
+		h.WriteByte(0)
+	}
+	var b [8 + 8 + 3]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(r.NASPort))
+	binary.BigEndian.PutUint64(b[8:], uint64(r.Interim))
+	b[16], b[17] = byte(r.Decider), byte(r.State)
+	if r.HasNASPort {
+		b[18] = 1
+	}
+	h.Write(b[:])
+	h.Write(r.Class)
+	return h.Sum64()
+}
+
+// mark returns the mark for key as this transaction sees it.
+func (t *txn) mark(key string) (reauthMark, bool) {
+	if m, ok := t.marks[key]; ok {
+		return m, true
+	}
+	if t.forgotAll || t.forgot[key] {
+		return reauthMark{}, false
+	}
+	m, ok := t.s.marks[key]
+	return m, ok
+}
+
+func (t *txn) setMark(key string, m reauthMark) {
+	if t.marks == nil {
+		t.marks = map[string]reauthMark{}
+	}
+	t.marks[key] = m
+}
+
+// forget drops the mark of r's NAS and MAC (every mark when r is nil: a record that did not decode).
+func (t *txn) forget(r *Record) {
+	if r == nil {
+		t.forgotAll, t.marks = true, nil
+		return
+	}
+	k, ok := macKey(r.NAS, r.MAC)
+	if !ok {
+		return
+	}
+	delete(t.marks, k)
+	if t.forgot == nil {
+		t.forgot = map[string]bool{}
+	}
+	t.forgot[k] = true
+}
+
+// commitMarks applies the transaction's marks to the store's once it has committed.
+func (t *txn) commitMarks() {
+	m := t.s.marks
+	if t.forgotAll {
+		clear(m)
+	}
+	for k := range t.forgot {
+		delete(m, k)
+	}
+	if len(m)+len(t.marks) > maxReauthMarks {
+		clear(m)
+	}
+	for k, v := range t.marks {
+		m[k] = v
+	}
+}
+
 // match finds the session an update belongs to: by Acct-Session-Id at the NAS; else the latest
 // live session of the MAC at the NAS (an Accept without Acct-Session-Id, a re-authentication, the
 // first accounting of a session admitted by Accept) whose Acct-Session-Id, when both have one,
@@ -676,6 +871,7 @@ func (t *txn) nextID() (uint64, error) {
 	if v := m.Get(metaNextID); len(v) == 8 {
 		id = binary.BigEndian.Uint64(v)
 	}
+	t.dirty = true
 	return id, m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
 }
 
@@ -703,6 +899,11 @@ func (t *txn) get(id uint64) (Record, bool, error) {
 
 // put writes r and swaps its index entries from old's (nil: a new record).
 func (t *txn) put(r, old *Record) error {
+	t.dirty = true
+	t.forget(r)
+	if old != nil {
+		t.forget(old)
+	}
 	v, err := appendRecord(make([]byte, 0, 256), r)
 	if err != nil {
 		return err
@@ -738,6 +939,8 @@ func (t *txn) reindex(old, cur []indexKey) error {
 // remove deletes the record with id (old is its decoded value, nil when it did not decode, in
 // which case its due entry in the ended or live index is what the caller deletes).
 func (t *txn) remove(id uint64, old *Record, why Change) error {
+	t.dirty = true
+	t.forget(old)
 	if old != nil {
 		if err := t.reindex(indexKeys(old), nil); err != nil {
 			return err
@@ -789,6 +992,7 @@ func (t *txn) evict(bucket, k []byte, why Change) error {
 	case found && bytes.Equal(k, dueKey(old.Expires, id)):
 		return t.remove(id, &old, why)
 	}
+	t.dirty = true
 	return t.idx[string(bucket)].Delete(k)
 }
 
@@ -867,7 +1071,7 @@ func (s *Store) Stats() Stats {
 		Entries: int(s.entries.Load()), Live: int(s.live.Load()), NeedReconcile: int(s.recon.Load()),
 		Created: s.created.Load(), Starts: s.starts.Load(), Stops: s.stops.Load(), Expired: s.expired.Load(),
 		Evicted: s.evicted.Load(), Applied: s.applied.Load(), Refused: s.refused.Load(), Commits: s.commits.Load(), WriteErrors: s.writeErrs.Load(),
-		MergeWon: s.mergeWon.Load(), MergeLost: s.mergeLost.Load(), MergeRefused: s.mergeRefused.Load(),
+		MergeWon: s.mergeWon.Load(), MergeLost: s.mergeLost.Load(), MergeRefused: s.mergeRefused.Load(), Reauths: s.reauths.Load(),
 		MaxEntries: s.opts.MaxEntries, StopGrace: s.opts.StopGrace, MissedInterims: s.opts.MissedInterims,
 	}
 	s.mu.Lock()

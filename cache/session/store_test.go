@@ -632,3 +632,172 @@ func TestWriteSnapshot(t *testing.T) {
 		t.Fatalf("copy: %+v", r)
 	}
 }
+
+// TestReauthUnchanged: an Access-Accept that changes nothing but the times of a live session with
+// no address, within a minute of its last write, is not written; anything else is.
+func TestReauthUnchanged(t *testing.T) {
+	c := &clock{t: t0}
+	rec := &recorder{}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.Observer = rec })
+	const mac = "02:00:00:00:00:31"
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, t0))
+	first := one(t, s, Query{MAC: mac})
+	rec.take()
+	reauths := func(want uint64) {
+		t.Helper()
+		if got := s.Stats().Reauths; got != want {
+			t.Fatalf("Reauths = %d, want %d", got, want)
+		}
+	}
+
+	c.add(59 * time.Second)
+	commits := s.Stats().Commits
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	reauths(1)
+	if got := s.Stats().Commits; got != commits {
+		t.Fatalf("a batch that wrote nothing committed (%d → %d commits)", commits, got)
+	}
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(first.Authorized) || !r.Expires.Equal(first.Expires) {
+		t.Fatalf("unchanged re-authentication rewrote the session: %+v", r)
+	}
+	if got := rec.take(); len(got) != 0 {
+		t.Fatalf("observer told of an unwritten re-authentication: %q", got)
+	}
+
+	c.add(time.Second) // a minute after the last write: written, the times move
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	reauths(1)
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(c.now()) || !r.Expires.Equal(c.now().Add(30*time.Minute)) {
+		t.Fatalf("re-authentication a minute later not written: %+v", r)
+	}
+
+	c.add(time.Second) // a new VLAN is news
+	vlan := accept("sw1", mac, "", DecidedCloud, c.now())
+	vlan.Rec.VLAN = "42"
+	apply(t, s, vlan)
+	reauths(1)
+	if r := one(t, s, Query{MAC: mac}); r.VLAN != "42" || !r.Authorized.Equal(c.now()) {
+		t.Fatalf("changed VLAN not written: %+v", r)
+	}
+
+	c.add(time.Second) // so is a local decider
+	apply(t, s, accept("sw1", mac, "", DecidedCache, c.now()))
+	if r := one(t, s, Query{MAC: mac}); r.Decider != DecidedCache || r.Reconcile != ReconcileNeeded {
+		t.Fatalf("local re-authorization not written: %+v", r)
+	}
+
+	// A session with an address is always written: identity sinks report its re-authentication.
+	c.add(time.Second)
+	const ipMAC = "02:00:00:00:00:32"
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()), acct(KindStart, "sw1", ipMAC, "ASID-32", c.now()))
+	c.add(time.Second)
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: ipMAC}); !r.Authorized.Equal(c.now()) {
+		t.Fatalf("re-authentication of a session with an address not written: %+v", r)
+	}
+
+	// After a Stop the next Accept is a new session, whatever it says.
+	c.add(time.Second)
+	apply(t, s, acct(KindStop, "sw1", ipMAC, "ASID-32", c.now()))
+	c.add(time.Second)
+	apply(t, s, accept("sw1", ipMAC, "", DecidedCloud, c.now()))
+	if rs, err := s.Find(Query{MAC: ipMAC}); err != nil || len(rs) != 2 {
+		t.Fatalf("accept after stop: %d sessions, %v", len(rs), err)
+	}
+	reauths(1)
+	checkIndexes(t, s)
+}
+
+// TestReauthWindowWithinHorizon: with the shortest missed-interim horizon (one missed 1-minute
+// interval) an unchanged re-authentication is written after half of it, so a client that keeps
+// re-authenticating never expires.
+func TestReauthWindowWithinHorizon(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, func(o *Options) { o.MissedInterims = 1; o.DefaultInterim = time.Minute })
+	const mac = "02:00:00:00:00:33"
+	for i := range 20 {
+		apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+		if n, err := s.Sweep(); err != nil || n != 0 {
+			t.Fatalf("re-authentication %d: swept %d, %v", i, n, err)
+		}
+		c.add(20 * time.Second)
+	}
+	// 20 Accepts 20 s apart over 400 s: a write at least every 30 s (every other Accept).
+	if st := s.Stats(); st.Reauths == 0 || st.Reauths > 10 || st.Live != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestReauthMarkForgotten: the remembered Accept that lets an identical one skip the table is
+// forgotten by anything that writes or removes the session, so what follows is judged afresh.
+func TestReauthMarkForgotten(t *testing.T) {
+	c := &clock{t: t0}
+	s := openTest(t, filepath.Join(t.TempDir(), "s.db"), c, nil)
+	const mac = "02:00:00:00:00:41"
+	step := func() { c.add(time.Second) }
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now())) // absorbed by the mark
+	if st := s.Stats(); st.Reauths != 1 {
+		t.Fatalf("Reauths = %d, want 1", st.Reauths)
+	}
+	// Accounting gives the session an address: the next Accept must be written.
+	step()
+	apply(t, s, acct(KindInterim, "sw1", mac, "ASID-41", c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: mac}); !r.Authorized.Equal(c.now()) {
+		t.Fatalf("Accept after the session got an address not written: %+v", r)
+	}
+	// A Stop, then the same Accept: a new session, not the ended one's mark.
+	step()
+	apply(t, s, acct(KindStop, "sw1", mac, "ASID-41", c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	step()
+	apply(t, s, accept("sw1", mac, "", DecidedCloud, c.now()))
+	if rs, err := s.Find(Query{MAC: mac}); err != nil || len(rs) != 2 {
+		t.Fatalf("after stop: %d sessions, %v", len(rs), err)
+	}
+	if st := s.Stats(); st.Reauths != 2 || st.Live != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Swept: the next Accept creates the session again.
+	const gone = "02:00:00:00:00:42"
+	apply(t, s, accept("sw1", gone, "", DecidedCloud, c.now()))
+	c.add(31 * time.Minute)                        // past DefaultInterim 10m × 3
+	if n, err := s.Sweep(); err != nil || n != 3 { // gone, the stopped session and its successor
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+	apply(t, s, accept("sw1", gone, "", DecidedCloud, c.now()))
+	if r := one(t, s, Query{MAC: gone}); r.State != StateAuthorized || !r.Authorized.Equal(c.now()) {
+		t.Fatalf("accept after expiry: %+v", r)
+	}
+	// Another NAS's session for the same MAC is its own.
+	apply(t, s, accept("sw2", gone, "", DecidedCloud, c.now()))
+	if rs, _ := s.Find(Query{MAC: gone}); len(rs) != 2 {
+		t.Fatalf("a second NAS: %d sessions, want 2", len(rs))
+	}
+	checkIndexes(t, s)
+}
+
+// BenchmarkApplyReauth is the session table's cost of a client re-authenticating with the same
+// answer: after the first Accept, every other one is absorbed.
+func BenchmarkApplyReauth(b *testing.B) {
+	c := &clock{t: t0}
+	s := openTest(b, filepath.Join(b.TempDir(), "s.db"), c, nil)
+	const clients = 1000
+	batch := make([]Update, 512)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for j := range batch {
+			k := i % clients
+			batch[j] = accept("sw1", fmt.Sprintf("02:00:00:00:%02x:%02x", byte(k>>8), byte(k)), "", DecidedCloud, c.now())
+			i++
+		}
+		apply(b, s, batch...)
+		c.add(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
+}

@@ -94,6 +94,10 @@ const (
 	MaxRate                = 100000
 )
 
+// batchDelay is how long Run lets decisions gather once one has arrived: lines appear at most
+// this much later than the decision.
+const batchDelay = 10 * time.Millisecond
+
 // ErrBadOptions wraps every Options error.
 var ErrBadOptions = errors.New("decisionlog: bad options")
 
@@ -252,10 +256,31 @@ func (l *Log) Run(ctx context.Context) error {
 	var w writer
 	tick := time.NewTicker(l.o.SummaryInterval)
 	defer tick.Stop()
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
 	for {
 		select {
 		case e := <-l.ch:
 			l.write(&w, e)
+			// Let decisions gather for batchDelay, then write what queued: a receive per decision
+			// would wake this goroutine once per decision, and the goroutine that records it (the
+			// request path) pays for each wake-up. The queue (Options.Queue, DefaultQueue by
+			// default) holds far more than batchDelay brings at any rate this edge answers.
+			pause.Reset(batchDelay)
+			select {
+			case <-pause.C:
+			case <-ctx.Done():
+				pause.Stop()
+			}
+		drain:
+			for range cap(l.ch) {
+				select {
+				case e := <-l.ch:
+					l.write(&w, e)
+				default:
+					break drain
+				}
+			}
 		case <-tick.C:
 			l.summary(&w)
 		case <-ctx.Done():
