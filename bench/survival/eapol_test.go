@@ -109,7 +109,7 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 		}
 		servers := startEAPServers(b, lab, false)
 		if base != "" {
-			p, addr, _ := startEdgeWith(b, lab, 0, true, 0, 0, base, "")
+			p, addr, _ := startEdgeWith(b, lab, 0, true, edgeVariant{bin: base})
 			servers = append(servers, eapServer{name: "mxedge-base", addr: addr, cpu: p.CPUTime, pid: p.Pid,
 				logs: func() string { return p.LogTail(20) }})
 		}
