@@ -54,6 +54,8 @@ type clusterSiteOptions struct {
 	// coa: the NAS takes CoA on SiteNASAddr:3799 (coa_port), and each edge has a Dynamic
 	// Authorization listener on its LAN address for the on-prem client "ops" on the NAS's host.
 	coa bool
+	// extra, when set, returns YAML appended to edge i's configuration (an identity: section).
+	extra func(i int) string
 }
 
 // startClusterSite starts n edges; the last `wrongKey` of them get a key of their own.
@@ -113,6 +115,9 @@ func startClusterSite(t *testing.T, n, wrongKey int, so ...clusterSiteOptions) *
 			coaPort = "\n    coa_port: 3799"
 			dynauth = fmt.Sprintf("dynamic_authorization:\n  listen: [\"%s:3799\"]\n  clients:\n    - {name: ops, address: %s/32, secret: %q}\n",
 				lan, peertest.SiteNASAddr, coaSecret)
+		}
+		if len(so) > 0 && so[0].extra != nil {
+			dynauth += so[0].extra(i)
 		}
 		cfg := fmt.Sprintf(`
 cache:

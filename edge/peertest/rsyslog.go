@@ -40,6 +40,9 @@ type RsyslogOptions struct {
 	// authentication: the client verifies the server, not the other way).
 	CA, Cert, Key string
 	StartTimeout  time.Duration // default 10 s
+	// NetNS, when set, runs rsyslogd in that network namespace (see netns.go); the input
+	// addresses are then that namespace's, and only TCPAddr is waited for.
+	NetNS string
 	// Config, when set, is the whole configuration file instead of the generated one (a relay
 	// configured as documented, say); the addresses above then only say what to wait for, and
 	// Records reads nothing unless Config writes messages.json into Dir.
@@ -103,20 +106,33 @@ func StartRsyslogContext(ctx context.Context, o RsyslogOptions) (*Rsyslog, error
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("peertest: rsyslog: %w", err)
 	}
-	p, err := startProcess("rsyslogd", filepath.Join(o.Dir, "rsyslogd.log"), nil, "rsyslogd",
-		"-n", "-f", conf, "-i", filepath.Join(o.Dir, "rsyslogd.pid"))
+	bin, args := "rsyslogd", []string{"-n", "-f", conf, "-i", filepath.Join(o.Dir, "rsyslogd.pid")}
+	if o.NetNS != "" {
+		if o.TCPAddr == "" {
+			return nil, errors.New("peertest: rsyslog: a namespace needs TCPAddr to wait for")
+		}
+		var err error
+		if bin, args, err = netnsCommand(o.NetNS, bin, args); err != nil {
+			return nil, err
+		}
+	}
+	p, err := startProcess("rsyslogd", filepath.Join(o.Dir, "rsyslogd.log"), nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}
 	r.proc = p
 	var checks []readyCheck
-	for _, a := range []string{o.TCPAddr, o.TLSAddr} {
-		if a != "" {
-			checks = append(checks, tcpAccepting(a))
+	if o.NetNS != "" {
+		checks = append(checks, tcpAcceptingIn(o.NetNS, o.TCPAddr))
+	} else {
+		for _, a := range []string{o.TCPAddr, o.TLSAddr} {
+			if a != "" {
+				checks = append(checks, tcpAccepting(a))
+			}
 		}
-	}
-	if o.UDPAddr != "" {
-		checks = append(checks, udpBound(o.UDPAddr))
+		if o.UDPAddr != "" {
+			checks = append(checks, udpBound(o.UDPAddr))
+		}
 	}
 	if err := p.waitReady(ctx, o.StartTimeout, allReady(checks...)); err != nil {
 		p.stop()
