@@ -581,6 +581,17 @@ Received Access-Accept Id 206 from 127.0.0.1:45527 to 127.0.0.1:60856 length 62
 	if r := parseRadclient("Sent Access-Request Id 1\n(0) No reply from server for ID 1 socket 3\n"); r.Code != "" || r.ID != -1 {
 		t.Fatalf("no-reply parsed as %+v", r)
 	}
+	// radclient's source port can be the closed server port it sends to; it then reads its
+	// own request back, which is no reply.
+	own := "Sent Access-Request Id 7 from 127.0.0.1:40000 to 127.0.0.1:40000 length 20\n" +
+		"Received Access-Request Id 7 from 127.0.0.1:40000 to 127.0.0.1:40000 length 20\n" +
+		"\tUser-Name = \"alice\"\n"
+	if r := parseRadclient(own); r.Code != "" || r.ID != -1 || len(r.Attrs) != 0 {
+		t.Fatalf("own request parsed as %+v", r)
+	}
+	if !ownRequest(own) {
+		t.Fatal("ownRequest missed radclient's own datagram")
+	}
 }
 
 func TestParseDetail(t *testing.T) {

@@ -177,7 +177,7 @@ func radclientOne(ctx context.Context, bin, path string, o RadclientOptions) (Re
 	if runErr != nil && !errors.As(runErr, &exitErr) {
 		return rep, out, fmt.Errorf("peertest: radclient: %w", runErr)
 	}
-	if rep.Code == "" && !strings.Contains(out, "No reply from server") {
+	if rep.Code == "" && !strings.Contains(out, "No reply from server") && !ownRequest(out) {
 		// Neither a reply nor a timeout: radclient refused its input
 		// (unknown attribute, bad secret syntax, unresolvable server).
 		return rep, out, fmt.Errorf("peertest: radclient failed: %v\n%s", runErr, out)
@@ -194,10 +194,16 @@ func parseRadclient(out string) Reply {
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "Received ") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && isRequestCode(f[1]) {
+				// Not a reply: radclient read its own datagram. With the server's port
+				// closed, the kernel may hand radclient that very port as its source, and
+				// a datagram to 127.0.0.1:P from 127.0.0.1:P comes back to the sender.
+				continue
+			}
 			if rep.Code != "" {
 				break // a second reply (retransmission answered twice): keep the first
 			}
-			f := strings.Fields(line)
 			if len(f) >= 2 {
 				rep.Code = f[1]
 				in = true
@@ -288,4 +294,24 @@ func unquote(v string) string {
 		}
 	}
 	return b.String()
+}
+
+// isRequestCode reports whether code names a RADIUS request (RFC 2865 §3, RFC 2866 §3,
+// RFC 5176 §2, RFC 5997 §3), which a server never sends back as a reply.
+func isRequestCode(code string) bool {
+	switch code {
+	case "Access-Request", "Accounting-Request", "Status-Server", "CoA-Request", "Disconnect-Request":
+		return true
+	}
+	return false
+}
+
+// ownRequest reports whether radclient's output shows it reading its own request back.
+func ownRequest(out string) bool {
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "Received" && isRequestCode(f[1]) {
+			return true
+		}
+	}
+	return false
 }
