@@ -103,9 +103,14 @@ func TestRecordRejects(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // TestRecordV1Golden: a v1 record written once stays readable by every later binary.
-func TestRecordV1Golden(t *testing.T) {
-	path := filepath.Join("testdata", "record-v1.hex")
-	want := sampleRecord()
+func TestRecordV1Golden(t *testing.T) { checkRecordGolden(t, "record-v1.hex", sampleRecord()) }
+
+// checkRecordGolden decodes testdata/name and compares it with want; -update writes the file
+// once, from want, when it does not exist (a fixture is never rewritten: it is what an older
+// binary wrote).
+func checkRecordGolden(t *testing.T, name string, want Record) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
 	if *update {
 		if _, err := os.Stat(path); err != nil {
 			b, _ := appendRecord(nil, &want)
@@ -127,7 +132,7 @@ func TestRecordV1Golden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("v1 golden:\n got %+v\nwant %+v", got, want)
+		t.Fatalf("%s:\n got %+v\nwant %+v", name, got, want)
 	}
 }
 

@@ -1,9 +1,7 @@
 package session
 
 import (
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -320,33 +318,7 @@ func TestReplicaRoundTrip(t *testing.T) {
 }
 
 // TestRecordV2Golden: a v2 record written once stays readable by every later binary.
-func TestRecordV2Golden(t *testing.T) {
-	path := filepath.Join("testdata", "record-v2.hex")
-	want := replicaSample()
-	if *update {
-		if _, err := os.Stat(path); err != nil {
-			b, _ := appendRecord(nil, &want)
-			if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	h, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := hex.DecodeString(strings.TrimSpace(string(h)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decodeRecord(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("v2 golden:\n got %+v\nwant %+v", got, want)
-	}
-}
+func TestRecordV2Golden(t *testing.T) { checkRecordGolden(t, "record-v2.hex", replicaSample()) }
 
 // TestReplicaOwnRecordBack: an edge that lost its table (a new file) gets its records back from a
 // peer under their own IDs, and the sessions it creates afterwards take new IDs, never theirs.
