@@ -542,6 +542,7 @@ func (r *Route) TargetLabel() string {
 type RouteTable struct {
 	opts   RoutesOptions
 	routes []Route
+	labels []string // Route.Label of each route, made once: the request path reports them
 	pools  map[string]*Pool
 	prefix [4]byte
 	stats  *RouteStats
@@ -564,8 +565,10 @@ func NewRouteTable(o RoutesOptions) (*RouteTable, error) {
 	}
 	t := &RouteTable{opts: o, routes: o.Routes, pools: map[string]*Pool{}, prefix: o.ProxyStatePrefix, log: o.Logger,
 		stats: &RouteStats{Routes: make([]*RouteCounters, len(o.Routes)), Default: new(atomic.Uint64), Loops: new(atomic.Uint64)}}
+	t.labels = make([]string, len(o.Routes))
 	for i := range t.stats.Routes {
 		t.stats.Routes[i] = new(RouteCounters)
+		t.labels[i] = o.Routes[i].Label(i)
 	}
 	if t.prefix == [4]byte{} {
 		rand.Read(t.prefix[:])
@@ -604,10 +607,10 @@ func (t *RouteTable) adopt(old *RouteTable) {
 	t.stats.Default, t.stats.Loops = old.stats.Default, old.stats.Loops
 	prev := make(map[[2]string]*RouteCounters, len(old.routes))
 	for i := range old.routes {
-		prev[[2]string{old.routes[i].Label(i), old.routes[i].TargetLabel()}] = old.stats.Routes[i]
+		prev[[2]string{old.labels[i], old.routes[i].TargetLabel()}] = old.stats.Routes[i]
 	}
 	for i := range t.routes {
-		if c, ok := prev[[2]string{t.routes[i].Label(i), t.routes[i].TargetLabel()}]; ok {
+		if c, ok := prev[[2]string{t.labels[i], t.routes[i].TargetLabel()}]; ok {
 			t.stats.Routes[i] = c
 		}
 	}

@@ -51,7 +51,7 @@ func (r *Router) route(t *RouteTable, req *Request) bool {
 		t.stats.Loops.Add(1)
 		via := RouteVia{Realm: in.Realm}
 		if d.Route != nil {
-			via.Route, via.Pool = d.Route.Label(d.Index), d.Route.TargetLabel()
+			via.Route, via.Pool = t.labels[d.Index], d.Route.TargetLabel()
 		}
 		r.refuse(req, "request already crossed this edge (loop)", "loop", via)
 		return true
@@ -68,7 +68,7 @@ func (r *Router) route(t *RouteTable, req *Request) bool {
 		if req.Packet.Code() == packet.CodeAccessRequest {
 			rc.Rejected.Add(1)
 		}
-		r.refuse(req, rt.replyMessage(), "route-reject", RouteVia{Route: rt.Label(d.Index), Pool: rt.TargetLabel(), Realm: in.Realm})
+		r.refuse(req, rt.replyMessage(), "route-reject", RouteVia{Route: t.labels[d.Index], Pool: rt.TargetLabel(), Realm: in.Realm})
 		return true
 	case TargetDiscover:
 		go r.discover(t, d.Index, in, req)
@@ -110,7 +110,7 @@ func (r *Router) answered(t *RouteTable, i int, in RouteInput, req *Request, clo
 			return
 		}
 		if o := r.opts.Routed; o != nil {
-			o.Answered(req, res, RouteVia{Route: rt.Label(i), Pool: rt.TargetLabel(), Realm: in.Realm})
+			o.Answered(req, res, RouteVia{Route: t.labels[i], Pool: rt.TargetLabel(), Realm: in.Realm})
 		}
 	}
 }
