@@ -47,6 +47,10 @@ type eapolRow struct {
 	// this row's rate of RADIUS round trips: the per-packet work under every round trip
 	// (floorRun). 0: not measured.
 	floor float64
+	// switches is how many times the server's threads went off a CPU during the row (voluntary
+	// and involuntary context switches, /proc/PID/task/*/status): each is a thread put to sleep and
+	// woken again, the scheduler's share of a round trip at a low packet rate.
+	switches int64
 }
 
 // perAuth is the server's CPU per authentication in µs.
@@ -297,6 +301,35 @@ func taskRunTime(pid int) (time.Duration, error) {
 	return sum, nil
 }
 
+// taskSwitches sums the context switches of pid's threads (voluntary_ctxt_switches and
+// nonvoluntary_ctxt_switches in /proc/PID/task/*/status, proc(5)).
+func taskSwitches(pid int) (int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("survival: %w", err)
+	}
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/status")
+		if err != nil {
+			continue // the thread exited in between
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("survival: %s/%s/status: %w", dir, t.Name(), err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
 // eapolRun measures one server and TLS version: procs eapol_test processes of runs
 // authentications each.
 func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs, runs int) eapolRow {
@@ -312,6 +345,10 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs
 		o.TLS12Only = true
 	}
 	stopPerf := perfUntilStopped(b, s.name+"-"+key+"-tls"+tv, s.pid())
+	sw0, err := taskSwitches(s.pid())
+	if err != nil {
+		b.Fatal(err)
+	}
 	w, err := StartWindow(s.cpu)
 	if err != nil {
 		b.Fatal(err)
@@ -346,6 +383,11 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs
 	if row.cpu, err = w.Stop(); err != nil {
 		b.Fatal(err)
 	}
+	sw1, err := taskSwitches(s.pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	row.switches = sw1 - sw0
 	stopPerf()
 	if row.ok == 0 {
 		b.Errorf("%s TLS %s: no authentication succeeded\n%s", s.name, tv, s.logs())
@@ -401,17 +443,21 @@ func tail(s string, n int) string {
 // round trips per authentication (of the eapol_test processes that authenticated every time),
 // "idle" the share of the row's CPU per authentication the server spends when idle, "floor" the
 // server's CPU per EAP-TLS Start answered at the row's packet rate (floorRun) and
-// "rtt×floor" what the round trips alone cost at that rate.
+// "rtt×floor" what the round trips alone cost at that rate, "cs/rt" the server's context switches per
+// round trip (taskSwitches: threads put to sleep and woken).
 func writeEapolTable(w *os.File, rows []eapolRow) {
-	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
-		"srv µs/auth", "idle", "floor", "rtt×floor", "other")
+	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %6s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
+		"srv µs/auth", "idle", "floor", "rtt×floor", "cs/rt", "other")
 	for _, r := range rows {
-		rtt := 0.0
+		rtt, cs := 0.0, 0.0
 		if r.ok > 0 {
 			rtt = float64(r.rounds) / float64(r.ok)
 		}
-		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
-			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, r.cpu.OtherCores)
+		if r.rounds > 0 {
+			cs = float64(r.switches) / float64(r.rounds)
+		}
+		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %6.1f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
+			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, cs, r.cpu.OtherCores)
 	}
 	type cell struct{ key, tls string }
 	var cells []cell
