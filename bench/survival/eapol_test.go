@@ -1,9 +1,12 @@
 package survival
 
 import (
+	"bufio"
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -51,6 +54,10 @@ type eapolRow struct {
 	// and involuntary context switches, /proc/PID/task/*/status): each is a thread put to sleep and
 	// woken again, the scheduler's share of a round trip at a low packet rate.
 	switches int64
+	// echo is what a Go UDP echo server in a process of its own (echoServer) costs per round trip
+	// at this row's rate, in µs, and echoSwitches its context switches per round trip: the
+	// runtime's and the kernel's share of floor, under any Go RADIUS server. 0: not measured.
+	echo, echoSwitches float64
 }
 
 // perAuth is the server's CPU per authentication in µs.
@@ -132,6 +139,9 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 						if r.ok > 0 && r.rounds > 0 {
 							rate := float64(r.rounds) / r.wall.Seconds()
 							r.floor = floorRun(b, s, rate, floorWindow)
+							if s.name == "mxedge" {
+								r.echo, r.echoSwitches = echoFloor(b, rate, floorWindow)
+							}
 						}
 						rows = append(rows, r)
 						g := got[s.name]
@@ -246,6 +256,118 @@ func floorRun(tb testing.TB, s eapServer, rate float64, d time.Duration) float64
 		return 0
 	}
 	return PerOp(cpu.Server, answered)
+}
+
+// echoServerEnv, when set, makes the test binary an echo server (TestMain): echoFloor runs it as a
+// process of its own, like the servers measured.
+const echoServerEnv = "MXEDGE_SURVIVAL_ECHO_SERVER"
+
+// TestMain runs the package's tests and benchmarks, or the echo server of echoFloor.
+func TestMain(m *testing.M) {
+	if os.Getenv(echoServerEnv) != "" {
+		echoServer()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// echoServer answers every datagram on a loopback port with itself, one goroutine reading and
+// writing through the standard library, until its standard input closes. It prints its address.
+func echoServer() {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(c.LocalAddr())
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	buf := make([]byte, packet.MaxLen)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			os.Exit(1)
+		}
+		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// echoFloor starts echoServer and sends it floorRun's EAP-Response/Identity at rate per second for
+// d. It returns the echo process's CPU per round trip in µs (its threads' run time,
+// /proc/PID/task/*/schedstat) and its context switches per round trip: what receiving and
+// answering one datagram costs a Go process at this rate before any RADIUS work.
+func echoFloor(tb testing.TB, rate float64, d time.Duration) (float64, float64) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), echoServerEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("survival: echo server: %v", err)
+	}
+	defer func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("survival: echo server: %v", err)
+	}
+	conn, err := net.Dial("udp", strings.TrimSpace(line))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	b := packet.New(nil, packet.CodeAccessRequest, 1, make([]byte, packet.AuthLen))
+	b.AddMA()
+	b.AddString(packet.AttrUserName, "anonymous")
+	b.AddString(packet.AttrCallingStationID, "02-00-00-bb-00-01")
+	b.Add(packet.AttrEAPMessage, append([]byte{2, 1, 0, 5 + 9, 1}, "anonymous"...))
+	req, err := b.Finish([]byte(nasSecret), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	c0, err1 := taskRunTime(pid)
+	s0, err2 := taskSwitches(pid)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatal(err)
+	}
+	buf := make([]byte, packet.MaxLen)
+	every := time.Duration(float64(time.Second) / rate)
+	echoed := 0
+	t0 := time.Now()
+	for i := 0; time.Since(t0) < d; i++ {
+		if wait := time.Until(t0.Add(time.Duration(i) * every)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := conn.Write(req); err != nil {
+			tb.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := conn.Read(buf); err == nil && n == len(req) {
+			echoed++
+		}
+	}
+	c1, err1 := taskRunTime(pid)
+	s1, err2 := taskSwitches(pid)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatal(err)
+	}
+	if echoed == 0 {
+		tb.Error("survival: echo server answered nothing")
+		return 0, 0
+	}
+	return float64((c1 - c0).Microseconds()) / float64(echoed), float64(s1-s0) / float64(echoed)
 }
 
 // idleCPU measures each server's CPU over d while nothing is sent to it, in µs per second.
@@ -444,10 +566,11 @@ func tail(s string, n int) string {
 // "idle" the share of the row's CPU per authentication the server spends when idle, "floor" the
 // server's CPU per EAP-TLS Start answered at the row's packet rate (floorRun) and
 // "rtt×floor" what the round trips alone cost at that rate, "cs/rt" the server's context switches per
-// round trip (taskSwitches: threads put to sleep and woken).
+// round trip (taskSwitches: threads put to sleep and woken), "echo" and "cs" what a Go UDP echo
+// server costs per round trip at the row's rate (echoFloor; mxedge rows only).
 func writeEapolTable(w *os.File, rows []eapolRow) {
-	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %6s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
-		"srv µs/auth", "idle", "floor", "rtt×floor", "cs/rt", "other")
+	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %5s %6s %5s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
+		"srv µs/auth", "idle", "floor", "rtt×floor", "cs/rt", "echo", "cs", "other")
 	for _, r := range rows {
 		rtt, cs := 0.0, 0.0
 		if r.ok > 0 {
@@ -456,8 +579,8 @@ func writeEapolTable(w *os.File, rows []eapolRow) {
 		if r.rounds > 0 {
 			cs = float64(r.switches) / float64(r.rounds)
 		}
-		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %6.1f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
-			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, cs, r.cpu.OtherCores)
+		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %5.1f %6.0f %5.1f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
+			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, cs, r.echo, r.echoSwitches, r.cpu.OtherCores)
 	}
 	type cell struct{ key, tls string }
 	var cells []cell
