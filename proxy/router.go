@@ -160,11 +160,13 @@ func (r *Router) ServeRADIUS(req *Request) {
 	if fb := r.opts.Fallback; fb != nil && fb.Takes(req) {
 		r.stats.Fallback.Add(1)
 		// Local MAB and PAP decisions are answered on the reader goroutine, which saves a goroutine
-		// hand-off per request: they are a cache lookup and a signature. An EAP-TLS step can be a
-		// millisecond of handshake CPU, accounting waits for an fsync, and a Fallback may say a
-		// request costs more (a password hash check): those run on their own goroutines so that the
-		// socket's one reader keeps reading and the work uses every core.
-		if req.Packet.Code() == packet.CodeAccessRequest && !req.Packet.Has(packet.AttrEAPMessage) && !slow(fb, req) {
+		// hand-off per request (and, at a low packet rate, a thread woken to run it): they are a
+		// cache lookup and a signature, and so are the EAP steps without handshake work
+		// (cheapEAP). An EAP-TLS step that carries TLS data can be a millisecond of handshake CPU,
+		// accounting waits for an fsync, and a Fallback may say a request costs more (a password
+		// hash check): those run on their own goroutines so that the socket's one reader keeps
+		// reading and the work uses every core.
+		if req.Packet.Code() == packet.CodeAccessRequest && cheapEAP(req.Packet) && !slow(fb, req) {
 			r.local(req, nil)
 			return
 		}
@@ -172,6 +174,34 @@ func (r *Router) ServeRADIUS(req *Request) {
 		return
 	}
 	r.forward(req, r.pool.Load(), nil, true, nil)
+}
+
+// EAP header offsets (RFC 3748 §4) and the flags octet of the TLS-based methods (RFC 5216 §3.1).
+const (
+	eapOffLength = 2
+	eapOffType   = 4
+	eapOffFlags  = 5
+	eapTypeIdent = 1    // RFC 3748 §5.1
+	eapFlagMore  = 0x40 // RFC 5216 §3.1: more fragments follow
+)
+
+// cheapEAP reports whether a local EAP server answers p without handshake work, so the reader
+// may answer it: p has no EAP-Message at all; or its EAP packet is a Response/Identity (RFC 3748
+// §5.1: answered with the method's Start); or it carries no method data beyond one octet (an
+// EAP-TLS ACK of a server fragment or of the server's last flight, RFC 5216 §2.1.3, answered with
+// the next fragment or the EAP-Success, or a Nak); or it is a fragment with more to follow (RFC
+// 5216 §3.1, M flag: buffered and acknowledged). A packet too short to hold an EAP header is
+// rejected as malformed, which is cheap too. Only the first EAP-Message attribute is read (RFC 3579
+// §3.1: it starts the EAP packet); the local server checks the whole packet itself.
+func cheapEAP(p packet.Packet) bool {
+	v, ok := p.Attr(packet.AttrEAPMessage)
+	if !ok || len(v) <= eapOffType {
+		return true
+	}
+	if v[eapOffType] == eapTypeIdent || int(v[eapOffLength])<<8|int(v[eapOffLength+1]) <= eapOffFlags+1 {
+		return true
+	}
+	return len(v) > eapOffFlags && v[eapOffFlags]&eapFlagMore != 0
 }
 
 // forward sends req to pool with extra attributes added. When no upstream answers, local says

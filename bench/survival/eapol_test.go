@@ -1,9 +1,12 @@
 package survival
 
 import (
+	"bufio"
 	"context"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -47,6 +50,14 @@ type eapolRow struct {
 	// this row's rate of RADIUS round trips: the per-packet work under every round trip
 	// (floorRun). 0: not measured.
 	floor float64
+	// switches is how many times the server's threads went off a CPU during the row (voluntary
+	// and involuntary context switches, /proc/PID/task/*/status): each is a thread put to sleep and
+	// woken again, the scheduler's share of a round trip at a low packet rate.
+	switches int64
+	// echo is what a Go UDP echo server in a process of its own (echoServer) costs per round trip
+	// at this row's rate, in µs, and echoSwitches its context switches per round trip: the
+	// runtime's and the kernel's share of floor, under any Go RADIUS server. 0: not measured.
+	echo, echoSwitches float64
 }
 
 // perAuth is the server's CPU per authentication in µs.
@@ -128,6 +139,9 @@ func BenchmarkEAPTLSEapol(b *testing.B) {
 						if r.ok > 0 && r.rounds > 0 {
 							rate := float64(r.rounds) / r.wall.Seconds()
 							r.floor = floorRun(b, s, rate, floorWindow)
+							if s.name == "mxedge" {
+								r.echo, r.echoSwitches = echoFloor(b, rate, floorWindow)
+							}
 						}
 						rows = append(rows, r)
 						g := got[s.name]
@@ -244,6 +258,118 @@ func floorRun(tb testing.TB, s eapServer, rate float64, d time.Duration) float64
 	return PerOp(cpu.Server, answered)
 }
 
+// echoServerEnv, when set, makes the test binary an echo server (TestMain): echoFloor runs it as a
+// process of its own, like the servers measured.
+const echoServerEnv = "MXEDGE_SURVIVAL_ECHO_SERVER"
+
+// TestMain runs the package's tests and benchmarks, or the echo server of echoFloor.
+func TestMain(m *testing.M) {
+	if os.Getenv(echoServerEnv) != "" {
+		echoServer()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// echoServer answers every datagram on a loopback port with itself, one goroutine reading and
+// writing through the standard library, until its standard input closes. It prints its address.
+func echoServer() {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(c.LocalAddr())
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	buf := make([]byte, packet.MaxLen)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			os.Exit(1)
+		}
+		_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+	}
+}
+
+// echoFloor starts echoServer and sends it floorRun's EAP-Response/Identity at rate per second for
+// d. It returns the echo process's CPU per round trip in µs (its threads' run time,
+// /proc/PID/task/*/schedstat) and its context switches per round trip: what receiving and
+// answering one datagram costs a Go process at this rate before any RADIUS work.
+func echoFloor(tb testing.TB, rate float64, d time.Duration) (float64, float64) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), echoServerEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("survival: echo server: %v", err)
+	}
+	defer func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("survival: echo server: %v", err)
+	}
+	conn, err := net.Dial("udp", strings.TrimSpace(line))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	b := packet.New(nil, packet.CodeAccessRequest, 1, make([]byte, packet.AuthLen))
+	b.AddMA()
+	b.AddString(packet.AttrUserName, "anonymous")
+	b.AddString(packet.AttrCallingStationID, "02-00-00-bb-00-01")
+	b.Add(packet.AttrEAPMessage, append([]byte{2, 1, 0, 5 + 9, 1}, "anonymous"...))
+	req, err := b.Finish([]byte(nasSecret), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	c0, err1 := taskRunTime(pid)
+	s0, err2 := taskSwitches(pid)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatal(err)
+	}
+	buf := make([]byte, packet.MaxLen)
+	every := time.Duration(float64(time.Second) / rate)
+	echoed := 0
+	t0 := time.Now()
+	for i := 0; time.Since(t0) < d; i++ {
+		if wait := time.Until(t0.Add(time.Duration(i) * every)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := conn.Write(req); err != nil {
+			tb.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := conn.Read(buf); err == nil && n == len(req) {
+			echoed++
+		}
+	}
+	c1, err1 := taskRunTime(pid)
+	s1, err2 := taskSwitches(pid)
+	if err := errors.Join(err1, err2); err != nil {
+		tb.Fatal(err)
+	}
+	if echoed == 0 {
+		tb.Error("survival: echo server answered nothing")
+		return 0, 0
+	}
+	return float64((c1 - c0).Microseconds()) / float64(echoed), float64(s1-s0) / float64(echoed)
+}
+
 // idleCPU measures each server's CPU over d while nothing is sent to it, in µs per second.
 // It reads the threads' scheduler run time (/proc/PID/task/*/schedstat, in ns), since an idle
 // process takes a few ms per second, below the 10 ms resolution of /proc/PID/stat.
@@ -297,6 +423,35 @@ func taskRunTime(pid int) (time.Duration, error) {
 	return sum, nil
 }
 
+// taskSwitches sums the context switches of pid's threads (voluntary_ctxt_switches and
+// nonvoluntary_ctxt_switches in /proc/PID/task/*/status, proc(5)).
+func taskSwitches(pid int) (int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("survival: %w", err)
+	}
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/status")
+		if err != nil {
+			continue // the thread exited in between
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("survival: %s/%s/status: %w", dir, t.Name(), err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
 // eapolRun measures one server and TLS version: procs eapol_test processes of runs
 // authentications each.
 func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs, runs int) eapolRow {
@@ -312,6 +467,10 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs
 		o.TLS12Only = true
 	}
 	stopPerf := perfUntilStopped(b, s.name+"-"+key+"-tls"+tv, s.pid())
+	sw0, err := taskSwitches(s.pid())
+	if err != nil {
+		b.Fatal(err)
+	}
 	w, err := StartWindow(s.cpu)
 	if err != nil {
 		b.Fatal(err)
@@ -346,6 +505,11 @@ func eapolRun(b testing.TB, lab *pkitest.Lab, s eapServer, key, tv string, procs
 	if row.cpu, err = w.Stop(); err != nil {
 		b.Fatal(err)
 	}
+	sw1, err := taskSwitches(s.pid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	row.switches = sw1 - sw0
 	stopPerf()
 	if row.ok == 0 {
 		b.Errorf("%s TLS %s: no authentication succeeded\n%s", s.name, tv, s.logs())
@@ -401,17 +565,22 @@ func tail(s string, n int) string {
 // round trips per authentication (of the eapol_test processes that authenticated every time),
 // "idle" the share of the row's CPU per authentication the server spends when idle, "floor" the
 // server's CPU per EAP-TLS Start answered at the row's packet rate (floorRun) and
-// "rtt×floor" what the round trips alone cost at that rate.
+// "rtt×floor" what the round trips alone cost at that rate, "cs/rt" the server's context switches per
+// round trip (taskSwitches: threads put to sleep and woken), "echo" and "cs" what a Go UDP echo
+// server costs per round trip at the row's rate (echoFloor; mxedge rows only).
 func writeEapolTable(w *os.File, rows []eapolRow) {
-	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
-		"srv µs/auth", "idle", "floor", "rtt×floor", "other")
+	fmt.Fprintf(w, "%-11s %-10s %4s %6s %6s %8s %5s %12s %6s %6s %9s %5s %6s %5s %6s\n", "server", "key", "tls", "auths", "failed", "auths/s", "rtt",
+		"srv µs/auth", "idle", "floor", "rtt×floor", "cs/rt", "echo", "cs", "other")
 	for _, r := range rows {
-		rtt := 0.0
+		rtt, cs := 0.0, 0.0
 		if r.ok > 0 {
 			rtt = float64(r.rounds) / float64(r.ok)
 		}
-		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
-			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, r.cpu.OtherCores)
+		if r.rounds > 0 {
+			cs = float64(r.switches) / float64(r.rounds)
+		}
+		fmt.Fprintf(w, "%-11s %-10s %4s %6d %6d %8.1f %5.1f %12.0f %6.0f %6.0f %9.0f %5.1f %6.0f %5.1f %6.2f\n", r.server, r.key, r.tls, r.ok, r.failed,
+			float64(r.ok)/r.wall.Seconds(), rtt, r.perAuth(), r.idlePerAuth(), r.floor, rtt*r.floor, cs, r.echo, r.echoSwitches, r.cpu.OtherCores)
 	}
 	type cell struct{ key, tls string }
 	var cells []cell
