@@ -39,8 +39,11 @@ const (
 	// updates or sessionBatchDelay after its first, whichever comes first. Most of an update's cost
 	// is its transaction's (pwrite and fdatasync): at 2,000 updates/s, 100 ms batches cost about
 	// half the CPU of 10 ms ones (bench/sessions). A crash loses at most that much of the table's
-	// news, never accounting itself (the spool and the cloud have that).
-	sessionBatchMax   = 512
+	// news, never accounting itself (the spool and the cloud have that). The cap only bounds a
+	// transaction's memory: the MAC and User-Name indexes take keys in random order, so a small
+	// batch rewrites nearly one leaf page of each per update, a large one shares them
+	// (BenchmarkLocalMABClosed, docs/performance.md).
+	sessionBatchMax   = 4096
 	sessionBatchDelay = 100 * time.Millisecond
 	// sessionBufCap is the pooled copy's initial capacity: a request and its Accept usually fit.
 	sessionBufCap = 1024

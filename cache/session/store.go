@@ -337,6 +337,9 @@ type txn struct {
 	forgot    map[string]bool
 	forgotAll bool
 	dirty     bool // something was written: the transaction must commit
+	// next is the next record ID (0: not read yet), nextDirty whether it moved (nextID).
+	next      uint64
+	nextDirty bool
 }
 
 // errUnchanged rolls back a write transaction that wrote nothing: bbolt would still write a
@@ -375,7 +378,7 @@ func (s *Store) update(fn func(*txn) error) error {
 		if !t.dirty {
 			return errUnchanged
 		}
-		return nil
+		return t.saveNextID()
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -865,14 +868,35 @@ func (t *txn) nasReboot(nas string, at time.Time) error {
 	return nil
 }
 
+// nextID hands out the next record ID. The counter is read from the meta bucket once per
+// transaction and written back once, when the transaction ends (saveNextID): in the same
+// transaction as the records that use it, so no committed ID is handed out twice, at one Put per
+// transaction instead of one per new session.
 func (t *txn) nextID() (uint64, error) {
-	m := t.tx.Bucket(bucketMeta)
-	var id uint64 = 1
-	if v := m.Get(metaNextID); len(v) == 8 {
-		id = binary.BigEndian.Uint64(v)
+	t.loadNextID()
+	id := t.next
+	t.next++
+	t.nextDirty, t.dirty = true, true
+	return id, nil
+}
+
+// loadNextID reads the meta bucket's next ID into t.next, once per transaction.
+func (t *txn) loadNextID() {
+	if t.next != 0 {
+		return
 	}
-	t.dirty = true
-	return id, m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
+	t.next = 1
+	if v := t.tx.Bucket(bucketMeta).Get(metaNextID); len(v) == 8 {
+		t.next = binary.BigEndian.Uint64(v)
+	}
+}
+
+// saveNextID writes the counter back if this transaction moved it.
+func (t *txn) saveNextID() error {
+	if !t.nextDirty {
+		return nil
+	}
+	return t.tx.Bucket(bucketMeta).Put(metaNextID, binary.BigEndian.AppendUint64(nil, t.next))
 }
 
 func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
