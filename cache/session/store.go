@@ -47,6 +47,9 @@ var (
 
 	metaSchema = []byte("schema")
 	metaNextID = []byte("next-id")
+	// metaUserIndex is set once a file's User-Name index holds no entry for a record whose
+	// User-Name names its own MAC (dropMABUserEntries).
+	metaUserIndex = []byte("user-index-mab")
 )
 
 const (
@@ -217,10 +220,34 @@ func (s *Store) initSchema() error {
 		}
 		m := tx.Bucket(bucketMeta)
 		if m.Get(metaSchema) == nil {
-			return m.Put(metaSchema, binary.BigEndian.AppendUint64(nil, schemaVersion))
+			if err := m.Put(metaSchema, binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
+				return err
+			}
 		}
-		return nil
+		return dropMABUserEntries(tx)
 	})
+}
+
+// dropMABUserEntries removes, once per file, the User-Name index entries that files written
+// before userIsMAC held for records whose User-Name names their own MAC: indexKeys no longer
+// lists them, so nothing would delete them when their records go.
+func dropMABUserEntries(tx *bolt.Tx) error {
+	m := tx.Bucket(bucketMeta)
+	if m.Get(metaUserIndex) != nil {
+		return nil
+	}
+	users := tx.Bucket(bucketUser)
+	err := tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+		r, err := decodeRecord(v)
+		if err != nil || r.UserName == "" || !userIsMAC(&r) {
+			return nil
+		}
+		return users.Delete(new(keyBuilder).str(foldUser(r.UserName)).id(r.ID))
+	})
+	if err != nil {
+		return fmt.Errorf("session: user index: %w", err)
+	}
+	return m.Put(metaUserIndex, []byte{1})
 }
 
 // recount rebuilds the in-memory counts from the file (Open). A record that does not decode is
@@ -1175,7 +1202,7 @@ func indexKeys(r *Record) []indexKey {
 	if m, ok := parseMAC(r.MAC); ok {
 		add(bucketMAC, (&keyBuilder{b: m[:]}).id(r.ID))
 	}
-	if r.UserName != "" {
+	if r.UserName != "" && !userIsMAC(r) { // a MAB User-Name is found through the MAC index
 		add(bucketUser, new(keyBuilder).str(foldUser(r.UserName)).id(r.ID))
 	}
 	for _, a := range []netip.Addr{r.FramedIP, r.FramedIPv6, r.FramedIPv6Prefix.Addr()} {
