@@ -33,17 +33,24 @@ import (
 const (
 	// sessionQueueSize bounds the packets waiting for the writer: at 2,000 accounting updates/s a
 	// stalled disk fills it in about 8 s, after which updates are dropped and counted. Each waiting
-	// packet holds a pooled buffer (about 1 KiB).
+	// packet holds a pooled buffer (512 octets unless the packets need more).
 	sessionQueueSize = 16384
 	// sessionBatchMax and sessionBatchDelay: a batch is committed when it holds sessionBatchMax
 	// updates or sessionBatchDelay after its first, whichever comes first. Most of an update's cost
 	// is its transaction's (pwrite and fdatasync): at 2,000 updates/s, 100 ms batches cost about
 	// half the CPU of 10 ms ones (bench/sessions). A crash loses at most that much of the table's
-	// news, never accounting itself (the spool and the cloud have that).
-	sessionBatchMax   = 512
+	// news, never accounting itself (the spool and the cloud have that). The cap only bounds a
+	// transaction's memory: the MAC index takes keys in random order, so a small batch rewrites
+	// nearly one leaf page per update and a large one shares them, but every page a transaction
+	// touches is decoded into the heap until it commits (BenchmarkLocalMABClosed and
+	// BenchmarkLocalMABMemory, docs/performance.md: 2,048 with 512-octet copies costs about the CPU of 4,096 and 16 MiB less RSS
+	// at 40,000 answers/s).
+	sessionBatchMax   = 2048
 	sessionBatchDelay = 100 * time.Millisecond
-	// sessionBufCap is the pooled copy's initial capacity: a request and its Accept usually fit.
-	sessionBufCap = 1024
+	// sessionBufCap is the pooled copy's initial capacity: a MAB request and its Accept take about
+	// 200 octets, an EAP-TLS one with MPPE keys about 400; a larger pair grows its buffer. Up to a
+	// batch of them wait for the writer at once.
+	sessionBufCap = 512
 	// maxPendingDecisions bounds the local decisions waiting for their Access-Accept.
 	maxPendingDecisions = 4096
 	// sessionLogEvery rate-limits the writer's warnings.

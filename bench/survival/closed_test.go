@@ -40,13 +40,14 @@ type edgeVariant struct {
 	bin, log       string // another mxedge binary (an older build, for a before/after); a log level
 	noSessions     bool   // sessions.enabled: false (docs/sessions.md)
 	dupSize        int    // duplicate_cache_size; 0 leaves the default
+	gogc           int    // the edge's GOGC (the collector's target, a diagnostic); 0 leaves the default
 }
 
 // edgeVariants parses MXEDGE_SURVIVAL_MAB_EDGES: space-separated edges, each a comma-separated
 // list of split=N (listen.split_batch, 0 never), sockets=N (listen.sockets), bin=PATH (another
 // mxedge binary, e.g. a build of an older commit: a before/after in one run), log=LEVEL and
 // sessions=off (the session table off; a binary that predates the key refuses it) and dup=N
-// (duplicate_cache_size). The default
+// (duplicate_cache_size) and gogc=N (the edge's GOGC). The default
 // compares one socket with the default (one SO_REUSEPORT socket per CPU).
 func edgeVariants(tb testing.TB) []edgeVariant {
 	tb.Helper()
@@ -73,12 +74,14 @@ func parseEdgeVariants(tb testing.TB, env, def string) []edgeVariant {
 				v.noSessions = true
 			case err == nil && k == "dup" && n >= 1024 && n <= 10_000_000:
 				v.dupSize = n
+			case err == nil && k == "gogc" && n >= 25 && n <= 10_000:
+				v.gogc = n
 			case err == nil && k == "split" && (n == 0 || n >= 2 && n <= 32):
 				v.split = n
 			case err == nil && k == "sockets" && n >= 1 && n <= 64:
 				v.sockets = n
 			default:
-				tb.Fatalf("%s=%q: %q is not split=0|2..32, sockets=1..64, bin=PATH, log=LEVEL, sessions=off or dup=1024..10000000", env, s, kv)
+				tb.Fatalf("%s=%q: %q is not split=0|2..32, sockets=1..64, bin=PATH, log=LEVEL, sessions=off, dup=1024..10000000 or gogc=25..10000", env, s, kv)
 			}
 		}
 		out = append(out, v)

@@ -121,6 +121,9 @@ func startEdgeWith(tb testing.TB, lab *pkitest.Lab, cached int, eap bool, v edge
 			tb.Fatal(err)
 		}
 	}
+	if v.gogc > 0 {
+		env = append(env[:len(env):len(env)], fmt.Sprintf("GOGC=%d", v.gogc))
+	}
 	o := EdgeOptions{
 		Bin: cmp.Or(v.bin, mxedgeBin(tb)), Dir: dir, Auth: auth, Acct: acct, Secret: nasSecret,
 		Upstream: up, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,

@@ -76,6 +76,14 @@ func (s *Store) Find(q Query) ([]Record, error) {
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			ids = append(ids, keyID(k))
 		}
+		if m, ok := userMAC(q.UserName); ok && bytes.Equal(bucket, bucketUser) {
+			// A record whose User-Name names its own MAC has no User-Name entry (indexKeys): its
+			// MAC's entries are the candidates, and matches compares the User-Name.
+			c := tx.Bucket(bucketMAC).Cursor()
+			for k, _ := c.Seek(m[:]); k != nil && bytes.HasPrefix(k, m[:]); k, _ = c.Next() {
+				ids = append(ids, keyID(k))
+			}
+		}
 		slices.Sort(ids)
 		for i, id := range ids {
 			if i > 0 && ids[i-1] == id {

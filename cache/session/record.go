@@ -257,6 +257,43 @@ func formatMAC(b [macLen]byte) string {
 	return string(out[:])
 }
 
+// userMAC reads a User-Name that is a MAC address as MAB sends it: twelve hex digits of either
+// case, with or without ':', '-' or '.' between them (RFC 3580 §3.21's forms and the vendors').
+func userMAC(s string) ([macLen]byte, bool) {
+	var out [macLen]byte
+	if len(s) < 2*macLen || len(s) > 17 {
+		return out, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ':' || c == '-' || c == '.':
+			continue
+		case c >= 'A' && c <= 'F':
+			c += 'a' - 'A'
+		}
+		v, ok := unhex(c)
+		if !ok || n == 2*macLen {
+			return out, false
+		}
+		out[n/2] |= v << (4 * (1 - n%2))
+		n++
+	}
+	return out, n == 2*macLen
+}
+
+// userIsMAC reports whether r's User-Name names r's own MAC (MAB): the MAC index finds such a
+// record by its User-Name too, so the User-Name index holds no entry for it (indexKeys, Find).
+func userIsMAC(r *Record) bool {
+	u, ok := userMAC(r.UserName)
+	if !ok {
+		return false
+	}
+	m, ok := parseMAC(r.MAC)
+	return ok && m == u
+}
+
 // foldUser is the User-Name index form: ASCII case folded, as NAS implementations differ in the
 // case they send (the cache's identity index does the same).
 func foldUser(s string) string { return strings.ToLower(s) }

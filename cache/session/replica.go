@@ -2,7 +2,6 @@ package session
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -195,15 +194,12 @@ func (t *txn) mergeReplica(in *Record) error {
 
 // reserveID makes sure nextID never returns id or less.
 func (t *txn) reserveID(id uint64) error {
-	m := t.tx.Bucket(bucketMeta)
-	var next uint64 = 1
-	if v := m.Get(metaNextID); len(v) == 8 {
-		next = binary.BigEndian.Uint64(v)
-	}
-	if id < next {
+	t.loadNextID()
+	if id < t.next {
 		return nil
 	}
-	return m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
+	t.next, t.nextDirty = id+1, true
+	return nil
 }
 
 // byOrigin finds the local record named origin/id in the cluster: through the origin index, or,

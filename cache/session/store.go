@@ -47,6 +47,9 @@ var (
 
 	metaSchema = []byte("schema")
 	metaNextID = []byte("next-id")
+	// metaUserIndex is set once a file's User-Name index holds no entry for a record whose
+	// User-Name names its own MAC (dropMABUserEntries).
+	metaUserIndex = []byte("user-index-mab")
 )
 
 const (
@@ -217,10 +220,34 @@ func (s *Store) initSchema() error {
 		}
 		m := tx.Bucket(bucketMeta)
 		if m.Get(metaSchema) == nil {
-			return m.Put(metaSchema, binary.BigEndian.AppendUint64(nil, schemaVersion))
+			if err := m.Put(metaSchema, binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
+				return err
+			}
 		}
-		return nil
+		return dropMABUserEntries(tx)
 	})
+}
+
+// dropMABUserEntries removes, once per file, the User-Name index entries that files written
+// before userIsMAC held for records whose User-Name names their own MAC: indexKeys no longer
+// lists them, so nothing would delete them when their records go.
+func dropMABUserEntries(tx *bolt.Tx) error {
+	m := tx.Bucket(bucketMeta)
+	if m.Get(metaUserIndex) != nil {
+		return nil
+	}
+	users := tx.Bucket(bucketUser)
+	err := tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+		r, err := decodeRecord(v)
+		if err != nil || r.UserName == "" || !userIsMAC(&r) {
+			return nil
+		}
+		return users.Delete(new(keyBuilder).str(foldUser(r.UserName)).id(r.ID))
+	})
+	if err != nil {
+		return fmt.Errorf("session: user index: %w", err)
+	}
+	return m.Put(metaUserIndex, []byte{1})
 }
 
 // recount rebuilds the in-memory counts from the file (Open). A record that does not decode is
@@ -337,6 +364,9 @@ type txn struct {
 	forgot    map[string]bool
 	forgotAll bool
 	dirty     bool // something was written: the transaction must commit
+	// next is the next record ID (0: not read yet), nextDirty whether it moved (nextID).
+	next      uint64
+	nextDirty bool
 }
 
 // errUnchanged rolls back a write transaction that wrote nothing: bbolt would still write a
@@ -375,7 +405,7 @@ func (s *Store) update(fn func(*txn) error) error {
 		if !t.dirty {
 			return errUnchanged
 		}
-		return nil
+		return t.saveNextID()
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
@@ -865,14 +895,35 @@ func (t *txn) nasReboot(nas string, at time.Time) error {
 	return nil
 }
 
+// nextID hands out the next record ID. The counter is read from the meta bucket once per
+// transaction and written back once, when the transaction ends (saveNextID): in the same
+// transaction as the records that use it, so no committed ID is handed out twice, at one Put per
+// transaction instead of one per new session.
 func (t *txn) nextID() (uint64, error) {
-	m := t.tx.Bucket(bucketMeta)
-	var id uint64 = 1
-	if v := m.Get(metaNextID); len(v) == 8 {
-		id = binary.BigEndian.Uint64(v)
+	t.loadNextID()
+	id := t.next
+	t.next++
+	t.nextDirty, t.dirty = true, true
+	return id, nil
+}
+
+// loadNextID reads the meta bucket's next ID into t.next, once per transaction.
+func (t *txn) loadNextID() {
+	if t.next != 0 {
+		return
 	}
-	t.dirty = true
-	return id, m.Put(metaNextID, binary.BigEndian.AppendUint64(nil, id+1))
+	t.next = 1
+	if v := t.tx.Bucket(bucketMeta).Get(metaNextID); len(v) == 8 {
+		t.next = binary.BigEndian.Uint64(v)
+	}
+}
+
+// saveNextID writes the counter back if this transaction moved it.
+func (t *txn) saveNextID() error {
+	if !t.nextDirty {
+		return nil
+	}
+	return t.tx.Bucket(bucketMeta).Put(metaNextID, binary.BigEndian.AppendUint64(nil, t.next))
 }
 
 func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), id) }
@@ -1151,7 +1202,7 @@ func indexKeys(r *Record) []indexKey {
 	if m, ok := parseMAC(r.MAC); ok {
 		add(bucketMAC, (&keyBuilder{b: m[:]}).id(r.ID))
 	}
-	if r.UserName != "" {
+	if r.UserName != "" && !userIsMAC(r) { // a MAB User-Name is found through the MAC index
 		add(bucketUser, new(keyBuilder).str(foldUser(r.UserName)).id(r.ID))
 	}
 	for _, a := range []netip.Addr{r.FramedIP, r.FramedIPv6, r.FramedIPv6Prefix.Addr()} {

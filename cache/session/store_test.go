@@ -801,3 +801,90 @@ func BenchmarkApplyReauth(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/update")
 }
+
+// TestMABUserNameThroughMACIndex: a record whose User-Name names its own MAC (MAB) has no
+// User-Name index entry, is still found by that User-Name (any case, not another notation), and a
+// file written before that rule loses its old entries when it is opened.
+func TestMABUserNameThroughMACIndex(t *testing.T) {
+	c := &clock{t: t0}
+	path := filepath.Join(t.TempDir(), "s.db")
+	s := openTest(t, path, c, nil)
+	apply(t, s, accept("sw1", "02:00:00:00:00:0a", "02000000000A", DecidedCache, t0),
+		accept("sw1", "02:00:00:00:00:0b", "02-00-00-00-00-0b", DecidedCache, t0),
+		accept("sw1", "02:00:00:00:00:0c", "alice", DecidedCache, t0),
+		accept("sw1", "02:00:00:00:00:0d", "020000000009", DecidedCache, t0)) // another MAC's name
+	checkIndexes(t, s)
+	userEntries := func() int {
+		t.Helper()
+		n := 0
+		if err := s.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketUser).Stats().KeyN; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := userEntries(); n != 2 {
+		t.Fatalf("%d User-Name index entries, want 2 (alice, 020000000009)", n)
+	}
+	for _, tc := range []struct {
+		user string
+		want string // the MAC found, "" none
+	}{
+		{"02000000000A", "02:00:00:00:00:0a"},
+		{"02000000000a", "02:00:00:00:00:0a"},
+		{"02:00:00:00:00:0a", ""}, // another notation is another User-Name
+		{"02-00-00-00-00-0B", "02:00:00:00:00:0b"},
+		{"ALICE", "02:00:00:00:00:0c"},
+		{"020000000009", "02:00:00:00:00:0d"},
+		{"02000000000d", ""},
+	} {
+		rs, err := s.Find(Query{UserName: tc.user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tc.want == "" && len(rs) != 0, tc.want != "" && (len(rs) != 1 || rs[0].MAC != tc.want):
+			t.Errorf("Find(user %q) = %+v, want %q", tc.user, rs, tc.want)
+		}
+	}
+	// A file from before: its MAB records have User-Name entries (written here by hand).
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		r := one(t, s, Query{MAC: "02:00:00:00:00:0a"})
+		if err := tx.Bucket(bucketUser).Put(new(keyBuilder).str(foldUser(r.UserName)).id(r.ID), nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Delete(metaUserIndex)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, c, nil)
+	checkIndexes(t, s) // no stale entry
+	if n := userEntries(); n != 2 {
+		t.Fatalf("after reopening: %d User-Name index entries, want 2", n)
+	}
+	if r := one(t, s, Query{UserName: "02000000000a"}); r.MAC != "02:00:00:00:00:0a" {
+		t.Fatalf("after reopening: %+v", r)
+	}
+}
+
+func TestUserMAC(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"020000000001", true}, {"02:00:00:00:00:01", true}, {"02-00-00-00-00-01", true}, {"0200.0000.0001", true},
+		{"02000000000A", true}, {"02000000001", false}, {"0200000000011", false}, {"02000000000g", false},
+		{"", false}, {"02:00:00:00:00:01:", false}, {"bob", false},
+	} {
+		m, ok := userMAC(tc.in)
+		if ok != tc.ok {
+			t.Errorf("userMAC(%q) ok = %v, want %v", tc.in, ok, tc.ok)
+		}
+		if ok && m[0] != 0x02 {
+			t.Errorf("userMAC(%q) = %x", tc.in, m)
+		}
+	}
+}
