@@ -28,6 +28,9 @@ const (
 	upstreamEnv    = "MXEDGE_BENCH_UPSTREAM"    // BenchmarkEdgeInProcess: responder (default) | freeradius | none
 	methodsEnv     = "MXEDGE_BENCH_METHODS"     // comma-separated pap, mab; default both
 	socketsEnv     = "MXEDGE_BENCH_SOCKETS"     // mxedge's listen.sockets; default: its default
+	// procEnv is added to mxedge's environment in BenchmarkProxy, space-separated KEY=VALUE
+	// (e.g. GOGC=200): to test a hypothesis about the runtime without rebuilding.
+	procEnv = "MXEDGE_BENCH_ENV"
 )
 
 // mabClients is how many MACs the generator cycles through in MAB mode; FreeRADIUS knows them
@@ -208,6 +211,7 @@ func proxies(tb testing.TB, bin string, lab *pkitest.Lab, up upstream) (rp, mx T
 		Secret:   nasSecret,
 		Upstream: up.addr, Cert: lab.ClientCert, Key: lab.ClientKey, CA: lab.CAFile,
 		LogLevel: os.Getenv(logLevelEnv), Sockets: benchSockets(tb),
+		Env: strings.Fields(os.Getenv(procEnv)),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -222,7 +226,7 @@ func proxies(tb testing.TB, bin string, lab *pkitest.Lab, up upstream) (rp, mx T
 			r.LogTail(20), p.LogTail(20), up.name, up.logs())
 	}
 	return Target{Name: ProxyRadsecproxy, Addr: rpAddr, CPU: r.CPUTime},
-		Target{Name: ProxyMxedge, Addr: mxAddr, CPU: p.CPUTime}, logs
+		Target{Name: ProxyMxedge, Addr: mxAddr, CPU: p.CPUTime, Pid: p.Pid()}, logs
 }
 
 // BenchmarkProxy compares mxedge with radsecproxy 1.9 in one run: for each upstream (the minimal

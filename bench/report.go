@@ -32,6 +32,7 @@ type Target struct {
 	Name string  // ProxyMxedge or ProxyRadsecproxy
 	Addr string  // its RADIUS authentication address
 	CPU  CPUFunc // its CPU time
+	Pid  int     // its process id, for the profilers (PerfEnv); 0 when unknown
 }
 
 // Measurement is one proxy measured at one concurrency against one upstream.
@@ -109,12 +110,17 @@ func Measure(ctx context.Context, upstreamName string, t Target, upstream CPUFun
 	if err != nil {
 		return m, err
 	}
-	start := time.Now()
-	res, err := Load(ctx, o)
+	perf, err := startPerf(fmt.Sprintf("%s-c%d-%s", upstreamName, o.Concurrency, t.Name), t.Pid, o.Duration)
 	if err != nil {
 		return m, err
 	}
+	start := time.Now()
+	res, err := Load(ctx, o)
 	m.Wall = time.Since(start)
+	perf.wait()
+	if err != nil {
+		return m, err
+	}
 	p1, u1, g1, h1, err := read()
 	if err != nil {
 		return m, err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mxedge/proxy/packet"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -38,7 +39,12 @@ type Client struct {
 	LimitProxyState bool
 
 	stats *NASStats
+	maKey *packet.MAKey // Secret's key schedule (NewClientTable); nil: computed from Secret
 }
+
+// macKey is the key schedule to check and sign the client's Message-Authenticators with, nil when
+// the client was not built by NewClientTable.
+func (c *Client) macKey() *packet.MAKey { return c.maKey }
 
 // Stats returns the client's counters (shared across reloads for the same name).
 func (c *Client) Stats() *NASStats { return c.stats }
@@ -85,6 +91,7 @@ func NewClientTable(clients []Client, stats func(name string) *NASStats) (*Clien
 		if c.stats == nil {
 			c.stats = new(NASStats)
 		}
+		c.maKey = packet.NewMAKey(c.Secret)
 		cp := &c
 		t.byExact[p] = cp
 		t.all = append(t.all, cp)

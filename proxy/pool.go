@@ -161,7 +161,8 @@ func NewPool(o PoolOptions) (*Pool, error) {
 	for _, i := range order {
 		uo := o.Upstreams[i]
 		uo.setDefaults()
-		u := &Upstream{opts: uo, idx: len(p.ups), pool: p, logger: o.Logger, grow: make(chan struct{}, 1)}
+		u := &Upstream{opts: uo, idx: len(p.ups), pool: p, logger: o.Logger, grow: make(chan struct{}, 1),
+			maKey: packet.NewMAKey(uo.Secret)}
 		if uo.UDP != nil {
 			if err := u.newUDP(); err != nil {
 				return nil, err
@@ -358,6 +359,7 @@ func (a *attempt) build(dst []byte, id uint8) (packet.Packet, error) {
 	k := packet.Rekey{
 		FromSecret: a.req.Client.Secret,
 		ToSecret:   a.up.opts.Secret,
+		ToMAKey:    a.up.maKey,
 		Salt:       binary.BigEndian.Uint16(a.auth[:]),
 	}
 	if dst == nil {
@@ -401,6 +403,7 @@ func (a *attempt) handle(resp packet.Packet, err error) {
 		FromSecret: a.up.opts.Secret,
 		FromAuth:   a.auth[:],
 		ToSecret:   a.req.Client.Secret,
+		ToMAKey:    a.req.Client.macKey(),
 		Salt:       binary.BigEndian.Uint16(a.auth[2:]),
 		// A RADIUS/1.1 reply carries hidden attributes in the clear: they are hidden with the
 		// NAS's secret here, and the reply signed for it, in the same pass.

@@ -42,6 +42,7 @@ type harnessOpts struct {
 	clients       []proxy.Client
 	timeout       time.Duration
 	fallback      proxy.Fallback
+	observer      proxy.Observer
 	deadAfter     time.Duration
 	equalPriority bool
 	listen        string // address of both listeners; default 127.0.0.1:0
@@ -105,7 +106,7 @@ func startHarness(t *testing.T, o harnessOpts) *harness {
 		o.listen = "127.0.0.1:0"
 	}
 	stats := new(proxy.Stats) // the front door's counters, which the router also counts into
-	router := proxy.NewRouter(proxy.RouterOptions{Fallback: o.fallback}, pool, stats)
+	router := proxy.NewRouter(proxy.RouterOptions{Fallback: o.fallback, Observer: o.observer}, pool, stats)
 	srv, err := proxy.NewServer(proxy.ServerOptions{
 		AuthAddrs: []string{o.listen}, AcctAddrs: []string{o.listen},
 		RequestTimeout: o.timeout, DuplicateWindow: 5 * time.Second, Cork: cork, Stats: stats,
@@ -343,6 +344,81 @@ func TestProxyBurst(t *testing.T) {
 	}
 	if got := h.responder[0].Requests.Load(); got != n {
 		t.Fatalf("upstream saw %d requests, want %d", got, n)
+	}
+}
+
+// answerRecorder is an Observer that records, for each request it sees, whether the request had
+// been answered to the NAS already (its client's Responses counter) and the response it saw.
+type answerRecorder struct {
+	mu     sync.Mutex
+	seen   map[uint8]packet.Packet
+	twice  int
+	unsent int // observed before the NAS was answered
+}
+
+func (a *answerRecorder) Observe(req *proxy.Request, res proxy.Result) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.seen[req.Packet.ID()]; ok {
+		a.twice++
+	}
+	a.seen[req.Packet.ID()] = res.Response
+	if req.Client.Stats().Responses.Load() < uint64(len(a.seen)) {
+		a.unsent++
+	}
+}
+
+// TestProxyObserverAfterAnswer: the Observer (learning, events) sees every upstream answer exactly
+// once, the response the NAS got, and only once the NAS's answer was written: it is put off to the
+// end of the burst (sockio.Cork.After), and Router.Wait covers it.
+func TestProxyObserverAfterAnswer(t *testing.T) {
+	rec := &answerRecorder{seen: map[uint8]packet.Packet{}}
+	h := startHarness(t, harnessOpts{observer: rec})
+	const n = 200
+	conns := make([]*net.UDPConn, n)
+	reqs := make([]packet.Packet, n)
+	for i := range conns {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+		reqs[i] = buildRequest(t, reqOpts{user: fmt.Sprintf("obs%d", i), password: "pw", id: uint8(i)})
+	}
+	for i, c := range conns {
+		if _, err := c.WriteToUDPAddrPort(reqs[i], h.auth); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]packet.Packet, n)
+	buf := make([]byte, 4096)
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		m, _, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("request %d not answered: %v", i, err)
+		}
+		got[i] = packet.Packet(bytes.Clone(buf[:m]))
+		checkResponse(t, reqs[i], got[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := h.router.Wait(ctx); err != nil {
+		t.Fatalf("router.Wait: %v", err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.seen) != n || rec.twice != 0 {
+		t.Fatalf("observer saw %d requests (%d twice), want %d once each", len(rec.seen), rec.twice, n)
+	}
+	if rec.unsent != 0 {
+		t.Fatalf("%d observations ran before their answer was written", rec.unsent)
+	}
+	for i := range n {
+		if !bytes.Equal(rec.seen[uint8(i)], got[i]) {
+			t.Fatalf("request %d: observer saw another response than the NAS got", i)
+		}
 	}
 }
 

@@ -99,6 +99,7 @@ type Request struct {
 	front   *Server        // nil for requests made without a transport
 	dup     dupHandle
 	claimed atomic.Bool
+	later   observation // the Observer's call, put off until the answer has left (Router.forward)
 }
 
 // Secret is the secret the NAS used, which every response must be signed with.

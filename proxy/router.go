@@ -230,12 +230,39 @@ func (r *Router) forward(req *Request, pool *Pool, extra []byte, local bool, ans
 			return
 		}
 		r.stats.UpstreamAnswered.Add(1)
-		if o := r.opts.Observer; o != nil && answered == nil {
-			o.Observe(req, res)
+		o := r.opts.Observer
+		if o == nil || answered != nil {
+			req.Reply(res.Response)
+			r.inflight.Done()
+			return
 		}
+		// The answer first, then what only observes it (learning, the decision's event and
+		// counters, the session copy): put off to the end of the burst, after the burst's answers
+		// have left, so it holds none of them back (docs/decisions.md). The request counts as in
+		// flight until its observation has run, so Wait covers it.
 		req.Reply(res.Response)
-		r.inflight.Done()
+		req.later = observation{o: o, req: req, res: res, done: &r.inflight}
+		if !pool.opts.Cork.After(&req.later) {
+			req.later.Run()
+		}
 	})
+}
+
+// observation is an Observer's call on an answered request, put off by sockio.Cork.After; it
+// lives in the Request so that putting it off allocates nothing.
+type observation struct {
+	o    Observer
+	req  *Request
+	res  Result
+	done *sync.WaitGroup
+}
+
+// Run implements sockio.Task.
+func (ob *observation) Run() {
+	o, req, res, done := ob.o, ob.req, ob.res, ob.done
+	*ob = observation{}
+	o.Observe(req, res)
+	done.Done()
 }
 
 // perRequestFailure says whether err failed this request alone while its upstream connection stayed

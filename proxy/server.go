@@ -531,7 +531,13 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 		return
 	}
 	st.Requests.Add(1)
-	switch packet.CheckRequestMA(p, client.Secret) {
+	ma := packet.MAAbsent
+	if k := client.macKey(); k != nil {
+		ma = packet.CheckRequestMAKey(p, k)
+	} else {
+		ma = packet.CheckRequestMA(p, client.Secret)
+	}
+	switch ma {
 	case packet.MAInvalid:
 		st.BadAuthenticator.Add(1)
 		s.drop(DropBadAuthenticator, client, src, errors.New("Message-Authenticator does not verify: check the shared secret"))

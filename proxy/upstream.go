@@ -174,6 +174,7 @@ type Upstream struct {
 	idx    int
 	pool   *Pool
 	logger *slog.Logger
+	maKey  *packet.MAKey // opts.Secret's key schedule; nil in tests that build an Upstream bare
 
 	state    atomic.Int32
 	rttEWMA  atomic.Int64 // nanoseconds

@@ -104,8 +104,12 @@ func Classify(p packet.Packet, secret []byte) Classification {
 	if c.MAC == "" {
 		return c
 	}
-	if userMAC, ok := cache.ParseMAC(user); !ok || userMAC != mac {
-		return c
+	// The same octets parse the same: most NASes write User-Name, Calling-Station-Id and the
+	// password alike, so each comparison below saves a parse.
+	if !bytes.Equal(user, calling) {
+		if userMAC, ok := cache.ParseMAC(user); !ok || userMAC != mac {
+			return c
+		}
 	}
 	switch {
 	case password != nil && chap == nil:
@@ -114,7 +118,10 @@ func Classify(p packet.Packet, secret []byte) Classification {
 		if err != nil {
 			return c
 		}
-		if m, ok := cache.ParseMAC(bytes.TrimRight(pw, "\x00")); ok && m == mac {
+		pw = bytes.TrimRight(pw, "\x00")
+		if bytes.Equal(pw, user) || bytes.Equal(pw, calling) {
+			c.Method = MethodMAB
+		} else if m, ok := cache.ParseMAC(pw); ok && m == mac {
 			c.Method = MethodMAB
 		}
 	case chap != nil && password == nil:

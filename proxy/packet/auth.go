@@ -104,6 +104,39 @@ func responseMAVector(code Code, reqAuth []byte, statusReply bool) []byte {
 	return reqAuth
 }
 
+// CheckRequestMAKey is CheckRequestMA with the secret's key schedule (NewMAKey).
+func CheckRequestMAKey(p Packet, k *MAKey) MAStatus {
+	off := p.maOffset()
+	if off < 0 {
+		return MAAbsent
+	}
+	auth := p.Authenticator()
+	var zero [AuthLen]byte
+	if requestAuthZeroed(p.Code()) {
+		auth = zero[:]
+	}
+	var sum [AuthLen]byte
+	messageAuthenticatorKey(p, off, auth, k, sum[:])
+	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
+		return MAInvalid
+	}
+	return MAValid
+}
+
+// CheckResponseMAKey is CheckResponseMA with the secret's key schedule (NewMAKey).
+func CheckResponseMAKey(p Packet, reqAuth []byte, k *MAKey) MAStatus {
+	off := p.maOffset()
+	if off < 0 {
+		return MAAbsent
+	}
+	var sum [AuthLen]byte
+	messageAuthenticatorKey(p, off, responseMAVector(p.Code(), reqAuth, false), k, sum[:])
+	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
+		return MAInvalid
+	}
+	return MAValid
+}
+
 // CheckResponseMA verifies the Message-Authenticator of a response to a request whose authenticator
 // was reqAuth, if present.
 func CheckResponseMA(p Packet, reqAuth, secret []byte) MAStatus {
@@ -171,24 +204,36 @@ func Sign(p []byte, secret, reqAuth []byte) { sign(p, secret, reqAuth, false) }
 func SignStatusReply(p []byte, secret, reqAuth []byte) { sign(p, secret, reqAuth, true) }
 
 func sign(p []byte, secret, reqAuth []byte, statusReply bool) {
+	signKey(p, secret, nil, reqAuth, statusReply)
+}
+
+// signKey is sign with secret's key schedule k, when the caller has one (nil: from secret).
+func signKey(p []byte, secret []byte, k *MAKey, reqAuth []byte, statusReply bool) {
 	binary.BigEndian.PutUint16(p[offLength:], uint16(len(p)))
 	code := Code(p[offCode])
 	maOff := Packet(p).maOffset()
 	var zero [AuthLen]byte
+	ma := func(auth []byte) {
+		if k != nil {
+			messageAuthenticatorKey(p, maOff, auth, k, p[maOff:maOff+AuthLen])
+			return
+		}
+		messageAuthenticator(p, maOff, auth, secret, p[maOff:maOff+AuthLen])
+	}
 	switch {
 	case reqAuth != nil: // response
 		if maOff >= 0 {
-			messageAuthenticator(p, maOff, responseMAVector(code, reqAuth, statusReply), secret, p[maOff:maOff+AuthLen])
+			ma(responseMAVector(code, reqAuth, statusReply))
 		}
 		digest(p, reqAuth, secret, p[offAuth:offAuth+AuthLen])
 	case requestAuthZeroed(code):
 		if maOff >= 0 {
-			messageAuthenticator(p, maOff, zero[:], secret, p[maOff:maOff+AuthLen])
+			ma(zero[:])
 		}
 		digest(p, zero[:], secret, p[offAuth:offAuth+AuthLen])
 	default: // Access-Request, Status-Server: random authenticator already set
 		if maOff >= 0 {
-			messageAuthenticator(p, maOff, p[offAuth:offAuth+AuthLen], secret, p[maOff:maOff+AuthLen])
+			ma(p[offAuth : offAuth+AuthLen])
 		}
 	}
 }

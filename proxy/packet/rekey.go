@@ -23,10 +23,13 @@ var (
 // attributes those are comes from Dict's encrypt= flags (Dictionary.Encrypted): User-Password,
 // Tunnel-Password, the MS-MPPE keys, Aruba-MPSK-Passphrase and any an operator's dictionary marks.
 type Rekey struct {
-	FromSecret, FromAuth []byte      // secret and request authenticator the value is encrypted with now
-	ToSecret, ToAuth     []byte      // secret and request authenticator to encrypt it with
-	Salt                 uint16      // per-packet salt seed; each salted attribute gets the next value
-	Dict                 *Dictionary // the encrypt= table; nil means Builtin()
+	FromSecret, FromAuth []byte // secret and request authenticator the value is encrypted with now
+	ToSecret, ToAuth     []byte // secret and request authenticator to encrypt it with
+	// ToMAKey, if set, is ToSecret's key schedule (NewMAKey), which signs Message-Authenticator
+	// for less; it must be made from ToSecret.
+	ToMAKey *MAKey
+	Salt    uint16      // per-packet salt seed; each salted attribute gets the next value
+	Dict    *Dictionary // the encrypt= table; nil means Builtin()
 	// FromClear: the packet comes from a RADIUS/1.1 connection, where every hidden attribute is
 	// carried as its plain value (RFC 9765, "Obfuscated Attributes"); FromSecret/FromAuth are unused.
 	// ToClear: it goes to one, so hidden values are written plain; ToSecret/ToAuth are unused.
@@ -264,7 +267,7 @@ func ForwardRequestAdding(dst []byte, req Packet, k *Rekey, id uint8, auth []byt
 	if k.ToClear {
 		binary.BigEndian.PutUint16(out[offLength:], uint16(len(out)))
 	} else {
-		Sign(out, k.ToSecret, nil)
+		signKey(out, k.ToSecret, k.ToMAKey, nil, false)
 	}
 	return Packet(out), nil
 }
@@ -330,9 +333,9 @@ func forwardResponse(dst []byte, resp Packet, k *Rekey, id uint8, reqAuth []byte
 	case k.ToClear:
 		binary.BigEndian.PutUint16(out[offLength:], uint16(len(out)))
 	case statusReply:
-		SignStatusReply(out, k.ToSecret, k.ToAuth)
+		signKey(out, k.ToSecret, k.ToMAKey, k.ToAuth, true)
 	default:
-		Sign(out, k.ToSecret, k.ToAuth)
+		signKey(out, k.ToSecret, k.ToMAKey, k.ToAuth, false)
 	}
 	if proxyState != nil && ourOff < 0 {
 		return Packet(out), ErrProxyState

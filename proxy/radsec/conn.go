@@ -193,6 +193,7 @@ func (r *idRing) pop() (uint8, bool) {
 type Conn struct {
 	nc    net.Conn
 	opts  ConnOptions
+	maKey *packet.MAKey // opts.Secret's key schedule, to check replies' Message-Authenticator
 	w     *frameWriter
 	epoch time.Time // lastRead counts from here, on the monotonic clock
 
@@ -218,7 +219,7 @@ type Conn struct {
 // NewConn wraps an established (TLS) connection. Call Run to start it.
 func NewConn(nc net.Conn, o ConnOptions) *Conn {
 	o.setDefaults()
-	c := &Conn{nc: nc, opts: o, done: make(chan struct{}), epoch: o.Now()}
+	c := &Conn{nc: nc, opts: o, maKey: packet.NewMAKey(o.Secret), done: make(chan struct{}), epoch: o.Now()}
 	c.w = newFrameWriter(nc, o.StallAfter, o.Cork)
 	c.v11 = o.RADIUS11
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -527,12 +528,13 @@ func (c *Conn) dispatch(p packet.Packet, now time.Time) {
 	// RFC 6614 §2.3 keeps the RADIUS authenticators. A reply that does not verify is discarded
 	// (RFC 2865 §3: silently): it neither fails its request, which a genuine reply may still
 	// answer, nor the connection.
-	checkMA := packet.CheckResponseMA
+	var ma packet.MAStatus
 	if s.probe {
-		checkMA = packet.CheckStatusReplyMA
+		ma = packet.CheckStatusReplyMA(p, s.auth[:], c.opts.Secret)
+	} else {
+		ma = packet.CheckResponseMAKey(p, s.auth[:], c.maKey)
 	}
-	ok := packet.CheckResponseAuthenticator(p, s.auth[:], c.opts.Secret) &&
-		checkMA(p, s.auth[:], c.opts.Secret) != packet.MAInvalid
+	ok := ma != packet.MAInvalid && packet.CheckResponseAuthenticator(p, s.auth[:], c.opts.Secret)
 	if !ok && !s.probe {
 		s.bad = true
 		c.mu.Unlock()

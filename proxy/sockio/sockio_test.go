@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,6 +92,56 @@ func TestCork(t *testing.T) {
 	c.End() // unbalanced End must not wedge later bursts
 	c.Begin()
 	c.End()
+}
+
+// orderLog records, in order, the flushes of a flusher and the runs of tasks.
+type orderLog struct{ events []string }
+
+type loggedFlusher struct{ log *orderLog }
+
+func (f loggedFlusher) Flush() { f.log.events = append(f.log.events, "flush") }
+
+type loggedTask struct {
+	log  *orderLog
+	name string
+}
+
+func (t loggedTask) Run() { t.log.events = append(t.log.events, t.name) }
+
+// TestCorkAfter: a task put off in a burst runs once, at the burst's end and after its writes
+// were flushed; outside a burst (or on a nil cork) After says the caller must run it.
+func TestCorkAfter(t *testing.T) {
+	var nilCork *Cork
+	if nilCork.After(loggedTask{}) {
+		t.Fatal("a nil cork put a task off")
+	}
+	var c Cork
+	log := &orderLog{}
+	if c.After(loggedTask{log, "early"}) {
+		t.Fatal("task put off outside a burst")
+	}
+	c.Begin()
+	if !c.After(loggedTask{log, "a"}) {
+		t.Fatal("task not put off inside a burst")
+	}
+	if !c.Defer(loggedFlusher{log}) {
+		t.Fatal("write not put off inside a burst")
+	}
+	if !c.After(loggedTask{log, "b"}) {
+		t.Fatal("second task not put off")
+	}
+	if len(log.events) != 0 {
+		t.Fatalf("ran before the burst ended: %v", log.events)
+	}
+	c.End()
+	if got, want := strings.Join(log.events, " "), "flush a b"; got != want {
+		t.Fatalf("End ran %q, want %q (writes first, then the tasks in order)", got, want)
+	}
+	c.Begin()
+	c.End()
+	if len(log.events) != 3 {
+		t.Fatalf("a task ran twice: %v", log.events)
+	}
 }
 
 func TestBatchReadAndSender(t *testing.T) {
