@@ -23,8 +23,8 @@ import (
 //
 //	go test -run '^$' -bench 1M -benchtime 1x ./cache/
 //
-// Figures are absolute and machine-dependent; they are for the issue's
-// closing note, not asserted.
+// Figures are absolute and machine-dependent; they are for docs/performance.md,
+// not asserted.
 const benchEntries = 1_000_000
 
 var (

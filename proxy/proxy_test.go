@@ -308,27 +308,27 @@ func TestProxyIPv6(t *testing.T) {
 	}
 }
 
-// TestProxyBurst: a burst of requests sent back to back from many NAS ports (read in batches and
-// forwarded and answered a batch at a time) is answered in full, each answer to its own port.
-func TestProxyBurst(t *testing.T) {
-	h := startHarness(t, harnessOpts{})
-	const n = 300
+// sendBurst sends n PAP requests back to back, each from its own NAS port, to h's authentication
+// port, and returns them with the answer each port got, each checked against its request.
+func sendBurst(t *testing.T, h *harness, n int, user string) (reqs, answers []packet.Packet) {
+	t.Helper()
 	conns := make([]*net.UDPConn, n)
-	reqs := make([]packet.Packet, n)
+	reqs = make([]packet.Packet, n)
 	for i := range conns {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 		conns[i] = c
-		reqs[i] = buildRequest(t, reqOpts{user: fmt.Sprintf("burst%d", i), password: "pw", id: uint8(i)})
+		reqs[i] = buildRequest(t, reqOpts{user: fmt.Sprintf("%s%d", user, i), password: "pw", id: uint8(i)})
 	}
 	for i, c := range conns {
 		if _, err := c.WriteToUDPAddrPort(reqs[i], h.auth); err != nil {
 			t.Fatal(err)
 		}
 	}
+	answers = make([]packet.Packet, n)
 	buf := make([]byte, 4096)
 	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
@@ -336,12 +336,18 @@ func TestProxyBurst(t *testing.T) {
 		if err != nil {
 			t.Fatalf("request %d not answered: %v", i, err)
 		}
-		resp, err := packet.Parse(buf[:m])
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkResponse(t, reqs[i], resp)
+		answers[i] = packet.Packet(bytes.Clone(buf[:m]))
+		checkResponse(t, reqs[i], answers[i])
 	}
+	return reqs, answers
+}
+
+// TestProxyBurst: a burst of requests sent back to back from many NAS ports (read in batches and
+// forwarded and answered a batch at a time) is answered in full, each answer to its own port.
+func TestProxyBurst(t *testing.T) {
+	h := startHarness(t, harnessOpts{})
+	const n = 300
+	sendBurst(t, h, n, "burst")
 	if got := h.responder[0].Requests.Load(); got != n {
 		t.Fatalf("upstream saw %d requests, want %d", got, n)
 	}
@@ -375,33 +381,7 @@ func TestProxyObserverAfterAnswer(t *testing.T) {
 	rec := &answerRecorder{seen: map[uint8]packet.Packet{}}
 	h := startHarness(t, harnessOpts{observer: rec})
 	const n = 200
-	conns := make([]*net.UDPConn, n)
-	reqs := make([]packet.Packet, n)
-	for i := range conns {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
-		reqs[i] = buildRequest(t, reqOpts{user: fmt.Sprintf("obs%d", i), password: "pw", id: uint8(i)})
-	}
-	for i, c := range conns {
-		if _, err := c.WriteToUDPAddrPort(reqs[i], h.auth); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := make([]packet.Packet, n)
-	buf := make([]byte, 4096)
-	for i, c := range conns {
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		m, _, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			t.Fatalf("request %d not answered: %v", i, err)
-		}
-		got[i] = packet.Packet(bytes.Clone(buf[:m]))
-		checkResponse(t, reqs[i], got[i])
-	}
+	_, got := sendBurst(t, h, n, "obs")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := h.router.Wait(ctx); err != nil {

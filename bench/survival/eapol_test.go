@@ -77,7 +77,7 @@ var (
 	radiusSends = regexp.MustCompile(`(?m)^Sending RADIUS message to authentication server`)
 )
 
-// eapolTargets are the issue's targets per key type: mxedge's CPU per authentication (µs, 0: none)
+// eapolTargets are the targets in docs/performance.md per key type: mxedge's CPU per authentication (µs, 0: none)
 // and FreeRADIUS's over mxedge's.
 var eapolTargets = map[pki.KeyType]struct {
 	maxMicros, minRatio float64

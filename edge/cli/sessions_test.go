@@ -75,7 +75,7 @@ func TestSessionsGolden(t *testing.T) {
 			}
 		})
 	}
-	// The JSON document is the schema the issue names, snake_case, times RFC 3339 UTC.
+	// The JSON document is the mxedge.sessions.v1 schema (docs/output.md), snake_case, times RFC 3339 UTC.
 	out, err := runOps(t, newSessionsCmdEnv(env), "--json", "--socket", sock)
 	if err != nil {
 		t.Fatal(err)

@@ -34,7 +34,6 @@ func (p Packet) maOffset() int {
 // messageAuthenticator computes HMAC-MD5 over p with the Message-Authenticator value at maOff
 // treated as zero and the authenticator field replaced by auth (RFC 3579 §3.2).
 func messageAuthenticator(p []byte, maOff int, auth, secret []byte, out []byte) {
-	var zero [AuthLen]byte
 	// HMAC-MD5 (RFC 2104) written out with one MD5 state: crypto/hmac's constructor allocates and
 	// keys two states per call, which was a tenth of the proxy's CPU per request.
 	var pad [md5.BlockSize]byte
@@ -49,11 +48,10 @@ func messageAuthenticator(p []byte, maOff int, auth, secret []byte, out []byte) 
 	}
 	h := md5.New()
 	h.Write(pad[:])
-	h.Write(p[:offAuth])
-	h.Write(auth)
-	h.Write(p[HeaderLen:maOff])
-	h.Write(zero[:])
-	h.Write(p[maOff+AuthLen:])
+	var zero [AuthLen]byte
+	for _, b := range maParts(p, maOff, auth, &zero) {
+		h.Write(b)
+	}
 	var inner [md5.Size]byte
 	h.Sum(inner[:0])
 	for i := range pad {
@@ -63,6 +61,28 @@ func messageAuthenticator(p []byte, maOff int, auth, secret []byte, out []byte) 
 	h.Write(pad[:])
 	h.Write(inner[:])
 	h.Sum(out[:0])
+}
+
+// maParts are what HMAC-MD5 covers for Message-Authenticator, in order: p with its authenticator
+// field replaced by auth and the Message-Authenticator value at maOff as zero (RFC 3579 §3.2). The
+// caller writes them itself, so that its MD5 state stays on its stack.
+func maParts(p []byte, maOff int, auth []byte, zero *[AuthLen]byte) [5][]byte {
+	return [5][]byte{p[:offAuth], auth, p[HeaderLen:maOff], zero[:], p[maOff+AuthLen:]}
+}
+
+// maSecret is what a Message-Authenticator is computed with: the secret's key schedule when the
+// caller has one (NewMAKey), else the secret itself.
+type maSecret struct {
+	secret []byte
+	key    *MAKey
+}
+
+func (s maSecret) sum(p []byte, maOff int, auth, out []byte) {
+	if s.key != nil {
+		messageAuthenticatorKey(p, maOff, auth, s.key, out)
+		return
+	}
+	messageAuthenticator(p, maOff, auth, s.secret, out)
 }
 
 // MAStatus is the outcome of checking Message-Authenticator.
@@ -76,6 +96,15 @@ const (
 
 // CheckRequestMA verifies the Message-Authenticator of a request, if present.
 func CheckRequestMA(p Packet, secret []byte) MAStatus {
+	return checkRequestMA(p, maSecret{secret: secret})
+}
+
+// CheckRequestMAKey is CheckRequestMA with the secret's key schedule (NewMAKey).
+func CheckRequestMAKey(p Packet, k *MAKey) MAStatus {
+	return checkRequestMA(p, maSecret{key: k})
+}
+
+func checkRequestMA(p Packet, s maSecret) MAStatus {
 	off := p.maOffset()
 	if off < 0 {
 		return MAAbsent
@@ -86,7 +115,7 @@ func CheckRequestMA(p Packet, secret []byte) MAStatus {
 		auth = zero[:]
 	}
 	var sum [AuthLen]byte
-	messageAuthenticator(p, off, auth, secret, sum[:])
+	s.sum(p, off, auth, sum[:])
 	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
 		return MAInvalid
 	}
@@ -104,57 +133,29 @@ func responseMAVector(code Code, reqAuth []byte, statusReply bool) []byte {
 	return reqAuth
 }
 
-// CheckRequestMAKey is CheckRequestMA with the secret's key schedule (NewMAKey).
-func CheckRequestMAKey(p Packet, k *MAKey) MAStatus {
-	off := p.maOffset()
-	if off < 0 {
-		return MAAbsent
-	}
-	auth := p.Authenticator()
-	var zero [AuthLen]byte
-	if requestAuthZeroed(p.Code()) {
-		auth = zero[:]
-	}
-	var sum [AuthLen]byte
-	messageAuthenticatorKey(p, off, auth, k, sum[:])
-	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
-		return MAInvalid
-	}
-	return MAValid
-}
-
 // CheckResponseMAKey is CheckResponseMA with the secret's key schedule (NewMAKey).
 func CheckResponseMAKey(p Packet, reqAuth []byte, k *MAKey) MAStatus {
-	off := p.maOffset()
-	if off < 0 {
-		return MAAbsent
-	}
-	var sum [AuthLen]byte
-	messageAuthenticatorKey(p, off, responseMAVector(p.Code(), reqAuth, false), k, sum[:])
-	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
-		return MAInvalid
-	}
-	return MAValid
+	return checkResponseMA(p, reqAuth, maSecret{key: k}, false)
 }
 
 // CheckResponseMA verifies the Message-Authenticator of a response to a request whose authenticator
 // was reqAuth, if present.
 func CheckResponseMA(p Packet, reqAuth, secret []byte) MAStatus {
-	return checkResponseMA(p, reqAuth, secret, false)
+	return checkResponseMA(p, reqAuth, maSecret{secret: secret}, false)
 }
 
 // CheckStatusReplyMA is CheckResponseMA for a reply to Status-Server.
 func CheckStatusReplyMA(p Packet, reqAuth, secret []byte) MAStatus {
-	return checkResponseMA(p, reqAuth, secret, true)
+	return checkResponseMA(p, reqAuth, maSecret{secret: secret}, true)
 }
 
-func checkResponseMA(p Packet, reqAuth, secret []byte, statusReply bool) MAStatus {
+func checkResponseMA(p Packet, reqAuth []byte, s maSecret, statusReply bool) MAStatus {
 	off := p.maOffset()
 	if off < 0 {
 		return MAAbsent
 	}
 	var sum [AuthLen]byte
-	messageAuthenticator(p, off, responseMAVector(p.Code(), reqAuth, statusReply), secret, sum[:])
+	s.sum(p, off, responseMAVector(p.Code(), reqAuth, statusReply), sum[:])
 	if subtle.ConstantTimeCompare(sum[:], p[off:off+AuthLen]) != 1 {
 		return MAInvalid
 	}
@@ -213,13 +214,7 @@ func signKey(p []byte, secret []byte, k *MAKey, reqAuth []byte, statusReply bool
 	code := Code(p[offCode])
 	maOff := Packet(p).maOffset()
 	var zero [AuthLen]byte
-	ma := func(auth []byte) {
-		if k != nil {
-			messageAuthenticatorKey(p, maOff, auth, k, p[maOff:maOff+AuthLen])
-			return
-		}
-		messageAuthenticator(p, maOff, auth, secret, p[maOff:maOff+AuthLen])
-	}
+	ma := func(auth []byte) { maSecret{secret, k}.sum(p, maOff, auth, p[maOff:maOff+AuthLen]) }
 	switch {
 	case reqAuth != nil: // response
 		if maOff >= 0 {

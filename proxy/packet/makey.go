@@ -36,15 +36,13 @@ func NewMAKey(secret []byte) *MAKey {
 
 // messageAuthenticatorKey is messageAuthenticator with a key schedule.
 func messageAuthenticatorKey(p []byte, maOff int, auth []byte, k *MAKey, out []byte) {
-	var zero [AuthLen]byte
 	h := md5.New()
 	u := h.(encoding.BinaryUnmarshaler)
 	_ = u.UnmarshalBinary(k.inner)
-	h.Write(p[:offAuth])
-	h.Write(auth)
-	h.Write(p[HeaderLen:maOff])
-	h.Write(zero[:])
-	h.Write(p[maOff+AuthLen:])
+	var zero [AuthLen]byte
+	for _, b := range maParts(p, maOff, auth, &zero) {
+		h.Write(b)
+	}
 	var inner [md5.Size]byte
 	h.Sum(inner[:0])
 	_ = u.UnmarshalBinary(k.outer)
