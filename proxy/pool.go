@@ -162,7 +162,7 @@ func NewPool(o PoolOptions) (*Pool, error) {
 		uo := o.Upstreams[i]
 		uo.setDefaults()
 		u := &Upstream{opts: uo, idx: len(p.ups), pool: p, logger: o.Logger, grow: make(chan struct{}, 1),
-			maKey: packet.NewMAKey(uo.Secret)}
+			maKey: packet.NewMAKey(uo.Secret), dialLog: newLogLimiter(dialLogInterval)}
 		if uo.UDP != nil {
 			if err := u.newUDP(); err != nil {
 				return nil, err

@@ -175,6 +175,10 @@ type Upstream struct {
 	pool   *Pool
 	logger *slog.Logger
 	maKey  *packet.MAKey // opts.Secret's key schedule; nil in tests that build an Upstream bare
+	// dialLog limits "upstream dial failed" to one line per peer per dialLogInterval: while the
+	// cloud is unreachable a connection is attempted every BackoffMin, and "upstream down" has
+	// said so already. nil (an Upstream built bare in a test): every failure is logged.
+	dialLog *logLimiter
 
 	state    atomic.Int32
 	rttEWMA  atomic.Int64 // nanoseconds
@@ -517,9 +521,22 @@ func (u *Upstream) dial(ctx context.Context) (c *radsec.Conn, reached bool, err 
 			return c, true, nil
 		}
 		lastErr = err
-		u.logger.Warn("upstream dial failed", "upstream", u.opts.Name, "peer", t.Addr, "err", err)
+		u.dialFailed(t.Addr, err)
 	}
 	return nil, reached, lastErr
+}
+
+// dialLogInterval is how often "upstream dial failed" is logged for one peer while its attempts
+// keep failing; the line then carries how many were not logged ("suppressed").
+const dialLogInterval = 30 * time.Second
+
+func (u *Upstream) dialFailed(peer netip.AddrPort, err error) {
+	if u.dialLog == nil {
+		u.logger.Warn("upstream dial failed", "upstream", u.opts.Name, "peer", peer, "err", err)
+		return
+	}
+	u.dialLog.logFrom(u.logger, slog.LevelWarn, "dial", peer.String(), "upstream dial failed", time.Now(),
+		"upstream", u.opts.Name, "peer", peer, "err", err)
 }
 
 // connectAttempt bounds one TCP connect. Linux retransmits a lost SYN only after 1 s, then 3 s and

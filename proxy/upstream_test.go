@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,5 +239,64 @@ func runOneUpstream(t *testing.T, addr netip.AddrPort, cfg *tls.Config) (*Upstre
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
+	}
+}
+
+// lockedBuffer is an io.Writer for a log handler written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUpstreamDialFailureLoggedOnce: while an upstream refuses connections it is attempted every
+// BackoffMin, but "upstream dial failed" is logged once per peer per dialLogInterval, not per
+// attempt, while the attempts go on.
+func TestUpstreamDialFailureLoggedOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort(l.Addr().String())
+	l.Close() // nothing listens: every connect is refused at once
+	var logs lockedBuffer
+	p, err := NewPool(PoolOptions{
+		Upstreams: []UpstreamOptions{{Name: "cloud", Host: addr.Addr().String(), Port: addr.Port(),
+			TLS: pkitest.Must(t).ClientTLS(), BackoffMin: 50 * time.Millisecond}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	defer func() { cancel(); wg.Wait() }()
+	u := p.Upstreams()[0]
+	attempts := func() uint64 { u.mu.Lock(); defer u.mu.Unlock(); return u.dialSeq }
+	deadline := time.Now().Add(5 * time.Second)
+	for attempts() < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("6 connection attempts not made within 5 s (%d); log:\n%s", attempts(), logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := strings.Count(logs.String(), "upstream dial failed"); n != 1 {
+		t.Fatalf("%d attempts refused, %d lines logged, want 1:\n%s", attempts(), n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "peer="+addr.String()) {
+		t.Fatalf("the line does not name the peer %s:\n%s", addr, logs.String())
 	}
 }
