@@ -42,9 +42,9 @@ const (
 	// news, never accounting itself (the spool and the cloud have that). The cap only bounds a
 	// transaction's memory: the MAC index takes keys in random order, so a small batch rewrites
 	// nearly one leaf page per update and a large one shares them, but every page a transaction
-	// touches is decoded into the heap until it commits (BenchmarkLocalMABClosed and
-	// BenchmarkLocalMABMemory, docs/performance.md: 2,048 with 512-octet copies costs about the CPU of 4,096 and 16 MiB less RSS
-	// at 40,000 answers/s).
+	// touches is decoded into the heap until it commits. At 40,000 answers/s, 2,048 with 512-octet
+	// copies costs about the CPU of 4,096 and 16 MiB less RSS (BenchmarkLocalMABClosed and
+	// BenchmarkLocalMABMemory, docs/performance.md).
 	sessionBatchMax   = 2048
 	sessionBatchDelay = 100 * time.Millisecond
 	// sessionBufCap is the pooled copy's initial capacity: a MAB request and its Accept take about
