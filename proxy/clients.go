@@ -42,10 +42,6 @@ type Client struct {
 	maKey *packet.MAKey // Secret's key schedule (NewClientTable); nil: computed from Secret
 }
 
-// macKey is the key schedule to check and sign the client's Message-Authenticators with, nil when
-// the client was not built by NewClientTable.
-func (c *Client) macKey() *packet.MAKey { return c.maKey }
-
 // Stats returns the client's counters (shared across reloads for the same name).
 func (c *Client) Stats() *NASStats { return c.stats }
 

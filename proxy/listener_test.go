@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,24 +20,6 @@ import (
 	"mxedge/proxy/packet"
 	"mxedge/proxy/radsec"
 )
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // rejectOrHoldHandler answers every request with an Access-Reject, or, while holding, keeps them until
 // release.
@@ -98,7 +79,7 @@ type listenerHarness struct {
 	ln      *proxy.Listener
 	addr    netip.AddrPort
 	handler *rejectOrHoldHandler
-	logs    *lockedBuffer
+	logs    *proxy.LockedBuffer
 }
 
 // Two peers by default: a on 127.0.0.1 and b on 127.0.0.2, both with the lab client's name.
@@ -118,7 +99,7 @@ func startListener(t *testing.T, o proxy.ListenerOptions) *listenerHarness {
 func startListenerTimeout(t *testing.T, o proxy.ListenerOptions, requestTimeout time.Duration) *listenerHarness {
 	t.Helper()
 	before := runtime.NumGoroutine()
-	x := &listenerHarness{lab: pkitest.Must(t), handler: &rejectOrHoldHandler{}, logs: &lockedBuffer{}}
+	x := &listenerHarness{lab: pkitest.Must(t), handler: &rejectOrHoldHandler{}, logs: &proxy.LockedBuffer{}}
 	logger := slog.New(slog.NewTextHandler(x.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := proxy.NewServer(proxy.ServerOptions{AuthAddrs: []string{}, AcctAddrs: []string{}, Logger: logger,
 		RequestTimeout: requestTimeout}, x.handler)

@@ -403,7 +403,7 @@ func (a *attempt) handle(resp packet.Packet, err error) {
 		FromSecret: a.up.opts.Secret,
 		FromAuth:   a.auth[:],
 		ToSecret:   a.req.Client.Secret,
-		ToMAKey:    a.req.Client.macKey(),
+		ToMAKey:    a.req.Client.maKey,
 		Salt:       binary.BigEndian.Uint16(a.auth[2:]),
 		// A RADIUS/1.1 reply carries hidden attributes in the clear: they are hidden with the
 		// NAS's secret here, and the reply signed for it, in the same pass.

@@ -532,7 +532,7 @@ func (s *Server) Accept(w ResponseWriter, raw []byte) {
 	}
 	st.Requests.Add(1)
 	ma := packet.MAAbsent
-	if k := client.macKey(); k != nil {
+	if k := client.maKey; k != nil {
 		ma = packet.CheckRequestMAKey(p, k)
 	} else {
 		ma = packet.CheckRequestMA(p, client.Secret)

@@ -242,7 +242,7 @@ func runOneUpstream(t *testing.T, addr netip.AddrPort, cfg *tls.Config) (*Upstre
 	}
 }
 
-// lockedBuffer is an io.Writer for a log handler written from several goroutines.
+// lockedBuffer collects log output written from several goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -209,25 +209,12 @@ func floorRun(tb testing.TB, s eapServer, rate float64, d time.Duration) float64
 	if err != nil {
 		tb.Fatal(err)
 	}
-	every := time.Duration(float64(time.Second) / rate)
 	answered := 0
-	t0 := time.Now()
-	for i := 0; time.Since(t0) < d; i++ {
-		if wait := time.Until(t0.Add(time.Duration(i) * every)); wait > 0 {
-			time.Sleep(wait)
-		}
+	paced(rate, d, func(i int) {
 		var auth [packet.AuthLen]byte
 		_, _ = crand.Read(auth[:])
 		id := uint8(i)
-		b := packet.New(nil, packet.CodeAccessRequest, id, auth[:])
-		b.AddMA()
-		b.AddString(packet.AttrUserName, "anonymous")
-		b.AddString(packet.AttrCallingStationID, "02-00-00-bb-00-01")
-		b.Add(packet.AttrEAPMessage, append([]byte{2, id, 0, 5 + 9, 1}, "anonymous"...)) // RFC 3748 §5.1
-		req, err := b.Finish(secret, nil)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		req := identityRequest(tb, id, auth[:])
 		if _, err := conn.Write(req); err != nil {
 			tb.Fatal(err)
 		}
@@ -246,7 +233,7 @@ func floorRun(tb testing.TB, s eapServer, rate float64, d time.Duration) float64
 			}
 			break
 		}
-	}
+	})
 	cpu, err := w.Stop()
 	if err != nil {
 		tb.Fatal(err)
@@ -256,6 +243,34 @@ func floorRun(tb testing.TB, s eapServer, rate float64, d time.Duration) float64
 		return 0
 	}
 	return PerOp(cpu.Server, answered)
+}
+
+// paced calls send(i) for i = 0, 1, … at rate per second for d, each at its due time from the
+// start (a late call does not move the later ones).
+func paced(rate float64, d time.Duration, send func(i int)) {
+	every := time.Duration(float64(time.Second) / rate)
+	t0 := time.Now()
+	for i := 0; time.Since(t0) < d; i++ {
+		if wait := time.Until(t0.Add(time.Duration(i) * every)); wait > 0 {
+			time.Sleep(wait)
+		}
+		send(i)
+	}
+}
+
+// identityRequest is the EAP-Response/Identity of floorRun and echoFloor: Message-Authenticator
+// (RFC 3579 §3.2), always the same station and identity (RFC 3748 §5.1).
+func identityRequest(tb testing.TB, id uint8, auth []byte) packet.Packet {
+	b := packet.New(nil, packet.CodeAccessRequest, id, auth)
+	b.AddMA()
+	b.AddString(packet.AttrUserName, "anonymous")
+	b.AddString(packet.AttrCallingStationID, "02-00-00-bb-00-01")
+	b.Add(packet.AttrEAPMessage, append([]byte{2, id, 0, 5 + 9, 1}, "anonymous"...))
+	req, err := b.Finish([]byte(nasSecret), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
 }
 
 // echoServerEnv, when set, makes the test binary an echo server (TestMain): echoFloor runs it as a
@@ -327,15 +342,7 @@ func echoFloor(tb testing.TB, rate float64, d time.Duration) (float64, float64) 
 		tb.Fatal(err)
 	}
 	defer conn.Close()
-	b := packet.New(nil, packet.CodeAccessRequest, 1, make([]byte, packet.AuthLen))
-	b.AddMA()
-	b.AddString(packet.AttrUserName, "anonymous")
-	b.AddString(packet.AttrCallingStationID, "02-00-00-bb-00-01")
-	b.Add(packet.AttrEAPMessage, append([]byte{2, 1, 0, 5 + 9, 1}, "anonymous"...))
-	req, err := b.Finish([]byte(nasSecret), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	req := identityRequest(tb, 1, make([]byte, packet.AuthLen))
 	pid := cmd.Process.Pid
 	c0, err1 := taskRunTime(pid)
 	s0, err2 := taskSwitches(pid)
@@ -343,13 +350,8 @@ func echoFloor(tb testing.TB, rate float64, d time.Duration) (float64, float64) 
 		tb.Fatal(err)
 	}
 	buf := make([]byte, packet.MaxLen)
-	every := time.Duration(float64(time.Second) / rate)
 	echoed := 0
-	t0 := time.Now()
-	for i := 0; time.Since(t0) < d; i++ {
-		if wait := time.Until(t0.Add(time.Duration(i) * every)); wait > 0 {
-			time.Sleep(wait)
-		}
+	paced(rate, d, func(int) {
 		if _, err := conn.Write(req); err != nil {
 			tb.Fatal(err)
 		}
@@ -357,7 +359,7 @@ func echoFloor(tb testing.TB, rate float64, d time.Duration) (float64, float64) 
 		if n, err := conn.Read(buf); err == nil && n == len(req) {
 			echoed++
 		}
-	}
+	})
 	c1, err1 := taskRunTime(pid)
 	s1, err2 := taskSwitches(pid)
 	if err := errors.Join(err1, err2); err != nil {

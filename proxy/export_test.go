@@ -1,0 +1,4 @@
+package proxy
+
+// LockedBuffer is lockedBuffer (upstream_test.go) for the package's external tests.
+type LockedBuffer = lockedBuffer
