@@ -40,9 +40,8 @@ const (
 	// is its transaction's (pwrite and fdatasync): at 2,000 updates/s, 100 ms batches cost about
 	// half the CPU of 10 ms ones (bench/sessions). A crash loses at most that much of the table's
 	// news, never accounting itself (the spool and the cloud have that). The cap only bounds a
-	// transaction's memory: the MAC index takes keys in random order, so a small batch rewrites
-	// nearly one leaf page per update and a large one shares them, but every page a transaction
-	// touches is decoded into the heap until it commits. At 40,000 answers/s, 2,048 with 512-octet
+	// transaction's memory: every page a transaction touches is decoded into the heap until it
+	// commits, and a larger batch shares more of them. At 40,000 answers/s, 2,048 with 512-octet
 	// copies costs about the CPU of 4,096 and 16 MiB less RSS (BenchmarkLocalMABClosed and
 	// BenchmarkLocalMABMemory, docs/performance.md).
 	sessionBatchMax   = 2048

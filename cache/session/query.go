@@ -59,8 +59,8 @@ func (s *Store) Find(q Query) ([]Record, error) {
 			}
 			return nil
 		}
-		bucket, prefix := q.index()
-		if bucket == nil {
+		ids, indexed := s.candidates(tx, &q)
+		if !indexed {
 			c := recs.Cursor()
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if done, err := match(v); done || err != nil {
@@ -69,22 +69,6 @@ func (s *Store) Find(q Query) ([]Record, error) {
 			}
 			return nil
 		}
-		// Index keys under a prefix sort by ID except where a longer component shares the prefix
-		// (an Acct-Session-Id without NAS); collect, then read in ID order.
-		var ids []uint64
-		c := tx.Bucket(bucket).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			ids = append(ids, keyID(k))
-		}
-		if m, ok := userMAC(q.UserName); ok && bytes.Equal(bucket, bucketUser) {
-			// A record whose User-Name names its own MAC has no User-Name entry (indexKeys): its
-			// MAC's entries are the candidates, and matches compares the User-Name.
-			c := tx.Bucket(bucketMAC).Cursor()
-			for k, _ := c.Seek(m[:]); k != nil && bytes.HasPrefix(k, m[:]); k, _ = c.Next() {
-				ids = append(ids, keyID(k))
-			}
-		}
-		slices.Sort(ids)
 		for i, id := range ids {
 			if i > 0 && ids[i-1] == id {
 				continue
@@ -131,16 +115,41 @@ func (s *Store) NeedingReconcile(limit int) ([]Record, error) {
 	return out, err
 }
 
-// index picks the bucket and key prefix to read q through; nil: the whole table.
+// candidates returns, in ID order and possibly repeated, the IDs of the records the index q
+// reads through names; false when q names no index and the whole table must be read.
+func (s *Store) candidates(tx *bolt.Tx, q *Query) ([]uint64, bool) {
+	if q.AcctSessionID == "" && q.MAC != "" {
+		m, _ := parseMAC(q.MAC)
+		return s.macs.all(m), true
+	}
+	bucket, prefix := q.index()
+	if bucket == nil {
+		return nil, false
+	}
+	// Index keys under a prefix sort by ID except where a longer component shares the prefix
+	// (an Acct-Session-Id without NAS); collect, then sort.
+	var ids []uint64
+	c := tx.Bucket(bucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, keyID(k))
+	}
+	if m, ok := userMAC(q.UserName); ok && bytes.Equal(bucket, bucketUser) {
+		// A record whose User-Name names its own MAC has no User-Name entry (indexKeys): its
+		// MAC's entries are the candidates, and matches compares the User-Name.
+		ids = append(ids, s.macs.all(m)...)
+	}
+	slices.Sort(ids)
+	return ids, true
+}
+
+// index picks the file's index bucket and key prefix to read q through (the MAC index is in
+// memory: candidates); nil: the whole table.
 func (q *Query) index() ([]byte, []byte) {
 	switch {
 	case q.AcctSessionID != "" && q.NAS != "":
 		return bucketASID, asidPrefix(q.AcctSessionID, q.NAS)
 	case q.AcctSessionID != "":
 		return bucketASID, new(keyBuilder).str(q.AcctSessionID).b
-	case q.MAC != "":
-		m, _ := parseMAC(q.MAC)
-		return bucketMAC, m[:]
 	case q.IP.IsValid():
 		return bucketIP, new(keyBuilder).str(ipComponent(q.IP.Unmap())).b
 	case q.UserName != "":

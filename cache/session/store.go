@@ -28,7 +28,6 @@ var (
 	bucketRecords = []byte("records") // ID -> encoded Record
 	bucketMeta    = []byte("meta")    // schema, next ID
 	bucketASID    = []byte("asid")    // Acct-Session-Id, NAS
-	bucketMAC     = []byte("mac")     // 6 octets
 	bucketUser    = []byte("user")    // folded User-Name
 	bucketIP      = []byte("ip")      // Framed-IP-Address, Framed-IPv6-Address, Framed-IPv6-Prefix address
 	bucketNAS     = []byte("nas")     // NAS
@@ -38,7 +37,11 @@ var (
 	bucketRecon   = []byte("recon")   // 8-octet Authorized of a session needing reconciliation
 	bucketOrigin  = []byte("origin")  // Origin, 8-octet OriginID: a replicated record's name in the cluster
 
-	allBuckets = [][]byte{bucketRecords, bucketMeta, bucketASID, bucketMAC, bucketUser, bucketIP, bucketNAS,
+	// bucketLegacyMAC held the MAC index (6 octets, ID) in schema 1 files; it is now in memory
+	// (macIndex) and the bucket is dropped when such a file is opened for writing.
+	bucketLegacyMAC = []byte("mac")
+
+	allBuckets = [][]byte{bucketRecords, bucketMeta, bucketASID, bucketUser, bucketIP, bucketNAS,
 		bucketPort, bucketEnded, bucketLive, bucketRecon, bucketOrigin}
 	indexBuckets = allBuckets[2:]
 	// optionalBuckets were added after schema 1's first release: a file opened read-only may
@@ -53,7 +56,10 @@ var (
 )
 
 const (
-	schemaVersion = 1
+	// schemaVersion 2: the MAC index left the file (macIndex). A schema 1 file is read as it is
+	// and migrated when opened for writing; a binary that knows only schema 1 refuses a schema 2
+	// file rather than trust an index it would find empty.
+	schemaVersion = 2
 	// maxFanout bounds how many records one index prefix yields when matching an update (one MAC
 	// seen many times at one NAS within the grace period), keeping Apply bounded.
 	maxFanout = 64
@@ -108,6 +114,8 @@ type Store struct {
 	// Guarded by wmu; changed only after a commit.
 	marks map[string]reauthMark
 	seed  maphash.Seed
+	// macs is the MAC index (macIndex), built by recount.
+	macs *macIndex
 }
 
 // reauthMark is what an Access-Accept left behind: the digest of its fields, the session's
@@ -176,7 +184,7 @@ func Open(o Options) (*Store, error) {
 		return nil, fmt.Errorf("session: open %s: %w", o.Path, err)
 	}
 	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, active: map[nasSite]int{}, marks: map[string]reauthMark{},
-		seed: maphash.MakeSeed()}
+		seed: maphash.MakeSeed(), macs: newMACIndex()}
 	if err := s.initSchema(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -194,7 +202,7 @@ func (s *Store) initSchema() error {
 		if m == nil {
 			return nil
 		}
-		if v := m.Get(metaSchema); len(v) == 8 && binary.BigEndian.Uint64(v) != schemaVersion {
+		if v := m.Get(metaSchema); len(v) == 8 && (binary.BigEndian.Uint64(v) == 0 || binary.BigEndian.Uint64(v) > schemaVersion) {
 			return fmt.Errorf("%w: schema %d, this binary knows %d", ErrUnknownVersion, binary.BigEndian.Uint64(v), schemaVersion)
 		}
 		return nil
@@ -218,8 +226,13 @@ func (s *Store) initSchema() error {
 				return fmt.Errorf("session: create bucket %s: %w", b, err)
 			}
 		}
+		if tx.Bucket(bucketLegacyMAC) != nil {
+			if err := tx.DeleteBucket(bucketLegacyMAC); err != nil {
+				return fmt.Errorf("session: drop the schema 1 MAC index: %w", err)
+			}
+		}
 		m := tx.Bucket(bucketMeta)
-		if m.Get(metaSchema) == nil {
+		if v := m.Get(metaSchema); len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
 			if err := m.Put(metaSchema, binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
 				return err
 			}
@@ -250,8 +263,9 @@ func dropMABUserEntries(tx *bolt.Tx) error {
 	return m.Put(metaUserIndex, []byte{1})
 }
 
-// recount rebuilds the in-memory counts from the file (Open). A record that does not decode is
-// counted as an entry only, and logged: it is removed when its index entries come due.
+// recount rebuilds the in-memory counts and the MAC index from the file (Open). A record that
+// does not decode is counted as an entry only, and logged: it is removed when its index entries
+// come due.
 func (s *Store) recount() error {
 	bad := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -263,6 +277,9 @@ func (s *Store) recount() error {
 				return nil
 			}
 			s.count(nil, &r)
+			if m, ok := parseMAC(r.MAC); ok {
+				s.macs.add(m, r.ID)
+			}
 			return nil
 		})
 	})
@@ -367,6 +384,8 @@ type txn struct {
 	// next is the next record ID (0: not read yet), nextDirty whether it moved (nextID).
 	next      uint64
 	nextDirty bool
+	// macOps are the MAC index changes made so far (recordMACs), undone if it does not commit.
+	macOps []macOp
 }
 
 // errUnchanged rolls back a write transaction that wrote nothing: bbolt would still write a
@@ -407,6 +426,9 @@ func (s *Store) update(fn func(*txn) error) error {
 		}
 		return t.saveNextID()
 	})
+	if err != nil && t != nil {
+		t.undoMACs()
+	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
@@ -845,18 +867,17 @@ func (t *txn) match(u *Update) (Record, bool, error) {
 	}
 	if p.MAC != "" {
 		m, _ := parseMAC(p.MAC)
-		return t.latest(bucketMAC, m[:], accept)
+		return t.first(t.s.macs.last(m, maxFanout), accept)
 	}
 	if pk := portComponent(p); pk != "" {
-		return t.latest(bucketPort, new(keyBuilder).str(p.NAS).str(pk).b, accept)
+		return t.first(lastIDs(t.idx[string(bucketPort)], new(keyBuilder).str(p.NAS).str(pk).b, maxFanout), accept)
 	}
 	return Record{}, false, nil
 }
 
-// latest returns the record with the highest ID under prefix in bucket that ok accepts, looking at
-// the last maxFanout entries.
-func (t *txn) latest(bucket, prefix []byte, ok func(*Record) bool) (Record, bool, error) {
-	ids := lastIDs(t.idx[string(bucket)], prefix, maxFanout)
+// first returns the first record of ids (the last maxFanout of an index prefix, highest first)
+// that ok accepts.
+func (t *txn) first(ids []uint64, ok func(*Record) bool) (Record, bool, error) {
 	for _, id := range ids {
 		r, found, err := t.get(id)
 		if err != nil {
@@ -962,6 +983,7 @@ func (t *txn) put(r, old *Record) error {
 	if err := t.recs.Put(idKey(r.ID), v); err != nil {
 		return err
 	}
+	t.recordMACs(old, r)
 	var oldKeys []indexKey
 	if old != nil {
 		oldKeys = indexKeys(old)
@@ -996,6 +1018,7 @@ func (t *txn) remove(id uint64, old *Record, why Change) error {
 		if err := t.reindex(indexKeys(old), nil); err != nil {
 			return err
 		}
+		t.recordMACs(old, nil)
 	}
 	if err := t.recs.Delete(idKey(id)); err != nil {
 		return err
@@ -1192,15 +1215,12 @@ func dueKey(t time.Time, id uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(max(timeToNanos(t), 0))), id)
 }
 
-// indexKeys lists every index entry of r.
+// indexKeys lists every index entry of r in the file (the MAC index is in memory: recordMACs).
 func indexKeys(r *Record) []indexKey {
 	ks := make([]indexKey, 0, 10)
 	add := func(b []byte, k []byte) { ks = append(ks, indexKey{b, k}) }
 	if r.AcctSessionID != "" {
 		add(bucketASID, new(keyBuilder).str(r.AcctSessionID).str(r.NAS).id(r.ID))
-	}
-	if m, ok := parseMAC(r.MAC); ok {
-		add(bucketMAC, (&keyBuilder{b: m[:]}).id(r.ID))
 	}
 	if r.UserName != "" && !userIsMAC(r) { // a MAB User-Name is found through the MAC index
 		add(bucketUser, new(keyBuilder).str(foldUser(r.UserName)).id(r.ID))

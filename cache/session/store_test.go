@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -216,6 +217,7 @@ func TestRestartPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2 := openTest(t, path, c, nil)
+	checkIndexes(t, s2) // the MAC index is rebuilt from the records
 	after, _ := s2.Find(Query{})
 	if fmt.Sprintf("%+v", before) != fmt.Sprintf("%+v", after) || len(after) != 2 {
 		t.Fatalf("after restart:\n%+v\nwant\n%+v", after, before)
@@ -223,6 +225,13 @@ func TestRestartPersists(t *testing.T) {
 	st := s2.Stats()
 	if st.Entries != 2 || st.Live != 2 || st.NeedReconcile != 1 || len(st.Active) != 2 || st.Active[0].NAS != "ap1" {
 		t.Fatalf("counts after restart: %+v", st)
+	}
+	// An Interim-Update without Acct-Session-Id joins the session by its MAC (match) across the
+	// restart, through the rebuilt MAC index.
+	u := acct(KindInterim, "sw1", "02:00:00:00:00:05", "", t0.Add(3*time.Second))
+	apply(t, s2, u)
+	if rs, _ := s2.Find(Query{MAC: "02:00:00:00:00:05"}); len(rs) != 1 || rs[0].AcctSessionID != "X" || !rs[0].Updated.Equal(u.At) {
+		t.Fatalf("interim after restart: %+v", rs)
 	}
 	// IDs continue, never reused.
 	apply(t, s2, acct(KindStart, "ap1", "02:00:00:00:00:07", "Z", t0.Add(2*time.Second)))
@@ -430,6 +439,7 @@ func TestIndexConsistencyRandom(t *testing.T) {
 func checkIndexes(t testing.TB, s *Store) {
 	t.Helper()
 	live, recon := 0, 0
+	wantMACs := map[[6]byte][]uint64{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		want := map[string]bool{}
 		n := 0
@@ -444,6 +454,9 @@ func checkIndexes(t testing.TB, s *Store) {
 			}
 			if r.Reconcile == ReconcileNeeded {
 				recon++
+			}
+			if m, ok := parseMAC(r.MAC); ok {
+				wantMACs[m] = append(wantMACs[m], r.ID) // ForEach goes in ID order
 			}
 			for _, ik := range indexKeys(&r) {
 				want[string(ik.bucket)+"/"+string(ik.key)] = true
@@ -474,6 +487,14 @@ func checkIndexes(t testing.TB, s *Store) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.macs.len() != len(wantMACs) {
+		t.Fatalf("MAC index: %d MACs, records have %d", s.macs.len(), len(wantMACs))
+	}
+	for m, ids := range wantMACs {
+		if got := s.macs.all(m); !slices.Equal(got, ids) {
+			t.Fatalf("MAC index of %x: %v, records say %v", m, got, ids)
+		}
 	}
 	st := s.Stats()
 	sum := 0
