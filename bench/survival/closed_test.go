@@ -28,6 +28,9 @@ const (
 	// mabGenSocketsEnv is how many sockets the batched generator uses (default 4, so that the
 	// kernel spreads them over the edge's SO_REUSEPORT sockets as it would several NASes).
 	mabGenSocketsEnv = "MXEDGE_SURVIVAL_MAB_GEN_SOCKETS"
+	// mabScatterEnv=1 has the batched generator ask for the MACs in a random order
+	// (ClosedMABOptions.Scatter) instead of in the order of their numbers.
+	mabScatterEnv = "MXEDGE_SURVIVAL_MAB_SCATTER"
 )
 
 // localDecisions is the counter of local decisions (docs/metrics.md).
@@ -133,6 +136,7 @@ func BenchmarkLocalMABClosed(b *testing.B) {
 	mac := func(i int) string { return MAC(uint8(i&1), uint32(i>>1)%uint32(cached)) }
 	gen := os.Getenv(mabGenEnv)
 	genSockets := envInts(b, mabGenSocketsEnv, []int{4}, 1, 64)[0]
+	scatter := envInts(b, mabScatterEnv, []int{0}, 0, 1)[0] == 1
 	load := func(ctx context.Context, addr string, c int, d time.Duration) (bench.LoadResult, error) {
 		switch gen {
 		case "load":
@@ -140,7 +144,8 @@ func BenchmarkLocalMABClosed(b *testing.B) {
 				Duration: d, MABClients: 2 * cached, MAC: mac})
 		case "", "batched":
 			return LoadMABClosed(ctx, ClosedMABOptions{Addr: addr, Secret: nasSecret, Concurrency: c,
-				Sockets: min(genSockets, c), Duration: d, Cached: cached, HitVLAN: CachedVLAN, MissVLAN: mabDefaultVLAN})
+				Sockets: min(genSockets, c), Duration: d, Cached: cached, HitVLAN: CachedVLAN, MissVLAN: mabDefaultVLAN,
+				Scatter: scatter})
 		}
 		b.Fatalf("%s=%q: want batched or load", mabGenEnv, gen)
 		return bench.LoadResult{}, nil
@@ -155,8 +160,12 @@ func BenchmarkLocalMABClosed(b *testing.B) {
 		if len(rows) == 0 {
 			return
 		}
-		fmt.Printf("\nBenchmarkLocalMABClosed: mxedge in survivability mode, %d cached MACs, 50%% hits, %v per row, closed loop, generator %s; %d CPUs, load average %s\n",
-			cached, window, cmp.Or(gen, "batched"), runtime.NumCPU(), bench.LoadAvg())
+		order := "in order"
+		if scatter {
+			order = "scattered"
+		}
+		fmt.Printf("\nBenchmarkLocalMABClosed: mxedge in survivability mode, %d cached MACs, 50%% hits, MACs %s, %v per row, closed loop, generator %s; %d CPUs, load average %s\n",
+			cached, order, window, cmp.Or(gen, "batched"), runtime.NumCPU(), bench.LoadAvg())
 		writeClosedTable(os.Stdout, rows)
 	}()
 	for i, c := range levels {

@@ -42,6 +42,10 @@ type ClosedMABOptions struct {
 	// MissVLAN. Cached is required.
 	Cached            int
 	HitVLAN, MissVLAN string
+	// Scatter asks for the MACs in a random order (the same each run) rather than in the order of
+	// their numbers: a site's clients arrive in no order of their addresses, and a table keyed by
+	// MAC pays for that where numbered MACs only ever append.
+	Scatter bool
 }
 
 func (o *ClosedMABOptions) setDefaults() error {
@@ -123,6 +127,12 @@ func LoadMABClosed(ctx context.Context, o ClosedMABOptions) (bench.LoadResult, e
 		return bench.LoadResult{}, fmt.Errorf("survival: closed mab load: %w", err)
 	}
 	hits, misses := buildMACNames(0, o.Cached), buildMACNames(1, o.Cached)
+	if o.Scatter {
+		r := mrand.New(mrand.NewPCG(1, 2))
+		for _, ns := range [][]macNames{hits, misses} {
+			r.Shuffle(len(ns), func(i, j int) { ns[i], ns[j] = ns[j], ns[i] })
+		}
+	}
 	secret := []byte(o.Secret)
 	socks := make([]*closedSocket, o.Sockets)
 	defer func() {
