@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -266,7 +267,12 @@ func recordKey(r Record) []byte {
 	return macKey(b)
 }
 
-func macKey(b [macLen]byte) []byte { return append([]byte{keyPrefixMAC}, b[:]...) }
+func macKey(b [macLen]byte) []byte { return appendMACKey(nil, b) }
+
+// appendMACKey appends the record key of MAC b to dst.
+func appendMACKey(dst []byte, b [macLen]byte) []byte {
+	return append(append(dst, keyPrefixMAC), b[:]...)
+}
 
 // eapTLSPrefix is the key prefix of every EAP-TLS record of a MAC.
 func eapTLSPrefix(b [macLen]byte) []byte {
@@ -288,5 +294,5 @@ func keyString(k []byte) string {
 	if len(k) > 0 && k[0] == keyPrefixIdentity {
 		return string(k[1:])
 	}
-	return fmt.Sprintf("%x", k)
+	return hex.EncodeToString(k) // not fmt: through an interface the key would escape to the heap
 }
