@@ -77,7 +77,7 @@ func BenchmarkEngineMAB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	client := &proxy.Client{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	client := benchClient(b, secret)
 	for _, tc := range []struct{ name, mac string }{{"cache-hit", "02-00-5E-00-00-01"}, {"default-vlan", "02-00-5E-00-00-02"}} {
 		b.Run(tc.name, func(b *testing.B) {
 			req := &proxy.Request{Client: client, Packet: arubaRequest(b, secret, tc.mac, tc.mac)}
@@ -119,7 +119,7 @@ func BenchmarkEngineMABStore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	client := &proxy.Client{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}
+	client := benchClient(b, secret)
 	reqs := make([]*proxy.Request, 1024)
 	for i := range reqs {
 		mac := benchMABMAC(i * 7919 % (2 * cached)) // from cached on: not in the cache
@@ -153,4 +153,14 @@ func BenchmarkEngineMABStore(b *testing.B) {
 // benchMABMAC is the i-th MAC of BenchmarkEngineMABStore, in the canonical notation.
 func benchMABMAC(i int) string {
 	return fmt.Sprintf("02:00:00:%02x:%02x:%02x", byte(i>>16), byte(i>>8), byte(i))
+}
+
+// benchClient is the NAS of the engine benchmarks, from a ClientTable as the server has it.
+func benchClient(b *testing.B, secret []byte) *proxy.Client {
+	b.Helper()
+	t, err := proxy.NewClientTable([]proxy.Client{{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t.Lookup(netip.MustParseAddr("10.0.0.1"))
 }
