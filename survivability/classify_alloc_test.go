@@ -156,7 +156,7 @@ func benchMABMAC(i int) string {
 }
 
 // benchClient is the NAS of the engine benchmarks, from a ClientTable as the server has it.
-func benchClient(b *testing.B, secret []byte) *proxy.Client {
+func benchClient(b testing.TB, secret []byte) *proxy.Client {
 	b.Helper()
 	t, err := proxy.NewClientTable([]proxy.Client{{Name: "sw1", Vendor: "aruba", Prefix: netip.MustParsePrefix("10.0.0.1/32"), Secret: proxy.Secret(secret)}}, nil)
 	if err != nil {
