@@ -131,12 +131,15 @@ func benchDB(b *testing.B) string {
 // in a tree grown by random learning (measured: 428 MiB for a random-order
 // build in 10,000-record transactions). It bypasses txn.put, so it also
 // checks its output through the public lookups in the benchmarks.
-func bulkLoad(s *Store, n int) error {
+func bulkLoad(s *Store, n int) error { return bulkLoadOf(s, n, benchRecord) }
+
+// bulkLoadOf is bulkLoad of the records rec(0..n-1).
+func bulkLoadOf(s *Store, n int, rec func(int) Record) error {
 	type kv struct{ k, v []byte }
 	recs := make([]kv, 0, n)
 	var ident, exp [][]byte
 	for i := range n {
-		r, err := normalize(benchRecord(i))
+		r, err := normalize(rec(i))
 		if err != nil {
 			return err
 		}
@@ -513,4 +516,57 @@ func rssChild(path string) int {
 	_ = s.Close()
 	fmt.Printf("rss=%d hwm=%d anon=%d file=%d open_us=%d\n", rss, hwm, anon, file, open.Microseconds())
 	return 0
+}
+
+// mabBenchEntries is the size of the closed-loop benchmark's cache (bench/survival, FillCache).
+const mabBenchEntries = 100_000
+
+// mabBenchRecord is the record bench/survival.FillCache writes: a MAB client and the RFC 3580
+// VLAN triplet, each attribute with tag 1 (RFC 2868 §3.1).
+func mabBenchRecord(i int) Record {
+	mac := benchMAC(i)
+	return Record{
+		MAC: mac, Identity: strings.ReplaceAll(mac, ":", ""), Method: MethodMAB, NAS: "127.0.0.1",
+		Attrs: []Attr{
+			{Type: 64, Tag: 1, Value: []byte{0, 0, 13}},
+			{Type: 65, Tag: 1, Value: []byte{0, 0, 6}},
+			{Type: 81, Tag: 1, Value: []byte("300")},
+		},
+		LastAuthorized: benchClock.Add(-time.Hour),
+		Expires:        benchClock.Add(-time.Hour + DefaultTTL),
+	}
+}
+
+// openMABBench returns a store of mabBenchEntries MAB records, at benchClock.
+func openMABBench(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(Options{Path: filepath.Join(b.TempDir(), "cache.db"), NoSync: true, Now: func() time.Time { return benchClock }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	if err := bulkLoadOf(s, mabBenchEntries, mabBenchRecord); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkLookupMAB: the local MAB decision's lookup (survivability.Authorizer), half of the
+// MACs cached and half not as in bench/survival's closed loop, in the Calling-Station-Id notation
+// Classify hands over (canonical).
+func BenchmarkLookupMAB(b *testing.B) {
+	s := openMABBench(b)
+	macs := make([]string, 1024)
+	for i := range macs {
+		macs[i] = benchMAC((i * 7919) % (2 * mabBenchEntries)) // above mabBenchEntries: absent
+	}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		mac := macs[i%len(macs)]
+		i++
+		if _, _, err := s.LookupMAB(mac); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -95,29 +96,24 @@ func decodeV1(b []byte) (Record, error) {
 	if d.err == nil && flags&^flagsKnown != 0 {
 		return Record{}, fmt.Errorf("%w: unknown flags %#x", ErrBadRecord, flags)
 	}
+	var mac []byte
 	if flags&flagHasMAC != 0 {
-		var m [macLen]byte
-		copy(m[:], d.bytes(macLen))
-		r.MAC = formatMAC(m)
+		mac = d.bytes(macLen)
 	}
-	r.Identity = d.string()
-	r.NAS = d.string()
-	r.Site = d.string()
+	identity, nas, site := d.field(), d.field(), d.field()
 	r.FirstSeen = nanosToTime(int64(d.uint64()))
 	r.LastAuthorized = nanosToTime(int64(d.uint64()))
 	r.Expires = nanosToTime(int64(d.uint64()))
 	n := d.uvarint(maxAttrs)
-	if d.err == nil && n > 0 {
-		r.Attrs = make([]Attr, 0, n)
-	}
+	// The values are read first and copied after, in one buffer (cloneAttrs).
+	var attrs [maxAttrs]Attr
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		var a Attr
+		a := &attrs[i]
 		a.Type = d.byte()
 		a.Vendor = uint32(d.uvarint(1<<32 - 1))
 		a.VendorType = d.byte()
 		a.Tag = d.byte()
-		a.Value = append([]byte{}, d.bytes(int(d.uvarint(maxValueLen)))...)
-		r.Attrs = append(r.Attrs, a)
+		a.Value = d.bytes(int(d.uvarint(maxValueLen)))
 	}
 	if d.err != nil {
 		return Record{}, d.err
@@ -125,12 +121,36 @@ func decodeV1(b []byte) (Record, error) {
 	if len(d.b) != 0 {
 		return Record{}, fmt.Errorf("%w: %d trailing octets", ErrBadRecord, len(d.b))
 	}
+	r.MAC, r.Identity, r.NAS, r.Site = decodeStrings(mac, identity, nas, site)
+	r.Attrs = cloneAttrs(attrs[:n])
 	// Reject what the encoder can never produce, so a decoded record is
 	// always one Upsert would accept.
-	if _, err := normalize(r); err != nil {
+	if err := validate(r); err != nil {
 		return Record{}, err
 	}
 	return r, nil
+}
+
+// decodeStrings returns the canonical text of mac ("" when the record has
+// none) and the three strings of a record, all four in one allocation: every
+// lookup decodes the whole record it finds.
+func decodeStrings(mac, identity, nas, site []byte) (string, string, string, string) {
+	var all strings.Builder
+	macText := 0
+	if mac != nil {
+		macText = 3*macLen - 1
+	}
+	all.Grow(macText + len(identity) + len(nas) + len(site))
+	if mac != nil {
+		var out [3*macLen - 1]byte
+		all.Write(appendMAC(out[:0], [macLen]byte(mac)))
+	}
+	all.Write(identity)
+	all.Write(nas)
+	all.Write(site)
+	s := all.String()
+	i, n := macText+len(identity), macText+len(identity)+len(nas)
+	return s[:macText], s[macText:i], s[i:n], s[n:]
 }
 
 // decoder reads fields and remembers the first error, so decodeV1 reads
@@ -194,8 +214,9 @@ func (d *decoder) uvarint(limit uint64) uint64 {
 	return v
 }
 
-func (d *decoder) string() string {
-	return string(d.bytes(int(d.uvarint(maxStringLen))))
+// field reads a length-prefixed string field, still in the input.
+func (d *decoder) field() []byte {
+	return d.bytes(int(d.uvarint(maxStringLen)))
 }
 
 // timeToNanos maps the zero time to 0 so "unset" survives a round trip.

@@ -230,3 +230,58 @@ func normalizeForCompare(r Record) Record {
 	}
 	return r
 }
+
+// TestDecodeAllocations: every lookup decodes the record it serves, so decoding costs three
+// allocations whatever the record holds: its strings (the MAC's text among them), its attributes
+// and their values. Validating them (validate) copies nothing.
+func TestDecodeAllocations(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rec    Record
+		allocs float64
+	}{
+		{"sample", sampleRecord(), 3},
+		{"mab triplet", mabBenchRecord(1), 3},
+		{"identity only", Record{Identity: "alice@example.com", Method: MethodEAPTLS}, 1},
+		{"mac only", Record{MAC: "01:02:03:04:05:06"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := encodeRecord(tc.rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := testing.AllocsPerRun(100, func() {
+				if _, err := decodeRecord(b); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if n != tc.allocs {
+				t.Fatalf("%v allocations per decode, want %v", n, tc.allocs)
+			}
+		})
+	}
+}
+
+// TestSharedValuesStayApart: decoded and normalized attribute values share one buffer
+// (cloneAttrs), yet appending to one never changes the next, and normalize still copies what it
+// was given.
+func TestSharedValuesStayApart(t *testing.T) {
+	in := sampleRecord()
+	b, err := encodeRecord(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm, err := normalize(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Attrs[1].Value[0] = 0xff // the caller's own slice: normalize's copy must not see it
+	for _, r := range []Record{dec, norm} {
+		_ = append(r.Attrs[0].Value, 0xee, 0xee, 0xee)
+		assertRecordEqual(t, r, sampleRecord())
+	}
+}

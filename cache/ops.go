@@ -381,8 +381,9 @@ func (s *Store) LookupMAB(mac string) (Record, bool, error) {
 	var r Record
 	var ok bool
 	now := s.now()
+	var key [1 + macLen]byte // macKey on the stack: bbolt keeps no key it is asked for
 	err = s.view(func(tx *bolt.Tx) error {
-		d, found, err := s.liveAt(tx.Bucket(bucketRecords), macKey(m), now)
+		d, found, err := s.liveAt(tx.Bucket(bucketRecords), appendMACKey(key[:0], m), now)
 		r, ok = d, found && d.Method == MethodMAB
 		return err
 	})

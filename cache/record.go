@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -148,34 +149,62 @@ func normalize(r Record) (Record, error) {
 		}
 		r.MAC = m
 	}
+	if err := validate(r); err != nil {
+		return Record{}, err
+	}
+	r.Attrs = cloneAttrs(r.Attrs)
+	return r, nil
+}
+
+// validate checks every field of r, whose MAC is canonical or empty, as
+// normalize does, without copying anything: decodeRecord runs it on every
+// lookup, where the attributes it decoded are already its own.
+func validate(r Record) error {
 	if r.MAC == "" && r.Identity == "" {
-		return Record{}, fmt.Errorf("%w: neither mac nor identity", ErrBadRecord)
+		return fmt.Errorf("%w: neither mac nor identity", ErrBadRecord)
 	}
 	if err := checkString("identity", r.Identity); err != nil {
-		return Record{}, err
+		return err
 	}
 	if err := checkString("nas", r.NAS); err != nil {
-		return Record{}, err
+		return err
 	}
 	if err := checkString("site", r.Site); err != nil {
-		return Record{}, err
+		return err
 	}
 	if r.Method > MethodEAPTLS {
-		return Record{}, fmt.Errorf("%w: unknown method %d", ErrBadRecord, uint8(r.Method))
+		return fmt.Errorf("%w: unknown method %d", ErrBadRecord, uint8(r.Method))
 	}
-	var kept []Attr
 	for i, a := range r.Attrs {
 		if err := checkAttr(a); err != nil {
-			return Record{}, fmt.Errorf("attr %d: %w", i, err)
+			return fmt.Errorf("attr %d: %w", i, err)
 		}
-		kept = append(kept, Attr{Type: a.Type, Vendor: a.Vendor, VendorType: a.VendorType, Tag: a.Tag,
-			Value: append([]byte(nil), a.Value...)})
 	}
-	if len(kept) > maxAttrs {
-		return Record{}, fmt.Errorf("%w: %d attributes, at most %d", ErrBadRecord, len(kept), maxAttrs)
+	if len(r.Attrs) > maxAttrs {
+		return fmt.Errorf("%w: %d attributes, at most %d", ErrBadRecord, len(r.Attrs), maxAttrs)
 	}
-	r.Attrs = kept
-	return r, nil
+	return nil
+}
+
+// cloneAttrs copies attrs and their values into two allocations (nil for
+// none): the values share one buffer, each capped at its own length so an
+// append to one never writes into the next.
+func cloneAttrs(attrs []Attr) []Attr {
+	if len(attrs) == 0 {
+		return nil
+	}
+	n := 0
+	for _, a := range attrs {
+		n += len(a.Value)
+	}
+	out := make([]Attr, len(attrs))
+	buf := make([]byte, 0, n)
+	for i, a := range attrs {
+		start := len(buf)
+		buf = append(buf, a.Value...)
+		out[i] = Attr{Type: a.Type, Vendor: a.Vendor, VendorType: a.VendorType, Tag: a.Tag, Value: buf[start:len(buf):len(buf)]}
+	}
+	return out
 }
 
 func checkString(field, s string) error {
@@ -238,7 +267,12 @@ func recordKey(r Record) []byte {
 	return macKey(b)
 }
 
-func macKey(b [macLen]byte) []byte { return append([]byte{keyPrefixMAC}, b[:]...) }
+func macKey(b [macLen]byte) []byte { return appendMACKey(nil, b) }
+
+// appendMACKey appends the record key of MAC b to dst.
+func appendMACKey(dst []byte, b [macLen]byte) []byte {
+	return append(append(dst, keyPrefixMAC), b[:]...)
+}
 
 // eapTLSPrefix is the key prefix of every EAP-TLS record of a MAC.
 func eapTLSPrefix(b [macLen]byte) []byte {
@@ -260,5 +294,5 @@ func keyString(k []byte) string {
 	if len(k) > 0 && k[0] == keyPrefixIdentity {
 		return string(k[1:])
 	}
-	return fmt.Sprintf("%x", k)
+	return hex.EncodeToString(k) // not fmt: through an interface the key would escape to the heap
 }

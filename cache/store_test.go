@@ -697,3 +697,65 @@ func TestMethodsDistinct(t *testing.T) {
 		t.Fatalf("entries %d, want 1 (alice)", st.Entries)
 	}
 }
+
+// TestLookupMABOutcomes: what the local MAB decision can get from LookupMAB, record by record: the
+// whole live MAB record, field for field as stored; nothing for an absent MAC, an expired record
+// (by its Expires or by the TTL), a record of another method under the MAC's key or an EAP-TLS
+// record of the MAC; ErrBadMAC for a malformed MAC and ErrBadRecord, naming the client, for a
+// record that does not decode.
+func TestLookupMABOutcomes(t *testing.T) {
+	clk := newFakeClock()
+	s := openTestStore(t, clk, func(o *Options) { o.TTL = 48 * time.Hour })
+	live := sampleRecord()
+	live.LastAuthorized, live.FirstSeen, live.Expires = clk.Now().Add(-30*time.Hour), clk.Now().Add(-48*time.Hour), clk.Now().Add(17*time.Hour)
+	must(t, s.Upsert(live))
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:01", Identity: "020000000001", Method: MethodMAB,
+		LastAuthorized: clk.Now().Add(-2 * time.Hour), Expires: clk.Now().Add(time.Minute)}))
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:02", Method: MethodOther, LastAuthorized: clk.Now()}))
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:03", Identity: "laptop.lab.test", Method: MethodEAPTLS}))
+	must(t, s.Upsert(Record{MAC: "02:00:00:00:00:04", Identity: "020000000004", Method: MethodMAB,
+		LastAuthorized: clk.Now().Add(-23 * time.Hour)}))
+	must(t, s.db.Update(func(tx *bolt.Tx) error {
+		m, _ := ParseMAC("02:00:00:00:00:05")
+		return tx.Bucket(bucketRecords).Put(macKey(m), []byte{codecV1, byte(MethodMAB), flagHasMAC, 1, 2})
+	}))
+	clk.Advance(2 * time.Minute) // 02:..:01 past its Expires
+	r, ok, err := s.LookupMAB("00-11-22-33-44-55")
+	if err != nil || !ok {
+		t.Fatalf("live record: %v %v", ok, err)
+	}
+	assertRecordEqual(t, r, live)
+	for _, tc := range []struct {
+		name, mac string
+		found     bool
+		err       error
+	}{
+		{"absent", "02:00:00:00:00:99", false, nil},
+		{"expired", "02:00:00:00:00:01", false, nil},
+		{"other method", "02:00:00:00:00:02", false, nil},
+		{"eap-tls only", "02-00-00-00-00-03", false, nil},
+		{"live, any notation", "020000000004", true, nil},
+		{"undecodable", "02:00:00:00:00:05", false, ErrBadRecord},
+		{"malformed mac", "02:00:00:00:00", false, ErrBadMAC},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ok, err := s.LookupMAB(tc.mac)
+			if ok != tc.found || !errors.Is(err, tc.err) || (err == nil) != (tc.err == nil) {
+				t.Fatalf("got %+v %v %v, want found %v, error %v", r, ok, err, tc.found, tc.err)
+			}
+			if tc.err == ErrBadRecord && !strings.Contains(err.Error(), "02:00:00:00:00:05") {
+				t.Fatalf("error does not name the client: %v", err)
+			}
+		})
+	}
+	// A shorter TTL expires the live record at once, before its stored Expires (Store.live).
+	must(t, s.Close())
+	short, err := Open(Options{Path: s.opts.Path, Now: clk.Now, NoSync: true, TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Close()
+	if _, ok, err := short.LookupMAB("00:11:22:33:44:55"); ok || err != nil {
+		t.Fatalf("past the TTL: %v %v", ok, err)
+	}
+}

@@ -45,6 +45,10 @@ type Client struct {
 // Stats returns the client's counters (shared across reloads for the same name).
 func (c *Client) Stats() *NASStats { return c.stats }
 
+// MAKey returns the key schedule of the client's Secret (packet.NewMAKey), for signing local
+// answers with Builder.FinishKey; nil for a Client that is not from a ClientTable.
+func (c *Client) MAKey() *packet.MAKey { return c.maKey }
+
 // NASStats counts what one NAS sent; the usual first misconfigurations show up here.
 type NASStats struct {
 	Requests         atomic.Uint64

@@ -2,6 +2,7 @@ package survivability
 
 import (
 	"encoding/binary"
+	"sync"
 
 	"mxedge/cache"
 	"mxedge/proxy/packet"
@@ -38,6 +39,14 @@ const (
 // learned (ReplyAttrs) and again when a record is replayed (AppendAttrs), since the cache keeps
 // attributes opaque and records also arrive by import.
 func Replayable(a cache.Attr) bool {
+	if a.Vendor == 0 {
+		return standard()[a.Type].replayable
+	}
+	return replayable(a)
+}
+
+// replayable is Replayable from the dictionary, for any attribute.
+func replayable(a cache.Attr) bool {
 	code := a.Type
 	if a.Vendor != 0 {
 		code = a.VendorType
@@ -68,6 +77,28 @@ func Replayable(a cache.Attr) bool {
 // integer (whose tag octet is always present, in front of a 3-octet value) or a string (whose
 // first octet is a tag only when it is 0x01–0x1F), from the dictionary's has_tag flag.
 func tagged(t uint8) (isTagged, integer bool) {
+	st := standard()[t]
+	return st.tagged, st.integer
+}
+
+// standardAttr is what the replay policy knows of a standard attribute type (vendor 0).
+type standardAttr struct{ replayable, tagged, integer bool }
+
+// standard holds replayable and taggedDef of every standard attribute type, computed once: a
+// local answer asks them up to three times of each attribute it replays (authorization,
+// AppendAttrs), each time a binary search of a dictionary that never changes (packet.Builtin).
+var standard = sync.OnceValue(func() *[256]standardAttr {
+	var t [256]standardAttr
+	for i := range t {
+		typ := uint8(i)
+		t[i].replayable = replayable(cache.Attr{Type: typ})
+		t[i].tagged, t[i].integer = taggedDef(typ)
+	}
+	return &t
+})
+
+// taggedDef is tagged from the dictionary.
+func taggedDef(t uint8) (isTagged, integer bool) {
 	def, ok := packet.Builtin().Attr(0, t)
 	if !ok || !def.Tagged {
 		return false, false

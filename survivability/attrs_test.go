@@ -130,3 +130,38 @@ func TestReplayByteForByte(t *testing.T) {
 		t.Errorf("replayed\n%x\nwant\n%x", got, want)
 	}
 }
+
+// TestStandardAttrTable: the table Replayable and tagged read for standard attributes says what
+// the dictionary says, for every type, whatever the tag or value; vendor attributes still go to
+// the dictionary.
+func TestStandardAttrTable(t *testing.T) {
+	for i := range 256 {
+		typ := uint8(i)
+		for _, a := range []cache.Attr{{Type: typ}, {Type: typ, Tag: 1, Value: []byte("300")}} {
+			if Replayable(a) != replayable(a) {
+				t.Errorf("type %d: Replayable %v, dictionary %v", typ, Replayable(a), replayable(a))
+			}
+		}
+		gt, gi := tagged(typ)
+		wt, wi := taggedDef(typ)
+		if gt != wt || gi != wi {
+			t.Errorf("type %d: tagged %v %v, dictionary %v %v", typ, gt, gi, wt, wi)
+		}
+	}
+	for _, tc := range []struct {
+		a    cache.Attr
+		want bool
+	}{
+		{cache.Attr{Type: packet.AttrUserName}, false},
+		{cache.Attr{Type: packet.AttrTunnelPrivateGroupID, Tag: 1}, true},
+		{cache.Attr{Type: packet.AttrVendorSpecific, Vendor: packet.VendorMicrosoft, VendorType: msMPPESendKey}, false},
+		{cache.Attr{Type: packet.AttrVendorSpecific, Vendor: vendorAruba, VendorType: arubaUserVlan}, true},
+	} {
+		if got := Replayable(tc.a); got != tc.want {
+			t.Errorf("Replayable(%+v) = %v, want %v", tc.a, got, tc.want)
+		}
+	}
+	if isTagged, integer := tagged(packet.AttrTunnelType); !isTagged || !integer {
+		t.Error("Tunnel-Type: not a tagged integer (RFC 2868 §3.1)")
+	}
+}

@@ -71,9 +71,10 @@ type AuthorizerOptions struct {
 // for MAB and the local EAP-TLS server once a certificate is verified.
 type Authorizer struct {
 	o AuthorizerOptions
-	// defaults memoizes DefaultVLANAttrs per vendor and VLAN: every default-VLAN answer would
-	// otherwise build the same attributes again. Read-only once stored; bounded (defaultsMax).
-	defaults sync.Map // defaultKey -> []cache.Attr
+	// defaults memoizes DefaultVLANAttrs per vendor and VLAN, and the VLAN they carry: every
+	// default-VLAN answer would otherwise build the same attributes and VLAN string again.
+	// Read-only once stored; bounded (defaultsMax).
+	defaults sync.Map // defaultKey -> defaultAnswer
 	nDefault atomic.Int32
 }
 
@@ -82,19 +83,28 @@ type defaultKey struct{ vendor, vlan string }
 // defaultsMax bounds the memo: vendors × default VLANs of every site, across reloads.
 const defaultsMax = 1024
 
-// defaultAttrs is DefaultVLANAttrs, memoized. The slice is shared: callers only read it.
-func (a *Authorizer) defaultAttrs(vendor, vlan string) []cache.Attr {
+// defaultAnswer is a memoized default-VLAN authorization: DefaultVLANAttrs and VLAN of them.
+type defaultAnswer struct {
+	attrs []cache.Attr
+	vlan  string
+}
+
+// defaultAttrs is DefaultVLANAttrs, memoized, with the VLAN among them. The slice is shared:
+// callers only read it.
+func (a *Authorizer) defaultAttrs(vendor, vlan string) ([]cache.Attr, string) {
 	k := defaultKey{vendor, vlan}
 	if v, ok := a.defaults.Load(k); ok {
-		return v.([]cache.Attr)
+		d := v.(defaultAnswer)
+		return d.attrs, d.vlan
 	}
 	attrs := DefaultVLANAttrs(vendor, vlan)
+	d := defaultAnswer{attrs, VLAN(attrs)}
 	if a.nDefault.Add(1) > defaultsMax {
 		a.defaults.Clear()
 		a.nDefault.Store(1)
 	}
-	a.defaults.Store(k, attrs)
-	return attrs
+	a.defaults.Store(k, d)
+	return d.attrs, d.vlan
 }
 
 // NewAuthorizer returns an Authorizer; Cache is required.
@@ -153,17 +163,15 @@ func (a *Authorizer) Authorize(p Proof, vendor, site string) Verdict {
 		hit = false
 	}
 	hit = hit && a.o.Sites.Fresh(rec, a.o.Now())
-	var v Verdict
 	switch {
 	case hit:
-		v = Verdict{Allowed: true, Attrs: authorization(rec.Attrs), Reason: ReasonCacheHit}
+		attrs := authorization(rec.Attrs)
+		return Verdict{Allowed: true, Attrs: attrs, VLAN: VLAN(attrs), Reason: ReasonCacheHit}
 	case policy.FailClosed:
 		return Verdict{Reason: ReasonFailClosed}
-	default:
-		v = Verdict{Allowed: true, Attrs: a.defaultAttrs(vendor, vlan), Reason: ReasonDefaultVLAN}
 	}
-	v.VLAN = VLAN(v.Attrs)
-	return v
+	attrs, vlan := a.defaultAttrs(vendor, vlan)
+	return Verdict{Allowed: true, Attrs: attrs, VLAN: vlan, Reason: ReasonDefaultVLAN}
 }
 
 func notReplayed(a cache.Attr) bool {

@@ -1,6 +1,7 @@
 package survivability
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"slices"
@@ -208,5 +209,50 @@ func TestDefaultVLANAttrs(t *testing.T) {
 		if got := DefaultVLANAttrs(tt.vendor, tt.vlan); len(got) != tt.n {
 			t.Errorf("%s/%q: %d attributes, want %d", tt.vendor, tt.vlan, len(got), tt.n)
 		}
+	}
+}
+
+// TestAnswersSignedWithKeySchedule: a NAS from the server's ClientTable gets its local answers
+// signed with its secret's key schedule (proxy.Client.MAKey), octet for octet the answers its
+// secret alone signs (RFC 3579 §3.2), Access-Accept and Access-Reject alike.
+func TestAnswersSignedWithKeySchedule(t *testing.T) {
+	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{}, DefaultMABVLAN: "41"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed := benchClient(t, secret)
+	if keyed.MAKey() == nil {
+		t.Fatal("a ClientTable client without a key schedule")
+	}
+	bare := proxy.Client{Name: keyed.Name, Vendor: keyed.Vendor, Prefix: keyed.Prefix, Secret: keyed.Secret}
+	for _, tc := range []struct {
+		name string
+		req  packet.Packet
+		code packet.Code
+	}{
+		{"accept", request(t, s(1, "020000000009"), s(2, "020000000009"), s(31, "02-00-00-00-00-09")), packet.CodeAccessAccept},
+		{"reject", request(t, s(1, "alice"), s(2, "password")), packet.CodeAccessReject},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var answers []packet.Packet
+			for _, c := range []*proxy.Client{keyed, &bare} {
+				resp, err := e.Serve(context.Background(), &proxy.Request{Client: c, Packet: tc.req}, proxy.ErrNoUpstream)
+				if err != nil || resp.Code() != tc.code {
+					t.Fatalf("%v %v", resp, err)
+				}
+				if packet.CheckResponseMA(resp, tc.req.Authenticator(), secret) != packet.MAValid ||
+					!packet.CheckResponseAuthenticator(resp, tc.req.Authenticator(), secret) {
+					t.Fatal("answer not signed for the NAS")
+				}
+				answers = append(answers, resp)
+			}
+			if !bytes.Equal(answers[0], answers[1]) {
+				t.Fatalf("signed with the key schedule\n%x\nwith the secret\n%x", answers[0], answers[1])
+			}
+		})
 	}
 }

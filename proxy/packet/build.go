@@ -100,12 +100,18 @@ func (b *Builder) Len() int { return len(b.b) }
 
 // Finish signs the packet (see Sign) and returns it.
 func (b *Builder) Finish(secret, reqAuth []byte) (Packet, error) {
+	return b.FinishKey(secret, nil, reqAuth)
+}
+
+// FinishKey is Finish with k, secret's key schedule (NewMAKey): its Message-Authenticator costs
+// two MD5 blocks fewer. A nil k is Finish.
+func (b *Builder) FinishKey(secret []byte, k *MAKey, reqAuth []byte) (Packet, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
 	if len(b.b) > MaxLen {
 		return nil, ErrAttrTooLong
 	}
-	sign(b.b, secret, reqAuth, b.statusReply && reqAuth != nil)
+	signKey(b.b, secret, k, reqAuth, b.statusReply && reqAuth != nil)
 	return Packet(b.b), nil
 }

@@ -446,6 +446,12 @@ func TestMAKey(t *testing.T) {
 			if CheckResponseMAKey(resp, auth, k) != MAValid || CheckResponseMA(resp, auth, secret) != MAValid {
 				t.Fatal("response does not check with the key schedule")
 			}
+			r = NewResponse(nil, req, CodeAccessAccept)
+			r.AddMA()
+			r.AddString(AttrReplyMessage, "ok")
+			if keyed, err := r.FinishKey(secret, k, auth); err != nil || !bytes.Equal(keyed, resp) {
+				t.Fatalf("response signed with the key schedule differs: %v", err)
+			}
 			if CheckResponseMAKey(resp, bytes.Repeat([]byte{8}, AuthLen), k) != MAInvalid {
 				t.Fatal("response checks against another request's authenticator")
 			}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package survivability
+
+const raceEnabled = false
