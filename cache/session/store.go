@@ -111,8 +111,9 @@ type Store struct {
 
 	// marks remembers, per NAS and MAC, the last Access-Accept applied to a live session without an
 	// address, so that the same Accept again is absorbed without reading the table (reauthMark).
-	// Guarded by wmu; changed only after a commit.
-	marks map[string]reauthMark
+	// Keyed by markKey; without pointers, so the collector never scans it. Guarded by wmu; changed
+	// only after a commit.
+	marks map[uint64]reauthMark
 	seed  maphash.Seed
 	// macs is the MAC index (macIndex), built by recount.
 	macs *macIndex
@@ -123,8 +124,9 @@ type Store struct {
 // (reauthUnchanged). Any write or removal of a session with that NAS and MAC forgets the mark.
 type reauthMark struct {
 	sum     uint64
-	updated time.Time
+	updated int64 // Unix nanoseconds
 	window  time.Duration
+	mac     [6]byte
 }
 
 // maxReauthMarks bounds the marks; when full they are forgotten, which costs one table read each.
@@ -183,7 +185,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: open %s: %w", o.Path, err)
 	}
-	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, active: map[nasSite]int{}, marks: map[string]reauthMark{},
+	s := &Store{opts: o, db: db, log: o.Logger, now: o.Now, active: map[nasSite]int{}, marks: map[uint64]reauthMark{},
 		seed: maphash.MakeSeed(), macs: newMACIndex()}
 	if err := s.initSchema(); err != nil {
 		_ = db.Close()
@@ -377,8 +379,8 @@ type txn struct {
 	// scratch buffers for reauthUnchanged's encodings
 	enc, encOld []byte
 	// The marks this transaction set and forgot, applied to Store.marks when it commits.
-	marks     map[string]reauthMark
-	forgot    map[string]bool
+	marks     map[uint64]reauthMark
+	forgot    map[uint64]bool
 	forgotAll bool
 	dirty     bool // something was written: the transaction must commit
 	// next is the next record ID (0: not read yet), nextDirty whether it moved (nextID).
@@ -539,12 +541,14 @@ func (t *txn) apply(u *Update) error {
 	if u.Kind < KindAccept || u.Kind > KindStop {
 		return fmt.Errorf("%w: update kind %d", ErrBadRecord, u.Kind)
 	}
-	markKey, sum := "", uint64(0)
+	var markKey, sum uint64
+	var mac [6]byte
+	marked := false
 	if u.Kind == KindAccept && u.Rec.AcctSessionID == "" && !hasAddress(&u.Rec) {
-		if k, ok := macKey(u.Rec.NAS, u.Rec.MAC); ok {
-			markKey, sum = k, t.s.digest(&u.Rec)
-			if m, ok := t.mark(markKey); ok && m.sum == sum {
-				if d := at.Sub(m.updated); d >= 0 && d < m.window {
+		if markKey, mac, marked = t.s.markKey(u.Rec.NAS, u.Rec.MAC); marked {
+			sum = t.s.digest(&u.Rec)
+			if m, ok := t.mark(markKey); ok && m.sum == sum && m.mac == mac {
+				if d := time.Duration(timeToNanos(at) - m.updated); d >= 0 && d < m.window {
 					t.reauths++ // the same Accept as the last one, on a session unchanged since
 					return nil
 				}
@@ -583,16 +587,16 @@ func (t *txn) apply(u *Update) error {
 	}
 	if !fresh && u.Kind == KindAccept && t.reauthUnchanged(&r, &old, at) {
 		t.reauths++
-		if markKey != "" {
-			t.setMark(markKey, reauthMark{sum: sum, updated: old.Updated, window: t.reauthWindow(&old)})
+		if marked {
+			t.setMark(markKey, reauthMark{sum: sum, updated: timeToNanos(old.Updated), window: t.reauthWindow(&old), mac: mac})
 		}
 		return nil
 	}
-	if markKey != "" {
+	if marked {
 		// After the write below (which forgets the key): the same Accept again changes nothing.
 		defer func() {
 			if r.State.Live() && !hasAddress(&r) {
-				t.setMark(markKey, reauthMark{sum: sum, updated: r.Updated, window: t.reauthWindow(&r)})
+				t.setMark(markKey, reauthMark{sum: sum, updated: timeToNanos(r.Updated), window: t.reauthWindow(&r), mac: mac})
 			}
 		}()
 	}
@@ -765,13 +769,20 @@ func hasAddress(r *Record) bool {
 	return r.FramedIP.IsValid() || r.FramedIPv6.IsValid() || r.FramedIPv6Prefix.IsValid()
 }
 
-// macKey is the marks' key for a NAS and a MAC in any form parseMAC reads.
-func macKey(nas, mac string) (string, bool) {
+// markKey is the marks' key for a NAS and a MAC in any form parseMAC reads: a hash of both, and
+// the MAC's octets. Two pairs that share a key never share a mark's effect: a mark holds its MAC,
+// and its sum covers the NAS (digest), so at worst one forgets the other's mark.
+func (s *Store) markKey(nas, mac string) (uint64, [6]byte, bool) {
 	m, ok := parseMAC(mac)
 	if !ok {
-		return "", false
+		return 0, m, false
 	}
-	return nas + "\x00" + string(m[:]), true
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(nas)
+	h.WriteByte(0)
+	h.Write(m[:])
+	return h.Sum64(), m, true
 }
 
 // digest sums the fields of an update that merge copies into the record (all but the times).
@@ -795,7 +806,7 @@ func (s *Store) digest(r *Record) uint64 {
 }
 
 // mark returns the mark for key as this transaction sees it.
-func (t *txn) mark(key string) (reauthMark, bool) {
+func (t *txn) mark(key uint64) (reauthMark, bool) {
 	if m, ok := t.marks[key]; ok {
 		return m, true
 	}
@@ -806,9 +817,9 @@ func (t *txn) mark(key string) (reauthMark, bool) {
 	return m, ok
 }
 
-func (t *txn) setMark(key string, m reauthMark) {
+func (t *txn) setMark(key uint64, m reauthMark) {
 	if t.marks == nil {
-		t.marks = map[string]reauthMark{}
+		t.marks = map[uint64]reauthMark{}
 	}
 	t.marks[key] = m
 }
@@ -819,13 +830,13 @@ func (t *txn) forget(r *Record) {
 		t.forgotAll, t.marks = true, nil
 		return
 	}
-	k, ok := macKey(r.NAS, r.MAC)
+	k, _, ok := t.s.markKey(r.NAS, r.MAC)
 	if !ok {
 		return
 	}
 	delete(t.marks, k)
 	if t.forgot == nil {
-		t.forgot = map[string]bool{}
+		t.forgot = map[uint64]bool{}
 	}
 	t.forgot[k] = true
 }
