@@ -62,21 +62,29 @@ func BenchmarkClassifyMAB(b *testing.B) {
 	}
 }
 
+// memEngine is an Engine over a memCache holding one MAB client, 02:00:5e:00:00:01 on VLAN 300,
+// with default VLAN 41 for the others, and its Authorizer.
+func memEngine(tb testing.TB, secret []byte) (*Authorizer, *Engine) {
+	tb.Helper()
+	known := cache.Record{MAC: "02:00:5e:00:00:01", Identity: "02-00-5E-00-00-01", Method: cache.MethodMAB,
+		Attrs: DefaultVLANAttrs("aruba", "300")}
+	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, DefaultMABVLAN: "41"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Events: func(Event) {}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, e
+}
+
 // BenchmarkEngineMAB: one local MAB answer (Classify, Authorize, the decision event, the signed
 // Access-Accept), for a cached client and for one given the default VLAN. The cache is memCache,
 // so bbolt's share (cache.BenchmarkLookupMAC1M) is not in it.
 func BenchmarkEngineMAB(b *testing.B) {
 	secret := []byte("s3cret")
-	known := cache.Record{MAC: "02:00:5e:00:00:01", Identity: "02-00-5E-00-00-01", Method: cache.MethodMAB,
-		Attrs: DefaultVLANAttrs("aruba", "300")}
-	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, DefaultMABVLAN: "41"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Events: func(Event) {}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, e := memEngine(b, secret)
 	client := benchClient(b, secret)
 	for _, tc := range []struct{ name, mac string }{{"cache-hit", "02-00-5E-00-00-01"}, {"default-vlan", "02-00-5E-00-00-02"}} {
 		b.Run(tc.name, func(b *testing.B) {
@@ -174,16 +182,7 @@ func TestLocalMABAllocations(t *testing.T) {
 		t.Skip("allocation counts are not exact under the race detector")
 	}
 	secret := []byte("s3cret")
-	known := cache.Record{MAC: "02:00:5e:00:00:01", Identity: "02-00-5E-00-00-01", Method: cache.MethodMAB,
-		Attrs: DefaultVLANAttrs("aruba", "300")}
-	a, err := NewAuthorizer(AuthorizerOptions{Cache: memCache{known}, DefaultMABVLAN: "41"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEngine(EngineOptions{Health: NewHealth(HealthOptions{}), Authorizer: a, Events: func(Event) {}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, e := memEngine(t, secret)
 	client := benchClient(t, secret)
 	for _, tc := range []struct {
 		name, mac, vlan  string
