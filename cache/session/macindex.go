@@ -84,23 +84,24 @@ func (x *macIndex) remove(m [6]byte, id uint64) bool {
 	return true
 }
 
-// last returns up to n of m's IDs, highest first.
-func (x *macIndex) last(m [6]byte, n int) []uint64 {
+// last appends up to n of m's IDs to dst, highest first, and returns it: the writer matches
+// every update with a MAC through it, into a buffer on its stack.
+func (x *macIndex) last(dst []uint64, m [6]byte, n int) []uint64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	first, ok := x.one[m]
-	if !ok || n <= 0 {
-		return nil
+	if !ok {
+		return dst
 	}
 	rest := x.more[m]
-	out := make([]uint64, 0, min(n, len(rest)+1))
-	for i := len(rest) - 1; i >= 0 && len(out) < n; i-- {
-		out = append(out, rest[i])
+	for i := len(rest) - 1; i >= 0 && n > 0; i-- {
+		dst = append(dst, rest[i])
+		n--
 	}
-	if len(out) < n {
-		out = append(out, first)
+	if n > 0 {
+		dst = append(dst, first)
 	}
-	return out
+	return dst
 }
 
 // all returns m's IDs, ascending.

@@ -47,7 +47,7 @@ func TestMACIndexModel(t *testing.T) {
 		wantLast := slices.Clone(want)
 		slices.Reverse(wantLast)
 		wantLast = wantLast[:min(n, len(wantLast))]
-		if got := x.last(m, n); !slices.Equal(got, wantLast) && (len(got) != 0 || len(wantLast) != 0) {
+		if got := x.last(nil, m, n); !slices.Equal(got, wantLast) && (len(got) != 0 || len(wantLast) != 0) {
 			t.Fatalf("op %d: last(%x, %d) = %v, want %v", i, m, n, got, wantLast)
 		}
 	}

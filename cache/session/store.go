@@ -878,7 +878,8 @@ func (t *txn) match(u *Update) (Record, bool, error) {
 	}
 	if p.MAC != "" {
 		m, _ := parseMAC(p.MAC)
-		return t.first(t.s.macs.last(m, maxFanout), accept)
+		var buf [maxFanout]uint64
+		return t.first(t.s.macs.last(buf[:0], m, maxFanout), accept)
 	}
 	if pk := portComponent(p); pk != "" {
 		return t.first(lastIDs(t.idx[string(bucketPort)], new(keyBuilder).str(p.NAS).str(pk).b, maxFanout), accept)
