@@ -273,8 +273,14 @@ func TestE2EEduroam(t *testing.T) {
 				}
 			})
 		}
+		// The decision log says who decided: the pool, its server and the route.
+		waitLog(t, el.logs, "access decision", "user=visitor@visited.example", "decider=external", "upstream=nro1",
+			"route=eduroam-visitor", "pool=eduroam-national", "realm=visited.example")
+		waitLog(t, el.logs, "access decision", "code=Access-Reject", "nas=eduroam-nro1", "decider=route", "reason=route-reject",
+			"route=eduroam-unknown-realm", "realm=elsewhere.example")
 		// The partner's Accept was not learned: the cache holds only what the cloud granted, so the
-		// guest's MAC is never granted locally from it while the cloud is unreachable.
+		// guest's MAC is never granted locally from it while the cloud is unreachable. The decisions
+		// are logged, so anything their observation would have learned is queued by now.
 		store := el.edge.Cache()
 		if err := store.Flush(); err != nil {
 			t.Fatal(err)
@@ -282,11 +288,6 @@ func TestE2EEduroam(t *testing.T) {
 		if rec, ok, err := store.LookupMAC("02:00:00:00:00:42"); ok || err != nil {
 			t.Fatalf("a decision of the partner's NAC was learned into the cache: %+v %v", rec, err)
 		}
-		// The decision log says who decided: the pool, its server and the route.
-		waitLog(t, el.logs, "access decision", "user=visitor@visited.example", "decider=external", "upstream=nro1",
-			"route=eduroam-visitor", "pool=eduroam-national", "realm=visited.example")
-		waitLog(t, el.logs, "access decision", "code=Access-Reject", "nas=eduroam-nro1", "decider=route", "reason=route-reject",
-			"route=eduroam-unknown-realm", "realm=elsewhere.example")
 	})
 	t.Run("a subdomain of an excluded realm stays with the cloud", func(t *testing.T) {
 		// The guide's Exclude Realms include their subdomains: the cloud decides (it knows no such

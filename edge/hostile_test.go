@@ -134,9 +134,11 @@ func TestE2EHostileSurvivability(t *testing.T) {
 	store := x.edge.Cache()
 	cached := func(stage string) {
 		t.Helper()
-		if err := store.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		waitLearned(t, x.edge, stage+": the laptop and the printer", func(c *cache.Store) bool {
+			_, eap, _ := c.LookupEAPTLS(laptopID, laptopMAC)
+			_, mab, _ := c.LookupMAB("aa:bb:cc:dd:ee:ff")
+			return eap && mab
+		})
 		if rec, ok, _ := store.LookupEAPTLS(laptopID, laptopMAC); !ok || rec.MAC != laptopMAC || rec.Method != cache.MethodEAPTLS {
 			t.Fatalf("%s: laptop not cached: %+v", stage, rec)
 		}

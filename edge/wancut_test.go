@@ -170,7 +170,10 @@ func TestE2EWANCut(t *testing.T) {
 	if r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "aabbccddeeff"), 3*time.Second); r == nil || r[0] != byte(packet.CodeAccessAccept) {
 		t.Fatal("known client not accepted before the cut")
 	}
-	x.edge.Cache().Flush()
+	waitLearned(t, x.edge, "the accepted MAB client", func(c *cache.Store) bool {
+		_, ok, _ := c.LookupMAB("aa:bb:cc:dd:ee:ff")
+		return ok
+	})
 	health := x.edge.Health()
 
 	var res mabResult
@@ -291,7 +294,10 @@ func TestE2ELocalEAPTLS(t *testing.T) {
 	if res := eapol(false, ""); !res.Success || !res.MPPEOK {
 		t.Fatalf("through the cloud: success=%v mppe=%v\n%s", res.Success, res.MPPEOK, tail(res.Output, 40))
 	}
-	x.edge.Cache().Flush()
+	waitLearned(t, x.edge, "the EAP-TLS client", func(c *cache.Store) bool {
+		_, ok, _ := c.LookupMAC("02:00:00:00:00:01")
+		return ok
+	})
 	if rec, ok, _ := x.edge.Cache().LookupMAC("02:00:00:00:00:01"); !ok || survivability.VLAN(rec.Attrs) != "300" || rec.Method != cache.MethodEAPTLS {
 		t.Fatalf("EAP-TLS client not learned: %+v", rec)
 	}
