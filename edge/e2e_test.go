@@ -140,16 +140,19 @@ func (x *e2e) stop() {
 // may look before the learning has been queued.
 func waitLearned(t *testing.T, e *edge.Edge, what string, learned func(*cache.Store) bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitFor(t, what, 5*time.Second, func() bool {
 		if err := e.Cache().Flush(); err != nil {
 			t.Fatalf("cache flush: %v", err)
 		}
-		if learned(e.Cache()) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not in the cache after 5 s", what)
-		}
+		return learned(e.Cache())
+	})
+}
+
+// cachedMAB is waitLearned's condition for a MAB client learned under mac.
+func cachedMAB(mac string) func(*cache.Store) bool {
+	return func(c *cache.Store) bool {
+		_, ok, _ := c.LookupMAB(mac)
+		return ok
 	}
 }
 
@@ -624,7 +627,7 @@ func TestE2ECacheLearning(t *testing.T) {
 		t.Fatalf("MAB: %q", r.Code)
 	}
 	store := x.edge.Cache()
-	waitLearned(t, x.edge, "the accepted MAB client", func(c *cache.Store) bool {
+	waitLearned(t, x.edge, "the accepted MAB client cached", func(c *cache.Store) bool {
 		_, ok, _ := c.LookupMAC("aa-bb-cc-dd-ee-ff")
 		return ok
 	})
@@ -664,7 +667,7 @@ func TestE2ECacheLearning(t *testing.T) {
 	if r.Code != "Access-Reject" {
 		t.Fatalf("unknown MAB: %q", r.Code)
 	}
-	waitLearned(t, x.edge, "the forgetting of a client the cloud rejected", func(c *cache.Store) bool {
+	waitLearned(t, x.edge, "a client the cloud rejected gone from the cache", func(c *cache.Store) bool {
 		_, ok, _ := c.LookupMAC("112233445566")
 		return !ok
 	})

@@ -134,7 +134,7 @@ func TestE2EHostileSurvivability(t *testing.T) {
 	store := x.edge.Cache()
 	cached := func(stage string) {
 		t.Helper()
-		waitLearned(t, x.edge, stage+": the laptop and the printer", func(c *cache.Store) bool {
+		waitLearned(t, x.edge, stage+": the laptop and the printer cached", func(c *cache.Store) bool {
 			_, eap, _ := c.LookupEAPTLS(laptopID, laptopMAC)
 			_, mab, _ := c.LookupMAB("aa:bb:cc:dd:ee:ff")
 			return eap && mab

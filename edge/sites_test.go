@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"mxedge/cache"
 	"mxedge/edge/config"
 	"mxedge/edge/peertest"
 	"mxedge/pki/pkitest"
@@ -96,10 +95,7 @@ func TestE2ESitesThroughWANCut(t *testing.T) {
 	if r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "aabbccddeeff"), 3*time.Second); r == nil || r[0] != byte(packet.CodeAccessAccept) {
 		t.Fatal("known client not accepted by the cloud before the cut")
 	}
-	waitLearned(t, x.edge, "the accepted MAB client", func(c *cache.Store) bool {
-		_, ok, _ := c.LookupMAB("aa:bb:cc:dd:ee:ff")
-		return ok
-	})
+	waitLearned(t, x.edge, "the accepted MAB client cached", cachedMAB("aa:bb:cc:dd:ee:ff"))
 	rl.Cut()
 	rl.Reset()
 	waitLocal(t, x)

@@ -170,10 +170,7 @@ func TestE2EWANCut(t *testing.T) {
 	if r := exchangeUDP(t, "127.0.0.1:0", x.auth, nasRequest(t, "aabbccddeeff"), 3*time.Second); r == nil || r[0] != byte(packet.CodeAccessAccept) {
 		t.Fatal("known client not accepted before the cut")
 	}
-	waitLearned(t, x.edge, "the accepted MAB client", func(c *cache.Store) bool {
-		_, ok, _ := c.LookupMAB("aa:bb:cc:dd:ee:ff")
-		return ok
-	})
+	waitLearned(t, x.edge, "the accepted MAB client cached", cachedMAB("aa:bb:cc:dd:ee:ff"))
 	health := x.edge.Health()
 
 	var res mabResult
@@ -294,7 +291,7 @@ func TestE2ELocalEAPTLS(t *testing.T) {
 	if res := eapol(false, ""); !res.Success || !res.MPPEOK {
 		t.Fatalf("through the cloud: success=%v mppe=%v\n%s", res.Success, res.MPPEOK, tail(res.Output, 40))
 	}
-	waitLearned(t, x.edge, "the EAP-TLS client", func(c *cache.Store) bool {
+	waitLearned(t, x.edge, "the EAP-TLS client cached", func(c *cache.Store) bool {
 		_, ok, _ := c.LookupMAC("02:00:00:00:00:01")
 		return ok
 	})
