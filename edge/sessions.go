@@ -124,7 +124,9 @@ type sessionTracker struct {
 	bufs sync.Pool
 
 	// pending is the writer's: local decisions by NAS and MAC (or User-Name) awaiting their Accept.
-	pending map[string]session.Decider
+	pending map[pendingKey]session.Decider
+	// addrs is the writer's: each NAS address's text, formatted once (maxAddrNames).
+	addrs map[netip.Addr]string
 	// fromPeer, in a cluster, reports whether a request came from another edge (WAN via peer):
 	// that session is the other edge's, which records it against its own NAS. nil: none do.
 	fromPeer func(netip.Addr) bool
@@ -136,7 +138,7 @@ type sessionTracker struct {
 
 func newSessionTracker(s *session.Store, log *slog.Logger) *sessionTracker {
 	t := &sessionTracker{store: s, log: log, q: make(chan sessionItem, sessionQueueSize), full: make(chan struct{}, 1),
-		pending: map[string]session.Decider{}}
+		pending: map[pendingKey]session.Decider{}, addrs: map[netip.Addr]string{}}
 	t.bufs.New = func() any { b := make([]byte, 0, sessionBufCap); return &b }
 	return t
 }
@@ -306,7 +308,7 @@ func (t *sessionTracker) add(batch []session.Update, it sessionItem) []session.U
 		if len(t.pending) >= maxPendingDecisions {
 			clear(t.pending) // Accepts that never came (a failed send): forget them
 		}
-		t.pending[it.nas+"\x00"+key] = localDecider(it.reason)
+		t.pending[pendingKey{it.nas, key}] = localDecider(it.reason)
 		return batch
 	}
 	t.received.Add(1)
@@ -314,31 +316,27 @@ func (t *sessionTracker) add(batch []session.Update, it sessionItem) []session.U
 	b := *it.buf
 	req, resp := packet.Packet(b[:it.reqLen]), packet.Packet(b[it.reqLen:])
 	u := session.Update{At: it.at, Rec: session.Record{NAS: it.client.Name, Vendor: it.client.Vendor, Site: it.client.Site}}
-	if it.src.IsValid() {
-		u.Rec.NASAddr = it.src.String()
-	}
-	requestFields(&u.Rec, req)
+	u.Rec.NASAddr = t.addrName(it.src)
 	switch req.Code() {
 	case packet.CodeAccessRequest:
 		u.Kind = session.KindAccept
 		c := survivability.Classify(req, it.client.Secret)
+		requestFields(&u.Rec, req, &c)
 		u.Rec.Method = methodName(c, req)
-		if c.MAC != "" {
-			u.Rec.MAC = c.MAC
-		}
 		acceptFields(&u.Rec, resp)
 		u.Rec.Decider = session.DecidedCloud
 		if !it.cloud {
 			u.Rec.Decider = session.DecidedPolicy // a local Accept whose decision was not seen
 			for _, k := range []string{u.Rec.MAC, u.Rec.UserName, c.UserName} {
-				if d, ok := t.pending[u.Rec.NAS+"\x00"+k]; ok && k != "" {
+				if d, ok := t.pending[pendingKey{u.Rec.NAS, k}]; ok && k != "" {
 					u.Rec.Decider = d
-					delete(t.pending, u.Rec.NAS+"\x00"+k)
+					delete(t.pending, pendingKey{u.Rec.NAS, k})
 					break
 				}
 			}
 		}
 	case packet.CodeAccountingRequest:
+		requestFields(&u.Rec, req, nil)
 		st, _ := attrUint32(req, packet.AttrAcctStatusType)
 		switch st {
 		case acctStart:
@@ -395,9 +393,32 @@ func methodName(c survivability.Classification, req packet.Packet) string {
 	return "pap"
 }
 
+// pendingKey is a local decision's NAS and the MAC (or User-Name) it was for.
+type pendingKey struct{ nas, key string }
+
+// maxAddrNames bounds the NAS addresses whose text the writer keeps; past it they are forgotten.
+const maxAddrNames = 4096
+
+// addrName is a's text (netip.Addr.String), formatted once per address, "" for none.
+func (t *sessionTracker) addrName(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	if s, ok := t.addrs[a]; ok {
+		return s
+	}
+	if len(t.addrs) >= maxAddrNames {
+		clear(t.addrs)
+	}
+	s := a.String()
+	t.addrs[a] = s
+	return s
+}
+
 // requestFields reads what Access-Requests and Accounting-Requests share: where the client is and
-// who it says it is.
-func requestFields(r *session.Record, p packet.Packet) {
+// who it says it is. c is an Access-Request's Classification, which has already read its
+// User-Name and its Calling-Station-Id's MAC (nil for accounting).
+func requestFields(r *session.Record, p packet.Packet, c *survivability.Classification) {
 	for it := p.Attrs(); ; {
 		typ, v, ok := it.Next()
 		if !ok {
@@ -405,7 +426,11 @@ func requestFields(r *session.Record, p packet.Packet) {
 		}
 		switch typ {
 		case packet.AttrUserName:
-			r.UserName = string(v)
+			if c != nil && c.UserName == string(v) {
+				r.UserName = c.UserName // the same octets: no second copy
+			} else {
+				r.UserName = string(v)
+			}
 		case packet.AttrNASPort:
 			if len(v) == 4 {
 				r.NASPort, r.HasNASPort = binary.BigEndian.Uint32(v), true
@@ -417,7 +442,9 @@ func requestFields(r *session.Record, p packet.Packet) {
 			r.SSID = ssid(r.CalledStationID)
 		case packet.AttrCallingStationID:
 			r.CallingStationID = string(v)
-			if m, err := cache.NormalizeMAC(r.CallingStationID); err == nil {
+			if c != nil {
+				r.MAC = c.MAC // Classify's canonical form of the same attribute
+			} else if m, err := cache.NormalizeMAC(r.CallingStationID); err == nil {
 				r.MAC = m
 			}
 		case packet.AttrAcctSessionID:

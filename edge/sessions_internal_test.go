@@ -254,3 +254,39 @@ func TestTrackerBatchesWithoutWaking(t *testing.T) {
 		t.Fatalf("stats %+v (batches before %d)", st, batches)
 	}
 }
+
+// BenchmarkTrackerAddLocalMAB is the session writer's parse of one local MAB grant: the decision
+// the Engine publishes and the Access-Accept the front door observes, turned into an update
+// (the table's commit is cache/session's BenchmarkApplyLocalMAB).
+func BenchmarkTrackerAddLocalMAB(b *testing.B) {
+	tr := newSessionTracker(nil, nil)
+	rb := packet.New(nil, packet.CodeAccessRequest, 9, make([]byte, 16))
+	rb.AddString(packet.AttrUserName, "020000000a0b")
+	rb.AddString(packet.AttrCallingStationID, "02-00-00-00-0a-0b")
+	rb.AddUint32(packet.AttrNASPort, 50101)
+	rb.AddString(packet.AttrCalledStationID, "00-11-22-33-44-55:corp")
+	req, err := rb.Finish(testClient.Secret, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ab := packet.NewResponse(nil, req, packet.CodeAccessAccept)
+	ab.AddTagged(packet.AttrTunnelPrivateGroupID, 1, []byte("41"))
+	resp, err := ab.Finish(testClient.Secret, req.Authenticator())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := request(req)
+	batch := make([]session.Update, 0, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.decided(survivability.Event{Allowed: true, Source: survivability.SourceLocal, Method: "mab", NAS: "sw1",
+			MAC: "02:00:00:00:0a:0b", Reason: survivability.ReasonCacheHit})
+		batch = tr.add(batch, <-tr.q)
+		tr.observe(r, resp, false)
+		batch = tr.add(batch, <-tr.q)
+		if len(batch) != 1 || batch[0].Rec.Decider != session.DecidedCache {
+			b.Fatalf("batch %+v", batch)
+		}
+		batch = batch[:0]
+	}
+}
