@@ -433,6 +433,17 @@ func TestIndexConsistencyRandom(t *testing.T) {
 		}
 		checkIndexes(t, s)
 	}
+	// What recount rebuilds from the file is what the writer kept.
+	macs := s.macs.len()
+	path := s.opts.Path
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, c, func(o *Options) { o.MaxEntries = 40 })
+	checkIndexes(t, s)
+	if n := s.macs.len(); n != macs {
+		t.Fatalf("after reopening: %d MACs indexed, before %d", n, macs)
+	}
 }
 
 // checkIndexes verifies the indexes against the records and the in-memory counts against both.
